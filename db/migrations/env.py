@@ -1,0 +1,34 @@
+"""Alembic environment: runs against the connection handed in by db.migrate, or a URL."""
+
+from alembic import context
+from sqlalchemy import create_engine
+
+from db.models import metadata
+
+config = context.config
+
+
+def run_migrations_online() -> None:
+    connection = config.attributes.get("connection")
+    if connection is not None:
+        _run(connection)
+        return
+    engine = create_engine(config.get_main_option("sqlalchemy.url"))
+    with engine.connect() as fresh_connection:
+        _run(fresh_connection)
+
+
+def _run(connection) -> None:  # type: ignore[no-untyped-def]
+    context.configure(
+        connection=connection,
+        target_metadata=metadata,
+        render_as_batch=True,  # SQLite alters tables by copying them
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+if context.is_offline_mode():
+    raise SystemExit("Offline migrations are not supported; run `licensing db upgrade`.")
+run_migrations_online()

@@ -1,0 +1,181 @@
+"""Tables. One class per entity; every table belongs to a district, and queries always filter by it."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import Column, Index, LargeBinary, MetaData, UniqueConstraint, text
+from sqlmodel import Field, SQLModel
+
+# Stable constraint names, so migrations read the same on SQLite and PostgreSQL.
+SQLModel.metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+metadata = SQLModel.metadata
+
+
+class District(SQLModel, table=True):
+    __tablename__ = "district"
+    id: int | None = Field(default=None, primary_key=True)
+    slug: str = Field(unique=True, max_length=64)
+    official_name: str = Field(max_length=200)
+    legal_entity_name: str | None = Field(default=None, max_length=200)
+    time_zone: str = Field(default="UTC", max_length=64)
+    created_at: datetime
+
+
+class License(SQLModel, table=True):
+    """The license as last received from its source, with the signed document it came in."""
+
+    __tablename__ = "license"
+    id: int | None = Field(default=None, primary_key=True)
+    district_id: int = Field(foreign_key="district.id", unique=True)
+    source: str = Field(max_length=64)
+    license_id: str = Field(max_length=128)
+    licensed_to: str = Field(max_length=200)
+    legal_entity_name: str | None = Field(default=None, max_length=200)
+    total: int
+    created_on: date
+    expires_on: date
+    deactivated: bool = False
+    overage_allowance: float = 0.0
+    issued_at: datetime
+    payload: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    signature: str = Field(max_length=200)
+    key_id: str | None = Field(default=None, max_length=128)
+    received_at: datetime
+
+
+class LicenseSyncState(SQLModel, table=True):
+    """How the last attempts to refresh a district's license went."""
+
+    __tablename__ = "license_sync_state"
+    district_id: int = Field(foreign_key="district.id", primary_key=True)
+    last_attempt_at: datetime | None = None
+    last_success_at: datetime | None = None
+    last_status: str | None = Field(default=None, max_length=32)
+    last_error: str | None = Field(default=None, max_length=1000)
+    failing_since: datetime | None = None
+    last_forced_at: datetime | None = None
+
+
+class LicenseSettings(SQLModel, table=True):
+    __tablename__ = "license_settings"
+    district_id: int = Field(foreign_key="district.id", primary_key=True)
+    students_remaining_threshold: int = 50
+    updated_at: datetime | None = None
+
+
+class RosterRecord(SQLModel, table=True):
+    """One person as one roster source reports them: students, and staff for the informational count."""
+
+    __tablename__ = "roster_record"
+    __table_args__ = (
+        UniqueConstraint("district_id", "source", "source_id"),
+        Index("ix_roster_record_person", "district_id", "person_key"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    district_id: int = Field(foreign_key="district.id")
+    source: str = Field(max_length=64)
+    source_id: str = Field(max_length=255)
+    person_key: str = Field(max_length=255)
+    role: str = Field(max_length=16)
+    lifecycle: str = Field(max_length=32)
+    enabled: bool = True
+    raw_status: str | None = Field(default=None, max_length=64)
+    given_name: str | None = Field(default=None, max_length=200)
+    family_name: str | None = Field(default=None, max_length=200)
+    username: str | None = Field(default=None, max_length=255)
+    grade: str | None = Field(default=None, max_length=16)
+    school: str | None = Field(default=None, max_length=255)
+    schools: str | None = Field(default=None, max_length=2000)
+    graduation_year: int | None = None
+    last_modified: datetime | None = None
+
+
+class Device(SQLModel, table=True):
+    """Devices are never licensed; they are counted for the informational usage figures."""
+
+    __tablename__ = "device"
+    __table_args__ = (UniqueConstraint("district_id", "serial_number"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    district_id: int = Field(foreign_key="district.id")
+    serial_number: str = Field(max_length=128)
+    model: str | None = Field(default=None, max_length=128)
+    assigned_person_key: str | None = Field(default=None, max_length=255)
+
+
+class DistrictUsage(SQLModel, table=True):
+    """Counts kept in step with the roster in the same transaction, so reads never scan it."""
+
+    __tablename__ = "district_usage"
+    district_id: int = Field(foreign_key="district.id", primary_key=True)
+    active_students: int = 0
+    inactive_students: int = 0
+    staff: int = 0
+    devices: int = 0
+    duplicates_collapsed: int = 0
+    updated_at: datetime
+
+
+class Alert(SQLModel, table=True):
+    """An alert raised once, kept while its condition holds, resolved with a time when it clears."""
+
+    __tablename__ = "alert"
+    __table_args__ = (
+        # At most one open alert of a kind per district, even under concurrent evaluation.
+        Index(
+            "uq_alert_open_kind",
+            "district_id",
+            "kind",
+            unique=True,
+            sqlite_where=text("resolved_at IS NULL"),
+            postgresql_where=text("resolved_at IS NULL"),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    district_id: int = Field(foreign_key="district.id", index=True)
+    kind: str = Field(max_length=32)
+    severity: str = Field(max_length=16)
+    message: str = Field(max_length=500)
+    placements: str = Field(max_length=100)
+    raised_at: datetime
+    resolved_at: datetime | None = None
+
+
+class AuditEvent(SQLModel, table=True):
+    """Append-only record of who changed what, when, and how it went."""
+
+    __tablename__ = "audit_event"
+    id: int | None = Field(default=None, primary_key=True)
+    district_id: int = Field(foreign_key="district.id", index=True)
+    occurred_at: datetime
+    actor: str = Field(max_length=200)
+    action: str = Field(max_length=64)
+    old_value: str | None = Field(default=None, max_length=4000)
+    new_value: str | None = Field(default=None, max_length=4000)
+    outcome: str = Field(max_length=32)
+    detail: str | None = Field(default=None, max_length=2000)
+
+
+class ApiToken(SQLModel, table=True):
+    """A bearer token, stored only as its SHA-256 hash; scoped to one district."""
+
+    __tablename__ = "api_token"
+    id: int | None = Field(default=None, primary_key=True)
+    district_id: int = Field(foreign_key="district.id", index=True)
+    name: str = Field(max_length=200)
+    token_hash: str = Field(unique=True, max_length=64)
+    token_prefix: str = Field(max_length=16)
+    permissions: str = Field(max_length=200)
+    created_at: datetime
+    revoked_at: datetime | None = None

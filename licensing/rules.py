@@ -1,0 +1,574 @@
+"""The Licensing tab's rules as pure functions over plain data.
+
+Nothing here reads a clock, a database or the network: the caller passes "now" and the facts, and
+gets back the numbers, colours, statuses and alerts the Licensing tab shows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from enum import StrEnum
+from fractions import Fraction
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+__all__ = [
+    "DEFAULT_THRESHOLD",
+    "MAX_THRESHOLD",
+    "RENEWAL_NOTICE_DAYS",
+    "SYNC_FAILING_TOLERANCE",
+    "AccessLevel",
+    "AlertKind",
+    "AlertPlacement",
+    "AlertSeverity",
+    "AlertSpec",
+    "LicenseCheck",
+    "LicenseCheckReason",
+    "LicenseFacts",
+    "LicenseStatus",
+    "Lifecycle",
+    "Role",
+    "RosterCounts",
+    "RosterEntry",
+    "ThresholdProblem",
+    "ThresholdRange",
+    "UsageLevel",
+    "access_level",
+    "alerts_for",
+    "count_roster",
+    "days_until_expiration",
+    "license_check",
+    "license_status",
+    "licenses_low_message",
+    "overage",
+    "recommended_threshold_range",
+    "remaining_licenses",
+    "threshold_problems",
+    "usage_display",
+    "usage_level",
+]
+
+
+class LicenseStatus(StrEnum):
+    """Whether the license is in good standing."""
+
+    ACTIVE = "ACTIVE"
+    EXPIRED = "EXPIRED"
+    INACTIVE = "INACTIVE"
+
+
+class UsageLevel(StrEnum):
+    """The colour of the License Count."""
+
+    GREEN = "GREEN"
+    YELLOW = "YELLOW"
+    RED = "RED"
+
+
+class AccessLevel(StrEnum):
+    """Whether the district's use of the system is restricted by its license."""
+
+    FULL = "FULL"
+    RESTRICTED = "RESTRICTED"
+
+
+class AlertKind(StrEnum):
+    """The license alerts; declaration order breaks ties between alerts of equal severity."""
+
+    LICENSES_LOW = "LICENSES_LOW"
+    LICENSE_LIMIT_REACHED = "LICENSE_LIMIT_REACHED"
+    OVER_LIMIT = "OVER_LIMIT"
+    RENEWAL_DUE = "RENEWAL_DUE"
+    EXPIRED = "EXPIRED"
+    INACTIVE = "INACTIVE"
+    SYNC_FAILING = "SYNC_FAILING"
+
+
+class AlertSeverity(StrEnum):
+    """How urgent an alert is, least urgent first."""
+
+    INFO = "INFO"
+    WARNING = "WARNING"
+    CRITICAL = "CRITICAL"
+
+
+class AlertPlacement(StrEnum):
+    """Where an alert appears."""
+
+    DASHBOARD = "DASHBOARD"
+    LICENSE_BANNER = "LICENSE_BANNER"
+    SYSTEM_INDICATOR = "SYSTEM_INDICATOR"
+
+
+class LicenseCheckReason(StrEnum):
+    """Why a license check allowed or refused more active students."""
+
+    OK = "OK"
+    WITHIN_OVERAGE = "WITHIN_OVERAGE"
+    OVER_LIMIT = "OVER_LIMIT"
+    EXPIRED = "EXPIRED"
+    INACTIVE = "INACTIVE"
+
+
+class Role(StrEnum):
+    """A roster record's role."""
+
+    STUDENT = "student"
+    STAFF = "staff"
+
+
+class Lifecycle(StrEnum):
+    """A roster record's enrolment state; only ACTIVE can count against the license."""
+
+    ACTIVE = "active"
+    PRE_REGISTERED = "pre-registered"
+    INACTIVE = "inactive"
+    TRANSFERRED = "transferred"
+    GRADUATED = "graduated"
+    WITHDRAWN = "withdrawn"
+    DELETED = "deleted"
+
+
+DEFAULT_THRESHOLD = 50
+MAX_THRESHOLD = 1_000_000
+RENEWAL_NOTICE_DAYS = 90
+SYNC_FAILING_TOLERANCE = timedelta(hours=24)
+
+_ALL_PLACEMENTS = (
+    AlertPlacement.DASHBOARD,
+    AlertPlacement.LICENSE_BANNER,
+    AlertPlacement.SYSTEM_INDICATOR,
+)
+_SEVERITY_RANK = {AlertSeverity.CRITICAL: 0, AlertSeverity.WARNING: 1, AlertSeverity.INFO: 2}
+_KIND_RANK = {kind: index for index, kind in enumerate(AlertKind)}
+
+
+def _plural(count: int, singular: str, plural: str) -> str:
+    """Return "1 license" or "45 licenses"."""
+    return f"{count} {singular if count == 1 else plural}"
+
+
+def _require_counts(used: int, total: int) -> None:
+    """Raise ValueError unless both license counts are zero or more."""
+    if used < 0 or total < 0:
+        raise ValueError(f"license counts cannot be negative (used={used}, total={total})")
+
+
+# --- License Count -------------------------------------------------------------------------------
+
+
+def remaining_licenses(used: int, total: int) -> int:
+    """Return the licenses left: total minus used, negative when over the limit."""
+    _require_counts(used, total)
+    return total - used
+
+
+def overage(used: int, total: int) -> int:
+    """Return how many active students are beyond the licensed total, 0 when within it."""
+    return max(0, -remaining_licenses(used, total))
+
+
+def usage_display(used: int, total: int) -> str:
+    """Return the License Count as shown on the tab, e.g. "487 / 1000"."""
+    _require_counts(used, total)
+    return f"{used} / {total}"
+
+
+def usage_level(used: int, total: int, threshold: int) -> UsageLevel:
+    """Return RED at or over the limit, YELLOW once remaining <= threshold, else GREEN."""
+    remaining = remaining_licenses(used, total)
+    if used >= total:
+        return UsageLevel.RED
+    if remaining <= threshold:
+        return UsageLevel.YELLOW
+    return UsageLevel.GREEN
+
+
+# --- Status and expiry ---------------------------------------------------------------------------
+
+
+def _district_today(now: datetime, time_zone: str) -> date:
+    """Return today's date in the district's zone; ValueError for a naive now or unknown zone."""
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("now must be timezone-aware")
+    try:
+        zone = ZoneInfo(time_zone)
+    except (ZoneInfoNotFoundError, ValueError) as error:
+        raise ValueError(f"unknown time zone {time_zone!r}") from error
+    return now.astimezone(zone).date()
+
+
+def days_until_expiration(*, expires_on: date, now: datetime, time_zone: str) -> int:
+    """Return whole days from the district's today to expiry: 0 on the day, negative after."""
+    return (expires_on - _district_today(now, time_zone)).days
+
+
+def license_status(
+    *, deactivated: bool, expires_on: date, now: datetime, time_zone: str
+) -> LicenseStatus:
+    """Return INACTIVE if deactivated, EXPIRED once the expiry day is over, else ACTIVE."""
+    # Computed from the date on every read (never stored), so the status flips at the district's
+    # midnight without a sync. The zone is checked even when deactivated, so bad input shows.
+    days_left = days_until_expiration(expires_on=expires_on, now=now, time_zone=time_zone)
+    if deactivated:
+        return LicenseStatus.INACTIVE
+    if days_left < 0:
+        return LicenseStatus.EXPIRED
+    return LicenseStatus.ACTIVE
+
+
+# --- Overage and access --------------------------------------------------------------------------
+
+
+def _overage_ceiling(total: int, overage_allowance: float) -> int:
+    """Return the most active students allowed: floor(total x (1 + allowance))."""
+    if not math.isfinite(overage_allowance) or overage_allowance < 0:
+        raise ValueError(
+            f"overage allowance must be a fraction of 0 or more, not {overage_allowance}"
+        )
+    # The allowance is entered as a decimal such as 0.05; reading it back as that decimal keeps
+    # 1000 seats at 5% exactly 1050 instead of whatever binary rounding would make of it.
+    return math.floor(total * (1 + Fraction(str(overage_allowance))))
+
+
+def access_level(
+    *, status: LicenseStatus, used: int, total: int, overage_allowance: float
+) -> AccessLevel:
+    """Return RESTRICTED when expired, inactive or beyond the overage allowance, else FULL."""
+    _require_counts(used, total)
+    ceiling = _overage_ceiling(total, overage_allowance)
+    if status != LicenseStatus.ACTIVE or used > ceiling:
+        return AccessLevel.RESTRICTED
+    return AccessLevel.FULL
+
+
+@dataclass(frozen=True)
+class LicenseCheck:
+    """The answer to "may this district activate N more students?"."""
+
+    allowed: bool
+    reason: LicenseCheckReason
+
+
+def license_check(
+    *,
+    status: LicenseStatus,
+    used: int,
+    total: int,
+    overage_allowance: float,
+    additional_students: int,
+) -> LicenseCheck:
+    """Return whether N more active students are allowed, and why."""
+    _require_counts(used, total)
+    if additional_students < 0:
+        raise ValueError(f"additional_students cannot be negative, not {additional_students}")
+    ceiling = _overage_ceiling(total, overage_allowance)
+    if status == LicenseStatus.INACTIVE:
+        return LicenseCheck(allowed=False, reason=LicenseCheckReason.INACTIVE)
+    if status == LicenseStatus.EXPIRED:
+        return LicenseCheck(allowed=False, reason=LicenseCheckReason.EXPIRED)
+    wanted = used + additional_students
+    if wanted <= total:
+        return LicenseCheck(allowed=True, reason=LicenseCheckReason.OK)
+    if wanted <= ceiling:
+        return LicenseCheck(allowed=True, reason=LicenseCheckReason.WITHIN_OVERAGE)
+    return LicenseCheck(allowed=False, reason=LicenseCheckReason.OVER_LIMIT)
+
+
+# --- Alert threshold -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ThresholdRange:
+    """The recommended "students remaining" threshold for a district's size, inclusive."""
+
+    minimum: int
+    maximum: int
+
+
+def recommended_threshold_range(student_count: int) -> ThresholdRange:
+    """Return 25-50 below 500 students, 50-100 from 500 to 2000, and 100-200 above 2000."""
+    if student_count < 0:
+        raise ValueError(f"student count cannot be negative, not {student_count}")
+    if student_count < 500:
+        return ThresholdRange(minimum=25, maximum=50)
+    if student_count <= 2000:
+        return ThresholdRange(minimum=50, maximum=100)
+    return ThresholdRange(minimum=100, maximum=200)
+
+
+@dataclass(frozen=True)
+class ThresholdProblem:
+    """Why a threshold cannot be saved: a stable code and a sentence for the administrator."""
+
+    code: str
+    message: str
+
+
+def threshold_problems(value: int, *, total: int) -> list[ThresholdProblem]:
+    """Return every reason the threshold cannot be saved, or [] when it is valid."""
+    if total < 0:
+        raise ValueError(f"total cannot be negative, not {total}")
+    problems: list[ThresholdProblem] = []
+    if value < 0:
+        problems.append(
+            ThresholdProblem(
+                code="THRESHOLD_NEGATIVE",
+                message=f"The threshold cannot be negative (you entered {value}). "
+                "Enter 0 or a higher number.",
+            )
+        )
+    if value > total:
+        seats = _plural(total, "licensed seat", "licensed seats")
+        problems.append(
+            ThresholdProblem(
+                code="THRESHOLD_ABOVE_TOTAL",
+                message=f"The threshold cannot be more than your {seats}.",
+            )
+        )
+    if value > MAX_THRESHOLD:
+        problems.append(
+            ThresholdProblem(
+                code="THRESHOLD_TOO_LARGE",
+                message=f"The threshold cannot be more than {MAX_THRESHOLD:,} students "
+                f"(you entered {value}).",
+            )
+        )
+    return problems
+
+
+# --- Alerts --------------------------------------------------------------------------------------
+
+
+def licenses_low_message(remaining: int) -> str:
+    """Return the licenses-low alert text, e.g. "You have 45 licenses remaining. Consider ..."."""
+    return (
+        f"You have {_plural(remaining, 'license', 'licenses')} remaining. "
+        "Consider purchasing additional licenses."
+    )
+
+
+@dataclass(frozen=True)
+class LicenseFacts:
+    """What is known about one district's license at a moment: the input to alerts_for."""
+
+    used: int
+    total: int
+    threshold: int
+    deactivated: bool
+    created_on: date
+    expires_on: date
+    overage_allowance: float
+    time_zone: str
+    sync_failing_since: datetime | None = None
+
+
+@dataclass(frozen=True)
+class AlertSpec:
+    """One alert whose condition holds now: what it says, how urgent it is and where it shows."""
+
+    kind: AlertKind
+    severity: AlertSeverity
+    message: str
+    placements: tuple[AlertPlacement, ...]
+
+
+def _limit_reached_message(total: int) -> str:
+    """Return the text for having used every license."""
+    if total == 0:
+        return (
+            "Your license includes no student licenses. "
+            "Contact Manage1to1 Sales to purchase licenses."
+        )
+    used_all = "your 1 license" if total == 1 else f"all {total} licenses"
+    return f"You have used {used_all}. Contact Manage1to1 Sales to purchase additional licenses."
+
+
+def _over_limit_message(over: int, total: int) -> str:
+    """Return the text for being over the licensed total."""
+    return (
+        f"You are {_plural(over, 'license', 'licenses')} over your limit of {total}. "
+        "Purchase additional licenses promptly."
+    )
+
+
+def _renewal_due_alert(expires_on: date, days_left: int) -> AlertSpec:
+    """Return the renewal reminder, more urgent as the expiry date nears."""
+    if days_left <= 30:
+        severity = AlertSeverity.CRITICAL
+    elif days_left <= 60:
+        severity = AlertSeverity.WARNING
+    else:
+        severity = AlertSeverity.INFO
+    when = "today" if days_left == 0 else f"in {_plural(days_left, 'day', 'days')}"
+    message = (
+        f"Your license expires on {expires_on.isoformat()} ({when}). "
+        "Start renewal conversations with Manage1to1 Sales."
+    )
+    placements = (
+        _ALL_PLACEMENTS
+        if severity is AlertSeverity.CRITICAL
+        else (AlertPlacement.DASHBOARD, AlertPlacement.LICENSE_BANNER)
+    )
+    return AlertSpec(AlertKind.RENEWAL_DUE, severity, message, placements)
+
+
+def _sync_failing_alert(
+    since: datetime | None, now: datetime, tolerance: timedelta
+) -> AlertSpec | None:
+    """Return the stale-numbers alert once a source has failed for the tolerance, else None."""
+    if since is None:
+        return None
+    if since.tzinfo is None or since.utcoffset() is None:
+        raise ValueError("sync_failing_since must be timezone-aware")
+    if now - since < tolerance:
+        return None
+    return AlertSpec(
+        AlertKind.SYNC_FAILING,
+        AlertSeverity.WARNING,
+        "License information could not be refreshed since "
+        f"{since.astimezone(UTC):%Y-%m-%d %H:%M} UTC; the numbers shown may be out of date.",
+        (AlertPlacement.LICENSE_BANNER, AlertPlacement.SYSTEM_INDICATOR),
+    )
+
+
+def alerts_for(
+    facts: LicenseFacts,
+    *,
+    now: datetime,
+    sync_failing_tolerance: timedelta = SYNC_FAILING_TOLERANCE,
+) -> list[AlertSpec]:
+    """Return every alert whose condition holds now, most severe first, then in AlertKind order."""
+    used, total = facts.used, facts.total
+    remaining = remaining_licenses(used, total)
+    days_left = days_until_expiration(
+        expires_on=facts.expires_on, now=now, time_zone=facts.time_zone
+    )
+    status = license_status(
+        deactivated=facts.deactivated,
+        expires_on=facts.expires_on,
+        now=now,
+        time_zone=facts.time_zone,
+    )
+    alerts: list[AlertSpec] = []
+
+    if remaining <= facts.threshold and used < total:
+        alerts.append(
+            AlertSpec(
+                AlertKind.LICENSES_LOW,
+                AlertSeverity.WARNING,
+                licenses_low_message(remaining),
+                _ALL_PLACEMENTS,
+            )
+        )
+    if remaining == 0:
+        alerts.append(
+            AlertSpec(
+                AlertKind.LICENSE_LIMIT_REACHED,
+                AlertSeverity.CRITICAL,
+                _limit_reached_message(total),
+                _ALL_PLACEMENTS,
+            )
+        )
+    if used > total:
+        alerts.append(
+            AlertSpec(
+                AlertKind.OVER_LIMIT,
+                AlertSeverity.CRITICAL,
+                _over_limit_message(overage(used, total), total),
+                _ALL_PLACEMENTS,
+            )
+        )
+    if status is not LicenseStatus.EXPIRED and 0 <= days_left <= RENEWAL_NOTICE_DAYS:
+        alerts.append(_renewal_due_alert(facts.expires_on, days_left))
+    if status is LicenseStatus.EXPIRED:
+        alerts.append(
+            AlertSpec(
+                AlertKind.EXPIRED,
+                AlertSeverity.CRITICAL,
+                f"Your license expired on {facts.expires_on.isoformat()}. "
+                "Contact Manage1to1 Support immediately to renew.",
+                _ALL_PLACEMENTS,
+            )
+        )
+    if status == LicenseStatus.INACTIVE:
+        alerts.append(
+            AlertSpec(
+                AlertKind.INACTIVE,
+                AlertSeverity.CRITICAL,
+                "Your license has been deactivated. Contact Manage1to1 Support immediately.",
+                _ALL_PLACEMENTS,
+            )
+        )
+    sync_failing = _sync_failing_alert(facts.sync_failing_since, now, sync_failing_tolerance)
+    if sync_failing is not None:
+        alerts.append(sync_failing)
+
+    return sorted(
+        alerts, key=lambda alert: (_SEVERITY_RANK[alert.severity], _KIND_RANK[alert.kind])
+    )
+
+
+# --- Counting the roster -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RosterEntry:
+    """One record from one roster source, already normalized; person_key identifies the person."""
+
+    person_key: str
+    role: Role
+    lifecycle: Lifecycle
+    enabled: bool
+
+    def __post_init__(self) -> None:
+        # A record without an identity cannot be de-duplicated, and would silently merge with
+        # every other such record into one "person".
+        if not self.person_key.strip():
+            raise ValueError("a roster entry needs a non-blank person_key")
+
+
+@dataclass(frozen=True)
+class RosterCounts:
+    """The district's head count by the license counting rule."""
+
+    active_students: int
+    inactive_students: int
+    staff: int
+    duplicates_collapsed: int
+
+
+@dataclass
+class _Person:
+    """What all of one person's records say, gathered while counting."""
+
+    records: int = 0
+    is_student: bool = False
+    is_active_student: bool = False
+    is_staff: bool = False
+
+
+def count_roster(entries: Iterable[RosterEntry]) -> RosterCounts:
+    """Return the distinct active students, inactive students and staff across all records."""
+    people: dict[str, _Person] = {}
+    for entry in entries:
+        person = people.setdefault(entry.person_key, _Person())
+        person.records += 1
+        if entry.role == Role.STUDENT:
+            person.is_student = True
+            if entry.lifecycle == Lifecycle.ACTIVE and entry.enabled:
+                person.is_active_student = True
+        elif entry.role == Role.STAFF:
+            person.is_staff = True
+
+    active = [person for person in people.values() if person.is_active_student]
+    return RosterCounts(
+        active_students=len(active),
+        inactive_students=sum(
+            1 for person in people.values() if person.is_student and not person.is_active_student
+        ),
+        staff=sum(1 for person in people.values() if person.is_staff and not person.is_student),
+        duplicates_collapsed=sum(person.records - 1 for person in active),
+    )

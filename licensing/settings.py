@@ -1,0 +1,154 @@
+"""The one settings object: a TOML file plus ``LICENSING_*`` environment variables.
+
+Precedence, highest first: environment variables, the TOML file, the defaults below. The file is
+``licensing.toml`` in the working directory, or the path in ``LICENSING_CONFIG``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+CONFIG_FILE_VARIABLE = "LICENSING_CONFIG"
+DEFAULT_CONFIG_FILE = Path("licensing.toml")
+
+
+class ConfigurationError(Exception):
+    """The configuration cannot be used; the message names each bad key."""
+
+
+class DistrictConfig(BaseModel):
+    """Per-district options, under ``[districts.<slug>]`` in the TOML file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    license_source: str = Field(
+        default="license_file", description="Name of the license source plugin to ask."
+    )
+    license_file: Path | None = Field(
+        default=None,
+        description="Signed license file; defaults to <data_dir>/licenses/<slug>.license.",
+    )
+
+
+class GraphQLLimits(BaseModel):
+    """Limits that keep one request from costing the server more than it should."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_depth: int = Field(default=10, ge=1)
+    max_aliases: int = Field(default=30, ge=1)
+    max_tokens: int = Field(default=2000, ge=10)
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+
+
+class Settings(BaseSettings):
+    """Everything configurable about the service, validated at start."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LICENSING_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    database_url: str = Field(
+        default="",
+        description="SQLAlchemy URL; defaults to a SQLite file in data_dir.",
+    )
+    data_dir: Path = Field(default=Path(".data"), description="Where local files are kept.")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+    development: bool = Field(
+        default=False, description="Serves the GraphiQL explorer at /graphql when true."
+    )
+    default_time_zone: str = Field(
+        default="UTC", description="IANA time zone for new districts, e.g. America/Chicago."
+    )
+    force_update_cooldown_seconds: int = Field(default=60, ge=0)
+    license_refresh_interval_seconds: int = Field(default=6 * 3600, ge=60)
+    sync_failing_tolerance_hours: float = Field(default=24, ge=0)
+    license_public_keys: list[str] = Field(
+        default_factory=list,
+        description="Base64 Ed25519 public keys whose license signatures are trusted.",
+    )
+    graphql: GraphQLLimits = Field(default_factory=GraphQLLimits)
+    districts: dict[str, DistrictConfig] = Field(default_factory=dict)
+
+    @field_validator("default_time_zone")
+    @classmethod
+    def _known_time_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {value!r}") from None
+        return value
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'licensing.db'}"
+
+    @property
+    def trusted_keys_dir(self) -> Path:
+        """Public keys dropped here (``*.pub``) are trusted too; the demo writes its own here."""
+        return self.data_dir / "trusted-keys"
+
+    def district(self, slug: str) -> DistrictConfig:
+        return self.districts.get(slug, DistrictConfig())
+
+    def license_file_for(self, slug: str) -> Path:
+        return self.district(slug).license_file or self.data_dir / "licenses" / f"{slug}.license"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        config_file = _config_file()
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if config_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        return tuple(sources)
+
+
+def _config_file() -> Path | None:
+    named = os.environ.get(CONFIG_FILE_VARIABLE)
+    if named:
+        path = Path(named)
+        if not path.is_file():
+            raise ConfigurationError(f"{CONFIG_FILE_VARIABLE} names {path}, which is not a file.")
+        return path
+    return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read and validate the configuration, or raise ConfigurationError naming each bad key."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        problems = []
+        for issue in error.errors():
+            key = ".".join(str(part) for part in issue["loc"]) or "(top level)"
+            problems.append(f"  {key}: {issue['msg']}")
+        raise ConfigurationError("Invalid configuration:\n" + "\n".join(problems)) from None
+    except Exception as error:  # a TOML syntax error, for instance
+        if isinstance(error, ConfigurationError):
+            raise
+        raise ConfigurationError(f"Cannot read the configuration: {error}") from None

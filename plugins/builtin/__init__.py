@@ -1,0 +1,1 @@
+"""Plugins that ship with the service, registered exactly like third-party ones."""

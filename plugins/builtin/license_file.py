@@ -1,0 +1,42 @@
+"""The signed offline license file: the embedded default license source.
+
+Manage1to1 sends a district a signed license file; the administrator puts it where the service
+looks (``<data_dir>/licenses/<slug>.license`` unless configured) and presses Force License Update.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from plugins.hookspecs import hookimpl
+from plugins.records import DistrictRef, SignedLicense, SourceError
+
+
+class LicenseFileSource:
+    name = "license_file"
+    description = "A signed license file on this server's disk."
+
+    def __init__(self, settings: Any) -> None:
+        self.settings = settings
+
+    def path_for(self, district: DistrictRef) -> Path:
+        return Path(self.settings.license_file_for(district.slug))
+
+    def fetch_license(self, *, district: DistrictRef) -> SignedLicense:
+        path = self.path_for(district)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise SourceError(f"No license file at {path}.") from None
+        except OSError as error:
+            raise SourceError(f"Cannot read the license file {path}: {error.strerror}.") from None
+        try:
+            return SignedLicense.from_envelope(data)
+        except SourceError as error:
+            raise SourceError(f"{path}: {error}") from None
+
+
+@hookimpl(trylast=True)
+def register_license_sources(settings: Any) -> list[Any]:
+    return [LicenseFileSource(settings)]

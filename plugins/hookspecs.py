@@ -1,0 +1,52 @@
+"""Every hook a plugin can implement. Each docstring says what it receives, returns and when it runs.
+
+Hooks are always called with keyword arguments, so an implementation may accept only the
+arguments it needs, and a hook can gain an argument without breaking existing plugins.
+
+A roster source is an object with:
+
+- ``name: str``: the name districts use in configuration to pick it (e.g. ``"oneroster_csv"``);
+- ``description: str``: one line for administrators;
+- ``fetch_students(*, district, options)``: returns an iterable (or async iterable) of
+  ``StudentRecord`` or mappings with the same keys, for ``district`` (a ``DistrictRef``), with the
+  source's ``options`` (a mapping from configuration or the command line). It raises
+  ``SourceError`` with a message for the administrator when it cannot deliver; the host then keeps
+  the previous roster untouched.
+
+A license source is an object with:
+
+- ``name: str`` and ``description: str`` as above;
+- ``fetch_license(*, district)``: returns a ``SignedLicense`` (or an awaitable of one) for
+  ``district``, or raises ``SourceError``. The host verifies the signature and the district itself;
+  a source never decides whether a license is valid.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pluggy
+
+PROJECT_NAME = "licensing"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+@hookspec
+def register_roster_sources(settings: Any) -> list[Any]:
+    """Return a list of roster sources this plugin provides.
+
+    Receives the service's settings object. Called once, when the plugin manager first lists the
+    roster sources. When two plugins offer a source of the same name, the one called first wins:
+    built-in plugins are called last, so a third-party plugin can replace a built-in source.
+    """
+
+
+@hookspec
+def register_license_sources(settings: Any) -> list[Any]:
+    """Return a list of license sources this plugin provides.
+
+    Receives the service's settings object. Called once, when the plugin manager first lists the
+    license sources. Names resolve as for ``register_roster_sources``.
+    """

@@ -1,0 +1,128 @@
+"""What plugins hand to the host: plain records, the signed license envelope, and errors.
+
+These classes are the public surface for plugin authors. A roster plugin may also yield plain
+mappings with the same keys as StudentRecord; the host normalizes and validates both.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+LICENSE_ENVELOPE_FORMAT = "manage1to1-license"
+LICENSE_ENVELOPE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class DistrictRef:
+    """The district a hook call is about."""
+
+    slug: str
+    official_name: str
+    time_zone: str
+
+
+@dataclass(frozen=True)
+class StudentRecord:
+    """One person as a roster source reports them. Facts only: the host decides what counts.
+
+    ``role`` and ``status`` are the source's own words (``student``, ``teacher``; ``active``,
+    ``graduated``, ``tobedeleted`` ...); ``enabled`` is False for a disabled account.
+    ``person_key`` identifies the same person across sources; when empty, ``source_id`` is used.
+    """
+
+    source_id: str
+    role: str = "student"
+    status: str = "active"
+    enabled: bool = True
+    person_key: str | None = None
+    given_name: str | None = None
+    family_name: str | None = None
+    username: str | None = None
+    grade: str | None = None
+    schools: Sequence[str] = field(default_factory=tuple)
+    graduation_year: int | None = None
+    last_modified: datetime | None = None
+
+
+@dataclass(frozen=True)
+class SignedLicense:
+    """A license document exactly as signed: the payload bytes and their Ed25519 signature.
+
+    The host verifies the signature against its trusted keys before believing a word of it.
+    """
+
+    payload: bytes
+    signature: bytes
+    key_id: str | None = None
+
+    @classmethod
+    def from_envelope(cls, data: bytes) -> SignedLicense:
+        """Read the JSON envelope a license file or the licensing server carries."""
+        try:
+            envelope = json.loads(data)
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise SourceError(
+                f"The license is not a license document (not JSON: {error})."
+            ) from None
+        if not isinstance(envelope, dict) or envelope.get("format") != LICENSE_ENVELOPE_FORMAT:
+            raise SourceError(
+                f'The license is not a license document (its "format" is not '
+                f'"{LICENSE_ENVELOPE_FORMAT}").'
+            )
+        if envelope.get("version") != LICENSE_ENVELOPE_VERSION:
+            raise SourceError(
+                f"License document version {envelope.get('version')!r} is not supported."
+            )
+        try:
+            payload = base64.b64decode(envelope["payload"], validate=True)
+            signature = base64.b64decode(envelope["signature"], validate=True)
+        except (KeyError, TypeError, binascii.Error):
+            raise SourceError("The license document has no valid payload or signature.") from None
+        key_id = envelope.get("key_id")
+        return cls(payload=payload, signature=signature, key_id=key_id if key_id else None)
+
+    def to_envelope(self) -> bytes:
+        envelope = {
+            "format": LICENSE_ENVELOPE_FORMAT,
+            "version": LICENSE_ENVELOPE_VERSION,
+            "key_id": self.key_id,
+            "payload": base64.b64encode(self.payload).decode("ascii"),
+            "signature": base64.b64encode(self.signature).decode("ascii"),
+        }
+        return (json.dumps(envelope, indent=2) + "\n").encode("utf-8")
+
+
+class SourceError(Exception):
+    """A source could not deliver; the message is shown to the administrator as it is."""
+
+
+@dataclass(frozen=True)
+class RowProblem:
+    """One bad row of an input file: where it is and what is wrong."""
+
+    line: int
+    column: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f"line {self.line}" + (f", column {self.column}" if self.column else "")
+        return f"{where}: {self.message}"
+
+
+class RosterFileError(SourceError):
+    """An input file has bad rows; nothing from it is applied."""
+
+    def __init__(self, path: str, problems: Sequence[RowProblem]) -> None:
+        self.path = path
+        self.problems = list(problems)
+        shown = "\n".join(f"  {problem}" for problem in self.problems[:50])
+        more = len(self.problems) - 50
+        suffix = f"\n  ... and {more} more" if more > 0 else ""
+        super().__init__(
+            f"{path}: {len(self.problems)} bad row(s), nothing imported:\n{shown}{suffix}"
+        )

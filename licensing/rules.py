@@ -493,7 +493,7 @@ def alerts_for(
                 _ALL_PLACEMENTS,
             )
         )
-    if status == LicenseStatus.INACTIVE:
+    if status is LicenseStatus.INACTIVE:
         alerts.append(
             AlertSpec(
                 AlertKind.INACTIVE,

@@ -1,0 +1,295 @@
+"""Asking a license source for a district's license and keeping what it says.
+
+A refresh verifies the signed document, checks that it is this district's and not older than the
+one held, and stores it with the sync outcome, alerts and audit event in one transaction. A failed
+refresh never touches the license: the last good one stays, marked stale.
+
+Force License Update adds two rules: presses that arrive while a request is under way share it,
+and within the cooldown a press is answered with the current license and the seconds to wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from anyio import to_thread
+from sqlmodel import Session, select
+
+from db.models import District, License, LicenseSyncState
+from db.session import Database
+from licensing import signing
+from licensing.alert_state import reconcile_alerts
+from licensing.audit import record_event
+from licensing.district_view import current_alerts, read_snapshot
+from licensing.problems import Problem
+from licensing.settings import Settings
+from plugins.manager import PluginManager, UnknownSourceError
+from plugins.records import DistrictRef, SignedLicense, SourceError
+
+FORCED_ACTION = "force_license_update"
+REFRESH_ACTION = "license_refresh"
+
+
+@dataclass(frozen=True)
+class RefreshOutcome:
+    updated: bool
+    problem: Problem | None = None
+
+
+@dataclass(frozen=True)
+class ForceUpdateOutcome:
+    updated: bool
+    throttled: bool
+    retry_after_seconds: int | None = None
+    problem: Problem | None = None
+
+
+class LicenseUpdater:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        database: Database,
+        plugins: PluginManager,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.settings = settings
+        self.database = database
+        self.plugins = plugins
+        self.clock = clock
+        self._in_flight: dict[int, asyncio.Task[ForceUpdateOutcome]] = {}
+
+    @property
+    def cooldown(self) -> timedelta:
+        return timedelta(seconds=self.settings.force_update_cooldown_seconds)
+
+    async def force_update(self, *, district_id: int, actor: str) -> ForceUpdateOutcome:
+        """Force License Update: one upstream request however many presses arrive together."""
+        task = self._in_flight.get(district_id)
+        if task is None:
+            task = asyncio.create_task(self._forced(district_id=district_id, actor=actor))
+            self._in_flight[district_id] = task
+            task.add_done_callback(lambda _done: self._in_flight.pop(district_id, None))
+        # Shielded: one caller going away must not cancel the request the others wait on.
+        return await asyncio.shield(task)
+
+    async def _forced(self, *, district_id: int, actor: str) -> ForceUpdateOutcome:
+        retry_after = await to_thread.run_sync(self._claim_forced_update, district_id, actor)
+        if retry_after is not None:
+            return ForceUpdateOutcome(
+                updated=False, throttled=True, retry_after_seconds=retry_after
+            )
+        outcome = await self.refresh(district_id=district_id, actor=actor, forced=True)
+        return ForceUpdateOutcome(updated=outcome.updated, throttled=False, problem=outcome.problem)
+
+    def _claim_forced_update(self, district_id: int, actor: str) -> int | None:
+        """Seconds to wait when still cooling down; otherwise start the cooldown and return None."""
+        now = self.clock()
+        with self.database.write() as session:
+            state = _sync_state(session, district_id)
+            if state.last_forced_at is not None:
+                wait = state.last_forced_at + self.cooldown - now
+                if wait > timedelta(0):
+                    seconds = max(1, math.ceil(wait.total_seconds()))
+                    record_event(
+                        session,
+                        district_id=district_id,
+                        actor=actor,
+                        action=FORCED_ACTION,
+                        outcome="throttled",
+                        now=now,
+                        detail=f"Pressed again within the cooldown; retry in {seconds} s.",
+                    )
+                    return seconds
+            state.last_forced_at = now
+            return None
+
+    async def refresh(
+        self, *, district_id: int, actor: str, forced: bool = False
+    ) -> RefreshOutcome:
+        """Ask the district's license source now and keep what it returns, if it is valid."""
+        district_ref, source_name = await to_thread.run_sync(self._district_ref, district_id)
+        try:
+            source = self.plugins.license_source(source_name)
+            signed = await _fetch(source, district_ref)
+            keys = signing.trusted_keys(
+                self.settings.license_public_keys, self.settings.trusted_keys_dir
+            )
+            terms = signing.verify_license(signed, keys=keys, district_slug=district_ref.slug)
+        except signing.LicenseRejected as rejected:
+            problem = Problem(rejected.code, rejected.message)
+        except (SourceError, UnknownSourceError) as error:
+            problem = Problem("LICENSE_SOURCE_UNAVAILABLE", str(error))
+        except Exception as error:  # a plugin's bug must not lose the last good license
+            problem = Problem(
+                "LICENSE_SOURCE_UNAVAILABLE",
+                f"The license source {source_name!r} failed unexpectedly ({type(error).__name__}).",
+            )
+        else:
+            return await to_thread.run_sync(
+                self._store, district_id, source_name, signed, terms, actor, forced
+            )
+        await to_thread.run_sync(self._record_failure, district_id, problem, actor, forced)
+        return RefreshOutcome(updated=False, problem=problem)
+
+    def _district_ref(self, district_id: int) -> tuple[DistrictRef, str]:
+        with self.database.read() as session:
+            district = session.get(District, district_id)
+            if district is None:
+                raise LookupError(f"district {district_id} does not exist")
+        ref = DistrictRef(
+            slug=district.slug, official_name=district.official_name, time_zone=district.time_zone
+        )
+        return ref, self.settings.district(district.slug).license_source
+
+    def _store(
+        self,
+        district_id: int,
+        source_name: str,
+        signed: SignedLicense,
+        terms: signing.LicenseTerms,
+        actor: str,
+        forced: bool,
+    ) -> RefreshOutcome:
+        now = self.clock()
+        action = FORCED_ACTION if forced else REFRESH_ACTION
+        with self.database.write() as session:
+            held = session.exec(select(License).where(License.district_id == district_id)).first()
+            if held is not None and terms.issued_at < held.issued_at:
+                problem = Problem(
+                    "OLDER_LICENSE",
+                    f"The license source returned a license issued {terms.issued_at:%Y-%m-%d}, "
+                    f"older than the one held (issued {held.issued_at:%Y-%m-%d}); it was not applied.",
+                )
+                self._note_failure(session, district_id, problem, actor, action, now)
+                return RefreshOutcome(updated=False, problem=problem)
+            old = _summary(held)
+            changed = held is None or held.payload != signed.payload
+            values = {
+                **_terms_columns(terms),
+                "source": source_name,
+                "payload": signed.payload,
+                "signature": signed.signature.hex(),
+                "key_id": signed.key_id,
+                "received_at": now,
+            }
+            if held is None:
+                held = License(district_id=district_id, **values)
+                session.add(held)
+            else:
+                for name, value in values.items():
+                    setattr(held, name, value)
+            state = _sync_state(session, district_id)
+            state.last_attempt_at = now
+            state.last_success_at = now
+            state.last_status = "updated" if changed else "unchanged"
+            state.last_error = None
+            state.failing_since = None
+            session.flush()
+            self._reconcile(session, district_id, now)
+            record_event(
+                session,
+                district_id=district_id,
+                actor=actor,
+                action=action,
+                outcome="updated" if changed else "unchanged",
+                now=now,
+                old=old,
+                new=_summary(held),
+            )
+        return RefreshOutcome(updated=changed)
+
+    def _record_failure(self, district_id: int, problem: Problem, actor: str, forced: bool) -> None:
+        now = self.clock()
+        with self.database.write() as session:
+            action = FORCED_ACTION if forced else REFRESH_ACTION
+            self._note_failure(session, district_id, problem, actor, action, now)
+
+    def _note_failure(
+        self,
+        session: Session,
+        district_id: int,
+        problem: Problem,
+        actor: str,
+        action: str,
+        now: datetime,
+    ) -> None:
+        state = _sync_state(session, district_id)
+        state.last_attempt_at = now
+        state.last_status = "failed"
+        state.last_error = problem.message[:1000]
+        state.failing_since = state.failing_since or now
+        session.flush()
+        self._reconcile(session, district_id, now)
+        record_event(
+            session,
+            district_id=district_id,
+            actor=actor,
+            action=action,
+            outcome="failed",
+            now=now,
+            detail=f"{problem.code}: {problem.message}",
+        )
+
+    def _reconcile(self, session: Session, district_id: int, now: datetime) -> None:
+        snapshot = read_snapshot(session, district_id=district_id)
+        tolerance = timedelta(hours=self.settings.sync_failing_tolerance_hours)
+        reconcile_alerts(
+            session,
+            district_id=district_id,
+            current=current_alerts(snapshot, now=now, sync_failing_tolerance=tolerance),
+            now=now,
+        )
+
+
+async def _fetch(source: object, district: DistrictRef) -> SignedLicense:
+    fetch = source.fetch_license  # type: ignore[attr-defined]
+    if inspect.iscoroutinefunction(fetch):
+        result = await fetch(district=district)
+    else:
+        # A blocking source (file, sync client) must not stall the event loop.
+        result = await to_thread.run_sync(lambda: fetch(district=district))
+    if inspect.isawaitable(result):
+        result = await result
+    if not isinstance(result, SignedLicense):
+        raise SourceError(f"The license source returned {type(result).__name__}, not a license.")
+    return result
+
+
+def _sync_state(session: Session, district_id: int) -> LicenseSyncState:
+    state = session.get(LicenseSyncState, district_id)
+    if state is None:
+        state = LicenseSyncState(district_id=district_id)
+        session.add(state)
+    return state
+
+
+def _terms_columns(terms: signing.LicenseTerms) -> dict[str, object]:
+    return {
+        "license_id": terms.license_id,
+        "licensed_to": terms.licensed_to,
+        "legal_entity_name": terms.legal_entity_name,
+        "total": terms.total,
+        "created_on": terms.created_on,
+        "expires_on": terms.expires_on,
+        "deactivated": terms.deactivated,
+        "overage_allowance": terms.overage_allowance,
+        "issued_at": terms.issued_at,
+    }
+
+
+def _summary(license_row: License | None) -> dict[str, object] | None:
+    if license_row is None:
+        return None
+    return {
+        "license_id": license_row.license_id,
+        "total": license_row.total,
+        "expires_on": license_row.expires_on.isoformat(),
+        "deactivated": license_row.deactivated,
+        "licensed_to": license_row.licensed_to,
+    }

@@ -1,0 +1,184 @@
+"""Turning what roster sources report into stored records and exact, maintained counts.
+
+Plugins report facts in their own words; this module maps them onto the counting rule's terms
+(``Role``, ``Lifecycle``) and applies a source's roster in one transaction together with the usage
+counts, so a failed import changes nothing and a read never has to count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session
+
+from db import queries
+from db.models import DistrictUsage
+from licensing.rules import Lifecycle, Role
+from plugins.records import RosterFileError, RowProblem, StudentRecord
+
+STUDENT_ROLES = {"student"}
+STAFF_ROLES = {
+    "teacher",
+    "staff",
+    "administrator",
+    "aide",
+    "proctor",
+    "counselor",
+    "principal",
+    "districtadministrator",
+    "siteadministrator",
+    "systemadministrator",
+}
+LIFECYCLE_WORDS = {
+    "active": (Lifecycle.ACTIVE, True),
+    "pre-registered": (Lifecycle.PRE_REGISTERED, True),
+    "preregistered": (Lifecycle.PRE_REGISTERED, True),
+    "inactive": (Lifecycle.INACTIVE, True),
+    "transferred": (Lifecycle.TRANSFERRED, True),
+    "graduated": (Lifecycle.GRADUATED, True),
+    "withdrawn": (Lifecycle.WITHDRAWN, True),
+    "deleted": (Lifecycle.DELETED, True),
+    "tobedeleted": (Lifecycle.DELETED, True),
+    "disabled": (Lifecycle.INACTIVE, False),
+}
+
+
+@dataclass(frozen=True)
+class UsageCounts:
+    active_students: int
+    inactive_students: int
+    staff: int
+    devices: int
+    duplicates_collapsed: int
+
+
+@dataclass(frozen=True)
+class RosterChange:
+    source: str
+    records: int
+    before: UsageCounts
+    after: UsageCounts
+
+
+def normalize(record: StudentRecord | Mapping[str, Any], *, position: int) -> dict[str, Any]:
+    """One stored row for ``record``, or ValueError saying what is wrong with it."""
+    if isinstance(record, Mapping):
+        try:
+            record = StudentRecord(**record)
+        except TypeError as error:
+            raise ValueError(f"record {position}: {error}") from None
+    source_id = (record.source_id or "").strip()
+    if not source_id:
+        raise ValueError("the id is empty")
+    role_word = record.role.strip().lower()
+    if role_word in STUDENT_ROLES:
+        role = Role.STUDENT
+    elif role_word in STAFF_ROLES:
+        role = Role.STAFF
+    else:
+        raise ValueError(
+            f"role {record.role!r} is neither a student nor a staff role "
+            f"(student, {', '.join(sorted(STAFF_ROLES))})"
+        )
+    status_word = record.status.strip().lower()
+    if status_word not in LIFECYCLE_WORDS:
+        raise ValueError(f"status {record.status!r} is not one of {', '.join(LIFECYCLE_WORDS)}")
+    if not isinstance(record.enabled, bool):
+        raise ValueError(f"enabled must be true or false, not {record.enabled!r}")
+    lifecycle, status_enabled = LIFECYCLE_WORDS[status_word]
+    schools = [school for school in record.schools if school]
+    return {
+        "source_id": source_id,
+        "person_key": (record.person_key or "").strip() or source_id,
+        "role": role.value,
+        "lifecycle": lifecycle.value,
+        "enabled": record.enabled and status_enabled,
+        "raw_status": record.status,
+        "given_name": record.given_name,
+        "family_name": record.family_name,
+        "username": record.username,
+        "grade": record.grade,
+        "school": schools[0] if schools else None,
+        "schools": ",".join(schools) or None,
+        "graduation_year": record.graduation_year,
+        "last_modified": record.last_modified,
+    }
+
+
+def normalize_all(
+    records: Iterable[StudentRecord | Mapping[str, Any]], *, district_id: int, source: str
+) -> list[dict[str, Any]]:
+    """Every record as a stored row, or RosterFileError listing each bad one (nothing applied)."""
+    rows: list[dict[str, Any]] = []
+    problems: list[RowProblem] = []
+    seen: set[str] = set()
+    for position, record in enumerate(records, start=1):
+        try:
+            row = normalize(record, position=position)
+        except ValueError as error:
+            problems.append(RowProblem(position, None, str(error)))
+            continue
+        if row["source_id"] in seen:
+            problems.append(RowProblem(position, None, f"id {row['source_id']!r} appears twice"))
+            continue
+        seen.add(row["source_id"])
+        rows.append({**row, "district_id": district_id, "source": source})
+    if problems:
+        raise RosterFileError(f"roster source {source!r}", problems)
+    return rows
+
+
+def current_usage(session: Session, *, district_id: int) -> UsageCounts:
+    stored = session.get(DistrictUsage, district_id)
+    if stored is None:
+        return UsageCounts(0, 0, 0, 0, 0)
+    return UsageCounts(
+        active_students=stored.active_students,
+        inactive_students=stored.inactive_students,
+        staff=stored.staff,
+        devices=stored.devices,
+        duplicates_collapsed=stored.duplicates_collapsed,
+    )
+
+
+def refresh_usage(session: Session, *, district_id: int, now: datetime) -> UsageCounts:
+    """Recount and store the district's usage; call inside the transaction that changed it."""
+    counts = queries.recount_usage(session, district_id=district_id)
+    queries.store_usage(session, district_id=district_id, counts=counts, now=now)
+    return UsageCounts(**counts)
+
+
+def apply_roster(
+    session: Session,
+    *,
+    district_id: int,
+    source: str,
+    records: Iterable[StudentRecord | Mapping[str, Any]],
+    replace: bool,
+    now: datetime,
+) -> RosterChange:
+    """Store one source's records and the new counts, in the caller's transaction.
+
+    With ``replace`` the records become the source's whole roster (people missing from them are
+    removed); otherwise they are added or updated by id. Bad records raise before anything changes.
+    """
+    rows = normalize_all(records, district_id=district_id, source=source)
+    before = current_usage(session, district_id=district_id)
+    if replace:
+        queries.replace_roster_rows(session, district_id=district_id, source=source, rows=rows)
+    else:
+        queries.upsert_roster_rows(session, district_id=district_id, source=source, rows=rows)
+    after = refresh_usage(session, district_id=district_id, now=now)
+    return RosterChange(source=source, records=len(rows), before=before, after=after)
+
+
+def usage_mismatch(session: Session, *, district_id: int) -> dict[str, tuple[int, int]]:
+    """Counts whose stored value differs from a recount: name -> (stored, recounted)."""
+    stored = asdict(current_usage(session, district_id=district_id))
+    recounted = queries.recount_usage(session, district_id=district_id)
+    return {
+        name: (stored[name], value) for name, value in recounted.items() if stored[name] != value
+    }

@@ -1,0 +1,201 @@
+"""The service the API and the command line call: one object per process, async at its edges.
+
+Database work runs in worker threads so a slow disk never stalls the event loop; every method
+takes the caller's district from its principal, never from an argument.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from anyio import to_thread
+
+from db.models import LicenseSettings
+from db.session import Database
+from licensing import rules
+from licensing.alert_state import AlertRecord, agrees, reconcile_alerts, resolved_alerts
+from licensing.audit import record_event
+from licensing.district_view import (
+    DistrictSnapshot,
+    LicenseView,
+    ThresholdSettingsView,
+    current_alerts,
+    license_view,
+    read_snapshot,
+    threshold_settings_view,
+)
+from licensing.license_updates import ForceUpdateOutcome, LicenseUpdater
+from licensing.problems import Problem
+from licensing.roster import UsageCounts
+from licensing.settings import Settings
+from licensing.tokens import Principal, authenticate
+from plugins.manager import PluginManager
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+NO_LICENSE = Problem(
+    "LICENSE_NOT_AVAILABLE",
+    "No license has been received for this district yet. Use Force License Update once the "
+    "license is in place.",
+)
+
+
+@dataclass(frozen=True)
+class DistrictState:
+    """Everything the Licensing tab shows, as of one moment."""
+
+    snapshot: DistrictSnapshot
+    license: LicenseView | None
+    usage: UsageCounts
+    settings: ThresholdSettingsView
+    alerts: list[AlertRecord]
+
+
+@dataclass(frozen=True)
+class ThresholdChange:
+    state: DistrictState
+    problems: list[Problem]
+
+
+@dataclass(frozen=True)
+class ForcedUpdate:
+    state: DistrictState
+    outcome: ForceUpdateOutcome
+
+
+class LicensingService:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        database: Database,
+        plugins: PluginManager,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.settings = settings
+        self.database = database
+        self.plugins = plugins
+        self.clock = clock
+        self.license_updater = LicenseUpdater(
+            settings=settings, database=database, plugins=plugins, clock=clock
+        )
+
+    @property
+    def sync_failing_tolerance(self) -> timedelta:
+        return timedelta(hours=self.settings.sync_failing_tolerance_hours)
+
+    async def authenticate(self, secret: str) -> Principal | None:
+        return await to_thread.run_sync(self._authenticate, secret)
+
+    def _authenticate(self, secret: str) -> Principal | None:
+        with self.database.read() as session:
+            return authenticate(session, secret=secret)
+
+    async def district_state(self, district_id: int) -> DistrictState:
+        return await to_thread.run_sync(self.read_district_state, district_id)
+
+    def read_district_state(self, district_id: int) -> DistrictState:
+        """The tab's state; stored alerts are brought in line first when the facts moved them
+        (the passing of midnight, for instance, needs no event to expire a license)."""
+        now = self.clock()
+        with self.database.read() as session:
+            snapshot = read_snapshot(session, district_id=district_id)
+        alerts = current_alerts(
+            snapshot, now=now, sync_failing_tolerance=self.sync_failing_tolerance
+        )
+        open_alerts = snapshot.open_alerts
+        if not agrees(open_alerts, alerts):
+            with self.database.write() as session:
+                snapshot = read_snapshot(session, district_id=district_id)
+                alerts = current_alerts(
+                    snapshot, now=now, sync_failing_tolerance=self.sync_failing_tolerance
+                )
+                open_alerts = reconcile_alerts(
+                    session, district_id=district_id, current=alerts, now=now
+                )
+        order = {spec.kind: index for index, spec in enumerate(alerts)}
+        return DistrictState(
+            snapshot=snapshot,
+            license=license_view(snapshot, now=now),
+            usage=snapshot.usage,
+            settings=threshold_settings_view(snapshot),
+            alerts=sorted(open_alerts, key=lambda alert: order.get(alert.kind, len(order))),
+        )
+
+    async def alert_history(self, district_id: int, *, limit: int = 200) -> list[AlertRecord]:
+        def read() -> list[AlertRecord]:
+            with self.database.read() as session:
+                return resolved_alerts(session, district_id=district_id, limit=limit)
+
+        return await to_thread.run_sync(read)
+
+    async def set_threshold(self, principal: Principal, students_remaining: int) -> ThresholdChange:
+        return await to_thread.run_sync(self._set_threshold, principal, students_remaining)
+
+    def _set_threshold(self, principal: Principal, students_remaining: int) -> ThresholdChange:
+        now = self.clock()
+        district_id = principal.district_id
+        with self.database.write() as session:
+            snapshot = read_snapshot(session, district_id=district_id)
+            if snapshot.license is None:
+                problems = [NO_LICENSE]
+            else:
+                problems = [
+                    Problem(problem.code, problem.message, field="studentsRemaining")
+                    for problem in rules.threshold_problems(
+                        students_remaining, total=snapshot.license.total
+                    )
+                ]
+            old = snapshot.threshold
+            record_event(
+                session,
+                district_id=district_id,
+                actor=principal.actor,
+                action="set_threshold",
+                outcome="rejected" if problems else "changed",
+                now=now,
+                old=old,
+                new=students_remaining,
+                detail="; ".join(problem.message for problem in problems) or None,
+            )
+            if not problems:
+                stored = session.get(LicenseSettings, district_id)
+                if stored is None:
+                    stored = LicenseSettings(district_id=district_id)
+                    session.add(stored)
+                stored.students_remaining_threshold = students_remaining
+                stored.updated_at = now
+                session.flush()
+                snapshot = read_snapshot(session, district_id=district_id)
+                reconcile_alerts(
+                    session,
+                    district_id=district_id,
+                    current=current_alerts(
+                        snapshot, now=now, sync_failing_tolerance=self.sync_failing_tolerance
+                    ),
+                    now=now,
+                )
+        return ThresholdChange(state=self.read_district_state(district_id), problems=problems)
+
+    async def force_license_update(self, principal: Principal) -> ForcedUpdate:
+        outcome = await self.license_updater.force_update(
+            district_id=principal.district_id, actor=principal.actor
+        )
+        return ForcedUpdate(state=await self.district_state(principal.district_id), outcome=outcome)
+
+    async def license_check(self, district_id: int, additional_students: int) -> rules.LicenseCheck:
+        state = await self.district_state(district_id)
+        if state.license is None:
+            return rules.LicenseCheck(allowed=False, reason=rules.LicenseCheckReason.INACTIVE)
+        return rules.license_check(
+            status=state.license.status,
+            used=state.license.used,
+            total=state.license.total,
+            overage_allowance=state.license.overage_allowance,
+            additional_students=additional_students,
+        )

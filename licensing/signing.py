@@ -1,0 +1,184 @@
+"""License documents: what a signed payload says, how it is verified, and how one is issued.
+
+The payload is JSON signed with Ed25519 over its exact bytes. Only keys the operator trusts
+(``license_public_keys`` in the configuration, or ``*.pub`` files in the trusted-keys folder)
+are accepted; a document that fails any check is refused with a reason an administrator can act on.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from plugins.records import SignedLicense
+
+
+class LicenseRejected(Exception):
+    """A license document that must not be believed; ``code`` says why, the message how to fix it."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class LicenseTerms:
+    """What a verified license says."""
+
+    license_id: str
+    district: str
+    licensed_to: str
+    legal_entity_name: str | None
+    total: int
+    created_on: date
+    expires_on: date
+    deactivated: bool
+    overage_allowance: float
+    issued_at: datetime
+
+
+@dataclass(frozen=True)
+class TrustedKey:
+    key_id: str
+    public_key: Ed25519PublicKey
+
+
+def trusted_keys(configured: list[str], keys_dir: Path) -> list[TrustedKey]:
+    """The configured base64 public keys, then every ``*.pub`` file in ``keys_dir``."""
+    keys = [
+        TrustedKey(f"configured-{index}", _public_key(text))
+        for index, text in enumerate(configured, start=1)
+    ]
+    if keys_dir.is_dir():
+        for path in sorted(keys_dir.glob("*.pub")):
+            keys.append(TrustedKey(path.stem, _public_key(path.read_text().strip())))
+    return keys
+
+
+def _public_key(text: str) -> Ed25519PublicKey:
+    try:
+        return Ed25519PublicKey.from_public_bytes(base64.b64decode(text, validate=True))
+    except (binascii.Error, ValueError):
+        raise ValueError(f"{text[:16]}... is not a base64 Ed25519 public key") from None
+
+
+def verify_license(
+    signed: SignedLicense, *, keys: list[TrustedKey], district_slug: str
+) -> LicenseTerms:
+    """The license's terms, after checking its signature and that it belongs to this district."""
+    candidates = [key for key in keys if key.key_id == signed.key_id] or keys
+    if not candidates:
+        raise LicenseRejected(
+            "NO_TRUSTED_KEY",
+            "No license signing key is trusted yet, so no license can be accepted.",
+        )
+    if not any(_signature_matches(key, signed) for key in candidates):
+        raise LicenseRejected(
+            "BAD_SIGNATURE",
+            "The license signature does not match: the file was altered or not issued by "
+            "Manage1to1. The last good license is kept.",
+        )
+    terms = parse_terms(signed.payload)
+    if terms.district != district_slug:
+        raise LicenseRejected(
+            "WRONG_DISTRICT",
+            f"This license was issued to district {terms.district!r}, not {district_slug!r}. "
+            "Licenses are per district and cannot be transferred.",
+        )
+    return terms
+
+
+def _signature_matches(key: TrustedKey, signed: SignedLicense) -> bool:
+    try:
+        key.public_key.verify(signed.signature, signed.payload)
+    except InvalidSignature:
+        return False
+    return True
+
+
+def parse_terms(payload: bytes) -> LicenseTerms:
+    try:
+        data = json.loads(payload)
+        seats = data["seats"]
+        allowance = float(data.get("overage_allowance", 0.0))
+        status = data.get("status", "active")
+        if not isinstance(seats, int) or seats < 0 or not 0 <= allowance <= 1:
+            raise ValueError("seats or overage allowance out of range")
+        if status not in ("active", "deactivated"):
+            raise ValueError(f"unknown status {status!r}")
+        issued_at = datetime.fromisoformat(data["issued_at"])
+        return LicenseTerms(
+            license_id=str(data["license_id"]),
+            district=str(data["district"]),
+            licensed_to=str(data["licensed_to"]),
+            legal_entity_name=data.get("legal_entity_name") or None,
+            total=seats,
+            created_on=date.fromisoformat(data["created"]),
+            expires_on=date.fromisoformat(data["expires"]),
+            deactivated=status == "deactivated",
+            overage_allowance=allowance,
+            issued_at=issued_at if issued_at.tzinfo else issued_at.replace(tzinfo=UTC),
+        )
+    except (ValueError, KeyError, TypeError) as error:
+        raise LicenseRejected(
+            "MALFORMED_LICENSE", f"The license is signed but its contents are not valid: {error}."
+        ) from None
+
+
+def terms_payload(terms: LicenseTerms) -> bytes:
+    """The canonical payload bytes for ``terms``, as the licensing service signs them."""
+    document = {
+        "license_id": terms.license_id,
+        "district": terms.district,
+        "licensed_to": terms.licensed_to,
+        "legal_entity_name": terms.legal_entity_name,
+        "seats": terms.total,
+        "created": terms.created_on.isoformat(),
+        "expires": terms.expires_on.isoformat(),
+        "status": "deactivated" if terms.deactivated else "active",
+        "overage_allowance": terms.overage_allowance,
+        "issued_at": terms.issued_at.isoformat(),
+    }
+    return json.dumps(document, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
+def sign_license(
+    terms: LicenseTerms, *, private_key: Ed25519PrivateKey, key_id: str
+) -> SignedLicense:
+    payload = terms_payload(terms)
+    return SignedLicense(payload=payload, signature=private_key.sign(payload), key_id=key_id)
+
+
+def generate_signing_key(private_path: Path, public_path: Path) -> Ed25519PrivateKey:
+    """A new key pair: the private key as PEM (owner-only), the public key as base64."""
+    private_key = Ed25519PrivateKey.generate()
+    private_path.parent.mkdir(parents=True, exist_ok=True)
+    public_path.parent.mkdir(parents=True, exist_ok=True)
+    pem = private_key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    private_path.touch(mode=0o600)
+    private_path.write_bytes(pem)
+    public_raw = private_key.public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    )
+    public_path.write_text(base64.b64encode(public_raw).decode("ascii") + "\n")
+    return private_key
+
+
+def load_signing_key(path: Path) -> Ed25519PrivateKey:
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ValueError(f"{path} is not an Ed25519 private key")
+    return key

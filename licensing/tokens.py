@@ -1,0 +1,133 @@
+"""API tokens: random, shown once, stored only as a hash, scoped to one district, revocable."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from sqlmodel import Session, select
+
+from db.models import ApiToken, District
+
+TOKEN_PREFIX = "m1t1_"
+TOKEN_RANDOM_BYTES = 32
+
+
+class Permission(StrEnum):
+    MANAGE_SETTINGS = "MANAGE_SETTINGS"
+    VIEW_LICENSE = "VIEW_LICENSE"
+
+
+# Managing the tab includes seeing it.
+IMPLIED_PERMISSIONS = {Permission.MANAGE_SETTINGS: {Permission.VIEW_LICENSE}}
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a token, its district and what it may do."""
+
+    token_id: int
+    token_name: str
+    district_id: int
+    district_slug: str
+    permissions: frozenset[Permission]
+
+    @property
+    def actor(self) -> str:
+        return f"token:{self.token_id} ({self.token_name})"
+
+    def may(self, permission: Permission) -> bool:
+        return permission in self.permissions
+
+
+@dataclass(frozen=True)
+class TokenListing:
+    id: int
+    name: str
+    prefix: str
+    permissions: list[str]
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+def hash_token(secret: str) -> str:
+    # Tokens carry 256 random bits, so a fast hash is enough: no one can guess a preimage.
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def create_token(
+    session: Session,
+    *,
+    district: District,
+    name: str,
+    permissions: set[Permission],
+    now: datetime,
+) -> tuple[ApiToken, str]:
+    """A new token and its secret; the secret is never stored and cannot be shown again."""
+    if not permissions:
+        raise ValueError("A token needs at least one permission.")
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(TOKEN_RANDOM_BYTES)
+    token = ApiToken(
+        district_id=district.id,
+        name=name,
+        token_hash=hash_token(secret),
+        token_prefix=secret[: len(TOKEN_PREFIX) + 6],
+        permissions=",".join(sorted(permission.value for permission in permissions)),
+        created_at=now,
+    )
+    session.add(token)
+    session.flush()
+    return token, secret
+
+
+def authenticate(session: Session, *, secret: str) -> Principal | None:
+    """The principal for a presented token, or None when it is unknown or revoked."""
+    if not secret.startswith(TOKEN_PREFIX) or len(secret) > 200:
+        return None
+    row = session.exec(
+        select(ApiToken, District.slug)
+        .join(District, District.id == ApiToken.district_id)
+        .where(ApiToken.token_hash == hash_token(secret), ApiToken.revoked_at.is_(None))
+    ).first()
+    if row is None:
+        return None
+    token, slug = row
+    granted = {Permission(word) for word in token.permissions.split(",") if word}
+    for permission in list(granted):
+        granted |= IMPLIED_PERMISSIONS.get(permission, set())
+    return Principal(
+        token_id=token.id,
+        token_name=token.name,
+        district_id=token.district_id,
+        district_slug=slug,
+        permissions=frozenset(granted),
+    )
+
+
+def list_tokens(session: Session, *, district_id: int) -> list[TokenListing]:
+    tokens = session.exec(
+        select(ApiToken).where(ApiToken.district_id == district_id).order_by(ApiToken.id)
+    ).all()
+    return [
+        TokenListing(
+            id=token.id,
+            name=token.name,
+            prefix=token.token_prefix,
+            permissions=token.permissions.split(","),
+            created_at=token.created_at,
+            revoked_at=token.revoked_at,
+        )
+        for token in tokens
+    ]
+
+
+def revoke_token(session: Session, *, district_id: int, token_id: int, now: datetime) -> bool:
+    """Revoke a token of this district; False when it has no such live token."""
+    token = session.get(ApiToken, token_id)
+    if token is None or token.district_id != district_id or token.revoked_at is not None:
+        return False
+    token.revoked_at = now
+    return True

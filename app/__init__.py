@@ -1,0 +1,1 @@
+"""Wiring: the Starlette application, the command line and the demo district."""

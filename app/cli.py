@@ -1,0 +1,344 @@
+"""The ``licensing`` command line.
+
+Run from the repository root with no options, it uses the same configuration and database as
+``make run``. Messages go to standard error; standard output carries only what scripts capture
+(a new token, a schema).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from sqlmodel import select
+
+from app import demo as demo_district
+from app.runtime import build_service
+from db import migrate
+from db.models import District
+from licensing import signing
+from licensing.roster import apply_roster, usage_mismatch
+from licensing.service import LicensingService
+from licensing.settings import ConfigurationError, Settings, load_settings
+from licensing.tokens import Permission, create_token, list_tokens, revoke_token
+from plugins.records import DistrictRef, SourceError
+
+cli = typer.Typer(
+    help="Manage1to1 Licensing API: serve it, set up districts, tokens and rosters.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+token_cli = typer.Typer(help="Create, list and revoke API tokens.", no_args_is_help=True)
+roster_cli = typer.Typer(help="Import the local roster.", no_args_is_help=True)
+db_cli = typer.Typer(help="Database schema and consistency.", no_args_is_help=True)
+license_cli = typer.Typer(help="Issue signed license files.", no_args_is_help=True)
+cli.add_typer(token_cli, name="token")
+cli.add_typer(roster_cli, name="roster")
+cli.add_typer(db_cli, name="db")
+cli.add_typer(license_cli, name="license")
+
+DistrictOption = Annotated[str, typer.Option("--district", "-d", help="The district's slug.")]
+
+
+def say(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    say(f"Error: {message}")
+    return typer.Exit(code)
+
+
+def settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigurationError as error:
+        raise fail(str(error), code=2) from None
+
+
+def service(*, upgrade: bool = False) -> LicensingService:
+    built = build_service(settings(), upgrade_schema=upgrade)
+    if not upgrade:
+        current = migrate.current_revision(built.database)
+        if current != migrate.head_revision(built.database):
+            raise fail(
+                "The database schema is not up to date. Run `licensing db upgrade` (or `make run`)."
+            )
+    return built
+
+
+def district_id(built: LicensingService, slug: str) -> int:
+    with built.database.read() as session:
+        district = session.exec(select(District).where(District.slug == slug)).first()
+    if district is None:
+        raise fail(
+            f"There is no district {slug!r}. (The demo district is created by `licensing demo`.)"
+        )
+    return district.id
+
+
+@cli.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes.")] = None,
+) -> None:
+    """Serve the dashboard and the GraphQL API (upgrading an empty database first)."""
+    import uvicorn
+
+    config = settings()
+    service(upgrade=True).database.dispose()
+    host, port, workers = host or config.host, port or config.port, workers or config.workers
+    say(f"Serving the Licensing API at http://{host}:{port}/graphql (dashboard at /).")
+    uvicorn.run(
+        "app.factory:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+    )
+
+
+@cli.command()
+def demo() -> None:
+    """Create the demo district (1000 seats, 960 active students) unless it exists."""
+    built = service(upgrade=True)
+    if demo_district.demo_exists(built):
+        say(f"The demo district {demo_district.DEMO_SLUG!r} is already set up.")
+    else:
+        asyncio.run(demo_district.create_demo(built))
+        say(
+            f"Created the demo district {demo_district.DEMO_SLUG!r}: "
+            f"{demo_district.DEMO_NAME}, 960 / 1000 licenses used, alert threshold 50."
+        )
+    say(
+        "Sign in with a token:\n"
+        "  TOKEN=$(.venv/bin/licensing token create --district demo --permission MANAGE_SETTINGS)\n"
+        '  curl -s http://127.0.0.1:8000/graphql -H "Authorization: Bearer $TOKEN" \\\n'
+        "    -H 'Content-Type: application/json' \\\n"
+        '    -d \'{"query": "{ license { display level status } alerts { message } }"}\''
+    )
+
+
+@token_cli.command("create")
+def token_create(
+    district: DistrictOption,
+    permission: Annotated[
+        list[Permission],
+        typer.Option("--permission", "-p", help="MANAGE_SETTINGS or VIEW_LICENSE; repeatable."),
+    ],
+    name: Annotated[str, typer.Option(help="A label to recognise the token by.")] = "",
+) -> None:
+    """Create a token and print it alone on standard output (it is shown only this once)."""
+    built = service()
+    target = district_id(built, district)
+    now = built.clock()
+    with built.database.write() as session:
+        district_row = session.get(District, target)
+        label = name or f"{'+'.join(p.value for p in permission)} token"
+        token, secret = create_token(
+            session, district=district_row, name=label, permissions=set(permission), now=now
+        )
+        token_id = token.id
+    say(f"Created token {token_id} for {district}. Store it now: it cannot be shown again.")
+    typer.echo(secret)
+
+
+@token_cli.command("list")
+def token_list(district: DistrictOption) -> None:
+    """List a district's tokens (their first characters only)."""
+    built = service()
+    with built.database.read() as session:
+        tokens = list_tokens(session, district_id=district_id(built, district))
+    for token in tokens:
+        state = f"revoked {token.revoked_at:%Y-%m-%d}" if token.revoked_at else "active"
+        typer.echo(
+            f"{token.id}\t{token.prefix}…\t{','.join(token.permissions)}\t{state}\t{token.name}"
+        )
+
+
+@token_cli.command("revoke")
+def token_revoke(
+    token_id: Annotated[int, typer.Argument(help="The token's number, from `token list`.")],
+    district: DistrictOption,
+) -> None:
+    """Revoke a token; it stops working at once."""
+    built = service()
+    with built.database.write() as session:
+        revoked = revoke_token(
+            session, district_id=district_id(built, district), token_id=token_id, now=built.clock()
+        )
+    if not revoked:
+        raise fail(f"District {district!r} has no active token {token_id}.")
+    say(f"Revoked token {token_id}.")
+
+
+@roster_cli.command("import")
+def roster_import(
+    file: Annotated[Path, typer.Argument(help="CSV file with a header row; see docs/plugins.md.")],
+    district: DistrictOption,
+    replace: Annotated[
+        bool, typer.Option(help="Make the file the whole local roster (remove people not in it).")
+    ] = False,
+) -> None:
+    """Import students and staff into the local roster; nothing is imported if any row is bad."""
+    built = service()
+    target = district_id(built, district)
+    source = built.plugins.roster_source("local")
+    with built.database.read() as session:
+        row = session.get(District, target)
+    district_ref = DistrictRef(
+        slug=row.slug, official_name=row.official_name, time_zone=row.time_zone
+    )
+    try:
+        records = source.fetch_students(district=district_ref, options={"path": str(file)})
+        with built.database.write() as session:
+            change = apply_roster(
+                session,
+                district_id=target,
+                source="local",
+                records=records,
+                replace=replace,
+                now=built.clock(),
+            )
+    except SourceError as error:
+        raise fail(str(error)) from None
+    built.read_district_state(target)
+    say(
+        f"Imported {change.records} record(s). Active students: "
+        f"{change.before.active_students} -> {change.after.active_students}."
+    )
+
+
+@db_cli.command("upgrade")
+def db_upgrade() -> None:
+    """Create or upgrade the database schema; existing rows are kept."""
+    built = service(upgrade=True)
+    say(f"Database at revision {migrate.current_revision(built.database)}.")
+
+
+@db_cli.command("check")
+def db_check() -> None:
+    """Recount every district's usage and compare with the maintained counts."""
+    built = service()
+    with built.database.read() as session:
+        districts = session.exec(select(District)).all()
+        problems = {
+            district.slug: usage_mismatch(session, district_id=district.id)
+            for district in districts
+        }
+    bad = {slug: mismatch for slug, mismatch in problems.items() if mismatch}
+    for slug, mismatch in bad.items():
+        for name, (stored, recounted) in mismatch.items():
+            say(f"{slug}: {name} is {stored} but a recount gives {recounted}")
+    if bad:
+        raise typer.Exit(1)
+    say(f"Counts agree with a recount for {len(problems)} district(s).")
+
+
+@cli.command()
+def sync(
+    district: Annotated[
+        str | None, typer.Option("--district", "-d", help="Only this district.")
+    ] = None,
+) -> None:
+    """Refresh licenses from their sources now."""
+    built = service()
+    with built.database.read() as session:
+        query = select(District)
+        if district:
+            query = query.where(District.slug == district)
+        targets = [(row.id, row.slug) for row in session.exec(query).all()]
+    if district and not targets:
+        raise fail(f"There is no district {district!r}.")
+    failed = False
+    for target, slug in targets:
+        outcome = asyncio.run(
+            built.license_updater.refresh(district_id=target, actor="command line")
+        )
+        if outcome.problem:
+            failed = True
+            say(f"{slug}: license not refreshed: {outcome.problem.message}")
+        else:
+            say(f"{slug}: license {'updated' if outcome.updated else 'unchanged'}.")
+    if failed:
+        raise typer.Exit(1)
+
+
+@license_cli.command("issue")
+def license_issue(
+    district: DistrictOption,
+    seats: Annotated[int, typer.Option(min=0, help="Licensed seats.")],
+    expires: Annotated[
+        str | None, typer.Option(help="Last valid day, YYYY-MM-DD (default: keep the current).")
+    ] = None,
+    deactivated: Annotated[bool, typer.Option(help="Issue a deactivated license.")] = False,
+    key: Annotated[
+        Path | None, typer.Option(help="Ed25519 private key (PEM); default: the demo key.")
+    ] = None,
+) -> None:
+    """Sign a license and write it where the district's license file is read.
+
+    The demo's key stands in for the licensing service's: after issuing, press Force License
+    Update to see the new license.
+    """
+    built = service()
+    target = district_id(built, district)
+    key_path = key or demo_district.demo_paths(built.settings).signing_key
+    if not key_path.exists():
+        raise fail(f"No signing key at {key_path}.")
+    state = built.read_district_state(target)
+    snapshot = state.snapshot
+    held = snapshot.license
+    try:
+        expires_on = date.fromisoformat(expires) if expires else None
+    except ValueError:
+        raise fail(f"--expires {expires!r} is not a date like 2027-06-30.") from None
+    if held is None and expires_on is None:
+        raise fail("This district has no license yet: give --expires.")
+    terms = signing.LicenseTerms(
+        license_id=held.license_id if held else f"M1T1-{district.upper()}-0001",
+        district=district,
+        licensed_to=held.licensed_to if held else snapshot.district.official_name,
+        legal_entity_name=held.legal_entity_name if held else snapshot.district.legal_entity_name,
+        total=seats,
+        created_on=held.created_on if held else built.clock().date(),
+        expires_on=expires_on or held.expires_on,
+        deactivated=deactivated,
+        overage_allowance=held.overage_allowance if held else 0.0,
+        issued_at=built.clock(),
+    )
+    path = demo_district.issue_license_file(
+        built.settings,
+        private_key=signing.load_signing_key(key_path),
+        district_slug=district,
+        terms=terms,
+        key_id=key_path.stem if key else demo_district.DEMO_KEY_ID,
+    )
+    say(
+        f"Wrote a signed license for {seats} seats to {path}. Press Force License Update to apply it."
+    )
+
+
+@cli.command()
+def schema(
+    write: Annotated[Path | None, typer.Option(help="Write the SDL to this file.")] = None,
+) -> None:
+    """Print the GraphQL schema (SDL), or write it to a file."""
+    from graph.schema import schema_sdl
+
+    sdl = schema_sdl()
+    if write is None:
+        sys.stdout.write(sdl)
+    else:
+        write.write_text(sdl)
+        say(f"Wrote {write}.")
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,61 @@
+"""The Starlette application: the dashboard at /, GraphQL at /graphql, health at /healthz."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from sqlalchemy import text
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from app.runtime import build_service
+from graph.http import LicensingGraphQL
+from graph.schema import build_schema
+from licensing.service import LicensingService
+from licensing.settings import load_settings
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+
+
+def create_app(service: LicensingService | None = None) -> Starlette:
+    """The whole HTTP service; without a service, one is built from the configuration."""
+    if service is None:
+        service = build_service(load_settings())
+    settings = service.settings
+    graphql = LicensingGraphQL(
+        build_schema(settings.graphql),
+        service=service,
+        max_body_bytes=settings.graphql.max_body_bytes,
+        development=settings.development,
+    )
+
+    async def healthz(_request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(_request: Request) -> JSONResponse:
+        try:
+            with service.database.read() as session:
+                session.execute(text("SELECT 1"))
+        except Exception:
+            return JSONResponse({"status": "database unavailable"}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        yield
+        service.database.dispose()
+
+    return Starlette(
+        routes=[
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Mount("/", StaticFiles(directory=WEB_DIR, html=True)),
+        ],
+        lifespan=lifespan,
+    )

@@ -1,0 +1,116 @@
+"""Queries that are more than a lookup by key: roster writes and the counting rule in SQL.
+
+The counting rule itself is defined in ``licensing.rules.count_roster``; ``recount_usage`` is its
+set-based twin, and a test holds the two to the same answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, delete, distinct, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session
+
+from db.models import Device, DistrictUsage, RosterRecord
+
+STUDENT = "student"
+STAFF = "staff"
+ACTIVE = "active"
+INSERT_CHUNK = 5_000
+
+roster = RosterRecord.__table__
+
+
+def replace_roster_rows(
+    session: Session, *, district_id: int, source: str, rows: Iterable[Mapping[str, Any]]
+) -> None:
+    """Make ``rows`` the whole roster of one source of one district."""
+    session.execute(
+        delete(roster).where(roster.c.district_id == district_id, roster.c.source == source)
+    )
+    for chunk in _chunks(rows):
+        session.execute(roster.insert(), chunk)
+
+
+def upsert_roster_rows(
+    session: Session, *, district_id: int, source: str, rows: Iterable[Mapping[str, Any]]
+) -> None:
+    """Add new people to a source's roster and update those already in it."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    for chunk in _chunks(rows):
+        statement = insert(roster)
+        updated = {
+            column.name: statement.excluded[column.name]
+            for column in roster.columns
+            if column.name not in ("id", "district_id", "source", "source_id")
+        }
+        session.execute(
+            statement.on_conflict_do_update(
+                index_elements=["district_id", "source", "source_id"], set_=updated
+            ),
+            chunk,
+        )
+
+
+def _chunks(rows: Iterable[Mapping[str, Any]]) -> Iterable[list[Mapping[str, Any]]]:
+    chunk: list[Mapping[str, Any]] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) >= INSERT_CHUNK:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def recount_usage(session: Session, *, district_id: int) -> dict[str, int]:
+    """Count the district's roster and devices from scratch (the counting rule, in SQL)."""
+    in_district = roster.c.district_id == district_id
+    is_student = and_(in_district, roster.c.role == STUDENT)
+    counts_as_active = and_(is_student, roster.c.lifecycle == ACTIVE, roster.c.enabled.is_(True))
+    active_people = select(roster.c.person_key).where(counts_as_active).distinct()
+    student_people = select(roster.c.person_key).where(is_student).distinct()
+
+    active = session.execute(
+        select(func.count(distinct(roster.c.person_key))).where(counts_as_active)
+    ).scalar_one()
+    students = session.execute(
+        select(func.count(distinct(roster.c.person_key))).where(is_student)
+    ).scalar_one()
+    staff = session.execute(
+        select(func.count(distinct(roster.c.person_key))).where(
+            in_district,
+            roster.c.role == STAFF,
+            roster.c.person_key.not_in(student_people),
+        )
+    ).scalar_one()
+    records_of_active_people = session.execute(
+        select(func.count()).where(in_district, roster.c.person_key.in_(active_people))
+    ).scalar_one()
+    devices = session.execute(
+        select(func.count()).select_from(Device).where(Device.district_id == district_id)
+    ).scalar_one()
+    return {
+        "active_students": active,
+        "inactive_students": students - active,
+        "staff": staff,
+        "devices": devices,
+        "duplicates_collapsed": records_of_active_people - active,
+    }
+
+
+def store_usage(
+    session: Session, *, district_id: int, counts: Mapping[str, int], now: datetime
+) -> None:
+    usage = session.get(DistrictUsage, district_id)
+    if usage is None:
+        usage = DistrictUsage(district_id=district_id, updated_at=now)
+        session.add(usage)
+    for name, value in counts.items():
+        setattr(usage, name, value)
+    usage.updated_at = now
+    session.flush()

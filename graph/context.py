@@ -1,0 +1,31 @@
+"""Per-request context: who is calling, the service, and loaders that read each thing once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from strawberry.dataloader import DataLoader
+
+from licensing.service import DistrictState, LicensingService
+from licensing.tokens import Principal
+
+
+@dataclass
+class GraphContext:
+    principal: Principal
+    service: LicensingService
+    district_states: DataLoader[int, DistrictState] = field(init=False)
+
+    def __post_init__(self) -> None:
+        async def load_states(district_ids: list[int]) -> list[DistrictState]:
+            return [await self.service.district_state(district_id) for district_id in district_ids]
+
+        # license, usage and alerts in one request share one read of the district.
+        self.district_states = DataLoader(load_fn=load_states)
+
+    async def district_state(self) -> DistrictState:
+        return await self.district_states.load(self.principal.district_id)
+
+    def remember_district_state(self, state: DistrictState) -> None:
+        """After a mutation, later fields in the same request see the new state."""
+        self.district_states.prime(self.principal.district_id, state, force=True)

@@ -1,0 +1,28 @@
+"""Permission classes attached to fields; resolvers never check permissions themselves."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from strawberry.permission import BasePermission
+from strawberry.types import Info
+
+from licensing.tokens import Permission
+
+
+class _RequiresPermission(BasePermission):
+    required: ClassVar[Permission]
+    error_extensions: ClassVar[dict[str, Any]] = {"code": "FORBIDDEN"}
+
+    def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
+        return info.context.principal.may(self.required)
+
+
+class CanViewLicense(_RequiresPermission):
+    required = Permission.VIEW_LICENSE
+    message = "This token may not view the license: it needs VIEW_LICENSE or MANAGE_SETTINGS."
+
+
+class CanManageSettings(_RequiresPermission):
+    required = Permission.MANAGE_SETTINGS
+    message = "This token may not change licensing settings: it needs MANAGE_SETTINGS."

@@ -1,0 +1,72 @@
+"""Query resolvers. The district is always the caller's own, taken from the token."""
+
+from __future__ import annotations
+
+import strawberry
+from strawberry.types import Info
+
+from graph.errors import ClientError
+from graph.permissions import CanManageSettings, CanViewLicense
+from graph.types import Alert, AlertPlacement, License, LicenseCheck, LicenseSettings, Usage
+from licensing.problems import Problem
+from licensing.service import NO_LICENSE
+
+MAX_ADDITIONAL_STUDENTS = 10_000_000
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(
+        permission_classes=[CanViewLicense], description="The caller's district's license."
+    )
+    async def license(self, info: Info) -> License:
+        state = await info.context.district_state()
+        if state.license is None:
+            raise ClientError(NO_LICENSE)
+        return License.from_view(state.license)
+
+    @strawberry.field(permission_classes=[CanViewLicense])
+    async def usage(self, info: Info) -> Usage:
+        state = await info.context.district_state()
+        return Usage.from_counts(state.usage)
+
+    @strawberry.field(
+        permission_classes=[CanViewLicense],
+        description="Alerts showing now, most severe first; with includeResolved, history too.",
+    )
+    async def alerts(
+        self,
+        info: Info,
+        placement: AlertPlacement | None = None,
+        include_resolved: bool = False,
+    ) -> list[Alert]:
+        state = await info.context.district_state()
+        records = list(state.alerts)
+        if include_resolved:
+            records += await info.context.service.alert_history(info.context.principal.district_id)
+        return [
+            Alert.from_record(record)
+            for record in records
+            if placement is None or placement in record.placements
+        ]
+
+    @strawberry.field(permission_classes=[CanManageSettings])
+    async def license_settings(self, info: Info) -> LicenseSettings:
+        state = await info.context.district_state()
+        return LicenseSettings.from_view(state.settings)
+
+    @strawberry.field(
+        permission_classes=[CanViewLicense],
+        description="May the district activate this many more students?",
+    )
+    async def license_check(self, info: Info, additional_students: int = 1) -> LicenseCheck:
+        if not 0 <= additional_students <= MAX_ADDITIONAL_STUDENTS:
+            raise ClientError(
+                Problem(
+                    "INVALID_ADDITIONAL_STUDENTS",
+                    f"additionalStudents must be between 0 and {MAX_ADDITIONAL_STUDENTS:,}.",
+                )
+            )
+        service = info.context.service
+        check = await service.license_check(info.context.principal.district_id, additional_students)
+        return LicenseCheck.from_rule(check)

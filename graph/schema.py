@@ -1,0 +1,42 @@
+"""The schema: roots joined from their modules, with the limits that protect the server."""
+
+from __future__ import annotations
+
+import strawberry
+from strawberry.extensions import (
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    ValidationCache,
+)
+from strawberry.tools import merge_types
+
+from graph.errors import mask_internal_errors
+from graph.mutations.force_license_update import ForceLicenseUpdateMutation
+from graph.mutations.set_threshold import SetThresholdMutation
+from graph.queries import Query
+from licensing.settings import GraphQLLimits
+
+Mutation = merge_types("Mutation", (SetThresholdMutation, ForceLicenseUpdateMutation))
+
+
+def build_schema(limits: GraphQLLimits | None = None) -> strawberry.Schema:
+    limits = limits or GraphQLLimits()
+    return strawberry.Schema(
+        query=Query,
+        mutation=Mutation,
+        extensions=[
+            MaxTokensLimiter(max_token_count=limits.max_tokens),
+            QueryDepthLimiter(max_depth=limits.max_depth),
+            MaxAliasesLimiter(max_alias_count=limits.max_aliases),
+            ParserCache(maxsize=256),
+            ValidationCache(maxsize=256),
+            mask_internal_errors(),
+        ],
+    )
+
+
+def schema_sdl() -> str:
+    """The SDL checked in as schema.graphql."""
+    return build_schema().as_str() + "\n"

@@ -1,0 +1,164 @@
+"""GraphQL object types and enums, each built from the domain's plain views."""
+
+from __future__ import annotations
+
+import datetime
+
+import strawberry
+
+from licensing import rules
+from licensing.alert_state import AlertRecord
+from licensing.district_view import LicenseView, ThresholdSettingsView
+from licensing.problems import Problem
+from licensing.roster import UsageCounts
+
+LicenseStatus = strawberry.enum(rules.LicenseStatus, description="Whether the license is valid.")
+UsageLevel = strawberry.enum(
+    rules.UsageLevel, description="The colour of the license count: green, yellow, red."
+)
+AccessLevel = strawberry.enum(rules.AccessLevel, description="Whether the system restricts use.")
+AlertKind = strawberry.enum(rules.AlertKind)
+AlertSeverity = strawberry.enum(rules.AlertSeverity)
+AlertPlacement = strawberry.enum(rules.AlertPlacement, description="Where an alert is shown.")
+LicenseCheckReason = strawberry.enum(rules.LicenseCheckReason)
+
+
+@strawberry.type(description="The district's license as the Licensing tab shows it.")
+class License:
+    status: LicenseStatus
+    licensed_to: str = strawberry.field(description="The district the license is issued to.")
+    legal_entity_name: str | None = strawberry.field(
+        description="The legal entity name, when it differs from the district's name."
+    )
+    used: int = strawberry.field(description="Active students: the licenses in use.")
+    total: int = strawberry.field(description="Licensed capacity.")
+    remaining: int = strawberry.field(description="total - used; negative when over the limit.")
+    overage: int = strawberry.field(description="How far used exceeds total, else 0.")
+    display: str = strawberry.field(description='The count as "487 / 1000".')
+    level: UsageLevel
+    access_level: AccessLevel
+    overage_allowance: float = strawberry.field(
+        description="Fraction of total the license tolerates above the limit before restricting."
+    )
+    created_at: datetime.date = strawberry.field(description="When the district's license began.")
+    expires_at: datetime.date = strawberry.field(
+        description="Last day of the license period (valid through its end, district time)."
+    )
+    days_until_expiration: int
+    last_synced_at: datetime.datetime | None
+    last_sync_status: str | None
+    last_sync_error: str | None
+    stale: bool = strawberry.field(
+        description="True when the last refresh failed: the figures are the last good license."
+    )
+
+    @classmethod
+    def from_view(cls, view: LicenseView) -> License:
+        return cls(
+            status=view.status,
+            licensed_to=view.licensed_to,
+            legal_entity_name=view.legal_entity_name,
+            used=view.used,
+            total=view.total,
+            remaining=view.remaining,
+            overage=view.overage,
+            display=view.display,
+            level=view.level,
+            access_level=view.access_level,
+            overage_allowance=view.overage_allowance,
+            created_at=view.created_on,
+            expires_at=view.expires_on,
+            days_until_expiration=view.days_until_expiration,
+            last_synced_at=view.last_synced_at,
+            last_sync_status=view.last_sync_status,
+            last_sync_error=view.last_sync_error,
+            stale=view.stale,
+        )
+
+
+@strawberry.type(
+    description="Who is in the system. Only activeStudents counts against the license."
+)
+class Usage:
+    active_students: int
+    inactive_students: int
+    staff: int
+    devices: int
+    duplicates_collapsed: int = strawberry.field(
+        description="Extra records of active students (another school or source) counted once."
+    )
+
+    @classmethod
+    def from_counts(cls, counts: UsageCounts) -> Usage:
+        return cls(
+            active_students=counts.active_students,
+            inactive_students=counts.inactive_students,
+            staff=counts.staff,
+            devices=counts.devices,
+            duplicates_collapsed=counts.duplicates_collapsed,
+        )
+
+
+@strawberry.type(description="A license alert; it persists while its condition holds.")
+class Alert:
+    id: strawberry.ID
+    kind: AlertKind
+    severity: AlertSeverity
+    message: str
+    placements: list[AlertPlacement]
+    raised_at: datetime.datetime
+    resolved_at: datetime.datetime | None
+
+    @classmethod
+    def from_record(cls, record: AlertRecord) -> Alert:
+        return cls(
+            id=strawberry.ID(str(record.id)),
+            kind=record.kind,
+            severity=record.severity,
+            message=record.message,
+            placements=list(record.placements),
+            raised_at=record.raised_at,
+            resolved_at=record.resolved_at,
+        )
+
+
+@strawberry.type(description="The Licensing Settings section.")
+class LicenseSettings:
+    students_remaining_threshold: int = strawberry.field(
+        description="Alerts begin when this many licenses or fewer remain."
+    )
+    recommended_threshold_min: int
+    recommended_threshold_max: int
+    maximum_threshold: int = strawberry.field(
+        description="The highest threshold accepted now: the licensed total."
+    )
+
+    @classmethod
+    def from_view(cls, view: ThresholdSettingsView) -> LicenseSettings:
+        return cls(
+            students_remaining_threshold=view.students_remaining_threshold,
+            recommended_threshold_min=view.recommended.minimum,
+            recommended_threshold_max=view.recommended.maximum,
+            maximum_threshold=view.maximum,
+        )
+
+
+@strawberry.type(description="May the district activate more students?")
+class LicenseCheck:
+    allowed: bool
+    reason: LicenseCheckReason
+
+    @classmethod
+    def from_rule(cls, check: rules.LicenseCheck) -> LicenseCheck:
+        return cls(allowed=check.allowed, reason=check.reason)
+
+
+@strawberry.type(description="A mistake the caller can fix; nothing was changed.")
+class UserError:
+    field: str | None
+    code: str
+    message: str
+
+    @classmethod
+    def from_problem(cls, problem: Problem) -> UserError:
+        return cls(field=problem.field, code=problem.code, message=problem.message)

@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
+
 from db.migrate import upgrade
 from db.session import Database
-from licensing.service import LicensingService
+from licensing.service import LicensingService, utc_now
 from licensing.settings import Settings
 from plugins.manager import PluginManager
 
 
-def build_service(settings: Settings, *, upgrade_schema: bool = False) -> LicensingService:
+def build_service(
+    settings: Settings,
+    *,
+    upgrade_schema: bool = False,
+    clock: Callable[[], datetime] = utc_now,
+    plugins: PluginManager | None = None,
+) -> LicensingService:
     database = Database(settings.effective_database_url)
     if upgrade_schema:
         upgrade(database)
-    return LicensingService(settings=settings, database=database, plugins=PluginManager(settings))
+    return LicensingService(
+        settings=settings,
+        database=database,
+        plugins=plugins or PluginManager(settings),
+        clock=clock,
+    )

@@ -26,13 +26,14 @@ def build_schema(limits: GraphQLLimits | None = None) -> strawberry.Schema:
     return strawberry.Schema(
         query=Query,
         mutation=Mutation,
+        # Factories: strawberry builds fresh extensions per request (the caches are shared).
         extensions=[
-            MaxTokensLimiter(max_token_count=limits.max_tokens),
-            QueryDepthLimiter(max_depth=limits.max_depth),
-            MaxAliasesLimiter(max_alias_count=limits.max_aliases),
-            ParserCache(maxsize=256),
-            ValidationCache(maxsize=256),
-            mask_internal_errors(),
+            lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
+            lambda: QueryDepthLimiter(max_depth=limits.max_depth),
+            lambda: MaxAliasesLimiter(max_alias_count=limits.max_aliases),
+            lambda: ParserCache(maxsize=256),
+            lambda: ValidationCache(maxsize=256),
+            mask_internal_errors,
         ],
     )
 

@@ -1,0 +1,109 @@
+"""Fixtures: every test gets its own data folder, SQLite file, clock and signing key."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from app.factory import create_app
+from app.runtime import build_service
+from licensing.service import LicensingService
+from licensing.settings import Settings
+from tests.utils.clock import FakeClock
+from tests.utils.districts import (
+    LicenseIssuer,
+    TestDistrict,
+    create_district,
+    new_signing_key,
+    public_key_text,
+    students,
+)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No developer's licensing.toml or LICENSING_* variables leak into a test."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("LICENSING_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def signing_key() -> Any:
+    return new_signing_key()
+
+
+@pytest.fixture
+def settings(tmp_path: Any, signing_key: Any) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "data",
+        database_url=f"sqlite:///{tmp_path / 'licensing.db'}",
+        license_public_keys=[public_key_text(signing_key)],
+    )
+
+
+@pytest.fixture
+def service(settings: Settings, clock: FakeClock) -> Iterator[LicensingService]:
+    built = build_service(settings, upgrade_schema=True, clock=clock)
+    yield built
+    built.database.dispose()
+
+
+@pytest.fixture
+def issuer(service: LicensingService, signing_key: Any) -> LicenseIssuer:
+    return LicenseIssuer(service=service, key=signing_key)
+
+
+@pytest.fixture
+async def client(service: LicensingService) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=create_app(service))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
+
+
+@pytest.fixture
+def make_district(service: LicensingService, issuer: LicenseIssuer) -> Any:
+    """make_district(slug, seats=, active=, threshold=, ...) -> TestDistrict with its license applied."""
+
+    async def make(
+        slug: str = "riverside",
+        *,
+        seats: int = 1000,
+        active: int = 0,
+        roster: list[Any] | None = None,
+        threshold: int = 50,
+        devices: int = 0,
+        time_zone: str = "UTC",
+        **license_terms: Any,
+    ) -> TestDistrict:
+        people = list(roster or []) + students(active, prefix=f"{slug}-")
+        district_id = create_district(
+            service,
+            slug=slug,
+            roster=people,
+            threshold=threshold,
+            devices=devices,
+            time_zone=time_zone,
+        )
+        issuer.write(slug, seats=seats, **license_terms)
+        district = TestDistrict(service, district_id, slug)
+        await district.refresh_license()
+        return district
+
+    return make

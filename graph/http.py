@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cross_web import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Message, Receive, Scope, Send
@@ -84,13 +85,22 @@ class LicensingGraphQL(GraphQL):
             )
         principal = await self.service.authenticate(secret.strip())
         if principal is None:
-            return None, error_response(
+            return error_response(
                 401,
                 "UNAUTHENTICATED",
                 "The API token is not valid or has been revoked.",
                 **challenge,
             )
         return principal
+
+    def parse_json(self, data: str | bytes) -> Any:
+        # Strawberry expects an object (or a batch list) and fails with a 500 on a bare value.
+        parsed = super().parse_json(data)
+        if not isinstance(parsed, dict | list):
+            raise HTTPException(
+                400, 'Send a JSON object such as {"query": "{ license { display } }"}.'
+            )
+        return parsed
 
     async def get_context(self, request: Any, response: Any) -> GraphContext:
         return GraphContext(principal=request.scope[PRINCIPAL_SCOPE_KEY], service=self.service)

@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import strawberry
-from strawberry.extensions import (
-    MaxAliasesLimiter,
-    MaxTokensLimiter,
-    ParserCache,
-    QueryDepthLimiter,
-    ValidationCache,
-)
+from strawberry.extensions import MaxTokensLimiter, ParserCache, ValidationCache
 from strawberry.tools import merge_types
 
 from graph.errors import mask_internal_errors
+from graph.limits import depth_and_alias_limits
 from graph.mutations.force_license_update import ForceLicenseUpdateMutation
 from graph.mutations.set_threshold import SetThresholdMutation
 from graph.queries import Query
@@ -29,8 +24,9 @@ def build_schema(limits: GraphQLLimits | None = None) -> strawberry.Schema:
         # Factories: strawberry builds fresh extensions per request (the caches are shared).
         extensions=[
             lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
-            lambda: QueryDepthLimiter(max_depth=limits.max_depth),
-            lambda: MaxAliasesLimiter(max_alias_count=limits.max_aliases),
+            lambda: depth_and_alias_limits(
+                max_depth=limits.max_depth, max_aliases=limits.max_aliases
+            ),
             lambda: ParserCache(maxsize=256),
             lambda: ValidationCache(maxsize=256),
             mask_internal_errors,

@@ -29,7 +29,7 @@ from licensing.district_view import current_alerts, read_snapshot
 from licensing.problems import Problem
 from licensing.settings import Settings
 from plugins.manager import PluginManager, UnknownSourceError
-from plugins.records import DistrictRef, SignedLicense, SourceError
+from plugins.records import DamagedLicenseError, DistrictRef, SignedLicense, SourceError
 
 FORCED_ACTION = "force_license_update"
 REFRESH_ACTION = "license_refresh"
@@ -123,6 +123,13 @@ class LicenseUpdater:
             terms = signing.verify_license(signed, keys=keys, district_slug=district_ref.slug)
         except signing.LicenseRejected as rejected:
             problem = Problem(rejected.code, rejected.message)
+        except DamagedLicenseError as error:
+            # The source answered, but with an altered document: refused like a bad signature.
+            problem = Problem(
+                "BAD_SIGNATURE",
+                "The license signature does not match: the document was altered or damaged "
+                f"({error}). The last good license is kept.",
+            )
         except (SourceError, UnknownSourceError) as error:
             problem = Problem("LICENSE_SOURCE_UNAVAILABLE", str(error))
         except Exception as error:  # a plugin's bug must not lose the last good license

@@ -82,7 +82,9 @@ class SignedLicense:
             payload = base64.b64decode(envelope["payload"], validate=True)
             signature = base64.b64decode(envelope["signature"], validate=True)
         except (KeyError, TypeError, binascii.Error):
-            raise SourceError("The license document has no valid payload or signature.") from None
+            raise DamagedLicenseError(
+                "The license document has no valid payload or signature."
+            ) from None
         key_id = envelope.get("key_id")
         return cls(payload=payload, signature=signature, key_id=key_id if key_id else None)
 
@@ -99,6 +101,11 @@ class SignedLicense:
 
 class SourceError(Exception):
     """A source could not deliver; the message is shown to the administrator as it is."""
+
+
+class DamagedLicenseError(SourceError):
+    """The source delivered a document whose payload or signature is not even well-formed: it
+    was altered or damaged on the way, so its signature cannot match."""
 
 
 @dataclass(frozen=True)

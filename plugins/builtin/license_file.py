@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from plugins.hookspecs import hookimpl
-from plugins.records import DistrictRef, SignedLicense, SourceError
+from plugins.records import DamagedLicenseError, DistrictRef, SignedLicense, SourceError
 
 
 class LicenseFileSource:
@@ -33,6 +33,8 @@ class LicenseFileSource:
             raise SourceError(f"Cannot read the license file {path}: {error.strerror}.") from None
         try:
             return SignedLicense.from_envelope(data)
+        except DamagedLicenseError as error:
+            raise DamagedLicenseError(f"{path}: {error}") from None
         except SourceError as error:
             raise SourceError(f"{path}: {error}") from None
 

@@ -1,0 +1,454 @@
+"""forceLicenseUpdate: the Force License Update button, through the real app."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from datetime import timedelta
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlmodel import col, select
+
+from db.models import AuditEvent
+from licensing.tokens import Principal, authenticate
+from tests.utils.graphql import graphql, graphql_data
+
+pytestmark = pytest.mark.anyio
+
+FORCE_UPDATE = """
+mutation {
+  forceLicenseUpdate {
+    updated throttled retryAfterSeconds
+    license { status total used display level accessLevel stale lastSyncStatus lastSyncError
+              expiresAt }
+    errors { field code message }
+  }
+}
+"""
+LICENSE = """
+{
+  license { status total used display level accessLevel stale lastSyncStatus lastSyncError
+            lastSyncedAt expiresAt }
+  alerts { id kind severity resolvedAt }
+}
+"""
+HISTORY = "{ alerts(includeResolved: true) { id kind resolvedAt } }"
+
+
+async def force(client, token: str) -> dict:
+    data = await graphql_data(client, token, FORCE_UPDATE)
+    return data["forceLicenseUpdate"]
+
+
+async def read_license(client, token: str) -> dict:
+    return await graphql_data(client, token, LICENSE)
+
+
+def principal_for(service, secret: str) -> Principal:
+    with service.database.read() as session:
+        principal = authenticate(session, secret=secret)
+    assert principal is not None
+    return principal
+
+
+def forced_events(service, district_id: int) -> list[AuditEvent]:
+    with service.database.read() as session:
+        return list(
+            session.exec(
+                select(AuditEvent)
+                .where(
+                    AuditEvent.district_id == district_id,
+                    AuditEvent.action == "force_license_update",
+                )
+                .order_by(col(AuditEvent.id))
+            ).all()
+        )
+
+
+def count_fetches(service, monkeypatch, *, delay: float = 0.05) -> list[int]:
+    """Wrap the license file source so every upstream fetch is counted (and takes a moment)."""
+    source = service.plugins.license_source("license_file")
+    real_fetch = source.fetch_license
+    calls: list[int] = []
+
+    async def counting_fetch(*, district):
+        calls.append(1)
+        await asyncio.sleep(delay)
+        return real_fetch(district=district)
+
+    monkeypatch.setattr(source, "fetch_license", counting_fetch)
+    return calls
+
+
+# --- Buying more licenses ------------------------------------------------------------------------
+
+
+async def test_buy_more_replace_file_force_update_see_new_total(client, make_district, issuer):
+    """The demo: 960 of 1000, buy 100 more, replace the file, press the button, see 960 / 1100."""
+    district = await make_district(seats=1000, active=960, threshold=50)
+    before = await read_license(client, district.manager_token)
+    assert before["license"]["display"] == "960 / 1000"
+    assert [alert["kind"] for alert in before["alerts"]] == ["LICENSES_LOW"]
+    low_alert_id = before["alerts"][0]["id"]
+
+    issuer.write(district.slug, seats=1100)
+    # Replacing the file alone changes nothing until the license is refreshed.
+    assert (await read_license(client, district.manager_token))["license"]["total"] == 1000
+
+    payload = await force(client, district.manager_token)
+
+    assert payload["errors"] == []
+    assert payload["updated"] is True
+    assert payload["throttled"] is False
+    assert payload["retryAfterSeconds"] is None
+    assert payload["license"]["total"] == 1100
+    assert payload["license"]["display"] == "960 / 1100"
+    assert payload["license"]["level"] == "GREEN"
+    assert payload["license"]["stale"] is False
+
+    after = await read_license(client, district.manager_token)
+    assert after["license"]["display"] == "960 / 1100"
+    assert after["license"]["lastSyncStatus"] == "updated"
+    assert after["alerts"] == []
+    history = (await graphql_data(client, district.manager_token, HISTORY))["alerts"]
+    [resolved] = [alert for alert in history if alert["id"] == low_alert_id]
+    assert resolved["kind"] == "LICENSES_LOW"
+    assert resolved["resolvedAt"] is not None
+
+
+async def test_forced_update_is_audited(client, make_district, issuer, service):
+    district = await make_district(seats=1000, active=960)
+    issuer.write(district.slug, seats=1100)
+
+    await force(client, district.manager_token)
+
+    [event] = forced_events(service, district.id)
+    assert event.actor == principal_for(service, district.manager_token).actor
+    assert event.outcome == "updated"
+    assert json.loads(event.old_value)["total"] == 1000
+    assert json.loads(event.new_value)["total"] == 1100
+
+
+async def test_viewer_cannot_force_an_update(client, make_district, issuer):
+    district = await make_district(seats=1000, active=960)
+    issuer.write(district.slug, seats=1100)
+
+    response = await graphql(client, district.viewer_token, FORCE_UPDATE)
+
+    assert response.status_code == 200
+    assert response.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    assert (await read_license(client, district.manager_token))["license"]["total"] == 1000
+
+
+# --- Cooldown ------------------------------------------------------------------------------------
+
+
+async def test_second_press_within_cooldown_is_throttled(client, make_district, issuer, clock):
+    district = await make_district(seats=1000, active=960)
+    issuer.write(district.slug, seats=1100)
+    first = await force(client, district.manager_token)
+    assert first["updated"] is True
+
+    issuer.write(district.slug, seats=1200)
+    second = await force(client, district.manager_token)
+
+    assert second["throttled"] is True
+    assert second["updated"] is False
+    assert second["errors"] == []
+    assert 1 <= second["retryAfterSeconds"] <= 60
+    assert second["license"]["total"] == 1100
+    assert (await read_license(client, district.manager_token))["license"]["total"] == 1100
+
+    clock.advance(seconds=30)
+    third = await force(client, district.manager_token)
+    assert third["throttled"] is True
+    assert 1 <= third["retryAfterSeconds"] <= 30
+    assert third["license"]["total"] == 1100
+
+    clock.advance(seconds=31)
+    fourth = await force(client, district.manager_token)
+    assert fourth["throttled"] is False
+    assert fourth["updated"] is True
+    assert fourth["license"]["total"] == 1200
+
+
+async def test_press_after_cooldown_with_nothing_new_is_not_an_update(
+    client, make_district, issuer, clock
+):
+    district = await make_district(seats=1000, active=960)
+    issuer.write(district.slug, seats=1100)
+    assert (await force(client, district.manager_token))["updated"] is True
+    throttled = await force(client, district.manager_token)
+    assert throttled["throttled"] is True
+
+    clock.advance(seconds=61)
+    again = await force(client, district.manager_token)
+
+    assert again["throttled"] is False
+    assert again["updated"] is False
+    assert again["errors"] == []
+    assert again["retryAfterSeconds"] is None
+    assert again["license"]["display"] == "960 / 1100"
+    assert again["license"]["lastSyncStatus"] == "unchanged"
+
+
+async def test_throttled_press_does_not_ask_the_source(
+    client, make_district, issuer, service, monkeypatch
+):
+    district = await make_district(seats=1000, active=960)
+    calls = count_fetches(service, monkeypatch, delay=0)
+
+    await force(client, district.manager_token)
+    await force(client, district.manager_token)
+    await force(client, district.manager_token)
+
+    assert len(calls) == 1
+    outcomes = [event.outcome for event in forced_events(service, district.id)]
+    assert outcomes == ["unchanged", "throttled", "throttled"]
+
+
+async def test_cooldown_is_per_district(client, make_district, issuer):
+    riverside = await make_district("riverside", seats=1000, active=10)
+    hillcrest = await make_district("hillcrest", seats=1000, active=10)
+    await force(client, riverside.manager_token)
+
+    issuer.write(hillcrest.slug, seats=1500)
+    payload = await force(client, hillcrest.manager_token)
+
+    assert payload["throttled"] is False
+    assert payload["license"]["total"] == 1500
+
+
+# --- Concurrent presses --------------------------------------------------------------------------
+
+
+async def test_1000_concurrent_presses_share_one_upstream_fetch(
+    make_district, issuer, service, monkeypatch
+):
+    district = await make_district(seats=1000, active=960)
+    issuer.write(district.slug, seats=1100)
+    calls = count_fetches(service, monkeypatch)
+    principal = principal_for(service, district.manager_token)
+
+    results = await asyncio.gather(*(service.force_license_update(principal) for _ in range(1000)))
+
+    assert len(calls) == 1
+    outcomes = {result.outcome for result in results}
+    assert len(outcomes) == 1
+    [outcome] = outcomes
+    assert outcome.updated is True
+    assert outcome.throttled is False
+    assert outcome.problem is None
+    assert {result.state.license.total for result in results} == {1100}
+    assert [event.outcome for event in forced_events(service, district.id)] == ["updated"]
+
+
+async def test_concurrent_presses_on_the_updater_share_one_fetch(
+    make_district, issuer, service, monkeypatch
+):
+    district = await make_district(seats=1000, active=960)
+    issuer.write(district.slug, seats=1100)
+    calls = count_fetches(service, monkeypatch)
+
+    outcomes = await asyncio.gather(
+        *(
+            service.license_updater.force_update(district_id=district.id, actor=f"press-{n}")
+            for n in range(1000)
+        )
+    )
+
+    assert len(calls) == 1
+    assert len(set(outcomes)) == 1
+    assert outcomes[0].updated is True
+    assert outcomes[0].throttled is False
+
+
+async def test_concurrent_presses_through_the_api_share_one_fetch(
+    client, make_district, issuer, service, monkeypatch
+):
+    district = await make_district(seats=1000, active=960)
+    issuer.write(district.slug, seats=1100)
+    calls = count_fetches(service, monkeypatch)
+
+    payloads = await asyncio.gather(*(force(client, district.manager_token) for _ in range(20)))
+
+    assert len(calls) == 1
+    assert all(payload["throttled"] is False for payload in payloads)
+    assert all(payload["updated"] is True for payload in payloads)
+    assert {payload["license"]["total"] for payload in payloads} == {1100}
+
+
+async def test_presses_after_a_shared_request_finished_are_throttled(
+    make_district, issuer, service, monkeypatch
+):
+    district = await make_district(seats=1000, active=960)
+    calls = count_fetches(service, monkeypatch)
+    principal = principal_for(service, district.manager_token)
+
+    await asyncio.gather(*(service.force_license_update(principal) for _ in range(10)))
+    later = await service.force_license_update(principal)
+
+    assert len(calls) == 1
+    assert later.outcome.throttled is True
+    assert 1 <= later.outcome.retry_after_seconds <= 60
+
+
+# --- Refused licenses ----------------------------------------------------------------------------
+
+
+def flip_payload_byte(data: bytes) -> bytes:
+    envelope = json.loads(data)
+    text = envelope["payload"]
+    index = len(text) // 2
+    replacement = "B" if text[index] != "B" else "C"
+    envelope["payload"] = text[:index] + replacement + text[index + 1 :]
+    return json.dumps(envelope).encode("utf-8")
+
+
+def flip_a_bit_of_the_payload(data: bytes) -> bytes:
+    """A damaged file: one byte of the base64 payload flipped so it is no longer base64 ("a" -> "`")."""
+    text = data.decode("ascii")
+    start = text.index('"payload": "') + len('"payload": "')
+    end = text.index('"', start)
+    index = next(i for i in range(start, end) if text[i] in "aA")
+    raw = bytearray(data)
+    raw[index] ^= 0x01
+    return bytes(raw)
+
+
+def change_seats_without_signing(data: bytes) -> bytes:
+    envelope = json.loads(data)
+    payload = json.loads(base64.b64decode(envelope["payload"]))
+    payload["seats"] = 5000
+    envelope["payload"] = base64.b64encode(
+        json.dumps(payload, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    ).decode("ascii")
+    return json.dumps(envelope).encode("utf-8")
+
+
+async def assert_kept_and_stale(client, token: str, payload: dict, code: str) -> None:
+    assert [error["code"] for error in payload["errors"]] == [code]
+    assert payload["errors"][0]["message"]
+    assert payload["updated"] is False
+    assert payload["throttled"] is False
+    license = payload["license"]
+    assert license["total"] == 1000
+    assert license["display"] == "960 / 1000"
+    assert license["status"] == "ACTIVE"
+    assert license["stale"] is True
+    assert license["lastSyncStatus"] == "failed"
+    assert license["lastSyncError"]
+
+    shown = (await read_license(client, token))["license"]
+    assert shown["total"] == 1000
+    assert shown["status"] == "ACTIVE"
+    assert shown["accessLevel"] == "FULL"
+    assert shown["stale"] is True
+    assert shown["lastSyncStatus"] == "failed"
+    assert shown["lastSyncError"]
+
+
+@pytest.mark.parametrize(
+    "tamper", [flip_payload_byte, flip_a_bit_of_the_payload, change_seats_without_signing]
+)
+async def test_tampered_license_is_refused_and_the_last_good_one_kept(
+    client, make_district, issuer, service, tamper
+):
+    district = await make_district(seats=1000, active=960)
+    path = service.settings.license_file_for(district.slug)
+    path.write_bytes(tamper(issuer.write(district.slug, seats=1100)))
+
+    payload = await force(client, district.manager_token)
+
+    await assert_kept_and_stale(client, district.manager_token, payload, "BAD_SIGNATURE")
+    [event] = forced_events(service, district.id)
+    assert event.outcome == "failed"
+    assert "BAD_SIGNATURE" in event.detail
+
+
+async def test_license_signed_by_an_untrusted_key_is_refused(client, make_district, issuer):
+    district = await make_district(seats=1000, active=960)
+    issuer.write(district.slug, seats=1100, key=Ed25519PrivateKey.generate())
+
+    payload = await force(client, district.manager_token)
+
+    await assert_kept_and_stale(client, district.manager_token, payload, "BAD_SIGNATURE")
+
+
+async def test_license_for_another_district_is_refused(client, make_district, issuer):
+    district = await make_district(seats=1000, active=960)
+    issuer.write(district.slug, seats=1100, district="other")
+
+    payload = await force(client, district.manager_token)
+
+    await assert_kept_and_stale(client, district.manager_token, payload, "WRONG_DISTRICT")
+
+
+async def test_missing_license_file_keeps_the_last_good_license(client, make_district, service):
+    district = await make_district(seats=1000, active=960)
+    service.settings.license_file_for(district.slug).unlink()
+
+    payload = await force(client, district.manager_token)
+
+    await assert_kept_and_stale(
+        client, district.manager_token, payload, "LICENSE_SOURCE_UNAVAILABLE"
+    )
+
+
+async def test_stale_clears_after_a_later_good_update(
+    client, make_district, issuer, service, clock
+):
+    district = await make_district(seats=1000, active=960)
+    service.settings.license_file_for(district.slug).unlink()
+    failed = await force(client, district.manager_token)
+    assert failed["license"]["stale"] is True
+
+    issuer.write(district.slug, seats=1100)
+    clock.advance(seconds=61)
+    payload = await force(client, district.manager_token)
+
+    assert payload["errors"] == []
+    assert payload["updated"] is True
+    shown = (await read_license(client, district.manager_token))["license"]
+    assert shown["total"] == 1100
+    assert shown["stale"] is False
+    assert shown["lastSyncStatus"] == "updated"
+    assert shown["lastSyncError"] is None
+    assert shown["lastSyncedAt"] is not None
+
+
+async def test_older_license_is_not_applied(client, make_district, issuer, clock):
+    district = await make_district(seats=1000, active=960)
+    now = clock()
+    clock.set(now - timedelta(days=30))
+    issuer.write(district.slug, seats=1200)
+    clock.set(now)
+
+    payload = await force(client, district.manager_token)
+
+    await assert_kept_and_stale(client, district.manager_token, payload, "OLDER_LICENSE")
+
+
+# --- Deactivation --------------------------------------------------------------------------------
+
+
+async def test_deactivated_license_makes_the_district_inactive_and_restricted(
+    client, make_district, issuer
+):
+    district = await make_district(seats=1000, active=10)
+    issuer.write(district.slug, seats=1000, deactivated=True)
+
+    payload = await force(client, district.manager_token)
+
+    assert payload["errors"] == []
+    assert payload["updated"] is True
+    assert payload["license"]["status"] == "INACTIVE"
+    assert payload["license"]["accessLevel"] == "RESTRICTED"
+    shown = await read_license(client, district.manager_token)
+    assert shown["license"]["status"] == "INACTIVE"
+    assert shown["license"]["accessLevel"] == "RESTRICTED"
+    inactive = [alert for alert in shown["alerts"] if alert["kind"] == "INACTIVE"]
+    assert len(inactive) == 1
+    assert inactive[0]["severity"] == "CRITICAL"

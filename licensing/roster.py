@@ -63,6 +63,27 @@ class RosterChange:
     after: UsageCounts
 
 
+def role_of(word: str) -> Role:
+    """The counting rule's role for a source's role word, or ValueError naming the word."""
+    role_word = word.strip().lower()
+    if role_word in STUDENT_ROLES:
+        return Role.STUDENT
+    if role_word in STAFF_ROLES:
+        return Role.STAFF
+    raise ValueError(
+        f"role {word!r} is neither a student nor a staff role "
+        f"(student, {', '.join(sorted(STAFF_ROLES))})"
+    )
+
+
+def lifecycle_of(word: str) -> tuple[Lifecycle, bool]:
+    """The lifecycle (and whether it leaves the account enabled) for a source's status word."""
+    status_word = word.strip().lower()
+    if status_word not in LIFECYCLE_WORDS:
+        raise ValueError(f"status {word!r} is not one of {', '.join(LIFECYCLE_WORDS)}")
+    return LIFECYCLE_WORDS[status_word]
+
+
 def normalize(record: StudentRecord | Mapping[str, Any], *, position: int) -> dict[str, Any]:
     """One stored row for ``record``, or ValueError saying what is wrong with it."""
     if isinstance(record, Mapping):
@@ -73,22 +94,10 @@ def normalize(record: StudentRecord | Mapping[str, Any], *, position: int) -> di
     source_id = (record.source_id or "").strip()
     if not source_id:
         raise ValueError("the id is empty")
-    role_word = record.role.strip().lower()
-    if role_word in STUDENT_ROLES:
-        role = Role.STUDENT
-    elif role_word in STAFF_ROLES:
-        role = Role.STAFF
-    else:
-        raise ValueError(
-            f"role {record.role!r} is neither a student nor a staff role "
-            f"(student, {', '.join(sorted(STAFF_ROLES))})"
-        )
-    status_word = record.status.strip().lower()
-    if status_word not in LIFECYCLE_WORDS:
-        raise ValueError(f"status {record.status!r} is not one of {', '.join(LIFECYCLE_WORDS)}")
+    role = role_of(record.role)
+    lifecycle, status_enabled = lifecycle_of(record.status)
     if not isinstance(record.enabled, bool):
         raise ValueError(f"enabled must be true or false, not {record.enabled!r}")
-    lifecycle, status_enabled = LIFECYCLE_WORDS[status_word]
     schools = [school for school in record.schools if school]
     return {
         "source_id": source_id,

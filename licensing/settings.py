@@ -6,6 +6,8 @@ Precedence, highest first: environment variables, the TOML file, the defaults be
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from pydantic_settings import (
 
 CONFIG_FILE_VARIABLE = "LICENSING_CONFIG"
 DEFAULT_CONFIG_FILE = Path("licensing.toml")
+ED25519_PUBLIC_KEY_BYTES = 32
 
 
 class ConfigurationError(Exception):
@@ -94,6 +97,22 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown IANA time zone {value!r}") from None
         return value
+
+    @field_validator("license_public_keys")
+    @classmethod
+    def _public_keys(cls, keys: list[str]) -> list[str]:
+        # Checked at start: a mistyped key would otherwise only show when a license is refused.
+        for position, key in enumerate(keys, start=1):
+            try:
+                raw = base64.b64decode(key, validate=True)
+            except binascii.Error:
+                raw = b""
+            if len(raw) != ED25519_PUBLIC_KEY_BYTES:
+                raise ValueError(
+                    f"key {position} ({key[:16]!r}) is not a base64 Ed25519 public key "
+                    "(44 characters, from the key's 32 raw bytes)"
+                )
+        return keys
 
     @property
     def effective_database_url(self) -> str:

@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from licensing.roster import lifecycle_of, role_of
 from plugins.hookspecs import hookimpl
 from plugins.records import DistrictRef, RosterFileError, RowProblem, SourceError, StudentRecord
 
@@ -141,6 +142,13 @@ def _record(line: int, row: dict[str, Any]) -> tuple[StudentRecord | None, list[
             )
         else:
             graduation_year = int(year_text)
+    # The host's own words for roles and statuses, checked here so a bad one names its line.
+    for column, check in (("role", role_of), ("status", lifecycle_of)):
+        if (word := text(column)) is not None:
+            try:
+                check(word)
+            except ValueError as error:
+                problems.append(RowProblem(line, column, str(error)))
     last_modified = None
     if (modified_text := text("last_modified")) is not None:
         last_modified = _parse_timestamp(modified_text)

@@ -1,0 +1,461 @@
+"""The `licensing` command line, run as an administrator runs it, against a database in tmp_path."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sqlite3
+from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+from sqlmodel import select
+from typer.testing import CliRunner, Result
+
+from app.cli import cli
+from app.runtime import build_service
+from db.models import District
+from licensing.roster import UsageCounts, current_usage
+from licensing.service import LicensingService
+from licensing.settings import load_settings
+from licensing.tokens import Permission, authenticate
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+GOOD_ROSTER = "id,role,status,enabled\nN1,student,active,true\nN2,student,active,TRUE\n"
+
+
+@pytest.fixture(autouse=True)
+def database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every command in these tests uses this data folder and SQLite file."""
+    path = tmp_path / "cli.db"
+    monkeypatch.setenv("LICENSING_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("LICENSING_DATABASE_URL", f"sqlite:///{path}")
+    return path
+
+
+def run(*args: str, expect: int = 0) -> Result:
+    result = CliRunner().invoke(cli, list(args))
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    assert result.exit_code == expect, (
+        f"`licensing {' '.join(args)}` exited {result.exit_code}, not {expect}\n"
+        f"stdout: {result.stdout}\nstderr: {result.stderr}"
+    )
+    return result
+
+
+@pytest.fixture
+def demo() -> None:
+    run("demo")
+
+
+@pytest.fixture
+def built() -> Iterator[LicensingService]:
+    """The service as the command line builds it, to look at what a command did."""
+    service = build_service(load_settings())
+    yield service
+    service.database.dispose()
+
+
+def demo_id(service: LicensingService) -> int:
+    with service.database.read() as session:
+        return session.exec(select(District).where(District.slug == "demo")).one().id
+
+
+def demo_usage(service: LicensingService) -> UsageCounts:
+    with service.database.read() as session:
+        return current_usage(session, district_id=demo_id(service))
+
+
+def execute(database: Path, sql: str) -> None:
+    """Change the database behind the service's back."""
+    with closing(sqlite3.connect(database)) as connection, connection:
+        connection.execute(sql)
+
+
+def count_rows(database: Path, table: str) -> int:
+    with closing(sqlite3.connect(database)) as connection:
+        return connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+
+def create_token(*permissions: str) -> str:
+    arguments = ["token", "create", "--district", "demo"]
+    for permission in permissions:
+        arguments += ["--permission", permission]
+    result = run(*arguments)
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1, result.stdout
+    return lines[0]
+
+
+# demo
+
+
+def test_demo_creates_the_demo_district_once(built):
+    first = run("demo")
+    assert "Created the demo district 'demo'" in first.stderr
+    assert "token create --district demo" in first.stderr
+    assert first.stdout == ""
+    assert demo_usage(built).active_students == 960
+
+    second = run("demo")
+
+    assert "already set up" in second.stderr
+    assert demo_usage(built).active_students == 960
+
+
+# token
+
+
+def test_token_create_prints_the_token_alone_and_it_signs_in(demo, built):
+    result = run("token", "create", "--district", "demo", "--permission", "MANAGE_SETTINGS")
+
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1
+    [token] = lines
+    assert result.stdout == token + "\n"
+    assert re.fullmatch(r"m1t1_[A-Za-z0-9_-]{43}", token)
+    assert token not in result.stderr
+    assert "cannot be shown again" in result.stderr
+    with built.database.read() as session:
+        principal = authenticate(session, secret=token)
+    assert principal is not None
+    assert principal.district_slug == "demo"
+    assert principal.permissions == {Permission.MANAGE_SETTINGS, Permission.VIEW_LICENSE}
+
+
+def test_a_view_license_token_may_only_view(demo, built):
+    token = create_token("VIEW_LICENSE")
+
+    with built.database.read() as session:
+        principal = authenticate(session, secret=token)
+    assert principal is not None
+    assert principal.permissions == {Permission.VIEW_LICENSE}
+
+
+def test_each_token_is_new(demo):
+    assert create_token("VIEW_LICENSE") != create_token("VIEW_LICENSE")
+
+
+def test_token_create_needs_a_known_permission(demo, database):
+    result = run("token", "create", "--district", "demo", "--permission", "SUPERUSER", expect=2)
+
+    assert result.stdout == ""
+    assert count_rows(database, "api_token") == 0
+
+
+def test_token_list_shows_tokens_without_their_secret(demo):
+    manager = create_token("MANAGE_SETTINGS")
+    run("token", "create", "-d", "demo", "-p", "VIEW_LICENSE", "--name", "Help desk reporting")
+
+    result = run("token", "list", "--district", "demo")
+
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2
+    assert lines[0].split("\t")[:4] == ["1", manager[:11] + "…", "MANAGE_SETTINGS", "active"]
+    assert lines[1].split("\t")[2:] == ["VIEW_LICENSE", "active", "Help desk reporting"]
+    assert manager not in result.stdout
+    assert manager[11:] not in result.stdout
+
+
+def test_token_revoke_stops_the_token_at_once(demo, built):
+    token = create_token("MANAGE_SETTINGS")
+
+    result = run("token", "revoke", "1", "--district", "demo")
+
+    assert "Revoked token 1" in result.stderr
+    with built.database.read() as session:
+        assert authenticate(session, secret=token) is None
+    listing = run("token", "list", "--district", "demo").stdout
+    assert "\trevoked " in listing
+    assert "\tactive\t" not in listing
+
+
+def test_revoking_a_token_that_is_not_active_is_an_error(demo):
+    create_token("MANAGE_SETTINGS")
+    run("token", "revoke", "1", "--district", "demo")
+
+    again = run("token", "revoke", "1", "--district", "demo", expect=1)
+    missing = run("token", "revoke", "7", "--district", "demo", expect=1)
+
+    assert "no active token 1" in again.stderr
+    assert "no active token 7" in missing.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("token", "create", "--district", "nowhere", "--permission", "VIEW_LICENSE"),
+        ("token", "list", "--district", "nowhere"),
+        ("token", "revoke", "1", "--district", "nowhere"),
+        ("roster", "import", "roster.csv", "--district", "nowhere"),
+        ("license", "issue", "--district", "nowhere", "--seats", "10"),
+        ("sync", "--district", "nowhere"),
+    ],
+)
+def test_an_unknown_district_is_a_clear_error(demo, database, tmp_path, command):
+    (tmp_path / "roster.csv").write_text(GOOD_ROSTER)
+
+    result = run(*command, expect=1)
+
+    assert "Error: There is no district 'nowhere'" in result.stderr
+    assert result.stdout == ""
+    assert count_rows(database, "api_token") == 0
+
+
+def test_commands_ask_for_an_upgrade_on_a_new_database():
+    result = run("token", "list", "--district", "demo", expect=1)
+
+    assert "licensing db upgrade" in result.stderr
+
+
+# roster import
+
+
+def test_roster_import_of_a_good_file_changes_the_active_count(demo, built, tmp_path):
+    path = tmp_path / "new-students.csv"
+    path.write_text(GOOD_ROSTER)
+
+    result = run("roster", "import", str(path), "--district", "demo")
+
+    assert "Imported 2 record(s). Active students: 960 -> 962." in result.stderr
+    assert demo_usage(built).active_students == 962
+
+
+def test_roster_import_replace_makes_the_file_the_whole_roster(demo, built, tmp_path):
+    path = tmp_path / "roster.csv"
+    path.write_text(GOOD_ROSTER)
+
+    run("roster", "import", str(path), "--district", "demo", "--replace")
+
+    usage = demo_usage(built)
+    assert usage.active_students == 2
+    assert usage.inactive_students == 0
+    assert usage.staff == 0
+
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        (
+            "id,role,status,enabled,graduation_year\n"
+            "N1,student,active,true,2031\n"
+            "N2,student,active,yes,2031\n"
+            ",student,active,true,2031\n"
+            "N4,student,active,true,20x5\n",
+            [
+                "line 3, column enabled: 'yes' is not true or false",
+                "line 4, column id: the id is empty",
+                "line 5, column graduation_year: '20x5' is not a four-digit year",
+            ],
+        ),
+        (
+            "id,role,status\nN1,student,active\nN2,wizard,active\nN3,student,sleeping\n",
+            ["line 3, column role: role 'wizard'", "line 4, column status: status 'sleeping'"],
+        ),
+        ("id,colour\nN1,red\n", ["line 1, column colour: unknown column"]),
+    ],
+)
+@pytest.mark.parametrize("replace", [[], ["--replace"]])
+def test_roster_import_of_a_bad_file_imports_nothing(
+    demo, built, database, tmp_path, content, expected, replace
+):
+    path = tmp_path / "bad.csv"
+    path.write_text(content)
+    before = demo_usage(built)
+    records_before = count_rows(database, "roster_record")
+
+    result = run("roster", "import", str(path), "--district", "demo", *replace, expect=1)
+
+    assert "nothing imported" in result.stderr
+    for line in expected:
+        assert line in result.stderr
+    assert demo_usage(built) == before
+    assert count_rows(database, "roster_record") == records_before
+
+
+def test_roster_import_of_a_missing_file_is_an_error(demo, tmp_path):
+    result = run("roster", "import", str(tmp_path / "missing.csv"), "-d", "demo", expect=1)
+
+    assert "No such file" in result.stderr
+
+
+# db
+
+
+def test_db_upgrade_twice_is_fine(database):
+    first = run("db", "upgrade")
+    second = run("db", "upgrade")
+
+    assert "Database at revision" in first.stderr
+    assert first.stderr == second.stderr
+    assert database.exists()
+
+
+def test_db_upgrade_keeps_existing_rows(demo, built):
+    run("db", "upgrade")
+
+    assert demo_usage(built).active_students == 960
+
+
+def test_db_check_passes_after_demo(demo):
+    result = run("db", "check")
+
+    assert "Counts agree with a recount for 1 district(s)." in result.stderr
+
+
+def test_db_check_fails_when_a_row_is_changed_behind_the_services_back(demo, database):
+    execute(
+        database,
+        "UPDATE roster_record SET lifecycle = 'graduated' WHERE id = ("
+        "SELECT min(id) FROM roster_record "
+        "WHERE role = 'student' AND lifecycle = 'active' AND enabled = 1)",
+    )
+
+    result = run("db", "check", expect=1)
+
+    assert "demo: active_students is 960 but a recount gives 959" in result.stderr
+    assert "demo: inactive_students is 88 but a recount gives 89" in result.stderr
+
+
+# configuration
+
+
+def test_a_bad_environment_value_is_named(monkeypatch):
+    monkeypatch.setenv("LICENSING_PORT", "abc")
+
+    result = run("db", "upgrade", expect=2)
+
+    assert "Invalid configuration" in result.stderr
+    assert re.search(r"^\s+port: ", result.stderr, flags=re.MULTILINE)
+
+
+@pytest.mark.parametrize(
+    "toml, key",
+    [
+        ('colour = "blue"\n', "colour"),
+        ("port = 70000\n", "port"),
+        ('default_time_zone = "Mars/Base"\n', "default_time_zone"),
+        ("[graphql]\nmax_aliases = 0\n", "graphql.max_aliases"),
+        ('[districts.demo]\nlicence_source = "license_file"\n', "districts.demo.licence_source"),
+        ('license_public_keys = ["not-a-key"]\n', "license_public_keys"),
+    ],
+)
+def test_a_bad_configuration_file_value_is_named(tmp_path, toml, key):
+    (tmp_path / "licensing.toml").write_text(toml)
+
+    result = run("db", "upgrade", expect=2)
+
+    assert "Invalid configuration" in result.stderr
+    assert re.search(rf"^\s+{re.escape(key)}(\.\d+)?: ", result.stderr, flags=re.MULTILINE), (
+        result.stderr
+    )
+
+
+def test_a_configuration_file_that_is_not_toml_is_reported(tmp_path):
+    (tmp_path / "licensing.toml").write_text('port = "8000\n')
+
+    result = run("db", "upgrade", expect=2)
+
+    assert "Cannot read the configuration" in result.stderr
+    assert "line 1" in result.stderr
+
+
+def test_licensing_config_must_name_an_existing_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("LICENSING_CONFIG", str(tmp_path / "elsewhere.toml"))
+
+    result = run("db", "upgrade", expect=2)
+
+    assert "LICENSING_CONFIG" in result.stderr
+
+
+def test_licensing_config_names_the_file_to_read(tmp_path, monkeypatch):
+    (tmp_path / "licensing.toml").write_text("port = 70000\n")
+    (tmp_path / "other.toml").write_text("port = 8080\n")
+    monkeypatch.setenv("LICENSING_CONFIG", str(tmp_path / "other.toml"))
+
+    run("db", "upgrade")
+
+
+def test_the_example_configuration_is_valid_and_documented(tmp_path):
+    example = (REPOSITORY / "licensing.example.toml").read_text(encoding="utf-8")
+    shutil.copy(REPOSITORY / "licensing.example.toml", tmp_path / "licensing.toml")
+
+    run("db", "upgrade")
+
+    documented = (REPOSITORY / "docs" / "configuration.md").read_text(encoding="utf-8")
+    assert f"```toml\n{example}```" in documented
+
+
+def test_every_setting_is_documented():
+    from licensing.settings import DistrictConfig, GraphQLLimits, Settings
+
+    documented = (REPOSITORY / "docs" / "configuration.md").read_text(encoding="utf-8")
+    names = [name for name in Settings.model_fields if name not in ("graphql", "districts")]
+    names += [f"graphql.{name}" for name in GraphQLLimits.model_fields]
+    names += list(DistrictConfig.model_fields)
+    for name in names:
+        assert f"| `{name}` |" in documented, f"{name} is not in the settings tables"
+
+
+# schema
+
+
+def test_schema_prints_the_sdl():
+    result = run("schema")
+
+    assert "type Query {" in result.stdout
+    assert "type Mutation {" in result.stdout
+    assert result.stderr == ""
+
+
+def test_schema_write_writes_a_file(tmp_path):
+    target = tmp_path / "schema.graphql"
+
+    result = run("schema", "--write", str(target))
+
+    assert "type Query {" in target.read_text()
+    assert result.stdout == ""
+
+
+# license issue and sync
+
+
+def test_license_issue_then_sync_applies_the_new_total(demo, built):
+    issued = run("license", "issue", "--district", "demo", "--seats", "1100")
+    assert "1100 seats" in issued.stderr
+    # Issuing writes the file; the license held changes only when it is read.
+    assert built.read_district_state(demo_id(built)).license.total == 1000
+
+    synced = run("sync", "--district", "demo")
+
+    assert "demo: license updated." in synced.stderr
+    license = built.read_district_state(demo_id(built)).license
+    assert license.total == 1100
+    assert license.display == "960 / 1100"
+    assert "demo: license unchanged." in run("sync").stderr
+
+
+def test_sync_reports_a_failing_source_and_keeps_the_license(demo, built):
+    built.settings.license_file_for("demo").unlink()
+
+    result = run("sync", "--district", "demo", expect=1)
+
+    assert "demo: license not refreshed: No license file at" in result.stderr
+    license = built.read_district_state(demo_id(built)).license
+    assert license.total == 1000
+    assert license.stale
+
+
+def test_license_issue_checks_its_expiry_date(demo):
+    result = run("license", "issue", "-d", "demo", "--seats", "1100", "--expires", "June", expect=1)
+
+    assert "--expires 'June' is not a date" in result.stderr
+
+
+def test_help_lists_every_command():
+    result = run("--help")
+
+    for command in ("serve", "demo", "sync", "schema", "token", "roster", "db", "license"):
+        assert command in result.stdout

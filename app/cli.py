@@ -21,11 +21,12 @@ from app.runtime import build_service
 from db import migrate
 from db.models import District
 from licensing import signing
-from licensing.roster import apply_roster, usage_mismatch
+from licensing.districts import DistrictError, create_district, district_ref
+from licensing.roster import collect_records, usage_mismatch
 from licensing.service import LicensingService
 from licensing.settings import ConfigurationError, Settings, load_settings
 from licensing.tokens import Permission, create_token, list_tokens, revoke_token
-from plugins.records import DistrictRef, SourceError
+from plugins.records import SourceError
 
 cli = typer.Typer(
     help="Manage1to1 Licensing API: serve it, set up districts, tokens and rosters.",
@@ -36,10 +37,12 @@ token_cli = typer.Typer(help="Create, list and revoke API tokens.", no_args_is_h
 roster_cli = typer.Typer(help="Import the local roster.", no_args_is_help=True)
 db_cli = typer.Typer(help="Database schema and consistency.", no_args_is_help=True)
 license_cli = typer.Typer(help="Issue signed license files.", no_args_is_help=True)
+district_cli = typer.Typer(help="Create and list districts.", no_args_is_help=True)
 cli.add_typer(token_cli, name="token")
 cli.add_typer(roster_cli, name="roster")
 cli.add_typer(db_cli, name="db")
 cli.add_typer(license_cli, name="license")
+cli.add_typer(district_cli, name="district")
 
 DistrictOption = Annotated[str, typer.Option("--district", "-d", help="The district's slug.")]
 
@@ -61,10 +64,13 @@ def settings() -> Settings:
 
 
 def service(*, upgrade: bool = False) -> LicensingService:
+    """The service; an empty database is set up on the way, an older one must be upgraded."""
     built = build_service(settings(), upgrade_schema=upgrade)
     if not upgrade:
         current = migrate.current_revision(built.database)
-        if current != migrate.head_revision(built.database):
+        if current is None:
+            migrate.upgrade(built.database)
+        elif current != migrate.head_revision(built.database):
             raise fail(
                 "The database schema is not up to date. Run `licensing db upgrade` (or `make run`)."
             )
@@ -125,6 +131,47 @@ def demo() -> None:
     )
 
 
+@district_cli.command("create")
+def district_create(
+    slug: Annotated[str, typer.Argument(help="Short name used in commands, e.g. riverside.")],
+    name: Annotated[str, typer.Option("--name", help="The district's official name.")],
+    legal_entity_name: Annotated[
+        str | None, typer.Option(help="Legal entity name, when different.")
+    ] = None,
+    time_zone: Annotated[
+        str | None,
+        typer.Option(help="IANA time zone; licenses expire at the end of the day there."),
+    ] = None,
+) -> None:
+    """Create a district; then put its license file in place and run `licensing sync`."""
+    built = service()
+    try:
+        with built.database.write() as session:
+            create_district(
+                session,
+                slug=slug,
+                official_name=name,
+                legal_entity_name=legal_entity_name,
+                time_zone=time_zone or built.settings.default_time_zone,
+                now=built.clock(),
+            )
+    except DistrictError as error:
+        raise fail(str(error)) from None
+    say(
+        f"Created district {slug!r}. Its license file is read from "
+        f"{built.settings.license_file_for(slug)}; then run `licensing sync --district {slug}`."
+    )
+
+
+@district_cli.command("list")
+def district_list() -> None:
+    """List districts: slug, time zone and official name."""
+    built = service()
+    with built.database.read() as session:
+        for row in session.exec(select(District).order_by(District.slug)).all():
+            typer.echo(f"{row.slug}\t{row.time_zone}\t{row.official_name}")
+
+
 @token_cli.command("create")
 def token_create(
     district: DistrictOption,
@@ -183,32 +230,36 @@ def roster_import(
     file: Annotated[Path, typer.Argument(help="CSV file with a header row; see docs/plugins.md.")],
     district: DistrictOption,
     replace: Annotated[
-        bool, typer.Option(help="Make the file the whole local roster (remove people not in it).")
+        bool,
+        typer.Option(help="Make the file the source's whole roster (remove people not in it)."),
     ] = False,
+    source_name: Annotated[
+        str, typer.Option("--source", help="The roster source that reads the file.")
+    ] = "local",
 ) -> None:
-    """Import students and staff into the local roster; nothing is imported if any row is bad."""
+    """Import students and staff from a file; nothing is imported if any row is bad."""
     built = service()
     target = district_id(built, district)
-    source = built.plugins.roster_source("local")
+    try:
+        source = built.plugins.roster_source(source_name)
+    except LookupError as error:
+        raise fail(str(error)) from None
     with built.database.read() as session:
         row = session.get(District, target)
-    district_ref = DistrictRef(
-        slug=row.slug, official_name=row.official_name, time_zone=row.time_zone
-    )
     try:
-        records = source.fetch_students(district=district_ref, options={"path": str(file)})
-        with built.database.write() as session:
-            change = apply_roster(
-                session,
-                district_id=target,
-                source="local",
-                records=records,
-                replace=replace,
-                now=built.clock(),
+        records = asyncio.run(
+            collect_records(
+                source.fetch_students(district=district_ref(row), options={"path": str(file)})
             )
+        )
+        change = built.apply_roster(target, source=source_name, records=records, replace=replace)
     except SourceError as error:
         raise fail(str(error)) from None
-    built.read_district_state(target)
+    except Exception as error:  # a plugin's bug: say so plainly, nothing was applied
+        raise fail(
+            f"The roster source {source_name!r} failed: {type(error).__name__}: {error}. "
+            "Nothing was imported."
+        ) from None
     say(
         f"Imported {change.records} record(s). Active students: "
         f"{change.before.active_students} -> {change.after.active_students}."

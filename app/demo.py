@@ -15,8 +15,9 @@ from pathlib import Path
 
 from sqlmodel import select
 
-from db.models import Device, District, LicenseSettings
+from db.models import Device, District
 from licensing import signing
+from licensing.districts import create_district
 from licensing.roster import apply_roster, refresh_usage
 from licensing.service import LicensingService
 from licensing.settings import Settings
@@ -97,17 +98,14 @@ async def create_demo(service: LicensingService) -> None:
     write_demo_roster(paths.roster_csv)
     records = read_roster_csv(paths.roster_csv)
     with service.database.write() as session:
-        district = District(
+        district = create_district(
+            session,
             slug=DEMO_SLUG,
             official_name=DEMO_NAME,
             legal_entity_name=DEMO_LEGAL_NAME,
             time_zone=DEMO_TIME_ZONE,
-            created_at=now,
-        )
-        session.add(district)
-        session.flush()
-        session.add(
-            LicenseSettings(district_id=district.id, students_remaining_threshold=DEMO_THRESHOLD)
+            threshold=DEMO_THRESHOLD,
+            now=now,
         )
         apply_roster(
             session, district_id=district.id, source="local", records=records, replace=True, now=now

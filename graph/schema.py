@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+
 import strawberry
+from graphql import GraphQLError
 from strawberry.extensions import MaxTokensLimiter, ParserCache, ValidationCache
 from strawberry.tools import merge_types
+from strawberry.types import ExecutionContext
 
 from graph.errors import mask_internal_errors
 from graph.limits import depth_and_alias_limits
@@ -13,12 +17,24 @@ from graph.mutations.set_threshold import SetThresholdMutation
 from graph.queries import Query
 from licensing.settings import GraphQLLimits
 
+logger = logging.getLogger("licensing.graphql")
+
 Mutation = merge_types("Mutation", (SetThresholdMutation, ForceLicenseUpdateMutation))
+
+
+class LicensingSchema(strawberry.Schema):
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        # Callers' mistakes (FORBIDDEN, validation) are answered, not logged with a traceback;
+        # unexpected errors are logged where they are masked (graph.errors).
+        for error in errors:
+            logger.debug("GraphQL error: %s", error.message)
 
 
 def build_schema(limits: GraphQLLimits | None = None) -> strawberry.Schema:
     limits = limits or GraphQLLimits()
-    return strawberry.Schema(
+    return LicensingSchema(
         query=Query,
         mutation=Mutation,
         # Factories: strawberry builds fresh extensions per request (the caches are shared).

@@ -9,7 +9,7 @@ from sqlmodel import Session, select
 
 from db.models import District, License, LicenseSettings, LicenseSyncState
 from licensing import rules
-from licensing.alert_state import AlertRecord, open_alerts
+from licensing.alert_state import AlertRecord, open_alerts, reconcile_alerts
 from licensing.roster import UsageCounts, current_usage
 
 
@@ -94,6 +94,15 @@ def current_alerts(
     if facts is None:
         return []
     return rules.alerts_for(facts, now=now, sync_failing_tolerance=sync_failing_tolerance)
+
+
+def reevaluate_alerts(
+    session: Session, *, district_id: int, now: datetime, sync_failing_tolerance: timedelta
+) -> list[AlertRecord]:
+    """Bring stored alerts in line with the facts, in the transaction that changed them."""
+    snapshot = read_snapshot(session, district_id=district_id)
+    current = current_alerts(snapshot, now=now, sync_failing_tolerance=sync_failing_tolerance)
+    return reconcile_alerts(session, district_id=district_id, current=current, now=now)
 
 
 def license_view(snapshot: DistrictSnapshot, *, now: datetime) -> LicenseView | None:

@@ -23,9 +23,9 @@ from sqlmodel import Session, select
 from db.models import District, License, LicenseSyncState
 from db.session import Database
 from licensing import signing
-from licensing.alert_state import reconcile_alerts
 from licensing.audit import record_event
-from licensing.district_view import current_alerts, read_snapshot
+from licensing.district_view import reevaluate_alerts
+from licensing.districts import district_ref
 from licensing.problems import Problem
 from licensing.settings import Settings
 from plugins.manager import PluginManager, UnknownSourceError
@@ -149,10 +149,7 @@ class LicenseUpdater:
             district = session.get(District, district_id)
             if district is None:
                 raise LookupError(f"district {district_id} does not exist")
-        ref = DistrictRef(
-            slug=district.slug, official_name=district.official_name, time_zone=district.time_zone
-        )
-        return ref, self.settings.district(district.slug).license_source
+        return district_ref(district), self.settings.district(district.slug).license_source
 
     def _store(
         self,
@@ -244,13 +241,9 @@ class LicenseUpdater:
         )
 
     def _reconcile(self, session: Session, district_id: int, now: datetime) -> None:
-        snapshot = read_snapshot(session, district_id=district_id)
         tolerance = timedelta(hours=self.settings.sync_failing_tolerance_hours)
-        reconcile_alerts(
-            session,
-            district_id=district_id,
-            current=current_alerts(snapshot, now=now, sync_failing_tolerance=tolerance),
-            now=now,
+        reevaluate_alerts(
+            session, district_id=district_id, now=now, sync_failing_tolerance=tolerance
         )
 
 

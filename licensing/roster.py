@@ -7,6 +7,7 @@ counts, so a failed import changes nothing and a read never has to count.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -63,8 +64,22 @@ class RosterChange:
     after: UsageCounts
 
 
-def role_of(word: str) -> Role:
+async def collect_records(result: Any) -> list[Any]:
+    """What a roster source's ``fetch_students`` returned, as a list.
+
+    Sources may return a list, any iterable, an async iterable, or an awaitable of one of those.
+    """
+    if inspect.isawaitable(result):
+        result = await result
+    if hasattr(result, "__aiter__"):
+        return [record async for record in result]
+    return list(result)
+
+
+def role_of(word: str | None) -> Role:
     """The counting rule's role for a source's role word, or ValueError naming the word."""
+    if not isinstance(word, str):
+        raise ValueError(f"the role must be a word such as student or teacher, not {word!r}")
     role_word = word.strip().lower()
     if role_word in STUDENT_ROLES:
         return Role.STUDENT
@@ -76,8 +91,10 @@ def role_of(word: str) -> Role:
     )
 
 
-def lifecycle_of(word: str) -> tuple[Lifecycle, bool]:
+def lifecycle_of(word: str | None) -> tuple[Lifecycle, bool]:
     """The lifecycle (and whether it leaves the account enabled) for a source's status word."""
+    if not isinstance(word, str):
+        raise ValueError(f"the status must be a word such as active or graduated, not {word!r}")
     status_word = word.strip().lower()
     if status_word not in LIFECYCLE_WORDS:
         raise ValueError(f"status {word!r} is not one of {', '.join(LIFECYCLE_WORDS)}")
@@ -91,7 +108,7 @@ def normalize(record: StudentRecord | Mapping[str, Any], *, position: int) -> di
             record = StudentRecord(**record)
         except TypeError as error:
             raise ValueError(f"record {position}: {error}") from None
-    source_id = (record.source_id or "").strip()
+    source_id = "" if record.source_id is None else str(record.source_id).strip()
     if not source_id:
         raise ValueError("the id is empty")
     role = role_of(record.role)

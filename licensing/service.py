@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from anyio import to_thread
 
@@ -24,11 +25,12 @@ from licensing.district_view import (
     current_alerts,
     license_view,
     read_snapshot,
+    reevaluate_alerts,
     threshold_settings_view,
 )
 from licensing.license_updates import ForceUpdateOutcome, LicenseUpdater
 from licensing.problems import Problem
-from licensing.roster import UsageCounts
+from licensing.roster import RosterChange, UsageCounts, apply_roster
 from licensing.settings import Settings
 from licensing.tokens import Principal, authenticate
 from plugins.manager import PluginManager
@@ -127,6 +129,28 @@ class LicensingService:
             alerts=sorted(open_alerts, key=lambda alert: order.get(alert.kind, len(order))),
         )
 
+    def apply_roster(
+        self, district_id: int, *, source: str, records: list[Any], replace: bool
+    ) -> RosterChange:
+        """Store a source's records, the new counts and the alerts they move, in one transaction."""
+        now = self.clock()
+        with self.database.write() as session:
+            change = apply_roster(
+                session,
+                district_id=district_id,
+                source=source,
+                records=records,
+                replace=replace,
+                now=now,
+            )
+            reevaluate_alerts(
+                session,
+                district_id=district_id,
+                now=now,
+                sync_failing_tolerance=self.sync_failing_tolerance,
+            )
+        return change
+
     async def alert_history(self, district_id: int, *, limit: int = 200) -> list[AlertRecord]:
         def read() -> list[AlertRecord]:
             with self.database.read() as session:
@@ -171,14 +195,11 @@ class LicensingService:
                 stored.students_remaining_threshold = students_remaining
                 stored.updated_at = now
                 session.flush()
-                snapshot = read_snapshot(session, district_id=district_id)
-                reconcile_alerts(
+                reevaluate_alerts(
                     session,
                     district_id=district_id,
-                    current=current_alerts(
-                        snapshot, now=now, sync_failing_tolerance=self.sync_failing_tolerance
-                    ),
                     now=now,
+                    sync_failing_tolerance=self.sync_failing_tolerance,
                 )
         return ThresholdChange(state=self.read_district_state(district_id), problems=problems)
 

@@ -80,7 +80,6 @@ class Settings(BaseSettings):
         default="UTC", description="IANA time zone for new districts, e.g. America/Chicago."
     )
     force_update_cooldown_seconds: int = Field(default=60, ge=0)
-    license_refresh_interval_seconds: int = Field(default=6 * 3600, ge=60)
     sync_failing_tolerance_hours: float = Field(default=24, ge=0)
     license_public_keys: list[str] = Field(
         default_factory=list,

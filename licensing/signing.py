@@ -60,7 +60,14 @@ def trusted_keys(configured: list[str], keys_dir: Path) -> list[TrustedKey]:
     ]
     if keys_dir.is_dir():
         for path in sorted(keys_dir.glob("*.pub")):
-            keys.append(TrustedKey(path.stem, _public_key(path.read_text().strip())))
+            try:
+                keys.append(TrustedKey(path.stem, _public_key(path.read_text().strip())))
+            except (ValueError, OSError):
+                raise LicenseRejected(
+                    "BAD_TRUSTED_KEY",
+                    f"The trusted key file {path} is not a base64 Ed25519 public key; "
+                    "fix or remove it. The last good license is kept.",
+                ) from None
     return keys
 
 

@@ -5,17 +5,18 @@ arguments it needs, and a hook can gain an argument without breaking existing pl
 
 A roster source is an object with:
 
-- ``name: str``: the name districts use in configuration to pick it (e.g. ``"oneroster_csv"``);
+- ``name: str``: the name that picks it, e.g. ``licensing roster import FILE --source NAME``;
 - ``description: str``: one line for administrators;
 - ``fetch_students(*, district, options)``: returns an iterable (or async iterable) of
   ``StudentRecord`` or mappings with the same keys, for ``district`` (a ``DistrictRef``), with the
-  source's ``options`` (a mapping from configuration or the command line). It raises
+  source's ``options`` (a mapping; ``roster import`` passes ``{"path": FILE}``). It raises
   ``SourceError`` with a message for the administrator when it cannot deliver; the host then keeps
   the previous roster untouched.
 
 A license source is an object with:
 
-- ``name: str`` and ``description: str`` as above;
+- ``name: str``: the name that picks it, as ``license_source`` in a district's configuration;
+- ``description: str``: one line for administrators;
 - ``fetch_license(*, district)``: returns a ``SignedLicense`` (or an awaitable of one) for
   ``district``, or raises ``SourceError``. The host verifies the signature and the district itself;
   a source never decides whether a license is valid.

@@ -5,57 +5,25 @@ from __future__ import annotations
 import re
 import shutil
 import sqlite3
-from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
 import pytest
 from sqlmodel import select
-from typer.testing import CliRunner, Result
 
-from app.cli import cli
-from app.runtime import build_service
 from db.models import District
 from licensing.roster import UsageCounts, current_usage
 from licensing.service import LicensingService
-from licensing.settings import load_settings
 from licensing.tokens import Permission, authenticate
+from tests.utils.cli import run
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 GOOD_ROSTER = "id,role,status,enabled\nN1,student,active,true\nN2,student,active,TRUE\n"
 
 
-@pytest.fixture(autouse=True)
-def database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every command in these tests uses this data folder and SQLite file."""
-    path = tmp_path / "cli.db"
-    monkeypatch.setenv("LICENSING_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("LICENSING_DATABASE_URL", f"sqlite:///{path}")
-    return path
-
-
-def run(*args: str, expect: int = 0) -> Result:
-    result = CliRunner().invoke(cli, list(args))
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    assert result.exit_code == expect, (
-        f"`licensing {' '.join(args)}` exited {result.exit_code}, not {expect}\n"
-        f"stdout: {result.stdout}\nstderr: {result.stderr}"
-    )
-    return result
-
-
 @pytest.fixture
 def demo() -> None:
     run("demo")
-
-
-@pytest.fixture
-def built() -> Iterator[LicensingService]:
-    """The service as the command line builds it, to look at what a command did."""
-    service = build_service(load_settings())
-    yield service
-    service.database.dispose()
 
 
 def demo_id(service: LicensingService) -> int:
@@ -204,7 +172,17 @@ def test_an_unknown_district_is_a_clear_error(demo, database, tmp_path, command)
     assert count_rows(database, "api_token") == 0
 
 
-def test_commands_ask_for_an_upgrade_on_a_new_database():
+def test_commands_set_up_an_empty_database_themselves(database):
+    result = run("token", "list", "--district", "demo", expect=1)
+
+    assert "There is no district 'demo'" in result.stderr
+    assert count_rows(database, "district") == 0
+
+
+def test_commands_ask_for_an_upgrade_on_an_older_database(database):
+    run("db", "upgrade")
+    execute(database, "UPDATE alembic_version SET version_num = '0000'")
+
     result = run("token", "list", "--district", "demo", expect=1)
 
     assert "licensing db upgrade" in result.stderr

@@ -10,8 +10,9 @@ from datetime import date
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from db.models import Device, District, LicenseSettings
+from db.models import Device, District
 from licensing import signing
+from licensing.districts import create_district as create_district_row
 from licensing.roster import apply_roster, refresh_usage
 from licensing.service import LicensingService
 from licensing.tokens import Permission, create_token
@@ -91,11 +92,13 @@ def create_district(
 ) -> int:
     now = service.clock()
     with service.database.write() as session:
-        district = District(slug=slug, official_name=name, time_zone=time_zone, created_at=now)
-        session.add(district)
-        session.flush()
-        session.add(
-            LicenseSettings(district_id=district.id, students_remaining_threshold=threshold)
+        district = create_district_row(
+            session,
+            slug=slug,
+            official_name=name,
+            time_zone=time_zone,
+            threshold=threshold,
+            now=now,
         )
         apply_roster(
             session,

@@ -92,6 +92,10 @@ class _DocumentShape:
         return memo[name]
 
 
+def _too_complex(message: str) -> GraphQLError:
+    return GraphQLError(message, extensions={"code": "QUERY_TOO_COMPLEX"})
+
+
 def depth_and_alias_limits(*, max_depth: int, max_aliases: int) -> AddValidationRules:
     class DepthAndAliasLimits(ValidationRule):
         def __init__(self, context: ValidationContext) -> None:
@@ -100,11 +104,11 @@ def depth_and_alias_limits(*, max_depth: int, max_aliases: int) -> AddValidation
             try:
                 depth, aliases = shape.depth(), shape.aliases()
             except RecursionError:
-                context.report_error(GraphQLError("The query is nested too deeply."))
+                context.report_error(_too_complex("The query is nested too deeply."))
                 return
             if depth > max_depth:
                 context.report_error(
-                    GraphQLError(
+                    _too_complex(
                         f"The query is nested {depth} levels deep; at most {max_depth} are "
                         "allowed. Ask for less nested data."
                     )
@@ -112,7 +116,7 @@ def depth_and_alias_limits(*, max_depth: int, max_aliases: int) -> AddValidation
             if aliases > max_aliases:
                 counted = f"{aliases}" if aliases < 1_000_000 else "more than 1000000"
                 context.report_error(
-                    GraphQLError(
+                    _too_complex(
                         f"The query uses {counted} aliases; at most {max_aliases} are allowed. "
                         "Send fewer aliased fields."
                     )

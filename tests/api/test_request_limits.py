@@ -56,6 +56,7 @@ async def test_500_aliases_are_refused(client, token, settings):
     assert str(settings.graphql.max_aliases) in message
     assert "token" not in message.lower()  # refused by the alias limit, not the token limit
     assert_readable(message)
+    assert response.json()["errors"][0]["extensions"]["code"] == "QUERY_TOO_COMPLEX"
 
 
 async def test_expensive_aliases_are_refused_before_they_run(client, token, monkeypatch):

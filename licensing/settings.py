@@ -30,6 +30,24 @@ class ConfigurationError(Exception):
     """The configuration cannot be used; the message names each bad key."""
 
 
+class RosterSourceConfig(BaseModel):
+    """One roster source of a district, under ``[districts.<slug>.roster_sources.<name>]``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str = Field(description="The roster source plugin, e.g. oneroster_csv or clever.")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="Passed to the source: paths, URLs, credentials."
+    )
+    max_drop_share: float = Field(
+        default=0.2,
+        ge=0,
+        le=1,
+        description="A sync removing more than this share of the source's active students is "
+        "held for an administrator to confirm.",
+    )
+
+
 class DistrictConfig(BaseModel):
     """Per-district options, under ``[districts.<slug>]`` in the TOML file."""
 
@@ -42,6 +60,28 @@ class DistrictConfig(BaseModel):
         default=None,
         description="Signed license file; defaults to <data_dir>/licenses/<slug>.license.",
     )
+    license_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Passed to the license source, e.g. the licensing server's URL and API key.",
+    )
+    roster_sources: dict[str, RosterSourceConfig] = Field(
+        default_factory=dict, description="The district's roster sources, by name."
+    )
+
+
+class HttpSettings(BaseModel):
+    """Every outbound HTTP call: timeouts, retries and how they back off."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    read_timeout_seconds: float = Field(default=30.0, gt=0)
+    attempt_deadline_seconds: float = Field(
+        default=60.0, gt=0, description="Total time one attempt may take, however it is spent."
+    )
+    retries: int = Field(default=3, ge=0, le=10)
+    backoff_seconds: float = Field(default=0.5, ge=0, description="First retry's backoff base.")
+    max_backoff_seconds: float = Field(default=30.0, ge=0)
 
 
 class GraphQLLimits(BaseModel):
@@ -86,6 +126,11 @@ class Settings(BaseSettings):
         description="Base64 Ed25519 public keys whose license signatures are trusted.",
     )
     graphql: GraphQLLimits = Field(default_factory=GraphQLLimits)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    disabled_plugins: list[str] = Field(
+        default_factory=list,
+        description="Plugins not to load, by name (a built-in's short name or an entry-point name).",
+    )
     districts: dict[str, DistrictConfig] = Field(default_factory=dict)
 
     @field_validator("default_time_zone")

@@ -11,7 +11,7 @@ import binascii
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 
 LICENSE_ENVELOPE_FORMAT = "manage1to1-license"
 LICENSE_ENVELOPE_VERSION = 1
@@ -30,9 +30,13 @@ class DistrictRef:
 class StudentRecord:
     """One person as a roster source reports them. Facts only: the host decides what counts.
 
-    ``role`` and ``status`` are the source's own words (``student``, ``teacher``; ``active``,
-    ``graduated``, ``tobedeleted`` ...); ``enabled`` is False for a disabled account.
-    ``person_key`` identifies the same person across sources; when empty, ``source_id`` is used.
+    ``role`` and ``status`` are the source's own words (``student``, ``teacher``, ``guardian``;
+    ``active``, ``graduated``, ``tobedeleted`` ...) and ``raw_status`` keeps the source's status
+    exactly as sent, for audit. ``enabled`` is False for a disabled account: sources must read their
+    flag exactly and raise RosterFileError for a value that is neither true nor false.
+    ``person_key`` identifies the same person across sources and records; when empty,
+    ``source_id`` is used. ``schools`` are the person's organisations (sourcedIds or names), and
+    ``primary_school`` the primary one when the source says.
     """
 
     source_id: str
@@ -45,8 +49,19 @@ class StudentRecord:
     username: str | None = None
     grade: str | None = None
     schools: Sequence[str] = field(default_factory=tuple)
+    primary_school: str | None = None
     graduation_year: int | None = None
+    enrollment_end: date | None = None
     last_modified: datetime | None = None
+    raw_status: str | None = None
+
+
+@dataclass(frozen=True)
+class ServerCount:
+    """Yielded among the records when the source's server states its own total (for example
+    OneRoster's ``X-Total-Count``): the host shows it beside its count, as a cross-check only."""
+
+    total: int
 
 
 @dataclass(frozen=True)

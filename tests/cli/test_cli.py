@@ -367,12 +367,21 @@ def test_the_example_configuration_is_valid_and_documented(tmp_path):
 
 
 def test_every_setting_is_documented():
-    from licensing.settings import DistrictConfig, GraphQLLimits, Settings
+    from licensing.settings import (
+        DistrictConfig,
+        GraphQLLimits,
+        HttpSettings,
+        RosterSourceConfig,
+        Settings,
+    )
 
     documented = (REPOSITORY / "docs" / "configuration.md").read_text(encoding="utf-8")
-    names = [name for name in Settings.model_fields if name not in ("graphql", "districts")]
+    tables = ("graphql", "http", "districts")
+    names = [name for name in Settings.model_fields if name not in tables]
     names += [f"graphql.{name}" for name in GraphQLLimits.model_fields]
+    names += [f"http.{name}" for name in HttpSettings.model_fields]
     names += list(DistrictConfig.model_fields)
+    names += list(RosterSourceConfig.model_fields)
     for name in names:
         assert f"| `{name}` |" in documented, f"{name} is not in the settings tables"
 

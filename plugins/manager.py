@@ -16,11 +16,15 @@ from plugins import hookspecs
 
 ENTRY_POINT_GROUP = "licensing"
 
-# Built-in plugins are ordinary plugin modules, registered like any third-party one.
-DEFAULT_PLUGINS = (
-    "plugins.builtin.local_roster",
-    "plugins.builtin.license_file",
-)
+# Built-in plugins are ordinary plugin modules, registered like any third-party one, by short name.
+DEFAULT_PLUGINS = {
+    "local_roster": "plugins.builtin.local_roster",
+    "license_file": "plugins.builtin.license_file",
+    "oneroster_csv": "plugins.builtin.oneroster_csv",
+    "oneroster_rest": "plugins.builtin.oneroster_rest",
+    "clever": "plugins.builtin.clever",
+    "licensing_server": "plugins.builtin.licensing_server",
+}
 
 
 class UnknownSourceError(LookupError):
@@ -38,12 +42,16 @@ class PluginManager:
         only: Iterable[str] | None = None,
         extra_plugins: Iterable[object] = (),
     ) -> None:
-        """``only`` limits which third-party entry points load (by entry-point name)."""
+        """``only`` limits which third-party entry points load (by entry-point name); plugins
+        named in ``settings.disabled_plugins`` never load."""
         self.settings = settings
         self.pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         self.pm.add_hookspecs(hookspecs)
-        for module_name in DEFAULT_PLUGINS:
-            self.pm.register(importlib.import_module(module_name), name=module_name)
+        for name in getattr(settings, "disabled_plugins", ()):
+            self.pm.set_blocked(name)
+        for name, module_name in DEFAULT_PLUGINS.items():
+            if not self.pm.is_blocked(name):
+                self.pm.register(importlib.import_module(module_name), name=name)
         if load_entry_points:
             if only is None:
                 self.pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)

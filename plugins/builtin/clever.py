@@ -1,0 +1,1 @@
+"""Built-in plugin: clever (provides no source yet)."""

@@ -1,0 +1,1 @@
+"""Built-in plugin: licensing_server (provides no source yet)."""

@@ -1,0 +1,1 @@
+"""Built-in plugin: oneroster_csv (provides no source yet)."""

@@ -1,0 +1,1 @@
+"""Built-in plugin: oneroster_rest (provides no source yet)."""

@@ -97,6 +97,55 @@ class RosterRecord(SQLModel, table=True):
     school: str | None = Field(default=None, max_length=255)
     schools: str | None = Field(default=None, max_length=2000)
     graduation_year: int | None = None
+    enrollment_end: date | None = None
+    last_modified: datetime | None = None
+
+
+class RosterSyncRun(SQLModel, table=True):
+    """One sync of one roster source: what it read, what it excluded and why, and how it ended."""
+
+    __tablename__ = "roster_sync_run"
+    __table_args__ = (Index("ix_roster_sync_run_source", "district_id", "source", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    district_id: int = Field(foreign_key="district.id")
+    source: str = Field(max_length=64)
+    kind: str = Field(max_length=64)
+    status: str = Field(max_length=16)  # running, applied, held, failed, discarded
+    started_at: datetime
+    finished_at: datetime | None = None
+    records: int = 0
+    active_students: int | None = None
+    active_before: int | None = None
+    removed_active: int | None = None
+    excluded: str | None = Field(default=None, max_length=1000)  # JSON: reason -> count
+    server_count: int | None = None
+    error: str | None = Field(default=None, max_length=4000)
+    actor: str = Field(default="", max_length=200)
+
+
+class RosterStaging(SQLModel, table=True):
+    """Records of a sync in progress; swapped into roster_record in one transaction at the end."""
+
+    __tablename__ = "roster_staging"
+    __table_args__ = (UniqueConstraint("run_id", "source_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="roster_sync_run.id")
+    source_id: str = Field(max_length=255)
+    person_key: str = Field(max_length=255)
+    role: str = Field(max_length=16)
+    lifecycle: str = Field(max_length=32)
+    enabled: bool = True
+    raw_status: str | None = Field(default=None, max_length=64)
+    given_name: str | None = Field(default=None, max_length=200)
+    family_name: str | None = Field(default=None, max_length=200)
+    username: str | None = Field(default=None, max_length=255)
+    grade: str | None = Field(default=None, max_length=16)
+    school: str | None = Field(default=None, max_length=255)
+    schools: str | None = Field(default=None, max_length=2000)
+    graduation_year: int | None = None
+    enrollment_end: date | None = None
     last_modified: datetime | None = None
 
 

@@ -10,11 +10,11 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, distinct, func, select
+from sqlalchemy import and_, delete, distinct, func, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
-from db.models import Device, DistrictUsage, RosterRecord
+from db.models import Device, DistrictUsage, RosterRecord, RosterStaging
 
 STUDENT = "student"
 STAFF = "staff"
@@ -114,3 +114,87 @@ def store_usage(
         setattr(usage, name, value)
     usage.updated_at = now
     session.flush()
+
+
+staging = RosterStaging.__table__
+ROW_COLUMNS = [
+    column.name for column in roster.columns if column.name not in ("id", "district_id", "source")
+]
+
+
+def insert_staging_rows(session: Session, *, run_id: int, rows: list[Mapping[str, Any]]) -> None:
+    session.execute(staging.insert(), [{**row, "run_id": run_id} for row in rows])
+
+
+def staged_statistics(session: Session, *, run_id: int) -> dict[str, int]:
+    """How a staged roster splits by the counting rule: counted, and excluded by reason."""
+    in_run = staging.c.run_id == run_id
+    is_student = and_(in_run, staging.c.role == STUDENT)
+    active_lifecycle = and_(is_student, staging.c.lifecycle == ACTIVE)
+    counts = and_(active_lifecycle, staging.c.enabled.is_(True))
+
+    def count(*conditions: Any) -> int:
+        return session.execute(select(func.count()).where(*conditions)).scalar_one()
+
+    active_records = count(counts)
+    active_people = session.execute(
+        select(func.count(distinct(staging.c.person_key))).where(counts)
+    ).scalar_one()
+    return {
+        "records": count(in_run),
+        "active_students": active_people,
+        "staff": count(in_run, staging.c.role == STAFF),
+        "inactive": count(is_student, staging.c.lifecycle != ACTIVE),
+        "disabled": count(active_lifecycle, staging.c.enabled.is_(False)),
+        "duplicate": active_records - active_people,
+    }
+
+
+def removed_active_people(
+    session: Session, *, district_id: int, source: str, run_id: int
+) -> tuple[int, int]:
+    """(active students the source has now, how many of them the staged roster no longer counts)."""
+    held = and_(
+        roster.c.district_id == district_id,
+        roster.c.source == source,
+        roster.c.role == STUDENT,
+        roster.c.lifecycle == ACTIVE,
+        roster.c.enabled.is_(True),
+    )
+    still_active = select(staging.c.person_key).where(
+        staging.c.run_id == run_id,
+        staging.c.role == STUDENT,
+        staging.c.lifecycle == ACTIVE,
+        staging.c.enabled.is_(True),
+    )
+    before = session.execute(
+        select(func.count(distinct(roster.c.person_key))).where(held)
+    ).scalar_one()
+    removed = session.execute(
+        select(func.count(distinct(roster.c.person_key))).where(
+            held, roster.c.person_key.not_in(still_active)
+        )
+    ).scalar_one()
+    return before, removed
+
+
+def swap_in_staged_roster(session: Session, *, district_id: int, source: str, run_id: int) -> None:
+    """Make the staged roster the source's roster, and drop the staging rows (one transaction)."""
+    session.execute(
+        delete(roster).where(roster.c.district_id == district_id, roster.c.source == source)
+    )
+    session.execute(
+        roster.insert().from_select(
+            ["district_id", "source", *ROW_COLUMNS],
+            select(
+                literal(district_id),
+                literal(source),
+                *[staging.c[name] for name in ROW_COLUMNS],
+            ).where(staging.c.run_id == run_id),
+        )
+    )
+    discard_staging(session, run_id=run_id)
+
+
+def discard_staging(session: Session, *, run_id: int) -> None:
+    session.execute(delete(staging).where(staging.c.run_id == run_id))

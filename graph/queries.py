@@ -7,7 +7,15 @@ from strawberry.types import Info
 
 from graph.errors import ClientError
 from graph.permissions import CanManageSettings, CanViewLicense
-from graph.types import Alert, AlertPlacement, License, LicenseCheck, LicenseSettings, Usage
+from graph.types import (
+    Alert,
+    AlertPlacement,
+    DataSource,
+    License,
+    LicenseCheck,
+    LicenseSettings,
+    Usage,
+)
 from licensing.problems import Problem
 from licensing.service import NO_LICENSE
 
@@ -54,6 +62,14 @@ class Query:
     async def license_settings(self, info: Info) -> LicenseSettings:
         state = await info.context.district_state()
         return LicenseSettings.from_view(state.settings)
+
+    @strawberry.field(
+        permission_classes=[CanManageSettings],
+        description="The district's roster sources and how their syncs went.",
+    )
+    async def data_sources(self, info: Info) -> list[DataSource]:
+        views = await info.context.service.data_sources(info.context.principal.district_id)
+        return [DataSource.from_view(view) for view in views]
 
     @strawberry.field(
         permission_classes=[CanViewLicense],

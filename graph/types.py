@@ -8,6 +8,7 @@ import strawberry
 
 from licensing import rules
 from licensing.alert_state import AlertRecord
+from licensing.data_sources import DataSourceView
 from licensing.district_view import LicenseView, ThresholdSettingsView
 from licensing.problems import Problem
 from licensing.roster import UsageCounts
@@ -162,3 +163,62 @@ class UserError:
     @classmethod
     def from_problem(cls, problem: Problem) -> UserError:
         return cls(field=problem.field, code=problem.code, message=problem.message)
+
+
+@strawberry.type(description="Students left out of the count, by reason.")
+class SourceExclusions:
+    staff: int
+    inactive: int
+    disabled: int
+    duplicate: int = strawberry.field(
+        description="Extra records of students already counted (another school or id)."
+    )
+    other_role: int = strawberry.field(description="Guardians, parents and relatives.")
+
+
+@strawberry.type(description="A roster source of the district and how its syncs went.")
+class DataSource:
+    name: str
+    kind: str
+    configured: bool
+    last_status: str | None = strawberry.field(
+        description="applied, held (waiting for confirmation), failed or running."
+    )
+    last_attempt_at: datetime.datetime | None
+    last_success_at: datetime.datetime | None
+    last_error: str | None
+    records: int | None = strawberry.field(description="Records read by the last applied sync.")
+    active_students: int | None = strawberry.field(
+        description="Distinct active students in this source at its last applied sync."
+    )
+    excluded: SourceExclusions | None
+    server_count: int | None = strawberry.field(
+        description="The source server's own total, when it states one (a cross-check)."
+    )
+    held: bool
+
+    @classmethod
+    def from_view(cls, view: DataSourceView) -> DataSource:
+        excluded = view.excluded
+        return cls(
+            name=view.name,
+            kind=view.kind,
+            configured=view.configured,
+            last_status=view.last_status,
+            last_attempt_at=view.last_attempt_at,
+            last_success_at=view.last_success_at,
+            last_error=view.last_error,
+            records=view.records,
+            active_students=view.active_students,
+            excluded=SourceExclusions(
+                staff=excluded.get("staff", 0),
+                inactive=excluded.get("inactive", 0),
+                disabled=excluded.get("disabled", 0),
+                duplicate=excluded.get("duplicate", 0),
+                other_role=excluded.get("other_role", 0),
+            )
+            if excluded
+            else None,
+            server_count=view.server_count,
+            held=view.held,
+        )

@@ -33,6 +33,8 @@ STAFF_ROLES = {
     "siteadministrator",
     "systemadministrator",
 }
+# People a roster may list who are neither students nor staff: never counted, never stored.
+OTHER_ROLES = {"guardian", "parent", "relative"}
 LIFECYCLE_WORDS = {
     "active": (Lifecycle.ACTIVE, True),
     "pre-registered": (Lifecycle.PRE_REGISTERED, True),
@@ -76,8 +78,9 @@ async def collect_records(result: Any) -> list[Any]:
     return list(result)
 
 
-def role_of(word: str | None) -> Role:
-    """The counting rule's role for a source's role word, or ValueError naming the word."""
+def role_of(word: str | None) -> Role | None:
+    """The counting rule's role for a source's role word (None for guardians, parents and
+    relatives, who are neither), or ValueError naming a word it does not know."""
     if not isinstance(word, str):
         raise ValueError(f"the role must be a word such as student or teacher, not {word!r}")
     role_word = word.strip().lower()
@@ -85,9 +88,11 @@ def role_of(word: str | None) -> Role:
         return Role.STUDENT
     if role_word in STAFF_ROLES:
         return Role.STAFF
+    if role_word in OTHER_ROLES:
+        return None
     raise ValueError(
         f"role {word!r} is neither a student nor a staff role "
-        f"(student, {', '.join(sorted(STAFF_ROLES))})"
+        f"(student, {', '.join(sorted(STAFF_ROLES | OTHER_ROLES))})"
     )
 
 
@@ -101,8 +106,9 @@ def lifecycle_of(word: str | None) -> tuple[Lifecycle, bool]:
     return LIFECYCLE_WORDS[status_word]
 
 
-def normalize(record: StudentRecord | Mapping[str, Any], *, position: int) -> dict[str, Any]:
-    """One stored row for ``record``, or ValueError saying what is wrong with it."""
+def normalize(record: StudentRecord | Mapping[str, Any], *, position: int) -> dict[str, Any] | None:
+    """One stored row for ``record``, None for someone neither student nor staff (a guardian),
+    or ValueError saying what is wrong with it."""
     if isinstance(record, Mapping):
         try:
             record = StudentRecord(**record)
@@ -115,21 +121,25 @@ def normalize(record: StudentRecord | Mapping[str, Any], *, position: int) -> di
     lifecycle, status_enabled = lifecycle_of(record.status)
     if not isinstance(record.enabled, bool):
         raise ValueError(f"enabled must be true or false, not {record.enabled!r}")
+    if role is None:
+        return None
     schools = [school for school in record.schools if school]
+    primary_school = record.primary_school or (schools[0] if schools else None)
     return {
         "source_id": source_id,
         "person_key": (record.person_key or "").strip() or source_id,
         "role": role.value,
         "lifecycle": lifecycle.value,
         "enabled": record.enabled and status_enabled,
-        "raw_status": record.status,
+        "raw_status": record.raw_status if record.raw_status is not None else record.status,
         "given_name": record.given_name,
         "family_name": record.family_name,
         "username": record.username,
         "grade": record.grade,
-        "school": schools[0] if schools else None,
+        "school": primary_school,
         "schools": ",".join(schools) or None,
         "graduation_year": record.graduation_year,
+        "enrollment_end": record.enrollment_end,
         "last_modified": record.last_modified,
     }
 
@@ -146,6 +156,8 @@ def normalize_all(
             row = normalize(record, position=position)
         except ValueError as error:
             problems.append(RowProblem(position, None, str(error)))
+            continue
+        if row is None:
             continue
         if row["source_id"] in seen:
             problems.append(RowProblem(position, None, f"id {row['source_id']!r} appears twice"))

@@ -18,6 +18,7 @@ from db.session import Database
 from licensing import rules
 from licensing.alert_state import AlertRecord, agrees, reconcile_alerts, resolved_alerts
 from licensing.audit import record_event
+from licensing.data_sources import DataSourceView, data_sources
 from licensing.district_view import (
     DistrictSnapshot,
     LicenseView,
@@ -32,6 +33,7 @@ from licensing.license_updates import ForceUpdateOutcome, LicenseUpdater
 from licensing.problems import Problem
 from licensing.roster import RosterChange, UsageCounts, apply_roster
 from licensing.settings import Settings
+from licensing.sync import RosterSync
 from licensing.tokens import Principal, authenticate
 from plugins.manager import PluginManager
 
@@ -84,6 +86,9 @@ class LicensingService:
         self.plugins = plugins
         self.clock = clock
         self.license_updater = LicenseUpdater(
+            settings=settings, database=database, plugins=plugins, clock=clock
+        )
+        self.roster_sync = RosterSync(
             settings=settings, database=database, plugins=plugins, clock=clock
         )
 
@@ -150,6 +155,18 @@ class LicensingService:
                 sync_failing_tolerance=self.sync_failing_tolerance,
             )
         return change
+
+    async def data_sources(self, district_id: int) -> list[DataSourceView]:
+        def read() -> list[DataSourceView]:
+            with self.database.read() as session:
+                slug = read_snapshot(session, district_id=district_id).district.slug
+                return data_sources(
+                    session,
+                    district_id=district_id,
+                    configured=self.settings.district(slug).roster_sources,
+                )
+
+        return await to_thread.run_sync(read)
 
     async def alert_history(self, district_id: int, *, limit: int = 200) -> list[AlertRecord]:
         def read() -> list[AlertRecord]:

@@ -64,7 +64,7 @@ class PluginManager:
         self.pm.check_pending()
 
     def plugin_names(self) -> list[str]:
-        return sorted(name for name, _plugin in self.pm.list_name_plugin())
+        return sorted(name for name, plugin in self.pm.list_name_plugin() if plugin is not None)
 
     @cached_property
     def roster_sources(self) -> dict[str, Any]:

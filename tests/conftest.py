@@ -71,9 +71,21 @@ def issuer(service: LicensingService, signing_key: Any) -> LicenseIssuer:
 
 
 @pytest.fixture
-async def client(service: LicensingService) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=create_app(service))
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+def client_factory() -> Any:
+    """client_factory(service): an httpx client on the app built around that service."""
+
+    def make(service: LicensingService) -> httpx.AsyncClient:
+        transport = httpx.ASGITransport(app=create_app(service))
+        return httpx.AsyncClient(transport=transport, base_url="http://testserver")
+
+    return make
+
+
+@pytest.fixture
+async def client(
+    service: LicensingService, client_factory: Any
+) -> AsyncIterator[httpx.AsyncClient]:
+    async with client_factory(service) as http:
         yield http
 
 

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from anyio import to_thread
 from sqlmodel import Session, select
@@ -33,6 +35,8 @@ from plugins.records import DamagedLicenseError, DistrictRef, SignedLicense, Sou
 
 FORCED_ACTION = "force_license_update"
 REFRESH_ACTION = "license_refresh"
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -114,21 +118,37 @@ class LicenseUpdater:
     ) -> RefreshOutcome:
         """Ask the district's license source now and keep what it returns, if it is valid."""
         district_ref, source_name = await to_thread.run_sync(self._district_ref, district_id)
+        options = dict(self.settings.district(district_ref.slug).license_options)
         try:
             source = self.plugins.license_source(source_name)
-            signed = await _fetch(source, district_ref)
+            signed = await _fetch(source, district_ref, options)
             keys = signing.trusted_keys(
                 self.settings.license_public_keys, self.settings.trusted_keys_dir
             )
-            terms = signing.verify_license(signed, keys=keys, district_slug=district_ref.slug)
+            terms = signing.verify_license(
+                signed, keys=keys, district_slug=district_ref.slug, now=self.clock()
+            )
         except signing.LicenseRejected as rejected:
             problem = Problem(rejected.code, rejected.message)
+            logger.warning(
+                "License for district %s from %r refused: %s: %s",
+                district_ref.slug,
+                source_name,
+                rejected.code,
+                rejected.message,
+            )
         except DamagedLicenseError as error:
             # The source answered, but with an altered document: refused like a bad signature.
             problem = Problem(
                 "BAD_SIGNATURE",
                 "The license signature does not match: the document was altered or damaged "
                 f"({error}). The last good license is kept.",
+            )
+            logger.warning(
+                "License for district %s from %r refused: BAD_SIGNATURE: %s",
+                district_ref.slug,
+                source_name,
+                error,
             )
         except (SourceError, UnknownSourceError) as error:
             problem = Problem("LICENSE_SOURCE_UNAVAILABLE", str(error))
@@ -173,7 +193,8 @@ class LicenseUpdater:
                 self._note_failure(session, district_id, problem, actor, action, now)
                 return RefreshOutcome(updated=False, problem=problem)
             old = _summary(held)
-            changed = held is None or held.payload != signed.payload
+            # Terms, not bytes: a live server signs every answer anew (its signed_at changes).
+            changed = held is None or signing.parse_terms(held.payload) != terms
             values = {
                 **_terms_columns(terms),
                 "source": source_name,
@@ -247,18 +268,35 @@ class LicenseUpdater:
         )
 
 
-async def _fetch(source: object, district: DistrictRef) -> SignedLicense:
+async def _fetch(
+    source: object, district: DistrictRef, options: Mapping[str, Any]
+) -> SignedLicense:
     fetch = source.fetch_license  # type: ignore[attr-defined]
+    # ``options`` joined the contract later: a source written without it is called without it.
+    arguments: dict[str, Any] = {"district": district}
+    if _accepts_options(fetch):
+        arguments["options"] = options
     if inspect.iscoroutinefunction(fetch):
-        result = await fetch(district=district)
+        result = await fetch(**arguments)
     else:
         # A blocking source (file, sync client) must not stall the event loop.
-        result = await to_thread.run_sync(lambda: fetch(district=district))
+        result = await to_thread.run_sync(lambda: fetch(**arguments))
     if inspect.isawaitable(result):
         result = await result
     if not isinstance(result, SignedLicense):
         raise SourceError(f"The license source returned {type(result).__name__}, not a license.")
     return result
+
+
+def _accepts_options(fetch: Callable[..., Any]) -> bool:
+    try:
+        parameters = inspect.signature(fetch).parameters.values()
+    except (TypeError, ValueError):  # no signature to read: pass everything
+        return True
+    return any(
+        parameter.name == "options" or parameter.kind is inspect.Parameter.VAR_KEYWORD
+        for parameter in parameters
+    )
 
 
 def _sync_state(session: Session, district_id: int) -> LicenseSyncState:

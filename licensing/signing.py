@@ -11,7 +11,7 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
@@ -79,9 +79,13 @@ def _public_key(text: str) -> Ed25519PublicKey:
 
 
 def verify_license(
-    signed: SignedLicense, *, keys: list[TrustedKey], district_slug: str
+    signed: SignedLicense, *, keys: list[TrustedKey], district_slug: str, now: datetime
 ) -> LicenseTerms:
-    """The license's terms, after checking its signature and that it belongs to this district."""
+    """The license's terms, after checking its signature and that it belongs to this district.
+
+    When ``signed.max_age`` is set (a live server's answer), the payload must also carry a
+    ``signed_at`` within ``max_age`` of ``now``, either way: an answer replayed later is refused.
+    """
     candidates = [key for key in keys if key.key_id == signed.key_id] or keys
     if not candidates:
         raise LicenseRejected(
@@ -101,7 +105,46 @@ def verify_license(
             f"This license was issued to district {terms.district!r}, not {district_slug!r}. "
             "Licenses are per district and cannot be transferred.",
         )
+    if signed.max_age is not None:
+        _check_fresh(signed.payload, max_age=signed.max_age, now=now)
     return terms
+
+
+def _check_fresh(payload: bytes, *, max_age: timedelta, now: datetime) -> None:
+    """Refuse a live answer whose ``signed_at`` is missing, or further than ``max_age`` from now."""
+    try:
+        text = json.loads(payload)["signed_at"]
+        signed_at = datetime.fromisoformat(text)
+    except (ValueError, KeyError, TypeError):
+        raise LicenseRejected(
+            "STALE_RESPONSE",
+            "The licensing server's answer has no valid signed_at date, so it may be a replayed "
+            "old answer; it was refused. The last good license is kept.",
+        ) from None
+    signed_at = (
+        signed_at.replace(tzinfo=UTC) if signed_at.tzinfo is None else signed_at.astimezone(UTC)
+    )
+    drift = now - signed_at
+    if abs(drift) > max_age:
+        when = f"{_duration(drift)} ago" if drift > timedelta(0) else f"{_duration(-drift)} ahead"
+        raise LicenseRejected(
+            "STALE_RESPONSE",
+            f"The licensing server's answer was signed at {signed_at:%Y-%m-%d %H:%M:%S} UTC, "
+            f"{when} (at most {_duration(max_age)} either way is accepted): it may be a replayed "
+            "answer, or this server's or the licensing server's clock is wrong. It was refused; "
+            "the last good license is kept.",
+        )
+
+
+def _duration(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 2 * 3600:
+        return f"{seconds // 60} min"
+    if seconds < 2 * 86400:
+        return f"{seconds // 3600} h"
+    return f"{seconds // 86400} days"
 
 
 def _signature_matches(key: TrustedKey, signed: SignedLicense) -> bool:
@@ -141,9 +184,13 @@ def parse_terms(payload: bytes) -> LicenseTerms:
         ) from None
 
 
-def terms_payload(terms: LicenseTerms) -> bytes:
-    """The canonical payload bytes for ``terms``, as the licensing service signs them."""
-    document = {
+def terms_payload(terms: LicenseTerms, *, signed_at: datetime | None = None) -> bytes:
+    """The canonical payload bytes for ``terms``, as the licensing service signs them.
+
+    The licensing server adds ``signed_at`` (UTC) to every answer, so an old answer can be told
+    from a fresh one; license files carry none.
+    """
+    document: dict[str, object] = {
         "license_id": terms.license_id,
         "district": terms.district,
         "licensed_to": terms.licensed_to,
@@ -155,13 +202,24 @@ def terms_payload(terms: LicenseTerms) -> bytes:
         "overage_allowance": terms.overage_allowance,
         "issued_at": terms.issued_at.isoformat(),
     }
+    if signed_at is not None:
+        document["signed_at"] = utc_timestamp(signed_at)
     return json.dumps(document, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 
+def utc_timestamp(moment: datetime) -> str:
+    """ISO 8601 in UTC to the second, e.g. ``2026-11-28T15:00:00Z``."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def sign_license(
-    terms: LicenseTerms, *, private_key: Ed25519PrivateKey, key_id: str
+    terms: LicenseTerms,
+    *,
+    private_key: Ed25519PrivateKey,
+    key_id: str,
+    signed_at: datetime | None = None,
 ) -> SignedLicense:
-    payload = terms_payload(terms)
+    payload = terms_payload(terms, signed_at=signed_at)
     return SignedLicense(payload=payload, signature=private_key.sign(payload), key_id=key_id)
 
 

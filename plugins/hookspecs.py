@@ -17,8 +17,11 @@ A license source is an object with:
 
 - ``name: str``: the name that picks it, as ``license_source`` in a district's configuration;
 - ``description: str``: one line for administrators;
-- ``fetch_license(*, district)``: returns a ``SignedLicense`` (or an awaitable of one) for
-  ``district``, or raises ``SourceError``. The host verifies the signature and the district itself;
+- ``fetch_license(*, district, options)``: returns a ``SignedLicense`` (or an awaitable of one)
+  for ``district``, or raises ``SourceError``. ``options`` is the district's ``license_options``
+  mapping from the configuration (a licensing server's ``url`` and ``api_key``, say); a source
+  written as ``fetch_license(*, district)`` is called without it. The host verifies the signature,
+  the district and, when the source sets ``SignedLicense.max_age``, the answer's freshness itself;
   a source never decides whether a license is valid.
 """
 

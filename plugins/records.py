@@ -11,7 +11,7 @@ import binascii
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 LICENSE_ENVELOPE_FORMAT = "manage1to1-license"
 LICENSE_ENVELOPE_VERSION = 1
@@ -69,11 +69,15 @@ class SignedLicense:
     """A license document exactly as signed: the payload bytes and their Ed25519 signature.
 
     The host verifies the signature against its trusted keys before believing a word of it.
+    ``max_age`` is set by sources that ask a live server: the payload must then carry a
+    ``signed_at`` no further than ``max_age`` from the host's clock, or the host refuses it as a
+    possibly replayed answer (``STALE_RESPONSE``). License files leave it ``None``.
     """
 
     payload: bytes
     signature: bytes
     key_id: str | None = None
+    max_age: timedelta | None = None
 
     @classmethod
     def from_envelope(cls, data: bytes) -> SignedLicense:

@@ -1,11 +1,13 @@
 """The signed offline license file: the embedded default license source.
 
 Manage1to1 sends a district a signed license file; the administrator puts it where the service
-looks (``<data_dir>/licenses/<slug>.license`` unless configured) and presses Force License Update.
+looks (``<data_dir>/licenses/<slug>.license`` unless configured: the district's ``license_file``,
+or ``path`` in its ``license_options``) and presses Force License Update.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +22,16 @@ class LicenseFileSource:
     def __init__(self, settings: Any) -> None:
         self.settings = settings
 
-    def path_for(self, district: DistrictRef) -> Path:
+    def path_for(self, district: DistrictRef, options: Mapping[str, Any] | None = None) -> Path:
+        configured = (options or {}).get("path")
+        if configured:
+            return Path(configured)
         return Path(self.settings.license_file_for(district.slug))
 
-    def fetch_license(self, *, district: DistrictRef) -> SignedLicense:
-        path = self.path_for(district)
+    def fetch_license(
+        self, *, district: DistrictRef, options: Mapping[str, Any] | None = None
+    ) -> SignedLicense:
+        path = self.path_for(district, options)
         try:
             data = path.read_bytes()
         except FileNotFoundError:

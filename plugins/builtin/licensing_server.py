@@ -1,1 +1,228 @@
-"""Built-in plugin: licensing_server (provides no source yet)."""
+"""Built-in plugin: the licensing server, Manage1to1's live source of each district's license.
+
+A district picks it with ``license_source = "licensing_server"`` and sets its ``license_options``:
+``url`` (the server's base URL) and ``api_key``. The wire contract is in docs/licensing-server.md.
+
+Every request goes through the project's HTTP client factory (timeouts, a total deadline per
+attempt, retries with capped exponential backoff and full jitter, Retry-After honoured). On top of
+that, a circuit breaker per district URL stops asking a server that keeps failing: once open it
+answers at once, without a request, until the recovery time has passed. The answer is handed to
+the host with ``max_age`` set, so the host refuses one whose ``signed_at`` is not fresh.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import timedelta
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import httpx
+from circuitbreaker import CircuitBreaker
+
+from plugins.hookspecs import hookimpl
+from plugins.http import create_client, retry_policy
+from plugins.records import DamagedLicenseError, DistrictRef, SignedLicense, SourceError
+
+NAME = "licensing_server"
+MAX_AGE = timedelta(minutes=5)
+MAX_RETRIES = 3
+DEFAULT_BREAKER_FAILURES = 5
+DEFAULT_BREAKER_RECOVERY_SECONDS = 60.0
+MAX_BODY_BYTES = 1024 * 1024
+LOOPBACK_NAMES = frozenset({"localhost"})
+
+
+class ServerUnavailable(SourceError):
+    """The server could not be reached or did not answer properly: counts against the breaker.
+
+    Answers that show a working server (a refused API key, an unknown district) do not."""
+
+
+class LicensingServerSource:
+    name = NAME
+    description = "Manage1to1's licensing server: the district's signed license, fetched live."
+
+    def __init__(self, settings: Any) -> None:
+        self.settings = settings
+        self._breakers: dict[tuple[str, int, float], CircuitBreaker] = {}
+
+    async def fetch_license(
+        self, *, district: DistrictRef, options: Mapping[str, Any]
+    ) -> SignedLicense:
+        base_url, api_key = _connection(district, options)
+        url = f"{base_url}/v1/districts/{quote(district.slug, safe='')}/license"
+        breaker = self.breaker(url, options)
+        if breaker.opened:
+            raise SourceError(
+                f"The licensing server at {base_url} failed {breaker.failure_count} times in a "
+                f"row: circuit open, retry after {max(1, breaker.open_remaining)} s. No request "
+                "was sent; the last good license is kept."
+            )
+        # ServerUnavailable counts as a failure; any other outcome, even a refused API key,
+        # shows a working server and closes the circuit again.
+        with breaker:
+            response = await self._get(url, base_url=base_url, api_key=api_key)
+            signed = _license_from(response, base_url=base_url)
+        return replace(signed, max_age=MAX_AGE)
+
+    def breaker(self, url: str, options: Mapping[str, Any]) -> CircuitBreaker:
+        """The circuit breaker for one district's license URL (and its configured thresholds)."""
+        failures = _positive(options, "breaker_failures", DEFAULT_BREAKER_FAILURES, int)
+        recovery = _positive(
+            options, "breaker_recovery_seconds", DEFAULT_BREAKER_RECOVERY_SECONDS, float
+        )
+        key = (url, failures, recovery)
+        if key not in self._breakers:
+            self._breakers[key] = CircuitBreaker(
+                failure_threshold=failures,
+                recovery_timeout=recovery,
+                expected_exception=ServerUnavailable,
+                name=f"{NAME} {url}",
+            )
+        return self._breakers[key]
+
+    async def _get(self, url: str, *, base_url: str, api_key: str) -> httpx.Response:
+        policy = retry_policy(self.settings)
+        retry = policy.copy_with(total=min(policy.total, MAX_RETRIES))
+        headers = {"Authorization": f"Bearer {api_key}", "Accept": "application/json"}
+        try:
+            async with create_client(self.settings, headers=headers, retry=retry) as client:
+                return await client.get(url)
+        except httpx.TimeoutException as error:
+            raise ServerUnavailable(
+                f"The licensing server at {base_url} did not answer in time ({str(error) or 'timeout'}) "
+                f"after {retry.total + 1} attempt(s); the last good license is kept."
+            ) from None
+        except httpx.HTTPError as error:
+            raise ServerUnavailable(
+                f"Cannot reach the licensing server at {base_url} "
+                f"({type(error).__name__}: {str(error) or 'no detail'}) after {retry.total + 1} "
+                "attempt(s); the last good license is kept."
+            ) from None
+
+
+def _connection(district: DistrictRef, options: Mapping[str, Any]) -> tuple[str, str]:
+    """The server's base URL and the API key, checked, from the district's license options."""
+    where = f"[districts.{district.slug}] license_options"
+    url, api_key = options.get("url"), options.get("api_key")
+    if not isinstance(url, str) or not url.strip():
+        raise SourceError(f'{where} has no "url": set it to the licensing server\'s address.')
+    if not isinstance(api_key, str) or not api_key.strip():
+        raise SourceError(
+            f'{where} has no "api_key": set it, or the variable '
+            f"LICENSING_DISTRICTS__{district.slug.upper()}__LICENSE_OPTIONS__API_KEY."
+        )
+    url = url.strip().rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SourceError(f"{where}: url {url!r} is not an http(s) address.")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise SourceError(
+            f"{where}: url {url!r} is plain http; the API key would cross the network "
+            "unencrypted. Use https (plain http is accepted only on this machine's loopback)."
+        )
+    if parts.query or parts.fragment:
+        raise SourceError(f"{where}: url {url!r} must not carry a query or fragment.")
+    return url, api_key.strip()
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _positive(options: Mapping[str, Any], name: str, default: float, kind: type) -> Any:
+    value = options.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise SourceError(f"license_options.{name} must be a positive number, not {value!r}.")
+    return kind(value)
+
+
+def _license_from(response: httpx.Response, *, base_url: str) -> SignedLicense:
+    status = response.status_code
+    if status == HTTPStatus.OK:
+        if len(response.content) > MAX_BODY_BYTES:
+            raise DamagedLicenseError(
+                f"The licensing server at {base_url} answered with {len(response.content)} "
+                "bytes, far more than a license document."
+            )
+        try:
+            return SignedLicense.from_envelope(response.content)
+        except SourceError as error:  # not an envelope at all: damaged on the way
+            raise DamagedLicenseError(
+                f"The licensing server at {base_url} answered HTTP 200 without a license "
+                f"document: {error}"
+            ) from None
+    reason = _reason(status)
+    detail = _error_detail(response)
+    said = f": {detail}" if detail else ""
+    if status == HTTPStatus.UNAUTHORIZED:
+        raise SourceError(
+            f"The licensing server at {base_url} refused the API key (HTTP 401{said}). Check "
+            "license_options.api_key for this district; the last good license is kept."
+        )
+    if status == HTTPStatus.FORBIDDEN:
+        raise SourceError(
+            f"The licensing server at {base_url} does not allow this API key to read this "
+            f"district's license (HTTP 403{said}); the last good license is kept."
+        )
+    if status == HTTPStatus.NOT_FOUND:
+        raise SourceError(
+            f"The licensing server at {base_url} has no license for this district (HTTP 404"
+            f"{said}). Check the district's slug and license_options.url; the last good license "
+            "is kept."
+        )
+    attempts = _attempts(response)
+    if status == HTTPStatus.TOO_MANY_REQUESTS:
+        wait = response.headers.get("Retry-After")
+        later = f"; it asks to wait {wait} s" if wait and wait.strip().isdigit() else ""
+        raise ServerUnavailable(
+            f"The licensing server at {base_url} is rate limiting (HTTP 429{said}) after "
+            f"{attempts} attempt(s){later}. The last good license is kept."
+        )
+    if status >= 500:
+        raise ServerUnavailable(
+            f"The licensing server at {base_url} answered HTTP {status} ({reason}{said}) after "
+            f"{attempts} attempt(s); the last good license is kept."
+        )
+    raise SourceError(
+        f"The licensing server at {base_url} answered HTTP {status} ({reason}{said}), which the "
+        "license contract does not use; the last good license is kept."
+    )
+
+
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "unknown status"
+
+
+def _attempts(response: httpx.Response) -> int:
+    retry = response.extensions.get("retry")
+    return getattr(retry, "attempts_made", 0) + 1
+
+
+def _error_detail(response: httpx.Response) -> str:
+    """``code: message`` from the contract's error body, or nothing (never a raw page)."""
+    try:
+        error = json.loads(response.content)["error"]
+        code, message = str(error.get("code", "")), str(error.get("message", ""))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return ""
+    text = ": ".join(part for part in (code, message.strip().rstrip(".")) if part)
+    return text[:300]
+
+
+@hookimpl(trylast=True)
+def register_license_sources(settings: Any) -> list[Any]:
+    return [LicensingServerSource(settings)]

@@ -1,1 +1,421 @@
-"""Built-in plugin: clever (provides no source yet)."""
+"""Clever: students from the Clever Data API v3.0, read with a district's bearer token.
+
+``GET <base_url>/v3.0/users?role=student&limit=N``, then each ``links`` entry with ``rel`` "next"
+(a URI relative to the server, ``starting_after`` the last id) until there is none or a page is
+empty. Clever lists only the people a district shares now, so every record is reported as
+``active``; a student who is no longer listed is simply not reported, and the host's
+replace-on-sync removes them ("students who vanish count as removed").
+
+Clever allows 1200 requests a minute per token and says so in ``X-RateLimit-Limit``,
+``X-RateLimit-Remaining`` and ``X-RateLimit-Reset`` (Unix seconds). When a response leaves no
+request, the next one waits until the reset. A 429 is retried by ``plugins.http`` after
+``Retry-After`` or, when Clever sends none, once ``X-RateLimit-Reset`` has passed; 5xx are retried
+with backoff and jitter. Each page is retried on its own, so a failure never restarts the listing.
+
+Options (``[districts.<slug>.roster_sources.<name>.options]``):
+
+- ``token`` (required): the district's bearer token;
+- ``base_url``: ``https://api.clever.com`` by default;
+- ``page_size``: users per request, 1000 by default (Clever accepts at most 10000);
+- ``person_key_fields``: the student fields that identify a person across sources, first present
+  wins: ``["state_id", "sis_id", "student_number"]`` by default; Clever's ``id`` when none is.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import anyio
+import httpx
+from httpx_retries import Retry
+
+from plugins.hookspecs import hookimpl
+from plugins.http import create_client, retry_policy
+from plugins.records import DistrictRef, RosterFileError, RowProblem, SourceError, StudentRecord
+
+DEFAULT_BASE_URL = "https://api.clever.com"
+USERS_PATH = "/v3.0/users"
+DEFAULT_PAGE_SIZE = 1000
+MAX_PAGE_SIZE = 10_000
+PERSON_KEY_FIELDS = ("state_id", "sis_id", "student_number")
+MAX_REPORTED_PROBLEMS = 1000
+# Clever's window is one minute: a reset further away than this is a clock problem, not a limit.
+MAX_RATE_LIMIT_WAIT_SECONDS = 61.0
+# Sleeping a little past the reset second keeps the next request on the right side of it.
+RESET_MARGIN_SECONDS = 0.05
+# Clever's role words in the host's vocabulary, for a user without a student role.
+ROLE_WORDS = {
+    "student": "student",
+    "teacher": "teacher",
+    "staff": "staff",
+    "district_admin": "districtadministrator",
+    "contact": "guardian",
+}
+
+
+@dataclass(frozen=True)
+class CleverOptions:
+    base_url: str
+    token: str
+    page_size: int
+    person_key_fields: tuple[str, ...]
+
+    @classmethod
+    def read(cls, options: Mapping[str, Any]) -> CleverOptions:
+        token = _text(options.get("token"))
+        if not token:
+            raise SourceError("Clever needs the district's bearer token in option token.")
+        base_url = _checked_url(options.get("base_url") or DEFAULT_BASE_URL)
+        page_size = options.get("page_size", DEFAULT_PAGE_SIZE)
+        if (
+            isinstance(page_size, bool)
+            or not isinstance(page_size, int)
+            or not 1 <= page_size <= MAX_PAGE_SIZE
+        ):
+            raise SourceError(
+                f"Clever: page_size must be a whole number from 1 to {MAX_PAGE_SIZE}, "
+                f"not {page_size!r}."
+            )
+        fields = options.get("person_key_fields", PERSON_KEY_FIELDS)
+        if not isinstance(fields, (list, tuple)) or not all(isinstance(n, str) for n in fields):
+            raise SourceError(
+                "Clever: person_key_fields must be a list of student fields, "
+                'e.g. ["state_id", "sis_id"].'
+            )
+        return cls(
+            base_url=base_url, token=token, page_size=page_size, person_key_fields=tuple(fields)
+        )
+
+
+class CleverSource:
+    name = "clever"
+    description = "Students the district shares through Clever (Data API v3.0)."
+
+    def __init__(self, settings: Any) -> None:
+        self.settings = settings
+
+    def fetch_students(
+        self, *, district: DistrictRef, options: Mapping[str, Any]
+    ) -> AsyncIterator[StudentRecord]:
+        config = CleverOptions.read(options)
+        return _Sync(self.settings, config).records()
+
+
+class RateLimitRetry(Retry):
+    """The project's retry policy, but a 429 without ``Retry-After`` waits for Clever's
+    ``X-RateLimit-Reset`` (capped like any backoff) rather than only backing off."""
+
+    async def asleep(self, response: httpx.Response | Exception) -> None:
+        wait = self._reset_wait(response)
+        if wait is None:
+            await super().asleep(response)
+            return
+        await anyio.sleep(wait)
+        self.elapsed_sleep += wait
+
+    def sleep(self, response: httpx.Response | Exception) -> None:
+        wait = self._reset_wait(response)
+        if wait is None:
+            super().sleep(response)
+            return
+        time.sleep(wait)
+        self.elapsed_sleep += wait
+
+    def _reset_wait(self, response: httpx.Response | Exception) -> float | None:
+        wait = _reset_wait(response) if isinstance(response, httpx.Response) else None
+        if wait is None:
+            return None
+        wait = min(wait, self.max_backoff_wait)
+        if self.total_timeout is not None:
+            wait = min(wait, max(0.0, self.total_timeout - self.elapsed_sleep))
+        return wait
+
+
+def rate_limit_retry(settings: Any) -> RateLimitRetry:
+    """``plugins.http.retry_policy`` for Clever, as a RateLimitRetry."""
+    base = retry_policy(settings)
+    return RateLimitRetry(
+        total=base.total,
+        allowed_methods=base.allowed_methods,
+        status_forcelist=base.status_forcelist,
+        retry_on_exceptions=base.retryable_exceptions,
+        backoff_factor=base.backoff_factor,
+        respect_retry_after_header=base.respect_retry_after_header,
+        max_backoff_wait=base.max_backoff_wait,
+        backoff_jitter=base.backoff_jitter,
+        total_timeout=base.total_timeout,
+    )
+
+
+def _reset_wait(response: httpx.Response) -> float | None:
+    """Seconds until ``X-RateLimit-Reset`` for a 429 that has no ``Retry-After``."""
+    if response.status_code != 429 or response.headers.get("Retry-After", "").strip():
+        return None
+    reset = _epoch(response.headers.get("X-RateLimit-Reset"))
+    if reset is None:
+        return None
+    return min(max(reset - time.time(), 0.0) + RESET_MARGIN_SECONDS, MAX_RATE_LIMIT_WAIT_SECONDS)
+
+
+class _Sync:
+    def __init__(self, settings: Any, config: CleverOptions) -> None:
+        self.settings = settings
+        self.config = config
+        self.position = 0
+        self.problems: list[RowProblem] = []
+        self.remaining: int | None = None
+        self.reset_at: float | None = None
+
+    async def records(self) -> AsyncIterator[StudentRecord]:
+        config = self.config
+        client = create_client(
+            self.settings,
+            base_url=config.base_url,
+            headers={"Authorization": f"Bearer {config.token}", "Accept": "application/json"},
+            retry=rate_limit_retry(self.settings),
+        )
+        async with client:
+            uri: str | None = _with_query(
+                USERS_PATH, {"role": "student", "limit": str(config.page_size)}
+            )
+            seen: set[str] = set()
+            while uri is not None:
+                if uri in seen:
+                    raise SourceError(
+                        f"Clever sent {uri} as the next page twice; nothing was changed."
+                    )
+                seen.add(uri)
+                users, next_uri = await self._page(client, uri)
+                for user in users:
+                    self.position += 1
+                    record = self._record(user)
+                    if record is not None:
+                        yield record
+                uri = _next_uri(next_uri, config.page_size) if users else None
+        if self.problems:
+            raise RosterFileError(f"{config.base_url}{USERS_PATH}", self.problems)
+
+    async def _wait_for_rate_limit(self) -> None:
+        if self.remaining is None or self.remaining > 0 or self.reset_at is None:
+            return
+        wait = min(self.reset_at - time.time(), MAX_RATE_LIMIT_WAIT_SECONDS)
+        if wait > 0:
+            await anyio.sleep(wait + RESET_MARGIN_SECONDS)
+
+    async def _page(self, client: httpx.AsyncClient, uri: str) -> tuple[list[Any], str | None]:
+        where = f"{self.config.base_url}{uri}"
+        await self._wait_for_rate_limit()
+        try:
+            response = await client.get(uri)
+        except httpx.HTTPError as error:
+            raise SourceError(
+                f"Clever did not answer {where}: {_describe(error)}. "
+                "Nothing was changed; the previous roster is kept."
+            ) from None
+        self._note_rate_limit(response)
+        _check_status(response, where)
+        try:
+            body = response.json()
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise SourceError(
+                f"Clever's answer to {where} is not JSON ({error}); nothing was changed."
+            ) from None
+        data = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(data, list):
+            raise SourceError(
+                f'Clever\'s answer to {where} has no "data" list; nothing was changed.'
+            )
+        links = body.get("links") or []
+        next_uri = None
+        if isinstance(links, list):
+            for link in links:
+                if isinstance(link, dict) and link.get("rel") == "next" and link.get("uri"):
+                    next_uri = str(link["uri"])
+        return data, next_uri
+
+    def _note_rate_limit(self, response: httpx.Response) -> None:
+        remaining = response.headers.get("X-RateLimit-Remaining", "").strip()
+        self.remaining = int(remaining) if remaining.isdigit() else None
+        self.reset_at = _epoch(response.headers.get("X-RateLimit-Reset"))
+
+    def _record(self, item: Any) -> StudentRecord | None:
+        try:
+            return _record(item, self.config.person_key_fields)
+        except _BadRecord as bad:
+            if len(self.problems) < MAX_REPORTED_PROBLEMS:
+                self.problems.append(RowProblem(self.position, bad.column, bad.message))
+            return None
+
+
+class _BadRecord(Exception):
+    def __init__(self, column: str | None, message: str) -> None:
+        super().__init__(message)
+        self.column = column
+        self.message = message
+
+
+def _record(item: Any, key_fields: Sequence[str]) -> StudentRecord:
+    """One element of ``data``: ``{"data": <user>, "uri": ...}`` with the user's ``roles``."""
+    user = item.get("data") if isinstance(item, dict) else None
+    if not isinstance(user, dict):
+        raise _BadRecord(None, f"the element is not a user object: {item!r:.80}")
+    source_id = _text(user.get("id"))
+    if not source_id:
+        raise _BadRecord("id", "the user has no id")
+    roles = user.get("roles") if isinstance(user.get("roles"), dict) else {}
+    student = roles.get("student")
+    if isinstance(student, dict):
+        role, details = "student", student
+    else:
+        word = next(iter(roles), None)
+        role = ROLE_WORDS.get(word, word) if word else "student"
+        details = roles.get(word) if word and isinstance(roles.get(word), dict) else {}
+    name = user.get("name") if isinstance(user.get("name"), dict) else {}
+    schools = [_text(school) for school in details.get("schools") or ()]
+    primary_school = _text(details.get("school"))
+    schools = list(dict.fromkeys(school for school in [primary_school, *schools] if school))
+    credentials = details.get("credentials") if isinstance(details.get("credentials"), dict) else {}
+    year = _text(details.get("graduation_year"))
+    return StudentRecord(
+        source_id=source_id,
+        role=role,
+        status="active",
+        enabled=True,
+        person_key=next(
+            (value for value in (_text(details.get(f)) for f in key_fields) if value), None
+        ),
+        given_name=_text(name.get("first")),
+        family_name=_text(name.get("last")),
+        username=_text(credentials.get("district_username")),
+        grade=_text(details.get("grade")),
+        schools=tuple(schools),
+        primary_school=primary_school,
+        graduation_year=int(year) if year and year.isdigit() and len(year) == 4 else None,
+        enrollment_end=_enrollment_end(details.get("enrollments"), primary_school),
+        last_modified=_timestamp(user.get("last_modified") or details.get("last_modified")),
+        raw_status=None,
+    )
+
+
+def _enrollment_end(enrollments: Any, primary_school: str | None) -> date | None:
+    """The end of the student's enrollment: at the primary school when Clever lists it there,
+    else the latest end; None while any such enrollment is open-ended."""
+    listed = [entry for entry in enrollments or () if isinstance(entry, dict)]
+    at_primary = [entry for entry in listed if _text(entry.get("school")) == primary_school]
+    chosen = at_primary or listed
+    if not chosen:
+        return None
+    ends = [_date(entry.get("end_date")) for entry in chosen]
+    if any(end is None for end in ends):
+        return None
+    return max(end for end in ends if end is not None)
+
+
+def _next_uri(uri: str | None, page_size: int) -> str | None:
+    """Clever's next link, keeping the student filter and page size if the link left them out."""
+    if not uri:
+        return None
+    return _with_query(uri, {"role": "student", "limit": str(page_size)}, keep=True)
+
+
+def _with_query(uri: str, params: dict[str, str], *, keep: bool = False) -> str:
+    parts = urlsplit(uri)
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    for name, value in params.items():
+        if not keep or name not in query:
+            query[name] = value
+    return urlunsplit(("", "", parts.path, urlencode(query), ""))
+
+
+def _check_status(response: httpx.Response, where: str) -> None:
+    status = response.status_code
+    if status == 200:
+        return
+    reason = f"HTTP {status} {response.reason_phrase}".strip()
+    if status in (401, 403):
+        raise SourceError(
+            f"Clever refused the district token ({reason} for {where}): check option token; "
+            "the district may have disconnected the application. Nothing was changed."
+        )
+    if status == 413:
+        raise SourceError(f"Clever refused the page size ({reason}): lower option page_size.")
+    if status == 429 or status >= 500:
+        raise SourceError(
+            f"Clever kept failing {where} ({reason}) after every retry. "
+            "Nothing was changed; the previous roster is kept."
+        )
+    raise SourceError(f"Clever answered {where} with {reason}. Nothing was changed.")
+
+
+def _epoch(value: str | None) -> float | None:
+    text = (value or "").strip()
+    try:
+        return float(text) if text else None
+    except ValueError:
+        return None
+
+
+def _describe(error: Exception) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _text(value: Any) -> str | None:
+    if value is None or isinstance(value, (dict, list)):
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _timestamp(value: Any) -> datetime | None:
+    text = _text(value)
+    if text is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _date(value: Any) -> date | None:
+    text = _text(value)
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text[:10])
+    except ValueError:
+        return None
+
+
+def _checked_url(value: Any) -> str:
+    text = _text(value) or ""
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SourceError(f"Clever: base_url {text!r} is not an http(s) URL.")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise SourceError(
+            f"Clever: base_url {text!r} is plain http; the token travels only over https."
+        )
+    return text.rstrip("/")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@hookimpl(trylast=True)
+def register_roster_sources(settings: Any) -> list[Any]:
+    return [CleverSource(settings)]

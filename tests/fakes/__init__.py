@@ -1,0 +1,1 @@
+"""Local servers that speak real protocols (OneRoster REST, Clever), for connector tests."""

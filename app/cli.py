@@ -28,7 +28,7 @@ from licensing.roster import collect_records, usage_mismatch
 from licensing.service import LicensingService
 from licensing.settings import ConfigurationError, Settings, load_settings
 from licensing.sync import SyncOutcome
-from licensing.tokens import Permission, create_token, list_tokens, revoke_token
+from licensing.tokens import Permission, Principal, create_token, list_tokens, revoke_token
 from plugins.records import SourceError
 
 cli = typer.Typer(
@@ -267,6 +267,45 @@ def roster_import(
         f"Imported {change.records} record(s). Active students: "
         f"{change.before.active_students} -> {change.after.active_students}."
     )
+
+
+def _set_students(district: str, ids: list[str], *, enabled: bool) -> None:
+    built = service()
+    target = district_id(built, district)
+    principal = Principal(
+        token_id=0,
+        token_name="command line",
+        district_id=target,
+        district_slug=district,
+        permissions=frozenset(Permission),
+    )
+    update = asyncio.run(built.set_local_students_enabled(principal, ids, enabled=enabled))
+    if update.problems:
+        for problem in update.problems:
+            say(f"Error: {problem.message}")
+        raise typer.Exit(1)
+    used = update.state.license.display if update.state.license else "no license yet"
+    say(
+        f"{'Reactivated' if enabled else 'Deactivated'} {update.changed} student(s). Licenses: {used}."
+    )
+
+
+@roster_cli.command("deactivate")
+def roster_deactivate(
+    ids: Annotated[list[str], typer.Argument(help="Local-roster student ids.")],
+    district: DistrictOption,
+) -> None:
+    """Deactivate local-roster students (all or none); they stop counting at once."""
+    _set_students(district, ids, enabled=False)
+
+
+@roster_cli.command("reactivate")
+def roster_reactivate(
+    ids: Annotated[list[str], typer.Argument(help="Local-roster student ids.")],
+    district: DistrictOption,
+) -> None:
+    """Reactivate local-roster students (all or none)."""
+    _set_students(district, ids, enabled=True)
 
 
 @db_cli.command("upgrade")

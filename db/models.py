@@ -169,6 +169,7 @@ class DistrictUsage(SQLModel, table=True):
     district_id: int = Field(foreign_key="district.id", primary_key=True)
     active_students: int = 0
     inactive_students: int = 0
+    disabled_students: int = 0
     staff: int = 0
     devices: int = 0
     duplicates_collapsed: int = 0

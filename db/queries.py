@@ -88,6 +88,14 @@ def recount_usage(session: Session, *, district_id: int) -> dict[str, int]:
             roster.c.person_key.not_in(student_people),
         )
     ).scalar_one()
+    disabled = session.execute(
+        select(func.count(distinct(roster.c.person_key))).where(
+            is_student,
+            roster.c.lifecycle == ACTIVE,
+            roster.c.enabled.is_(False),
+            roster.c.person_key.not_in(active_people),
+        )
+    ).scalar_one()
     records_of_active_people = session.execute(
         select(func.count()).where(in_district, roster.c.person_key.in_(active_people))
     ).scalar_one()
@@ -97,6 +105,7 @@ def recount_usage(session: Session, *, district_id: int) -> dict[str, int]:
     return {
         "active_students": active,
         "inactive_students": students - active,
+        "disabled_students": disabled,
         "staff": staff,
         "devices": devices,
         "duplicates_collapsed": records_of_active_people - active,

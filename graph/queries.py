@@ -8,15 +8,19 @@ from strawberry.types import Info
 from graph.errors import ClientError
 from graph.permissions import CanManageSettings, CanViewLicense
 from graph.types import (
+    ActiveStudentConnection,
+    ActiveStudentFilterInput,
     Alert,
     AlertPlacement,
     DataSource,
     License,
     LicenseCheck,
     LicenseSettings,
+    ReviewGroup,
     Usage,
 )
 from licensing.problems import Problem
+from licensing.report import ActiveStudentFilter
 from licensing.service import NO_LICENSE
 
 MAX_ADDITIONAL_STUDENTS = 10_000_000
@@ -62,6 +66,37 @@ class Query:
     async def license_settings(self, info: Info) -> LicenseSettings:
         state = await info.context.district_state()
         return LicenseSettings.from_view(state.settings)
+
+    @strawberry.field(
+        permission_classes=[CanManageSettings],
+        description="The students who count against the license, with why and from where.",
+    )
+    async def active_students(
+        self,
+        info: Info,
+        first: int = 50,
+        after: str | None = None,
+        filter: ActiveStudentFilterInput | None = None,
+    ) -> ActiveStudentConnection:
+        report_filter = filter.to_filter() if filter else ActiveStudentFilter()
+        try:
+            page = await info.context.service.active_students(
+                info.context.principal.district_id,
+                report_filter=report_filter,
+                first=first,
+                after=after,
+            )
+        except ValueError as error:
+            raise ClientError(Problem("INVALID_ARGUMENT", str(error))) from None
+        return ActiveStudentConnection.from_page(page)
+
+    @strawberry.field(
+        permission_classes=[CanManageSettings],
+        description="Groups of counted students worth a look, largest saving first.",
+    )
+    async def count_review(self, info: Info) -> list[ReviewGroup]:
+        groups = await info.context.service.count_review(info.context.principal.district_id)
+        return [ReviewGroup.from_group(group) for group in groups]
 
     @strawberry.field(
         permission_classes=[CanManageSettings],

@@ -13,13 +13,16 @@ from strawberry.types import ExecutionContext
 from graph.errors import mask_internal_errors
 from graph.limits import depth_and_alias_limits
 from graph.mutations.force_license_update import ForceLicenseUpdateMutation
+from graph.mutations.local_students import LocalStudentsMutation
 from graph.mutations.set_threshold import SetThresholdMutation
 from graph.queries import Query
 from licensing.settings import GraphQLLimits
 
 logger = logging.getLogger("licensing.graphql")
 
-Mutation = merge_types("Mutation", (SetThresholdMutation, ForceLicenseUpdateMutation))
+Mutation = merge_types(
+    "Mutation", (SetThresholdMutation, ForceLicenseUpdateMutation, LocalStudentsMutation)
+)
 
 
 class LicensingSchema(strawberry.Schema):

@@ -6,11 +6,13 @@ import datetime
 
 import strawberry
 
+from licensing import count_review as review
 from licensing import rules
 from licensing.alert_state import AlertRecord
 from licensing.data_sources import DataSourceView
 from licensing.district_view import LicenseView, ThresholdSettingsView
 from licensing.problems import Problem
+from licensing.report import ActiveStudentFilter, ActiveStudentPage, ActiveStudentRow, encode_cursor
 from licensing.roster import UsageCounts
 
 LicenseStatus = strawberry.enum(rules.LicenseStatus, description="Whether the license is valid.")
@@ -85,6 +87,9 @@ class Usage:
     inactive_students: int
     staff: int
     devices: int
+    disabled_students: int = strawberry.field(
+        description="Of the inactive students, those whose account is disabled."
+    )
     duplicates_collapsed: int = strawberry.field(
         description="Extra records of active students (another school or source) counted once."
     )
@@ -96,6 +101,7 @@ class Usage:
             inactive_students=counts.inactive_students,
             staff=counts.staff,
             devices=counts.devices,
+            disabled_students=counts.disabled_students,
             duplicates_collapsed=counts.duplicates_collapsed,
         )
 
@@ -221,4 +227,131 @@ class DataSource:
             else None,
             server_count=view.server_count,
             held=view.held,
+        )
+
+
+@strawberry.type(description="A student who counts against the license, and why.")
+class ActiveStudent:
+    id: strawberry.ID
+    source: str = strawberry.field(description="The roster source the record came from.")
+    source_id: str = strawberry.field(description="The student's id in that source.")
+    person_key: str = strawberry.field(description="Records sharing it are one person.")
+    given_name: str | None
+    family_name: str | None
+    username: str | None
+    grade: str | None
+    school: str | None
+    schools: list[str]
+    graduation_year: int | None
+    last_modified: datetime.datetime | None
+    role: str
+    status: str
+    raw_status: str | None = strawberry.field(
+        description="The status exactly as the source sent it."
+    )
+    enabled: bool
+    why_counted: str
+
+    @classmethod
+    def from_row(cls, row: ActiveStudentRow) -> ActiveStudent:
+        return cls(
+            id=strawberry.ID(str(row.id)),
+            source=row.source,
+            source_id=row.source_id,
+            person_key=row.person_key,
+            given_name=row.given_name,
+            family_name=row.family_name,
+            username=row.username,
+            grade=row.grade,
+            school=row.school,
+            schools=list(row.schools),
+            graduation_year=row.graduation_year,
+            last_modified=row.last_modified,
+            role=row.role,
+            status=row.status,
+            raw_status=row.raw_status,
+            enabled=row.enabled,
+            why_counted=row.why_counted,
+        )
+
+
+@strawberry.type
+class ActiveStudentEdge:
+    cursor: str
+    node: ActiveStudent
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    end_cursor: str | None
+
+
+@strawberry.type(description="A page of the active-student report.")
+class ActiveStudentConnection:
+    edges: list[ActiveStudentEdge]
+    page_info: PageInfo
+    total_count: int = strawberry.field(description="Rows matching the filter, on every page.")
+
+    @classmethod
+    def from_page(cls, page: ActiveStudentPage) -> ActiveStudentConnection:
+        edges = [
+            ActiveStudentEdge(cursor=encode_cursor(row.id), node=ActiveStudent.from_row(row))
+            for row in page.rows
+        ]
+        return cls(
+            edges=edges,
+            page_info=PageInfo(
+                has_next_page=page.has_next_page,
+                end_cursor=edges[-1].cursor if edges else None,
+            ),
+            total_count=page.total_count,
+        )
+
+
+@strawberry.input(description="Narrows the active-student report; fields combine with AND.")
+class ActiveStudentFilterInput:
+    source: str | None = None
+    school: str | None = None
+    grade: str | None = None
+    graduation_year: int | None = None
+    modified_before: datetime.date | None = None
+    search: str | None = strawberry.field(
+        default=None, description="Part of a name, username or id; letter case does not matter."
+    )
+
+    def to_filter(self) -> ActiveStudentFilter:
+        return ActiveStudentFilter(
+            source=self.source,
+            school=self.school,
+            grade=self.grade,
+            graduation_year=self.graduation_year,
+            modified_before=self.modified_before,
+            search=self.search,
+        )
+
+
+ReviewReason = strawberry.enum(review.ReviewReason, description="Why a group is worth a look.")
+
+
+@strawberry.type(description="Counted students worth a look, and what fixing them would free.")
+class ReviewGroup:
+    reason: ReviewReason
+    explanation: str
+    students: int
+    records: int
+    licenses_freed: int = strawberry.field(
+        description="Licenses freed if these students were made inactive at their source."
+    )
+    examples: list[str] = strawberry.field(description='A few of them, as "source:id".')
+
+    @classmethod
+    def from_group(cls, group: review.ReviewGroup) -> ReviewGroup:
+        return cls(
+            reason=group.reason,
+            explanation=group.explanation,
+            students=group.students,
+            records=group.records,
+            licenses_freed=group.licenses_freed,
+            examples=group.examples,
         )

@@ -52,10 +52,11 @@ LIFECYCLE_WORDS = {
 @dataclass(frozen=True)
 class UsageCounts:
     active_students: int
-    inactive_students: int
+    inactive_students: int  # every student who does not count, disabled ones included
     staff: int
     devices: int
     duplicates_collapsed: int
+    disabled_students: int = 0  # of the inactive students, those whose account is disabled
 
 
 @dataclass(frozen=True)
@@ -172,13 +173,14 @@ def normalize_all(
 def current_usage(session: Session, *, district_id: int) -> UsageCounts:
     stored = session.get(DistrictUsage, district_id)
     if stored is None:
-        return UsageCounts(0, 0, 0, 0, 0)
+        return UsageCounts(0, 0, 0, 0, 0, 0)
     return UsageCounts(
         active_students=stored.active_students,
         inactive_students=stored.inactive_students,
         staff=stored.staff,
         devices=stored.devices,
         duplicates_collapsed=stored.duplicates_collapsed,
+        disabled_students=stored.disabled_students,
     )
 
 

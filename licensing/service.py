@@ -18,6 +18,7 @@ from db.session import Database
 from licensing import rules
 from licensing.alert_state import AlertRecord, agrees, reconcile_alerts, resolved_alerts
 from licensing.audit import record_event
+from licensing.count_review import ReviewGroup, count_review
 from licensing.data_sources import DataSourceView, data_sources
 from licensing.district_view import (
     DistrictSnapshot,
@@ -30,8 +31,16 @@ from licensing.district_view import (
     threshold_settings_view,
 )
 from licensing.license_updates import ForceUpdateOutcome, LicenseUpdater
+from licensing.local_students import set_local_students_enabled
 from licensing.problems import Problem
-from licensing.roster import RosterChange, UsageCounts, apply_roster
+from licensing.report import ActiveStudentFilter, ActiveStudentPage, active_student_page
+from licensing.roster import (
+    RosterChange,
+    UsageCounts,
+    apply_roster,
+    current_usage,
+    refresh_usage,
+)
 from licensing.settings import Settings
 from licensing.sync import RosterSync
 from licensing.tokens import Principal, authenticate
@@ -63,6 +72,13 @@ class DistrictState:
 @dataclass(frozen=True)
 class ThresholdChange:
     state: DistrictState
+    problems: list[Problem]
+
+
+@dataclass(frozen=True)
+class StudentsUpdate:
+    state: DistrictState
+    changed: int
     problems: list[Problem]
 
 
@@ -155,6 +171,77 @@ class LicensingService:
                 sync_failing_tolerance=self.sync_failing_tolerance,
             )
         return change
+
+    async def set_local_students_enabled(
+        self, principal: Principal, ids: list[str], *, enabled: bool
+    ) -> StudentsUpdate:
+        return await to_thread.run_sync(self._set_local_students_enabled, principal, ids, enabled)
+
+    def _set_local_students_enabled(
+        self, principal: Principal, ids: list[str], enabled: bool
+    ) -> StudentsUpdate:
+        now = self.clock()
+        district_id = principal.district_id
+        with self.database.write() as session:
+            before = current_usage(session, district_id=district_id)
+            change = set_local_students_enabled(
+                session, district_id=district_id, ids=ids, enabled=enabled
+            )
+            after = before
+            if change.changed:
+                after = refresh_usage(session, district_id=district_id, now=now)
+                reevaluate_alerts(
+                    session,
+                    district_id=district_id,
+                    now=now,
+                    sync_failing_tolerance=self.sync_failing_tolerance,
+                )
+            record_event(
+                session,
+                district_id=district_id,
+                actor=principal.actor,
+                action="reactivate_students" if enabled else "deactivate_students",
+                outcome="rejected" if change.problems else "changed",
+                now=now,
+                old={"used": before.active_students},
+                new={"used": after.active_students, "ids": ids[:100], "changed": change.changed},
+                detail="; ".join(problem.message for problem in change.problems[:10]) or None,
+            )
+        return StudentsUpdate(
+            state=self.read_district_state(district_id),
+            changed=change.changed,
+            problems=change.problems,
+        )
+
+    async def count_review(self, district_id: int) -> list[ReviewGroup]:
+        def read() -> list[ReviewGroup]:
+            now = self.clock()
+            with self.database.read() as session:
+                district = read_snapshot(session, district_id=district_id).district
+                return count_review(
+                    session,
+                    district_id=district_id,
+                    config=self.settings.district(district.slug),
+                    now=now,
+                    time_zone=district.time_zone,
+                )
+
+        return await to_thread.run_sync(read)
+
+    async def active_students(
+        self, district_id: int, *, report_filter: ActiveStudentFilter, first: int, after: str | None
+    ) -> ActiveStudentPage:
+        def read() -> ActiveStudentPage:
+            with self.database.read() as session:
+                return active_student_page(
+                    session,
+                    district_id=district_id,
+                    report_filter=report_filter,
+                    first=first,
+                    after=after,
+                )
+
+        return await to_thread.run_sync(read)
 
     async def data_sources(self, district_id: int) -> list[DataSourceView]:
         def read() -> list[DataSourceView]:

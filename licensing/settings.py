@@ -67,6 +67,22 @@ class DistrictConfig(BaseModel):
     roster_sources: dict[str, RosterSourceConfig] = Field(
         default_factory=dict, description="The district's roster sources, by name."
     )
+    last_grade: str = Field(
+        default="12", description="The district's last grade; students above it are reviewed."
+    )
+    stale_after_days: int = Field(
+        default=400,
+        ge=1,
+        description="Students not modified in their source for longer than this are reviewed.",
+    )
+    test_account_patterns: list[str] = Field(
+        default_factory=lambda: ["test", "demo", "sample", "zz"],
+        description="Names or usernames starting with one of these look like test accounts.",
+    )
+    closed_schools: list[str] = Field(
+        default_factory=list,
+        description="Schools (ids or names as the roster has them) that have closed.",
+    )
 
 
 class HttpSettings(BaseModel):

@@ -179,7 +179,12 @@ def test_a_v1p1_bundle_counts_distinct_active_enabled_students(tmp_path, service
     # Counted by hand: people 1001 (s1 and s6), 1002 and s7. Not counted: s3 (tobedeleted),
     # s4 and s5 (disabled); three staff; guardian, parent and relative are nobody to the count.
     assert apply_and_count(service, records) == UsageCounts(
-        active_students=3, inactive_students=3, staff=3, devices=0, duplicates_collapsed=1
+        active_students=3,
+        inactive_students=3,
+        staff=3,
+        devices=0,
+        duplicates_collapsed=1,
+        disabled_students=2,
     )
 
 
@@ -616,7 +621,12 @@ def test_a_v1p2_bundle_takes_roles_and_orgs_from_roles_csv(tmp_path, service, ki
     # Counted by hand: M-1 (u1 and u4), 1002, 1001 (u3: no master identifier, so its own
     # person) and u7. u5 is disabled, u6 tobedeleted; t1 is staff; g1 nobody to the count.
     assert apply_and_count(service, list(records.values())) == UsageCounts(
-        active_students=4, inactive_students=2, staff=1, devices=0, duplicates_collapsed=1
+        active_students=4,
+        inactive_students=2,
+        staff=1,
+        devices=0,
+        duplicates_collapsed=1,
+        disabled_students=1,
     )
 
 

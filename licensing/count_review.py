@@ -1,0 +1,196 @@
+"""countReview: groups of counted students an administrator should look at, each with its reason.
+
+The product doc's "License Count Seems Wrong" scenario: graduated seniors still marked active,
+accounts from previous years, test accounts, the same person twice. Each group says how many
+students it holds and how many licenses fixing it would free. Nothing here changes data: the
+source system is where students are fixed, and the next sync shows the effect.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import and_, func, not_, or_, select
+from sqlmodel import Session
+
+from licensing.report import COUNTS_AS_ACTIVE, roster
+from licensing.settings import DistrictConfig
+
+EXAMPLES_PER_GROUP = 5
+# School years end in June: from July 1 of a year, that year's class has graduated.
+FIRST_MONTH_OF_SCHOOL_YEAR = 7
+
+
+class ReviewReason(StrEnum):
+    GRADUATION_YEAR_PASSED = "GRADUATION_YEAR_PASSED"
+    GRADE_BEYOND_LAST = "GRADE_BEYOND_LAST"
+    NOT_MODIFIED_RECENTLY = "NOT_MODIFIED_RECENTLY"
+    TEST_ACCOUNT = "TEST_ACCOUNT"
+    DUPLICATE_PERSON = "DUPLICATE_PERSON"
+    CLOSED_SCHOOL = "CLOSED_SCHOOL"
+
+
+@dataclass(frozen=True)
+class ReviewGroup:
+    reason: ReviewReason
+    explanation: str
+    students: int
+    records: int
+    licenses_freed: int
+    examples: list[str]
+
+
+def last_graduating_class(today: date) -> int:
+    """The most recent graduation year that has already passed."""
+    return today.year if today.month >= FIRST_MONTH_OF_SCHOOL_YEAR else today.year - 1
+
+
+def grades_beyond(last_grade: str, highest: int = 20) -> list[str]:
+    """Grade labels above the district's last grade, as rosters write them ("13", "013")."""
+    try:
+        last = int(last_grade)
+    except ValueError:
+        return []
+    return [
+        label for number in range(last + 1, highest + 1) for label in (str(number), f"{number:02d}")
+    ]
+
+
+def count_review(
+    session: Session,
+    *,
+    district_id: int,
+    config: DistrictConfig,
+    now: datetime,
+    time_zone: str,
+) -> list[ReviewGroup]:
+    """Every group that holds at least one counted student, largest saving first."""
+    today = now.astimezone(ZoneInfo(time_zone)).date()
+    counted = and_(roster.c.district_id == district_id, COUNTS_AS_ACTIVE)
+    graduated_by = last_graduating_class(today)
+    stale_before = now - timedelta(days=config.stale_after_days)
+    patterns = [pattern.lower() for pattern in config.test_account_patterns if pattern]
+    beyond = grades_beyond(config.last_grade)
+
+    candidates: list[tuple[ReviewReason, Any, str]] = [
+        (
+            ReviewReason.GRADUATION_YEAR_PASSED,
+            and_(roster.c.graduation_year.is_not(None), roster.c.graduation_year <= graduated_by),
+            f"Their graduation year ({graduated_by} or earlier) has passed: graduated seniors "
+            "still marked active in the source.",
+        ),
+        (
+            ReviewReason.GRADE_BEYOND_LAST,
+            and_(roster.c.grade.is_not(None), roster.c.grade.in_(beyond)),
+            f"Their grade is beyond the district's last grade ({config.last_grade}).",
+        ),
+        (
+            ReviewReason.NOT_MODIFIED_RECENTLY,
+            and_(roster.c.last_modified.is_not(None), roster.c.last_modified < stale_before),
+            f"Not changed in their source for more than {config.stale_after_days} days: "
+            "possibly accounts from previous years.",
+        ),
+        (
+            ReviewReason.TEST_ACCOUNT,
+            or_(
+                *(
+                    func.lower(func.coalesce(column, "")).like(f"{_escape(pattern)}%", escape="\\")
+                    for pattern in patterns
+                    for column in (roster.c.username, roster.c.given_name, roster.c.family_name)
+                ),
+                False,
+            ),
+            "Their name or username starts like a test account (" + ", ".join(patterns) + ").",
+        ),
+    ]
+    groups = [
+        _group(session, counted, reason, predicate, explanation)
+        for reason, predicate, explanation in candidates
+    ]
+    groups.append(_duplicates(session, counted))
+    groups.append(_closed_schools(session, counted, config.closed_schools))
+    found = [group for group in groups if group.records > 0]
+    return sorted(found, key=lambda group: (-group.licenses_freed, -group.students))
+
+
+def _escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _group(
+    session: Session, counted: Any, reason: ReviewReason, predicate: Any, explanation: str
+) -> ReviewGroup:
+    in_group = and_(counted, predicate)
+    # A person frees a license only when none of their counted records falls outside the group.
+    counted_elsewhere = select(roster.c.person_key).where(counted, not_(predicate))
+    students, records = session.execute(
+        select(func.count(func.distinct(roster.c.person_key)), func.count()).where(in_group)
+    ).one()
+    freed = session.execute(
+        select(func.count(func.distinct(roster.c.person_key))).where(
+            in_group, roster.c.person_key.not_in(counted_elsewhere)
+        )
+    ).scalar_one()
+    return ReviewGroup(
+        reason=reason,
+        explanation=explanation,
+        students=students,
+        records=records,
+        licenses_freed=freed,
+        examples=_examples(session, in_group),
+    )
+
+
+def _duplicates(session: Session, counted: Any) -> ReviewGroup:
+    repeated = (
+        select(roster.c.person_key)
+        .where(counted)
+        .group_by(roster.c.person_key)
+        .having(func.count() > 1)
+    )
+    in_group = and_(counted, roster.c.person_key.in_(repeated))
+    students, records = session.execute(
+        select(func.count(func.distinct(roster.c.person_key)), func.count()).where(in_group)
+    ).one()
+    return ReviewGroup(
+        reason=ReviewReason.DUPLICATE_PERSON,
+        explanation="The same person under two ids or in two sources. They already count once; "
+        "merge or remove the extra record at its source.",
+        students=students,
+        records=records,
+        licenses_freed=0,
+        examples=_examples(session, in_group),
+    )
+
+
+def _closed_schools(session: Session, counted: Any, closed: list[str]) -> ReviewGroup:
+    explanation = "Their only school has closed: " + ", ".join(closed) + "."
+    if not closed:
+        return ReviewGroup(ReviewReason.CLOSED_SCHOOL, explanation, 0, 0, 0, [])
+    closed_set = set(closed)
+    candidates = session.execute(
+        select(roster.c.id, roster.c.school, roster.c.schools).where(
+            counted,
+            or_(roster.c.school.in_(closed), *(roster.c.schools.contains(name) for name in closed)),
+        )
+    ).all()
+    ids = [
+        row.id
+        for row in candidates
+        if set((row.schools or row.school or "").split(",")) <= closed_set
+    ]
+    return _group(session, counted, ReviewReason.CLOSED_SCHOOL, roster.c.id.in_(ids), explanation)
+
+
+def _examples(session: Session, condition: Any) -> list[str]:
+    rows = session.execute(
+        select(roster.c.source, roster.c.source_id)
+        .where(condition)
+        .order_by(roster.c.id)
+        .limit(EXAMPLES_PER_GROUP)
+    ).all()
+    return [f"{row.source}:{row.source_id}" for row in rows]

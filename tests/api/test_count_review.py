@@ -1,0 +1,184 @@
+""" "License Count Seems Wrong": the report, the review groups, and fixing local students."""
+
+from __future__ import annotations
+
+import pytest
+
+from licensing.roster import apply_roster
+from plugins.records import StudentRecord
+from tests.utils.graphql import graphql, graphql_data
+
+pytestmark = pytest.mark.anyio
+
+REVIEW = "{ countReview { reason students records licensesFreed examples explanation } }"
+LICENSE = "{ license { display level used } usage { activeStudents inactiveStudents disabledStudents duplicatesCollapsed } }"
+
+
+def scenario() -> list[StudentRecord]:
+    """1000 counted students: 200 seniors whose class has graduated, 5 test accounts, and
+    3 students with a second record (the same person under two ids)."""
+    people = []
+    for number in range(1, 1001):
+        if number <= 200:
+            extra = {"grade": "12", "graduation_year": 2026}
+        else:
+            extra = {"grade": str(1 + number % 11), "graduation_year": 2027 + number % 11}
+        username = f"test.account{number}" if number >= 996 else f"s{number:04d}"
+        people.append(
+            StudentRecord(
+                source_id=f"S{number:04d}",
+                given_name="Ava",
+                family_name="Lopez",
+                username=username,
+                **extra,
+            )
+        )
+    for number in (300, 301, 302):
+        people.append(
+            StudentRecord(
+                source_id=f"S{number:04d}-old",
+                person_key=f"S{number:04d}",
+                given_name="Ava",
+                family_name="Lopez",
+                username=f"old{number}",
+                grade="5",
+                graduation_year=2030,
+            )
+        )
+    return people
+
+
+@pytest.fixture
+async def district(make_district):
+    return await make_district("riverside", seats=1000, roster=scenario(), threshold=50)
+
+
+async def test_count_review_names_exactly_the_scenarios_groups(client, district):
+    data = await graphql_data(client, district.manager_token, REVIEW)
+
+    groups = {group["reason"]: group for group in data["countReview"]}
+    assert set(groups) == {"GRADUATION_YEAR_PASSED", "TEST_ACCOUNT", "DUPLICATE_PERSON"}
+    assert [group["reason"] for group in data["countReview"]] == [
+        "GRADUATION_YEAR_PASSED",
+        "TEST_ACCOUNT",
+        "DUPLICATE_PERSON",
+    ]
+    graduated = groups["GRADUATION_YEAR_PASSED"]
+    assert (graduated["students"], graduated["licensesFreed"]) == (200, 200)
+    assert graduated["examples"][0] == "local:S0001"
+    assert "2026" in graduated["explanation"]
+    tests = groups["TEST_ACCOUNT"]
+    assert (tests["students"], tests["licensesFreed"]) == (5, 5)
+    duplicates = groups["DUPLICATE_PERSON"]
+    assert (duplicates["students"], duplicates["records"], duplicates["licensesFreed"]) == (3, 6, 0)
+
+
+async def test_deactivating_the_local_ones_turns_red_to_the_right_number_at_once(client, district):
+    before = await graphql_data(client, district.manager_token, LICENSE)
+    assert before["license"] == {"display": "1000 / 1000", "level": "RED", "used": 1000}
+    assert before["usage"]["duplicatesCollapsed"] == 3
+    ids = [f"S{number:04d}" for number in [*range(1, 201), *range(996, 1001)]]
+
+    result = await graphql_data(
+        client,
+        district.manager_token,
+        """mutation($ids: [String!]!) { deactivateStudents(ids: $ids) {
+             changed errors { code } license { display level } usage { disabledStudents } } }""",
+        {"ids": ids},
+    )
+
+    payload = result["deactivateStudents"]
+    assert payload["errors"] == []
+    assert payload["changed"] == 205
+    assert payload["license"] == {"display": "795 / 1000", "level": "GREEN"}
+    assert payload["usage"]["disabledStudents"] == 205
+    after = await graphql_data(client, district.manager_token, REVIEW)
+    assert [group["reason"] for group in after["countReview"]] == ["DUPLICATE_PERSON"]
+    alerts = await graphql_data(client, district.manager_token, "{ alerts { kind } }")
+    assert alerts["alerts"] == []
+
+    back = await graphql_data(
+        client,
+        district.manager_token,
+        'mutation { reactivateStudents(ids: ["S0001"]) { changed license { display } } }',
+    )
+    assert back["reactivateStudents"] == {"changed": 1, "license": {"display": "796 / 1000"}}
+
+
+async def test_sis_owned_and_unknown_students_are_refused_and_nothing_changes(
+    client, district, service
+):
+    with service.database.write() as session:
+        apply_roster(
+            session,
+            district_id=district.id,
+            source="sis",
+            records=[StudentRecord(source_id="SIS-1")],
+            replace=True,
+            now=service.clock(),
+        )
+
+    result = await graphql_data(
+        client,
+        district.manager_token,
+        'mutation { deactivateStudents(ids: ["S0001", "SIS-1", "nobody"]) { changed errors { field code message } license { used } } }',
+    )
+
+    payload = result["deactivateStudents"]
+    assert payload["changed"] == 0
+    assert [error["code"] for error in payload["errors"]] == ["OWNED_BY_SOURCE", "NOT_FOUND"]
+    assert "'sis'" in payload["errors"][0]["message"]
+    assert payload["license"]["used"] == 1001
+
+
+async def test_student_changes_need_manage_settings(client, district):
+    response = await graphql(
+        client,
+        district.viewer_token,
+        'mutation { deactivateStudents(ids: ["S0001"]) { changed } }',
+    )
+
+    assert response.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
+
+async def test_the_report_pages_with_stable_cursors_and_filters(client, district):
+    query = """query($after: String, $filter: ActiveStudentFilterInput) {
+      activeStudents(first: 100, after: $after, filter: $filter) {
+        totalCount pageInfo { hasNextPage endCursor }
+        edges { node { sourceId source status role enabled whyCounted graduationYear } } } }"""
+    seen: list[str] = []
+    after = None
+    while True:
+        data = await graphql_data(client, district.manager_token, query, {"after": after})
+        connection = data["activeStudents"]
+        seen += [edge["node"]["sourceId"] for edge in connection["edges"]]
+        if not connection["pageInfo"]["hasNextPage"]:
+            break
+        after = connection["pageInfo"]["endCursor"]
+    assert connection["totalCount"] == 1003
+    assert len(seen) == len(set(seen)) == 1003
+    assert seen[:2] == ["S0001", "S0002"]
+    node = connection["edges"][0]["node"]
+    assert (node["source"], node["status"], node["role"], node["enabled"]) == (
+        "local",
+        "active",
+        "student",
+        True,
+    )
+
+    filtered = await graphql_data(
+        client,
+        district.manager_token,
+        query,
+        {"filter": {"graduationYear": 2026, "search": "S000"}},
+    )
+    assert filtered["activeStudents"]["totalCount"] == 9  # S0001..S0009
+
+
+async def test_the_report_refuses_bad_paging(client, district):
+    for arguments in ("first: 101", "first: 0", 'after: "not-a-cursor"'):
+        response = await graphql(
+            client, district.manager_token, f"{{ activeStudents({arguments}) {{ totalCount }} }}"
+        )
+        error = response.json()["errors"][0]
+        assert error["extensions"]["code"] == "INVALID_ARGUMENT", arguments

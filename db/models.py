@@ -229,3 +229,73 @@ class ApiToken(SQLModel, table=True):
     permissions: str = Field(max_length=200)
     created_at: datetime
     revoked_at: datetime | None = None
+
+
+class UsageSnapshot(SQLModel, table=True):
+    """A district's counts once a day, kept for the usage history and the forecast."""
+
+    __tablename__ = "usage_snapshot"
+    __table_args__ = (UniqueConstraint("district_id", "day"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    district_id: int = Field(foreign_key="district.id")
+    day: date
+    active_students: int
+    inactive_students: int
+    staff: int
+    devices: int
+    total: int | None = None
+    taken_at: datetime
+
+
+class ScheduledJob(SQLModel, table=True):
+    """A periodic job (license refresh, roster sync) and its lease: one runner at a time,
+    whichever worker or host it is on."""
+
+    __tablename__ = "scheduled_job"
+
+    name: str = Field(primary_key=True, max_length=200)
+    district_id: int | None = Field(default=None, foreign_key="district.id")
+    kind: str = Field(max_length=32)
+    next_run_at: datetime
+    lease_holder: str | None = Field(default=None, max_length=200)
+    lease_expires_at: datetime | None = None
+    last_started_at: datetime | None = None
+    last_finished_at: datetime | None = None
+    last_outcome: str | None = Field(default=None, max_length=32)
+    last_error: str | None = Field(default=None, max_length=2000)
+    consecutive_failures: int = 0
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """One notification to one webhook endpoint: at least once, de-duplicable by its key."""
+
+    __tablename__ = "webhook_delivery"
+    __table_args__ = (UniqueConstraint("endpoint", "idempotency_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    district_id: int = Field(foreign_key="district.id", index=True)
+    endpoint: str = Field(max_length=500)
+    event: str = Field(max_length=64)
+    idempotency_key: str = Field(max_length=200)
+    payload: str = Field(max_length=20000)
+    status: str = Field(max_length=16)  # pending, delivered, failed
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+    last_status_code: int | None = None
+    last_error: str | None = Field(default=None, max_length=2000)
+    created_at: datetime
+    delivered_at: datetime | None = None
+
+
+class ChangeEvent(SQLModel, table=True):
+    """A note that a district's license or alerts changed, read by live subscriptions in every
+    worker (polled on SQLite; PostgreSQL may also NOTIFY)."""
+
+    __tablename__ = "change_event"
+    __table_args__ = (Index("ix_change_event_district", "district_id", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    district_id: int = Field(foreign_key="district.id")
+    topic: str = Field(max_length=32)  # license, alerts
+    created_at: datetime

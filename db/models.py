@@ -265,6 +265,7 @@ class ScheduledJob(SQLModel, table=True):
     last_outcome: str | None = Field(default=None, max_length=32)
     last_error: str | None = Field(default=None, max_length=2000)
     consecutive_failures: int = 0
+    cursor: int | None = None  # how far a job that follows a log (change events) has read
 
 
 class WebhookDelivery(SQLModel, table=True):
@@ -297,5 +298,6 @@ class ChangeEvent(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     district_id: int = Field(foreign_key="district.id")
-    topic: str = Field(max_length=32)  # license, alerts
+    topic: str = Field(max_length=32)  # license, alert_raised, alert_resolved
+    subject_id: int | None = None  # the alert, for alert_raised and alert_resolved
     created_at: datetime

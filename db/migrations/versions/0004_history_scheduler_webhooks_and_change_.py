@@ -24,6 +24,7 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('district_id', sa.Integer(), nullable=False),
     sa.Column('topic', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+    sa.Column('subject_id', sa.Integer(), nullable=True),
     sa.Column('created_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
     sa.ForeignKeyConstraint(['district_id'], ['district.id'], name=op.f('fk_change_event_district_id_district')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_change_event'))
@@ -43,6 +44,7 @@ def upgrade() -> None:
     sa.Column('last_outcome', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
     sa.Column('last_error', sqlmodel.sql.sqltypes.AutoString(length=2000), nullable=True),
     sa.Column('consecutive_failures', sa.Integer(), nullable=False),
+    sa.Column('cursor', sa.Integer(), nullable=True),
     sa.ForeignKeyConstraint(['district_id'], ['district.id'], name=op.f('fk_scheduled_job_district_id_district')),
     sa.PrimaryKeyConstraint('name', name=op.f('pk_scheduled_job'))
     )

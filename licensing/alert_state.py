@@ -12,7 +12,7 @@ from datetime import datetime
 
 from sqlmodel import Session, col, select
 
-from db.models import Alert
+from db.models import Alert, ChangeEvent
 from licensing.rules import AlertKind, AlertPlacement, AlertSeverity, AlertSpec
 
 
@@ -74,31 +74,57 @@ def agrees(stored: Sequence[AlertRecord], current: Sequence[AlertSpec]) -> bool:
 def reconcile_alerts(
     session: Session, *, district_id: int, current: Sequence[AlertSpec], now: datetime
 ) -> list[AlertRecord]:
-    """Raise new alerts, resolve cleared ones, refresh the wording of held ones; return open ones."""
+    """Raise new alerts, resolve cleared ones, refresh the wording of held ones; return open ones.
+
+    Each raise and resolution is also written to the change log, in the same transaction, so
+    notifications and live subscribers learn of it exactly when it is committed.
+    """
     wanted = {spec.kind: spec for spec in current}
     stored = session.exec(
         select(Alert).where(Alert.district_id == district_id, col(Alert.resolved_at).is_(None))
     ).all()
+    resolved: list[Alert] = []
     for alert in stored:
         spec = wanted.pop(AlertKind(alert.kind), None)
         if spec is None:
             alert.resolved_at = now
+            resolved.append(alert)
             continue
         alert.severity = spec.severity.value
         alert.message = spec.message
         alert.placements = _placements_text(spec.placements)
     # Resolutions first, so a kind raised again never meets its own open row.
     session.flush()
-    for spec in wanted.values():
-        session.add(
-            Alert(
-                district_id=district_id,
-                kind=spec.kind.value,
-                severity=spec.severity.value,
-                message=spec.message,
-                placements=_placements_text(spec.placements),
-                raised_at=now,
-            )
+    raised = [
+        Alert(
+            district_id=district_id,
+            kind=spec.kind.value,
+            severity=spec.severity.value,
+            message=spec.message,
+            placements=_placements_text(spec.placements),
+            raised_at=now,
         )
+        for spec in wanted.values()
+    ]
+    session.add_all(raised)
     session.flush()
+    for topic, alerts in (("alert_resolved", resolved), ("alert_raised", raised)):
+        for alert in alerts:
+            record_change(
+                session, district_id=district_id, topic=topic, now=now, subject_id=alert.id
+            )
+    if raised or resolved:
+        record_change(session, district_id=district_id, topic=LICENSE_TOPIC, now=now)
     return open_alerts(session, district_id=district_id)
+
+
+LICENSE_TOPIC = "license"
+
+
+def record_change(
+    session: Session, *, district_id: int, topic: str, now: datetime, subject_id: int | None = None
+) -> None:
+    """Note in the change log that something a subscriber or notifier follows has changed."""
+    session.add(
+        ChangeEvent(district_id=district_id, topic=topic, subject_id=subject_id, created_at=now)
+    )

@@ -9,7 +9,13 @@ from sqlmodel import Session, select
 
 from db.models import District, License, LicenseSettings, LicenseSyncState
 from licensing import rules
-from licensing.alert_state import AlertRecord, open_alerts, reconcile_alerts
+from licensing.alert_state import (
+    LICENSE_TOPIC,
+    AlertRecord,
+    open_alerts,
+    reconcile_alerts,
+    record_change,
+)
 from licensing.roster import UsageCounts, current_usage
 
 
@@ -99,9 +105,11 @@ def current_alerts(
 def reevaluate_alerts(
     session: Session, *, district_id: int, now: datetime, sync_failing_tolerance: timedelta
 ) -> list[AlertRecord]:
-    """Bring stored alerts in line with the facts, in the transaction that changed them."""
+    """Bring stored alerts in line with the facts, in the transaction that changed them, and
+    note the change for live subscribers."""
     snapshot = read_snapshot(session, district_id=district_id)
     current = current_alerts(snapshot, now=now, sync_failing_tolerance=sync_failing_tolerance)
+    record_change(session, district_id=district_id, topic=LICENSE_TOPIC, now=now)
     return reconcile_alerts(session, district_id=district_id, current=current, now=now)
 
 

@@ -8,6 +8,8 @@ Run from the repository root with no options, it uses the same configuration and
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import sys
 from datetime import date
 from pathlib import Path
@@ -19,12 +21,16 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from sqlmodel import select
 
 from app import demo as demo_district
+from app.reports import ExportFormat, parse_day, write_export, write_export_file
 from app.runtime import build_service
 from db import migrate
 from db.models import District
 from licensing import signing
+from licensing.audit import record_event
 from licensing.districts import DistrictError, create_district, district_ref
+from licensing.report import ActiveStudentFilter
 from licensing.roster import collect_records, usage_mismatch
+from licensing.scheduler import Scheduler, runner_name
 from licensing.service import LicensingService
 from licensing.settings import ConfigurationError, Settings, load_settings
 from licensing.sync import SyncOutcome
@@ -114,6 +120,27 @@ def serve(
 
 
 @cli.command()
+def worker() -> None:
+    """Run the scheduler alone (refreshes, syncs, snapshots, notifications) until interrupted.
+
+    Use it where `licensing serve` runs with `scheduler_enabled = false`; several workers may
+    run at once: a lease in the database gives each job to one of them.
+    """
+    built = service(upgrade=True)
+    say(f"Scheduler running as {runner_name()}. Press Ctrl+C to stop.")
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signal_number in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signal_number, stop.set)
+        await Scheduler(built).run_forever(stop)
+
+    asyncio.run(run())
+    built.database.dispose()
+
+
+@cli.command()
 def demo() -> None:
     """Create the demo district (1000 seats, 960 active students) unless it exists."""
     built = service(upgrade=True)
@@ -195,6 +222,15 @@ def token_create(
             session, district=district_row, name=label, permissions=set(permission), now=now
         )
         token_id = token.id
+        record_event(
+            session,
+            district_id=target,
+            actor="command line",
+            action="token_created",
+            outcome="created",
+            now=now,
+            new={"id": token_id, "name": label, "permissions": token.permissions},
+        )
     say(f"Created token {token_id} for {district}. Store it now: it cannot be shown again.")
     typer.echo(secret)
 
@@ -220,9 +256,18 @@ def token_revoke(
     """Revoke a token; it stops working at once."""
     built = service()
     with built.database.write() as session:
-        revoked = revoke_token(
-            session, district_id=district_id(built, district), token_id=token_id, now=built.clock()
-        )
+        target = district_id(built, district)
+        revoked = revoke_token(session, district_id=target, token_id=token_id, now=built.clock())
+        if revoked:
+            record_event(
+                session,
+                district_id=target,
+                actor="command line",
+                action="token_revoked",
+                outcome="revoked",
+                now=built.clock(),
+                old={"id": token_id},
+            )
     if not revoked:
         raise fail(f"District {district!r} has no active token {token_id}.")
     say(f"Revoked token {token_id}.")
@@ -505,6 +550,95 @@ def schema(
     else:
         write.write_text(sdl)
         say(f"Wrote {write}.")
+
+
+report_cli = typer.Typer(help="Reports on who counts against the license.", no_args_is_help=True)
+cli.add_typer(report_cli, name="report")
+
+
+@report_cli.command("active-students")
+def report_active_students(
+    district: DistrictOption,
+    export_format: Annotated[
+        ExportFormat,
+        typer.Option(
+            "--format",
+            help="csv: the dashboard's download, a header row then one row per student. "
+            "json: JSON Lines, one object per line and student, keyed by the CSV's columns.",
+        ),
+    ] = ExportFormat.CSV,
+    source: Annotated[
+        str | None, typer.Option(help="Only students from this roster source.")
+    ] = None,
+    school: Annotated[
+        str | None, typer.Option(help="Only students in this school (primary or other).")
+    ] = None,
+    grade: Annotated[str | None, typer.Option(help="Only students in this grade.")] = None,
+    graduation_year: Annotated[
+        int | None, typer.Option(help="Only students graduating this year.")
+    ] = None,
+    modified_before: Annotated[
+        str | None,
+        typer.Option(
+            help="Only students last modified at their source before this day (YYYY-MM-DD)."
+        ),
+    ] = None,
+    search: Annotated[
+        str | None,
+        typer.Option(help="Part of a name, username or id; letter case does not matter."),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write to this file instead of standard output."),
+    ] = None,
+) -> None:
+    """Export the students who count against the license: active, enabled students, with why
+    each counts and where the record came from (docs/active-student-report.md).
+
+    Streams a batch at a time, so a roster of any size exports with flat memory. The export goes
+    to standard output (or --output); messages go to standard error.
+    """
+    try:
+        before = parse_day(modified_before) if modified_before else None
+    except ValueError as error:
+        raise fail(f"--modified-before: {error}", code=2) from None
+    built = service()
+    target = district_id(built, district)
+    report_filter = ActiveStudentFilter(
+        source=source or None,
+        school=school or None,
+        grade=grade or None,
+        graduation_year=graduation_year,
+        modified_before=before,
+        search=search or None,
+    )
+    if output is not None:
+        try:
+            count = write_export_file(
+                built.database,
+                output,
+                district_id=target,
+                report_filter=report_filter,
+                export_format=export_format,
+            )
+        except OSError as error:
+            raise fail(f"Cannot write {output}: {error.strerror or error}.") from None
+        say(f"Wrote {count:,} active student(s) to {output}.")
+        return
+    try:
+        count = write_export(
+            built.database,
+            sys.stdout,
+            district_id=target,
+            report_filter=report_filter,
+            export_format=export_format,
+        )
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader (head, a pager) stopped early: no traceback, and none at exit either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(1) from None
+    say(f"Exported {count:,} active student(s).")
 
 
 dev_cli = typer.Typer(help="Tools for developing against this service.", no_args_is_help=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -10,12 +11,14 @@ from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Mount, Route
+from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
+from app.reports import REPORT_PATH, active_students_csv
 from app.runtime import build_service
 from graph.http import LicensingGraphQL
 from graph.schema import build_schema
+from licensing.scheduler import Scheduler
 from licensing.service import LicensingService
 from licensing.settings import load_settings
 
@@ -47,14 +50,23 @@ def create_app(service: LicensingService | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        runner = None
+        if settings.scheduler_enabled:
+            runner = asyncio.create_task(Scheduler(service).run_forever(stop))
         yield
+        stop.set()
+        if runner is not None:
+            await runner
         service.database.dispose()
 
     return Starlette(
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql),  # live subscriptions (graphql-transport-ws)
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            Route(REPORT_PATH, active_students_csv(service), methods=["GET"]),
             Mount("/", StaticFiles(directory=WEB_DIR, html=True)),
         ],
         lifespan=lifespan,

@@ -1,21 +1,52 @@
-"""The /graphql endpoint: body-size limit and bearer-token sign-in before strawberry runs."""
+"""The /graphql endpoint: body-size limit and bearer-token sign-in before strawberry runs.
+
+Websockets (graphql-transport-ws only, for the live subscriptions) sign in with the same bearer
+tokens: in the handshake's ``Authorization`` header, or in the ``connection_init`` payload as
+``{"Authorization": "Bearer <token>"}``. A bad header refuses the handshake with the HTTP 401
+answer; a missing or bad payload token closes the socket with 4403 Forbidden before any data.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from cross_web import HTTPException
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Message, Receive, Scope, Send
+from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
 from strawberry.schema import BaseSchema
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+)
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import SubscribeMessage
+from strawberry.types.unset import UNSET, UnsetType
 
 from graph.context import GraphContext
-from licensing.service import LicensingService
+from graph.errors import ClientError
+from graph.subscriptions import TOKEN_REVOKED
+from licensing.service import DistrictState, LicensingService
 from licensing.tokens import Principal
 
 PRINCIPAL_SCOPE_KEY = "licensing.principal"
+SECRET_SCOPE_KEY = "licensing.token_secret"
+
+# A websocket that has not signed in within this time is closed (4408).
+CONNECTION_INIT_TIMEOUT = timedelta(seconds=10)
+# Each subscription polls the database; one connection may not run more than this many at once.
+MAX_SUBSCRIPTIONS_PER_CONNECTION = 10
+
+# Stands in for the caller until a websocket signs in: no district, no permissions. Strawberry runs
+# no operation before the connection is acknowledged, and that happens only once signed in.
+NOT_SIGNED_IN = Principal(
+    token_id=0, token_name="not signed in", district_id=0, district_slug="", permissions=frozenset()
+)
 
 
 def error_response(status_code: int, code: str, message: str, **headers: str) -> JSONResponse:
@@ -26,8 +57,60 @@ def error_response(status_code: int, code: str, message: str, **headers: str) ->
     )
 
 
+@dataclass
+class WebSocketContext(GraphContext):
+    """The context of one websocket connection, for every operation it runs.
+
+    It lives as long as the connection, so it reads the district afresh for every operation
+    instead of keeping what it read; ``still_signed_in`` lets subscriptions stop when the token
+    is revoked while the connection is open.
+    """
+
+    connection_params: dict[str, object] | None = None
+    secret: str | None = field(default=None, repr=False)
+
+    @property
+    def signed_in(self) -> bool:
+        return self.secret is not None and self.principal is not NOT_SIGNED_IN
+
+    def sign_in(self, principal: Principal, secret: str) -> None:
+        self.principal = principal
+        self.secret = secret
+
+    async def still_signed_in(self) -> bool:
+        if self.secret is None:
+            return False
+        principal = await self.service.authenticate(self.secret)
+        return principal is not None and principal.token_id == self.principal.token_id
+
+    async def district_state(self) -> DistrictState:
+        return await self.service.district_state(self.principal.district_id)
+
+    def remember_district_state(self, state: DistrictState) -> None:
+        """Nothing is kept between operations; the next read sees the new state anyway."""
+
+
+class SignedInTransportWSHandler(BaseGraphQLTransportWSHandler[GraphContext, None]):
+    """graphql-transport-ws, checking the connection's token again before every operation: once
+    it is revoked, the connection runs nothing more."""
+
+    async def handle_subscribe(self, message: SubscribeMessage) -> None:
+        context = self.context
+        if (
+            self.connection_acknowledged
+            and isinstance(context, WebSocketContext)
+            and not await context.still_signed_in()
+        ):
+            error = ClientError(TOKEN_REVOKED).formatted
+            await self.send_message({"id": message["id"], "type": "error", "payload": [error]})
+            return
+        await super().handle_subscribe(message)
+
+
 class LicensingGraphQL(GraphQL):
     """Strawberry's ASGI view, with every HTTP request authenticated and size-limited first."""
+
+    graphql_transport_ws_handler_class = SignedInTransportWSHandler
 
     def __init__(
         self,
@@ -41,13 +124,18 @@ class LicensingGraphQL(GraphQL):
             schema,
             graphql_ide="graphiql" if development else None,
             allow_queries_via_get=True,
-            subscription_protocols=(),
+            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+            connection_init_wait_timeout=CONNECTION_INIT_TIMEOUT,
+            max_subscriptions_per_connection=MAX_SUBSCRIPTIONS_PER_CONNECTION,
         )
         self.service = service
         self.max_body_bytes = max_body_bytes
         self.development = development
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
+            return
         if scope["type"] != "http":
             await error_response(400, "BAD_REQUEST", "Use HTTP for /graphql.")(scope, receive, send)
             return
@@ -71,19 +159,45 @@ class LicensingGraphQL(GraphQL):
         scope[PRINCIPAL_SCOPE_KEY] = principal
         await super().__call__(scope, _replay(body), send)
 
-    async def _principal(self, request: Request) -> Principal | Response:
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Sign in from the handshake's header when it has one; otherwise strawberry accepts the
+        socket and ``on_ws_connect`` signs in from the connection_init payload."""
+        websocket = WebSocket(scope, receive, send)
+        if "authorization" in websocket.headers:
+            principal = await self._principal(websocket)
+            if isinstance(principal, Response):
+                await _refuse_handshake(websocket, principal)
+                return
+            scope[PRINCIPAL_SCOPE_KEY] = principal
+            scope[SECRET_SCOPE_KEY] = _bearer_secret(websocket.headers["authorization"])
+        await super().__call__(scope, receive, send)
+
+    async def on_ws_connect(self, context: Any) -> UnsetType | dict[str, object] | None:
+        if not isinstance(context, WebSocketContext):  # pragma: no cover - websockets only
+            raise ConnectionRejectionError()
+        if context.signed_in:
+            return UNSET
+        secret = _bearer_secret(_authorization_param(context.connection_params))
+        principal = await self.service.authenticate(secret) if secret else None
+        if principal is None:
+            # graphql-transport-ws closes the socket with 4403 Forbidden; nothing is sent.
+            raise ConnectionRejectionError()
+        context.sign_in(principal, secret)
+        return UNSET
+
+    async def _principal(self, request: HTTPConnection) -> Principal | Response:
         """The caller, or the 401 response explaining why they are not signed in."""
         header = request.headers.get("authorization", "")
-        scheme, _, secret = header.partition(" ")
+        secret = _bearer_secret(header)
         challenge = {"WWW-Authenticate": 'Bearer realm="licensing"'}
-        if scheme.lower() != "bearer" or not secret.strip():
+        if secret is None:
             return error_response(
                 401,
                 "UNAUTHENTICATED",
                 "Sign in with an API token: send the header 'Authorization: Bearer <token>'.",
                 **challenge,
             )
-        principal = await self.service.authenticate(secret.strip())
+        principal = await self.service.authenticate(secret)
         if principal is None:
             return error_response(
                 401,
@@ -103,7 +217,39 @@ class LicensingGraphQL(GraphQL):
         return parsed
 
     async def get_context(self, request: Any, response: Any) -> GraphContext:
+        if request.scope["type"] == "websocket":
+            context = WebSocketContext(principal=NOT_SIGNED_IN, service=self.service)
+            principal = request.scope.get(PRINCIPAL_SCOPE_KEY)
+            if principal is not None:
+                context.sign_in(principal, request.scope[SECRET_SCOPE_KEY])
+            return context
         return GraphContext(principal=request.scope[PRINCIPAL_SCOPE_KEY], service=self.service)
+
+
+def _bearer_secret(header: object) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` value, or None."""
+    if not isinstance(header, str):
+        return None
+    scheme, _, secret = header.partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        return None
+    return secret.strip()
+
+
+def _authorization_param(params: Mapping[str, object] | None) -> object:
+    """The connection_init payload's ``Authorization`` entry, whatever its letter case."""
+    for key, value in (params or {}).items():
+        if isinstance(key, str) and key.lower() == "authorization":
+            return value
+    return None
+
+
+async def _refuse_handshake(websocket: WebSocket, response: Response) -> None:
+    """Answer the handshake with the HTTP response (401) when the server can, else with 403."""
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        await websocket.send_denial_response(response)
+    else:
+        await websocket.close(code=1008)
 
 
 def _wants_ide(request: Request) -> bool:

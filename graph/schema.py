@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
+from typing import Any
 
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import MaxTokensLimiter, ParserCache, ValidationCache
+from strawberry.schema.schema import DEFAULT_ALLOWED_OPERATION_TYPES
 from strawberry.tools import merge_types
-from strawberry.types import ExecutionContext
+from strawberry.types import ExecutionContext, ExecutionResult
+from strawberry.types.graphql import OperationType
 
 from graph.errors import mask_internal_errors
 from graph.limits import depth_and_alias_limits
@@ -16,6 +20,9 @@ from graph.mutations.force_license_update import ForceLicenseUpdateMutation
 from graph.mutations.local_students import LocalStudentsMutation
 from graph.mutations.set_threshold import SetThresholdMutation
 from graph.queries import Query
+from graph.queries_history import HistoryQuery
+from graph.queries_operations import OperationsQuery
+from graph.subscriptions import Subscription
 from licensing.settings import GraphQLLimits
 
 logger = logging.getLogger("licensing.graphql")
@@ -34,12 +41,36 @@ class LicensingSchema(strawberry.Schema):
         for error in errors:
             logger.debug("GraphQL error: %s", error.message)
 
+    async def execute(
+        self,
+        query: str | None,
+        variable_values: dict[str, Any] | None = None,
+        context_value: Any | None = None,
+        root_value: Any | None = None,
+        operation_name: str | None = None,
+        allowed_operation_types: Iterable[OperationType] | None = None,
+        operation_extensions: dict[str, Any] | None = None,
+    ) -> ExecutionResult:
+        # One answer cannot carry a subscription: they run over the websocket (``stream``), and
+        # a subscription sent over HTTP is refused with 400 instead of failing inside.
+        allowed = set(allowed_operation_types or DEFAULT_ALLOWED_OPERATION_TYPES)
+        return await super().execute(
+            query,
+            variable_values=variable_values,
+            context_value=context_value,
+            root_value=root_value,
+            operation_name=operation_name,
+            allowed_operation_types=allowed - {OperationType.SUBSCRIPTION},
+            operation_extensions=operation_extensions,
+        )
+
 
 def build_schema(limits: GraphQLLimits | None = None) -> strawberry.Schema:
     limits = limits or GraphQLLimits()
     return LicensingSchema(
-        query=Query,
+        query=merge_types("Query", (Query, OperationsQuery, HistoryQuery)),
         mutation=Mutation,
+        subscription=Subscription,
         # Factories: strawberry builds fresh extensions per request (the caches are shared).
         extensions=[
             lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),

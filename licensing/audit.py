@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from db.models import AuditEvent
 
@@ -35,4 +38,65 @@ def record_event(
             outcome=outcome,
             detail=detail[:2000] if detail else None,
         )
+    )
+
+
+MAX_AUDIT_PAGE = 100
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    id: int
+    occurred_at: datetime
+    actor: str
+    action: str
+    outcome: str
+    old_value: str | None
+    new_value: str | None
+    detail: str | None
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    entries: list[AuditEntry]
+    has_next_page: bool
+
+
+def encode_audit_cursor(event_id: int) -> str:
+    return base64.urlsafe_b64encode(f"audit:{event_id}".encode()).decode("ascii")
+
+
+def decode_audit_cursor(cursor: str) -> int:
+    try:
+        kind, _, number = base64.urlsafe_b64decode(cursor.encode("ascii")).decode().partition(":")
+        if kind != "audit" or not number.isdigit():
+            raise ValueError
+        return int(number)
+    except (ValueError, UnicodeError, binascii.Error):
+        raise ValueError(f"{cursor!r} is not a cursor from the audit log.") from None
+
+
+def audit_page(session: Session, *, district_id: int, first: int, after: str | None) -> AuditPage:
+    """The district's audit log, newest first, ``first`` events after the cursor ``after``."""
+    if not 1 <= first <= MAX_AUDIT_PAGE:
+        raise ValueError(f"first must be between 1 and {MAX_AUDIT_PAGE}.")
+    query = select(AuditEvent).where(AuditEvent.district_id == district_id)
+    if after:
+        query = query.where(col(AuditEvent.id) < decode_audit_cursor(after))
+    rows = session.exec(query.order_by(col(AuditEvent.id).desc()).limit(first + 1)).all()
+    return AuditPage(
+        entries=[
+            AuditEntry(
+                id=row.id,
+                occurred_at=row.occurred_at,
+                actor=row.actor,
+                action=row.action,
+                outcome=row.outcome,
+                old_value=row.old_value,
+                new_value=row.new_value,
+                detail=row.detail,
+            )
+            for row in rows[:first]
+        ],
+        has_next_page=len(rows) > first,
     )

@@ -6,18 +6,20 @@ takes the caller's district from its principal, never from an argument.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import anyio
 from anyio import to_thread
 
 from db.models import LicenseSettings
 from db.session import Database
 from licensing import rules
 from licensing.alert_state import AlertRecord, agrees, reconcile_alerts, resolved_alerts
-from licensing.audit import record_event
+from licensing.audit import AuditPage, audit_page, record_event
+from licensing.changes import latest_change_id
 from licensing.count_review import ReviewGroup, count_review
 from licensing.data_sources import DataSourceView, data_sources
 from licensing.district_view import (
@@ -30,8 +32,17 @@ from licensing.district_view import (
     reevaluate_alerts,
     threshold_settings_view,
 )
+from licensing.forecast import DailyPoint, Forecast, forecast
+from licensing.history import (
+    KEEP_DAYS,
+    UsageDay,
+    district_today,
+    take_usage_snapshot,
+    usage_history,
+)
 from licensing.license_updates import ForceUpdateOutcome, LicenseUpdater
 from licensing.local_students import set_local_students_enabled
+from licensing.notifications import dispatch_alert_changes
 from licensing.problems import Problem
 from licensing.report import ActiveStudentFilter, ActiveStudentPage, active_student_page
 from licensing.roster import (
@@ -41,9 +52,11 @@ from licensing.roster import (
     current_usage,
     refresh_usage,
 )
+from licensing.scheduler import JobState, district_jobs
 from licensing.settings import Settings
 from licensing.sync import RosterSync
 from licensing.tokens import Principal, authenticate
+from plugins.builtin.webhooks import WebhookDeliveryRecord, deliver_pending, delivery_log
 from plugins.manager import PluginManager
 
 
@@ -243,6 +256,28 @@ class LicensingService:
 
         return await to_thread.run_sync(read)
 
+    async def audit_log(self, district_id: int, *, first: int, after: str | None) -> AuditPage:
+        def read() -> AuditPage:
+            with self.database.read() as session:
+                return audit_page(session, district_id=district_id, first=first, after=after)
+
+        return await to_thread.run_sync(read)
+
+    async def take_usage_snapshot(self, district_id: int) -> None:
+        """Record today's counts for the usage history (the scheduler calls it daily)."""
+
+        def write() -> None:
+            with self.database.write() as session:
+                district = read_snapshot(session, district_id=district_id).district
+                take_usage_snapshot(
+                    session, district_id=district_id, now=self.clock(), time_zone=district.time_zone
+                )
+
+        await to_thread.run_sync(write)
+
+    async def scheduled_jobs(self, district_id: int) -> list[JobState]:
+        return await to_thread.run_sync(district_jobs, self.database, district_id)
+
     async def data_sources(self, district_id: int) -> list[DataSourceView]:
         def read() -> list[DataSourceView]:
             with self.database.read() as session:
@@ -261,6 +296,70 @@ class LicensingService:
                 return resolved_alerts(session, district_id=district_id, limit=limit)
 
         return await to_thread.run_sync(read)
+
+    async def usage_history(self, district_id: int, days: int) -> list[UsageDay]:
+        """The district's daily snapshots of the last ``days`` days (its today included)."""
+
+        def read() -> list[UsageDay]:
+            with self.database.read() as session:
+                district = read_snapshot(session, district_id=district_id).district
+                today = district_today(self.clock(), district.time_zone)
+                return usage_history(session, district_id=district_id, days=days, today=today)
+
+        return await to_thread.run_sync(read)
+
+    async def forecast(self, district_id: int, lead_time_days: int) -> Forecast | None:
+        """The growth forecast from the kept history and today's live count; None without a
+        license (there is no limit to project)."""
+
+        def read() -> Forecast | None:
+            with self.database.read() as session:
+                snapshot = read_snapshot(session, district_id=district_id)
+                if snapshot.license is None:
+                    return None
+                today = district_today(self.clock(), snapshot.district.time_zone)
+                history = usage_history(
+                    session, district_id=district_id, days=KEEP_DAYS, today=today
+                )
+            total = snapshot.license.total
+            # Today's point is the live count, fresher than any snapshot taken earlier today.
+            points = [day.point() for day in history if day.day != today]
+            points.append(DailyPoint(today, snapshot.usage.active_students, total))
+            return forecast(
+                points,
+                today=today,
+                total=total,
+                threshold=snapshot.threshold,
+                lead_time_days=lead_time_days,
+            )
+
+        return await to_thread.run_sync(read)
+
+    async def latest_change_id(self, district_id: int, topics: Collection[str]) -> int:
+        """The newest change-log id of the district on ``topics`` (0 when there is none)."""
+
+        def read() -> int:
+            with self.database.read() as session:
+                return latest_change_id(session, district_id, topics)
+
+        return await to_thread.run_sync(read)
+
+    async def wait_for_change(
+        self, district_id: int, after_id: int, topics: Collection[str], poll_seconds: float
+    ) -> int:
+        """Wait until the district's change log has an entry on ``topics`` above ``after_id``;
+        return the newest id. Polls the database, so changes committed by any worker or host
+        are seen; every change within one poll interval comes back as one."""
+
+        def read() -> int:
+            with self.database.read() as session:
+                return latest_change_id(session, district_id, topics, after_id=after_id)
+
+        while True:
+            await anyio.sleep(poll_seconds)
+            newest = await to_thread.run_sync(read)
+            if newest > after_id:
+                return newest
 
     async def set_threshold(self, principal: Principal, students_remaining: int) -> ThresholdChange:
         return await to_thread.run_sync(self._set_threshold, principal, students_remaining)
@@ -312,6 +411,29 @@ class LicensingService:
             district_id=principal.district_id, actor=principal.actor
         )
         return ForcedUpdate(state=await self.district_state(principal.district_id), outcome=outcome)
+
+    async def dispatch_notifications(self) -> int:
+        """The scheduler's notification step: alert changes to the plugins' hooks."""
+        return await dispatch_alert_changes(
+            database=self.database, plugins=self.plugins, settings=self.settings, clock=self.clock
+        )
+
+    async def deliver_webhooks(self) -> int:
+        """Send the webhook deliveries that are due; return how many were delivered."""
+        return await deliver_pending(
+            database=self.database, settings=self.settings, clock=self.clock
+        )
+
+    async def webhook_deliveries(
+        self, district_id: int, *, limit: int = 100
+    ) -> list[WebhookDeliveryRecord]:
+        """The district's webhook delivery log, newest first."""
+
+        def read() -> list[WebhookDeliveryRecord]:
+            with self.database.read() as session:
+                return delivery_log(session, district_id=district_id, limit=limit)
+
+        return await to_thread.run_sync(read)
 
     async def license_check(self, district_id: int, additional_students: int) -> rules.LicenseCheck:
         state = await self.district_state(district_id)

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -39,6 +41,9 @@ class RosterSourceConfig(BaseModel):
     options: dict[str, Any] = Field(
         default_factory=dict, description="Passed to the source: paths, URLs, credentials."
     )
+    sync_interval_hours: float = Field(
+        default=24, gt=0, description="How often the scheduler syncs this source (nightly)."
+    )
     max_drop_share: float = Field(
         default=0.2,
         ge=0,
@@ -46,6 +51,53 @@ class RosterSourceConfig(BaseModel):
         description="A sync removing more than this share of the source's active students is "
         "held for an administrator to confirm.",
     )
+
+
+WebhookEvent = Literal["alert_raised", "alert_resolved"]
+
+
+class WebhookConfig(BaseModel):
+    """One webhook endpoint of a district, a ``[[districts.<slug>.webhooks]]`` table."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(
+        max_length=500,
+        description="Where alerts are POSTed: https, or http only to this machine (loopback).",
+    )
+    secret: str = Field(
+        min_length=16,
+        repr=False,
+        description="Shared secret the HMAC-SHA256 signature is made with (16 characters or more).",
+    )
+    events: list[WebhookEvent] = Field(
+        default_factory=lambda: ["alert_raised", "alert_resolved"],
+        description="Which notifications this endpoint receives.",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _https_or_loopback(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        if parts.username or parts.password:
+            raise ValueError("a webhook URL must not carry credentials; use the secret")
+        if parts.scheme == "http" and not _is_loopback(parts.hostname):
+            raise ValueError(
+                f"{value!r}: plain http is allowed only to this machine (localhost, 127.0.0.1, "
+                "::1); use https"
+            )
+        return value
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class DistrictConfig(BaseModel):
@@ -83,6 +135,19 @@ class DistrictConfig(BaseModel):
         default_factory=list,
         description="Schools (ids or names as the roster has them) that have closed.",
     )
+    webhooks: list[WebhookConfig] = Field(
+        default_factory=list,
+        description="Endpoints that receive the district's alerts, signed (built-in webhooks).",
+    )
+
+    @field_validator("webhooks")
+    @classmethod
+    def _one_entry_per_url(cls, webhooks: list[WebhookConfig]) -> list[WebhookConfig]:
+        urls = [webhook.url for webhook in webhooks]
+        repeated = sorted({url for url in urls if urls.count(url) > 1})
+        if repeated:
+            raise ValueError(f"webhook URL(s) listed twice: {', '.join(repeated)}")
+        return webhooks
 
 
 class HttpSettings(BaseModel):
@@ -136,7 +201,21 @@ class Settings(BaseSettings):
         default="UTC", description="IANA time zone for new districts, e.g. America/Chicago."
     )
     force_update_cooldown_seconds: int = Field(default=60, ge=0)
+    license_refresh_interval_seconds: int = Field(
+        default=6 * 3600, ge=60, description="How often the scheduler refreshes each license."
+    )
+    scheduler_enabled: bool = Field(
+        default=True,
+        description="Run the scheduler inside `licensing serve`; turn off when `licensing worker` "
+        "runs it separately.",
+    )
     sync_failing_tolerance_hours: float = Field(default=24, ge=0)
+    live_poll_seconds: float = Field(
+        default=0.5,
+        gt=0,
+        le=60,
+        description="How often live subscriptions read the change log for their district.",
+    )
     license_public_keys: list[str] = Field(
         default_factory=list,
         description="Base64 Ed25519 public keys whose license signatures are trusted.",

@@ -54,3 +54,36 @@ def register_license_sources(settings: Any) -> list[Any]:
     Receives the service's settings object. Called once, when the plugin manager first lists the
     license sources. Names resolve as for ``register_roster_sources``.
     """
+
+
+@hookspec
+def alert_raised(alert: Any, district: Any, settings: Any) -> Any:
+    """Learn that an alert was raised for a district.
+
+    Receives ``alert``, an ``AlertNotice`` (the alert as stored now; ``alert.event`` is
+    ``"alert_raised"``), ``district``, a ``DistrictRef``, and the service's ``settings``.
+
+    Called once per raise, after the transaction that raised the alert is committed, by the
+    scheduler's notification step (``licensing.notifications.dispatch_alert_changes``), so a few
+    seconds later and possibly from another worker than the one that raised it. Delivery is at
+    least once: a crash between the call and the step recording its progress repeats the call, so
+    make the effect idempotent with ``alert.idempotency_key`` (``f"alert_raised:{alert.id}"``).
+
+    Return value is ignored; an implementation may return an awaitable (an ``async def`` hook),
+    which the host awaits. A plain function runs in a worker thread. An exception is logged and
+    does not stop the other plugins, nor is the call repeated for it: a plugin that must not miss
+    a notification persists it before returning and retries on its own.
+    """
+
+
+@hookspec
+def alert_resolved(alert: Any, district: Any, settings: Any) -> Any:
+    """Learn that an alert of a district was resolved (its condition cleared).
+
+    Receives ``alert``, an ``AlertNotice`` with ``resolved_at`` set (``alert.event`` is
+    ``"alert_resolved"``), ``district``, a ``DistrictRef``, and the service's ``settings``.
+
+    Called once per resolution, after it is committed, at least once, from the scheduler's
+    notification step, exactly as ``alert_raised``; de-duplicate with ``alert.idempotency_key``
+    (``f"alert_resolved:{alert.id}"``). Return value is ignored; an awaitable is awaited.
+    """

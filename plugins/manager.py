@@ -6,13 +6,23 @@ Callers use the small typed facade below and never touch ``pm.hook`` directly.
 from __future__ import annotations
 
 import importlib
+import inspect
+import logging
 from collections.abc import Iterable
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any
 
+import anyio
 import pluggy
+from anyio import to_thread
 
 from plugins import hookspecs
+from plugins.records import ALERT_EVENTS
+
+logger = logging.getLogger(__name__)
+
+# One notification hook call may take this long before it is abandoned and logged as failed.
+NOTIFY_TIMEOUT_SECONDS = 60.0
 
 ENTRY_POINT_GROUP = "licensing"
 
@@ -24,6 +34,7 @@ DEFAULT_PLUGINS = {
     "oneroster_rest": "plugins.builtin.oneroster_rest",
     "clever": "plugins.builtin.clever",
     "licensing_server": "plugins.builtin.licensing_server",
+    "webhooks": "plugins.builtin.webhooks",
 }
 
 
@@ -91,6 +102,43 @@ class PluginManager:
             raise UnknownSourceError(
                 f"No plugin provides a license source named {name!r} (available: {known})."
             ) from None
+
+    async def notify_alert(self, event: str, alert: Any, district: Any) -> list[str]:
+        """Call every plugin's ``alert_raised`` or ``alert_resolved`` hook (``event``) for one
+        alert, with keyword arguments; return the names of the plugins that failed.
+
+        Each implementation is called on its own, in pluggy's order, so one that raises or takes
+        longer than ``NOTIFY_TIMEOUT_SECONDS`` is logged and does not stop the others. A coroutine
+        function is awaited; a plain function runs in a worker thread, and an awaitable it
+        returns is awaited too. Hook wrappers are not called.
+        """
+        if event not in ALERT_EVENTS:
+            raise ValueError(f"{event!r} is not a notification hook ({', '.join(ALERT_EVENTS)})")
+        arguments = {"alert": alert, "district": district, "settings": self.settings}
+        failed: list[str] = []
+        # pluggy calls the last registered implementation first: built-ins come last.
+        for impl in reversed(getattr(self.pm.hook, event).get_hookimpls()):
+            if impl.hookwrapper or impl.wrapper:
+                continue
+            call = partial(impl.function, **{name: arguments[name] for name in impl.argnames})
+            try:
+                with anyio.fail_after(NOTIFY_TIMEOUT_SECONDS):
+                    if inspect.iscoroutinefunction(impl.function):
+                        result = call()
+                    else:
+                        result = await to_thread.run_sync(call, abandon_on_cancel=True)
+                    if inspect.isawaitable(result):
+                        await result
+            except Exception:
+                logger.exception(
+                    "Plugin %r failed in %s for alert %s of district %r.",
+                    impl.plugin_name,
+                    event,
+                    getattr(alert, "id", None),
+                    getattr(district, "slug", None),
+                )
+                failed.append(impl.plugin_name)
+        return failed
 
 
 def _by_name(results: list[list[Any] | None]) -> dict[str, Any]:

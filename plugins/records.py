@@ -26,6 +26,37 @@ class DistrictRef:
     time_zone: str
 
 
+ALERT_EVENTS = ("alert_raised", "alert_resolved")
+
+
+@dataclass(frozen=True)
+class AlertNotice:
+    """An alert as the ``alert_raised`` and ``alert_resolved`` hooks receive it.
+
+    ``event`` is the hook being called (``alert_raised`` or ``alert_resolved``). The other fields
+    are the alert as stored when the hook is called: ``kind`` (``LICENSES_LOW``, ``OVER_LIMIT``
+    ...), ``severity`` (``INFO``, ``WARNING`` or ``CRITICAL``), the ``message`` shown to
+    administrators, the ``placements`` where it shows (``DASHBOARD``, ``LICENSE_BANNER``,
+    ``SYSTEM_INDICATOR``), when it was raised and, once resolved, when (timezone-aware, UTC). An
+    alert raised and resolved before the notification step ran is reported raised with its
+    ``resolved_at`` already set, then resolved. ``idempotency_key`` is ``"<event>:<id>"``: the
+    same for every repeat of one notification, so a receiver can de-duplicate.
+    """
+
+    id: int
+    kind: str
+    severity: str
+    message: str
+    placements: tuple[str, ...]
+    raised_at: datetime
+    resolved_at: datetime | None
+    event: str
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"{self.event}:{self.id}"
+
+
 @dataclass(frozen=True)
 class StudentRecord:
     """One person as a roster source reports them. Facts only: the host decides what counts.

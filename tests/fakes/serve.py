@@ -37,11 +37,12 @@ class ServedApp:
 
 
 @contextmanager
-def serve(app: Any) -> Iterator[str]:
+def serve(app: Any, *, websockets: bool = False) -> Iterator[str]:
     """Serve ``app`` over real TCP for the block; yields its base URL, e.g. http://127.0.0.1:5813.
 
     When the app has a Starlette ``state``, ``app.state.served`` is the ``ServedApp``, so a fake
-    can stop its own server ("kill it mid-sync").
+    can stop its own server ("kill it mid-sync"). With ``websockets=True`` the server also
+    accepts websocket connections (through the ``websockets`` library).
     """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -53,7 +54,7 @@ def serve(app: Any) -> Iterator[str]:
         port=port,
         loop="asyncio",
         http="h11",
-        ws="none",
+        ws="websockets-sansio" if websockets else "none",
         lifespan="off",
         log_level="warning",
         access_log=False,

@@ -1,0 +1,119 @@
+"""Queries about the past and the coming months: the daily usage history and the forecast."""
+
+from __future__ import annotations
+
+import datetime
+
+import strawberry
+from strawberry.types import Info
+
+from graph.errors import ClientError
+from graph.permissions import CanViewLicense
+from licensing import forecast as forecasting
+from licensing.history import MAX_HISTORY_DAYS
+from licensing.history import UsageDay as UsageDayView
+from licensing.problems import Problem
+from licensing.service import NO_LICENSE
+
+MAX_LEAD_TIME_DAYS = 365
+
+
+@strawberry.type(description="A district's counts on one day, as recorded by the daily snapshot.")
+class UsageDay:
+    day: datetime.date = strawberry.field(description="The day, in the district's time zone.")
+    active_students: int = strawberry.field(description="Students counting against the license.")
+    inactive_students: int
+    staff: int
+    devices: int
+    total: int | None = strawberry.field(
+        description="The licensed total that day; null before any license was received."
+    )
+
+    @classmethod
+    def from_view(cls, view: UsageDayView) -> UsageDay:
+        return cls(
+            day=view.day,
+            active_students=view.active_students,
+            inactive_students=view.inactive_students,
+            staff=view.staff,
+            devices=view.devices,
+            total=view.total,
+        )
+
+
+@strawberry.type(
+    description="When active students will reach the licensed total at the recent growth rate, "
+    "measured within school terms (summer breaks and autumn intakes are left out)."
+)
+class Forecast:
+    growth_per_day: float = strawberry.field(
+        description="Active students gained per calendar day during term (negative if shrinking)."
+    )
+    limit_reached_on: datetime.date | None = strawberry.field(
+        description="When active students reach the total; null when not growing or already there."
+    )
+    start_purchasing_on: datetime.date | None = strawberry.field(
+        description="limitReachedOn minus the lead time; may be past (start now)."
+    )
+    threshold_for_lead_time: int = strawberry.field(
+        description="The alert threshold (students remaining) that gives the lead time."
+    )
+    historical_maximum: int = strawberry.field(description="The highest active count recorded.")
+    historical_maximum_on: datetime.date = strawberry.field(
+        description="The first day the highest count was recorded."
+    )
+    already_at_limit: bool = strawberry.field(description="Every license is in use now.")
+    based_on_days: int = strawberry.field(description="Daily counts the growth rate came from.")
+    explanation: str = strawberry.field(description="The forecast in sentences.")
+
+    @classmethod
+    def from_forecast(cls, result: forecasting.Forecast) -> Forecast:
+        if result.historical_maximum_on is None:  # the service always adds today's live count
+            raise ValueError("a forecast needs at least one daily count")
+        return cls(
+            growth_per_day=float(result.growth_per_day),
+            limit_reached_on=result.limit_reached_on,
+            start_purchasing_on=result.start_purchasing_on,
+            threshold_for_lead_time=result.threshold_for_lead_time,
+            historical_maximum=result.historical_maximum,
+            historical_maximum_on=result.historical_maximum_on,
+            already_at_limit=result.already_at_limit,
+            based_on_days=result.based_on_days,
+            explanation=result.explanation,
+        )
+
+
+def _check_range(name: str, value: int, low: int, high: int) -> None:
+    if not low <= value <= high:
+        raise ClientError(
+            Problem("INVALID_ARGUMENT", f"{name} must be between {low} and {high}, not {value}.")
+        )
+
+
+@strawberry.type
+class HistoryQuery:
+    @strawberry.field(
+        permission_classes=[CanViewLicense],
+        description="The daily counts of the last `days` days, oldest first (days without a "
+        "snapshot are absent). At most 800 days are kept.",
+    )
+    async def usage_history(self, info: Info, days: int = 90) -> list[UsageDay]:
+        _check_range("days", days, 1, MAX_HISTORY_DAYS)
+        views = await info.context.service.usage_history(info.context.principal.district_id, days)
+        return [UsageDay.from_view(view) for view in views]
+
+    @strawberry.field(
+        permission_classes=[CanViewLicense],
+        description="When the license runs out at the recent growth rate, and when to start "
+        "purchasing given `leadTimeDays` (the product doc advises 2-4 weeks).",
+    )
+    async def forecast(
+        self, info: Info, lead_time_days: int = forecasting.DEFAULT_LEAD_TIME_DAYS
+    ) -> Forecast:
+        _check_range("leadTimeDays", lead_time_days, 1, MAX_LEAD_TIME_DAYS)
+        result = await info.context.service.forecast(
+            info.context.principal.district_id, lead_time_days
+        )
+        if result is None:
+            raise ClientError(NO_LICENSE)
+        return Forecast.from_forecast(result)

@@ -1,0 +1,117 @@
+"""Queries about how the service runs for the district: the audit log and the scheduled jobs."""
+
+from __future__ import annotations
+
+import datetime
+
+import strawberry
+from strawberry.types import Info
+
+from graph.errors import ClientError
+from graph.permissions import CanManageSettings
+from graph.types import PageInfo
+from licensing.audit import AuditEntry, encode_audit_cursor
+from licensing.problems import Problem
+from licensing.scheduler import JobState
+
+
+@strawberry.type(description="One entry of the audit log: who did what, when, and how it went.")
+class AuditEvent:
+    id: strawberry.ID
+    occurred_at: datetime.datetime
+    actor: str
+    action: str = strawberry.field(
+        description="set_threshold, force_license_update, license_refresh, roster_sync, "
+        "deactivate_students, reactivate_students, token_created, token_revoked, ..."
+    )
+    outcome: str
+    old_value: str | None = strawberry.field(description="JSON of the value before.")
+    new_value: str | None = strawberry.field(description="JSON of the value after.")
+    detail: str | None
+
+    @classmethod
+    def from_entry(cls, entry: AuditEntry) -> AuditEvent:
+        return cls(
+            id=strawberry.ID(str(entry.id)),
+            occurred_at=entry.occurred_at,
+            actor=entry.actor,
+            action=entry.action,
+            outcome=entry.outcome,
+            old_value=entry.old_value,
+            new_value=entry.new_value,
+            detail=entry.detail,
+        )
+
+
+@strawberry.type
+class AuditEventEdge:
+    cursor: str
+    node: AuditEvent
+
+
+@strawberry.type(description="The audit log, newest first. It is append-only.")
+class AuditEventConnection:
+    edges: list[AuditEventEdge]
+    page_info: PageInfo
+
+
+@strawberry.type(description="A periodic job of the district and how its last run went.")
+class ScheduledJob:
+    name: str
+    kind: str = strawberry.field(
+        description="license_refresh, roster_sync, usage_snapshot, alerts."
+    )
+    next_run_at: datetime.datetime
+    last_started_at: datetime.datetime | None
+    last_finished_at: datetime.datetime | None
+    last_outcome: str | None
+    last_error: str | None
+    consecutive_failures: int
+
+    @classmethod
+    def from_state(cls, state: JobState) -> ScheduledJob:
+        return cls(
+            name=state.name,
+            kind=state.kind,
+            next_run_at=state.next_run_at,
+            last_started_at=state.last_started_at,
+            last_finished_at=state.last_finished_at,
+            last_outcome=state.last_outcome,
+            last_error=state.last_error,
+            consecutive_failures=state.consecutive_failures,
+        )
+
+
+@strawberry.type
+class OperationsQuery:
+    @strawberry.field(
+        permission_classes=[CanManageSettings],
+        description="Every settings change, license update, sync and token change, newest first.",
+    )
+    async def audit_log(
+        self, info: Info, first: int = 50, after: str | None = None
+    ) -> AuditEventConnection:
+        try:
+            page = await info.context.service.audit_log(
+                info.context.principal.district_id, first=first, after=after
+            )
+        except ValueError as error:
+            raise ClientError(Problem("INVALID_ARGUMENT", str(error))) from None
+        edges = [
+            AuditEventEdge(cursor=encode_audit_cursor(entry.id), node=AuditEvent.from_entry(entry))
+            for entry in page.entries
+        ]
+        return AuditEventConnection(
+            edges=edges,
+            page_info=PageInfo(
+                has_next_page=page.has_next_page, end_cursor=edges[-1].cursor if edges else None
+            ),
+        )
+
+    @strawberry.field(
+        permission_classes=[CanManageSettings],
+        description="The district's scheduled jobs and the last outcome of each.",
+    )
+    async def scheduled_jobs(self, info: Info) -> list[ScheduledJob]:
+        states = await info.context.service.scheduled_jobs(info.context.principal.district_id)
+        return [ScheduledJob.from_state(state) for state in states]

@@ -1,0 +1,85 @@
+"""Live updates: subscriptions that follow the district's change log.
+
+Each subscription sends the current state first, then waits for the change log (in the database,
+so changes made by any worker or host count) to move past the last entry it saw, and sends the
+new state; every change within one poll interval (``live_poll_seconds``) arrives as one update,
+and an update that would repeat the last one is not sent. The district is always the caller's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Collection
+from contextlib import aclosing
+
+import strawberry
+from strawberry.types import Info
+
+from graph.errors import ClientError
+from graph.permissions import CanViewLicense
+from graph.types import Alert, License
+from licensing.changes import ALERT_TOPICS, LICENSE_TOPICS
+from licensing.problems import Problem
+from licensing.service import DistrictState, LicensingService
+
+TOKEN_REVOKED = Problem(
+    "UNAUTHENTICATED", "The API token has been revoked; sign in again with a valid token."
+)
+
+
+class _ChangeFollower:
+    """The caller's district's state, read again each time the change log moves on ``topics``."""
+
+    def __init__(self, info: Info, topics: Collection[str]) -> None:
+        self.context = info.context
+        self.service: LicensingService = info.context.service
+        self.district_id: int = info.context.principal.district_id
+        self.topics = topics
+        self.poll_seconds = self.service.settings.live_poll_seconds
+
+    async def states(self) -> AsyncGenerator[DistrictState, None]:
+        # The cursor is read before the state, so a change committed in between is sent again
+        # rather than missed.
+        seen = await self.service.latest_change_id(self.district_id, self.topics)
+        yield await self.service.district_state(self.district_id)
+        while True:
+            seen = await self.service.wait_for_change(
+                self.district_id, seen, self.topics, self.poll_seconds
+            )
+            # A token revoked while its connection is open receives nothing more.
+            still_signed_in = getattr(self.context, "still_signed_in", None)
+            if still_signed_in is not None and not await still_signed_in():
+                raise ClientError(TOKEN_REVOKED)
+            yield await self.service.district_state(self.district_id)
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(
+        permission_classes=[CanViewLicense],
+        description="The caller's district's license now, then again each time it changes "
+        "(counts, license terms, sync status). Nothing is sent until the district has a license.",
+    )
+    async def license_changed(self, info: Info) -> AsyncGenerator[License, None]:
+        last: License | None = None
+        async with aclosing(_ChangeFollower(info, LICENSE_TOPICS).states()) as states:
+            async for state in states:
+                if state.license is None:
+                    continue
+                current = License.from_view(state.license)
+                if current != last:
+                    last = current
+                    yield current
+
+    @strawberry.subscription(
+        permission_classes=[CanViewLicense],
+        description="The alerts showing now, most severe first, then the whole list again each "
+        "time an alert is raised, resolved or reworded.",
+    )
+    async def alerts_changed(self, info: Info) -> AsyncGenerator[list[Alert], None]:
+        last: list[Alert] | None = None
+        async with aclosing(_ChangeFollower(info, ALERT_TOPICS).states()) as states:
+            async for state in states:
+                current = [Alert.from_record(record) for record in state.alerts]
+                if current != last:
+                    last = current
+                    yield current

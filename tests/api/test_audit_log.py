@@ -1,0 +1,65 @@
+"""auditLog: every action with actor and time, newest first, and no way to change it."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.utils.graphql import graphql, graphql_data
+
+pytestmark = pytest.mark.anyio
+
+AUDIT = """query($after: String) { auditLog(first: 2, after: $after) {
+  pageInfo { hasNextPage endCursor }
+  edges { node { action actor outcome occurredAt oldValue newValue } } } }"""
+
+
+async def test_the_audit_log_shows_each_action_newest_first(client, make_district, clock):
+    district = await make_district("riverside", active=10)
+    token = district.manager_token
+    await graphql_data(
+        client, token, "mutation { setThreshold(studentsRemaining: 20) { errors { code } } }"
+    )
+    clock.advance(seconds=1)
+    await graphql_data(
+        client, token, "mutation { setThreshold(studentsRemaining: -5) { errors { code } } }"
+    )
+    clock.advance(seconds=1)
+    await graphql_data(client, token, "mutation { forceLicenseUpdate { updated } }")
+
+    actions = []
+    after = None
+    while True:
+        page = (await graphql_data(client, token, AUDIT, {"after": after}))["auditLog"]
+        actions += [edge["node"] for edge in page["edges"]]
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+        after = page["pageInfo"]["endCursor"]
+
+    assert [(entry["action"], entry["outcome"]) for entry in actions] == [
+        ("force_license_update", "unchanged"),
+        ("set_threshold", "rejected"),
+        ("set_threshold", "changed"),
+        ("license_refresh", "updated"),
+    ]
+    changed = actions[2]
+    assert (changed["oldValue"], changed["newValue"]) == ("50", "20")
+    assert changed["actor"].startswith("token:")
+    assert changed["occurredAt"].startswith("2026-11-28T15:00")
+
+
+async def test_nothing_in_the_api_can_edit_or_delete_the_audit_log(client, make_district):
+    district = await make_district("riverside")
+    response = await graphql(
+        client, district.manager_token, "{ __schema { mutationType { fields { name } } } }"
+    )
+    names = [
+        field["name"].lower()
+        for field in response.json()["data"]["__schema"]["mutationType"]["fields"]
+    ]
+    assert not [name for name in names if "audit" in name]
+
+
+async def test_the_audit_log_needs_manage_settings(client, make_district):
+    district = await make_district("riverside")
+    response = await graphql(client, district.viewer_token, "{ auditLog { edges { cursor } } }")
+    assert response.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"

@@ -1,0 +1,126 @@
+"""The scheduler runs each district's jobs once, whoever runs it, and backs off when they fail."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlmodel import select
+
+from db.models import ScheduledJob
+from licensing.scheduler import LEASE, Scheduler
+from tests.utils.graphql import graphql_data
+
+pytestmark = pytest.mark.anyio
+
+
+def job(service, name: str) -> ScheduledJob:
+    with service.database.read() as session:
+        return session.exec(select(ScheduledJob).where(ScheduledJob.name == name)).one()
+
+
+async def test_a_scheduled_refresh_applies_a_new_license(
+    service, clock, issuer, make_district, client
+):
+    district = await make_district("riverside", seats=1000, active=960)
+    scheduler = Scheduler(service, holder="runner-a")
+    await scheduler.tick()  # creates the jobs, due within a minute
+    issuer.write("riverside", seats=1100)
+
+    clock.advance(minutes=2)
+    outcomes = {outcome.name: outcome for outcome in await scheduler.tick()}
+
+    assert outcomes[f"license_refresh:{district.id}"].ok
+    data = await graphql_data(
+        client, district.viewer_token, "{ license { display } alerts { kind } }"
+    )
+    assert data["license"]["display"] == "960 / 1100"
+    assert data["alerts"] == []
+    refreshed = job(service, f"license_refresh:{district.id}")
+    assert refreshed.last_outcome == "ok"
+    assert timedelta(hours=6) <= refreshed.next_run_at - clock() <= timedelta(hours=6, minutes=36)
+
+
+async def test_each_due_job_runs_once_across_runners(service, clock, make_district):
+    district = await make_district("riverside")
+    first, second = Scheduler(service, holder="host-1"), Scheduler(service, holder="host-2")
+    await first.tick()
+    clock.advance(minutes=2)
+
+    ran_first = {outcome.name for outcome in await first.tick()}
+    ran_second = {outcome.name for outcome in await second.tick()}
+
+    assert f"license_refresh:{district.id}" in ran_first
+    assert f"license_refresh:{district.id}" not in ran_second
+
+
+async def test_a_lease_held_by_a_live_runner_is_respected_and_an_expired_one_taken_over(
+    service, clock, make_district
+):
+    district = await make_district("riverside")
+    name = f"license_refresh:{district.id}"
+    crashed, survivor = Scheduler(service, holder="crashed"), Scheduler(service, holder="survivor")
+    await crashed.tick()
+    clock.advance(minutes=2)
+    assert crashed._claim(name)  # it took the lease, then died before finishing
+
+    assert name not in {outcome.name for outcome in await survivor.tick()}
+    clock.advance(seconds=LEASE.total_seconds() + 1)
+    assert name in {outcome.name for outcome in await survivor.tick()}
+
+
+async def test_a_failing_job_backs_off_and_its_outcome_is_queryable(
+    service, clock, settings, make_district, client
+):
+    district = await make_district("riverside")
+    scheduler = Scheduler(service, holder="runner")
+    await scheduler.tick()
+    settings.license_file_for("riverside").unlink()
+    clock.advance(minutes=2)
+
+    await scheduler.tick()
+    failed = job(service, f"license_refresh:{district.id}")
+    assert failed.last_outcome == "failed"
+    assert "No license file" in failed.last_error
+    assert failed.consecutive_failures == 1
+    assert failed.next_run_at - clock() <= timedelta(minutes=1)
+
+    clock.advance(minutes=1, seconds=1)
+    await scheduler.tick()
+    again = job(service, f"license_refresh:{district.id}")
+    assert again.consecutive_failures == 2
+    assert again.next_run_at - clock() <= timedelta(minutes=2)
+
+    data = await graphql_data(
+        client,
+        district.manager_token,
+        "{ scheduledJobs { name kind lastOutcome lastError consecutiveFailures } }",
+    )
+    jobs = {item["name"]: item for item in data["scheduledJobs"]}
+    assert jobs[f"license_refresh:{district.id}"]["lastOutcome"] == "failed"
+    assert jobs[f"license_refresh:{district.id}"]["consecutiveFailures"] == 2
+
+
+async def test_the_passing_of_midnight_expires_a_license_without_a_sync(
+    service, clock, make_district, client
+):
+    from datetime import UTC, date, datetime
+
+    from db.models import Alert
+
+    clock.set(datetime(2026, 6, 30, 12, 0, tzinfo=UTC))
+    district = await make_district("riverside", expires_on=date(2026, 6, 30))
+    scheduler = Scheduler(service, holder="runner")
+    await scheduler.tick()
+
+    clock.set(datetime(2026, 7, 1, 0, 10, tzinfo=UTC))
+    await scheduler.tick()
+
+    with service.database.read() as session:
+        kinds = {
+            row.kind
+            for row in session.exec(
+                select(Alert).where(Alert.district_id == district.id, Alert.resolved_at.is_(None))
+            ).all()
+        }
+    assert "EXPIRED" in kinds

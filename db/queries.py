@@ -14,7 +14,7 @@ from sqlalchemy import and_, delete, distinct, func, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
-from db.models import Device, DistrictUsage, RosterRecord, RosterStaging
+from db.models import Device, DistrictUsage, RosterRecord, RosterStaging, RosterSyncRun
 
 STUDENT = "student"
 STAFF = "staff"
@@ -207,3 +207,26 @@ def swap_in_staged_roster(session: Session, *, district_id: int, source: str, ru
 
 def discard_staging(session: Session, *, run_id: int) -> None:
     session.execute(delete(staging).where(staging.c.run_id == run_id))
+
+
+def roster_failing_since(session: Session, *, district_id: int) -> datetime | None:
+    """When the earliest still-unresolved roster sync failure began: the first failed run of
+    any source since that source's last applied run, or None when every source is healthy."""
+    runs = RosterSyncRun.__table__
+    applied = runs.alias("applied")
+    last_applied = (
+        select(func.coalesce(func.max(applied.c.id), 0))
+        .where(
+            applied.c.district_id == runs.c.district_id,
+            applied.c.source == runs.c.source,
+            applied.c.status == "applied",
+        )
+        .scalar_subquery()
+    )
+    return session.execute(
+        select(func.min(runs.c.started_at)).where(
+            runs.c.district_id == district_id,
+            runs.c.status == "failed",
+            runs.c.id > last_applied,
+        )
+    ).scalar_one()

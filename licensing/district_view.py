@@ -7,6 +7,7 @@ from datetime import date, datetime, timedelta
 
 from sqlmodel import Session, select
 
+from db import queries
 from db.models import District, License, LicenseSettings, LicenseSyncState
 from licensing import rules
 from licensing.alert_state import (
@@ -29,6 +30,7 @@ class DistrictSnapshot:
     usage: UsageCounts
     threshold: int
     open_alerts: list[AlertRecord]
+    roster_failing_since: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,7 @@ def read_snapshot(session: Session, *, district_id: int) -> DistrictSnapshot:
         usage=current_usage(session, district_id=district_id),
         threshold=settings.students_remaining_threshold if settings else rules.DEFAULT_THRESHOLD,
         open_alerts=open_alerts(session, district_id=district_id),
+        roster_failing_since=queries.roster_failing_since(session, district_id=district_id),
     )
 
 
@@ -89,7 +92,9 @@ def facts_for(snapshot: DistrictSnapshot) -> rules.LicenseFacts | None:
         expires_on=license_row.expires_on,
         overage_allowance=license_row.overage_allowance,
         time_zone=snapshot.district.time_zone,
-        sync_failing_since=snapshot.sync.failing_since if snapshot.sync else None,
+        sync_failing_since=_earliest(
+            snapshot.sync.failing_since if snapshot.sync else None, snapshot.roster_failing_since
+        ),
     )
 
 
@@ -100,6 +105,11 @@ def current_alerts(
     if facts is None:
         return []
     return rules.alerts_for(facts, now=now, sync_failing_tolerance=sync_failing_tolerance)
+
+
+def _earliest(*moments: datetime | None) -> datetime | None:
+    known = [moment for moment in moments if moment is not None]
+    return min(known) if known else None
 
 
 def reevaluate_alerts(

@@ -256,3 +256,37 @@ async def test_data_sources_needs_manage_settings(service, district_id, client):
     response = await graphql(client, token, "{ dataSources { name } }")
 
     assert response.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
+
+async def test_a_source_failing_beyond_the_tolerance_raises_sync_failing_until_it_recovers(
+    service, district_id, source, clock, issuer
+):
+    from sqlmodel import select
+
+    from db.models import Alert
+
+    issuer.write("riverside", seats=100)
+    await service.license_updater.refresh(district_id=district_id, actor="test")
+    source.records = roster(10)
+    await sync(service, district_id)
+
+    def open_kinds() -> set[str]:
+        service.read_district_state(district_id)
+        with service.database.read() as session:
+            rows = session.exec(
+                select(Alert).where(Alert.district_id == district_id, Alert.resolved_at.is_(None))
+            ).all()
+        return {row.kind for row in rows}
+
+    source.fail_after = 0
+    await sync(service, district_id)
+    clock.advance(hours=23)
+    await sync(service, district_id)
+    assert "SYNC_FAILING" not in open_kinds()
+
+    clock.advance(hours=1, seconds=1)  # 24 hours since the first failure
+    assert "SYNC_FAILING" in open_kinds()
+
+    source.fail_after = None
+    assert (await sync(service, district_id)).status == "applied"
+    assert "SYNC_FAILING" not in open_kinds()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import ipaddress
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -22,6 +21,8 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from plugins.fields import is_loopback as _is_loopback
 
 CONFIG_FILE_VARIABLE = "LICENSING_CONFIG"
 DEFAULT_CONFIG_FILE = Path("licensing.toml")
@@ -89,15 +90,6 @@ class WebhookConfig(BaseModel):
                 "::1); use https"
             )
         return value
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class DistrictConfig(BaseModel):

@@ -23,12 +23,11 @@ Options (``[districts.<slug>.roster_sources.<name>.options]``):
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -36,6 +35,11 @@ import anyio
 import httpx
 from httpx_retries import Retry
 
+from plugins.fields import checked_base_url
+from plugins.fields import day as _date
+from plugins.fields import describe_error as _describe
+from plugins.fields import text as _text
+from plugins.fields import timestamp as _timestamp
 from plugins.hookspecs import hookimpl
 from plugins.http import create_client, retry_policy
 from plugins.records import DistrictRef, RosterFileError, RowProblem, SourceError, StudentRecord
@@ -72,7 +76,11 @@ class CleverOptions:
         token = _text(options.get("token"))
         if not token:
             raise SourceError("Clever needs the district's bearer token in option token.")
-        base_url = _checked_url(options.get("base_url") or DEFAULT_BASE_URL)
+        base_url = checked_base_url(
+            options.get("base_url") or DEFAULT_BASE_URL,
+            where="Clever: base_url",
+            carries="the token",
+        )
         page_size = options.get("page_size", DEFAULT_PAGE_SIZE)
         if (
             isinstance(page_size, bool)
@@ -360,60 +368,6 @@ def _epoch(value: str | None) -> float | None:
         return float(text) if text else None
     except ValueError:
         return None
-
-
-def _describe(error: Exception) -> str:
-    text = str(error).strip()
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
-
-
-def _text(value: Any) -> str | None:
-    if value is None or isinstance(value, (dict, list)):
-        return None
-    text = str(value).strip()
-    return text or None
-
-
-def _timestamp(value: Any) -> datetime | None:
-    text = _text(value)
-    if text is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _date(value: Any) -> date | None:
-    text = _text(value)
-    if text is None:
-        return None
-    try:
-        return date.fromisoformat(text[:10])
-    except ValueError:
-        return None
-
-
-def _checked_url(value: Any) -> str:
-    text = _text(value) or ""
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise SourceError(f"Clever: base_url {text!r} is not an http(s) URL.")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
-        raise SourceError(
-            f"Clever: base_url {text!r} is plain http; the token travels only over https."
-        )
-    return text.rstrip("/")
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @hookimpl(trylast=True)

@@ -12,7 +12,6 @@ the host with ``max_age`` set, so the host refuses one whose ``signed_at`` is no
 
 from __future__ import annotations
 
-import ipaddress
 import json
 from collections.abc import Mapping
 from dataclasses import replace
@@ -24,6 +23,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 from circuitbreaker import CircuitBreaker
 
+from plugins.fields import is_loopback as _is_loopback
 from plugins.hookspecs import hookimpl
 from plugins.http import create_client, retry_policy
 from plugins.records import DamagedLicenseError, DistrictRef, SignedLicense, SourceError
@@ -129,15 +129,6 @@ def _connection(district: DistrictRef, options: Mapping[str, Any]) -> tuple[str,
     if parts.query or parts.fragment:
         raise SourceError(f"{where}: url {url!r} must not carry a query or fragment.")
     return url, api_key.strip()
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _positive(options: Mapping[str, Any], name: str, default: float, kind: type) -> Any:

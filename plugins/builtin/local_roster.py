@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 from licensing.roster import lifecycle_of, role_of
+from plugins.fields import timestamp
 from plugins.hookspecs import hookimpl
 from plugins.records import DistrictRef, RosterFileError, RowProblem, SourceError, StudentRecord
 
@@ -151,7 +151,7 @@ def _record(line: int, row: dict[str, Any]) -> tuple[StudentRecord | None, list[
                 problems.append(RowProblem(line, column, str(error)))
     last_modified = None
     if (modified_text := text("last_modified")) is not None:
-        last_modified = _parse_timestamp(modified_text)
+        last_modified = timestamp(modified_text)
         if last_modified is None:
             problems.append(
                 RowProblem(line, "last_modified", f"{modified_text!r} is not an ISO 8601 date")
@@ -176,18 +176,6 @@ def _record(line: int, row: dict[str, Any]) -> tuple[StudentRecord | None, list[
         ),
         [],
     )
-
-
-def _parse_timestamp(value: str) -> datetime | None:
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        try:
-            day = date.fromisoformat(value)
-        except ValueError:
-            return None
-        parsed = datetime(day.year, day.month, day.day)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _merge_schools(first: StudentRecord, second: StudentRecord) -> StudentRecord | None:

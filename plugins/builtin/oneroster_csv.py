@@ -50,10 +50,12 @@ import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from plugins.fields import day as _date
+from plugins.fields import timestamp as _timestamp
 from plugins.hookspecs import hookimpl
 from plugins.records import DistrictRef, RosterFileError, RowProblem, SourceError, StudentRecord
 
@@ -751,29 +753,6 @@ def _split(text: str) -> tuple[str, ...]:
         item = text.strip()
         return (item,) if item else ()
     return tuple(item for item in (part.strip() for part in text.split(",")) if item)
-
-
-def _timestamp(text: str) -> datetime | None:
-    """An ISO 8601 date and time (UTC when it gives no zone), or a date (midnight UTC)."""
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
-
-
-def _date(text: str) -> date | None:
-    """An ISO 8601 date (a date and time is taken for its date)."""
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        pass
-    try:
-        return datetime.fromisoformat(text).date()
-    except ValueError:
-        return None
 
 
 @hookimpl(trylast=True)

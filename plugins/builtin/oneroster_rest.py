@@ -35,14 +35,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import ipaddress
 import json
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
 
 import httpx
 from authlib.common.encoding import to_bytes
@@ -51,6 +48,11 @@ from authlib.oauth1.rfc5849.errors import OAuth1Error
 from authlib.oauth1.rfc5849.signature import generate_signature_base_string
 from authlib.oauth1.rfc5849.util import escape
 
+from plugins.fields import checked_base_url
+from plugins.fields import day as _date
+from plugins.fields import describe_error as _describe
+from plugins.fields import text as _text
+from plugins.fields import timestamp as _timestamp
 from plugins.hookspecs import hookimpl
 from plugins.http import create_client, retry_policy
 from plugins.records import (
@@ -442,38 +444,6 @@ def _unique(values: Any) -> list[str]:
     return list(dict.fromkeys(value for value in values if value))
 
 
-def _text(value: Any) -> str | None:
-    if value is None or isinstance(value, (dict, list)):
-        return None
-    text = str(value).strip()
-    return text or None
-
-
-def _timestamp(value: Any) -> datetime | None:
-    """An ISO 8601 date or date and time (UTC when no zone is given); None when unreadable."""
-    text = _text(value)
-    if text is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        day = _date(text)
-        if day is None:
-            return None
-        parsed = datetime(day.year, day.month, day.day)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _date(value: Any) -> date | None:
-    text = _text(value)
-    if text is None:
-        return None
-    try:
-        return date.fromisoformat(text[:10])
-    except ValueError:
-        return None
-
-
 def _total_count(response: httpx.Response) -> int | None:
     for name in TOTAL_COUNT_HEADERS:
         value = response.headers.get(name, "").strip()
@@ -508,35 +478,6 @@ def _check_status(response: httpx.Response, where: str, config: OneRosterOptions
             "Nothing was changed; the previous roster is kept."
         )
     raise SourceError(f"The OneRoster server answered {where} with {reason}. Nothing was changed.")
-
-
-def _describe(error: Exception) -> str:
-    text = str(error).strip()
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
-
-
-def _checked_url(value: Any, option: str) -> str:
-    text = _text(value)
-    if not text:
-        raise SourceError(f"OneRoster REST needs option {option}, e.g. https://sis.example.org.")
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise SourceError(f"OneRoster REST: {option} {text!r} is not an http(s) URL.")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
-        raise SourceError(
-            f"OneRoster REST: {option} {text!r} is plain http; credentials and student data "
-            "travel only over https."
-        )
-    return text.rstrip("/")
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class _ClientCredentials:
@@ -649,3 +590,9 @@ class _SigningTransport(httpx.AsyncBaseTransport):
 @hookimpl(trylast=True)
 def register_roster_sources(settings: Any) -> list[Any]:
     return [OneRosterRestSource(settings)]
+
+
+def _checked_url(value: object, option: str) -> str:
+    return checked_base_url(
+        value, where=f"OneRoster REST: {option}", carries="credentials and student data"
+    )

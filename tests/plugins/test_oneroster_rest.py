@@ -500,7 +500,7 @@ async def test_records_stream_page_by_page(source):
 @pytest.mark.parametrize(
     ("bad", "message"),
     [
-        ({"base_url": None}, "needs option base_url"),
+        ({"base_url": None}, "base_url is missing"),
         ({"base_url": "ftp://sis.example.org"}, "not an http"),
         ({"base_url": "http://sis.example.org"}, "plain http"),
         ({"version": "1.0"}, "version '1.0' is not supported"),

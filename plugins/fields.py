@@ -1,0 +1,89 @@
+"""Reading the fields that sources send: text, dates, times and server addresses, one way.
+
+Built-in plugins share these so that every source reads "2026-08-15T09:30:00Z", a blank value or
+a plain-http address the same way; third-party plugins may use them too.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from datetime import UTC, date, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from plugins.records import SourceError
+
+LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
+
+
+def text(value: Any) -> str | None:
+    """The value as stripped text; None for nothing, blanks and structured values."""
+    if value is None or isinstance(value, dict | list):
+        return None
+    stripped = str(value).strip()
+    return stripped or None
+
+
+def timestamp(value: Any) -> datetime | None:
+    """An ISO 8601 date and time in UTC (UTC when it names no zone; a bare date is midnight
+    UTC); None when it is missing or unreadable."""
+    written = text(value)
+    if written is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(written.replace("Z", "+00:00"))
+    except ValueError:
+        only_day = day(written)
+        if only_day is None:
+            return None
+        parsed = datetime(only_day.year, only_day.month, only_day.day)
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def day(value: Any) -> date | None:
+    """An ISO 8601 date (a date and time is taken for its date); None when unreadable."""
+    written = text(value)
+    if written is None:
+        return None
+    try:
+        return date.fromisoformat(written[:10])
+    except ValueError:
+        return None
+
+
+def describe_error(error: Exception) -> str:
+    """An exception as "Type: message", for messages shown to administrators."""
+    message = str(error).strip()
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
+
+
+def is_loopback(host: str) -> bool:
+    """True for this machine's own addresses, where plain http never crosses a network."""
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def checked_base_url(value: Any, *, where: str, carries: str) -> str:
+    """A server's base URL without its trailing slash: http(s), and https unless loopback.
+
+    ``where`` names the setting in messages (e.g. "Clever: base_url"); ``carries`` says what
+    would travel unencrypted over plain http (e.g. "the token").
+    """
+    written = text(value)
+    if not written:
+        raise SourceError(
+            f"{where} is missing: give the server's address, e.g. https://sis.example.org."
+        )
+    parts = urlsplit(written)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SourceError(f"{where} {written!r} is not an http(s) URL.")
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
+        raise SourceError(
+            f"{where} {written!r} is plain http; {carries} travel only over https "
+            "(plain http is accepted only on this machine's loopback)."
+        )
+    return written.rstrip("/")

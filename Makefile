@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test lint format schema clean
+.PHONY: run test test-postgres lint format schema clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,13 @@ test: $(INSTALLED)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
+
+# The suite again on PostgreSQL: LICENSING_TEST_DATABASE_URL names a server where the role may create
+# databases (each test gets a new one), e.g. postgresql+psycopg://USER:PASSWORD@127.0.0.1:5432/postgres
+test-postgres: $(INSTALLED)
+	@test -n "$$LICENSING_TEST_DATABASE_URL" || \
+		{ echo "Set LICENSING_TEST_DATABASE_URL to a PostgreSQL server URL." >&2; exit 2; }
+	LICENSING_REQUIRE_POSTGRES=1 $(BIN)/pytest
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .

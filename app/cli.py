@@ -141,7 +141,16 @@ def worker() -> None:
 
 
 @cli.command()
-def demo() -> None:
+def demo(
+    sign_in_link: Annotated[
+        bool | None,
+        typer.Option(
+            "--sign-in-link/--no-sign-in-link",
+            help="Create a MANAGE_SETTINGS token and print a sign-in link for the Licensing tab. "
+            "Default: when standard error is a terminal (as under `make run`).",
+        ),
+    ] = None,
+) -> None:
     """Create the demo district (1000 seats, 960 active students) unless it exists."""
     built = service(upgrade=True)
     if demo_district.demo_exists(built):
@@ -152,12 +161,48 @@ def demo() -> None:
             f"Created the demo district {demo_district.DEMO_SLUG!r}: "
             f"{demo_district.DEMO_NAME}, 960 / 1000 licenses used, alert threshold 50."
         )
+    if sign_in_link is None:
+        sign_in_link = sys.stderr.isatty()
+    if sign_in_link:
+        print_sign_in_link(built)
     say(
-        "Sign in with a token:\n"
+        "Or sign in with a token:\n"
         "  TOKEN=$(.venv/bin/licensing token create --district demo --permission MANAGE_SETTINGS)\n"
         '  curl -s http://127.0.0.1:8000/graphql -H "Authorization: Bearer $TOKEN" \\\n'
         "    -H 'Content-Type: application/json' \\\n"
         '    -d \'{"query": "{ license { display level status } alerts { message } }"}\''
+    )
+
+
+def print_sign_in_link(built: LicensingService) -> None:
+    """A fresh MANAGE_SETTINGS token for the demo, in a link's fragment (never sent to the server
+    or its logs): the page exchanges it once for its session cookie and removes it from the
+    address bar (docs/licensing-tab.md)."""
+    config = built.settings
+    with built.database.write() as session:
+        demo_row = session.exec(
+            select(District).where(District.slug == demo_district.DEMO_SLUG)
+        ).one()
+        token, secret = create_token(
+            session,
+            district=demo_row,
+            name="demo sign-in link",
+            permissions={Permission.MANAGE_SETTINGS},
+            now=built.clock(),
+        )
+        record_event(
+            session,
+            district_id=demo_row.id,
+            actor="command line",
+            action="token_created",
+            outcome="created",
+            now=built.clock(),
+            new={"id": token.id, "name": token.name, "permissions": token.permissions},
+        )
+    host = "127.0.0.1" if config.host in ("0.0.0.0", "::", "") else config.host
+    say(
+        "Open the Licensing tab with this one-time sign-in link (once `licensing serve` runs):\n"
+        f"  http://{host}:{config.port}/#token={secret}\n"
     )
 
 

@@ -1,4 +1,5 @@
-"""The Starlette application: the dashboard at /, GraphQL at /graphql, health at /healthz."""
+"""The Starlette application: the dashboard at /, GraphQL at /graphql, health at /healthz,
+the dashboard's sign-in at /session."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from starlette.staticfiles import StaticFiles
 
 from app.reports import REPORT_PATH, active_students_csv
 from app.runtime import build_service
+from app.sessions import session_routes
 from graph.http import LicensingGraphQL
 from graph.schema import build_schema
 from licensing.scheduler import Scheduler
@@ -67,6 +69,7 @@ def create_app(service: LicensingService | None = None) -> Starlette:
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route(REPORT_PATH, active_students_csv(service), methods=["GET"]),
+            *session_routes(service),  # the Licensing tab's sign-in cookie (app/sessions.py)
             Mount("/", StaticFiles(directory=WEB_DIR, html=True)),
         ],
         lifespan=lifespan,

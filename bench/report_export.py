@@ -174,9 +174,12 @@ def download_to(output: Path) -> None:
     app = create_app(service)
     done = anyio.Event()
     status: list[int] = []
+    requested: list[bool] = []
 
     async def receive() -> dict[str, Any]:
-        if not done.is_set() and not status:
+        # The request once; then nothing until the response is complete (no early disconnect).
+        if not requested:
+            requested.append(True)
             return {"type": "http.request", "body": b"", "more_body": False}
         await done.wait()
         return {"type": "http.disconnect"}

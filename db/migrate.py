@@ -9,11 +9,13 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import text
 
 from db.models import metadata
-from db.session import Database
+from db.session import DISTRICT_LOCK_NAMESPACE, Database
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+MIGRATION_LOCK_KEY = 0  # district ids start at 1, so this key is the migrations' alone
 
 
 def alembic_config(database: Database) -> Config:
@@ -26,9 +28,18 @@ def alembic_config(database: Database) -> Config:
 
 
 def upgrade(database: Database) -> None:
-    """Bring the database to the newest schema; existing rows are kept."""
+    """Bring the database to the newest schema; existing rows are kept.
+
+    Every process upgrades at start; on PostgreSQL an advisory lock makes simultaneous starts
+    (several hosts, ``serve`` beside ``worker``) take turns, so the later ones find nothing to do.
+    """
     config = alembic_config(database)
     with database.engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(
+                text("SELECT pg_advisory_xact_lock(:namespace, :key)"),
+                {"namespace": DISTRICT_LOCK_NAMESPACE, "key": MIGRATION_LOCK_KEY},
+            )
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
 

@@ -3,6 +3,14 @@
 SQLite is set up for a server: WAL so readers never wait for the writer, a busy timeout instead of
 "database is locked", foreign keys on, and write transactions that take the write lock when they
 begin (``BEGIN IMMEDIATE``) so two writers cannot deadlock upgrading a read lock.
+
+PostgreSQL runs write transactions at READ COMMITTED, so several run at once. The sections that
+read a district's state and then write on its strength (the force-update cooldown claim, applying
+a license, a roster or a threshold, alert reconciliation) first take ``lock_district``: an advisory
+lock per district, held until commit or rollback, so they take turns per district while other
+districts go on. They take it before their first write, so no transaction ever waits for the lock
+while holding a row another holder of the lock needs (no deadlock). On SQLite it does nothing:
+BEGIN IMMEDIATE has already made the transaction the only writer.
 """
 
 from __future__ import annotations
@@ -12,12 +20,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
+# The first key of the two-key advisory locks this service takes ("M1" + "LI"); the district id is
+# the second, so another application's advisory locks in the same database never collide.
+DISTRICT_LOCK_NAMESPACE = 0x4D314C49
 
 
 class Database:
@@ -45,6 +56,18 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def lock_district(session: Session, district_id: int) -> None:
+    """Make the rest of this write transaction wait for, and exclude, any other transaction holding
+    the same district's lock. PostgreSQL: ``pg_advisory_xact_lock``, held until commit or rollback
+    and re-entrant within a transaction. SQLite: nothing to do, a write transaction is exclusive."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    session.execute(
+        text("SELECT pg_advisory_xact_lock(:namespace, :district_id)"),
+        {"namespace": DISTRICT_LOCK_NAMESPACE, "district_id": district_id},
+    )
 
 
 def _create_engine(url: str, *, is_sqlite: bool) -> Engine:

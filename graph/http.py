@@ -4,6 +4,11 @@ Websockets (graphql-transport-ws only, for the live subscriptions) sign in with 
 tokens: in the handshake's ``Authorization`` header, or in the ``connection_init`` payload as
 ``{"Authorization": "Bearer <token>"}``. A bad header refuses the handshake with the HTTP 401
 answer; a missing or bad payload token closes the socket with 4403 Forbidden before any data.
+
+The Licensing tab (web/) signs in once and then sends the session cookie that app/sessions.py
+sets (``SESSION_COOKIE``). HTTP requests without an ``Authorization`` header are signed in by that
+cookie; a POST signed in by cookie must also pass the CSRF check (``csrf_refusal``). A bearer
+token always wins over the cookie, and websockets never use the cookie.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from cross_web import HTTPException
 from starlette.requests import HTTPConnection, Request
@@ -35,6 +41,11 @@ from licensing.service import DistrictState, LicensingService
 from licensing.tokens import Principal
 
 PRINCIPAL_SCOPE_KEY = "licensing.principal"
+# The Licensing tab's session cookie (HttpOnly, SameSite=Strict); set by app/sessions.py.
+SESSION_COOKIE = "licensing_session"
+# Same-origin pages may send this header instead of (or with) the Origin header.
+CSRF_HEADER = "x-requested-with"
+CSRF_HEADER_VALUE = "licensing-tab"
 SECRET_SCOPE_KEY = "licensing.token_secret"
 
 # A websocket that has not signed in within this time is closed (4408).
@@ -186,7 +197,13 @@ class LicensingGraphQL(GraphQL):
         return UNSET
 
     async def _principal(self, request: HTTPConnection) -> Principal | Response:
-        """The caller, or the 401 response explaining why they are not signed in."""
+        """The caller, or the 401 (or CSRF 403) response explaining why they are not signed in."""
+        if (
+            request.scope["type"] == "http"
+            and "authorization" not in request.headers
+            and request.cookies.get(SESSION_COOKIE)
+        ):
+            return await self._cookie_principal(request)
         header = request.headers.get("authorization", "")
         secret = _bearer_secret(header)
         challenge = {"WWW-Authenticate": 'Bearer realm="licensing"'}
@@ -207,6 +224,21 @@ class LicensingGraphQL(GraphQL):
             )
         return principal
 
+    async def _cookie_principal(self, request: HTTPConnection) -> Principal | Response:
+        """The caller signed in by the Licensing tab's session cookie; a POST must pass CSRF."""
+        if request.scope.get("method") == "POST":
+            refusal = csrf_refusal(request)
+            if refusal is not None:
+                return refusal
+        principal = await self.service.authenticate(request.cookies[SESSION_COOKIE])
+        if principal is None:
+            return error_response(
+                401,
+                "UNAUTHENTICATED",
+                "The session has ended (its token is not valid or has been revoked): sign in again.",
+            )
+        return principal
+
     def parse_json(self, data: str | bytes) -> Any:
         # Strawberry expects an object (or a batch list) and fails with a 500 on a bare value.
         parsed = super().parse_json(data)
@@ -224,6 +256,29 @@ class LicensingGraphQL(GraphQL):
                 context.sign_in(principal, request.scope[SECRET_SCOPE_KEY])
             return context
         return GraphContext(principal=request.scope[PRINCIPAL_SCOPE_KEY], service=self.service)
+
+
+def csrf_refusal(request: HTTPConnection) -> Response | None:
+    """None when a cookie-authenticated request comes from the tab itself, else the 403 answer.
+
+    A cross-site form or script cannot set ``X-Requested-With: licensing-tab`` without a CORS
+    preflight (which this server never grants), and browsers always send ``Origin`` with a POST:
+    either one proves the request is same-origin. SameSite=Strict on the cookie is the first line.
+    """
+    if request.headers.get(CSRF_HEADER, "").strip().lower() == CSRF_HEADER_VALUE:
+        return None
+    origin = request.headers.get("origin")
+    host = request.headers.get("host")
+    if origin and host and origin != "null":
+        parsed = urlsplit(origin)
+        if parsed.scheme in ("http", "https") and parsed.netloc.lower() == host.lower():
+            return None
+    return error_response(
+        403,
+        "CSRF",
+        "Refused: a request signed in by the session cookie must come from the Licensing tab "
+        "itself (same Origin, or the header 'X-Requested-With: licensing-tab').",
+    )
 
 
 def _bearer_secret(header: object) -> str | None:

@@ -13,6 +13,7 @@ from datetime import datetime
 from sqlmodel import Session, col, select
 
 from db.models import Alert, ChangeEvent
+from db.session import lock_district
 from licensing.rules import AlertKind, AlertPlacement, AlertSeverity, AlertSpec
 
 
@@ -79,6 +80,7 @@ def reconcile_alerts(
     Each raise and resolution is also written to the change log, in the same transaction, so
     notifications and live subscribers learn of it exactly when it is committed.
     """
+    lock_district(session, district_id)  # two workers must not raise the same alert twice
     wanted = {spec.kind: spec for spec in current}
     stored = session.exec(
         select(Alert).where(Alert.district_id == district_id, col(Alert.resolved_at).is_(None))

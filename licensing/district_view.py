@@ -9,6 +9,7 @@ from sqlmodel import Session, select
 
 from db import queries
 from db.models import District, License, LicenseSettings, LicenseSyncState
+from db.session import lock_district
 from licensing import rules
 from licensing.alert_state import (
     LICENSE_TOPIC,
@@ -117,6 +118,7 @@ def reevaluate_alerts(
 ) -> list[AlertRecord]:
     """Bring stored alerts in line with the facts, in the transaction that changed them, and
     note the change for live subscribers."""
+    lock_district(session, district_id)  # re-entrant: callers normally took it at their start
     snapshot = read_snapshot(session, district_id=district_id)
     current = current_alerts(snapshot, now=now, sync_failing_tolerance=sync_failing_tolerance)
     record_change(session, district_id=district_id, topic=LICENSE_TOPIC, now=now)

@@ -23,7 +23,7 @@ from anyio import to_thread
 from sqlmodel import Session, select
 
 from db.models import District, License, LicenseSyncState
-from db.session import Database
+from db.session import Database, lock_district
 from licensing import signing
 from licensing.audit import record_event
 from licensing.district_view import reevaluate_alerts
@@ -95,6 +95,7 @@ class LicenseUpdater:
         """Seconds to wait when still cooling down; otherwise start the cooldown and return None."""
         now = self.clock()
         with self.database.write() as session:
+            lock_district(session, district_id)  # two workers must not both start a cooldown
             state = _sync_state(session, district_id)
             if state.last_forced_at is not None:
                 wait = state.last_forced_at + self.cooldown - now
@@ -183,6 +184,7 @@ class LicenseUpdater:
         now = self.clock()
         action = FORCED_ACTION if forced else REFRESH_ACTION
         with self.database.write() as session:
+            lock_district(session, district_id)
             held = session.exec(select(License).where(License.district_id == district_id)).first()
             if held is not None and terms.issued_at < held.issued_at:
                 problem = Problem(
@@ -232,6 +234,7 @@ class LicenseUpdater:
     def _record_failure(self, district_id: int, problem: Problem, actor: str, forced: bool) -> None:
         now = self.clock()
         with self.database.write() as session:
+            lock_district(session, district_id)
             action = FORCED_ACTION if forced else REFRESH_ACTION
             self._note_failure(session, district_id, problem, actor, action, now)
 

@@ -155,6 +155,8 @@ class Scheduler:
 
     def _claim(self, name: str) -> bool:
         now = self.service.clock()
+        # One conditional UPDATE is the claim, so no lock is needed: SQLite's writers take turns,
+        # and PostgreSQL re-checks the WHERE of a blocked UPDATE on the row the winner committed.
         with self.database.write() as session:
             result = session.execute(
                 update(ScheduledJob)

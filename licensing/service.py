@@ -15,7 +15,7 @@ import anyio
 from anyio import to_thread
 
 from db.models import LicenseSettings
-from db.session import Database
+from db.session import Database, lock_district
 from licensing import rules
 from licensing.alert_state import AlertRecord, agrees, reconcile_alerts, resolved_alerts
 from licensing.audit import AuditPage, audit_page, record_event
@@ -147,6 +147,7 @@ class LicensingService:
         open_alerts = snapshot.open_alerts
         if not agrees(open_alerts, alerts):
             with self.database.write() as session:
+                lock_district(session, district_id)
                 snapshot = read_snapshot(session, district_id=district_id)
                 alerts = current_alerts(
                     snapshot, now=now, sync_failing_tolerance=self.sync_failing_tolerance
@@ -169,6 +170,7 @@ class LicensingService:
         """Store a source's records, the new counts and the alerts they move, in one transaction."""
         now = self.clock()
         with self.database.write() as session:
+            lock_district(session, district_id)
             change = apply_roster(
                 session,
                 district_id=district_id,
@@ -196,6 +198,7 @@ class LicensingService:
         now = self.clock()
         district_id = principal.district_id
         with self.database.write() as session:
+            lock_district(session, district_id)
             before = current_usage(session, district_id=district_id)
             change = set_local_students_enabled(
                 session, district_id=district_id, ids=ids, enabled=enabled
@@ -368,6 +371,7 @@ class LicensingService:
         now = self.clock()
         district_id = principal.district_id
         with self.database.write() as session:
+            lock_district(session, district_id)
             snapshot = read_snapshot(session, district_id=district_id)
             if snapshot.license is None:
                 problems = [NO_LICENSE]

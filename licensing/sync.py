@@ -22,7 +22,7 @@ from sqlmodel import Session, col, select
 
 from db import queries
 from db.models import District, RosterSyncRun
-from db.session import Database
+from db.session import Database, lock_district
 from licensing.audit import record_event
 from licensing.district_view import reevaluate_alerts
 from licensing.districts import district_ref
@@ -198,6 +198,7 @@ class RosterSync:
         actor: str,
     ) -> SyncOutcome:
         with self.database.write() as session:
+            lock_district(session, district_id)
             run = session.get(RosterSyncRun, run_id)
             statistics = queries.staged_statistics(session, run_id=run_id)
             before, removed = queries.removed_active_people(
@@ -309,6 +310,7 @@ class RosterSync:
 
     def _confirm(self, district_id: int, source: str, actor: str) -> SyncOutcome:
         with self.database.write() as session:
+            lock_district(session, district_id)
             run = session.exec(
                 select(RosterSyncRun)
                 .where(

@@ -1,8 +1,12 @@
-"""Fixtures: every test gets its own data folder, SQLite file, clock and signing key."""
+"""Fixtures: every test gets its own data folder, database, clock and signing key.
+
+The database is a SQLite file, or with LICENSING_TEST_DATABASE_URL set a fresh PostgreSQL database
+(tests/utils/databases.py).
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import httpx
@@ -10,9 +14,18 @@ import pytest
 
 from app.factory import create_app
 from app.runtime import build_service
+from db.session import Database
 from licensing.service import LicensingService
 from licensing.settings import Settings
 from tests.utils.clock import FakeClock
+from tests.utils.databases import (
+    REQUIRE_POSTGRES,
+    REQUIRE_VARIABLE,
+    SERVER_URL,
+    SERVER_VARIABLE,
+    PostgresServer,
+    TestDatabases,
+)
 from tests.utils.districts import (
     LicenseIssuer,
     TestDistrict,
@@ -21,6 +34,51 @@ from tests.utils.districts import (
     public_key_text,
     students,
 )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if REQUIRE_POSTGRES and not SERVER_URL:
+        raise pytest.UsageError(f"{REQUIRE_VARIABLE} is set, so {SERVER_VARIABLE} must be too.")
+
+
+def pytest_report_header() -> str:
+    if SERVER_URL:
+        return f"database: PostgreSQL ({SERVER_VARIABLE}), a new database per test"
+    return "database: SQLite, a file per test"
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer | None]:
+    if not SERVER_URL:
+        yield None
+        return
+    server = PostgresServer(SERVER_URL)
+    yield server
+    server.dispose()
+
+
+@pytest.fixture
+def new_database_url(
+    tmp_path: Any, postgres_server: PostgresServer | None, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[..., str]]:
+    """new_database_url(name="licensing"): a new, empty database for this test, dropped after it.
+
+    Every Database the test opens (a command's, say) is disposed of at the end, so no pooled
+    connection is left for the garbage collector to find still open.
+    """
+    opened: list[Database] = []
+    open_database = Database.__init__
+
+    def tracked(self: Database, url: str) -> None:
+        open_database(self, url)
+        opened.append(self)
+
+    monkeypatch.setattr(Database, "__init__", tracked)
+    databases = TestDatabases(tmp_path, postgres_server)
+    yield databases.new
+    for database in opened:
+        database.dispose()
+    databases.drop_all()
 
 
 @pytest.fixture
@@ -50,10 +108,10 @@ def signing_key() -> Any:
 
 
 @pytest.fixture
-def settings(tmp_path: Any, signing_key: Any) -> Settings:
+def settings(tmp_path: Any, signing_key: Any, new_database_url: Callable[..., str]) -> Settings:
     return Settings(
         data_dir=tmp_path / "data",
-        database_url=f"sqlite:///{tmp_path / 'licensing.db'}",
+        database_url=new_database_url(),
         license_public_keys=[public_key_text(signing_key)],
     )
 

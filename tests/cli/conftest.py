@@ -1,8 +1,8 @@
-"""Every command-line test works on its own data folder and SQLite file."""
+"""Every command-line test works on its own data folder and database."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -13,12 +13,14 @@ from licensing.settings import load_settings
 
 
 @pytest.fixture(autouse=True)
-def database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every command in these tests uses this data folder and SQLite file."""
-    path = tmp_path / "cli.db"
+def database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, new_database_url: Callable[..., str]
+) -> str:
+    """Every command in these tests uses this data folder and database (its URL)."""
+    url = new_database_url("cli")
     monkeypatch.setenv("LICENSING_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("LICENSING_DATABASE_URL", f"sqlite:///{path}")
-    return path
+    monkeypatch.setenv("LICENSING_DATABASE_URL", url)
+    return url
 
 
 @pytest.fixture

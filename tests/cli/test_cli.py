@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import re
 import shutil
-import sqlite3
-from contextlib import closing
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.pool import NullPool
 from sqlmodel import select
 
 from db.models import District
@@ -36,15 +36,20 @@ def demo_usage(service: LicensingService) -> UsageCounts:
         return current_usage(session, district_id=demo_id(service))
 
 
-def execute(database: Path, sql: str) -> None:
-    """Change the database behind the service's back."""
-    with closing(sqlite3.connect(database)) as connection, connection:
-        connection.execute(sql)
+def execute(database: str, sql: str) -> None:
+    """Change the database (its URL) behind the service's back."""
+    engine = create_engine(database, poolclass=NullPool)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(sql)
+    engine.dispose()
 
 
-def count_rows(database: Path, table: str) -> int:
-    with closing(sqlite3.connect(database)) as connection:
-        return connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+def count_rows(database: str, table: str) -> int:
+    engine = create_engine(database, poolclass=NullPool)
+    with engine.connect() as connection:
+        count = connection.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar_one()
+    engine.dispose()
+    return count
 
 
 def create_token(*permissions: str) -> str:
@@ -268,7 +273,7 @@ def test_db_upgrade_twice_is_fine(database):
 
     assert "Database at revision" in first.stderr
     assert first.stderr == second.stderr
-    assert database.exists()
+    assert count_rows(database, "alembic_version") == 1
 
 
 def test_db_upgrade_keeps_existing_rows(demo, built):
@@ -288,7 +293,7 @@ def test_db_check_fails_when_a_row_is_changed_behind_the_services_back(demo, dat
         database,
         "UPDATE roster_record SET lifecycle = 'graduated' WHERE id = ("
         "SELECT min(id) FROM roster_record "
-        "WHERE role = 'student' AND lifecycle = 'active' AND enabled = 1)",
+        "WHERE role = 'student' AND lifecycle = 'active' AND enabled)",
     )
 
     result = run("db", "check", expect=1)

@@ -6,16 +6,18 @@ from db.migrate import current_revision, head_revision, pending_model_changes, u
 from db.session import Database
 
 
-def test_migrations_match_the_models(tmp_path):
-    database = Database(f"sqlite:///{tmp_path / 'fresh.db'}")
+def test_migrations_match_the_models(new_database_url):
+    database = Database(new_database_url("fresh"))
+    assert current_revision(database) is None
     upgrade(database)
 
     assert current_revision(database) == head_revision(database)
     assert pending_model_changes(database) == [], "models changed without a migration"
+    database.dispose()
 
 
-def test_upgrade_is_repeatable_and_keeps_rows(tmp_path):
-    database = Database(f"sqlite:///{tmp_path / 'kept.db'}")
+def test_upgrade_is_repeatable_and_keeps_rows(new_database_url):
+    database = Database(new_database_url("kept"))
     upgrade(database)
     with database.engine.begin() as connection:
         connection.execute(
@@ -31,6 +33,7 @@ def test_upgrade_is_repeatable_and_keeps_rows(tmp_path):
         slugs = connection.execute(text("SELECT slug FROM district")).scalars().all()
     assert slugs == ["kept"]
     assert "roster_record" in inspect(database.engine).get_table_names()
+    database.dispose()
 
 
 def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(tmp_path):

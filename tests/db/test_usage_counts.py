@@ -48,8 +48,10 @@ def _entry(record: StudentRecord) -> RosterEntry:
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(first_source=records_strategy, second_source=records_strategy)
-def test_sql_counts_agree_with_the_counting_rule(tmp_path, clock, first_source, second_source):
-    database = Database(f"sqlite:///{tmp_path / f'counts-{next(_counter)}.db'}")
+def test_sql_counts_agree_with_the_counting_rule(
+    new_database_url, clock, first_source, second_source
+):
+    database = Database(new_database_url(f"counts-{next(_counter)}"))
     upgrade(database)
     with database.write() as session:
         district = District(slug="d", official_name="D", created_at=clock())

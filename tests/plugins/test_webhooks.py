@@ -96,10 +96,12 @@ def receiver(clock: FakeClock) -> Iterator[Receiver]:
 
 
 @pytest.fixture
-def settings(tmp_path: Any, signing_key: Any, receiver: Receiver) -> Settings:
+def settings(
+    tmp_path: Any, signing_key: Any, receiver: Receiver, new_database_url: Any
+) -> Settings:
     return Settings(
         data_dir=tmp_path / "data",
-        database_url=f"sqlite:///{tmp_path / 'licensing.db'}",
+        database_url=new_database_url(),
         license_public_keys=[public_key_text(signing_key)],
         http=HttpSettings(attempt_deadline_seconds=5, read_timeout_seconds=5),
         districts={SLUG: DistrictConfig(webhooks=[WebhookConfig(url=receiver.url, secret=SECRET)])},
@@ -372,14 +374,14 @@ def test_signature_helpers_agree():
 
 
 async def test_endpoints_receive_only_the_events_they_ask_for(
-    tmp_path, signing_key, receiver, clock
+    tmp_path, signing_key, receiver, clock, new_database_url
 ):
     from app.runtime import build_service
     from tests.utils.districts import LicenseIssuer, TestDistrict, create_district
 
     settings = Settings(
         data_dir=tmp_path / "data",
-        database_url=f"sqlite:///{tmp_path / 'only-resolved.db'}",
+        database_url=new_database_url("only-resolved"),
         license_public_keys=[public_key_text(signing_key)],
         districts={
             SLUG: DistrictConfig(

@@ -1,0 +1,525 @@
+"""The Licensing tab in a real browser: Debian's Chromium driven by Playwright, against the real
+app served on 127.0.0.1. Any request to another host fails the test (the page needs no network).
+
+Without /usr/bin/chromium these tests skip (install it with `apt-get install chromium`), unless
+LICENSING_REQUIRE_BROWSER=1 (as in .ci/run), when they fail instead. Screenshots of each state
+are saved to tests/browser/artifacts/.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from app.factory import create_app
+from tests.fakes.serve import serve
+from tests.utils.districts import students
+
+pytestmark = pytest.mark.anyio
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+# Read at import: the isolated_environment fixture removes LICENSING_* variables from each test.
+REQUIRE_BROWSER = os.environ.get("LICENSING_REQUIRE_BROWSER") == "1"
+LAUNCH_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-quic",
+    "--disable-sync",
+    "--disable-default-apps",
+    "--disable-extensions",
+]
+HOW_TO_INSTALL = (
+    "Debian's Chromium is needed for the browser tests: install it with "
+    "`sudo apt-get update && sudo apt-get install -y chromium` (it must be /usr/bin/chromium), "
+    "and Playwright for Python with `.venv/bin/pip install -e '.[test]'`."
+)
+TIMEOUT_MS = 10_000
+
+
+def _browser_missing() -> str | None:
+    if not CHROMIUM.exists():
+        return f"{CHROMIUM} is missing. {HOW_TO_INSTALL}"
+    try:
+        import playwright.async_api  # noqa: F401
+    except ImportError:
+        return f"The playwright package is missing. {HOW_TO_INSTALL}"
+    return None
+
+
+@pytest.fixture
+def require_browser() -> None:
+    problem = _browser_missing()
+    if problem is None:
+        return
+    if REQUIRE_BROWSER:
+        pytest.fail(f"LICENSING_REQUIRE_BROWSER=1 but {problem}")
+    pytest.skip(problem)
+
+
+class Tab:
+    """One browser page on the served app, with the requests that left 127.0.0.1."""
+
+    def __init__(self, page: Any, base_url: str, external: list[str]) -> None:
+        self.page = page
+        self.base_url = base_url
+        self.external = external
+
+    async def screenshot(self, name: str) -> None:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        await self.page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+    async def sign_in(self, token: str) -> None:
+        page = self.page
+        await page.goto(self.base_url + "/")
+        await page.get_by_label("API token").fill(token)
+        await page.get_by_role("button", name="Sign in").click()
+        await page.locator("#license-count").filter(has_text="/").wait_for()
+
+    async def refresh(self) -> None:
+        """What the 30-second poll does, now: click Refresh now and wait for the new figures."""
+        count = await self.refreshes()
+        await self.page.get_by_role("button", name="Refresh now").click()
+        await self.page.wait_for_function(
+            "n => Number(document.body.dataset.refreshes || 0) > n", arg=count
+        )
+
+    async def refreshes(self) -> int:
+        return int(await self.page.evaluate("Number(document.body.dataset.refreshes || 0)"))
+
+
+@pytest.fixture
+async def browser(require_browser: None) -> AsyncIterator[Any]:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS
+        )
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+@pytest.fixture
+def served(service: Any) -> Any:
+    with serve(create_app(service)) as url:
+        yield url
+
+
+@pytest.fixture
+async def open_tab(browser: Any, served: str) -> AsyncIterator[Any]:
+    """open_tab(width=1280) -> Tab; fails the test if the page asked any host but 127.0.0.1."""
+    contexts: list[Any] = []
+    external: list[str] = []
+
+    async def guard(route: Any) -> None:
+        url = route.request.url
+        if urlsplit(url).hostname != "127.0.0.1":
+            external.append(url)
+            await route.abort()
+        else:
+            await route.continue_()
+
+    async def make(width: int = 1280, height: int = 900) -> Tab:
+        context = await browser.new_context(viewport={"width": width, "height": height})
+        context.set_default_timeout(TIMEOUT_MS)
+        await context.route("**/*", guard)
+        contexts.append(context)
+        page = await context.new_page()
+        return Tab(page, served, external)
+
+    yield make
+    for context in contexts:
+        await context.close()
+    assert external == [], f"the page requested hosts other than 127.0.0.1: {external}"
+
+
+async def text(page: Any, selector: str) -> str:
+    return " ".join((await page.locator(selector).inner_text()).split())
+
+
+# ---------------------------------------------------------------- reading the tab
+
+
+async def test_sign_in_and_read_the_license(make_district, issuer, open_tab):
+    district = await make_district(
+        "riverside", seats=1000, active=960, threshold=50, legal_entity_name="Riverside USD No. 7"
+    )
+    tab = await open_tab()
+    page = tab.page
+    await page.goto(tab.base_url + "/")
+    await page.get_by_label("API token").wait_for()
+    await tab.screenshot("01-sign-in")
+
+    await page.get_by_label("API token").fill("not-a-token")
+    await page.get_by_role("button", name="Sign in").click()
+    await page.get_by_text("not valid or has been revoked").wait_for()
+
+    await tab.sign_in(district.manager_token)
+    assert await text(page, "#license-count") == "960 / 1000"
+    assert await text(page, "#license-remaining") == "40 licenses remaining"
+    assert "Active" in await text(page, "#status-badge")
+    assert await text(page, "#licensed-to") == "Test District"
+    assert "Riverside USD No. 7" in await text(page, "#legal-entity")
+    assert "August 1, 2023" in await text(page, "#created-at")
+    assert "June 30, 2027" in await text(page, "#expires-at")
+    assert "days left" in await text(page, "#days-left")
+    # The colour has words and an icon, not colour alone.
+    level = await text(page, "#usage-level")
+    assert "Approaching threshold" in level
+    assert await page.locator("#usage-bar").get_attribute("class") == "usage-bar level-yellow"
+    assert "960 of 1,000 licenses used" in (
+        await page.locator("#usage-bar").get_attribute("aria-valuetext")
+    )
+    banner = page.get_by_role("region", name="License alerts")
+    assert "40 licenses remaining" in await banner.inner_text()
+    assert await banner.get_attribute("aria-live") == "polite"
+    assert await page.get_by_role("button", name=re.compile("dismiss|close", re.I)).count() == 0
+    assert (
+        await page.get_by_label("Number of Students Remaining to Show Alert").input_value() == "50"
+    )
+    assert "Recommended for your district's size" in await text(page, "#threshold-recommended")
+    await tab.screenshot("02-signed-in-approaching-limit")
+
+    # The session survives a reload (cookie), and the cookie is out of the page's reach.
+    await page.reload()
+    await page.locator("#license-count").filter(has_text="960 / 1000").wait_for()
+    assert await page.evaluate("document.cookie") == ""
+    cookies = await page.context.cookies()
+    session = next(cookie for cookie in cookies if cookie["name"] == "licensing_session")
+    assert session["httpOnly"] is True
+    assert session["sameSite"] == "Strict"
+
+    # Narrow screen: nothing overflows sideways at 360 px.
+    await page.set_viewport_size({"width": 360, "height": 800})
+    overflow = await page.evaluate(
+        "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    assert overflow <= 0
+    await tab.screenshot("03-narrow-360px")
+
+    # Sign out clears the session.
+    await page.set_viewport_size({"width": 1280, "height": 900})
+    await page.get_by_role("button", name="Sign out").click()
+    await page.get_by_label("API token").wait_for()
+    await page.reload()
+    await page.get_by_label("API token").wait_for()
+    assert not await page.locator("#tab").is_visible()
+
+
+async def test_expired_license_says_what_to_do(make_district, open_tab, clock):
+    from datetime import date
+
+    district = await make_district(seats=500, active=100, expires_on=date(2026, 10, 31))
+    tab = await open_tab()
+    await tab.sign_in(district.manager_token)
+    page = tab.page
+    assert "Expired" in await text(page, "#status-badge")
+    assert "Contact Manage1to1 Support immediately" in await text(page, "#status-guidance")
+    assert "expired" in await text(page, "#days-left")
+    await tab.screenshot("04-expired")
+
+
+async def test_renewal_guidance_from_90_days_out(make_district, open_tab):
+    from datetime import date
+
+    district = await make_district(seats=500, active=100, expires_on=date(2027, 1, 31))
+    tab = await open_tab()
+    await tab.sign_in(district.manager_token)
+    guidance = await text(tab.page, "#renewal-guidance")
+    assert "Start the renewal conversation" in guidance
+    assert "Well below limit" in await text(tab.page, "#usage-level")
+    await tab.screenshot("05-renewal-due-green")
+
+
+# ---------------------------------------------------------------- settings and force update
+
+
+async def test_save_an_invalid_then_a_valid_threshold(make_district, open_tab):
+    district = await make_district(seats=1000, active=500, threshold=50)
+    tab = await open_tab()
+    await tab.sign_in(district.manager_token)
+    page = tab.page
+    field = page.get_by_label("Number of Students Remaining to Show Alert")
+
+    await field.fill("5000")
+    await page.get_by_role("button", name="Save Settings").click()
+    error = page.locator("#threshold-error")
+    await error.filter(has_text=re.compile(r"\S")).wait_for()
+    assert await field.get_attribute("aria-invalid") == "true"
+    assert "threshold-error" in (await field.get_attribute("aria-describedby"))
+    await tab.screenshot("06-threshold-invalid")
+
+    await field.fill("75")
+    await page.get_by_role("button", name="Save Settings").click()
+    await page.get_by_text("Settings saved.").wait_for()
+    assert await error.inner_text() == ""
+    assert await field.input_value() == "75"
+    assert "75 licenses or fewer" in await text(page, "#settings-result")
+    await tab.screenshot("07-threshold-saved")
+
+    # The server kept it.
+    await page.reload()
+    await page.locator("#license-count").filter(has_text="/").wait_for()
+    assert await page.get_by_label("Number of Students Remaining to Show Alert").input_value() == (
+        "75"
+    )
+
+
+async def test_force_update_twice_is_throttled_the_second_time(make_district, open_tab):
+    district = await make_district(seats=1000, active=500)
+    tab = await open_tab()
+    await tab.sign_in(district.manager_token)
+    page = tab.page
+    button = page.get_by_role("button", name="Force License Update")
+    result = page.locator("#force-result")
+
+    await button.click()
+    await result.filter(has_text="already up to date").wait_for()
+    await tab.screenshot("08-force-update-up-to-date")
+
+    await button.click()
+    await result.filter(has_text="Try again in").wait_for()
+    assert re.search(r"Try again in \d[\d,]* seconds?", await result.inner_text())
+    assert await button.is_enabled()
+    await tab.screenshot("09-force-update-throttled")
+
+
+async def test_force_update_shows_progress_while_it_runs(make_district, open_tab):
+    district = await make_district(seats=1000, active=500)
+    tab = await open_tab()
+    await tab.sign_in(district.manager_token)
+    page = tab.page
+    release: list[Any] = []
+
+    async def hold(route: Any) -> None:
+        body = route.request.post_data or ""
+        if "forceLicenseUpdate" in body:
+            release.append(route)
+        else:
+            await route.continue_()
+
+    await page.route("**/graphql", hold)
+    await page.get_by_role("button", name="Force License Update").click()
+    busy = page.locator("#force-update[aria-busy='true']")
+    await busy.wait_for()
+    assert await busy.is_disabled()
+    assert "Contacting the Manage1to1 licensing server" in await text(page, "#force-result")
+    await tab.screenshot("10-force-update-in-progress")
+    for _ in range(100):
+        if release:
+            break
+        await page.wait_for_timeout(50)
+    assert release, "the force update request was not sent"
+    await release[0].continue_()
+    await page.locator("#force-result").filter(has_text="up to date").wait_for()
+    await page.locator("#force-update:not([aria-busy])").wait_for()
+    assert await page.locator("#force-update").is_enabled()
+
+
+# ---------------------------------------------------------------- live numbers and the banner
+
+
+async def test_banner_appears_past_the_threshold_and_goes_when_capacity_rises(
+    make_district, issuer, service, open_tab
+):
+    district = await make_district("hillview", seats=1000, active=900, threshold=50)
+    tab = await open_tab()
+    await tab.sign_in(district.manager_token)
+    page = tab.page
+    banner = page.get_by_role("region", name="License alerts")
+    assert (await banner.inner_text()).strip() == ""
+    assert "Well below limit" in await text(page, "#usage-level")
+
+    # 60 more students enrol: 40 remain, under the threshold of 50.
+    service.apply_roster(
+        district.id, source="local", records=students(60, prefix="new-"), replace=False
+    )
+    await tab.refresh()
+    await page.locator("#license-count").filter(has_text="960 / 1000").wait_for()
+    await banner.filter(has_text="40 licenses remaining").wait_for()
+    assert "Approaching threshold" in await text(page, "#usage-level")
+    await tab.screenshot("11-banner-after-roster-change")
+
+    # More licenses are purchased; Force License Update brings them in and the alert goes.
+    issuer.write("hillview", seats=1250)
+    await page.get_by_role("button", name="Force License Update").click()
+    await page.locator("#force-result").filter(has_text="License updated").wait_for()
+    await page.locator("#license-count").filter(has_text="960 / 1250").wait_for()
+    await page.wait_for_function(
+        "() => document.getElementById('alert-banner').textContent.trim() === ''"
+    )
+    assert "290 licenses remaining" in await text(page, "#license-remaining")
+    await tab.screenshot("12-banner-gone-after-capacity-rises")
+
+
+async def test_polling_picks_up_changes_without_a_reload(make_district, service, open_tab):
+    district = await make_district("poll", seats=100, active=10, threshold=5)
+    tab = await open_tab()
+    page = tab.page
+    # Shorten the poll: the page's timer is window.setTimeout, so run it faster in this tab.
+    await page.add_init_script(
+        "const realSetTimeout = window.setTimeout.bind(window);"
+        "window.setTimeout = (fn, ms, ...args) => realSetTimeout(fn, Math.min(ms, 200), ...args);"
+    )
+    await tab.sign_in(district.manager_token)
+    service.apply_roster(
+        district.id, source="local", records=students(90, prefix="more-"), replace=False
+    )
+    await page.locator("#license-count").filter(has_text="100 / 100").wait_for()
+    assert "At or over limit" in await text(page, "#usage-level")
+    await tab.screenshot("13-at-limit-red")
+
+
+# ---------------------------------------------------------------- read-only and accessibility
+
+
+async def test_view_license_session_is_read_only_with_a_reason(make_district, open_tab):
+    district = await make_district(seats=1000, active=960)
+    tab = await open_tab()
+    await tab.sign_in(district.viewer_token)
+    page = tab.page
+    assert await text(page, "#license-count") == "960 / 1000"
+    field = page.get_by_label("Number of Students Remaining to Show Alert")
+    save = page.get_by_role("button", name="Save Settings")
+    force = page.get_by_role("button", name="Force License Update")
+    for control in (field, save, force):
+        assert await control.is_disabled()
+        assert "read-only-reason" in (await control.get_attribute("aria-describedby"))
+    reason = await text(page, "#read-only-note")
+    assert "Manage Settings permission" in reason
+    assert "read-only" in await text(page, "#account-label")
+    await tab.screenshot("14-read-only")
+
+
+async def test_cookie_posts_need_the_same_origin(make_district, served):
+    district = await make_district(seats=100, active=10)
+    async with httpx.AsyncClient(base_url=served) as http:
+        signed = await http.post(
+            "/session",
+            json={"token": district.manager_token},
+            headers={"Origin": served},
+        )
+        assert signed.status_code == 200
+        assert signed.json()["permissions"] == ["MANAGE_SETTINGS", "VIEW_LICENSE"]
+        cookie = signed.headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=strict" in cookie and "secure" not in cookie
+        query = {"query": "mutation { setThreshold(studentsRemaining: 10) { errors { code } } }"}
+
+        foreign = await http.post("/graphql", json=query, headers={"Origin": "https://evil.test"})
+        assert foreign.status_code == 403
+        assert foreign.json()["errors"][0]["extensions"]["code"] == "CSRF"
+        missing = await http.post("/graphql", json=query)
+        assert missing.status_code == 403
+
+        same = await http.post("/graphql", json=query, headers={"Origin": served})
+        assert same.status_code == 200, same.text
+        header = await http.post(
+            "/graphql", json=query, headers={"X-Requested-With": "licensing-tab"}
+        )
+        assert header.status_code == 200, header.text
+
+        out = await http.delete("/session", headers={"Origin": served})
+        assert out.status_code == 200
+        assert (await http.get("/session")).status_code == 401
+        after = await http.post("/graphql", json=query, headers={"Origin": served})
+        assert after.status_code == 401
+
+
+CONTRAST_SCRIPT = """
+() => {
+  const parse = (c) => (c.match(/[\\d.]+/g) || []).map(Number);
+  const lum = ([r, g, b]) => {
+    const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  };
+  const background = (el) => {
+    for (let node = el; node; node = node.parentElement) {
+      const c = parse(getComputedStyle(node).backgroundColor);
+      if (c.length === 3 || (c.length === 4 && c[3] === 1)) return c.slice(0, 3);
+    }
+    return [255, 255, 255];
+  };
+  const failures = [];
+  for (const el of document.querySelectorAll('body *')) {
+    if (!el.offsetParent && getComputedStyle(el).position !== 'fixed') continue;
+    const own = [...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
+    if (!own) continue;
+    const style = getComputedStyle(el);
+    const fg = parse(style.color).slice(0, 3);
+    const [a, b] = [lum(fg), lum(background(el))];
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    if (ratio < 4.5) failures.push(`${el.tagName}#${el.id}.${el.className}: ${ratio.toFixed(2)}`);
+  }
+  return failures;
+}
+"""
+
+LABELS_SCRIPT = """
+() => {
+  const problems = [];
+  for (const input of document.querySelectorAll('input, select, textarea')) {
+    if (!input.labels || input.labels.length === 0) problems.push(`input #${input.id} has no label`);
+  }
+  for (const button of document.querySelectorAll('button')) {
+    if (!button.textContent.trim() && !button.getAttribute('aria-label'))
+      problems.push(`button #${button.id} has no accessible name`);
+  }
+  return problems;
+}
+"""
+
+
+async def test_accessibility_basics(make_district, open_tab):
+    district = await make_district(seats=1000, active=960)
+    tab = await open_tab()
+    page = tab.page
+    await page.goto(tab.base_url + "/")
+    await page.get_by_label("API token").wait_for()
+    assert await page.evaluate(LABELS_SCRIPT) == []
+    assert await page.evaluate(CONTRAST_SCRIPT) == []
+
+    await tab.sign_in(district.manager_token)
+    assert await page.evaluate(LABELS_SCRIPT) == []
+    assert await page.evaluate(CONTRAST_SCRIPT) == []
+    assert await page.locator("#alert-banner").get_attribute("aria-live") == "polite"
+    for result in ("#settings-result", "#force-result"):
+        assert await page.locator(result).get_attribute("role") == "status"
+    assert await page.get_by_role("progressbar").count() == 1
+
+    # Keyboard: Tab reaches the setting, and the focus ring is visible on it.
+    field = page.get_by_label("Number of Students Remaining to Show Alert")
+    for _ in range(12):
+        await page.keyboard.press("Tab")
+        if await field.evaluate("el => el === document.activeElement"):
+            break
+    assert await field.evaluate("el => el === document.activeElement")
+    outline = await field.evaluate("el => getComputedStyle(el).outlineStyle")
+    assert outline != "none"
+    await page.keyboard.type("0")  # 50 -> 500
+    await page.keyboard.press("Enter")
+    await page.locator("#settings-result").filter(has_text="Settings saved.").wait_for()
+    await tab.screenshot("15-keyboard-focus")
+
+
+async def test_sign_in_link_uses_the_fragment_once_and_removes_it(make_district, open_tab):
+    district = await make_district(seats=1000, active=960)
+    tab = await open_tab()
+    page = tab.page
+    await page.goto(f"{tab.base_url}/#token={district.manager_token}")
+    await page.locator("#license-count").filter(has_text="960 / 1000").wait_for()
+    assert district.manager_token not in page.url
+    assert "#" not in page.url
+    assert not await page.get_by_role("button", name="Save Settings").is_disabled()

@@ -271,25 +271,10 @@ async def stream_csv(
 
 
 async def authenticated(request: Request, service: LicensingService) -> Principal | Response:
-    """The caller, signed in exactly as for /graphql, or the 401 response saying why not."""
-    from graph.http import error_response
+    """The caller, signed in exactly as for /graphql (token or the tab's session cookie)."""
+    from graph.http import sign_in
 
-    header = request.headers.get("authorization", "")
-    scheme, _, secret = header.partition(" ")
-    challenge = {"WWW-Authenticate": 'Bearer realm="licensing"'}
-    if scheme.lower() != "bearer" or not secret.strip():
-        return error_response(
-            401,
-            "UNAUTHENTICATED",
-            "Sign in with an API token: send the header 'Authorization: Bearer <token>'.",
-            **challenge,
-        )
-    principal = await service.authenticate(secret.strip())
-    if principal is None:
-        return error_response(
-            401, "UNAUTHENTICATED", "The API token is not valid or has been revoked.", **challenge
-        )
-    return principal
+    return await sign_in(request, service)
 
 
 def active_students_csv(service: LicensingService) -> Callable[[Request], Awaitable[Response]]:

@@ -197,47 +197,7 @@ class LicensingGraphQL(GraphQL):
         return UNSET
 
     async def _principal(self, request: HTTPConnection) -> Principal | Response:
-        """The caller, or the 401 (or CSRF 403) response explaining why they are not signed in."""
-        if (
-            request.scope["type"] == "http"
-            and "authorization" not in request.headers
-            and request.cookies.get(SESSION_COOKIE)
-        ):
-            return await self._cookie_principal(request)
-        header = request.headers.get("authorization", "")
-        secret = _bearer_secret(header)
-        challenge = {"WWW-Authenticate": 'Bearer realm="licensing"'}
-        if secret is None:
-            return error_response(
-                401,
-                "UNAUTHENTICATED",
-                "Sign in with an API token: send the header 'Authorization: Bearer <token>'.",
-                **challenge,
-            )
-        principal = await self.service.authenticate(secret)
-        if principal is None:
-            return error_response(
-                401,
-                "UNAUTHENTICATED",
-                "The API token is not valid or has been revoked.",
-                **challenge,
-            )
-        return principal
-
-    async def _cookie_principal(self, request: HTTPConnection) -> Principal | Response:
-        """The caller signed in by the Licensing tab's session cookie; a POST must pass CSRF."""
-        if request.scope.get("method") == "POST":
-            refusal = csrf_refusal(request)
-            if refusal is not None:
-                return refusal
-        principal = await self.service.authenticate(request.cookies[SESSION_COOKIE])
-        if principal is None:
-            return error_response(
-                401,
-                "UNAUTHENTICATED",
-                "The session has ended (its token is not valid or has been revoked): sign in again.",
-            )
-        return principal
+        return await sign_in(request, self.service)
 
     def parse_json(self, data: str | bytes) -> Any:
         # Strawberry expects an object (or a batch list) and fails with a 500 on a bare value.
@@ -341,3 +301,47 @@ def _replay(body: bytes) -> Receive:
         return {"type": "http.request", "body": body, "more_body": False}
 
     return receive
+
+
+async def sign_in(request: HTTPConnection, service: LicensingService) -> Principal | Response:
+    """The caller of an HTTP endpoint, by bearer token or by the Licensing tab's session cookie,
+    or the 401 (or CSRF 403) response explaining why they are not signed in."""
+    if (
+        request.scope["type"] == "http"
+        and "authorization" not in request.headers
+        and request.cookies.get(SESSION_COOKIE)
+    ):
+        return await _cookie_principal(request, service)
+    secret = _bearer_secret(request.headers.get("authorization", ""))
+    challenge = {"WWW-Authenticate": 'Bearer realm="licensing"'}
+    if secret is None:
+        return error_response(
+            401,
+            "UNAUTHENTICATED",
+            "Sign in with an API token: send the header 'Authorization: Bearer <token>'.",
+            **challenge,
+        )
+    principal = await service.authenticate(secret)
+    if principal is None:
+        return error_response(
+            401, "UNAUTHENTICATED", "The API token is not valid or has been revoked.", **challenge
+        )
+    return principal
+
+
+async def _cookie_principal(
+    request: HTTPConnection, service: LicensingService
+) -> Principal | Response:
+    """The caller signed in by the Licensing tab's session cookie; a POST must pass CSRF."""
+    if request.scope.get("method") == "POST":
+        refusal = csrf_refusal(request)
+        if refusal is not None:
+            return refusal
+    principal = await service.authenticate(request.cookies[SESSION_COOKIE])
+    if principal is None:
+        return error_response(
+            401,
+            "UNAUTHENTICATED",
+            "The session has ended (its token is not valid or has been revoked): sign in again.",
+        )
+    return principal

@@ -384,3 +384,17 @@ async def test_an_empty_report_is_the_header_alone(client, make_district):
 
     assert response.status_code == 200
     assert response.text == ",".join(EXPORT_COLUMNS) + "\r\n"
+
+
+async def test_the_licensing_tab_session_cookie_can_download_the_report(client, district):
+    signed_in = await client.post(
+        "/session",
+        json={"token": district.manager_token},
+        headers={"X-Requested-With": "licensing-tab"},
+    )
+    assert signed_in.status_code == 200, signed_in.text
+
+    response = await client.get(REPORT_PATH)  # no Authorization header: the cookie signs in
+
+    assert response.status_code == 200, response.text
+    assert ids(read_csv(response)) == COUNTED

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -12,6 +10,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from db.models import AuditEvent
+from licensing import cursors
 
 
 def record_event(
@@ -63,17 +62,11 @@ class AuditPage:
 
 
 def encode_audit_cursor(event_id: int) -> str:
-    return base64.urlsafe_b64encode(f"audit:{event_id}".encode()).decode("ascii")
+    return cursors.encode_cursor("audit", event_id)
 
 
 def decode_audit_cursor(cursor: str) -> int:
-    try:
-        kind, _, number = base64.urlsafe_b64decode(cursor.encode("ascii")).decode().partition(":")
-        if kind != "audit" or not number.isdigit():
-            raise ValueError
-        return int(number)
-    except (ValueError, UnicodeError, binascii.Error):
-        raise ValueError(f"{cursor!r} is not a cursor from the audit log.") from None
+    return cursors.decode_cursor("audit", cursor, where="the audit log")
 
 
 def audit_page(session: Session, *, district_id: int, first: int, after: str | None) -> AuditPage:

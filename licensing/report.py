@@ -7,8 +7,6 @@ holding the whole roster in memory.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -19,6 +17,7 @@ from sqlmodel import Session
 
 from db.models import RosterRecord
 from db.session import Database
+from licensing import cursors
 
 MAX_PAGE_SIZE = 100
 EXPORT_BATCH = 5_000
@@ -106,18 +105,12 @@ def export_values(row: ActiveStudentRow) -> list[Any]:
 
 
 def encode_cursor(record_id: int) -> str:
-    return base64.urlsafe_b64encode(f"student:{record_id}".encode()).decode("ascii")
+    return cursors.encode_cursor("student", record_id)
 
 
 def decode_cursor(cursor: str) -> int:
     """The record id a cursor points after; ValueError for a cursor this API did not issue."""
-    try:
-        kind, _, number = base64.urlsafe_b64decode(cursor.encode("ascii")).decode().partition(":")
-        if kind != "student" or not number.isdigit():
-            raise ValueError
-        return int(number)
-    except (ValueError, UnicodeError, binascii.Error):
-        raise ValueError(f"{cursor!r} is not a cursor from this report.") from None
+    return cursors.decode_cursor("student", cursor, where="this report")
 
 
 def _filtered(district_id: int, report_filter: ActiveStudentFilter) -> list[Any]:

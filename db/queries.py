@@ -7,14 +7,26 @@ set-based twin, and a test holds the two to the same answers.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, distinct, func, literal, select
+from sqlalchemy import and_, bindparam, delete, distinct, func, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.selectable import ScalarSelect
 from sqlmodel import Session
 
-from db.models import Device, DistrictUsage, RosterRecord, RosterStaging, RosterSyncRun
+from db.models import (
+    Device,
+    District,
+    DistrictUsage,
+    License,
+    LicenseSettings,
+    LicenseSyncState,
+    RosterRecord,
+    RosterStaging,
+    RosterSyncRun,
+)
 
 STUDENT = "student"
 STAFF = "staff"
@@ -212,8 +224,13 @@ def discard_staging(session: Session, *, run_id: int) -> None:
 def roster_failing_since(session: Session, *, district_id: int) -> datetime | None:
     """When the earliest still-unresolved roster sync failure began: the first failed run of
     any source since that source's last applied run, or None when every source is healthy."""
-    runs = RosterSyncRun.__table__
-    applied = runs.alias("applied")
+    return session.execute(select(_roster_failing_since(district_id))).scalar_one()
+
+
+def _roster_failing_since(district_id: Any) -> ScalarSelect[Any]:
+    """``roster_failing_since`` as a scalar subquery, for ``district_id`` a value or a column."""
+    runs = RosterSyncRun.__table__.alias("failed_run")
+    applied = RosterSyncRun.__table__.alias("applied_run")
     last_applied = (
         select(func.coalesce(func.max(applied.c.id), 0))
         .where(
@@ -223,10 +240,49 @@ def roster_failing_since(session: Session, *, district_id: int) -> datetime | No
         )
         .scalar_subquery()
     )
-    return session.execute(
-        select(func.min(runs.c.started_at)).where(
+    return (
+        select(func.min(runs.c.started_at))
+        .where(
             runs.c.district_id == district_id,
             runs.c.status == "failed",
             runs.c.id > last_applied,
         )
-    ).scalar_one()
+        .scalar_subquery()
+    )
+
+
+@dataclass(frozen=True)
+class DistrictRows:
+    """A district's stored licensing rows, as read together by ``district_rows``."""
+
+    district: District
+    license: License | None
+    sync: LicenseSyncState | None
+    settings: LicenseSettings | None
+    usage: DistrictUsage | None
+    roster_failing_since: datetime | None
+
+
+def district_rows(session: Session, *, district_id: int) -> DistrictRows | None:
+    """The district with its license, sync state, settings and stored counts, and when its
+    roster sync began failing: one statement, since the dashboard reads them on every request."""
+    row = session.execute(_DISTRICT_ROWS, {"district_id": district_id}).first()
+    return None if row is None else DistrictRows(*row)
+
+
+# Built once: building a statement costs more than running this one.
+_DISTRICT_ROWS = (
+    select(
+        District,
+        License,
+        LicenseSyncState,
+        LicenseSettings,
+        DistrictUsage,
+        _roster_failing_since(District.id),
+    )
+    .outerjoin(License, License.district_id == District.id)
+    .outerjoin(LicenseSyncState, LicenseSyncState.district_id == District.id)
+    .outerjoin(LicenseSettings, LicenseSettings.district_id == District.id)
+    .outerjoin(DistrictUsage, DistrictUsage.district_id == District.id)
+    .where(District.id == bindparam("district_id"))
+)

@@ -21,7 +21,6 @@ from graphql import (
     ValidationContext,
     ValidationRule,
 )
-from strawberry.extensions import AddValidationRules
 
 # Type wrappers (lists, non-null) nest by ``ofType``; they add no cost, so they add no depth and
 # the standard introspection query used by GraphiQL and code generators stays within the limit.
@@ -96,7 +95,10 @@ def _too_complex(message: str) -> GraphQLError:
     return GraphQLError(message, extensions={"code": "QUERY_TOO_COMPLEX"})
 
 
-def depth_and_alias_limits(*, max_depth: int, max_aliases: int) -> AddValidationRules:
+def depth_and_alias_rule(*, max_depth: int, max_aliases: int) -> type[ValidationRule]:
+    """The validation rule enforcing both limits. Build it once per schema: the validation cache
+    is keyed by the rule classes, so a new class per request would make every request miss it."""
+
     class DepthAndAliasLimits(ValidationRule):
         def __init__(self, context: ValidationContext) -> None:
             super().__init__(context)
@@ -122,4 +124,4 @@ def depth_and_alias_limits(*, max_depth: int, max_aliases: int) -> AddValidation
                     )
                 )
 
-    return AddValidationRules([DepthAndAliasLimits])
+    return DepthAndAliasLimits

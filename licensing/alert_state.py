@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import bindparam
 from sqlmodel import Session, col, select
 
 from db.models import Alert, ChangeEvent
@@ -44,10 +45,14 @@ def _record(alert: Alert) -> AlertRecord:
     )
 
 
+# Built once: the dashboard reads open alerts on every request.
+_OPEN_ALERTS = select(Alert).where(
+    Alert.district_id == bindparam("district_id"), col(Alert.resolved_at).is_(None)
+)
+
+
 def open_alerts(session: Session, *, district_id: int) -> list[AlertRecord]:
-    rows = session.exec(
-        select(Alert).where(Alert.district_id == district_id, col(Alert.resolved_at).is_(None))
-    ).all()
+    rows = session.exec(_OPEN_ALERTS, params={"district_id": district_id}).all()
     return [_record(row) for row in rows]
 
 

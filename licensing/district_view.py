@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from db import queries
-from db.models import District, License, LicenseSettings, LicenseSyncState
+from db.models import District, License, LicenseSyncState
 from db.session import lock_district
 from licensing import rules
 from licensing.alert_state import (
@@ -18,7 +18,7 @@ from licensing.alert_state import (
     reconcile_alerts,
     record_change,
 )
-from licensing.roster import UsageCounts, current_usage
+from licensing.roster import UsageCounts, usage_counts
 
 
 @dataclass(frozen=True)
@@ -65,18 +65,19 @@ class ThresholdSettingsView:
 
 
 def read_snapshot(session: Session, *, district_id: int) -> DistrictSnapshot:
-    district = session.get(District, district_id)
-    if district is None:
+    rows = queries.district_rows(session, district_id=district_id)
+    if rows is None:
         raise LookupError(f"district {district_id} does not exist")
-    settings = session.get(LicenseSettings, district_id)
     return DistrictSnapshot(
-        district=district,
-        license=session.exec(select(License).where(License.district_id == district_id)).first(),
-        sync=session.get(LicenseSyncState, district_id),
-        usage=current_usage(session, district_id=district_id),
-        threshold=settings.students_remaining_threshold if settings else rules.DEFAULT_THRESHOLD,
+        district=rows.district,
+        license=rows.license,
+        sync=rows.sync,
+        usage=usage_counts(rows.usage),
+        threshold=rows.settings.students_remaining_threshold
+        if rows.settings
+        else rules.DEFAULT_THRESHOLD,
         open_alerts=open_alerts(session, district_id=district_id),
-        roster_failing_since=queries.roster_failing_since(session, district_id=district_id),
+        roster_failing_since=rows.roster_failing_since,
     )
 
 

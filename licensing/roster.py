@@ -171,7 +171,11 @@ def normalize_all(
 
 
 def current_usage(session: Session, *, district_id: int) -> UsageCounts:
-    stored = session.get(DistrictUsage, district_id)
+    return usage_counts(session.get(DistrictUsage, district_id))
+
+
+def usage_counts(stored: DistrictUsage | None) -> UsageCounts:
+    """The stored counts (all zero before the first count)."""
     if stored is None:
         return UsageCounts(0, 0, 0, 0, 0, 0)
     return UsageCounts(

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from sqlalchemy import bindparam
 from sqlmodel import Session, select
 
 from db.models import ApiToken, District
@@ -83,15 +84,19 @@ def create_token(
     return token, secret
 
 
+# Built once: every request signs in.
+_SIGNED_IN = (
+    select(ApiToken, District.slug)
+    .join(District, District.id == ApiToken.district_id)
+    .where(ApiToken.token_hash == bindparam("token_hash"), ApiToken.revoked_at.is_(None))
+)
+
+
 def authenticate(session: Session, *, secret: str) -> Principal | None:
     """The principal for a presented token, or None when it is unknown or revoked."""
     if not secret.startswith(TOKEN_PREFIX) or len(secret) > 200:
         return None
-    row = session.exec(
-        select(ApiToken, District.slug)
-        .join(District, District.id == ApiToken.district_id)
-        .where(ApiToken.token_hash == hash_token(secret), ApiToken.revoked_at.is_(None))
-    ).first()
+    row = session.exec(_SIGNED_IN, params={"token_hash": hash_token(secret)}).first()
     if row is None:
         return None
     token, slug = row

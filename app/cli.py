@@ -8,12 +8,14 @@ Run from the repository root with no options, it uses the same configuration and
 from __future__ import annotations
 
 import asyncio
+import logging
+import logging.config
 import os
 import signal
 import sys
 from datetime import date
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -21,6 +23,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from sqlmodel import select
 
 from app import demo as demo_district
+from app import observability
 from app.reports import ExportFormat, parse_day, write_export, write_export_file
 from app.runtime import build_service
 from db import migrate
@@ -53,6 +56,8 @@ cli.add_typer(db_cli, name="db")
 cli.add_typer(license_cli, name="license")
 cli.add_typer(district_cli, name="district")
 
+logger = logging.getLogger("licensing.server")
+
 DistrictOption = Annotated[str, typer.Option("--district", "-d", help="The district's slug.")]
 
 
@@ -63,6 +68,13 @@ def say(message: str) -> None:
 def fail(message: str, code: int = 1) -> typer.Exit:
     say(f"Error: {message}")
     return typer.Exit(code)
+
+
+def start_logging(config: Settings) -> dict[str, Any]:
+    """Set up logging for a long-running command; returns the set-up, for uvicorn's workers."""
+    log_config = observability.logging_config(log_format=config.log_format, level=config.log_level)
+    logging.config.dictConfig(log_config)
+    return log_config
 
 
 def settings() -> Settings:
@@ -106,17 +118,25 @@ def serve(
     import uvicorn
 
     config = settings()
+    log_config = start_logging(config)
     service(upgrade=True).database.dispose()
     host, port, workers = host or config.host, port or config.port, workers or config.workers
-    say(f"Serving the Licensing API at http://{host}:{port}/graphql (dashboard at /).")
-    uvicorn.run(
-        "app.factory:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level="info",
-    )
+    with observability.shared_metrics_directory(workers) as metrics_directory:
+        if metrics_directory is not None:
+            logger.info("Metrics of every worker are kept in %s.", metrics_directory)
+        logger.info(
+            "Serving the Licensing API at http://%s:%s/graphql (dashboard at /).", host, port
+        )
+        uvicorn.run(
+            "app.factory:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_config=log_config,  # applied again in each worker process
+            log_level=config.log_level.lower(),
+            access_log=False,  # the app writes its own access line (licensing.access)
+        )
 
 
 @cli.command()
@@ -126,8 +146,15 @@ def worker() -> None:
     Use it where `licensing serve` runs with `scheduler_enabled = false`; several workers may
     run at once: a lease in the database gives each job to one of them.
     """
+    config = settings()
+    start_logging(config)
     built = service(upgrade=True)
-    say(f"Scheduler running as {runner_name()}. Press Ctrl+C to stop.")
+    if config.worker_metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(config.worker_metrics_port, addr=config.host)
+        logger.info("Metrics at http://%s:%s/metrics.", config.host, config.worker_metrics_port)
+    logger.info("Scheduler running as %s. Press Ctrl+C to stop.", runner_name())
 
     async def run() -> None:
         stop = asyncio.Event()

@@ -1,5 +1,5 @@
 """The Starlette application: the dashboard at /, GraphQL at /graphql, health at /healthz,
-the dashboard's sign-in at /session."""
+the dashboard's sign-in at /session, Prometheus metrics at /metrics."""
 
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ from pathlib import Path
 
 from sqlalchemy import text
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
+from app.observability import RequestObservability, metrics
 from app.reports import REPORT_PATH, active_students_csv
 from app.runtime import build_service
 from app.sessions import session_routes
@@ -68,9 +70,12 @@ def create_app(service: LicensingService | None = None) -> Starlette:
             WebSocketRoute("/graphql", graphql),  # live subscriptions (graphql-transport-ws)
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            Route("/metrics", metrics, methods=["GET"]),  # unauthenticated: see docs/deploy.md
             Route(REPORT_PATH, active_students_csv(service), methods=["GET"]),
             *session_routes(service),  # the Licensing tab's sign-in cookie (app/sessions.py)
             Mount("/", StaticFiles(directory=WEB_DIR, html=True)),
         ],
+        # Request ids, access log lines and HTTP metrics for every request (app/observability.py).
+        middleware=[Middleware(RequestObservability)],
         lifespan=lifespan,
     )

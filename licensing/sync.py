@@ -26,6 +26,7 @@ from db.session import Database, lock_district
 from licensing.audit import record_event
 from licensing.district_view import reevaluate_alerts
 from licensing.districts import district_ref
+from licensing.metrics import count_roster_sync
 from licensing.problems import Problem
 from licensing.roster import current_usage, normalize, refresh_usage
 from licensing.settings import RosterSourceConfig, Settings
@@ -249,6 +250,7 @@ class RosterSync:
             new={"active_students": run.active_students},
             detail=message,
         )
+        count_roster_sync(outcome="held", plugin=run.kind)
         return _outcome(run, excluded, Problem("SYNC_HELD", message))
 
     def _apply(
@@ -279,6 +281,7 @@ class RosterSync:
             old={"used": before.active_students},
             new={"used": after.active_students, "source": run.source, "records": run.records},
         )
+        count_roster_sync(outcome="applied", plugin=run.kind)
         return _outcome(run, excluded, None)
 
     def _fail(
@@ -298,6 +301,7 @@ class RosterSync:
             run.finished_at = now
             run.records = tally.seen
             run.error = problem.message[:4000]
+            count_roster_sync(outcome="failed", plugin=run.kind)
             record_event(
                 session,
                 district_id=district_id,

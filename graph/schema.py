@@ -8,14 +8,20 @@ from typing import Any
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import MaxTokensLimiter, ParserCache, ValidationCache
+from strawberry.extensions import (
+    AddValidationRules,
+    MaxTokensLimiter,
+    ParserCache,
+    ValidationCache,
+)
 from strawberry.schema.schema import DEFAULT_ALLOWED_OPERATION_TYPES
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.types.graphql import OperationType
 
+from graph.cost import QueryCost
 from graph.errors import mask_internal_errors
-from graph.limits import depth_and_alias_limits
+from graph.limits import depth_and_alias_rule
 from graph.mutations.force_license_update import ForceLicenseUpdateMutation
 from graph.mutations.local_students import LocalStudentsMutation
 from graph.mutations.set_threshold import SetThresholdMutation
@@ -67,6 +73,8 @@ class LicensingSchema(strawberry.Schema):
 
 def build_schema(limits: GraphQLLimits | None = None) -> strawberry.Schema:
     limits = limits or GraphQLLimits()
+    # The rule classes are made once: the validation cache is keyed by them.
+    limit_rules = [depth_and_alias_rule(max_depth=limits.max_depth, max_aliases=limits.max_aliases)]
     return LicensingSchema(
         query=merge_types("Query", (Query, OperationsQuery, HistoryQuery)),
         mutation=Mutation,
@@ -74,11 +82,11 @@ def build_schema(limits: GraphQLLimits | None = None) -> strawberry.Schema:
         # Factories: strawberry builds fresh extensions per request (the caches are shared).
         extensions=[
             lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
-            lambda: depth_and_alias_limits(
-                max_depth=limits.max_depth, max_aliases=limits.max_aliases
-            ),
+            lambda: AddValidationRules(limit_rules),
             lambda: ParserCache(maxsize=256),
             lambda: ValidationCache(maxsize=256),
+            # After validation, before any resolver: refuses costly operations, charges budgets.
+            lambda: QueryCost(maximum=limits.max_query_cost),
             mask_internal_errors,
         ],
     )

@@ -1,0 +1,317 @@
+"""What a GraphQL operation costs, known before it runs, and the extension that charges it.
+
+The cost counts the objects an operation can make the server fetch, in the manner of Shopify's
+calculated query cost and GitHub's node limit (docs/limits.md explains it to integrators):
+
+- a scalar or enum field, or a list of them, costs nothing: it comes with its object;
+- an object field costs 1 plus its fields; a mutation costs 10 plus its fields;
+- a list of objects costs the most items it can return times (1 + the fields of each), so a list
+  inside a list multiplies. The most items is its argument (``days``), or ``LIST_SIZES``;
+- a connection (a field taking ``first``) costs 1 plus its fields, its ``edges`` holding ``first``
+  items (the page size's maximum when ``first`` asks for more); an edge costs only its fields
+  (its ``node`` is the object), so a page costs about a point a row;
+- ``__typename`` costs nothing and introspection (``__schema``, ``__type``) 1.
+
+An operation costs at least 1. Variables are resolved, so the cost is computed per request (a
+walk over the document, far cheaper than running it); each fragment is measured once per page
+size it is spread under however often it is spread, so fragment chains stay cheap to measure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    GraphQLField,
+    GraphQLNamedType,
+    GraphQLObjectType,
+    GraphQLSchema,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+    OperationType,
+    SelectionSetNode,
+    Undefined,
+    get_named_type,
+    get_nullable_type,
+    is_leaf_type,
+    is_list_type,
+    value_from_ast_untyped,
+)
+from strawberry.extensions import SchemaExtension
+
+from graph.context import GraphContext
+from graph.http import HttpContext
+from graph.rate_limit import Receipt, token_budgets
+from licensing.audit import MAX_AUDIT_PAGE
+from licensing.count_review import ReviewReason
+from licensing.history import MAX_HISTORY_DAYS
+from licensing.report import MAX_PAGE_SIZE
+from licensing.rules import AlertKind
+
+QUERY_TOO_COSTLY = "QUERY_TOO_COSTLY"
+OBJECT_COST = 1
+MUTATION_COST = 10
+INTROSPECTION_COST = 1
+# A list of objects not in LIST_SIZES, such as a mutation payload's `errors`.
+DEFAULT_LIST_SIZE = 10
+# LicensingService.alert_history returns at most this many resolved alerts.
+RESOLVED_ALERTS_SHOWN = 200
+
+
+@dataclass(frozen=True)
+class ListSize:
+    """The most items a list field (or a connection's page) can return."""
+
+    maximum: int
+    # An Int argument asking for fewer, e.g. `first` or `days`.
+    argument: str | None = None
+    # A Boolean argument that, when true, adds `flag_adds` items.
+    flag: str | None = None
+    flag_adds: int = 0
+
+    def items(self, arguments: Mapping[str, object]) -> int:
+        count = self.maximum
+        if self.argument is not None:
+            asked = arguments.get(self.argument)
+            if isinstance(asked, int) and not isinstance(asked, bool):
+                count = max(0, min(asked, self.maximum))
+        if self.flag is not None and arguments.get(self.flag) is True:
+            count += self.flag_adds
+        return count
+
+
+# By schema coordinate ("Type.field"). Every list of objects and every connection in the schema
+# is here or falls to DEFAULT_LIST_SIZE (tests/api/test_query_cost.py checks the connections).
+LIST_SIZES: dict[str, ListSize] = {
+    "Query.activeStudents": ListSize(maximum=MAX_PAGE_SIZE, argument="first"),
+    "Query.auditLog": ListSize(maximum=MAX_AUDIT_PAGE, argument="first"),
+    "Query.usageHistory": ListSize(maximum=MAX_HISTORY_DAYS, argument="days"),
+    # One open alert of each kind at most, and the resolved ones when asked for.
+    "Query.alerts": ListSize(
+        maximum=len(AlertKind), flag="includeResolved", flag_adds=RESOLVED_ALERTS_SHOWN
+    ),
+    "Subscription.alertsChanged": ListSize(maximum=len(AlertKind)),
+    "Query.countReview": ListSize(maximum=len(ReviewReason)),
+    # One per roster source and a few per district: no fixed bound, so an estimate.
+    "Query.dataSources": ListSize(maximum=DEFAULT_LIST_SIZE),
+    "Query.scheduledJobs": ListSize(maximum=DEFAULT_LIST_SIZE),
+}
+
+
+def operation_cost(
+    schema: GraphQLSchema,
+    document: DocumentNode,
+    *,
+    operation_name: str | None = None,
+    variables: Mapping[str, Any] | None = None,
+) -> int:
+    """The cost of the document's operation named ``operation_name`` (or its only one)."""
+    operations = [
+        definition
+        for definition in document.definitions
+        if isinstance(definition, OperationDefinitionNode)
+        and (
+            operation_name is None or (definition.name and definition.name.value == operation_name)
+        )
+    ]
+    if len(operations) != 1:
+        return 1  # execution reports the missing or ambiguous operation
+    operation = operations[0]
+    root = {
+        OperationType.QUERY: schema.query_type,
+        OperationType.MUTATION: schema.mutation_type,
+        OperationType.SUBSCRIPTION: schema.subscription_type,
+    }[operation.operation]
+    if root is None:
+        return 1
+    values = {
+        definition.variable.name.value: value_from_ast_untyped(definition.default_value)
+        for definition in operation.variable_definitions or ()
+        if definition.default_value is not None
+    }
+    values.update(variables or {})
+    walk = _CostWalk(schema, document, values, mutation_root=schema.mutation_type)
+    return max(1, walk.selection_set(operation.selection_set, root, page_size=None))
+
+
+class _CostWalk:
+    def __init__(
+        self,
+        schema: GraphQLSchema,
+        document: DocumentNode,
+        variables: dict[str, Any],
+        *,
+        mutation_root: GraphQLObjectType | None,
+    ) -> None:
+        self.schema = schema
+        self.variables = variables
+        self.mutation_root = mutation_root
+        self.fragments = {
+            definition.name.value: definition
+            for definition in document.definitions
+            if isinstance(definition, FragmentDefinitionNode)
+        }
+        self.fragment_costs: dict[tuple[str, int | None], int] = {}
+
+    def selection_set(
+        self,
+        selection_set: SelectionSetNode | None,
+        parent: GraphQLNamedType,
+        *,
+        page_size: int | None,
+    ) -> int:
+        """``page_size``: how many items a list directly in this selection holds (the page of
+        the connection whose fields these are), or None."""
+        total = 0
+        for selection in selection_set.selections if selection_set else ():
+            if isinstance(selection, FieldNode):
+                total += self.field(selection, parent, page_size=page_size)
+            elif isinstance(selection, InlineFragmentNode):
+                condition = selection.type_condition
+                on = self.schema.get_type(condition.name.value) if condition else parent
+                total += self.selection_set(
+                    selection.selection_set, on or parent, page_size=page_size
+                )
+            elif isinstance(selection, FragmentSpreadNode):
+                total += self.fragment(selection.name.value, page_size=page_size)
+        return total
+
+    def fragment(self, name: str, *, page_size: int | None) -> int:
+        key = (name, page_size)
+        if key not in self.fragment_costs:
+            self.fragment_costs[key] = 0  # unknown or cyclic fragments are validation errors
+            fragment = self.fragments.get(name)
+            on = self.schema.get_type(fragment.type_condition.name.value) if fragment else None
+            if fragment is not None and on is not None:
+                self.fragment_costs[key] = self.selection_set(
+                    fragment.selection_set, on, page_size=page_size
+                )
+        return self.fragment_costs[key]
+
+    def field(self, node: FieldNode, parent: GraphQLNamedType, *, page_size: int | None) -> int:
+        name = node.name.value
+        if name == "__typename":
+            return 0
+        if name.startswith("__"):
+            return INTROSPECTION_COST
+        definition = getattr(parent, "fields", {}).get(name)
+        if definition is None:
+            return 0
+        item_type = get_named_type(definition.type)
+        if is_leaf_type(item_type):
+            return 0
+        size = LIST_SIZES.get(f"{parent.name}.{name}")
+        items = size.items(self.arguments(node, definition)) if size else None
+        if is_list_type(get_nullable_type(definition.type)):
+            # A connection's page (its `edges`) holds `first` items; an edge only wraps its node,
+            # so it costs what its fields cost and a page costs about a point a row.
+            own = OBJECT_COST
+            if items is None and page_size is not None:
+                items, own = page_size, 0
+            elif items is None:
+                items = DEFAULT_LIST_SIZE
+            return items * (own + self.selection_set(node.selection_set, item_type, page_size=None))
+        own = MUTATION_COST if parent is self.mutation_root else OBJECT_COST
+        return own + self.selection_set(node.selection_set, item_type, page_size=items)
+
+    def arguments(self, node: FieldNode, definition: GraphQLField) -> dict[str, object]:
+        """The field's arguments as given (variables resolved), else their defaults."""
+        values = {
+            name: argument.default_value
+            for name, argument in definition.args.items()
+            if argument.default_value is not Undefined
+        }
+        for argument in node.arguments or ():
+            value = value_from_ast_untyped(argument.value, self.variables)
+            if value is not Undefined:
+                values[argument.name.value] = value
+        return values
+
+
+def too_costly(cost: int, maximum: int) -> GraphQLError:
+    return GraphQLError(
+        f"This query costs {cost} points; at most {maximum} are allowed in one query. Ask for "
+        "fewer items (a smaller `first` on connections, fewer `days` of usageHistory) or split "
+        "it into several queries. docs/limits.md explains how cost is counted.",
+        extensions={"code": QUERY_TOO_COSTLY, "cost": cost, "maximumCost": maximum},
+    )
+
+
+class QueryCost(SchemaExtension):
+    """Refuses an operation costing more than ``maximum`` and charges its cost to the caller's
+    token budget, after validation and before any resolver runs; the cost and what is left of the
+    budget go in the response's ``extensions`` (and, over HTTP, in RateLimit headers).
+
+    Only operation-level hooks: it adds no work per field.
+    """
+
+    def __init__(self, *, maximum: int) -> None:
+        super().__init__()
+        self.maximum = maximum
+        self.cost: int | None = None
+        self.receipt: Receipt | None = None
+
+    def on_execute(self) -> None:
+        execution = self.execution_context
+        assert execution.graphql_document is not None
+        try:
+            self.cost = operation_cost(
+                execution.schema._schema,
+                execution.graphql_document,
+                operation_name=execution.operation_name,
+                variables=execution.variables,
+            )
+        except RecursionError:
+            raise GraphQLError(
+                "The query is nested too deeply to measure its cost.",
+                extensions={"code": QUERY_TOO_COSTLY},
+            ) from None
+        # Raised errors end the operation before execution (strawberry answers them as errors).
+        if self.cost > self.maximum:
+            raise too_costly(self.cost, self.maximum)
+        context = execution.context
+        budgets = token_budgets(context.service) if isinstance(context, GraphContext) else None
+        if budgets is None:
+            return
+        self.receipt = budgets.draw(context.principal.token_id, self.cost)
+        self._publish(self.receipt)
+        if not self.receipt.allowed:
+            raise GraphQLError(
+                self.receipt.refusal_message(), extensions=self.receipt.refusal_extensions()
+            )
+
+    def get_results(self) -> dict[str, Any]:
+        context = self.execution_context.context
+        budgets = token_budgets(context.service) if isinstance(context, GraphContext) else None
+        if budgets is not None and self.receipt is None:
+            # Refused before execution (a syntax or validation error, too costly): the minimum.
+            self.receipt = budgets.spend(context.principal.token_id, 1)
+            self._publish(self.receipt)
+        cost: dict[str, Any] = {"requested": self.cost or 1, "maximum": self.maximum}
+        if self.receipt is not None:
+            cost |= {
+                "remaining": self.receipt.remaining,
+                "bucketSize": self.receipt.bucket_size,
+                "restoreRate": _number(self.receipt.restore_rate),
+            }
+        return {"cost": cost}
+
+    def _publish(self, receipt: Receipt) -> None:
+        """Over HTTP: the RateLimit headers, and status 429 when the budget could not pay."""
+        context = self.execution_context.context
+        if isinstance(context, HttpContext):
+            context.response.headers.update(receipt.headers())
+            if not receipt.allowed:
+                context.response.status_code = 429
+
+
+def _number(value: float) -> int | float:
+    """50.0 as 50 in JSON, 2.5 as it is."""
+    return int(value) if float(value).is_integer() else value

@@ -1,0 +1,283 @@
+"""Each API token's budget: drawn by every request, shown in extensions, refused with 429 and
+Retry-After once spent, restored as time passes."""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+
+import anyio
+import pytest
+from websockets.asyncio.client import connect
+
+from app.factory import create_app
+from app.reports import REPORT_DOWNLOAD_COST, REPORT_PATH
+from graph.rate_limit import RATE_LIMITED, TokenBudgets
+from licensing.history import MAX_HISTORY_DAYS
+from tests.fakes.serve import serve
+from tests.utils.graphql import graphql
+
+pytestmark = pytest.mark.anyio
+
+DASHBOARD = "{ license { display } usage { activeStudents } alerts { kind } }"
+# Costs a point a day: the most expensive single field, to spend a budget in few requests.
+HISTORY = f"{{ usageHistory(days: {MAX_HISTORY_DAYS}) {{ day }} }}"
+TAB = {"X-Requested-With": "licensing-tab"}
+
+
+@pytest.fixture
+async def district(make_district):
+    return await make_district(active=10, threshold=50)
+
+
+async def budget_after(client, token: str | None, query: str = DASHBOARD) -> dict:
+    """The request's extensions.cost, failing on anything but a 200 answer."""
+    response = await graphql(client, token, query)
+    assert response.status_code == 200, response.text
+    return response.json()["extensions"]["cost"]
+
+
+async def spend_all(client, token: str, settings) -> None:
+    """Send the costliest query until the next one cannot be paid."""
+    for _ in range(settings.rate_limit.bucket_size // MAX_HISTORY_DAYS):
+        await budget_after(client, token, HISTORY)
+
+
+async def spend_down_to(client, token: str, settings, points: int) -> None:
+    """Spend the budget until exactly ``points`` are left (a point a day of usageHistory)."""
+    await spend_all(client, token, settings)
+    left = await budget_after(client, token, "{ license { display } }")
+    days = left["remaining"] - points
+    assert days >= 0
+    if days:
+        left = await budget_after(client, token, f"{{ usageHistory(days: {days}) {{ day }} }}")
+    assert left["remaining"] == points
+
+
+def assert_rate_limited(response) -> int:
+    """A 429 with a readable JSON error and a whole number of seconds to wait; that number."""
+    assert response.status_code == 429, response.text
+    retry_after = int(response.headers["Retry-After"])
+    assert retry_after >= 1
+    [error] = response.json()["errors"]
+    assert error["extensions"]["code"] == RATE_LIMITED
+    assert error["extensions"]["retryAfterSeconds"] == retry_after
+    assert "Retry after" in error["message"] and "points" in error["message"]
+    return retry_after
+
+
+# --- The budget in every answer -----------------------------------------------------------------
+
+
+async def test_every_answer_shows_the_cost_and_what_is_left(client, district, settings):
+    first = await budget_after(client, district.viewer_token)
+    second = await budget_after(client, district.viewer_token)
+
+    size = settings.rate_limit.bucket_size
+    assert first["remaining"] == size - first["requested"]
+    assert second["remaining"] == size - 2 * first["requested"]
+    assert first["maximum"] == settings.graphql.max_query_cost
+    assert first["bucketSize"] == size
+    assert first["restoreRate"] == settings.rate_limit.restore_rate
+
+
+async def test_ratelimit_headers_say_the_same(client, district, settings):
+    response = await graphql(client, district.viewer_token, DASHBOARD)
+
+    remaining = response.json()["extensions"]["cost"]["remaining"]
+    size = settings.rate_limit.bucket_size
+    assert f'"token-budget";r={remaining};' in response.headers["RateLimit"]
+    assert f";q={size};" in response.headers["RateLimit-Policy"]
+    assert "Retry-After" not in response.headers
+
+
+async def test_a_request_with_a_mistake_still_costs_one_point(client, district, settings):
+    response = await graphql(client, district.viewer_token, "{ license { noSuchField } }")
+
+    assert response.status_code == 200
+    assert response.json()["errors"][0]["message"].startswith("Cannot query field")
+    assert response.json()["extensions"]["cost"]["remaining"] == (
+        settings.rate_limit.bucket_size - 1
+    )
+
+
+# --- Spent --------------------------------------------------------------------------------------
+
+
+async def test_a_spent_budget_is_refused_with_429_and_retry_after(
+    client, district, settings, clock
+):
+    await spend_all(client, district.viewer_token, settings)
+    left = await budget_after(client, district.viewer_token, "{ license { display } }")
+
+    response = await graphql(client, district.viewer_token, HISTORY)
+
+    retry_after = assert_rate_limited(response)
+    restore_rate = settings.rate_limit.restore_rate
+    assert retry_after == math.ceil((MAX_HISTORY_DAYS - left["remaining"]) / restore_rate)
+    assert response.json()["data"] is None
+    assert response.json()["extensions"]["cost"]["remaining"] == left["remaining"]
+
+
+async def test_waiting_retry_after_is_enough_and_waiting_less_is_not(
+    client, district, settings, clock
+):
+    await spend_all(client, district.viewer_token, settings)
+    retry_after = assert_rate_limited(await graphql(client, district.viewer_token, HISTORY))
+
+    clock.advance(seconds=retry_after - 1)
+    assert_rate_limited(await graphql(client, district.viewer_token, HISTORY))
+    clock.advance(seconds=1)
+    response = await graphql(client, district.viewer_token, HISTORY)
+
+    assert response.status_code == 200, response.text
+
+
+async def test_the_budget_refills_at_the_restore_rate_up_to_the_bucket_size(
+    client, district, settings, clock
+):
+    spent = await budget_after(client, district.viewer_token, HISTORY)
+
+    clock.advance(seconds=2)
+    two_seconds_later = await budget_after(client, district.viewer_token, "{ license { display } }")
+    clock.advance(hours=1)
+    an_hour_later = await budget_after(client, district.viewer_token, "{ license { display } }")
+
+    restored = math.floor(2 * settings.rate_limit.restore_rate)
+    assert two_seconds_later["remaining"] == spent["remaining"] + restored - 1
+    assert an_hour_later["remaining"] == settings.rate_limit.bucket_size - 1
+
+
+async def test_a_refused_mutation_does_not_run(client, district, settings, clock):
+    # One point left: the mutation costs more.
+    await spend_down_to(client, district.manager_token, settings, 1)
+    mutation = "mutation { setThreshold(studentsRemaining: 80) { errors { code } } }"
+
+    response = await graphql(client, district.manager_token, mutation)
+
+    assert_rate_limited(response)
+    clock.advance(hours=1)
+    after = await graphql(
+        client, district.manager_token, "{ licenseSettings { studentsRemainingThreshold } }"
+    )
+    assert after.json()["data"]["licenseSettings"]["studentsRemainingThreshold"] == 50
+
+
+async def test_an_empty_budget_is_refused_before_the_request_is_even_read(
+    client, district, settings
+):
+    await spend_down_to(client, district.viewer_token, settings, 0)
+
+    response = await client.post(
+        "/graphql",
+        content=b"this is not JSON",
+        headers={"Authorization": f"Bearer {district.viewer_token}"},
+    )
+
+    assert_rate_limited(response)
+
+
+# --- Whose budget -------------------------------------------------------------------------------
+
+
+async def test_each_token_has_its_own_budget(client, district, settings):
+    await spend_all(client, district.viewer_token, settings)
+    assert_rate_limited(await graphql(client, district.viewer_token, HISTORY))
+
+    other = await budget_after(client, district.manager_token, HISTORY)
+
+    assert other["remaining"] == settings.rate_limit.bucket_size - MAX_HISTORY_DAYS
+
+
+async def test_the_tab_session_and_the_report_download_draw_from_the_tokens_budget(
+    client, district, settings
+):
+    signed_in = await client.post("/session", json={"token": district.manager_token}, headers=TAB)
+    assert signed_in.status_code == 200, signed_in.text
+
+    by_cookie = await client.post("/graphql", json={"query": DASHBOARD}, headers=TAB)
+    download = await client.get(REPORT_PATH)
+    client.cookies.clear()
+    by_bearer = await budget_after(client, district.manager_token)
+
+    assert by_cookie.status_code == 200 and download.status_code == 200
+    cost = by_cookie.json()["extensions"]["cost"]["requested"]
+    assert by_bearer["remaining"] == (
+        settings.rate_limit.bucket_size - cost - REPORT_DOWNLOAD_COST - cost
+    )
+
+
+async def test_a_spent_budget_refuses_the_report_download_too(client, district, settings):
+    await spend_down_to(client, district.manager_token, settings, REPORT_DOWNLOAD_COST - 1)
+
+    response = await client.get(
+        REPORT_PATH, headers={"Authorization": f"Bearer {district.manager_token}"}
+    )
+
+    assert_rate_limited(response)
+    assert "text/csv" not in response.headers["content-type"]
+
+
+# --- Settings -----------------------------------------------------------------------------------
+
+
+async def test_turned_off_nothing_is_refused_and_no_budget_is_shown(
+    service, district, client_factory, settings
+):
+    service.settings.rate_limit.enabled = False
+
+    async with client_factory(service) as client:
+        for _ in range(3 * settings.rate_limit.bucket_size // MAX_HISTORY_DAYS):
+            cost = await budget_after(client, district.viewer_token, HISTORY)
+        response = await graphql(client, district.viewer_token, HISTORY)
+
+    assert response.status_code == 200
+    assert cost == {"requested": MAX_HISTORY_DAYS, "maximum": settings.graphql.max_query_cost}
+    assert "RateLimit" not in response.headers
+
+
+def test_concurrent_draws_never_spend_more_than_the_bucket_holds():
+    """Resolvers may run in worker threads: every point is paid once, whatever the interleaving."""
+    budgets = TokenBudgets(bucket_size=1000, restore_rate=1, clock=lambda: 0.0)
+    allowed = []
+
+    def draw_many() -> None:
+        allowed.extend(budgets.draw(7, 3).allowed for _ in range(200))
+
+    threads = [threading.Thread(target=draw_many) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert allowed.count(True) == 1000 // 3
+    assert budgets.draw(7, 0).remaining == 1000 % 3
+
+
+async def test_operations_over_a_websocket_draw_from_the_same_budget(
+    service, client, district, settings
+):
+    await spend_down_to(client, district.viewer_token, settings, 0)
+    init = {
+        "type": "connection_init",
+        "payload": {"Authorization": f"Bearer {district.viewer_token}"},
+    }
+    subscribe = {
+        "id": "1",
+        "type": "subscribe",
+        "payload": {"query": "subscription { licenseChanged { display } }"},
+    }
+
+    with serve(create_app(service), websockets=True) as base_url:
+        url = base_url.replace("http://", "ws://") + "/graphql"
+        async with connect(url, subprotocols=["graphql-transport-ws"], open_timeout=5) as socket:
+            await socket.send(json.dumps(init))
+            acknowledged = json.loads(await socket.recv())
+            await socket.send(json.dumps(subscribe))
+            with anyio.fail_after(5):
+                refused = json.loads(await socket.recv())
+
+    assert acknowledged["type"] == "connection_ack"
+    assert refused["payload"]["data"] is None  # nothing was sent of the license
+    assert refused["payload"]["errors"][0]["extensions"]["code"] == RATE_LIMITED

@@ -13,6 +13,7 @@ token always wins over the cookie, and websockets never use the cookie.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -35,7 +36,8 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import Subscr
 from strawberry.types.unset import UNSET, UnsetType
 
 from graph.context import GraphContext
-from graph.errors import ClientError
+from graph.errors import ClientError, refusal_for
+from graph.rate_limit import rate_limited_response, token_budgets
 from graph.subscriptions import TOKEN_REVOKED
 from licensing.service import DistrictState, LicensingService
 from licensing.tokens import Principal
@@ -66,6 +68,14 @@ def error_response(status_code: int, code: str, message: str, **headers: str) ->
         status_code=status_code,
         headers=headers,
     )
+
+
+@dataclass
+class HttpContext(GraphContext):
+    """The context of one HTTP request: ``response`` takes the status code and headers that
+    code running inside the operation sets (the rate limit's, graph/cost.py)."""
+
+    response: Response
 
 
 @dataclass
@@ -163,7 +173,8 @@ class LicensingGraphQL(GraphQL):
             )
             await response(scope, receive, send)
             return
-        principal = await self._principal(request)
+        # Cost 0: a spent budget is refused now; the operation's cost is drawn once it is known.
+        principal = await sign_in(request, self.service, cost=0)
         if isinstance(principal, Response):
             await principal(scope, receive, send)
             return
@@ -201,12 +212,23 @@ class LicensingGraphQL(GraphQL):
 
     def parse_json(self, data: str | bytes) -> Any:
         # Strawberry expects an object (or a batch list) and fails with a 500 on a bare value.
-        parsed = super().parse_json(data)
+        parsed = _strict_json(data)
         if not isinstance(parsed, dict | list):
             raise HTTPException(
                 400, 'Send a JSON object such as {"query": "{ license { display } }"}.'
             )
         return parsed
+
+    async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
+        # Strawberry answers its own refusals (bad JSON, content type, batch, GET mutation) in
+        # plain text; they are answered as JSON with a code, like every other error.
+        try:
+            return await super().run(request, context, root_value)
+        except HTTPException as refused:
+            if not isinstance(request, Request):
+                raise
+            answer = refusal_for(refused.status_code, refused.reason)
+            return error_response(answer.status_code, answer.code, answer.message, **answer.headers)
 
     async def get_context(self, request: Any, response: Any) -> GraphContext:
         if request.scope["type"] == "websocket":
@@ -215,7 +237,9 @@ class LicensingGraphQL(GraphQL):
             if principal is not None:
                 context.sign_in(principal, request.scope[SECRET_SCOPE_KEY])
             return context
-        return GraphContext(principal=request.scope[PRINCIPAL_SCOPE_KEY], service=self.service)
+        return HttpContext(
+            principal=request.scope[PRINCIPAL_SCOPE_KEY], service=self.service, response=response
+        )
 
 
 def csrf_refusal(request: HTTPConnection) -> Response | None:
@@ -290,6 +314,61 @@ async def _read_limited_body(request: Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
+def _strict_json(data: str | bytes) -> Any:
+    """The request's JSON, or a 400 saying what is wrong with it.
+
+    Strict where Python's json module is lenient (NaN, unpaired surrogate escapes) and a 400
+    where it raises something other than a JSON error (bytes that are not UTF-8, numbers of more
+    than 4300 digits, nesting past the recursion limit), which strawberry would answer with 500.
+    """
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+    except UnicodeDecodeError as error:
+        raise HTTPException(
+            400, f"The request body is not valid UTF-8 (at byte {error.start})."
+        ) from None
+    try:
+        parsed = json.loads(text, parse_constant=_refuse_constant)
+    except json.JSONDecodeError as error:
+        raise HTTPException(
+            400,
+            f"The request body is not valid JSON ({error.msg} at line {error.lineno}, column "
+            f'{error.colno}): send {{"query": "..."}}.',
+        ) from None
+    except ValueError:  # a number too long to convert
+        raise HTTPException(400, "A number in the request has too many digits.") from None
+    except RecursionError:
+        raise HTTPException(400, "The request's JSON is nested too deeply.") from None
+    if "\\u" in text and _has_unpaired_surrogate(parsed):
+        raise HTTPException(
+            400,
+            "The request contains an unpaired surrogate escape (\\ud800 to \\udfff), "
+            "which is not Unicode text.",
+        )
+    return parsed
+
+
+def _refuse_constant(name: str) -> Any:
+    raise HTTPException(400, f"{name} is not a JSON number: send numbers as digits.")
+
+
+def _has_unpaired_surrogate(value: Any) -> bool:
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
+
+
 def _replay(body: bytes) -> Receive:
     sent = False
 
@@ -303,9 +382,26 @@ def _replay(body: bytes) -> Receive:
     return receive
 
 
-async def sign_in(request: HTTPConnection, service: LicensingService) -> Principal | Response:
+async def sign_in(
+    request: HTTPConnection, service: LicensingService, *, cost: int = 1
+) -> Principal | Response:
     """The caller of an HTTP endpoint, by bearer token or by the Licensing tab's session cookie,
-    or the 401 (or CSRF 403) response explaining why they are not signed in."""
+    or the 401 (or CSRF 403) response explaining why they are not signed in, or the 429 response
+    when their token's budget cannot pay ``cost`` points (graph/rate_limit.py), which are drawn."""
+    principal = await _signed_in_principal(request, service)
+    if isinstance(principal, Response):
+        return principal
+    budgets = token_budgets(service)
+    if budgets is not None:
+        receipt = budgets.draw(principal.token_id, cost)
+        if not receipt.allowed:
+            return rate_limited_response(receipt)
+    return principal
+
+
+async def _signed_in_principal(
+    request: HTTPConnection, service: LicensingService
+) -> Principal | Response:
     if (
         request.scope["type"] == "http"
         and "authorization" not in request.headers

@@ -32,12 +32,28 @@ def record_event(
             occurred_at=now,
             actor=actor,
             action=action,
-            old_value=None if old is None else json.dumps(old, default=str, sort_keys=True),
-            new_value=None if new is None else json.dumps(new, default=str, sort_keys=True),
+            old_value=_value_text(old),
+            new_value=_value_text(new),
             outcome=outcome,
             detail=detail[:2000] if detail else None,
         )
     )
+
+
+# The size of the old_value and new_value columns.
+MAX_VALUE_TEXT = 4000
+
+
+def _value_text(value: Any) -> str | None:
+    """The value as JSON; one too long for its column (a caller may send long ids) is cut, and
+    still JSON: ``{"truncated": "<the start of the JSON text>"}``."""
+    if value is None:
+        return None
+    text = json.dumps(value, default=str, sort_keys=True)
+    if len(text) <= MAX_VALUE_TEXT:
+        return text
+    # Escaping can at most double the kept part, so the whole stays within the column.
+    return json.dumps({"truncated": text[: MAX_VALUE_TEXT // 2 - 50]})
 
 
 MAX_AUDIT_PAGE = 100

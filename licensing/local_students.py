@@ -46,9 +46,11 @@ def set_local_students_enabled(
                 )
             ],
         )
+    # No stored id holds a NUL character (PostgreSQL refuses one): such an id is not found.
+    storable = [identifier for identifier in wanted if "\x00" not in identifier]
     found = session.execute(
         select(roster.c.source_id, roster.c.source, roster.c.role).where(
-            roster.c.district_id == district_id, roster.c.source_id.in_(wanted)
+            roster.c.district_id == district_id, roster.c.source_id.in_(storable)
         )
     ).all()
     local = {row.source_id for row in found if row.source == LOCAL_SOURCE and row.role == "student"}

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import Select, and_, false, func, or_, select
 from sqlmodel import Session
 
 from db.models import RosterRecord
@@ -115,6 +115,10 @@ def decode_cursor(cursor: str) -> int:
 
 def _filtered(district_id: int, report_filter: ActiveStudentFilter) -> list[Any]:
     conditions: list[Any] = [roster.c.district_id == district_id, COUNTS_AS_ACTIVE]
+    texts = (report_filter.source, report_filter.school, report_filter.grade, report_filter.search)
+    if any(text and "\x00" in text for text in texts):
+        # No stored text holds a NUL character (PostgreSQL refuses one): nothing can match.
+        return [false()]
     if report_filter.source:
         conditions.append(roster.c.source == report_filter.source)
     if report_filter.school:

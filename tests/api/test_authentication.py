@@ -8,7 +8,7 @@ import re
 import pytest
 from sqlmodel import select
 
-from db.models import ApiToken, metadata
+from db.models import ApiToken, LicenseSettings, metadata
 from licensing.tokens import hash_token, revoke_token
 from tests.utils.graphql import graphql, graphql_data
 
@@ -112,6 +112,27 @@ async def test_unknown_token_is_401(client, make_district, secret):
     assert "not valid" in response.json()["errors"][0]["message"]
 
 
+@pytest.mark.parametrize(
+    "header",
+    [
+        pytest.param("Bearer m1t1_ÄÖÜ-jeton-é".encode(), id="non-ASCII, UTF-8"),
+        pytest.param("Bearer m1t1_ÄÖÜ".encode("latin-1"), id="non-ASCII, Latin-1"),
+        pytest.param(b"Bearer \xff\xfe\x80", id="not text"),
+        pytest.param(b"Bearer m1t1_" + b"A" * 1_000_000, id="a megabyte"),
+        pytest.param(b"Bearer\tm1t1_abc", id="a tab, not a space"),
+    ],
+)
+async def test_unreadable_token_is_401(client, make_district, header):
+    await make_district(active=10)
+
+    response = await client.post(
+        "/graphql", json={"query": LICENSE_QUERY}, headers={"Authorization": header}
+    )
+
+    assert_unauthenticated(response)
+    assert len(response.content) < 1000  # the token is not echoed back
+
+
 async def test_altered_token_is_401(client, make_district):
     district = await make_district(active=10)
     secret = district.manager_token
@@ -154,6 +175,27 @@ async def test_revoked_token_stops_working_at_once(client, make_district, servic
     # The district's other token is untouched.
     data = await graphql_data(client, district.manager_token, LICENSE_QUERY)
     assert data["license"]["display"] == "10 / 1000"
+
+
+async def test_revoked_token_changes_nothing(client, make_district, service):
+    district = await make_district(active=10, threshold=50)
+    token_id = token_row_id(service, district.manager_token)
+    with service.database.write() as session:
+        assert revoke_token(
+            session, district_id=district.id, token_id=token_id, now=service.clock()
+        )
+
+    response = await graphql(client, district.manager_token, SET_THRESHOLD, {"value": 10})
+
+    assert_unauthenticated(response)
+    assert "revoked" in response.json()["errors"][0]["message"]
+    data = await graphql_data(
+        client, district.viewer_token, "{ license { display } alerts { kind } }"
+    )
+    assert data == {"license": {"display": "10 / 1000"}, "alerts": []}
+    with service.database.read() as session:
+        stored = session.get(LicenseSettings, district.id)
+    assert stored.students_remaining_threshold == 50
 
 
 async def test_revoking_a_token_of_another_district_is_refused(client, make_district, service):

@@ -390,6 +390,11 @@ async def test_malformed_request_is_a_4xx_without_internals(client, token, body)
     for marker in ("Traceback", "site-packages", 'File "'):
         assert marker not in response.text
     assert "10 / 1000" not in response.text
+    # Answered like every other error: JSON, with a code and a message.
+    assert response.headers["content-type"].startswith("application/json")
+    error = response.json()["errors"][0]
+    assert error["extensions"]["code"]
+    assert 10 <= len(error["message"]) <= 300, error["message"]
 
 
 async def test_malformed_json_message_is_readable(client, token):
@@ -400,7 +405,10 @@ async def test_malformed_json_message_is_readable(client, token):
     )
 
     assert response.status_code == 400
-    assert "JSON" in response.text
+    error = response.json()["errors"][0]
+    assert error["extensions"]["code"] == "BAD_REQUEST"
+    assert "not valid JSON" in error["message"]
+    assert "line 1, column 2" in error["message"]  # where it went wrong
 
 
 async def test_graphql_syntax_error_is_a_clear_error(client, token):
@@ -411,6 +419,7 @@ async def test_graphql_syntax_error_is_a_clear_error(client, token):
     assert body.get("data") is None
     message = body["errors"][0]["message"]
     assert message.startswith("Syntax Error")
+    assert body["errors"][0]["extensions"]["code"] == "GRAPHQL_PARSE_FAILED"
     assert body["errors"][0]["locations"] == [{"line": 1, "column": 21}]
     assert "Traceback" not in response.text
 
@@ -423,8 +432,10 @@ async def test_bare_json_value_gets_a_helpful_message(client, token):
     )
 
     assert response.status_code == 400
-    assert "JSON object" in response.text
-    assert "query" in response.text
+    error = response.json()["errors"][0]
+    assert error["extensions"]["code"] == "BAD_REQUEST"
+    assert "JSON object" in error["message"]
+    assert "query" in error["message"]
 
 
 async def test_bad_variable_type_is_a_clear_error(client, token):
@@ -461,6 +472,7 @@ async def test_unexpected_exception_is_masked(client, token, monkeypatch, caplog
     assert body["data"] is None
     message = body["errors"][0]["message"]
     assert "internal error" in message.lower()
+    assert body["errors"][0]["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
     assert body["errors"][0]["path"] == ["licenseCheck"]
     # The operator still gets the details, in the server's log.
     assert "secret internals" in caplog.text

@@ -9,8 +9,8 @@ read a district's state and then write on its strength (the force-update cooldow
 a license, a roster or a threshold, alert reconciliation) first take ``lock_district``: an advisory
 lock per district, held until commit or rollback, so they take turns per district while other
 districts go on. They take it before their first write, so no transaction ever waits for the lock
-while holding a row another holder of the lock needs (no deadlock). On SQLite it does nothing:
-BEGIN IMMEDIATE has already made the transaction the only writer.
+while holding a row another holder of the lock needs (no deadlock). On SQLite it only begins the
+transaction at once: BEGIN IMMEDIATE makes it the only writer.
 """
 
 from __future__ import annotations
@@ -61,8 +61,11 @@ class Database:
 def lock_district(session: Session, district_id: int) -> None:
     """Make the rest of this write transaction wait for, and exclude, any other transaction holding
     the same district's lock. PostgreSQL: ``pg_advisory_xact_lock``, held until commit or rollback
-    and re-entrant within a transaction. SQLite: nothing to do, a write transaction is exclusive."""
+    and re-entrant within a transaction. SQLite: a write transaction is exclusive, so this only
+    begins it now (``BEGIN IMMEDIATE``, waiting for the write lock). On both, once this returns
+    the caller holds the lock, so a time read after it is later than every earlier holder's."""
     if session.get_bind().dialect.name != "postgresql":
+        session.connection()
         return
     session.execute(
         text("SELECT pg_advisory_xact_lock(:namespace, :district_id)"),

@@ -28,6 +28,7 @@ from licensing import signing
 from licensing.audit import record_event
 from licensing.district_view import reevaluate_alerts
 from licensing.districts import district_ref
+from licensing.metrics import count_license_refresh
 from licensing.problems import Problem
 from licensing.settings import Settings
 from plugins.manager import PluginManager, UnknownSourceError
@@ -85,6 +86,7 @@ class LicenseUpdater:
     async def _forced(self, *, district_id: int, actor: str) -> ForceUpdateOutcome:
         retry_after = await to_thread.run_sync(self._claim_forced_update, district_id, actor)
         if retry_after is not None:
+            count_license_refresh(outcome="throttled", action=FORCED_ACTION)
             return ForceUpdateOutcome(
                 updated=False, throttled=True, retry_after_seconds=retry_after
             )
@@ -93,9 +95,11 @@ class LicenseUpdater:
 
     def _claim_forced_update(self, district_id: int, actor: str) -> int | None:
         """Seconds to wait when still cooling down; otherwise start the cooldown and return None."""
-        now = self.clock()
         with self.database.write() as session:
             lock_district(session, district_id)  # two workers must not both start a cooldown
+            # Read after the lock: a time read while waiting for it would make the wait look
+            # longer than the cooldown (retry in 61 s) and could start the cooldown in the past.
+            now = self.clock()
             state = _sync_state(session, district_id)
             if state.last_forced_at is not None:
                 wait = state.last_forced_at + self.cooldown - now
@@ -229,6 +233,7 @@ class LicenseUpdater:
                 old=old,
                 new=_summary(held),
             )
+        count_license_refresh(outcome="updated" if changed else "unchanged", action=action)
         return RefreshOutcome(updated=changed)
 
     def _record_failure(self, district_id: int, problem: Problem, actor: str, forced: bool) -> None:
@@ -252,6 +257,7 @@ class LicenseUpdater:
         state.last_status = "failed"
         state.last_error = problem.message[:1000]
         state.failing_since = state.failing_since or now
+        count_license_refresh(outcome="failed", action=action)
         session.flush()
         self._reconcile(session, district_id, now)
         record_event(

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test test-postgres lint format schema clean
+.PHONY: run test test-postgres lint format schema bench clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,14 @@ format: $(INSTALLED)
 
 schema: $(INSTALLED)
 	$(BIN)/licensing schema --write schema.graphql
+
+# The benchmarks in bench/: prints their tables and writes the figures into docs/benchmarks.md.
+bench: $(INSTALLED)
+	@command -v wrk >/dev/null 2>&1 || { \
+		echo "Installing Debian's wrk, the dashboard benchmark's load generator." >&2; \
+		if [ "$$(id -u)" -eq 0 ]; then apt-get install -y -qq wrk; \
+		else sudo apt-get install -y -qq wrk; fi; }
+	$(BIN)/python bench/run.py
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache .ruff_cache

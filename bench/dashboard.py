@@ -1,0 +1,407 @@
+"""Benchmark: the dashboard query through the real server against a hand-written endpoint.
+
+    .venv/bin/python bench/dashboard.py [--students 1000 1000000] [--workers 1] [--markdown]
+
+For each district size it builds a SQLite database with one district (a signed license, a roster
+of N active students plus staff and graduates, a LICENSES_LOW alert and an API token), then
+serves it twice from the same database with the same uvicorn settings: ``licensing serve`` (the
+product: GraphQL at /graphql) and ``bench/bare_dashboard.py`` (a hand-written Starlette JSON
+endpoint serving the same numbers). A separate process, wrk (Debian's package ``wrk``), sends the
+load: 32 connections for a fixed time, alternating between the two servers for several rounds.
+A response that is not HTTP 200, or that carries GraphQL ``errors``, counts as a failure.
+
+It prints requests per second, p50 and p99 latency of each, the ratios against SPEC section 8
+(throughput >= 0.5x the hand-written endpoint, p99 <= 2x, throughput at 1,000,000 students >=
+0.8x that at 1,000), and with ``--markdown`` the same as a markdown section on standard output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, timedelta
+from pathlib import Path
+
+import httpx
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPOSITORY))
+
+from sqlmodel import select  # noqa: E402
+
+from app.demo import issue_license_file  # noqa: E402
+from app.runtime import build_service  # noqa: E402
+from bench.report_export import roster_rows  # noqa: E402
+from bench.tables import show  # noqa: E402
+from db import queries  # noqa: E402
+from db.models import District  # noqa: E402
+from licensing import signing  # noqa: E402
+from licensing.districts import create_district  # noqa: E402
+from licensing.roster import refresh_usage  # noqa: E402
+from licensing.settings import Settings  # noqa: E402
+from licensing.tokens import Permission, create_token  # noqa: E402
+
+SLUG = "bench"
+# The seats leave 20 licenses remaining at any size, under the default threshold of 50: the
+# district has its "licenses low" alert, so the alerts part of the query has work to do.
+HEADROOM = 20
+DASHBOARD_QUERY = (
+    "query Dashboard { license { status licensedTo used total remaining display level "
+    "accessLevel expiresAt daysUntilExpiration stale } "
+    "usage { activeStudents inactiveStudents staff devices } "
+    "alerts { kind severity message placements } }"
+)
+SIZES = [1_000, 1_000_000]
+TARGET_THROUGHPUT_RATIO = 0.5
+TARGET_P99_RATIO = 2.0
+TARGET_FLAT_RATIO = 0.8
+
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.body = [==[{body}]==]
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer {secret}"
+
+local threads = {{}}
+
+function setup(thread)
+  table.insert(threads, thread)
+end
+
+function init(args)
+  failures = 0
+  answered = 0
+end
+
+function response(status, headers, body)
+  answered = answered + 1
+  if status ~= 200 or string.find(body, '"errors"', 1, true) then
+    failures = failures + 1
+  end
+end
+
+function done(summary, latency, requests)
+  local failed, total = 0, 0
+  for _, thread in ipairs(threads) do
+    failed = failed + thread:get("failures")
+    total = total + thread:get("answered")
+  end
+  local errors = summary.errors
+  io.write(string.format(
+    "RESULT %d %d %d %d %d %d\\n",
+    total, summary.duration, failed,
+    errors.connect + errors.read + errors.write + errors.timeout,
+    latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+
+@dataclass(frozen=True)
+class Measurement:
+    requests_per_second: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    failures: int
+
+
+@dataclass(frozen=True)
+class SizeResult:
+    students: int
+    setup_seconds: float
+    graphql: Measurement
+    bare: Measurement
+
+    @property
+    def throughput_ratio(self) -> float:
+        return self.graphql.requests_per_second / self.bare.requests_per_second
+
+    @property
+    def p99_ratio(self) -> float:
+        return self.graphql.p99_ms / self.bare.p99_ms
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def build_database(data_dir: Path, students: int) -> str:
+    """The benchmark district under ``data_dir``; returns a MANAGE_SETTINGS token's secret."""
+    settings = Settings(data_dir=data_dir, scheduler_enabled=False)
+    service = build_service(settings, upgrade_schema=True)
+    now = service.clock()
+    private_key = signing.generate_signing_key(
+        data_dir / "bench-signing-key.pem", settings.trusted_keys_dir / "bench.pub"
+    )
+    issue_license_file(
+        settings,
+        private_key=private_key,
+        district_slug=SLUG,
+        key_id="bench",
+        terms=signing.LicenseTerms(
+            license_id="M1T1-BENCH-0001",
+            district=SLUG,
+            licensed_to="Benchmark District",
+            legal_entity_name=None,
+            total=students + HEADROOM,
+            created_on=date(2025, 7, 1),
+            expires_on=now.astimezone(UTC).date() + timedelta(days=300),
+            deactivated=False,
+            overage_allowance=0.05,
+            issued_at=now,
+        ),
+    )
+    with service.database.write() as session:
+        district_id = create_district(
+            session, slug=SLUG, official_name="Benchmark District", time_zone="UTC", now=now
+        ).id
+        queries.replace_roster_rows(
+            session, district_id=district_id, source="sis", rows=roster_rows(district_id, students)
+        )
+        counts = refresh_usage(session, district_id=district_id, now=now)
+    if counts.active_students != students:
+        raise SystemExit(f"Expected {students:,} active students, counted {counts.active_students}")
+    outcome = asyncio.run(service.license_updater.refresh(district_id=district_id, actor="bench"))
+    if outcome.problem is not None:
+        raise SystemExit(f"The benchmark license was refused: {outcome.problem.message}")
+    service.read_district_state(district_id)  # raises the district's alerts
+    with service.database.write() as session:
+        district = session.exec(select(District).where(District.slug == SLUG)).one()
+        _token, secret = create_token(
+            session,
+            district=district,
+            name="benchmark",
+            permissions={Permission.MANAGE_SETTINGS},
+            now=now,
+        )
+    service.database.dispose()
+    return secret
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def running_server(command: list[str], data_dir: Path, ready_url: str) -> Iterator[None]:
+    """A server process with the benchmark's settings, stopped when the block ends."""
+    environment = {
+        **{name: value for name, value in os.environ.items() if not name.startswith("LICENSING_")},
+        "LICENSING_DATA_DIR": str(data_dir),
+        "LICENSING_SCHEDULER_ENABLED": "false",
+        # 32 connections share one token: the per-token budget refills faster than they can
+        # spend it, so the rate limiter still runs (and costs what it costs) but never refuses.
+        "LICENSING_RATE_LIMIT__RESTORE_RATE": "1000000000",
+        "PYTHONPATH": str(REPOSITORY),
+    }
+    with (data_dir / f"server-{len(list(data_dir.glob('server-*')))}.log").open("w") as output:
+        process = subprocess.Popen(
+            command, cwd=data_dir, env=environment, stdout=output, stderr=subprocess.STDOUT
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                if process.poll() is not None:
+                    raise SystemExit(f"{' '.join(command)} exited; see {output.name}")
+                try:
+                    if httpx.get(ready_url, timeout=1).status_code < 500:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"{' '.join(command)} did not start within 60 s")
+                time.sleep(0.2)
+            yield
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def run_wrk(url: str, script: Path, *, connections: int, seconds: float) -> Measurement:
+    finished = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{round(seconds)}s", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    line = next(line for line in finished.stdout.splitlines() if line.startswith("RESULT "))
+    answered, duration_us, failed, socket_errors, p50_us, p99_us = map(int, line.split()[1:])
+    return Measurement(
+        requests_per_second=answered / (duration_us / 1_000_000),
+        p50_ms=p50_us / 1000,
+        p99_ms=p99_us / 1000,
+        requests=answered,
+        failures=failed + socket_errors,
+    )
+
+
+def median_measurement(rounds: list[Measurement]) -> Measurement:
+    return Measurement(
+        requests_per_second=statistics.median(m.requests_per_second for m in rounds),
+        p50_ms=statistics.median(m.p50_ms for m in rounds),
+        p99_ms=statistics.median(m.p99_ms for m in rounds),
+        requests=sum(m.requests for m in rounds),
+        failures=sum(m.failures for m in rounds),
+    )
+
+
+def check_same_numbers(graphql_url: str, bare_url: str, secret: str) -> None:
+    """Both servers must answer the same numbers, or the comparison means nothing."""
+    headers = {"Authorization": f"Bearer {secret}"}
+    graphql = httpx.post(graphql_url, json={"query": DASHBOARD_QUERY}, headers=headers).json()
+    bare = httpx.post(bare_url, headers=headers).json()
+    if graphql.get("errors") or graphql["data"] != bare["data"]:
+        raise SystemExit(
+            "The two endpoints disagree:\n"
+            f"GraphQL: {json.dumps(graphql, indent=1)}\nhand-written: {json.dumps(bare, indent=1)}"
+        )
+
+
+def measure_size(students: int, arguments: argparse.Namespace) -> SizeResult:
+    data_dir = Path(tempfile.mkdtemp(prefix="licensing-bench-dashboard-"))
+    try:
+        log(f"{students:,} students: building the database")
+        started = time.perf_counter()
+        secret = build_database(data_dir, students)
+        setup_seconds = time.perf_counter() - started
+        graphql_port, bare_port = free_port(), free_port()
+        graphql_url = f"http://127.0.0.1:{graphql_port}/graphql"
+        bare_url = f"http://127.0.0.1:{bare_port}/dashboard"
+        workers = str(arguments.workers)
+        licensing = [str(Path(sys.executable).with_name("licensing"))]
+        graphql_command = [*licensing, "serve", "--port", str(graphql_port), "--workers", workers]
+        bare_command = [
+            *[sys.executable, "-m", "uvicorn", "bench.bare_dashboard:create_app", "--factory"],
+            *["--host", "127.0.0.1", "--port", str(bare_port), "--workers", workers],
+        ]
+        graphql_script = data_dir / "graphql.lua"
+        body = json.dumps({"query": DASHBOARD_QUERY})
+        graphql_script.write_text(WRK_SCRIPT.format(body=body, secret=secret))
+        bare_script = data_dir / "bare.lua"
+        bare_script.write_text(WRK_SCRIPT.format(body="", secret=secret))
+        with (
+            running_server(graphql_command, data_dir, f"http://127.0.0.1:{graphql_port}/healthz"),
+            running_server(bare_command, data_dir, bare_url),
+        ):
+            check_same_numbers(graphql_url, bare_url, secret)
+            load = {"connections": arguments.connections}
+            log(f"{students:,} students: warming up both servers")
+            run_wrk(bare_url, bare_script, seconds=2, **load)
+            run_wrk(graphql_url, graphql_script, seconds=2, **load)
+            bare_rounds: list[Measurement] = []
+            graphql_rounds: list[Measurement] = []
+            for round_number in range(1, arguments.rounds + 1):
+                log(f"{students:,} students: round {round_number} of {arguments.rounds}")
+                bare_rounds.append(
+                    run_wrk(bare_url, bare_script, seconds=arguments.seconds, **load)
+                )
+                graphql_rounds.append(
+                    run_wrk(graphql_url, graphql_script, seconds=arguments.seconds, **load)
+                )
+        return SizeResult(
+            students=students,
+            setup_seconds=setup_seconds,
+            graphql=median_measurement(graphql_rounds),
+            bare=median_measurement(bare_rounds),
+        )
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+def report(results: list[SizeResult], arguments: argparse.Namespace) -> str:
+    lines = [
+        "### Dashboard query: GraphQL against a hand-written endpoint",
+        "",
+        f"`.venv/bin/python bench/dashboard.py`: {arguments.connections} connections from wrk, "
+        f"{arguments.workers} uvicorn worker(s) for each server, SQLite, {arguments.rounds} "
+        f"alternating rounds of {arguments.seconds:g} s per server (medians shown). A response "
+        "that is not HTTP 200 or carries GraphQL `errors` is a failure.",
+        "",
+        "| students | endpoint | requests/s | p50 ms | p99 ms | failures | throughput ratio "
+        "| p99 ratio |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for result in results:
+        for name, measured in (("hand-written", result.bare), ("GraphQL", result.graphql)):
+            ratios = (
+                f"{result.throughput_ratio:.2f} | {result.p99_ratio:.2f}"
+                if name == "GraphQL"
+                else " | "
+            )
+            lines.append(
+                f"| {result.students:,} | {name} | {measured.requests_per_second:,.0f} "
+                f"| {measured.p50_ms:.1f} | {measured.p99_ms:.1f} | {measured.failures} "
+                f"| {ratios} |"
+            )
+    lines.append("")
+    for result in results:
+        lines.append(
+            f"- {result.students:,} students: throughput ratio {result.throughput_ratio:.2f} "
+            f"(target >= {TARGET_THROUGHPUT_RATIO}: "
+            f"{verdict(result.throughput_ratio >= TARGET_THROUGHPUT_RATIO)}), p99 ratio "
+            f"{result.p99_ratio:.2f} (target <= {TARGET_P99_RATIO:g}: "
+            f"{verdict(result.p99_ratio <= TARGET_P99_RATIO)})."
+        )
+    if len(results) > 1:
+        smallest, largest = results[0], results[-1]
+        flat = largest.graphql.requests_per_second / smallest.graphql.requests_per_second
+        lines.append(
+            f"- GraphQL throughput at {largest.students:,} students over {smallest.students:,}: "
+            f"{flat:.2f} (target >= {TARGET_FLAT_RATIO}: {verdict(flat >= TARGET_FLAT_RATIO)})."
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--students", type=int, nargs="+", help="district sizes")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--seconds", type=int, help="seconds of load per round and server")
+    parser.add_argument("--rounds", type=int, help="alternating rounds per size")
+    parser.add_argument("--quick", action="store_true", help="small sizes, one short round")
+    parser.add_argument(
+        "--markdown", action="store_true", help="Print the result section as markdown."
+    )
+    arguments = parser.parse_args()
+    arguments.students = arguments.students or ([200, 2_000] if arguments.quick else SIZES)
+    arguments.seconds = arguments.seconds or (1 if arguments.quick else 8)
+    arguments.rounds = arguments.rounds or (1 if arguments.quick else 3)
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is needed for the load: install Debian's package 'wrk'.")
+    # The benchmark's own configuration only: no LICENSING_* variable of the developer's (a
+    # database URL, say) reaches the setup.
+    for name in [name for name in os.environ if name.startswith("LICENSING_")]:
+        del os.environ[name]
+    results = [measure_size(students, arguments) for students in sorted(arguments.students)]
+    show(report(results, arguments), as_markdown=arguments.markdown)
+    failures = sum(result.graphql.failures + result.bare.failures for result in results)
+    if failures:
+        log(f"{failures} requests failed")
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""`make bench` keeps working: each benchmark runs at its --quick sizes through bench/run.py.
+
+The figures go into a copy of docs/benchmarks.md (``--output``); the real page is never written.
+What is checked is what a reader of that page relies on: the machine is described, each
+benchmark's section holds a table between its markers, and the hand-written text is untouched.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.run import BENCHMARKS, DOCS, REPOSITORY, RESULTS_END, RESULTS_START, rewrite
+
+
+def run_bench(*arguments: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "bench/run.py", *arguments],
+        cwd=REPOSITORY,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def outside_results(document: str) -> str:
+    before, _, rest = document.partition(RESULTS_START)
+    return before + rest.partition(RESULTS_END)[2]
+
+
+def generated_block(document: str) -> str:
+    return document.partition(RESULTS_START)[2].partition(RESULTS_END)[0]
+
+
+@pytest.mark.parametrize("benchmark", BENCHMARKS, ids=lambda benchmark: benchmark.name)
+def test_quick_run_prints_the_table_and_fills_the_markers(benchmark, tmp_path: Path) -> None:
+    if not benchmark.script.exists():
+        pytest.skip(f"bench/{benchmark.script.name} is not written yet")
+    if benchmark.name == "dashboard" and shutil.which("wrk") is None:
+        # CI installs Debian's wrk (.ci/run) and sets the variable, so there it fails instead.
+        if os.environ.get("LICENSING_REQUIRE_WRK"):
+            pytest.fail("wrk is not installed, and LICENSING_REQUIRE_WRK is set")
+        pytest.skip("the dashboard benchmark needs Debian's wrk")
+    published = DOCS.read_bytes()
+    output = tmp_path / "benchmarks.md"
+    shutil.copyfile(DOCS, output)
+
+    done = run_bench("--quick", "--only", benchmark.name, "--output", str(output))
+
+    assert done.returncode == 0, done.stderr[-4000:]
+    written = output.read_text(encoding="utf-8")
+    block = generated_block(written)
+    assert re.search(r"^- CPU: .+, \d+ cores$", block, re.MULTILINE), block[:2000]
+    start, end = benchmark.markers()
+    section = block.partition(start)[2].partition(end)[0]
+    table_rows = [line for line in section.splitlines() if line.startswith("| ")]
+    assert len(table_rows) >= 3, section  # header, alignment and at least one row of figures
+    heading = re.search(r"^### (.+)$", section, re.MULTILINE)
+    assert heading is not None, section
+    assert heading.group(1) in done.stdout  # the table was shown in the terminal too
+    assert outside_results(written) == outside_results(DOCS.read_text(encoding="utf-8"))
+    assert DOCS.read_bytes() == published
+
+
+def test_a_page_without_the_markers_is_refused_untouched(tmp_path: Path) -> None:
+    output = tmp_path / "benchmarks.md"
+    output.write_text("# Benchmarks\n\nNo markers here.\n", encoding="utf-8")
+
+    done = run_bench("--quick", "--only", "force_update", "--output", str(output))
+
+    assert done.returncode == 2
+    assert RESULTS_START in done.stderr
+    assert output.read_text(encoding="utf-8") == "# Benchmarks\n\nNo markers here.\n"
+
+
+def test_a_run_of_one_benchmark_keeps_the_other_sections() -> None:
+    sync, force = (
+        next(benchmark for benchmark in BENCHMARKS if benchmark.name == name)
+        for name in ("oneroster_csv_sync", "force_update")
+    )
+    old_sections = "\n".join(
+        f"{benchmark.markers()[0]}\n### {benchmark.title}\n\nold figures\n{benchmark.markers()[1]}"
+        for benchmark in (sync, force)
+    )
+    document = f"# Page\n\nBy hand.\n\n{RESULTS_START}\nold machine\n{old_sections}\n{RESULTS_END}\n\nMore by hand.\n"
+
+    rewritten = rewrite(document, "new machine", {"force_update": "### Force\n\nnew figures"})
+
+    block = generated_block(rewritten)
+    assert "new machine" in block and "old machine" not in block
+    assert "new figures" in block
+    assert block.count("old figures") == 1
+    assert block.index(sync.markers()[0]) < block.index(force.markers()[0])
+    assert rewritten.startswith("# Page\n\nBy hand.\n\n")
+    assert rewritten.endswith(f"{RESULTS_END}\n\nMore by hand.\n")

@@ -166,6 +166,29 @@ class GraphQLLimits(BaseModel):
     max_aliases: int = Field(default=30, ge=1)
     max_tokens: int = Field(default=2000, ge=10)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    max_query_cost: int = Field(
+        default=1000,
+        ge=1,
+        description="The most one GraphQL operation may cost (docs/limits.md); a costlier one is "
+        "refused before it runs.",
+    )
+
+
+class RateLimitSettings(BaseModel):
+    """Each API token's budget of cost points: a token bucket kept in each worker's memory."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(default=True, description="Charge requests to their token's budget.")
+    bucket_size: int = Field(
+        default=5000,
+        ge=1,
+        description="Points a token can spend at once (the burst); keep it at least "
+        "graphql.max_query_cost.",
+    )
+    restore_rate: float = Field(
+        default=100.0, gt=0, description="Points given back to each token per second, per worker."
+    )
 
 
 class Settings(BaseSettings):
@@ -213,12 +236,32 @@ class Settings(BaseSettings):
         description="Base64 Ed25519 public keys whose license signatures are trusted.",
     )
     graphql: GraphQLLimits = Field(default_factory=GraphQLLimits)
+    rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     disabled_plugins: list[str] = Field(
         default_factory=list,
         description="Plugins not to load, by name (a built-in's short name or an entry-point name).",
     )
+    log_format: Literal["json", "text"] = Field(
+        default="json",
+        description="How `licensing serve` and `licensing worker` write log lines: one JSON "
+        "object a line, or plain text.",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        default="INFO", description="The least severe log lines written."
+    )
+    worker_metrics_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Port on which `licensing worker` serves its Prometheus /metrics; unset: none.",
+    )
     districts: dict[str, DistrictConfig] = Field(default_factory=dict)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _log_level_any_case(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
 
     @field_validator("default_time_zone")
     @classmethod

@@ -25,6 +25,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
+SQLITE_POOL_SIZE = 40
+SQLITE_POOL_OVERFLOW = 10
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 # The first key of the two-key advisory locks this service takes ("M1" + "LI"); the district id is
 # the second, so another application's advisory locks in the same database never collide.
@@ -79,7 +81,14 @@ def _create_engine(url: str, *, is_sqlite: bool) -> Engine:
     parsed = make_url(url)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"check_same_thread": False})
+    # Requests read from up to 40 threads at once (anyio's default thread limit); a pool smaller
+    # than that opens and closes a connection (and its PRAGMAs) for each request over the size.
+    engine = create_engine(
+        url,
+        connect_args={"check_same_thread": False},
+        pool_size=SQLITE_POOL_SIZE,
+        max_overflow=SQLITE_POOL_OVERFLOW,
+    )
     event.listen(engine, "connect", _configure_sqlite_connection)
     event.listen(engine, "begin", _begin_sqlite_transaction)
     return engine

@@ -1,0 +1,34 @@
+"""What `pip install` of a release puts on a production host (docs/deploy.md, "Installing the
+service"): everything `licensing serve` needs, outside the source tree."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+
+
+def test_the_wheel_carries_the_licensing_tab_and_the_migrations(tmp_path: Path) -> None:
+    subprocess.run(
+        [
+            *[sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps"],
+            *["--wheel-dir", str(tmp_path), str(REPOSITORY)],
+        ],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = tmp_path.glob("*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    # app/factory.py serves web/ from beside the app package; a wheel without it cannot start.
+    for page in ("index.html", "licensing.js", "api.js", "licensing.css"):
+        assert f"web/{page}" in names
+    migrations = {name for name in names if name.startswith("db/migrations/versions/")}
+    shipped = {
+        f"db/migrations/versions/{path.name}"
+        for path in (REPOSITORY / "db/migrations/versions").glob("*.py")
+    }
+    assert shipped and shipped <= migrations
+    assert "db/migrations/script.py.mako" in names

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import delete, func
 from sqlalchemy.dialects import postgresql, sqlite
@@ -18,6 +17,7 @@ from sqlmodel import Session, select
 from db.models import License, UsageSnapshot
 from licensing.forecast import DailyPoint
 from licensing.roster import current_usage
+from licensing.rules import district_today
 
 __all__ = [
     "KEEP_DAYS",
@@ -50,17 +50,6 @@ class UsageDay:
 
     def point(self) -> DailyPoint:
         return DailyPoint(day=self.day, active_students=self.active_students, total=self.total)
-
-
-def district_today(now: datetime, time_zone: str) -> date:
-    """The date it is in the district's zone at ``now``."""
-    if now.tzinfo is None or now.utcoffset() is None:
-        raise ValueError("now must be timezone-aware")
-    try:
-        zone = ZoneInfo(time_zone)
-    except (ZoneInfoNotFoundError, ValueError) as error:
-        raise ValueError(f"unknown time zone {time_zone!r}") from error
-    return now.astimezone(zone).date()
 
 
 def take_usage_snapshot(

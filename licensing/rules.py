@@ -189,8 +189,9 @@ def usage_level(used: int, total: int, threshold: int) -> UsageLevel:
 # --- Status and expiry ---------------------------------------------------------------------------
 
 
-def _district_today(now: datetime, time_zone: str) -> date:
-    """Return today's date in the district's zone; ValueError for a naive now or unknown zone."""
+def district_today(now: datetime, time_zone: str) -> date:
+    """The date it is in the district's zone at ``now``; ValueError for a naive now or an
+    unknown zone."""
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be timezone-aware")
     try:
@@ -202,7 +203,7 @@ def _district_today(now: datetime, time_zone: str) -> date:
 
 def days_until_expiration(*, expires_on: date, now: datetime, time_zone: str) -> int:
     """Return whole days from the district's today to expiry: 0 on the day, negative after."""
-    return (expires_on - _district_today(now, time_zone)).days
+    return (expires_on - district_today(now, time_zone)).days
 
 
 def license_status(

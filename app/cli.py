@@ -33,6 +33,7 @@ from licensing.audit import record_event
 from licensing.districts import DistrictError, create_district, district_ref
 from licensing.report import ActiveStudentFilter
 from licensing.roster import collect_records, usage_mismatch
+from licensing.row_ids import MAX_ROW_ID
 from licensing.scheduler import Scheduler, runner_name
 from licensing.service import LicensingService
 from licensing.settings import ConfigurationError, Settings, load_settings
@@ -322,7 +323,10 @@ def token_list(district: DistrictOption) -> None:
 
 @token_cli.command("revoke")
 def token_revoke(
-    token_id: Annotated[int, typer.Argument(help="The token's number, from `token list`.")],
+    token_id: Annotated[
+        int,
+        typer.Argument(min=1, max=MAX_ROW_ID, help="The token's number, from `token list`."),
+    ],
     district: DistrictOption,
 ) -> None:
     """Revoke a token; it stops working at once."""
@@ -647,7 +651,7 @@ def report_active_students(
     ] = None,
     grade: Annotated[str | None, typer.Option(help="Only students in this grade.")] = None,
     graduation_year: Annotated[
-        int | None, typer.Option(help="Only students graduating this year.")
+        int | None, typer.Option(min=0, max=9999, help="Only students graduating this year.")
     ] = None,
     modified_before: Annotated[
         str | None,

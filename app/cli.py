@@ -28,6 +28,7 @@ from app.reports import ExportFormat, parse_day, write_export, write_export_file
 from app.runtime import build_service
 from db import migrate
 from db.models import District
+from db.outage import is_database_unavailable
 from licensing import signing
 from licensing.audit import record_event
 from licensing.districts import DistrictError, create_district, district_ref
@@ -781,5 +782,19 @@ def dev_license_server(
     uvicorn.run(app, host=host, port=port, log_level="info")
 
 
+# sysexits.h EX_TEMPFAIL: a temporary failure; running the command again later may succeed.
+EXIT_TRY_AGAIN = 75
+
+
 def main() -> None:
-    cli()
+    try:
+        cli()
+    except Exception as error:
+        # A database restarting is not a bug of the command: say so in one line, not a traceback.
+        if not is_database_unavailable(error):
+            raise
+        say(
+            "Error: the database is unavailable; the command stopped (a sync applies all or "
+            "nothing). Run it again once the database is back."
+        )
+        sys.exit(EXIT_TRY_AGAIN)

@@ -28,11 +28,13 @@ from app.reports import ExportFormat, parse_day, write_export, write_export_file
 from app.runtime import build_service
 from db import migrate
 from db.models import District
+from db.outage import is_database_unavailable
 from licensing import signing
 from licensing.audit import record_event
 from licensing.districts import DistrictError, create_district, district_ref
 from licensing.report import ActiveStudentFilter
 from licensing.roster import collect_records, usage_mismatch
+from licensing.row_ids import MAX_ROW_ID
 from licensing.scheduler import Scheduler, runner_name
 from licensing.service import LicensingService
 from licensing.settings import ConfigurationError, Settings, load_settings
@@ -322,7 +324,10 @@ def token_list(district: DistrictOption) -> None:
 
 @token_cli.command("revoke")
 def token_revoke(
-    token_id: Annotated[int, typer.Argument(help="The token's number, from `token list`.")],
+    token_id: Annotated[
+        int,
+        typer.Argument(min=1, max=MAX_ROW_ID, help="The token's number, from `token list`."),
+    ],
     district: DistrictOption,
 ) -> None:
     """Revoke a token; it stops working at once."""
@@ -647,7 +652,7 @@ def report_active_students(
     ] = None,
     grade: Annotated[str | None, typer.Option(help="Only students in this grade.")] = None,
     graduation_year: Annotated[
-        int | None, typer.Option(help="Only students graduating this year.")
+        int | None, typer.Option(min=0, max=9999, help="Only students graduating this year.")
     ] = None,
     modified_before: Annotated[
         str | None,
@@ -777,5 +782,19 @@ def dev_license_server(
     uvicorn.run(app, host=host, port=port, log_level="info")
 
 
+# sysexits.h EX_TEMPFAIL: a temporary failure; running the command again later may succeed.
+EXIT_TRY_AGAIN = 75
+
+
 def main() -> None:
-    cli()
+    try:
+        cli()
+    except Exception as error:
+        # A database restarting is not a bug of the command: say so in one line, not a traceback.
+        if not is_database_unavailable(error):
+            raise
+        say(
+            "Error: the database is unavailable; the command stopped (a sync applies all or "
+            "nothing). Run it again once the database is back."
+        )
+        sys.exit(EXIT_TRY_AGAIN)

@@ -21,6 +21,7 @@ from app.reports import REPORT_PATH, active_students_csv
 from app.runtime import build_service
 from app.sessions import session_routes
 from graph.http import LicensingGraphQL
+from graph.outage import DATABASE_UNAVAILABLE, DatabaseOutageAnswers, outage_headers
 from graph.schema import build_schema
 from licensing.scheduler import Scheduler
 from licensing.service import LicensingService
@@ -49,7 +50,11 @@ def create_app(service: LicensingService | None = None) -> Starlette:
             with service.database.read() as session:
                 session.execute(text("SELECT 1"))
         except Exception:
-            return JSONResponse({"status": "database unavailable"}, status_code=503)
+            return JSONResponse(
+                {"status": "database unavailable", "code": DATABASE_UNAVAILABLE.code},
+                status_code=503,
+                headers=outage_headers(),
+            )
         return JSONResponse({"status": "ready"})
 
     @asynccontextmanager
@@ -76,6 +81,8 @@ def create_app(service: LicensingService | None = None) -> Starlette:
             Mount("/", StaticFiles(directory=WEB_DIR, html=True)),
         ],
         # Request ids, access log lines and HTTP metrics for every request (app/observability.py).
-        middleware=[Middleware(RequestObservability)],
+        # Inside them, a database outage met by any endpoint is answered with 503 and Retry-After
+        # (graph/outage.py), never a 500.
+        middleware=[Middleware(RequestObservability), Middleware(DatabaseOutageAnswers)],
         lifespan=lifespan,
     )

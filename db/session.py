@@ -25,6 +25,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
+from db.private_files import create_private_file
+
 SQLITE_POOL_SIZE = 40
 SQLITE_POOL_OVERFLOW = 10
 SQLITE_BUSY_TIMEOUT_MS = 15_000
@@ -80,7 +82,9 @@ def _create_engine(url: str, *, is_sqlite: bool) -> Engine:
         return create_engine(url, pool_pre_ping=True)
     parsed = make_url(url)
     if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        # Owner-only before SQLite opens it: SQLite gives the -wal and -shm files the database
+        # file's permissions.
+        create_private_file(Path(parsed.database))
     # Requests read from up to 40 threads at once (anyio's default thread limit); a pool smaller
     # than that opens and closes a connection (and its PRAGMAs) for each request over the size.
     engine = create_engine(

@@ -24,6 +24,8 @@ from strawberry.extensions import MaskErrors
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types import ExecutionContext
 
+from db.outage import is_database_unavailable
+from graph.outage import database_unavailable_error
 from licensing.problems import Problem
 
 logger = logging.getLogger("licensing.graphql")
@@ -44,6 +46,8 @@ def is_internal(error: GraphQLError) -> bool:
     original = error.original_error
     if original is None or isinstance(original, GraphQLError):
         return False
+    if is_database_unavailable(original):
+        return True  # replaced by DATABASE_UNAVAILABLE (anonymise_error), logged there
     logger.error("Unexpected error in %s", error.path, exc_info=original)
     return True
 
@@ -110,6 +114,16 @@ class MaskAndCodeErrors(MaskErrors):
         self._executing = False
 
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
+        if is_database_unavailable(error.original_error):
+            outage = database_unavailable_error(error.original_error)
+            return GraphQLError(
+                outage.message,
+                nodes=error.nodes,
+                source=error.source,
+                positions=error.positions,
+                path=error.path,
+                extensions=outage.extensions,
+            )
         return _with_code(super().anonymise_error(error), "INTERNAL_SERVER_ERROR")
 
     def on_validate(self) -> Iterator[None]:
@@ -138,6 +152,8 @@ class MaskAndCodeErrors(MaskErrors):
         except HTTP_REFUSALS:
             raise  # answered by the HTTP layer with 400
         except Exception as error:
+            if is_database_unavailable(error):
+                raise database_unavailable_error(error) from None
             # Strawberry would answer an exception from another extension with its text.
             logger.error("Unexpected error before execution", exc_info=error)
             raise GraphQLError(

@@ -25,6 +25,7 @@ from graph.limits import depth_and_alias_rule
 from graph.mutations.force_license_update import ForceLicenseUpdateMutation
 from graph.mutations.local_students import LocalStudentsMutation
 from graph.mutations.set_threshold import SetThresholdMutation
+from graph.outage import DatabaseOutageStatus
 from graph.queries import Query
 from graph.queries_history import HistoryQuery
 from graph.queries_operations import OperationsQuery
@@ -87,6 +88,8 @@ def build_schema(limits: GraphQLLimits | None = None) -> strawberry.Schema:
             lambda: ValidationCache(maxsize=256),
             # After validation, before any resolver: refuses costly operations, charges budgets.
             lambda: QueryCost(maximum=limits.max_query_cost),
+            # Outside the masking (its exit runs after): answers an outage with 503.
+            DatabaseOutageStatus,
             mask_internal_errors,
         ],
     )

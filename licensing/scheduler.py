@@ -25,6 +25,7 @@ from sqlalchemy import or_, update
 from sqlmodel import col, select
 
 from db.models import District, ScheduledJob
+from db.outage import is_database_unavailable
 
 if TYPE_CHECKING:
     from licensing.service import LicensingService
@@ -89,8 +90,13 @@ class Scheduler:
             try:
                 outcome = await spec.run()
             except Exception as error:
-                logger.exception("Job %s failed", spec.name)
-                outcome = JobOutcome(spec.name, False, f"{type(error).__name__}: {error}")
+                if is_database_unavailable(error):
+                    logger.warning("Job %s stopped: the database is unavailable", spec.name)
+                    detail = "The database was unavailable; the job runs again at its next try."
+                else:
+                    logger.exception("Job %s failed", spec.name)
+                    detail = f"{type(error).__name__}: {error}"
+                outcome = JobOutcome(spec.name, False, detail)
             await to_thread.run_sync(self._finish, spec, outcome)
             outcomes.append(outcome)
         return outcomes
@@ -166,6 +172,9 @@ class Scheduler:
                     or_(
                         col(ScheduledJob.lease_holder).is_(None),
                         col(ScheduledJob.lease_expires_at) < now,
+                        # Its own lease, left by a tick the database failed under: this runner
+                        # runs one job at a time, so that job is not running any more.
+                        col(ScheduledJob.lease_holder) == self.holder,
                     ),
                 )
                 .values(lease_holder=self.holder, lease_expires_at=now + LEASE, last_started_at=now)

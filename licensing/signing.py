@@ -18,6 +18,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from db.private_files import make_private_directory
 from plugins.records import SignedLicense
 
 
@@ -226,7 +227,7 @@ def sign_license(
 def generate_signing_key(private_path: Path, public_path: Path) -> Ed25519PrivateKey:
     """A new key pair: the private key as PEM (owner-only), the public key as base64."""
     private_key = Ed25519PrivateKey.generate()
-    private_path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_directory(private_path.parent)
     public_path.parent.mkdir(parents=True, exist_ok=True)
     pem = private_key.private_bytes(
         serialization.Encoding.PEM,

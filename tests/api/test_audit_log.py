@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from tests.utils.graphql import graphql, graphql_data
@@ -63,3 +65,44 @@ async def test_the_audit_log_needs_manage_settings(client, make_district):
     district = await make_district("riverside")
     response = await graphql(client, district.viewer_token, "{ auditLog { edges { cursor } } }")
     assert response.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
+
+def cursor_of(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode("ascii")
+
+
+@pytest.mark.parametrize(
+    ("field", "cursor"),
+    [
+        ("auditLog", "audit:3000000000"),  # past a 32-bit id column: PostgreSQL would refuse it
+        ("auditLog", "audit:99999999999999999999999"),
+        ("auditLog", "audit:2147483648"),
+        ("auditLog", "audit:١٢٣"),  # digits, but not ASCII ones
+        ("activeStudents", "student:3000000000"),
+        ("activeStudents", "student:18446744073709551616"),
+    ],
+)
+async def test_a_cursor_holding_an_id_no_row_can_have_is_refused_with_a_code(
+    client, make_district, field, cursor
+):
+    district = await make_district("riverside", active=3)
+    document = f"query($after: String) {{ {field}(first: 2, after: $after) {{ totalCount }} }}"
+    if field == "auditLog":
+        document = document.replace("totalCount", "edges { cursor }")
+
+    response = await graphql(client, district.manager_token, document, {"after": cursor_of(cursor)})
+
+    assert response.status_code == 200
+    [error] = response.json()["errors"]
+    assert error["extensions"]["code"] == "INVALID_ARGUMENT"
+    assert "is not a cursor from" in error["message"]
+
+
+async def test_the_largest_id_a_row_can_have_is_a_valid_cursor(client, make_district):
+    district = await make_district("riverside", active=3)
+    document = "query($after: String) { auditLog(first: 2, after: $after) { edges { cursor } } }"
+    after = cursor_of("audit:2147483647")
+
+    data = await graphql_data(client, district.manager_token, document, {"after": after})
+
+    assert data["auditLog"]["edges"]  # every event has a smaller id

@@ -45,7 +45,8 @@ async def test_readyz_is_503_while_the_database_is_unreachable(service, client, 
         broken.dispose()
 
     assert unready.status_code == 503
-    assert unready.json() == {"status": "database unavailable"}
+    assert unready.json() == {"status": "database unavailable", "code": "DATABASE_UNAVAILABLE"}
+    assert int(unready.headers["Retry-After"]) >= 1
     assert alive.status_code == 200
 
     # Ready again as soon as the database answers.

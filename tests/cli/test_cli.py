@@ -156,6 +156,16 @@ def test_revoking_a_token_that_is_not_active_is_an_error(demo):
     assert "no active token 7" in missing.stderr
 
 
+def test_a_token_number_no_row_can_have_is_refused_before_the_database(demo):
+    create_token("MANAGE_SETTINGS")
+
+    huge = run("token", "revoke", "3000000000", "--district", "demo", expect=2)
+
+    said = " ".join(huge.stderr.replace("│", " ").split())
+    assert "less than or equal to 2147483647" in said
+    assert "Traceback" not in huge.stderr + huge.stdout
+
+
 @pytest.mark.parametrize(
     "command",
     [

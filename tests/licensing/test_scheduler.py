@@ -69,6 +69,24 @@ async def test_a_lease_held_by_a_live_runner_is_respected_and_an_expired_one_tak
     assert name in {outcome.name for outcome in await survivor.tick()}
 
 
+async def test_a_runner_takes_back_its_own_lease_left_by_a_tick_the_database_failed_under(
+    service, clock, make_district
+):
+    district = await make_district("riverside")
+    name = f"license_refresh:{district.id}"
+    runner, other = Scheduler(service, holder="runner"), Scheduler(service, holder="other")
+    await runner.tick()
+    clock.advance(minutes=2)
+    # The tick claimed the job, then the database went away before it could record the end.
+    assert runner._claim(name)
+
+    # Its next tick (five seconds on, not a whole lease later) runs the job; no one else does.
+    clock.advance(seconds=5)
+    assert name not in {outcome.name for outcome in await other.tick()}
+    assert name in {outcome.name for outcome in await runner.tick()}
+    assert job(service, name).lease_holder is None
+
+
 async def test_a_failing_job_backs_off_and_its_outcome_is_queryable(
     service, clock, settings, make_district, client
 ):

@@ -1,0 +1,16 @@
+"""The range of a row id, checked wherever a client hands one in (a page cursor, the command
+line) before it reaches a query.
+
+Every id column is INTEGER: 32 bits, signed, on PostgreSQL, which answers a larger number with an
+error instead of matching no row (SQLite would just find nothing). Checked here, the same input
+gets the same clear refusal on both databases.
+"""
+
+from __future__ import annotations
+
+MAX_ROW_ID = 2**31 - 1
+
+
+def fits_row_id(value: int) -> bool:
+    """Whether ``value`` can be compared with an id column (0 and above; no row has id 0)."""
+    return 0 <= value <= MAX_ROW_ID

@@ -200,7 +200,7 @@ class LicenseUpdater:
                 return RefreshOutcome(updated=False, problem=problem)
             old = _summary(held)
             # Terms, not bytes: a live server signs every answer anew (its signed_at changes).
-            changed = held is None or signing.parse_terms(held.payload) != terms
+            changed = held is None or _held_terms(held) != terms
             values = {
                 **_terms_columns(terms),
                 "source": source_name,
@@ -314,6 +314,15 @@ def _sync_state(session: Session, district_id: int) -> LicenseSyncState:
         state = LicenseSyncState(district_id=district_id)
         session.add(state)
     return state
+
+
+def _held_terms(held: License) -> signing.LicenseTerms | None:
+    """The terms of the license held; None when its document no longer passes today's checks
+    (a license stored before they were tightened), which any good license then replaces."""
+    try:
+        return signing.parse_terms(held.payload)
+    except signing.LicenseRejected:
+        return None
 
 
 def _terms_columns(terms: signing.LicenseTerms) -> dict[str, object]:

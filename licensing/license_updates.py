@@ -31,6 +31,7 @@ from licensing.districts import district_ref
 from licensing.metrics import count_license_refresh
 from licensing.problems import Problem
 from licensing.settings import Settings
+from licensing.threshold import lower_threshold_to_license
 from plugins.manager import PluginManager, UnknownSourceError
 from plugins.records import DamagedLicenseError, DistrictRef, SignedLicense, SourceError
 
@@ -44,6 +45,8 @@ logger = logging.getLogger(__name__)
 class RefreshOutcome:
     updated: bool
     problem: Problem | None = None
+    # What the update changed besides the license, for the administrator (a lowered threshold).
+    notices: tuple[Problem, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,7 @@ class ForceUpdateOutcome:
     throttled: bool
     retry_after_seconds: int | None = None
     problem: Problem | None = None
+    notices: tuple[Problem, ...] = ()
 
 
 class LicenseUpdater:
@@ -91,7 +95,12 @@ class LicenseUpdater:
                 updated=False, throttled=True, retry_after_seconds=retry_after
             )
         outcome = await self.refresh(district_id=district_id, actor=actor, forced=True)
-        return ForceUpdateOutcome(updated=outcome.updated, throttled=False, problem=outcome.problem)
+        return ForceUpdateOutcome(
+            updated=outcome.updated,
+            throttled=False,
+            problem=outcome.problem,
+            notices=outcome.notices,
+        )
 
     def _claim_forced_update(self, district_id: int, actor: str) -> int | None:
         """Seconds to wait when still cooling down; otherwise start the cooldown and return None."""
@@ -222,7 +231,6 @@ class LicenseUpdater:
             state.last_error = None
             state.failing_since = None
             session.flush()
-            self._reconcile(session, district_id, now)
             record_event(
                 session,
                 district_id=district_id,
@@ -233,8 +241,12 @@ class LicenseUpdater:
                 old=old,
                 new=_summary(held),
             )
+            lowered = lower_threshold_to_license(
+                session, district_id=district_id, total=terms.total, actor=actor, now=now
+            )
+            self._reconcile(session, district_id, now)
         count_license_refresh(outcome="updated" if changed else "unchanged", action=action)
-        return RefreshOutcome(updated=changed)
+        return RefreshOutcome(updated=changed, notices=(lowered,) if lowered else ())
 
     def _record_failure(self, district_id: int, problem: Problem, actor: str, forced: bool) -> None:
         now = self.clock()

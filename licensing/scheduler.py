@@ -205,7 +205,9 @@ class Scheduler:
             name = f"license_refresh:{district_id}"
             if outcome.problem:
                 return JobOutcome(name, False, f"{outcome.problem.code}: {outcome.problem.message}")
-            return JobOutcome(name, True, "updated" if outcome.updated else "unchanged")
+            said = ["updated" if outcome.updated else "unchanged"]
+            said += [notice.message for notice in outcome.notices]
+            return JobOutcome(name, True, " ".join(said))
 
         return run
 

@@ -6,7 +6,7 @@ import strawberry
 from strawberry.types import Info
 
 from graph.permissions import CanManageSettings
-from graph.types import License, UserError
+from graph.types import License, Notice, UserError
 from licensing.problems import Problem
 
 
@@ -19,6 +19,9 @@ class ForceLicenseUpdatePayload:
     )
     retry_after_seconds: int | None
     errors: list[UserError]
+    notices: list[Notice] = strawberry.field(
+        description="What the update changed besides the license (a lowered alert threshold)."
+    )
 
 
 @strawberry.type
@@ -40,4 +43,5 @@ class ForceLicenseUpdateMutation:
             throttled=outcome.throttled,
             retry_after_seconds=outcome.retry_after_seconds,
             errors=[UserError.from_problem(problem) for problem in problems],
+            notices=[Notice.from_problem(notice) for notice in outcome.notices],
         )

@@ -12,10 +12,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlmodel import col, select
 
 from db.models import AuditEvent
-from licensing import signing
+from licensing import license_updates, signing
+from licensing.changes import LICENSE_TOPICS
 from licensing.scheduler import Scheduler
 from licensing.tokens import Principal, authenticate
-from plugins.records import SignedLicense
+from plugins.records import SignedLicense, SourceError
 from tests.utils.districts import TEST_KEY_ID
 from tests.utils.graphql import graphql, graphql_data
 
@@ -561,3 +562,136 @@ async def test_a_scheduled_refresh_of_a_license_with_too_many_seats_fails_cleanl
         ).all()
     assert event.outcome == "failed"
     assert "seats" in event.detail
+
+
+# --- A slow license source -----------------------------------------------------------------------
+
+IN_PROGRESS_PRESS = """
+mutation {
+  forceLicenseUpdate {
+    updated throttled inProgress retryAfterSeconds
+    license { total display stale lastSyncStatus }
+    errors { code message }
+  }
+}
+"""
+WAIT_SECONDS = 0.05  # how long a press waits for the source, in these tests
+
+
+class SlowSource:
+    """The license file source behind a gate: each fetch waits until the test opens it."""
+
+    def __init__(self, service, monkeypatch, *, fails_with: Exception | None = None) -> None:
+        source = service.plugins.license_source("license_file")
+        self.real_fetch = source.fetch_license
+        self.gate = asyncio.Event()
+        self.asked = 0
+        self.fails_with = fails_with
+        monkeypatch.setattr(source, "fetch_license", self.fetch)
+        monkeypatch.setattr(service.settings, "force_update_wait_seconds", WAIT_SECONDS)
+
+    async def fetch(self, *, district):
+        self.asked += 1
+        await self.gate.wait()
+        if self.fails_with is not None:
+            raise self.fails_with
+        return self.real_fetch(district=district)
+
+
+async def press(client, token: str) -> dict:
+    return (await graphql_data(client, token, IN_PROGRESS_PRESS))["forceLicenseUpdate"]
+
+
+async def finish_in_background(service, district_id: int, slow: SlowSource) -> None:
+    """Open the gate and wait, as a live subscriber does, for the update to be announced."""
+    seen = await service.latest_change_id(district_id, LICENSE_TOPICS)
+    slow.gate.set()
+    await asyncio.wait_for(
+        service.wait_for_change(district_id, seen, LICENSE_TOPICS, poll_seconds=0.01), timeout=10
+    )
+
+
+async def test_a_slow_source_is_answered_in_progress_and_finished_in_the_background(
+    client, make_district, issuer, service, monkeypatch, clock
+):
+    district = await make_district(seats=1000, active=960)
+    issuer.write(district.slug, seats=1100)
+    slow = SlowSource(service, monkeypatch)
+
+    first, second = await asyncio.gather(
+        press(client, district.manager_token), press(client, district.manager_token)
+    )
+
+    for payload in (first, second):
+        assert payload["inProgress"] is True
+        assert payload["updated"] is False
+        assert payload["throttled"] is False
+        assert payload["errors"] == []
+        assert payload["license"]["display"] == "960 / 1000"  # the license held until then
+    # A press while the source is still being asked joins that request.
+    again = await press(client, district.manager_token)
+    assert again["inProgress"] is True
+    assert slow.asked == 1
+
+    await finish_in_background(service, district.id, slow)
+
+    shown = (await read_license(client, district.manager_token))["license"]
+    assert shown["display"] == "960 / 1100"
+    assert shown["lastSyncStatus"] == "updated"
+    assert shown["stale"] is False
+    assert [event.outcome for event in forced_events(service, district.id)] == ["updated"]
+    # The cooldown started with the request: a press now is throttled, not asked again.
+    later = await press(client, district.manager_token)
+    assert later["throttled"] is True
+    assert later["inProgress"] is False
+    assert slow.asked == 1
+
+
+@pytest.mark.parametrize(
+    ("failure", "code"),
+    [
+        (SourceError("The license server is down."), "LICENSE_SOURCE_UNAVAILABLE"),
+        (RuntimeError("a plugin bug"), "LICENSE_SOURCE_UNAVAILABLE"),
+    ],
+)
+async def test_a_background_update_that_fails_is_recorded_like_any_refresh_failure(
+    client, make_district, service, monkeypatch, failure, code
+):
+    district = await make_district(seats=1000, active=960)
+    slow = SlowSource(service, monkeypatch, fails_with=failure)
+    assert (await press(client, district.manager_token))["inProgress"] is True
+
+    await finish_in_background(service, district.id, slow)
+
+    shown = (await read_license(client, district.manager_token))["license"]
+    assert shown["total"] == 1000
+    assert shown["stale"] is True
+    assert shown["lastSyncStatus"] == "failed"
+    assert shown["lastSyncError"]
+    [event] = forced_events(service, district.id)
+    assert event.outcome == "failed"
+    assert event.detail.startswith(code)
+
+
+async def test_an_unexpected_error_while_storing_is_recorded_without_its_text(
+    client, make_district, issuer, service, monkeypatch
+):
+    district = await make_district(seats=1000, active=960, threshold=50)
+    issuer.write(district.slug, seats=10)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("INSERT INTO license_settings ... (secret parameters)")
+
+    monkeypatch.setattr(license_updates, "lower_threshold_to_license", broken)
+
+    payload = await press(client, district.manager_token)
+
+    assert [error["code"] for error in payload["errors"]] == ["LICENSE_UPDATE_FAILED"]
+    assert "INSERT" not in payload["errors"][0]["message"]
+    shown = (await read_license(client, district.manager_token))["license"]
+    assert shown["total"] == 1000
+    assert shown["stale"] is True
+    assert "INSERT" not in shown["lastSyncError"]
+    [event] = forced_events(service, district.id)
+    assert event.outcome == "failed"
+    assert "INSERT" not in event.detail

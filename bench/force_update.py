@@ -72,7 +72,10 @@ QUICK_WORKERS = (1,)
 UPSTREAM_DELAY_SECONDS = 0.25
 START_TIMEOUT_SECONDS = 120
 CALL_TIMEOUT_SECONDS = 120
-MUTATION = "mutation { forceLicenseUpdate { updated throttled retryAfterSeconds errors { code } } }"
+MUTATION = (
+    "mutation { forceLicenseUpdate { updated throttled inProgress retryAfterSeconds "
+    "errors { code } } }"
+)
 
 
 def terms(seats: int) -> signing.LicenseTerms:
@@ -264,6 +267,8 @@ async def press(
         answers.kinds["error: " + ",".join(error["code"] for error in payload["errors"])] += 1
     elif payload["throttled"]:
         answers.kinds["throttled"] += 1
+    elif payload["inProgress"]:  # the upstream took longer than force_update_wait_seconds
+        answers.kinds["in progress"] += 1
     else:
         answers.kinds["updated" if payload["updated"] else "unchanged"] += 1
 
@@ -330,7 +335,7 @@ class Run:
         return sum(
             count
             for kind, count in self.answers.kinds.items()
-            if kind not in ("updated", "unchanged", "throttled")
+            if kind not in ("updated", "unchanged", "throttled", "in progress")
         )
 
 

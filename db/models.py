@@ -266,6 +266,9 @@ class ScheduledJob(SQLModel, table=True):
     last_error: str | None = Field(default=None, max_length=2000)
     consecutive_failures: int = 0
     cursor: int | None = None  # how far a job that follows a log (change events) has read
+    # The interval next_run_at was computed with: when the configured one differs, the job is
+    # rescheduled. None for jobs created before it was kept.
+    interval_seconds: int | None = None
 
 
 class WebhookDelivery(SQLModel, table=True):

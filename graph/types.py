@@ -171,6 +171,14 @@ class UserError:
         return cls(field=problem.field, code=problem.code, message=problem.message)
 
 
+@strawberry.type(
+    description="Something an operation changed besides what was asked, for the administrator "
+    "to know: THRESHOLD_LOWERED when a smaller license lowered the alert threshold to fit it."
+)
+class Notice(UserError):
+    pass
+
+
 @strawberry.type(description="Students left out of the count, by reason.")
 class SourceExclusions:
     staff: int

@@ -176,5 +176,5 @@ def threshold_settings_view(snapshot: DistrictSnapshot) -> ThresholdSettingsView
     return ThresholdSettingsView(
         students_remaining_threshold=snapshot.threshold,
         recommended=rules.recommended_threshold_range(snapshot.usage.active_students),
-        maximum=min(total, rules.MAX_THRESHOLD),
+        maximum=rules.maximum_threshold(total),
     )

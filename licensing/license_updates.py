@@ -4,8 +4,11 @@ A refresh verifies the signed document, checks that it is this district's and no
 one held, and stores it with the sync outcome, alerts and audit event in one transaction. A failed
 refresh never touches the license: the last good one stays, marked stale.
 
-Force License Update adds two rules: presses that arrive while a request is under way share it,
-and within the cooldown a press is answered with the current license and the seconds to wait.
+Force License Update adds three rules: presses that arrive while a request is under way share it;
+within the cooldown a press is answered with the current license and the seconds to wait; and a
+press waits for a slow source only ``force_update_wait_seconds``, then is answered that the update
+is in progress while it goes on in the background, its outcome stored (and announced to live
+subscribers) like any refresh's.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from licensing.districts import district_ref
 from licensing.metrics import count_license_refresh
 from licensing.problems import Problem
 from licensing.settings import Settings
+from licensing.threshold import lower_threshold_to_license
 from plugins.manager import PluginManager, UnknownSourceError
 from plugins.records import DamagedLicenseError, DistrictRef, SignedLicense, SourceError
 
@@ -44,6 +48,8 @@ logger = logging.getLogger(__name__)
 class RefreshOutcome:
     updated: bool
     problem: Problem | None = None
+    # What the update changed besides the license, for the administrator (a lowered threshold).
+    notices: tuple[Problem, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,12 @@ class ForceUpdateOutcome:
     throttled: bool
     retry_after_seconds: int | None = None
     problem: Problem | None = None
+    notices: tuple[Problem, ...] = ()
+    # The source is still being asked: the outcome is stored when it answers.
+    in_progress: bool = False
+
+
+IN_PROGRESS = ForceUpdateOutcome(updated=False, throttled=False, in_progress=True)
 
 
 class LicenseUpdater:
@@ -78,12 +90,35 @@ class LicenseUpdater:
         task = self._in_flight.get(district_id)
         if task is None:
             task = asyncio.create_task(self._forced(district_id=district_id, actor=actor))
+            # Held here until done, so a request left to finish in the background is not
+            # collected half-way; its outcome is in the database, so nothing else needs it.
             self._in_flight[district_id] = task
-            task.add_done_callback(lambda _done: self._in_flight.pop(district_id, None))
-        # Shielded: one caller going away must not cancel the request the others wait on.
-        return await asyncio.shield(task)
+            task.add_done_callback(lambda done: self._finished(district_id, done))
+        try:
+            # Shielded: neither a caller going away nor the wait running out cancels the
+            # request that the others wait on.
+            return await asyncio.wait_for(
+                asyncio.shield(task), timeout=self.settings.force_update_wait_seconds
+            )
+        except TimeoutError:
+            return IN_PROGRESS
 
     async def _forced(self, *, district_id: int, actor: str) -> ForceUpdateOutcome:
+        try:
+            return await self._claim_and_refresh(district_id=district_id, actor=actor)
+        except Exception as error:
+            # No one may be waiting any more: the failure must reach the log and the database.
+            problem = await self._unexpected_failure(
+                error, district_id=district_id, actor=actor, forced=True
+            )
+            return ForceUpdateOutcome(updated=False, throttled=False, problem=problem)
+
+    def _finished(self, district_id: int, task: asyncio.Task[ForceUpdateOutcome]) -> None:
+        self._in_flight.pop(district_id, None)
+        if not task.cancelled():
+            task.exception()  # seen: the waiters, or the log, have it
+
+    async def _claim_and_refresh(self, *, district_id: int, actor: str) -> ForceUpdateOutcome:
         retry_after = await to_thread.run_sync(self._claim_forced_update, district_id, actor)
         if retry_after is not None:
             count_license_refresh(outcome="throttled", action=FORCED_ACTION)
@@ -91,7 +126,12 @@ class LicenseUpdater:
                 updated=False, throttled=True, retry_after_seconds=retry_after
             )
         outcome = await self.refresh(district_id=district_id, actor=actor, forced=True)
-        return ForceUpdateOutcome(updated=outcome.updated, throttled=False, problem=outcome.problem)
+        return ForceUpdateOutcome(
+            updated=outcome.updated,
+            throttled=False,
+            problem=outcome.problem,
+            notices=outcome.notices,
+        )
 
     def _claim_forced_update(self, district_id: int, actor: str) -> int | None:
         """Seconds to wait when still cooling down; otherwise start the cooldown and return None."""
@@ -163,11 +203,36 @@ class LicenseUpdater:
                 f"The license source {source_name!r} failed unexpectedly ({type(error).__name__}).",
             )
         else:
-            return await to_thread.run_sync(
-                self._store, district_id, source_name, signed, terms, actor, forced
-            )
+            try:
+                return await to_thread.run_sync(
+                    self._store, district_id, source_name, signed, terms, actor, forced
+                )
+            except Exception as error:
+                problem = await self._unexpected_failure(
+                    error, district_id=district_id, actor=actor, forced=forced
+                )
+                return RefreshOutcome(updated=False, problem=problem)
         await to_thread.run_sync(self._record_failure, district_id, problem, actor, forced)
         return RefreshOutcome(updated=False, problem=problem)
+
+    async def _unexpected_failure(
+        self, error: Exception, *, district_id: int, actor: str, forced: bool
+    ) -> Problem:
+        """Log an unexpected failure and record it like any failed refresh, in words without
+        the error's text (a database error quotes its SQL). When even recording fails, the
+        database is down: the error is raised again, for the caller's outage answer."""
+        logger.error("The license update of district %s failed", district_id, exc_info=error)
+        problem = Problem(
+            "LICENSE_UPDATE_FAILED",
+            f"The license update failed unexpectedly ({type(error).__name__}); the last good "
+            "license is kept. Try again later; the service log has the details.",
+        )
+        try:
+            await to_thread.run_sync(self._record_failure, district_id, problem, actor, forced)
+        except Exception:
+            logger.exception("Could not record the failed update of district %s", district_id)
+            raise error from None
+        return problem
 
     def _district_ref(self, district_id: int) -> tuple[DistrictRef, str]:
         with self.database.read() as session:
@@ -200,7 +265,7 @@ class LicenseUpdater:
                 return RefreshOutcome(updated=False, problem=problem)
             old = _summary(held)
             # Terms, not bytes: a live server signs every answer anew (its signed_at changes).
-            changed = held is None or signing.parse_terms(held.payload) != terms
+            changed = held is None or _held_terms(held) != terms
             values = {
                 **_terms_columns(terms),
                 "source": source_name,
@@ -222,7 +287,6 @@ class LicenseUpdater:
             state.last_error = None
             state.failing_since = None
             session.flush()
-            self._reconcile(session, district_id, now)
             record_event(
                 session,
                 district_id=district_id,
@@ -233,8 +297,12 @@ class LicenseUpdater:
                 old=old,
                 new=_summary(held),
             )
+            lowered = lower_threshold_to_license(
+                session, district_id=district_id, total=terms.total, actor=actor, now=now
+            )
+            self._reconcile(session, district_id, now)
         count_license_refresh(outcome="updated" if changed else "unchanged", action=action)
-        return RefreshOutcome(updated=changed)
+        return RefreshOutcome(updated=changed, notices=(lowered,) if lowered else ())
 
     def _record_failure(self, district_id: int, problem: Problem, actor: str, forced: bool) -> None:
         now = self.clock()
@@ -314,6 +382,15 @@ def _sync_state(session: Session, district_id: int) -> LicenseSyncState:
         state = LicenseSyncState(district_id=district_id)
         session.add(state)
     return state
+
+
+def _held_terms(held: License) -> signing.LicenseTerms | None:
+    """The terms of the license held; None when its document no longer passes today's checks
+    (a license stored before they were tightened), which any good license then replaces."""
+    try:
+        return signing.parse_terms(held.payload)
+    except signing.LicenseRejected:
+        return None
 
 
 def _terms_columns(terms: signing.LicenseTerms) -> dict[str, object]:

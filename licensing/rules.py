@@ -42,9 +42,11 @@ __all__ = [
     "license_check",
     "license_status",
     "licenses_low_message",
+    "maximum_threshold",
     "overage",
     "recommended_threshold_range",
     "remaining_licenses",
+    "threshold_lowered_message",
     "threshold_problems",
     "usage_display",
     "usage_level",
@@ -338,6 +340,21 @@ def threshold_problems(value: int, *, total: int) -> list[ThresholdProblem]:
             )
         )
     return problems
+
+
+def maximum_threshold(total: int) -> int:
+    """The highest threshold a license of ``total`` seats accepts."""
+    return max(0, min(total, MAX_THRESHOLD))
+
+
+def threshold_lowered_message(old: int, new: int, *, total: int) -> str:
+    """What the administrator is told when a smaller license lowered the threshold."""
+    seats = _plural(total, "licensed seat", "licensed seats")
+    return (
+        f"The license now has {seats}, fewer than the alert threshold of {old}, so the "
+        f"threshold was lowered to {new}. Set it again in the alert settings if you want "
+        "another value."
+    )
 
 
 # --- Alerts --------------------------------------------------------------------------------------

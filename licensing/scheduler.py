@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING
 
 from anyio import to_thread
 from sqlalchemy import or_, update
-from sqlmodel import col, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session, col, select
 
 from db.models import District, ScheduledJob
 from db.outage import is_database_unavailable
@@ -53,6 +54,30 @@ class JobSpec:
     district_id: int | None
     every: timedelta
     run: Callable[[], Awaitable[JobOutcome]]
+
+
+def interval_seconds(every: timedelta) -> int:
+    return round(every.total_seconds())
+
+
+def rescheduled_run(
+    *, next_run_at: datetime, last_finished_at: datetime | None, failing: bool, every: timedelta
+) -> datetime:
+    """When a job whose interval changed to ``every`` runs next: one new interval after its last
+    run (which may be now or past: it is then due). A job that never ran keeps its first run,
+    and a failing one keeps its retry when that is sooner."""
+    if last_finished_at is None:
+        return next_run_at
+    after_last = last_finished_at + every
+    return min(next_run_at, after_last) if failing else after_last
+
+
+def failure_detail(error: Exception) -> str:
+    """An unexpected failure as ``scheduledJobs.lastError`` shows it. A database error's text
+    quotes its SQL and parameters (other people's data, perhaps): only the log has those."""
+    if isinstance(error, SQLAlchemyError):
+        return f"{type(error).__name__}: a database error; the service log has the details."
+    return f"{type(error).__name__}: {error}"
 
 
 def runner_name() -> str:
@@ -95,7 +120,7 @@ class Scheduler:
                     detail = "The database was unavailable; the job runs again at its next try."
                 else:
                     logger.exception("Job %s failed", spec.name)
-                    detail = f"{type(error).__name__}: {error}"
+                    detail = failure_detail(error)
                 outcome = JobOutcome(spec.name, False, detail)
             await to_thread.run_sync(self._finish, spec, outcome)
             outcomes.append(outcome)
@@ -143,11 +168,14 @@ class Scheduler:
         return specs
 
     def _ensure_jobs(self, specs: list[JobSpec]) -> None:
+        """Add the jobs that are new, and reschedule those whose configured interval changed."""
         now = self.service.clock()
         with self.database.write() as session:
-            known = set(session.exec(select(ScheduledJob.name)).all())
+            intervals = dict(
+                session.exec(select(ScheduledJob.name, ScheduledJob.interval_seconds)).all()
+            )
             for spec in specs:
-                if spec.name not in known:
+                if spec.name not in intervals:
                     # New jobs start soon, spread out so a restart does not stampede.
                     first_run = now + self._jitter(min(spec.every, timedelta(minutes=1)))
                     session.add(
@@ -156,8 +184,34 @@ class Scheduler:
                             kind=spec.kind,
                             district_id=spec.district_id,
                             next_run_at=first_run if spec.every else now,
+                            interval_seconds=interval_seconds(spec.every),
                         )
                     )
+                elif intervals[spec.name] != interval_seconds(spec.every):
+                    self._reschedule(session, spec, now)
+
+    def _reschedule(self, session: Session, spec: JobSpec, now: datetime) -> None:
+        job = session.get(ScheduledJob, spec.name)
+        if job is None:
+            return
+        if job.lease_holder is not None and job.lease_expires_at and job.lease_expires_at > now:
+            return  # running: it is rescheduled with the new interval when it finishes
+        planned = rescheduled_run(
+            next_run_at=job.next_run_at,
+            last_finished_at=job.last_finished_at,
+            failing=job.consecutive_failures > 0,
+            every=spec.every,
+        )
+        if planned != job.next_run_at:  # spread out, as after any run
+            job.next_run_at = planned + self._jitter(spec.every / 10)
+        logger.info(
+            "Job %s rescheduled for %s: its interval changed from %s s to %s s",
+            spec.name,
+            job.next_run_at.isoformat(),
+            job.interval_seconds,
+            interval_seconds(spec.every),
+        )
+        job.interval_seconds = interval_seconds(spec.every)
 
     def _claim(self, name: str) -> bool:
         now = self.service.clock()
@@ -190,6 +244,7 @@ class Scheduler:
             job.lease_holder = None
             job.lease_expires_at = None
             job.last_finished_at = now
+            job.interval_seconds = interval_seconds(spec.every)
             job.last_outcome = "ok" if outcome.ok else "failed"
             job.last_error = None if outcome.ok else (outcome.detail or "failed")[:2000]
             if outcome.ok:
@@ -214,7 +269,9 @@ class Scheduler:
             name = f"license_refresh:{district_id}"
             if outcome.problem:
                 return JobOutcome(name, False, f"{outcome.problem.code}: {outcome.problem.message}")
-            return JobOutcome(name, True, "updated" if outcome.updated else "unchanged")
+            said = ["updated" if outcome.updated else "unchanged"]
+            said += [notice.message for notice in outcome.notices]
+            return JobOutcome(name, True, " ".join(said))
 
         return run
 

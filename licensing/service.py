@@ -14,7 +14,6 @@ from typing import Any, TypeVar
 import anyio
 from anyio import to_thread
 
-from db.models import LicenseSettings
 from db.session import Database, lock_district
 from licensing import rules
 from licensing.alert_state import AlertRecord, agrees, reconcile_alerts, resolved_alerts
@@ -56,6 +55,7 @@ from licensing.rules import AlertSpec
 from licensing.scheduler import JobState, district_jobs
 from licensing.settings import Settings
 from licensing.sync import RosterSync
+from licensing.threshold import THRESHOLD_ACTION, THRESHOLD_FIELD, save_threshold
 from licensing.tokens import Principal, authenticate
 from plugins.builtin.webhooks import WebhookDeliveryRecord, deliver_pending, delivery_log
 from plugins.manager import PluginManager
@@ -416,7 +416,7 @@ class LicensingService:
                 problems = [NO_LICENSE]
             else:
                 problems = [
-                    Problem(problem.code, problem.message, field="studentsRemaining")
+                    Problem(problem.code, problem.message, field=THRESHOLD_FIELD)
                     for problem in rules.threshold_problems(
                         students_remaining, total=snapshot.license.total
                     )
@@ -426,7 +426,7 @@ class LicensingService:
                 session,
                 district_id=district_id,
                 actor=principal.actor,
-                action="set_threshold",
+                action=THRESHOLD_ACTION,
                 outcome="rejected" if problems else "changed",
                 now=now,
                 old=old,
@@ -434,13 +434,7 @@ class LicensingService:
                 detail="; ".join(problem.message for problem in problems) or None,
             )
             if not problems:
-                stored = session.get(LicenseSettings, district_id)
-                if stored is None:
-                    stored = LicenseSettings(district_id=district_id)
-                    session.add(stored)
-                stored.students_remaining_threshold = students_remaining
-                stored.updated_at = now
-                session.flush()
+                save_threshold(session, district_id=district_id, value=students_remaining, now=now)
                 reevaluate_alerts(
                     session,
                     district_id=district_id,

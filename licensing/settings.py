@@ -216,6 +216,13 @@ class Settings(BaseSettings):
         default="UTC", description="IANA time zone for new districts, e.g. America/Chicago."
     )
     force_update_cooldown_seconds: int = Field(default=60, ge=0)
+    force_update_wait_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=60,
+        description="How long Force License Update waits for the license source before it answers "
+        "that the update is in progress and finishes it in the background.",
+    )
     license_refresh_interval_seconds: int = Field(
         default=6 * 3600, ge=60, description="How often the scheduler refreshes each license."
     )

@@ -13,11 +13,25 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Annotated, Any, Literal
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from sqlmodel import SQLModel
 
+from db.limits import integer_maximum, text_length
+from db.models import District, License
 from db.private_files import make_private_directory
 from plugins.records import SignedLicense
 
@@ -156,33 +170,107 @@ def _signature_matches(key: TrustedKey, signed: SignedLicense) -> bool:
     return True
 
 
-def parse_terms(payload: bytes) -> LicenseTerms:
-    try:
-        data = json.loads(payload)
-        seats = data["seats"]
-        allowance = float(data.get("overage_allowance", 0.0))
-        status = data.get("status", "active")
-        if not isinstance(seats, int) or seats < 0 or not 0 <= allowance <= 1:
-            raise ValueError("seats or overage allowance out of range")
-        if status not in ("active", "deactivated"):
-            raise ValueError(f"unknown status {status!r}")
-        issued_at = datetime.fromisoformat(data["issued_at"])
+def _printable(value: str) -> str:
+    # A NUL cannot be stored in PostgreSQL, and no name or id has a control character.
+    if any(ord(character) < 32 or ord(character) == 127 for character in value):
+        raise ValueError("must not contain NUL or other control characters")
+    return value
+
+
+def _text(model: type[SQLModel], field: str, *, min_length: int = 1) -> Any:
+    """Text that fits the column ``model.field``, without control characters."""
+    return Annotated[
+        str,
+        StringConstraints(min_length=min_length, max_length=text_length(model, field)),
+        AfterValidator(_printable),
+    ]
+
+
+LicenseId = _text(License, "license_id")
+DistrictSlug = _text(District, "slug")
+LicensedTo = _text(License, "licensed_to")
+LegalEntityName = _text(License, "legal_entity_name", min_length=0)
+Seats = Annotated[int, Field(ge=0, le=integer_maximum(License, "total"))]
+Allowance = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+
+
+class LicenseDocument(BaseModel):
+    """The signed payload, field by field: strict types (``true`` is not 1, ``"5"`` is not 5)
+    and bounds that fit the columns it is stored in, so a value that does not fit is a refused
+    license rather than a database error. Keys it does not know (``signed_at``) are left alone."""
+
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+    license_id: LicenseId
+    district: DistrictSlug
+    licensed_to: LicensedTo
+    legal_entity_name: LegalEntityName | None = None
+    seats: Seats
+    created: date
+    expires: date
+    status: Literal["active", "deactivated"] = "active"
+    overage_allowance: Allowance = 0.0
+    issued_at: datetime
+
+    @field_validator("issued_at")
+    @classmethod
+    def _in_utc(cls, issued_at: datetime) -> datetime:
+        # A time without a zone is UTC, as the licensing service writes it.
+        if issued_at.tzinfo is None:
+            return issued_at.replace(tzinfo=UTC)
+        try:
+            return issued_at.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("is out of range") from None
+
+    @model_validator(mode="after")
+    def _expires_after_created(self) -> LicenseDocument:
+        if self.expires < self.created:
+            raise ValueError(f"expires ({self.expires}) is before created ({self.created})")
+        return self
+
+    def terms(self) -> LicenseTerms:
         return LicenseTerms(
-            license_id=str(data["license_id"]),
-            district=str(data["district"]),
-            licensed_to=str(data["licensed_to"]),
-            legal_entity_name=data.get("legal_entity_name") or None,
-            total=seats,
-            created_on=date.fromisoformat(data["created"]),
-            expires_on=date.fromisoformat(data["expires"]),
-            deactivated=status == "deactivated",
-            overage_allowance=allowance,
-            issued_at=issued_at if issued_at.tzinfo else issued_at.replace(tzinfo=UTC),
+            license_id=self.license_id,
+            district=self.district,
+            licensed_to=self.licensed_to,
+            legal_entity_name=self.legal_entity_name or None,
+            total=self.seats,
+            created_on=self.created,
+            expires_on=self.expires,
+            deactivated=self.status == "deactivated",
+            overage_allowance=self.overage_allowance,
+            issued_at=self.issued_at,
         )
-    except (ValueError, KeyError, TypeError) as error:
+
+
+MAX_REASONS = 5
+
+
+def parse_terms(payload: bytes) -> LicenseTerms:
+    """The terms of a license payload, or LicenseRejected(MALFORMED_LICENSE) naming each value
+    that is missing, of the wrong type or out of range (never quoting the values themselves)."""
+    try:
+        return LicenseDocument.model_validate_json(payload).terms()
+    except ValidationError as error:
+        reasons = [_reason(item) for item in error.errors(include_url=False, include_input=False)]
+        more = len(reasons) - MAX_REASONS
+        listed = "; ".join(reasons[:MAX_REASONS]) + (f"; and {more} more" if more > 0 else "")
         raise LicenseRejected(
-            "MALFORMED_LICENSE", f"The license is signed but its contents are not valid: {error}."
+            "MALFORMED_LICENSE",
+            f"The license is signed but its contents are not valid: {listed}. "
+            "The last good license is kept; ask Manage1to1 for a corrected license.",
         ) from None
+
+
+def _reason(item: Any) -> str:
+    """One validation error as ``field: what is wrong``, e.g. ``seats: Input should be a valid
+    integer``."""
+    where = ".".join(str(part) for part in item["loc"])
+    message = str(item["msg"]).removeprefix("Value error, ").replace("Input should", "should")
+    if item["type"] == "json_invalid":
+        return "the document is not valid JSON"
+    return f"{where}: {message}" if where else message
 
 
 def terms_payload(terms: LicenseTerms, *, signed_at: datetime | None = None) -> bytes:

@@ -26,9 +26,10 @@ const SET_THRESHOLD = `mutation SetThreshold($value: Int!) {
 }`;
 const FORCE_UPDATE = `mutation ForceLicenseUpdate {
   forceLicenseUpdate {
-    updated throttled retryAfterSeconds
+    updated throttled retryAfterSeconds inProgress
     license { ${LICENSE_FIELDS} }
     errors { field code message }
+    notices { code message }
   }
 }`;
 
@@ -461,11 +462,20 @@ async function onForceUpdate() {
         `A license update was just requested. Try again in ${plural(seconds, "second")}; ` +
           "licenses also refresh automatically.",
       );
+    } else if (payload.inProgress) {
+      setResult(
+        result,
+        "warn",
+        "…",
+        "The licensing server is slow to answer; the update goes on in the background and " +
+          "this page shows the result when it arrives.",
+      );
     } else if (payload.errors.length) {
       setResult(result, "bad", "✖", `The update failed: ${payload.errors.map((e) => e.message).join(" ")}`);
     } else if (payload.updated) {
       const total = payload.license ? ` You now have ${plural(payload.license.total, "license")}.` : "";
-      setResult(result, "good", "✓", `License updated from the licensing server.${total}`);
+      const notices = payload.notices.map((notice) => ` ${notice.message}`).join("");
+      setResult(result, "good", "✓", `License updated from the licensing server.${total}${notices}`);
     } else {
       setResult(result, "good", "✓", "Your license is already up to date.");
     }

@@ -6,7 +6,7 @@ import strawberry
 from strawberry.types import Info
 
 from graph.permissions import CanManageSettings
-from graph.types import License, UserError
+from graph.types import License, Notice, UserError
 from licensing.problems import Problem
 
 
@@ -18,7 +18,15 @@ class ForceLicenseUpdatePayload:
         description="True when pressed again within the cooldown; nothing was asked."
     )
     retry_after_seconds: int | None
+    in_progress: bool = strawberry.field(
+        description="True when the license source had not answered within the wait "
+        "(force_update_wait_seconds): the update goes on in the background, and licenseChanged "
+        "and the next read show its outcome. `license` is the license held until then."
+    )
     errors: list[UserError]
+    notices: list[Notice] = strawberry.field(
+        description="What the update changed besides the license (a lowered alert threshold)."
+    )
 
 
 @strawberry.type
@@ -39,5 +47,7 @@ class ForceLicenseUpdateMutation:
             updated=outcome.updated,
             throttled=outcome.throttled,
             retry_after_seconds=outcome.retry_after_seconds,
+            in_progress=outcome.in_progress,
             errors=[UserError.from_problem(problem) for problem in problems],
+            notices=[Notice.from_problem(notice) for notice in outcome.notices],
         )

@@ -5,14 +5,19 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlmodel import col, select
 
 from db.models import AuditEvent
+from licensing import license_updates, signing
+from licensing.changes import LICENSE_TOPICS
+from licensing.scheduler import Scheduler
 from licensing.tokens import Principal, authenticate
+from plugins.records import SignedLicense, SourceError
+from tests.utils.districts import TEST_KEY_ID
 from tests.utils.graphql import graphql, graphql_data
 
 pytestmark = pytest.mark.anyio
@@ -452,3 +457,241 @@ async def test_deactivated_license_makes_the_district_inactive_and_restricted(
     inactive = [alert for alert in shown["alerts"] if alert["kind"] == "INACTIVE"]
     assert len(inactive) == 1
     assert inactive[0]["severity"] == "CRITICAL"
+
+
+# --- Signed, but with values that do not fit -----------------------------------------------------
+
+TOO_MANY_SEATS = 10**20
+LONG_NAME = "Riverside Unified " * 12  # 216 characters, more than a license can name
+
+
+def sign_document(service, signing_key, slug: str, **changes: object) -> None:
+    """Write a license file whose signed document has ``changes`` (or, as None, drops keys)."""
+    terms = signing.LicenseTerms(
+        license_id=f"M1T1-{slug.upper()}",
+        district=slug,
+        licensed_to="Test District",
+        legal_entity_name=None,
+        total=1100,
+        created_on=date(2023, 8, 1),
+        expires_on=date(2027, 6, 30),
+        deactivated=False,
+        overage_allowance=0.0,
+        issued_at=service.clock(),
+    )
+    document = json.loads(signing.terms_payload(terms))
+    document.update(changes)
+    document = {key: value for key, value in document.items() if value is not None}
+    payload = json.dumps(document).encode("utf-8")
+    signed = SignedLicense(payload=payload, signature=signing_key.sign(payload), key_id=TEST_KEY_ID)
+    service.settings.license_file_for(slug).write_bytes(signed.to_envelope())
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "bad_value"),
+    [
+        ({"seats": TOO_MANY_SEATS}, "seats", str(TOO_MANY_SEATS)),
+        ({"seats": True}, "seats", None),
+        ({"seats": -1}, "seats", None),
+        ({"seats": "1100"}, "seats", None),
+        ({"seats": 1100.5}, "seats", None),
+        ({"licensed_to": LONG_NAME}, "licensed_to", LONG_NAME),
+        ({"licensed_to": "Riverside\x00 USD"}, "licensed_to", None),
+        ({"licensed_to": ""}, "licensed_to", None),
+        ({"legal_entity_name": LONG_NAME}, "legal_entity_name", LONG_NAME),
+        ({"license_id": "M1T1-" + "9" * 200}, "license_id", "9" * 200),
+        ({"district": 12}, "district", None),
+        ({"expires": "2027-02-30"}, "expires", "2027-02-30"),
+        ({"created": None}, "created", None),
+        ({"issued_at": "last Tuesday"}, "issued_at", "last Tuesday"),
+        ({"overage_allowance": 2.5}, "overage_allowance", None),
+        ({"overage_allowance": False}, "overage_allowance", None),
+        ({"status": "paused"}, "status", "paused"),
+    ],
+)
+async def test_a_signed_license_with_values_that_do_not_fit_is_a_recorded_refresh_failure(
+    client, make_district, service, signing_key, changes, field, bad_value
+):
+    district = await make_district(seats=1000, active=960)
+    sign_document(service, signing_key, district.slug, **changes)
+
+    payload = await force(client, district.manager_token)
+
+    await assert_kept_and_stale(client, district.manager_token, payload, "MALFORMED_LICENSE")
+    message = payload["errors"][0]["message"]
+    shown = (await read_license(client, district.manager_token))["license"]["lastSyncError"]
+    [event] = forced_events(service, district.id)
+    assert event.outcome == "failed"
+    for text in (message, shown, event.detail):
+        assert field in text  # the administrator is told which value is wrong
+        assert "INSERT" not in text and "UPDATE" not in text and "[SQL" not in text
+        if bad_value is not None:
+            assert bad_value not in text  # the reason, not a dump of the document
+    assert "MALFORMED_LICENSE" in event.detail
+
+
+async def test_a_scheduled_refresh_of_a_license_with_too_many_seats_fails_cleanly(
+    client, make_district, service, signing_key, clock
+):
+    district = await make_district(seats=1000, active=960)
+    scheduler = Scheduler(service, holder="runner")
+    await scheduler.tick()
+    sign_document(service, signing_key, district.slug, seats=TOO_MANY_SEATS)
+    clock.advance(minutes=2)
+
+    outcomes = {outcome.name: outcome for outcome in await scheduler.tick()}
+
+    refresh = outcomes[f"license_refresh:{district.id}"]
+    assert not refresh.ok
+    data = await graphql_data(
+        client,
+        district.manager_token,
+        "{ license { total stale lastSyncError } scheduledJobs { name lastError } }",
+    )
+    assert data["license"]["total"] == 1000
+    assert data["license"]["stale"] is True
+    [job] = [job for job in data["scheduledJobs"] if job["name"] == refresh.name]
+    assert job["lastError"].startswith("MALFORMED_LICENSE")
+    assert "seats" in job["lastError"]
+    assert str(TOO_MANY_SEATS) not in job["lastError"]
+    with service.database.read() as session:
+        [event] = session.exec(
+            select(AuditEvent).where(
+                AuditEvent.district_id == district.id, AuditEvent.actor == "scheduler"
+            )
+        ).all()
+    assert event.outcome == "failed"
+    assert "seats" in event.detail
+
+
+# --- A slow license source -----------------------------------------------------------------------
+
+IN_PROGRESS_PRESS = """
+mutation {
+  forceLicenseUpdate {
+    updated throttled inProgress retryAfterSeconds
+    license { total display stale lastSyncStatus }
+    errors { code message }
+  }
+}
+"""
+WAIT_SECONDS = 0.05  # how long a press waits for the source, in these tests
+
+
+class SlowSource:
+    """The license file source behind a gate: each fetch waits until the test opens it."""
+
+    def __init__(self, service, monkeypatch, *, fails_with: Exception | None = None) -> None:
+        source = service.plugins.license_source("license_file")
+        self.real_fetch = source.fetch_license
+        self.gate = asyncio.Event()
+        self.asked = 0
+        self.fails_with = fails_with
+        monkeypatch.setattr(source, "fetch_license", self.fetch)
+        monkeypatch.setattr(service.settings, "force_update_wait_seconds", WAIT_SECONDS)
+
+    async def fetch(self, *, district):
+        self.asked += 1
+        await self.gate.wait()
+        if self.fails_with is not None:
+            raise self.fails_with
+        return self.real_fetch(district=district)
+
+
+async def press(client, token: str) -> dict:
+    return (await graphql_data(client, token, IN_PROGRESS_PRESS))["forceLicenseUpdate"]
+
+
+async def finish_in_background(service, district_id: int, slow: SlowSource) -> None:
+    """Open the gate and wait, as a live subscriber does, for the update to be announced."""
+    seen = await service.latest_change_id(district_id, LICENSE_TOPICS)
+    slow.gate.set()
+    await asyncio.wait_for(
+        service.wait_for_change(district_id, seen, LICENSE_TOPICS, poll_seconds=0.01), timeout=10
+    )
+
+
+async def test_a_slow_source_is_answered_in_progress_and_finished_in_the_background(
+    client, make_district, issuer, service, monkeypatch, clock
+):
+    district = await make_district(seats=1000, active=960)
+    issuer.write(district.slug, seats=1100)
+    slow = SlowSource(service, monkeypatch)
+
+    first, second = await asyncio.gather(
+        press(client, district.manager_token), press(client, district.manager_token)
+    )
+
+    for payload in (first, second):
+        assert payload["inProgress"] is True
+        assert payload["updated"] is False
+        assert payload["throttled"] is False
+        assert payload["errors"] == []
+        assert payload["license"]["display"] == "960 / 1000"  # the license held until then
+    # A press while the source is still being asked joins that request.
+    again = await press(client, district.manager_token)
+    assert again["inProgress"] is True
+    assert slow.asked == 1
+
+    await finish_in_background(service, district.id, slow)
+
+    shown = (await read_license(client, district.manager_token))["license"]
+    assert shown["display"] == "960 / 1100"
+    assert shown["lastSyncStatus"] == "updated"
+    assert shown["stale"] is False
+    assert [event.outcome for event in forced_events(service, district.id)] == ["updated"]
+    # The cooldown started with the request: a press now is throttled, not asked again.
+    later = await press(client, district.manager_token)
+    assert later["throttled"] is True
+    assert later["inProgress"] is False
+    assert slow.asked == 1
+
+
+@pytest.mark.parametrize(
+    ("failure", "code"),
+    [
+        (SourceError("The license server is down."), "LICENSE_SOURCE_UNAVAILABLE"),
+        (RuntimeError("a plugin bug"), "LICENSE_SOURCE_UNAVAILABLE"),
+    ],
+)
+async def test_a_background_update_that_fails_is_recorded_like_any_refresh_failure(
+    client, make_district, service, monkeypatch, failure, code
+):
+    district = await make_district(seats=1000, active=960)
+    slow = SlowSource(service, monkeypatch, fails_with=failure)
+    assert (await press(client, district.manager_token))["inProgress"] is True
+
+    await finish_in_background(service, district.id, slow)
+
+    shown = (await read_license(client, district.manager_token))["license"]
+    assert shown["total"] == 1000
+    assert shown["stale"] is True
+    assert shown["lastSyncStatus"] == "failed"
+    assert shown["lastSyncError"]
+    [event] = forced_events(service, district.id)
+    assert event.outcome == "failed"
+    assert event.detail.startswith(code)
+
+
+async def test_an_unexpected_error_while_storing_is_recorded_without_its_text(
+    client, make_district, issuer, service, monkeypatch
+):
+    district = await make_district(seats=1000, active=960, threshold=50)
+    issuer.write(district.slug, seats=10)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("INSERT INTO license_settings ... (secret parameters)")
+
+    monkeypatch.setattr(license_updates, "lower_threshold_to_license", broken)
+
+    payload = await press(client, district.manager_token)
+
+    assert [error["code"] for error in payload["errors"]] == ["LICENSE_UPDATE_FAILED"]
+    assert "INSERT" not in payload["errors"][0]["message"]
+    shown = (await read_license(client, district.manager_token))["license"]
+    assert shown["total"] == 1000
+    assert shown["stale"] is True
+    assert "INSERT" not in shown["lastSyncError"]
+    [event] = forced_events(service, district.id)
+    assert event.outcome == "failed"
+    assert "INSERT" not in event.detail

@@ -279,3 +279,84 @@ async def test_recommended_range_follows_district_size(
         settings["recommendedThresholdMax"],
     ) == expected
     assert settings["studentsRemainingThreshold"] == 50
+
+
+# --- A smaller license lowers a threshold it no longer allows ---------------------------------------
+
+FORCE_UPDATE = """
+mutation {
+  forceLicenseUpdate { updated license { display } errors { code } notices { field code message } }
+}
+"""
+THRESHOLD_SETTINGS = "{ licenseSettings { studentsRemainingThreshold maximumThreshold } }"
+
+
+async def force_update(client, token: str) -> dict:
+    return (await graphql_data(client, token, FORCE_UPDATE))["forceLicenseUpdate"]
+
+
+async def test_a_license_smaller_than_the_threshold_lowers_it_and_says_so(
+    client, make_district, issuer, service
+):
+    district = await make_district(seats=1000, active=90, threshold=200)
+    issuer.write(district.slug, seats=150)
+
+    forced = await force_update(client, district.manager_token)
+
+    assert forced["errors"] == []
+    assert forced["license"]["display"] == "90 / 150"
+    [notice] = forced["notices"]
+    assert notice["code"] == "THRESHOLD_LOWERED"
+    assert notice["field"] == "studentsRemaining"
+    assert "200" in notice["message"] and "150" in notice["message"]
+    shown = (await graphql_data(client, district.manager_token, THRESHOLD_SETTINGS))[
+        "licenseSettings"
+    ]
+    assert shown == {"studentsRemainingThreshold": 150, "maximumThreshold": 150}
+    # The value the tab shows can be saved again.
+    saved = await set_threshold(client, district.manager_token, shown["studentsRemainingThreshold"])
+    assert saved["errors"] == []
+    lowered, resaved = audit_events(service, district.id)
+    assert (lowered.outcome, json.loads(lowered.old_value), json.loads(lowered.new_value)) == (
+        "lowered",
+        200,
+        150,
+    )
+    assert lowered.actor.startswith("license update")
+    assert actor_for(service, district.manager_token) in lowered.actor
+    assert lowered.detail == notice["message"]
+    assert resaved.outcome == "changed"
+
+
+async def test_a_scheduled_refresh_lowers_the_threshold_too(
+    client, make_district, issuer, service, clock
+):
+    from licensing.scheduler import Scheduler
+
+    district = await make_district(seats=1000, active=10, threshold=100)
+    scheduler = Scheduler(service, holder="runner")
+    await scheduler.tick()
+    issuer.write(district.slug, seats=40)
+    clock.advance(minutes=2)
+
+    outcomes = {outcome.name: outcome for outcome in await scheduler.tick()}
+
+    refreshed = outcomes[f"license_refresh:{district.id}"]
+    assert refreshed.ok
+    assert "lowered to 40" in refreshed.detail
+    assert await current_threshold(client, district.manager_token) == 40
+    [lowered] = audit_events(service, district.id)
+    assert lowered.actor == "license update (scheduler)"
+
+
+async def test_a_license_that_still_allows_the_threshold_leaves_it_alone(
+    client, make_district, issuer, service
+):
+    district = await make_district(seats=1000, active=90, threshold=150)
+    issuer.write(district.slug, seats=150)
+
+    forced = await force_update(client, district.manager_token)
+
+    assert forced["notices"] == []
+    assert await current_threshold(client, district.manager_token) == 150
+    assert audit_events(service, district.id) == []

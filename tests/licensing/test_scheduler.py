@@ -142,3 +142,104 @@ async def test_the_passing_of_midnight_expires_a_license_without_a_sync(
             ).all()
         }
     assert "EXPIRED" in kinds
+
+
+# --- A changed refresh interval ------------------------------------------------------------------
+
+
+def restarted_with(service, clock, **changes):
+    """The same database, served again with changed settings (as after a restart)."""
+    from app.runtime import build_service
+
+    return build_service(service.settings.model_copy(update=changes), clock=clock)
+
+
+async def refreshed_once(service, clock, district_id: int) -> ScheduledJob:
+    """Run the district's jobs once; its license refresh job after that run."""
+    scheduler = Scheduler(service, holder="runner")
+    await scheduler.tick()
+    clock.advance(minutes=2)
+    await scheduler.tick()
+    refreshed = job(service, f"license_refresh:{district_id}")
+    assert refreshed.last_outcome == "ok"
+    return refreshed
+
+
+async def test_a_shorter_refresh_interval_reschedules_the_existing_jobs(
+    service, clock, make_district
+):
+    district = await make_district("riverside")
+    name = f"license_refresh:{district.id}"
+    before = await refreshed_once(service, clock, district.id)
+    assert before.next_run_at - before.last_finished_at >= timedelta(hours=6)
+
+    restarted = restarted_with(service, clock, license_refresh_interval_seconds=3600)
+    try:
+        scheduler = Scheduler(restarted, holder="restarted")
+        ran = {outcome.name for outcome in await scheduler.tick()}
+        assert name not in ran
+        after = job(service, name)
+        assert timedelta(hours=1) <= after.next_run_at - after.last_finished_at
+        assert after.next_run_at - after.last_finished_at <= timedelta(hours=1, minutes=6)
+
+        clock.advance(hours=1, minutes=7)
+        assert name in {outcome.name for outcome in await scheduler.tick()}
+        again = job(service, name)
+        assert timedelta(hours=1) <= again.next_run_at - clock() <= timedelta(hours=1, minutes=6)
+    finally:
+        restarted.database.dispose()
+
+
+async def test_a_longer_refresh_interval_puts_the_next_run_off(service, clock, make_district):
+    district = await make_district("riverside")
+    name = f"license_refresh:{district.id}"
+    await refreshed_once(service, clock, district.id)
+
+    restarted = restarted_with(service, clock, license_refresh_interval_seconds=24 * 3600)
+    try:
+        scheduler = Scheduler(restarted, holder="restarted")
+        await scheduler.tick()
+        after = job(service, name)
+        assert timedelta(hours=24) <= after.next_run_at - after.last_finished_at
+        assert after.next_run_at - after.last_finished_at <= timedelta(hours=26, minutes=24)
+
+        clock.advance(hours=7)  # past the old interval, well within the new one
+        assert name not in {outcome.name for outcome in await scheduler.tick()}
+    finally:
+        restarted.database.dispose()
+
+
+async def test_an_unchanged_interval_leaves_the_schedule_alone(service, clock, make_district):
+    district = await make_district("riverside")
+    before = await refreshed_once(service, clock, district.id)
+
+    await Scheduler(service, holder="another").tick()
+
+    assert job(service, before.name).next_run_at == before.next_run_at
+
+
+async def test_a_database_error_in_a_job_is_not_quoted_in_its_last_error(
+    service, clock, make_district, monkeypatch
+):
+    from sqlalchemy.exc import DataError
+
+    district = await make_district("riverside")
+    scheduler = Scheduler(service, holder="runner")
+    await scheduler.tick()
+
+    async def failing_snapshot(district_id):
+        raise DataError(
+            "INSERT INTO usage_snapshot (name) VALUES (%(name)s)",
+            {"name": "Alice Example"},
+            Exception("value too long for type character varying(16)"),
+        )
+
+    monkeypatch.setattr(service, "take_usage_snapshot", failing_snapshot)
+    clock.advance(minutes=2)
+    await scheduler.tick()
+
+    failed = job(service, f"usage_snapshot:{district.id}")
+    assert failed.last_outcome == "failed"
+    assert failed.last_error.startswith("DataError")
+    assert "INSERT" not in failed.last_error
+    assert "Alice" not in failed.last_error

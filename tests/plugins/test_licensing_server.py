@@ -59,7 +59,7 @@ DASHBOARD = """
 """
 
 
-def license_terms(slug: str = SLUG, *, seats: int = 1000, district: str | None = None, **changes):
+def license_terms(slug: str = SLUG, *, seats: Any = 1000, district: str | None = None, **changes):
     terms = signing.LicenseTerms(
         license_id=f"M1T1-{slug.upper()}",
         district=district or slug,
@@ -676,3 +676,37 @@ async def test_license_options_reach_the_license_file_source_too(
 
     assert outcome.problem is None
     assert service.read_district_state(district_id).license.total == 750
+
+
+# --- Signed answers with values that do not fit --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"seats": 10**20}, "seats"),
+        ({"seats": True}, "seats"),
+        ({"licensed_to": "Riverside Unified " * 12}, "licensed_to"),
+        ({"licensed_to": "Riverside\x00USD"}, "licensed_to"),
+        ({"license_id": "M1T1-" + "9" * 200}, "license_id"),
+        ({"overage_allowance": float("inf")}, "overage_allowance"),
+    ],
+)
+async def test_a_signed_answer_with_values_that_do_not_fit_is_refused_and_recorded(
+    service, upstream, client, changes, field
+):
+    district_id = await district_with_license(service)
+    upstream.licenses[SLUG] = license_terms(**changes)
+
+    outcome = await refresh(service, district_id)
+
+    assert outcome.problem.code == "MALFORMED_LICENSE"
+    assert field in outcome.problem.message
+    assert_kept_and_stale(service, district_id)
+    view = service.read_district_state(district_id).license
+    assert field in view.last_sync_error
+    assert "INSERT" not in view.last_sync_error and "UPDATE" not in view.last_sync_error
+    token = token_for(service, district_id, Permission.VIEW_LICENSE)
+    data = await graphql_data(client, token, DASHBOARD)
+    assert data["license"]["total"] == 1000
+    assert data["license"]["stale"] is True

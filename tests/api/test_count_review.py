@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from licensing.roster import apply_roster
+from licensing.roster_changes import apply_roster
 from plugins.records import StudentRecord
 from tests.utils.graphql import graphql, graphql_data
 

@@ -210,7 +210,12 @@ def test_roster_import_replace_makes_the_file_the_whole_roster(demo, built, tmp_
     path = tmp_path / "roster.csv"
     path.write_text(GOOD_ROSTER)
 
-    run("roster", "import", str(path), "--district", "demo", "--replace")
+    held = run("roster", "import", str(path), "--district", "demo", "--replace", expect=1)
+    assert "would stop counting 960 of the 960 active students of 'local'" in held.stderr
+    assert demo_usage(built).active_students == 960
+    run_id = re.search(r"--run (\d+)", held.stderr).group(1)
+
+    run("sync", "confirm", "--district", "demo", "--source", "local", "--run", run_id)
 
     usage = demo_usage(built)
     assert usage.active_students == 2

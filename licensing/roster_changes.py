@@ -262,7 +262,7 @@ def apply_roster(
     replace: bool,
     now: datetime,
     actor: str = "system",
-    kind: str | None = None,
+    kind: str = "import",
     guard: RosterGuard = DEFAULT_GUARD,
     action: str = IMPORT_ACTION,
 ) -> SyncOutcome:
@@ -270,12 +270,13 @@ def apply_roster(
 
     With ``replace`` the records become the source's whole roster; otherwise they are added or
     updated by id and the rest of the source's roster is kept. Bad records raise
-    ``RosterFileError`` before anything changes.
+    ``RosterFileError`` before anything changes. ``kind`` names the plugin that read the records
+    (a metric label, so never a district's own name for a source).
     """
     rows = normalize_all(records, district_id=district_id, source=source)
     lock_district(session, district_id)
     run = start_run(
-        session, district_id=district_id, source=source, kind=kind or source, actor=actor, now=now
+        session, district_id=district_id, source=source, kind=kind, actor=actor, now=now
     )
     stage_rows(session, run_id=run.id, rows=[_staging_row(row) for row in rows], now=now)
     if not replace:

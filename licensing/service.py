@@ -212,7 +212,7 @@ class LicensingService:
         records: list[Any],
         replace: bool,
         actor: str = "command line",
-        kind: str | None = None,
+        kind: str = "import",
     ) -> SyncOutcome:
         """Import a source's records through the one path every roster change takes: applied
         with the new counts and alerts in one transaction, or held when it drops too many."""

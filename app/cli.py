@@ -377,7 +377,9 @@ def roster_import(
                 source.fetch_students(district=district_ref(row), options={"path": str(file)})
             )
         )
-        change = built.apply_roster(target, source=source_name, records=records, replace=replace)
+        outcome = built.apply_roster(
+            target, source=source_name, records=records, replace=replace, kind=source_name
+        )
     except SourceError as error:
         raise fail(str(error)) from None
     except Exception as error:  # a plugin's bug: say so plainly, nothing was applied
@@ -385,9 +387,12 @@ def roster_import(
             f"The roster source {source_name!r} failed: {type(error).__name__}: {error}. "
             "Nothing was imported."
         ) from None
+    if outcome.status != "applied":
+        message = outcome.problem.message if outcome.problem else outcome.status
+        raise fail(f"Nothing imported yet: {message}")
     say(
-        f"Imported {change.records} record(s). Active students: "
-        f"{change.before.active_students} -> {change.after.active_students}."
+        f"Imported {outcome.records} record(s). Active students: "
+        f"{outcome.used_before} -> {outcome.used_after}."
     )
 
 
@@ -540,7 +545,8 @@ def _report_sync(slug: str, outcome: SyncOutcome) -> bool:
         )
         return True
     message = outcome.problem.message if outcome.problem else outcome.status
-    say(f"{slug}: {outcome.source}: {'held' if outcome.status == 'held' else 'failed'}: {message}")
+    word = outcome.status if outcome.status in ("held", "superseded") else "failed"
+    say(f"{slug}: {outcome.source}: {word}: {message}")
     return False
 
 
@@ -548,12 +554,22 @@ def _report_sync(slug: str, outcome: SyncOutcome) -> bool:
 def sync_confirm(
     district: DistrictOption,
     source: Annotated[str, typer.Option("--source", help="The roster source whose sync is held.")],
+    run_id: Annotated[
+        int | None,
+        typer.Option(
+            "--run", help="The held sync run you reviewed (its number is in the message)."
+        ),
+    ] = None,
 ) -> None:
-    """Apply a held roster sync that would remove many active students at once."""
+    """Apply a held roster change that would remove many active students at once.
+
+    Refused when a newer sync of the source superseded it."""
     built = service()
     target = district_id(built, district)
     outcome = asyncio.run(
-        built.roster_sync.confirm(district_id=target, source=source, actor="command line")
+        built.roster_sync.confirm(
+            district_id=target, source=source, actor="command line", run_id=run_id
+        )
     )
     if not _report_sync(district, outcome):
         raise typer.Exit(1)

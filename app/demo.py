@@ -18,7 +18,8 @@ from sqlmodel import select
 from db.models import Device, District
 from licensing import signing
 from licensing.districts import create_district
-from licensing.roster import apply_roster, refresh_usage
+from licensing.roster import refresh_usage
+from licensing.roster_changes import apply_roster
 from licensing.service import LicensingService
 from licensing.settings import Settings
 from plugins.builtin.local_roster import COLUMNS, read_roster_csv

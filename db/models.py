@@ -111,8 +111,11 @@ class RosterSyncRun(SQLModel, table=True):
     district_id: int = Field(foreign_key="district.id")
     source: str = Field(max_length=64)
     kind: str = Field(max_length=64)
-    status: str = Field(max_length=16)  # running, applied, held, failed, discarded
+    # running, applied, held, failed, superseded (a newer run of the source came first)
+    status: str = Field(max_length=16)
     started_at: datetime
+    # Refreshed with each staged batch: a running run whose heartbeat is old has died.
+    heartbeat_at: datetime | None = None
     finished_at: datetime | None = None
     records: int = 0
     active_students: int | None = None

@@ -11,8 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, distinct, func, literal, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import and_, bindparam, delete, distinct, func, literal, select, update
 from sqlalchemy.sql.selectable import ScalarSelect
 from sqlmodel import Session
 
@@ -39,33 +38,16 @@ roster = RosterRecord.__table__
 def replace_roster_rows(
     session: Session, *, district_id: int, source: str, rows: Iterable[Mapping[str, Any]]
 ) -> None:
-    """Make ``rows`` the whole roster of one source of one district."""
+    """Write ``rows`` as a new district's roster, for benchmarks that load millions of rows.
+
+    Nothing of the service calls this: every change of a roster goes through
+    ``licensing.roster_changes``, with its hold, audit event and change event.
+    """
     session.execute(
         delete(roster).where(roster.c.district_id == district_id, roster.c.source == source)
     )
     for chunk in _chunks(rows):
         session.execute(roster.insert(), chunk)
-
-
-def upsert_roster_rows(
-    session: Session, *, district_id: int, source: str, rows: Iterable[Mapping[str, Any]]
-) -> None:
-    """Add new people to a source's roster and update those already in it."""
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    for chunk in _chunks(rows):
-        statement = insert(roster)
-        updated = {
-            column.name: statement.excluded[column.name]
-            for column in roster.columns
-            if column.name not in ("id", "district_id", "source", "source_id")
-        }
-        session.execute(
-            statement.on_conflict_do_update(
-                index_elements=["district_id", "source", "source_id"], set_=updated
-            ),
-            chunk,
-        )
 
 
 def _chunks(rows: Iterable[Mapping[str, Any]]) -> Iterable[list[Mapping[str, Any]]]:
@@ -219,6 +201,48 @@ def swap_in_staged_roster(session: Session, *, district_id: int, source: str, ru
 
 def discard_staging(session: Session, *, run_id: int) -> None:
     session.execute(delete(staging).where(staging.c.run_id == run_id))
+
+
+def stage_current_roster(session: Session, *, district_id: int, source: str, run_id: int) -> None:
+    """Stage the source's stored people that the run has not staged itself, so a change of some
+    people (an import that adds, a switch of a few) is staged as the source's whole roster."""
+    staged_ids = select(staging.c.source_id).where(staging.c.run_id == run_id)
+    session.execute(
+        staging.insert().from_select(
+            ["run_id", *ROW_COLUMNS],
+            select(literal(run_id), *[roster.c[name] for name in ROW_COLUMNS]).where(
+                roster.c.district_id == district_id,
+                roster.c.source == source,
+                roster.c.source_id.not_in(staged_ids),
+            ),
+        )
+    )
+
+
+def set_staged_enabled(session: Session, *, run_id: int, ids: list[str], enabled: bool) -> int:
+    """Switch staged people on or off by id; how many changed."""
+    result = session.execute(
+        update(staging)
+        .where(
+            staging.c.run_id == run_id,
+            staging.c.source_id.in_(ids),
+            staging.c.enabled.is_(not enabled),
+        )
+        .values(enabled=enabled)
+    )
+    return result.rowcount
+
+
+def discard_unneeded_staging(
+    session: Session, *, keep_statuses: Iterable[str], district_id: int | None = None
+) -> None:
+    """Remove the staging rows of every run that no longer needs them (applied, failed,
+    superseded), however it ended: a process killed before cleaning up leaves none for long."""
+    runs = RosterSyncRun.__table__
+    done = select(runs.c.id).where(runs.c.status.not_in(list(keep_statuses)))
+    if district_id is not None:
+        done = done.where(runs.c.district_id == district_id)
+    session.execute(delete(staging).where(staging.c.run_id.in_(done)))
 
 
 def roster_failing_since(session: Session, *, district_id: int) -> datetime | None:

@@ -22,7 +22,8 @@ class AuditEvent:
     actor: str
     action: str = strawberry.field(
         description="set_threshold, force_license_update, license_refresh, roster_sync, "
-        "deactivate_students, reactivate_students, token_created, token_revoked, ..."
+        "roster_import, roster_sync_confirm, deactivate_students, reactivate_students, "
+        "token_created, token_revoked, ..."
     )
     outcome: str
     old_value: str | None = strawberry.field(description="JSON of the value before.")

@@ -24,6 +24,7 @@ from graph.errors import mask_internal_errors
 from graph.limits import depth_and_alias_rule
 from graph.mutations.force_license_update import ForceLicenseUpdateMutation
 from graph.mutations.local_students import LocalStudentsMutation
+from graph.mutations.roster_sync import RosterSyncMutation
 from graph.mutations.set_threshold import SetThresholdMutation
 from graph.outage import DatabaseOutageStatus
 from graph.queries import Query
@@ -35,7 +36,8 @@ from licensing.settings import GraphQLLimits
 logger = logging.getLogger("licensing.graphql")
 
 Mutation = merge_types(
-    "Mutation", (SetThresholdMutation, ForceLicenseUpdateMutation, LocalStudentsMutation)
+    "Mutation",
+    (SetThresholdMutation, ForceLicenseUpdateMutation, LocalStudentsMutation, RosterSyncMutation),
 )
 
 

@@ -196,7 +196,8 @@ class DataSource:
     kind: str
     configured: bool
     last_status: str | None = strawberry.field(
-        description="applied, held (waiting for confirmation), failed or running."
+        description="applied, held (waiting for confirmation), failed, superseded (a newer sync "
+        "came first) or running."
     )
     last_attempt_at: datetime.datetime | None
     last_success_at: datetime.datetime | None

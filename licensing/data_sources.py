@@ -46,8 +46,12 @@ def _view(
         RosterSyncRun.district_id == district_id, RosterSyncRun.source == name
     )
     latest = session.exec(runs.order_by(col(RosterSyncRun.id).desc())).first()
+    # The roster in force is the last one applied (a held run applied later than a newer one,
+    # as earlier versions allowed, is the one in force).
     applied = session.exec(
-        runs.where(RosterSyncRun.status == "applied").order_by(col(RosterSyncRun.id).desc())
+        runs.where(RosterSyncRun.status == "applied").order_by(
+            col(RosterSyncRun.finished_at).desc(), col(RosterSyncRun.id).desc()
+        )
     ).first()
     kind = config.kind if config else (latest.kind if latest else name)
     return DataSourceView(
@@ -57,7 +61,9 @@ def _view(
         last_status=latest.status if latest else None,
         last_attempt_at=latest.started_at if latest else None,
         last_success_at=applied.finished_at if applied else None,
-        last_error=latest.error if latest and latest.status in ("failed", "held") else None,
+        last_error=latest.error
+        if latest and latest.status in ("failed", "held", "superseded")
+        else None,
         records=applied.records if applied else None,
         active_students=applied.active_students if applied else None,
         excluded=json.loads(applied.excluded) if applied and applied.excluded else {},

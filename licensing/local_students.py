@@ -1,7 +1,8 @@
 """Deactivating and reactivating students kept in the local roster (not owned by a SIS).
 
 Students that come from a SIS are fixed in the SIS; the next sync shows the change. Students in
-the local roster have no other home, so administrators switch them off and on here.
+the local roster have no other home, so administrators switch them off and on here. This module
+checks the request; the change itself goes through ``licensing.roster_changes`` like any other.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlmodel import Session
 
 from db.models import RosterRecord
@@ -22,21 +23,22 @@ roster = RosterRecord.__table__
 
 
 @dataclass(frozen=True)
-class StudentsChange:
-    changed: int
+class StudentsRequest:
+    ids: list[str]  # the ids to switch, each once, when there are no problems
     problems: list[Problem]
 
 
-def set_local_students_enabled(
-    session: Session, *, district_id: int, ids: Sequence[str], enabled: bool
-) -> StudentsChange:
-    """Enable or disable local-roster students by id: all of them, or none when any id is bad."""
+def check_local_students(
+    session: Session, *, district_id: int, ids: Sequence[str]
+) -> StudentsRequest:
+    """The local-roster students to switch on or off: all of them, or problems when any id is
+    bad (a change is all or nothing)."""
     wanted = list(dict.fromkeys(identifier.strip() for identifier in ids if identifier.strip()))
     if not wanted:
-        return StudentsChange(0, [Problem("NO_IDS", "Give at least one student id.", "ids")])
+        return StudentsRequest([], [Problem("NO_IDS", "Give at least one student id.", "ids")])
     if len(wanted) > MAX_IDS_PER_CHANGE:
-        return StudentsChange(
-            0,
+        return StudentsRequest(
+            [],
             [
                 Problem(
                     "TOO_MANY_IDS",
@@ -79,16 +81,4 @@ def set_local_students_enabled(
                     "ids",
                 )
             )
-    if problems:
-        return StudentsChange(0, problems)
-    result = session.execute(
-        update(roster)
-        .where(
-            roster.c.district_id == district_id,
-            roster.c.source == LOCAL_SOURCE,
-            roster.c.source_id.in_(wanted),
-            roster.c.enabled.is_(not enabled),
-        )
-        .values(enabled=enabled)
-    )
-    return StudentsChange(result.rowcount, [])
+    return StudentsRequest([] if problems else wanted, problems)

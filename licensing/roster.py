@@ -1,8 +1,8 @@
 """Turning what roster sources report into stored records and exact, maintained counts.
 
 Plugins report facts in their own words; this module maps them onto the counting rule's terms
-(``Role``, ``Lifecycle``) and applies a source's roster in one transaction together with the usage
-counts, so a failed import changes nothing and a read never has to count.
+(``Role``, ``Lifecycle``) and keeps the usage counts exact (``refresh_usage`` in the transaction that changed the roster), so
+a read never has to count. Changes of a roster go through ``licensing.roster_changes``.
 """
 
 from __future__ import annotations
@@ -57,14 +57,6 @@ class UsageCounts:
     devices: int
     duplicates_collapsed: int
     disabled_students: int = 0  # of the inactive students, those whose account is disabled
-
-
-@dataclass(frozen=True)
-class RosterChange:
-    source: str
-    records: int
-    before: UsageCounts
-    after: UsageCounts
 
 
 async def collect_records(result: Any) -> list[Any]:
@@ -193,30 +185,6 @@ def refresh_usage(session: Session, *, district_id: int, now: datetime) -> Usage
     counts = queries.recount_usage(session, district_id=district_id)
     queries.store_usage(session, district_id=district_id, counts=counts, now=now)
     return UsageCounts(**counts)
-
-
-def apply_roster(
-    session: Session,
-    *,
-    district_id: int,
-    source: str,
-    records: Iterable[StudentRecord | Mapping[str, Any]],
-    replace: bool,
-    now: datetime,
-) -> RosterChange:
-    """Store one source's records and the new counts, in the caller's transaction.
-
-    With ``replace`` the records become the source's whole roster (people missing from them are
-    removed); otherwise they are added or updated by id. Bad records raise before anything changes.
-    """
-    rows = normalize_all(records, district_id=district_id, source=source)
-    before = current_usage(session, district_id=district_id)
-    if replace:
-        queries.replace_roster_rows(session, district_id=district_id, source=source, rows=rows)
-    else:
-        queries.upsert_roster_rows(session, district_id=district_id, source=source, rows=rows)
-    after = refresh_usage(session, district_id=district_id, now=now)
-    return RosterChange(source=source, records=len(rows), before=before, after=after)
 
 
 def usage_mismatch(session: Session, *, district_id: int) -> dict[str, tuple[int, int]]:

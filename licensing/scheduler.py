@@ -1,5 +1,6 @@
-"""The scheduler: license refreshes, roster syncs, daily usage snapshots, alert re-evaluation and
-notifications, for every district, without anyone pressing a button.
+"""The scheduler: license refreshes, roster syncs, daily usage snapshots, alert re-evaluation,
+notifications and the cleanup of interrupted roster syncs, for every district, without anyone
+pressing a button.
 
 Jobs live in the ``scheduled_job`` table. A runner claims a due job by taking its lease in one
 conditional UPDATE, so with several workers or hosts each run happens once; a runner that dies
@@ -38,6 +39,7 @@ LEASE = timedelta(minutes=15)
 ALERTS_EVERY = timedelta(minutes=5)  # picks up the passing of midnight in each district's zone
 SNAPSHOT_EVERY = timedelta(hours=1)  # one row a day, kept current through the day
 FIRST_RETRY = timedelta(minutes=1)
+ROSTER_CLEANUP_EVERY = timedelta(minutes=5)  # finds roster syncs whose process died
 
 
 @dataclass(frozen=True)
@@ -130,7 +132,12 @@ class Scheduler:
         settings = self.service.settings
         with self.database.read() as session:
             districts = [(row.id, row.slug) for row in session.exec(select(District)).all()]
-        specs = [JobSpec("notifications", "notifications", None, timedelta(0), self._notifications)]
+        specs = [
+            JobSpec("notifications", "notifications", None, timedelta(0), self._notifications),
+            JobSpec(
+                "roster_cleanup", "roster_cleanup", None, ROSTER_CLEANUP_EVERY, self._roster_cleanup
+            ),
+        ]
         for district_id, slug in districts:
             specs += [
                 JobSpec(
@@ -301,6 +308,12 @@ class Scheduler:
             return JobOutcome(f"usage_snapshot:{district_id}", True)
 
         return run
+
+    async def _roster_cleanup(self) -> JobOutcome:
+        reaped = await to_thread.run_sync(
+            lambda: self.service.roster_sync.reap_stale_runs(actor="scheduler")
+        )
+        return JobOutcome("roster_cleanup", True, f"{reaped} interrupted sync(s) marked failed")
 
     async def _notifications(self) -> JobOutcome:
         dispatched = await self.service.dispatch_notifications()

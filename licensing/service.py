@@ -40,16 +40,17 @@ from licensing.history import (
     usage_history,
 )
 from licensing.license_updates import ForceUpdateOutcome, LicenseUpdater
-from licensing.local_students import set_local_students_enabled
+from licensing.local_students import LOCAL_SOURCE, check_local_students
 from licensing.notifications import dispatch_alert_changes
 from licensing.problems import Problem
 from licensing.report import ActiveStudentFilter, ActiveStudentPage, active_student_page
-from licensing.roster import (
-    RosterChange,
-    UsageCounts,
+from licensing.roster import UsageCounts, current_usage
+from licensing.roster_changes import (
+    RosterGuard,
+    SyncOutcome,
+    apply_enabled_switch,
     apply_roster,
-    current_usage,
-    refresh_usage,
+    guard_for,
 )
 from licensing.rules import AlertSpec
 from licensing.scheduler import JobState, district_jobs
@@ -204,27 +205,45 @@ class LicensingService:
         )
 
     def apply_roster(
-        self, district_id: int, *, source: str, records: list[Any], replace: bool
-    ) -> RosterChange:
-        """Store a source's records, the new counts and the alerts they move, in one transaction."""
-        now = self.clock()
+        self,
+        district_id: int,
+        *,
+        source: str,
+        records: list[Any],
+        replace: bool,
+        actor: str = "command line",
+        kind: str = "import",
+    ) -> SyncOutcome:
+        """Import a source's records through the one path every roster change takes: applied
+        with the new counts and alerts in one transaction, or held when it drops too many."""
+        guard = self._roster_guard(district_id, source)
         with self.database.write() as session:
-            lock_district(session, district_id)
-            change = apply_roster(
+            return apply_roster(
                 session,
                 district_id=district_id,
                 source=source,
                 records=records,
                 replace=replace,
-                now=now,
+                now=self.clock(),
+                actor=actor,
+                kind=kind,
+                guard=guard,
             )
-            reevaluate_alerts(
-                session,
-                district_id=district_id,
-                now=now,
-                sync_failing_tolerance=self.sync_failing_tolerance,
-            )
-        return change
+
+    async def confirm_roster_sync(
+        self, principal: Principal, source: str, run_id: int | None
+    ) -> tuple[DistrictState, SyncOutcome]:
+        """Apply a held roster change as the administrator decided (refused when superseded)."""
+        outcome = await self.roster_sync.confirm(
+            district_id=principal.district_id, source=source, actor=principal.actor, run_id=run_id
+        )
+        state = await to_thread.run_sync(self.read_district_state, principal.district_id)
+        return state, outcome
+
+    def _roster_guard(self, district_id: int, source: str) -> RosterGuard:
+        with self.database.read() as session:
+            slug = read_snapshot(session, district_id=district_id).district.slug
+        return guard_for(self.settings, slug=slug, source=source)
 
     async def set_local_students_enabled(
         self, principal: Principal, ids: list[str], *, enabled: bool
@@ -236,36 +255,45 @@ class LicensingService:
     ) -> StudentsUpdate:
         now = self.clock()
         district_id = principal.district_id
+        action = "reactivate_students" if enabled else "deactivate_students"
+        guard = self._roster_guard(district_id, LOCAL_SOURCE)
+        changed = 0
         with self.database.write() as session:
             lock_district(session, district_id)
-            before = current_usage(session, district_id=district_id)
-            change = set_local_students_enabled(
-                session, district_id=district_id, ids=ids, enabled=enabled
-            )
-            after = before
-            if change.changed:
-                after = refresh_usage(session, district_id=district_id, now=now)
-                reevaluate_alerts(
+            request = check_local_students(session, district_id=district_id, ids=ids)
+            problems = list(request.problems)
+            if problems:
+                used = current_usage(session, district_id=district_id).active_students
+                record_event(
                     session,
                     district_id=district_id,
+                    actor=principal.actor,
+                    action=action,
+                    outcome="rejected",
                     now=now,
-                    sync_failing_tolerance=self.sync_failing_tolerance,
+                    old={"used": used},
+                    new={"used": used, "ids": ids[:100], "changed": 0},
+                    detail="; ".join(problem.message for problem in problems[:10]),
                 )
-            record_event(
-                session,
-                district_id=district_id,
-                actor=principal.actor,
-                action="reactivate_students" if enabled else "deactivate_students",
-                outcome="rejected" if change.problems else "changed",
-                now=now,
-                old={"used": before.active_students},
-                new={"used": after.active_students, "ids": ids[:100], "changed": change.changed},
-                detail="; ".join(problem.message for problem in change.problems[:10]) or None,
-            )
+            else:
+                changed, outcome = apply_enabled_switch(
+                    session,
+                    district_id=district_id,
+                    source=LOCAL_SOURCE,
+                    kind=LOCAL_SOURCE,
+                    ids=request.ids,
+                    enabled=enabled,
+                    action=action,
+                    actor=principal.actor,
+                    now=now,
+                    guard=guard,
+                )
+                if outcome.problem is not None:
+                    problems.append(outcome.problem)
+                if outcome.status != "applied":
+                    changed = 0
         return StudentsUpdate(
-            state=self.read_district_state(district_id),
-            changed=change.changed,
-            problems=change.problems,
+            state=self.read_district_state(district_id), changed=changed, problems=problems
         )
 
     async def count_review(self, district_id: int) -> list[ReviewGroup]:

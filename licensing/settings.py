@@ -232,6 +232,12 @@ class Settings(BaseSettings):
         "runs it separately.",
     )
     sync_failing_tolerance_hours: float = Field(default=24, ge=0)
+    roster_sync_stale_after_seconds: int = Field(
+        default=900,
+        ge=30,
+        description="A running roster sync that has staged nothing for this long is taken for "
+        "dead (its process was stopped): it is marked failed and its staged records removed.",
+    )
     live_poll_seconds: float = Field(
         default=0.5,
         gt=0,

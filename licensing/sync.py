@@ -1,15 +1,16 @@
 """The sync engine: a roster source's records become its stored roster, all or nothing.
 
 Records stream from the plugin into a staging table in batches, so memory does not grow with the
-roster. When the source has delivered everything, one transaction swaps the staged roster in,
-recounts usage and re-evaluates alerts. Any error discards the staging rows and leaves the
-previous roster and counts exactly as they were. A sync that would stop counting more than the
-configured share of the source's active students is held until an administrator confirms it.
+roster; each batch refreshes the run's heartbeat. When the source has delivered everything, the
+run is settled by ``licensing.roster_changes`` like every other change of a roster: held when it
+would drop too many active students, superseded when a newer run came first, else swapped in
+with the new counts and alerts in one transaction. Any error discards the staging rows and leaves
+the previous roster and counts exactly as they were; a run whose process died is found by its
+old heartbeat and cleaned up by the next sync of its source or by the scheduler.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -18,38 +19,22 @@ from typing import Any
 
 from anyio import to_thread
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
 
-from db import queries
-from db.models import District, RosterSyncRun
-from db.session import Database, lock_district
-from licensing.audit import record_event
-from licensing.district_view import reevaluate_alerts
+from db.models import District
+from db.session import Database
+from licensing import roster_changes
 from licensing.districts import district_ref
-from licensing.metrics import count_roster_sync
 from licensing.problems import Problem
-from licensing.roster import current_usage, normalize, refresh_usage
+from licensing.roster import normalize
+from licensing.roster_changes import SYNC_ACTION, RunAbandoned, SyncOutcome
 from licensing.settings import RosterSourceConfig, Settings
 from plugins.manager import PluginManager, UnknownSourceError
 from plugins.records import RosterFileError, RowProblem, ServerCount, SourceError
 
+__all__ = ["BATCH_SIZE", "RosterSync", "SyncOutcome"]
+
 BATCH_SIZE = 5_000
 MAX_REPORTED_PROBLEMS = 1_000
-SYNC_ACTION = "roster_sync"
-
-
-@dataclass(frozen=True)
-class SyncOutcome:
-    source: str
-    status: str  # applied, held, failed
-    run_id: int | None
-    records: int = 0
-    active_before: int | None = None
-    active_after: int | None = None
-    removed_active: int | None = None
-    excluded: dict[str, int] = field(default_factory=dict)
-    server_count: int | None = None
-    problem: Problem | None = None
 
 
 @dataclass
@@ -75,8 +60,9 @@ class RosterSync:
         self.clock = clock
 
     @property
-    def sync_failing_tolerance(self) -> timedelta:
-        return timedelta(hours=self.settings.sync_failing_tolerance_hours)
+    def stale_after(self) -> timedelta:
+        """How long a running sync may go without a heartbeat before it is taken for dead."""
+        return timedelta(seconds=self.settings.roster_sync_stale_after_seconds)
 
     def configured_sources(self, slug: str) -> dict[str, RosterSourceConfig]:
         return self.settings.district(slug).roster_sources
@@ -119,6 +105,12 @@ class RosterSync:
                     on_progress(tally.seen)
             if tally.problems:
                 raise RosterFileError(f"roster source {source!r}", tally.problems)
+        except RunAbandoned:
+            problem = Problem(
+                "SOURCE_FAILED",
+                f"The sync of {source!r} was taken for dead (no heartbeat for longer than "
+                f"{self.settings.roster_sync_stale_after_seconds} s) and stopped; nothing was applied.",
+            )
         except (SourceError, UnknownSourceError) as error:
             problem = Problem("SOURCE_FAILED", str(error))
         except IntegrityError:
@@ -133,17 +125,18 @@ class RosterSync:
                 f"({type(error).__name__}: {error}); nothing was applied.",
             )
         else:
-            return await to_thread.run_sync(
-                self._finish, district_id, source, run_id, tally, config.max_drop_share, actor
-            )
-        await to_thread.run_sync(self._fail, district_id, source, run_id, tally, problem, actor)
+            return await to_thread.run_sync(self._finish, district_id, source, run_id, tally, actor)
+        await to_thread.run_sync(self._fail, run_id, tally, problem, actor)
         return SyncOutcome(
             source=source, status="failed", run_id=run_id, records=tally.seen, problem=problem
         )
 
-    async def confirm(self, *, district_id: int, source: str, actor: str) -> SyncOutcome:
-        """Apply the held sync of a source, as an administrator decided."""
-        return await to_thread.run_sync(self._confirm, district_id, source, actor)
+    async def confirm(
+        self, *, district_id: int, source: str, actor: str, run_id: int | None = None
+    ) -> SyncOutcome:
+        """Apply the held sync of a source (the run ``run_id`` when given), as an administrator
+        decided; refused when a newer sync superseded it."""
+        return await to_thread.run_sync(self._confirm, district_id, source, run_id, actor)
 
     def _district(self, district_id: int) -> District:
         with self.database.read() as session:
@@ -153,17 +146,20 @@ class RosterSync:
         return district
 
     def _start_run(self, district_id: int, source: str, kind: str, actor: str) -> int:
+        now = self.clock()
         with self.database.write() as session:
-            run = RosterSyncRun(
+            # A run of this source that died while staging is failed and cleaned up first.
+            roster_changes.reap_stale_runs(
+                session,
+                now=now,
+                stale_after=self.stale_after,
+                actor=actor,
                 district_id=district_id,
                 source=source,
-                kind=kind,
-                status="running",
-                started_at=self.clock(),
-                actor=actor,
             )
-            session.add(run)
-            session.flush()
+            run = roster_changes.start_run(
+                session, district_id=district_id, source=source, kind=kind, actor=actor, now=now
+            )
             return run.id
 
     def _normalize_batch(self, batch: list[Any], tally: _Tally) -> list[dict[str, Any]]:
@@ -187,177 +183,61 @@ class RosterSync:
 
     def _stage(self, run_id: int, rows: list[dict[str, Any]]) -> None:
         with self.database.write() as session:
-            queries.insert_staging_rows(session, run_id=run_id, rows=rows)
+            roster_changes.stage_rows(session, run_id=run_id, rows=rows, now=self.clock())
 
     def _finish(
-        self,
-        district_id: int,
-        source: str,
-        run_id: int,
-        tally: _Tally,
-        max_drop_share: float,
-        actor: str,
+        self, district_id: int, source: str, run_id: int, tally: _Tally, actor: str
     ) -> SyncOutcome:
+        guard = self._guard(district_id, source)
         with self.database.write() as session:
-            lock_district(session, district_id)
-            run = session.get(RosterSyncRun, run_id)
-            statistics = queries.staged_statistics(session, run_id=run_id)
-            before, removed = queries.removed_active_people(
-                session, district_id=district_id, source=source, run_id=run_id
+            return roster_changes.settle_run(
+                session,
+                run_id=run_id,
+                action=SYNC_ACTION,
+                actor=actor,
+                now=self.clock(),
+                guard=guard,
+                records=tally.seen,
+                other_role=tally.other_role,
+                server_count=tally.server_count,
             )
-            excluded = _excluded(statistics, tally)
-            run.records = tally.seen
-            run.active_students = statistics["active_students"]
-            run.active_before = before
-            run.removed_active = removed
-            run.excluded = json.dumps(excluded, sort_keys=True)
-            run.server_count = tally.server_count
-            if before and removed / before > max_drop_share:
-                return self._hold(session, run, excluded, max_drop_share)
-            return self._apply(session, run, excluded, actor)
 
-    def _hold(
-        self, session: Session, run: RosterSyncRun, excluded: dict[str, int], share: float
-    ) -> SyncOutcome:
-        # An older held sync of the same source is superseded by this one.
-        for older in session.exec(
-            select(RosterSyncRun).where(
-                RosterSyncRun.district_id == run.district_id,
-                RosterSyncRun.source == run.source,
-                RosterSyncRun.status == "held",
-                RosterSyncRun.id != run.id,
-            )
-        ).all():
-            older.status = "discarded"
-            queries.discard_staging(session, run_id=older.id)
-        now = self.clock()
-        run.status = "held"
-        run.finished_at = now
-        message = (
-            f"This sync would stop counting {run.removed_active} of the {run.active_before} "
-            f"active students of {run.source!r} (more than {share:.0%}). It is held: run "
-            f"`licensing sync confirm --source {run.source}` to apply it."
-        )
-        run.error = message
-        record_event(
-            session,
-            district_id=run.district_id,
-            actor=run.actor,
-            action=SYNC_ACTION,
-            outcome="held",
-            now=now,
-            old={"active_students": run.active_before},
-            new={"active_students": run.active_students},
-            detail=message,
-        )
-        count_roster_sync(outcome="held", plugin=run.kind)
-        return _outcome(run, excluded, Problem("SYNC_HELD", message))
-
-    def _apply(
-        self, session: Session, run: RosterSyncRun, excluded: dict[str, int], actor: str
-    ) -> SyncOutcome:
-        now = self.clock()
-        before = current_usage(session, district_id=run.district_id)
-        queries.swap_in_staged_roster(
-            session, district_id=run.district_id, source=run.source, run_id=run.id
-        )
-        after = refresh_usage(session, district_id=run.district_id, now=now)
-        reevaluate_alerts(
-            session,
-            district_id=run.district_id,
-            now=now,
-            sync_failing_tolerance=self.sync_failing_tolerance,
-        )
-        run.status = "applied"
-        run.finished_at = now
-        run.error = None
-        record_event(
-            session,
-            district_id=run.district_id,
-            actor=actor,
-            action=SYNC_ACTION,
-            outcome="applied",
-            now=now,
-            old={"used": before.active_students},
-            new={"used": after.active_students, "source": run.source, "records": run.records},
-        )
-        count_roster_sync(outcome="applied", plugin=run.kind)
-        return _outcome(run, excluded, None)
-
-    def _fail(
-        self,
-        district_id: int,
-        source: str,
-        run_id: int,
-        tally: _Tally,
-        problem: Problem,
-        actor: str,
-    ) -> None:
-        now = self.clock()
+    def _fail(self, run_id: int, tally: _Tally, problem: Problem, actor: str) -> None:
         with self.database.write() as session:
-            queries.discard_staging(session, run_id=run_id)
-            run = session.get(RosterSyncRun, run_id)
-            run.status = "failed"
-            run.finished_at = now
-            run.records = tally.seen
-            run.error = problem.message[:4000]
-            count_roster_sync(outcome="failed", plugin=run.kind)
-            record_event(
+            roster_changes.fail_run(
+                session,
+                run_id=run_id,
+                problem=problem,
+                records=tally.seen,
+                actor=actor,
+                now=self.clock(),
+            )
+
+    def _confirm(
+        self, district_id: int, source: str, run_id: int | None, actor: str
+    ) -> SyncOutcome:
+        guard = self._guard(district_id, source)
+        with self.database.write() as session:
+            return roster_changes.confirm_held_run(
                 session,
                 district_id=district_id,
+                source=source,
+                run_id=run_id,
                 actor=actor,
-                action=SYNC_ACTION,
-                outcome="failed",
-                now=now,
-                detail=f"{source}: {problem.message}",
+                now=self.clock(),
+                guard=guard,
             )
 
-    def _confirm(self, district_id: int, source: str, actor: str) -> SyncOutcome:
+    def _guard(self, district_id: int, source: str) -> roster_changes.RosterGuard:
+        slug = self._district(district_id).slug
+        return roster_changes.guard_for(self.settings, slug=slug, source=source)
+
+    def reap_stale_runs(self, *, actor: str) -> int:
+        """Fail every district's runs that died while staging, and reclaim unneeded staging rows."""
         with self.database.write() as session:
-            lock_district(session, district_id)
-            run = session.exec(
-                select(RosterSyncRun)
-                .where(
-                    RosterSyncRun.district_id == district_id,
-                    RosterSyncRun.source == source,
-                    RosterSyncRun.status == "held",
-                )
-                .order_by(col(RosterSyncRun.id).desc())
-            ).first()
-            if run is None:
-                return SyncOutcome(
-                    source=source,
-                    status="failed",
-                    run_id=None,
-                    problem=Problem("NOTHING_HELD", f"No sync of {source!r} is waiting."),
-                )
-            excluded = json.loads(run.excluded or "{}")
-            return self._apply(session, run, excluded, actor)
-
-
-def _excluded(statistics: dict[str, int], tally: _Tally) -> dict[str, int]:
-    return {
-        "staff": statistics["staff"],
-        "inactive": statistics["inactive"],
-        "disabled": statistics["disabled"],
-        "duplicate": statistics["duplicate"],
-        "other_role": tally.other_role,
-    }
-
-
-def _outcome(run: RosterSyncRun, excluded: dict[str, int], problem: Problem | None) -> SyncOutcome:
-    return SyncOutcome(
-        source=run.source,
-        status=run.status,
-        run_id=run.id,
-        records=run.records,
-        active_before=run.active_before,
-        active_after=run.active_students,
-        removed_active=run.removed_active,
-        excluded=excluded,
-        server_count=run.server_count,
-        problem=problem,
-    )
+            return roster_changes.reap_stale_runs(
+                session, now=self.clock(), stale_after=self.stale_after, actor=actor
+            )
 
 
 async def _batches(result: Any) -> AsyncIterator[list[Any]]:

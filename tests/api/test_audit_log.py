@@ -42,6 +42,7 @@ async def test_the_audit_log_shows_each_action_newest_first(client, make_distric
         ("set_threshold", "rejected"),
         ("set_threshold", "changed"),
         ("license_refresh", "updated"),
+        ("roster_import", "applied"),  # the district's first roster
     ]
     changed = actions[2]
     assert (changed["oldValue"], changed["newValue"]) == ("50", "20")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from licensing.roster import apply_roster
+from licensing.roster_changes import apply_roster
 from plugins.records import StudentRecord
 from tests.utils.graphql import graphql, graphql_data
 
@@ -87,9 +87,19 @@ async def test_deactivating_the_local_ones_turns_red_to_the_right_number_at_once
         {"ids": ids},
     )
 
-    payload = result["deactivateStudents"]
-    assert payload["errors"] == []
-    assert payload["changed"] == 205
+    # 205 of the local roster's 1003 active students is more than a change may drop unconfirmed.
+    held = result["deactivateStudents"]
+    assert [error["code"] for error in held["errors"]] == ["SYNC_HELD"]
+    assert (held["changed"], held["license"]["display"]) == (0, "1000 / 1000")
+    confirmed = await graphql_data(
+        client,
+        district.manager_token,
+        """mutation { confirmRosterSync(source: "local") {
+             status errors { code } license { display level } usage { disabledStudents } } }""",
+    )
+
+    payload = confirmed["confirmRosterSync"]
+    assert (payload["status"], payload["errors"]) == ("applied", [])
     assert payload["license"] == {"display": "795 / 1000", "level": "GREEN"}
     assert payload["usage"]["disabledStudents"] == 205
     after = await graphql_data(client, district.manager_token, REVIEW)

@@ -52,7 +52,7 @@ async def test_alerts_start_at_950_of_1000_with_threshold_50(client, make_distri
     district = await make_district(seats=1000, active=949, threshold=50)
     assert (await graphql_data(client, district.viewer_token, DASHBOARD))["alerts"] == []
 
-    from licensing.roster import apply_roster
+    from licensing.roster_changes import apply_roster
 
     with service.database.write() as session:
         apply_roster(

@@ -9,7 +9,7 @@ from sqlmodel import select
 
 from db.models import UsageSnapshot
 from licensing.history import prune_snapshots, take_usage_snapshot, usage_history
-from licensing.roster import apply_roster
+from licensing.roster_changes import apply_roster
 from licensing.tokens import Permission
 from tests.utils.districts import create_district, students, token_for
 from tests.utils.graphql import graphql, graphql_data

@@ -15,7 +15,7 @@ from app.factory import create_app
 from app.reports import REPORT_PATH
 from licensing import report
 from licensing.report import EXPORT_COLUMNS
-from licensing.roster import apply_roster
+from licensing.roster_changes import apply_roster
 from plugins.records import StudentRecord
 
 pytestmark = pytest.mark.anyio

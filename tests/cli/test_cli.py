@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -11,7 +12,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 from sqlmodel import select
 
-from db.models import District
+from db.models import AuditEvent, ChangeEvent, District
 from licensing.roster import UsageCounts, current_usage
 from licensing.service import LicensingService
 from licensing.tokens import Permission, authenticate
@@ -220,7 +221,12 @@ def test_roster_import_replace_makes_the_file_the_whole_roster(demo, built, tmp_
     path = tmp_path / "roster.csv"
     path.write_text(GOOD_ROSTER)
 
-    run("roster", "import", str(path), "--district", "demo", "--replace")
+    held = run("roster", "import", str(path), "--district", "demo", "--replace", expect=1)
+    assert "would stop counting 960 of the 960 active students of 'local'" in held.stderr
+    assert demo_usage(built).active_students == 960
+    run_id = re.search(r"--run (\d+)", held.stderr).group(1)
+
+    run("sync", "confirm", "--district", "demo", "--source", "local", "--run", run_id)
 
     usage = demo_usage(built)
     assert usage.active_students == 2
@@ -266,6 +272,48 @@ def test_roster_import_of_a_bad_file_imports_nothing(
         assert line in result.stderr
     assert demo_usage(built) == before
     assert count_rows(database, "roster_record") == records_before
+
+
+def audit_events(service: LicensingService) -> list[AuditEvent]:
+    with service.database.read() as session:
+        return session.exec(select(AuditEvent).order_by(AuditEvent.id)).all()
+
+
+def roster_change_events(service: LicensingService) -> list[ChangeEvent]:
+    with service.database.read() as session:
+        return session.exec(select(ChangeEvent).where(ChangeEvent.topic == "roster_sync")).all()
+
+
+def test_roster_import_replace_with_a_header_only_file_is_held_and_audited(demo, built, tmp_path):
+    path = tmp_path / "empty.csv"
+    path.write_text("id,role,status\n")
+
+    held = run("roster", "import", str(path), "--district", "demo", "--replace", expect=1)
+
+    assert "held" in held.stderr and "960 of the 960" in held.stderr
+    assert demo_usage(built).active_students == 960
+    event = audit_events(built)[-1]
+    assert (event.action, event.outcome, event.actor) == ("roster_import", "held", "command line")
+    assert '"source": "local"' in event.new_value and '"source_active": 0' in event.new_value
+    assert '"used": 960' in event.old_value
+    assert len(roster_change_events(built)) == 2  # the demo's own import, then this one
+
+
+def test_roster_import_and_deactivate_are_audited_and_noted_for_live_updates(demo, built, tmp_path):
+    path = tmp_path / "new-students.csv"
+    path.write_text(GOOD_ROSTER)
+
+    run("roster", "import", str(path), "--district", "demo")
+    run("roster", "deactivate", "N1", "--district", "demo")
+
+    imported, deactivated = audit_events(built)[-2:]
+    assert (imported.action, imported.outcome) == ("roster_import", "applied")
+    assert json.loads(imported.old_value)["used"] == 960
+    assert json.loads(imported.new_value)["used"] == 962
+    assert (deactivated.action, deactivated.outcome) == ("deactivate_students", "applied")
+    assert json.loads(deactivated.new_value)["used"] == 961
+    assert len(roster_change_events(built)) == 3
+    assert demo_usage(built).active_students == 961
 
 
 def test_roster_import_of_a_missing_file_is_an_error(demo, tmp_path):

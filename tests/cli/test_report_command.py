@@ -19,7 +19,7 @@ from app.reports import REPORT_PATH
 from app.runtime import build_service
 from licensing import report
 from licensing.report import EXPORT_COLUMNS
-from licensing.roster import apply_roster
+from licensing.roster_changes import apply_roster
 from licensing.service import LicensingService
 from licensing.settings import load_settings
 from licensing.tokens import Permission

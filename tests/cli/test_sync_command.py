@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
+from sqlmodel import select
+
+from db.models import District
+from licensing.roster import current_usage
 from tests.utils.cli import run
 
 
@@ -19,6 +24,12 @@ def configure(tmp_path: Path, people: int) -> Path:
         f"options = {{ path = {json.dumps(str(roster))} }}\n"
     )
     return roster
+
+
+def used_in_demo(service) -> int:
+    with service.database.read() as session:
+        demo = session.exec(select(District).where(District.slug == "demo")).one()
+        return current_usage(session, district_id=demo.id).active_students
 
 
 def test_sync_of_one_source_reports_records_and_exclusions(tmp_path):
@@ -55,3 +66,26 @@ def test_an_unknown_source_is_named(tmp_path):
     result = run("sync", "--district", "demo", "--source", "nope", expect=1)
 
     assert "has no roster source 'nope' (configured: sis)" in result.stderr
+
+
+def test_confirm_refuses_a_held_sync_that_a_newer_sync_superseded(tmp_path, built):
+    run("demo")
+    configure(tmp_path, 40)
+    run("sync", "--district", "demo", "--source", "sis")
+    configure(tmp_path, 10)
+    held = run("sync", "--district", "demo", "--source", "sis", expect=1)
+    held_run = re.search(r"--run (\d+)", held.stderr).group(1)
+    configure(tmp_path, 35)
+    run("sync", "--district", "demo", "--source", "sis")
+    used = used_in_demo(built)
+
+    refused = run(
+        "sync", "confirm", "--district", "demo", "--source", "sis", "--run", held_run, expect=1
+    )
+    unknown = run(
+        "sync", "confirm", "--district", "demo", "--source", "sis", "--run", "999", expect=1
+    )
+
+    assert f"Sync run {held_run} of 'sis' was superseded by a newer sync" in refused.stderr
+    assert "There is no sync run 999 of 'sis'" in unknown.stderr
+    assert used_in_demo(built) == used  # the newer sync's 35 stay in force

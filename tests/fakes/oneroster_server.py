@@ -17,11 +17,13 @@ Faults (all on the students collection, by the page's ``offset``): ``storm_429``
 many 429s, with ``Retry-After: retry_after`` when set), ``fail_500_once`` (offsets that fail once),
 ``malformed_at`` (offsets answered with broken JSON), ``missing_key_at`` (offsets answered without
 ``users``), ``die_after_offset`` (every request after that page answers 503) and
-``kill_after_offset`` (the server process stops after that page). ``requests`` logs every request.
+``kill_after_offset`` (the server process stops after that page) and ``stall_from_offset`` (pages
+from that offset on are held until the test sets it back to None: a sync caught mid-way). ``requests`` logs every request.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -226,6 +228,7 @@ class FakeOneRoster:
     missing_key_at: set[int] = field(default_factory=set)
     die_after_offset: int | None = None
     kill_after_offset: int | None = None
+    stall_from_offset: int | None = None  # pages from here wait until it is set back to None
     requests: list[Seen] = field(default_factory=list)
     tokens_issued: int = 0
     granted_scopes: list[str] = field(default_factory=list)
@@ -312,7 +315,15 @@ class FakeOneRoster:
 
     # The rostering collections.
 
+    async def _stall(self, request: Request) -> None:
+        """Hold a students page at or after ``stall_from_offset`` until the test lifts it."""
+        offset = _int(request.query_params.get("offset"), 0)
+        students = request.path_params["collection"] == "students"
+        while students and self.stall_from_offset is not None and offset >= self.stall_from_offset:
+            await asyncio.sleep(0.05)
+
     async def collection_v1p2(self, request: Request) -> Response:
+        await self._stall(request)
         return self._collection(request, version="1.2", problem=self._bearer_problem(request))
 
     async def collection_v1p1(self, request: Request) -> Response:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from licensing.roster import UsageCounts, apply_roster, current_usage
+from licensing.roster import UsageCounts, current_usage
+from licensing.roster_changes import DEFAULT_GUARD, apply_roster, confirm_held_run
 from plugins.builtin.local_roster import COLUMNS, LocalRosterSource, read_roster_csv
 from plugins.records import DistrictRef, RosterFileError, RowProblem, SourceError, StudentRecord
 from tests.utils.districts import create_district, students
@@ -48,7 +49,7 @@ def import_file(service, district_id: int, path: Path, *, replace: bool = False)
     """Import a file the way `licensing roster import` does: read it, then apply it."""
     records = read_roster_csv(path)
     with service.database.write() as session:
-        change = apply_roster(
+        apply_roster(
             session,
             district_id=district_id,
             source="local",
@@ -56,7 +57,7 @@ def import_file(service, district_id: int, path: Path, *, replace: bool = False)
             replace=replace,
             now=service.clock(),
         )
-    return change.after
+    return usage(service, district_id)
 
 
 def test_a_good_file_gives_one_record_per_person(tmp_path):
@@ -299,8 +300,21 @@ def test_import_adds_and_updates_and_replace_removes_the_rest(service, district,
     )
 
     assert import_file(service, district, path).active_students == 10
-    after = import_file(service, district, path, replace=True)
+    # Replacing would stop counting 9 of 10: held until an administrator confirms it.
+    assert import_file(service, district, path, replace=True).active_students == 10
+    with service.database.write() as session:
+        confirmed = confirm_held_run(
+            session,
+            district_id=district,
+            source="local",
+            run_id=None,
+            actor="administrator",
+            now=service.clock(),
+            guard=DEFAULT_GUARD,
+        )
+    after = usage(service, district)
 
+    assert confirmed.status == "applied"
     assert after.active_students == 1
     assert after.inactive_students == 1
 

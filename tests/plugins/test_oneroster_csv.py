@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from licensing.roster import UsageCounts, apply_roster, current_usage
+from licensing.roster import UsageCounts, current_usage
+from licensing.roster_changes import apply_roster
 from plugins.builtin.oneroster_csv import (
     ROLES_V1P2,
     USERS_V1P1,

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from licensing.roster import UsageCounts, apply_roster, collect_records, current_usage
+from licensing.roster import UsageCounts, collect_records, current_usage
+from licensing.roster_changes import apply_roster
 from licensing.settings import HttpSettings, Settings
 from plugins.builtin.oneroster_rest import OneRosterRestSource
 from plugins.manager import PluginManager

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func
+from sqlmodel import col, select
 
 from app.runtime import build_service
-from db.models import RosterStaging
-from licensing.roster import current_usage
+from db.models import AuditEvent, ChangeEvent, RosterStaging, RosterSyncRun
+from licensing import roster_changes
+from licensing.roster import current_usage, usage_mismatch
+from licensing.scheduler import ROSTER_CLEANUP_EVERY, Scheduler
 from licensing.settings import DistrictConfig, RosterSourceConfig
 from licensing.tokens import Permission
 from plugins.hookspecs import hookimpl
@@ -290,3 +294,238 @@ async def test_a_source_failing_beyond_the_tolerance_raises_sync_failing_until_i
     source.fail_after = None
     assert (await sync(service, district_id)).status == "applied"
     assert "SYNC_FAILING" not in open_kinds()
+
+
+# --- Held syncs never overwrite newer data; syncs whose process died are cleaned up ---------
+
+DATA_SOURCES = "{ dataSources { name lastStatus activeStudents records held } }"
+CONFIRM = """mutation($run: Int) { confirmRosterSync(source: "sis", runId: $run) {
+    status runId errors { code message } license { used } usage { activeStudents } } }"""
+
+
+def run_row(service, run_id: int) -> RosterSyncRun:
+    with service.database.read() as session:
+        return session.get(RosterSyncRun, run_id)
+
+
+async def sis_source(client, token) -> dict:
+    data = await graphql_data(client, token, DATA_SOURCES)
+    return next(item for item in data["dataSources"] if item["name"] == "sis")
+
+
+async def test_a_newer_applied_sync_supersedes_the_held_one(service, district_id, source, client):
+    source.records = roster(1000)
+    await sync(service, district_id)
+    source.records = roster(700)  # 30% would stop counting: held
+    held = await sync(service, district_id)
+    source.records = roster(850)  # 15%: applied
+    applied = await sync(service, district_id)
+    assert (held.status, applied.status) == ("held", "applied")
+    token = token_for(service, district_id, Permission.MANAGE_SETTINGS)
+
+    by_source = await service.roster_sync.confirm(
+        district_id=district_id, source="sis", actor="administrator"
+    )
+    by_run = await graphql_data(client, token, CONFIRM, {"run": held.run_id})
+
+    assert by_source.status == "failed"
+    assert by_source.problem.code == "NOTHING_HELD"
+    payload = by_run["confirmRosterSync"]
+    assert payload["status"] == "failed"
+    assert payload["errors"][0]["code"] == "SYNC_SUPERSEDED"
+    assert f"run {applied.run_id}" in payload["errors"][0]["message"]
+    assert payload["license"] is None and payload["usage"]["activeStudents"] == 850
+    assert used(service, district_id) == 850
+    assert run_row(service, held.run_id).status == "superseded"
+    assert staged_rows(service) == 0
+    shown = await sis_source(client, token)
+    assert (shown["lastStatus"], shown["activeStudents"], shown["held"]) == ("applied", 850, False)
+
+
+async def test_a_newer_held_sync_supersedes_the_older_held_one(
+    service, district_id, source, client
+):
+    source.records = roster(1000)
+    await sync(service, district_id)
+    source.records = roster(700)
+    older = await sync(service, district_id)
+    source.records = roster(600)
+    newer = await sync(service, district_id)
+    token = token_for(service, district_id, Permission.MANAGE_SETTINGS)
+
+    refused = await graphql_data(client, token, CONFIRM, {"run": older.run_id})
+    unknown = await graphql_data(client, token, CONFIRM, {"run": 999_999})
+    assert refused["confirmRosterSync"]["errors"][0]["code"] == "SYNC_SUPERSEDED"
+    assert unknown["confirmRosterSync"]["errors"][0]["code"] == "UNKNOWN_RUN"
+    assert used(service, district_id) == 1000
+
+    confirmed = await graphql_data(client, token, CONFIRM, {"run": newer.run_id})
+
+    assert confirmed["confirmRosterSync"]["status"] == "applied"
+    assert used(service, district_id) == 600
+    shown = await sis_source(client, token)
+    assert (shown["lastStatus"], shown["activeStudents"]) == ("applied", 600)
+
+
+async def test_an_older_run_that_finishes_after_a_newer_one_is_superseded(
+    service, district_id, clock
+):
+    now = clock()
+    with service.database.write() as session:
+        slow = roster_changes.start_run(
+            session, district_id=district_id, source="sis", kind="scripted", actor="a", now=now
+        ).id
+        roster_changes.stage_rows(session, run_id=slow, rows=[_row("OLD-1")], now=now)
+    with service.database.write() as session:
+        fast = roster_changes.apply_roster(
+            session,
+            district_id=district_id,
+            source="sis",
+            records=[StudentRecord(source_id=f"NEW-{n}") for n in range(3)],
+            replace=True,
+            now=now,
+        )
+
+    with service.database.write() as session:
+        late = roster_changes.settle_run(
+            session,
+            run_id=slow,
+            action="roster_sync",
+            actor="a",
+            now=now,
+            guard=roster_changes.DEFAULT_GUARD,
+            records=1,
+        )
+
+    assert fast.status == "applied"
+    assert late.status == "superseded"
+    assert late.problem.code == "SYNC_SUPERSEDED"
+    assert used(service, district_id) == 3
+    assert staged_rows(service) == 0
+
+
+async def test_a_sync_whose_process_died_is_failed_and_cleaned_up_by_the_next_sync(
+    service, district_id, source, clock
+):
+    source.records = roster(10)
+    await sync(service, district_id)
+    dead = _die_while_staging(service, district_id, clock, rows=3)
+
+    clock.advance(seconds=service.settings.roster_sync_stale_after_seconds - 1)
+    source.records = roster(9)
+    assert (await sync(service, district_id, "second")).status == "applied"
+    assert run_row(service, dead).status == "running"  # another source's sync leaves it be
+
+    clock.advance(seconds=2)
+    outcome = await sync(service, district_id)
+
+    assert outcome.status == "applied"
+    reaped = run_row(service, dead)
+    assert reaped.status == "failed"
+    assert "stopped without finishing" in reaped.error
+    assert staged_rows(service) == 0
+    assert used(service, district_id) == 9
+    with service.database.read() as session:
+        assert usage_mismatch(session, district_id=district_id) == {}
+        failures = session.exec(select(AuditEvent).where(AuditEvent.outcome == "failed")).all()
+    assert len(failures) == 1 and "stopped without finishing" in failures[0].detail
+
+
+async def test_the_scheduler_reaps_a_dead_sync_without_waiting_for_its_source(
+    service, district_id, clock
+):
+    scheduler = Scheduler(service, holder="runner-a")
+    await scheduler.tick()  # creates the jobs
+    dead = _die_while_staging(service, district_id, clock, rows=5)
+
+    clock.advance(seconds=service.settings.roster_sync_stale_after_seconds + 1)
+    clock.advance(seconds=ROSTER_CLEANUP_EVERY.total_seconds())
+    outcomes = {outcome.name: outcome for outcome in await scheduler.tick()}
+
+    assert outcomes["roster_cleanup"].ok
+    assert run_row(service, dead).status == "failed"
+    assert staged_rows(service) == 0
+
+
+async def test_a_sync_taken_for_dead_while_still_running_applies_nothing(
+    service, district_id, source, clock
+):
+    source.records = roster(10)
+    await sync(service, district_id)
+
+    class StalledThenResumed(ScriptedSource):
+        """Delivers a first batch, then stalls longer than the heartbeat allows."""
+
+        def fetch_students(self, *, district, options):
+            yield from roster(5_000, prefix="A")
+            clock.advance(seconds=service.settings.roster_sync_stale_after_seconds + 1)
+            service.roster_sync.reap_stale_runs(actor="scheduler")
+            yield from roster(5_000, prefix="B")
+
+    source.fetch_students = StalledThenResumed().fetch_students
+    outcome = await sync(service, district_id)
+
+    assert outcome.status == "failed"
+    assert "taken for dead" in outcome.problem.message
+    assert used(service, district_id) == 10
+    assert staged_rows(service) == 0
+    with service.database.read() as session:
+        latest = session.exec(select(RosterSyncRun).order_by(col(RosterSyncRun.id).desc())).first()
+        assert latest.status == "failed"
+        assert usage_mismatch(session, district_id=district_id) == {}
+
+
+async def test_every_settled_run_is_audited_with_its_counts_and_noted_for_live_updates(
+    service, district_id, source
+):
+    source.records = roster(100)
+    await sync(service, district_id)
+    source.records = roster(50)
+    held = await sync(service, district_id)
+
+    with service.database.read() as session:
+        event = session.exec(select(AuditEvent).order_by(col(AuditEvent.id).desc())).first()
+        noted = session.execute(
+            select(func.count())
+            .select_from(ChangeEvent)
+            .where(ChangeEvent.topic == "roster_sync", ChangeEvent.subject_id == held.run_id)
+        ).scalar_one()
+
+    assert (event.action, event.outcome, event.actor) == ("roster_sync", "held", "test")
+    assert json.loads(event.old_value) == {"used": 100, "source_active": 100}
+    new = json.loads(event.new_value)
+    assert (new["source"], new["source_active"], new["run"]) == ("sis", 50, held.run_id)
+    assert noted == 1
+
+
+def _row(source_id: str) -> dict:
+    return {
+        "source_id": source_id,
+        "person_key": source_id,
+        "role": "student",
+        "lifecycle": "active",
+        "enabled": True,
+        "raw_status": "active",
+        "given_name": None,
+        "family_name": None,
+        "username": None,
+        "grade": None,
+        "school": None,
+        "schools": None,
+        "graduation_year": None,
+        "enrollment_end": None,
+        "last_modified": None,
+    }
+
+
+def _die_while_staging(service, district_id: int, clock, *, rows: int) -> int:
+    """A sync of `sis` that staged a batch, then its process was killed (nothing more happens)."""
+    with service.database.write() as session:
+        run_id = roster_changes.start_run(
+            session, district_id=district_id, source="sis", kind="scripted", actor="t", now=clock()
+        ).id
+        roster_changes.stage_rows(
+            session, run_id=run_id, rows=[_row(f"D{n}") for n in range(rows)], now=clock()
+        )
+    assert staged_rows(service) == rows
+    return run_id

@@ -1,0 +1,577 @@
+"""The one path every change to a roster takes, whoever asks for it.
+
+A scheduled or command-line sync, an import of a file, and a switch of local students all stage
+the source's whole new roster under a sync run first, then *settle* it here in one transaction
+under the district lock:
+
+- a newer applied or held run of the same source supersedes this one (an older run never
+  overwrites newer data);
+- a change that would stop counting more than the source's ``max_drop_share`` of its active
+  students is held until an administrator confirms it (``confirm_held_run``);
+- otherwise the staged roster is swapped in, usage is recounted and the alerts re-evaluated;
+- either way the audit log records who, which source, the counts before and after and the outcome,
+  and the change log tells live subscribers.
+
+Runs that die while staging (a killed process) stop refreshing their heartbeat; ``reap_stale_runs``
+marks them failed and removes their staging rows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, update
+from sqlmodel import Session, col, select
+
+from db import queries
+from db.models import RosterSyncRun
+from db.session import lock_district
+from licensing.alert_state import record_change
+from licensing.audit import record_event
+from licensing.district_view import reevaluate_alerts
+from licensing.metrics import count_roster_sync
+from licensing.problems import Problem
+from licensing.roster import UsageCounts, current_usage, normalize_all, refresh_usage
+from licensing.settings import RosterSourceConfig, Settings
+from plugins.records import StudentRecord
+
+RUNNING = "running"
+APPLIED = "applied"
+HELD = "held"
+FAILED = "failed"
+SUPERSEDED = "superseded"
+# Runs whose staging rows are still needed: being staged, or waiting for confirmation.
+STAGING_KEPT = (RUNNING, HELD)
+# Runs that describe the roster in force or a roster waiting to be: newer ones supersede older.
+DECIDED = (APPLIED, HELD)
+
+SYNC_ACTION = "roster_sync"
+IMPORT_ACTION = "roster_import"
+CONFIRM_ACTION = "roster_sync_confirm"
+# Followed by anything that shows how a source's syncs went (dataSources); a change of the
+# counts is also written on the license topic, by the alert re-evaluation.
+ROSTER_TOPIC = "roster_sync"
+DEFAULT_MAX_DROP_SHARE: float = RosterSourceConfig.model_fields["max_drop_share"].default
+DEFAULT_SYNC_FAILING_TOLERANCE = timedelta(
+    hours=Settings.model_fields["sync_failing_tolerance_hours"].default
+)
+
+
+@dataclass(frozen=True)
+class RosterGuard:
+    """What settling a change needs besides the change: the hold's limit and the alert rule's."""
+
+    max_drop_share: float
+    sync_failing_tolerance: timedelta
+
+
+@dataclass(frozen=True)
+class SyncOutcome:
+    source: str
+    status: str  # applied, held, failed, superseded
+    run_id: int | None
+    records: int = 0
+    active_before: int | None = None
+    active_after: int | None = None
+    removed_active: int | None = None
+    excluded: dict[str, int] = field(default_factory=dict)
+    server_count: int | None = None
+    problem: Problem | None = None
+    used_before: int | None = None  # the district's count before and after (or unchanged)
+    used_after: int | None = None
+
+
+class RunAbandoned(Exception):
+    """The run was declared dead (no heartbeat for too long) while it was still staging."""
+
+
+DEFAULT_GUARD = RosterGuard(DEFAULT_MAX_DROP_SHARE, DEFAULT_SYNC_FAILING_TOLERANCE)
+
+
+def guard_for(settings: Settings, *, slug: str, source: str) -> RosterGuard:
+    """The guard of one source of one district: its own ``max_drop_share`` when configured."""
+    config = settings.district(slug).roster_sources.get(source)
+    return RosterGuard(
+        max_drop_share=config.max_drop_share if config else DEFAULT_MAX_DROP_SHARE,
+        sync_failing_tolerance=timedelta(hours=settings.sync_failing_tolerance_hours),
+    )
+
+
+def start_run(
+    session: Session, *, district_id: int, source: str, kind: str, actor: str, now: datetime
+) -> RosterSyncRun:
+    run = RosterSyncRun(
+        district_id=district_id,
+        source=source,
+        kind=kind,
+        status=RUNNING,
+        started_at=now,
+        heartbeat_at=now,
+        actor=actor,
+    )
+    session.add(run)
+    session.flush()
+    return run
+
+
+def stage_rows(
+    session: Session, *, run_id: int, rows: list[Mapping[str, Any]], now: datetime
+) -> None:
+    """Add a batch to a running run's staging rows and refresh its heartbeat.
+
+    The heartbeat is a conditional UPDATE: it fails (``RunAbandoned``) once the run was marked
+    failed, and on PostgreSQL its row lock orders it with ``reap_stale_runs``, so no staging row
+    is ever left behind by a run that was reaped.
+    """
+    if not _still_running(session, run_id=run_id, now=now):
+        raise RunAbandoned(run_id)
+    if rows:
+        queries.insert_staging_rows(session, run_id=run_id, rows=rows)
+
+
+def _still_running(session: Session, *, run_id: int, now: datetime) -> bool:
+    result = session.execute(
+        update(RosterSyncRun)
+        .where(col(RosterSyncRun.id) == run_id, col(RosterSyncRun.status) == RUNNING)
+        .values(heartbeat_at=now)
+    )
+    return result.rowcount == 1
+
+
+def settle_run(
+    session: Session,
+    *,
+    run_id: int,
+    action: str,
+    actor: str,
+    now: datetime,
+    guard: RosterGuard,
+    records: int,
+    other_role: int = 0,
+    server_count: int | None = None,
+) -> SyncOutcome:
+    """Hold, apply or supersede a run whose staging rows are the source's whole new roster."""
+    run = session.get(RosterSyncRun, run_id)
+    lock_district(session, run.district_id)
+    if not _still_running(session, run_id=run_id, now=now):  # reaped while it staged
+        session.refresh(run)
+        return _outcome(run, {}, Problem("SOURCE_FAILED", run.error or "The sync was stopped."))
+    statistics = queries.staged_statistics(session, run_id=run_id)
+    before, removed = queries.removed_active_people(
+        session, district_id=run.district_id, source=run.source, run_id=run_id
+    )
+    excluded = {
+        "staff": statistics["staff"],
+        "inactive": statistics["inactive"],
+        "disabled": statistics["disabled"],
+        "duplicate": statistics["duplicate"],
+        "other_role": other_role,
+    }
+    run.records = records
+    run.active_students = statistics["active_students"]
+    run.active_before = before
+    run.removed_active = removed
+    run.excluded = json.dumps(excluded, sort_keys=True)
+    run.server_count = server_count
+    newer = _newer_decided_run(session, run)
+    if newer is not None:
+        return _supersede(session, run, newer, actor=actor, action=action, now=now)
+    if before and removed / before > guard.max_drop_share:
+        return _hold(session, run, excluded, guard.max_drop_share, action=action, now=now)
+    return _apply(session, run, excluded, actor=actor, action=action, now=now, guard=guard)
+
+
+def confirm_held_run(
+    session: Session,
+    *,
+    district_id: int,
+    source: str,
+    run_id: int | None,
+    actor: str,
+    now: datetime,
+    guard: RosterGuard,
+) -> SyncOutcome:
+    """Apply a held run as an administrator decided, if it is still the newest of its source.
+
+    ``run_id`` names the run that was reviewed; without it, the source's held run is taken. The
+    check runs under the district lock, so a sync settling at the same moment comes before or
+    after, never in between.
+    """
+    lock_district(session, district_id)
+    if run_id is not None:
+        run = session.get(RosterSyncRun, run_id)
+        if run is None or run.district_id != district_id or run.source != source:
+            return _refused(
+                source,
+                run_id,
+                Problem("UNKNOWN_RUN", f"There is no sync run {run_id} of {source!r}.", "runId"),
+            )
+    else:
+        run = session.exec(
+            select(RosterSyncRun)
+            .where(
+                RosterSyncRun.district_id == district_id,
+                RosterSyncRun.source == source,
+                RosterSyncRun.status == HELD,
+            )
+            .order_by(col(RosterSyncRun.id).desc())
+        ).first()
+        if run is None:
+            return _refused(
+                source, None, Problem("NOTHING_HELD", f"No sync of {source!r} is waiting.")
+            )
+    if run.status == HELD:
+        newer = _newer_decided_run(session, run)
+        if newer is not None:  # left held by an earlier version: supersede it now
+            _supersede(session, run, newer, actor=actor, action=CONFIRM_ACTION, now=now)
+    if run.status == SUPERSEDED:
+        return _refused(
+            source,
+            run.id,
+            Problem(
+                "SYNC_SUPERSEDED",
+                f"Sync run {run.id} of {source!r} was superseded by a newer sync and cannot be "
+                f"applied; nothing was changed. {run.error or ''}".strip(),
+                "runId",
+            ),
+        )
+    if run.status != HELD:
+        return _refused(
+            source,
+            run.id,
+            Problem(
+                "NOT_HELD",
+                f"Sync run {run.id} of {source!r} is {run.status}, not waiting for confirmation.",
+                "runId",
+            ),
+        )
+    excluded = json.loads(run.excluded or "{}")
+    return _apply(session, run, excluded, actor=actor, action=CONFIRM_ACTION, now=now, guard=guard)
+
+
+def apply_roster(
+    session: Session,
+    *,
+    district_id: int,
+    source: str,
+    records: Iterable[StudentRecord | Mapping[str, Any]],
+    replace: bool,
+    now: datetime,
+    actor: str = "system",
+    kind: str = "import",
+    guard: RosterGuard = DEFAULT_GUARD,
+    action: str = IMPORT_ACTION,
+) -> SyncOutcome:
+    """Apply records held in memory (an import) through the same run, hold and audit as a sync.
+
+    With ``replace`` the records become the source's whole roster; otherwise they are added or
+    updated by id and the rest of the source's roster is kept. Bad records raise
+    ``RosterFileError`` before anything changes. ``kind`` names the plugin that read the records
+    (a metric label, so never a district's own name for a source).
+    """
+    rows = normalize_all(records, district_id=district_id, source=source)
+    lock_district(session, district_id)
+    run = start_run(
+        session, district_id=district_id, source=source, kind=kind, actor=actor, now=now
+    )
+    stage_rows(session, run_id=run.id, rows=[_staging_row(row) for row in rows], now=now)
+    if not replace:
+        queries.stage_current_roster(session, district_id=district_id, source=source, run_id=run.id)
+    return settle_run(
+        session, run_id=run.id, action=action, actor=actor, now=now, guard=guard, records=len(rows)
+    )
+
+
+def apply_enabled_switch(
+    session: Session,
+    *,
+    district_id: int,
+    source: str,
+    kind: str,
+    ids: list[str],
+    enabled: bool,
+    action: str,
+    actor: str,
+    now: datetime,
+    guard: RosterGuard,
+) -> tuple[int, SyncOutcome]:
+    """Switch people of a source on or off by id, as a change of its whole roster: (how many
+    changed, the outcome)."""
+    lock_district(session, district_id)
+    run = start_run(
+        session, district_id=district_id, source=source, kind=kind, actor=actor, now=now
+    )
+    queries.stage_current_roster(session, district_id=district_id, source=source, run_id=run.id)
+    changed = queries.set_staged_enabled(session, run_id=run.id, ids=ids, enabled=enabled)
+    records = queries.staged_statistics(session, run_id=run.id)["records"]
+    outcome = settle_run(
+        session, run_id=run.id, action=action, actor=actor, now=now, guard=guard, records=records
+    )
+    return changed, outcome
+
+
+def fail_run(
+    session: Session, *, run_id: int, problem: Problem, records: int, actor: str, now: datetime
+) -> None:
+    """Mark a running run failed and drop its staging rows (nothing of it is applied)."""
+    run = session.get(RosterSyncRun, run_id)
+    if run is None or not _still_running(session, run_id=run_id, now=now):
+        return  # already reaped: it was recorded then
+    run.records = records
+    _fail(session, run, problem.message, actor=actor, now=now)
+
+
+def reap_stale_runs(
+    session: Session,
+    *,
+    now: datetime,
+    stale_after: timedelta,
+    actor: str,
+    district_id: int | None = None,
+    source: str | None = None,
+) -> int:
+    """Mark failed every running run without a heartbeat for ``stale_after`` (its process died),
+    and remove the staging rows of every run that no longer needs them. Returns the runs reaped."""
+    cutoff = now - stale_after
+    last_sign = func.coalesce(RosterSyncRun.heartbeat_at, RosterSyncRun.started_at)
+    query = select(RosterSyncRun.id).where(RosterSyncRun.status == RUNNING, last_sign < cutoff)
+    if district_id is not None:
+        query = query.where(RosterSyncRun.district_id == district_id)
+    if source is not None:
+        query = query.where(RosterSyncRun.source == source)
+    reaped = 0
+    for run_id in session.exec(query).all():
+        # Conditional, so a run that staged a batch in the meantime is left alone.
+        claimed = session.execute(
+            update(RosterSyncRun)
+            .where(col(RosterSyncRun.id) == run_id, col(RosterSyncRun.status) == RUNNING)
+            .where(last_sign < cutoff)
+            .values(status=FAILED)
+        )
+        if claimed.rowcount != 1:
+            continue
+        run = session.get(RosterSyncRun, run_id)
+        session.refresh(run)
+        last = run.heartbeat_at or run.started_at
+        message = (
+            f"The sync of {run.source!r} stopped without finishing: no sign of life since "
+            f"{last:%Y-%m-%d %H:%M:%S %Z} (more than {int(stale_after.total_seconds())} s). "
+            "Its process was probably stopped; nothing was applied."
+        )
+        _fail(session, run, message, actor=actor, now=now)
+        reaped += 1
+    queries.discard_unneeded_staging(session, keep_statuses=STAGING_KEPT, district_id=district_id)
+    return reaped
+
+
+def _staging_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: row[name] for name in queries.ROW_COLUMNS}
+
+
+def _newer_decided_run(session: Session, run: RosterSyncRun) -> RosterSyncRun | None:
+    return session.exec(
+        select(RosterSyncRun)
+        .where(
+            RosterSyncRun.district_id == run.district_id,
+            RosterSyncRun.source == run.source,
+            col(RosterSyncRun.id) > run.id,
+            col(RosterSyncRun.status).in_(DECIDED),
+        )
+        .order_by(col(RosterSyncRun.id).desc())
+    ).first()
+
+
+def _supersede_older_held(session: Session, run: RosterSyncRun, *, now: datetime) -> None:
+    for older in session.exec(
+        select(RosterSyncRun).where(
+            RosterSyncRun.district_id == run.district_id,
+            RosterSyncRun.source == run.source,
+            RosterSyncRun.status == HELD,
+            col(RosterSyncRun.id) < run.id,
+        )
+    ).all():
+        older.status = SUPERSEDED
+        older.error = f"Superseded by sync run {run.id} ({run.status})."
+        older.finished_at = older.finished_at or now
+        queries.discard_staging(session, run_id=older.id)
+
+
+def _supersede(
+    session: Session,
+    run: RosterSyncRun,
+    newer: RosterSyncRun,
+    *,
+    actor: str,
+    action: str,
+    now: datetime,
+) -> SyncOutcome:
+    used = current_usage(session, district_id=run.district_id).active_students
+    run.status = SUPERSEDED
+    run.finished_at = now
+    run.error = f"Superseded by sync run {newer.id} ({newer.status})."
+    queries.discard_staging(session, run_id=run.id)
+    message = (
+        f"Sync run {run.id} of {run.source!r} was superseded by the newer sync run {newer.id} "
+        f"({newer.status}); nothing of it was applied."
+    )
+    _record(
+        session,
+        run,
+        action=action,
+        actor=actor,
+        outcome=SUPERSEDED,
+        now=now,
+        used=(used, used),
+        detail=message,
+    )
+    excluded = json.loads(run.excluded or "{}")
+    return _outcome(run, excluded, Problem("SYNC_SUPERSEDED", message), used=(used, used))
+
+
+def _hold(
+    session: Session,
+    run: RosterSyncRun,
+    excluded: dict[str, int],
+    share: float,
+    *,
+    action: str,
+    now: datetime,
+) -> SyncOutcome:
+    run.status = HELD
+    run.finished_at = now
+    _supersede_older_held(session, run, now=now)
+    used = current_usage(session, district_id=run.district_id).active_students
+    message = (
+        f"This change would stop counting {run.removed_active} of the {run.active_before} "
+        f"active students of {run.source!r} (more than {share:.0%}). It is held as sync run "
+        f"{run.id}: apply it with `licensing sync confirm --source {run.source} --run {run.id}` "
+        "or the confirmRosterSync mutation."
+    )
+    run.error = message
+    _record(
+        session,
+        run,
+        action=action,
+        actor=run.actor,
+        outcome=HELD,
+        now=now,
+        used=(used, used),
+        detail=message,
+    )
+    count_roster_sync(outcome=HELD, plugin=run.kind)
+    return _outcome(run, excluded, Problem("SYNC_HELD", message), used=(used, used))
+
+
+def _apply(
+    session: Session,
+    run: RosterSyncRun,
+    excluded: dict[str, int],
+    *,
+    actor: str,
+    action: str,
+    now: datetime,
+    guard: RosterGuard,
+) -> SyncOutcome:
+    before: UsageCounts = current_usage(session, district_id=run.district_id)
+    run.status = APPLIED
+    run.finished_at = now
+    run.error = None
+    _supersede_older_held(session, run, now=now)
+    queries.swap_in_staged_roster(
+        session, district_id=run.district_id, source=run.source, run_id=run.id
+    )
+    after = refresh_usage(session, district_id=run.district_id, now=now)
+    reevaluate_alerts(
+        session,
+        district_id=run.district_id,
+        now=now,
+        sync_failing_tolerance=guard.sync_failing_tolerance,
+    )
+    used = (before.active_students, after.active_students)
+    _record(session, run, action=action, actor=actor, outcome=APPLIED, now=now, used=used)
+    count_roster_sync(outcome=APPLIED, plugin=run.kind)
+    return _outcome(run, excluded, None, used=used)
+
+
+def _fail(session: Session, run: RosterSyncRun, message: str, *, actor: str, now: datetime) -> None:
+    queries.discard_staging(session, run_id=run.id)
+    run.status = FAILED
+    run.finished_at = now
+    run.error = message[:4000]
+    used = current_usage(session, district_id=run.district_id).active_students
+    _record(
+        session,
+        run,
+        action=SYNC_ACTION,
+        actor=actor,
+        outcome=FAILED,
+        now=now,
+        used=(used, used),
+        detail=f"{run.source}: {message}",
+    )
+    count_roster_sync(outcome=FAILED, plugin=run.kind)
+
+
+def _record(
+    session: Session,
+    run: RosterSyncRun,
+    *,
+    action: str,
+    actor: str,
+    outcome: str,
+    now: datetime,
+    used: tuple[int, int],
+    detail: str | None = None,
+) -> None:
+    """The audit event and the change event every settled run writes."""
+    record_event(
+        session,
+        district_id=run.district_id,
+        actor=actor,
+        action=action,
+        outcome=outcome,
+        now=now,
+        old={"used": used[0], "source_active": run.active_before},
+        new={
+            "used": used[1],
+            "source_active": run.active_students,
+            "source": run.source,
+            "records": run.records,
+            "run": run.id,
+        },
+        detail=detail,
+    )
+    record_change(
+        session, district_id=run.district_id, topic=ROSTER_TOPIC, now=now, subject_id=run.id
+    )
+
+
+def _refused(source: str, run_id: int | None, problem: Problem) -> SyncOutcome:
+    return SyncOutcome(source=source, status=FAILED, run_id=run_id, problem=problem)
+
+
+def _outcome(
+    run: RosterSyncRun,
+    excluded: dict[str, int],
+    problem: Problem | None,
+    *,
+    used: tuple[int, int] | None = None,
+) -> SyncOutcome:
+    return SyncOutcome(
+        source=run.source,
+        status=run.status,
+        run_id=run.id,
+        records=run.records,
+        active_before=run.active_before,
+        active_after=run.active_students,
+        removed_active=run.removed_active,
+        excluded=excluded,
+        server_count=run.server_count,
+        problem=problem,
+        used_before=used[0] if used else None,
+        used_after=used[1] if used else None,
+    )

@@ -25,6 +25,7 @@ from sqlalchemy import or_, update
 from sqlmodel import col, select
 
 from db.models import District, ScheduledJob
+from licensing.problems import internal_error_text
 
 if TYPE_CHECKING:
     from licensing.service import LicensingService
@@ -89,8 +90,8 @@ class Scheduler:
             try:
                 outcome = await spec.run()
             except Exception as error:
-                logger.exception("Job %s failed", spec.name)
-                outcome = JobOutcome(spec.name, False, f"{type(error).__name__}: {error}")
+                logger.error("Job %s failed", spec.name)
+                outcome = JobOutcome(spec.name, False, f"Failed: {internal_error_text(error)}.")
             await to_thread.run_sync(self._finish, spec, outcome)
             outcomes.append(outcome)
         return outcomes

@@ -27,8 +27,8 @@ from licensing.audit import record_event
 from licensing.district_view import reevaluate_alerts
 from licensing.districts import district_ref
 from licensing.metrics import count_roster_sync
-from licensing.problems import Problem
-from licensing.roster import current_usage, normalize, refresh_usage
+from licensing.problems import Problem, internal_error_text, is_unique_violation
+from licensing.roster import current_usage, normalize, refresh_usage, row_problems
 from licensing.settings import RosterSourceConfig, Settings
 from plugins.manager import PluginManager, UnknownSourceError
 from plugins.records import RosterFileError, RowProblem, ServerCount, SourceError
@@ -121,17 +121,14 @@ class RosterSync:
                 raise RosterFileError(f"roster source {source!r}", tally.problems)
         except (SourceError, UnknownSourceError) as error:
             problem = Problem("SOURCE_FAILED", str(error))
-        except IntegrityError:
-            problem = Problem(
-                "SOURCE_FAILED",
-                f"The roster source {source!r} listed the same id twice; nothing was applied.",
-            )
-        except Exception as error:  # a plugin's bug must never touch the roster
-            problem = Problem(
-                "SOURCE_FAILED",
-                f"The roster source {source!r} failed unexpectedly "
-                f"({type(error).__name__}: {error}); nothing was applied.",
-            )
+        except Exception as error:  # a plugin's bug (or the database's) never touches the roster
+            if isinstance(error, IntegrityError) and is_unique_violation(error):
+                message = f"The roster source {source!r} listed the same id twice"
+            else:
+                message = f"The roster source {source!r} failed unexpectedly " + (
+                    f"({internal_error_text(error)})"
+                )
+            problem = Problem("SOURCE_FAILED", f"{message}; nothing was applied.")
         else:
             return await to_thread.run_sync(
                 self._finish, district_id, source, run_id, tally, config.max_drop_share, actor
@@ -176,8 +173,8 @@ class RosterSync:
             try:
                 row = normalize(record, position=tally.seen)
             except ValueError as error:
-                if len(tally.problems) < MAX_REPORTED_PROBLEMS:
-                    tally.problems.append(RowProblem(tally.seen, None, str(error)))
+                room = MAX_REPORTED_PROBLEMS - len(tally.problems)
+                tally.problems += row_problems(error, position=tally.seen)[: max(room, 0)]
                 continue
             if row is None:
                 tally.other_role += 1

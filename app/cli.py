@@ -31,6 +31,7 @@ from db.models import District
 from licensing import signing
 from licensing.audit import record_event
 from licensing.districts import DistrictError, create_district, district_ref
+from licensing.problems import internal_error_text
 from licensing.report import ActiveStudentFilter
 from licensing.roster import collect_records, usage_mismatch
 from licensing.scheduler import Scheduler, runner_name
@@ -375,10 +376,10 @@ def roster_import(
         change = built.apply_roster(target, source=source_name, records=records, replace=replace)
     except SourceError as error:
         raise fail(str(error)) from None
-    except Exception as error:  # a plugin's bug: say so plainly, nothing was applied
+    except Exception as error:  # a plugin's bug, or the database's: nothing was applied
         raise fail(
-            f"The roster source {source_name!r} failed: {type(error).__name__}: {error}. "
-            "Nothing was imported."
+            f"The roster source {source_name!r} failed unexpectedly "
+            f"({internal_error_text(error)}). Nothing was imported."
         ) from None
     say(
         f"Imported {change.records} record(s). Active students: "
@@ -778,4 +779,9 @@ def dev_license_server(
 
 
 def main() -> None:
-    cli()
+    try:
+        cli()
+    except Exception as error:
+        # Typer would print the exception's text, and a database error's holds SQL and rows.
+        say(f"Error: the command failed unexpectedly ({internal_error_text(error)}).")
+        sys.exit(1)

@@ -240,6 +240,19 @@ def normalize(record: StudentRecord | Mapping[str, Any], *, position: int) -> di
     return row
 
 
+def unfit_fields(record: StudentRecord) -> list[FieldProblem]:
+    """The values of ``record`` its stored row could not hold: for sources that read a file, to
+    report each at its line and column. Other mistakes (a role word the host does not know) are
+    left to ``normalize``."""
+    try:
+        normalize(record, position=0)
+    except UnfitRecord as unfit:
+        return unfit.problems
+    except ValueError:
+        return []
+    return []
+
+
 def row_problems(error: ValueError, *, position: int) -> list[RowProblem]:
     """How the ValueError of ``normalize`` is reported: one problem per value that does not fit,
     by the record's position among the source's records (and its id, when that fits)."""

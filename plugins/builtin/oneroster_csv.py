@@ -54,7 +54,7 @@ from datetime import date, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from licensing.roster import UnfitRecord, normalize, unfit_values
+from licensing.roster import unfit_fields, unfit_values
 from plugins.fields import day as _date
 from plugins.fields import timestamp as _timestamp
 from plugins.hookspecs import hookimpl
@@ -520,18 +520,13 @@ def _fits(
 ) -> bool:
     """Whether the host can store the record as it is; each value it cannot (too long, a NUL
     character) is a bad row here, reported at its line and column."""
-    try:
-        normalize(record, position=line)
-    except UnfitRecord as unfit:
-        for item in unfit.problems:
-            column = stored_from.get(item.field, item.field)
-            if item.field == "person_key":
-                column = _key_column(record, row, columns)
-            problems.add(line, column, item.message)
-        return False
-    except ValueError:
-        return True  # words the host does not know: it reports them itself
-    return True
+    unfit = unfit_fields(record)
+    for item in unfit:
+        column = stored_from.get(item.field, item.field)
+        if item.field == "person_key":
+            column = _key_column(record, row, columns)
+        problems.add(line, column, item.message)
+    return not unfit
 
 
 def _key_column(record: StudentRecord, row: list[str], columns: dict[str, int]) -> str:

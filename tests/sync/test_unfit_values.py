@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import text
 
 from app.runtime import build_service
 from licensing.scheduler import Scheduler
@@ -16,6 +15,7 @@ from plugins.hookspecs import hookimpl
 from plugins.manager import PluginManager
 from plugins.records import StudentRecord
 from tests.plugins.test_oneroster_csv import manifest, user_v1p1, users_csv, write_bundle
+from tests.utils.databases import refuse_inserts
 from tests.utils.districts import token_for
 from tests.utils.graphql import graphql_data
 
@@ -165,31 +165,6 @@ async def test_a_record_that_does_not_fit_is_reported_by_position_and_field(
     assert f"line 2, column {column}: " in outcome.problem.message
     assert says in outcome.problem.message
     assert_safe(outcome.problem.message)
-
-
-def refuse_inserts(database, table: str) -> None:
-    """Make the database itself refuse every new row of ``table``, as a full disk would."""
-    with database.write() as session:
-        if database.is_sqlite:
-            session.execute(
-                text(
-                    f"CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} "
-                    "BEGIN SELECT RAISE(ABORT, 'could not extend file'); END"
-                )
-            )
-            return
-        session.execute(
-            text(
-                f"CREATE FUNCTION refuse_{table}() RETURNS trigger AS $$ BEGIN "
-                "RAISE EXCEPTION 'could not extend file'; END $$ LANGUAGE plpgsql"
-            )
-        )
-        session.execute(
-            text(
-                f"CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} "
-                f"FOR EACH ROW EXECUTE FUNCTION refuse_{table}()"
-            )
-        )
 
 
 async def test_a_database_error_during_a_sync_stores_only_a_safe_coded_message(

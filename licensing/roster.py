@@ -59,6 +59,25 @@ LIFECYCLE_WORDS = {
 # What each field of a stored roster row can hold, read from the two tables a row goes through,
 # so SQLite (which would store anything) and PostgreSQL (which refuses) refuse the same values.
 STORED_SHAPES = column_shapes(RosterStaging, RosterRecord)
+# The stored fields a source's record gives: its texts (with their limits) and the others.
+_SOURCE_TEXTS = (
+    "source_id",
+    "person_key",
+    "raw_status",
+    "given_name",
+    "family_name",
+    "username",
+    "grade",
+    "school",
+    "schools",
+)
+_LIMITS_ASCENDING = sorted(
+    (STORED_SHAPES[name].max_length, index) for index, name in enumerate(_SOURCE_TEXTS)
+)
+_SOURCE_OTHERS = ("graduation_year", "enrollment_end", "last_modified")
+_SOURCE_OTHER_SHAPES = tuple(STORED_SHAPES[name] for name in _SOURCE_OTHERS)
+_NONE_OR_DATE = (type(None), date)
+_NONE_OR_TIME = (type(None), datetime)
 
 
 @dataclass(frozen=True)
@@ -152,6 +171,25 @@ def unfit_values(row: Mapping[str, Any]) -> list[FieldProblem]:
     return problems
 
 
+def _texts_fit(texts: list[Any]) -> bool:
+    """Whether the texts of ``_SOURCE_TEXTS`` (in its order, "" for none) surely fit: the check
+    of every row of a sync, at C speed; when it says no, ``unfit_values`` says what is wrong."""
+    try:
+        joined = "".join(texts)
+        if "\x00" in joined or not (joined.isascii() or joined.encode("utf-8")):
+            return False
+    except (TypeError, UnicodeEncodeError):  # not text, or a lone surrogate
+        return False
+    # Every field fits when all the text together does; else the fields with smaller limits.
+    total = len(joined)
+    for limit, index in _LIMITS_ASCENDING:
+        if limit >= total:
+            return True
+        if len(texts[index]) > limit:
+            return False
+    return True
+
+
 def _unfit(value: Any, shape: ColumnShape) -> str | None:
     kind = shape.python_type
     if kind is str:
@@ -209,47 +247,83 @@ def normalize(record: StudentRecord | Mapping[str, Any], *, position: int) -> di
         raise ValueError(f"enabled must be true or false, not {record.enabled!r}")
     if role is None:
         return None
+    row = _source_values(record, source_id)
+    row["role"] = role.value
+    row["lifecycle"] = lifecycle.value
+    row["enabled"] = record.enabled and status_enabled
+    return row
+
+
+def _source_values(record: StudentRecord, source_id: str) -> dict[str, Any]:
+    """The stored row but for the host's own words (role, lifecycle, enabled), checked:
+    UnfitRecord names each value its column cannot hold."""
     schools = [school for school in record.schools if school]
-    if not all(isinstance(school, str) for school in schools):
-        fit_id = None if unfit_values({"source_id": source_id}) else source_id
-        raise UnfitRecord([FieldProblem("schools", "must be texts")], source_id=fit_id)
-    primary_school = record.primary_school or (schools[0] if schools else None)
-    row = {
+    person_key = _stripped(record.person_key) or source_id
+    raw_status = record.raw_status if record.raw_status is not None else record.status
+    school = record.primary_school or (schools[0] if schools else None)
+    try:
+        joined = ",".join(schools) or None
+    except TypeError:  # a school that is not text
+        joined = ",".join(map(str, schools))
+    values = {
         "source_id": source_id,
-        "person_key": _stripped(record.person_key) or source_id,
-        "role": role.value,
-        "lifecycle": lifecycle.value,
-        "enabled": record.enabled and status_enabled,
-        "raw_status": record.raw_status if record.raw_status is not None else record.status,
+        "person_key": person_key,
+        "raw_status": raw_status,
         "given_name": record.given_name,
         "family_name": record.family_name,
         "username": record.username,
         "grade": record.grade,
-        "school": primary_school,
-        "schools": ",".join(schools) or None,
+        "school": school,
+        "schools": joined,
         "graduation_year": record.graduation_year,
         "enrollment_end": record.enrollment_end,
         "last_modified": record.last_modified,
     }
-    problems = unfit_values(row)
-    if row["person_key"] == source_id:  # the id stands in for the key: report it once
+    # In the order of _SOURCE_TEXTS and _SOURCE_OTHERS.
+    given = (
+        source_id,
+        person_key,
+        raw_status,
+        record.given_name,
+        record.family_name,
+        record.username,
+        record.grade,
+        school,
+        joined,
+    )
+    texts = ["" if text is None else text for text in given]
+    others = (record.graduation_year, record.enrollment_end, record.last_modified)
+    if _texts_fit(texts) and (
+        # The usual record first: no year, and dates of exactly the stored types.
+        (
+            others[0] is None
+            and type(others[1]) in _NONE_OR_DATE
+            and type(others[2]) in _NONE_OR_TIME
+        )
+        or not any(map(_unfit_other, others, _SOURCE_OTHER_SHAPES))
+    ):
+        return values
+    problems = unfit_values(values)
+    if not all(isinstance(school, str) for school in schools):
+        problems.append(FieldProblem("schools", "must be a list of texts"))
+    if person_key == source_id:  # the id stands in for the key: report it once
         problems = [problem for problem in problems if problem.field != "person_key"]
-    if problems:
-        id_fits = all(problem.field != "source_id" for problem in problems)
-        raise UnfitRecord(problems, source_id=source_id if id_fits else None)
-    return row
+    id_fits = all(problem.field != "source_id" for problem in problems)
+    raise UnfitRecord(problems, source_id=source_id if id_fits else None)
+
+
+def _unfit_other(value: Any, shape: ColumnShape) -> str | None:
+    return None if value is None else _unfit(value, shape)
 
 
 def unfit_fields(record: StudentRecord) -> list[FieldProblem]:
     """The values of ``record`` its stored row could not hold: for sources that read a file, to
-    report each at its line and column. Other mistakes (a role word the host does not know) are
-    left to ``normalize``."""
+    report each at its line and column (``normalize`` finds the same ones, and other mistakes)."""
+    source_id = "" if record.source_id is None else str(record.source_id).strip()
     try:
-        normalize(record, position=0)
+        _source_values(record, source_id)
     except UnfitRecord as unfit:
         return unfit.problems
-    except ValueError:
-        return []
     return []
 
 

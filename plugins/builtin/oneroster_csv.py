@@ -521,11 +521,14 @@ def _fits(
     """Whether the host can store the record as it is; each value it cannot (too long, a NUL
     character) is a bad row here, reported at its line and column."""
     unfit = unfit_fields(record)
+    reported: set[str] = set()
     for item in unfit:
         column = stored_from.get(item.field, item.field)
         if item.field == "person_key":
             column = _key_column(record, row, columns)
-        problems.add(line, column, item.message)
+        if column not in reported:  # the primary school and all schools come from one column
+            reported.add(column)
+            problems.add(line, column, item.message)
     return not unfit
 
 

@@ -146,6 +146,8 @@ async def test_over_long_and_nul_values_are_row_problems_with_file_line_and_colu
         (StudentRecord(source_id="S9", schools=("s" * 300,)), "school", "300 characters"),
         (StudentRecord(source_id="S9", graduation_year=10**20), "graduation_year", "out of range"),
         ({"source_id": "S9", "username": 12345}, "username", "text"),
+        ({"source_id": "S9", "given_name": 0}, "given_name", "text"),
+        ({"source_id": "S9", "enrollment_end": "2027-06-30"}, "enrollment_end", "a date"),
     ],
 )
 async def test_a_record_that_does_not_fit_is_reported_by_position_and_field(

@@ -197,24 +197,18 @@ def read_bundle(path: Path, *, allow_delta: bool = False) -> Iterator[StudentRec
 
 # The column of users.csv each stored field is read from, to report a value the host cannot
 # store where it is (the person key's column is found per row).
+_STORED_FROM_BOTH = {
+    "source_id": "sourcedId",
+    "raw_status": "status",
+    "given_name": "givenName",
+    "family_name": "familyName",
+    "username": "username",
+    "grade": "grades",
+}
 STORED_FROM = {
-    "1.1": {
-        "source_id": "sourcedId",
-        "raw_status": "status",
-        "given_name": "givenName",
-        "family_name": "familyName",
-        "username": "username",
-        "grade": "grades",
-        "school": "orgSourcedIds",
-        "schools": "orgSourcedIds",
-    },
+    "1.1": {**_STORED_FROM_BOTH, "school": "orgSourcedIds", "schools": "orgSourcedIds"},
     "1.2": {
-        "source_id": "sourcedId",
-        "raw_status": "status",
-        "given_name": "givenName",
-        "family_name": "familyName",
-        "username": "username",
-        "grade": "grades",
+        **_STORED_FROM_BOTH,
         "school": "primaryOrgSourcedId",
         "schools": f"orgSourcedId ({ROLES}, all of the user's roles together)",
     },

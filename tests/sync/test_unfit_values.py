@@ -169,15 +169,21 @@ async def test_a_record_that_does_not_fit_is_reported_by_position_and_field(
     assert_safe(outcome.problem.message)
 
 
-async def test_a_database_error_during_a_sync_stores_only_a_safe_coded_message(
-    service, settings, listed, make_district, client, clock
-):
+async def neighbours_only(settings, listed, make_district) -> int:
+    """The district, whose source lists only well-formed students."""
     use_source(settings, "listed")
     district_id = (await make_district("riverside", active=3)).id
     listed.records = [
         StudentRecord(source_id=source_id, given_name=name)
         for source_id, name in NEIGHBOURS.items()
     ]
+    return district_id
+
+
+async def test_a_database_error_during_a_sync_stores_only_a_safe_coded_message(
+    service, settings, listed, make_district, client, clock
+):
+    district_id = await neighbours_only(settings, listed, make_district)
     refuse_inserts(service.database, "roster_staging")
 
     outcome = await service.roster_sync.sync(district_id=district_id, source="sis", actor="test")
@@ -195,12 +201,7 @@ async def test_a_database_error_during_a_sync_stores_only_a_safe_coded_message(
 async def test_a_database_error_in_a_scheduled_job_stores_only_a_safe_coded_message(
     service, settings, listed, make_district, client, clock
 ):
-    use_source(settings, "listed")
-    district_id = (await make_district("riverside", active=3)).id
-    listed.records = [
-        StudentRecord(source_id=source_id, given_name=name)
-        for source_id, name in NEIGHBOURS.items()
-    ]
+    district_id = await neighbours_only(settings, listed, make_district)
     scheduler = Scheduler(service, holder="runner")
     await scheduler.tick()  # creates the jobs, due within a minute
     # The staging rows and then the failure's own audit entry are refused: the error escapes

@@ -32,6 +32,7 @@ from db.outage import is_database_unavailable
 from licensing import signing
 from licensing.audit import record_event
 from licensing.districts import DistrictError, create_district, district_ref
+from licensing.problems import internal_error_text
 from licensing.report import ActiveStudentFilter
 from licensing.roster import collect_records, usage_mismatch
 from licensing.row_ids import MAX_ROW_ID
@@ -382,10 +383,10 @@ def roster_import(
         )
     except SourceError as error:
         raise fail(str(error)) from None
-    except Exception as error:  # a plugin's bug: say so plainly, nothing was applied
+    except Exception as error:  # a plugin's bug, or the database's: nothing was applied
         raise fail(
-            f"The roster source {source_name!r} failed: {type(error).__name__}: {error}. "
-            "Nothing was imported."
+            f"The roster source {source_name!r} failed unexpectedly "
+            f"({internal_error_text(error)}). Nothing was imported."
         ) from None
     if outcome.status != "applied":
         message = outcome.problem.message if outcome.problem else outcome.status
@@ -807,10 +808,12 @@ def main() -> None:
         cli()
     except Exception as error:
         # A database restarting is not a bug of the command: say so in one line, not a traceback.
-        if not is_database_unavailable(error):
-            raise
-        say(
-            "Error: the database is unavailable; the command stopped (a sync applies all or "
-            "nothing). Run it again once the database is back."
-        )
-        sys.exit(EXIT_TRY_AGAIN)
+        if is_database_unavailable(error):
+            say(
+                "Error: the database is unavailable; the command stopped (a sync applies all or "
+                "nothing). Run it again once the database is back."
+            )
+            sys.exit(EXIT_TRY_AGAIN)
+        # Typer would print the exception's text, and a database error's holds SQL and rows.
+        say(f"Error: the command failed unexpectedly ({internal_error_text(error)}).")
+        sys.exit(1)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import Column, Index, LargeBinary, MetaData, UniqueConstraint, text
+from sqlalchemy import Column, Index, LargeBinary, MetaData, TypeDecorator, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 # Stable constraint names, so migrations read the same on SQLite and PostgreSQL.
@@ -307,3 +308,32 @@ class ChangeEvent(SQLModel, table=True):
     topic: str = Field(max_length=32)  # license, alert_raised, alert_resolved
     subject_id: int | None = None  # the alert, for alert_raised and alert_resolved
     created_at: datetime
+
+
+# PostgreSQL's INTEGER; SQLite's integers are wider, so this range holds on both.
+INTEGER_RANGE = (-(2**31), 2**31 - 1)
+
+
+@dataclass(frozen=True)
+class ColumnShape:
+    """What one column can hold: its Python type and, for text, the most characters."""
+
+    python_type: type
+    max_length: int | None = None
+
+
+def column_shapes(*models: type[SQLModel]) -> dict[str, ColumnShape]:
+    """Column name -> what it holds, read from the tables' own definitions, so a limit is
+    written once. For a column several models share, the smallest length wins."""
+    shapes: dict[str, ColumnShape] = {}
+    for model in models:
+        for column in model.__table__.columns:  # type: ignore[attr-defined]
+            stored = column.type
+            if isinstance(stored, TypeDecorator):  # sqlmodel's AutoString, UTCDateTime
+                stored = stored.impl_instance
+            length = getattr(stored, "length", None)
+            known = shapes.get(column.name)
+            if known is not None and known.max_length is not None:
+                length = known.max_length if length is None else min(length, known.max_length)
+            shapes[column.name] = ColumnShape(stored.python_type, length)
+    return shapes

@@ -78,8 +78,10 @@ def lock_district(session: Session, district_id: int) -> None:
 
 
 def _create_engine(url: str, *, is_sqlite: bool) -> Engine:
+    # hide_parameters: a database error's text would otherwise carry the rows it was given
+    # (students' names and ids) into logs and wherever else it is shown.
     if not is_sqlite:
-        return create_engine(url, pool_pre_ping=True)
+        return create_engine(url, pool_pre_ping=True, hide_parameters=True)
     parsed = make_url(url)
     if parsed.database and parsed.database != ":memory:":
         # Owner-only before SQLite opens it: SQLite gives the -wal and -shm files the database
@@ -90,6 +92,7 @@ def _create_engine(url: str, *, is_sqlite: bool) -> Engine:
     engine = create_engine(
         url,
         connect_args={"check_same_thread": False},
+        hide_parameters=True,
         pool_size=SQLITE_POOL_SIZE,
         max_overflow=SQLITE_POOL_OVERFLOW,
     )

@@ -10,13 +10,20 @@ from __future__ import annotations
 import inspect
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlmodel import Session
 
 from db import queries
-from db.models import DistrictUsage
+from db.models import (
+    INTEGER_RANGE,
+    ColumnShape,
+    DistrictUsage,
+    RosterRecord,
+    RosterStaging,
+    column_shapes,
+)
 from licensing.rules import Lifecycle, Role
 from plugins.records import RosterFileError, RowProblem, StudentRecord
 
@@ -47,6 +54,48 @@ LIFECYCLE_WORDS = {
     "tobedeleted": (Lifecycle.DELETED, True),
     "disabled": (Lifecycle.INACTIVE, False),
 }
+
+
+# What each field of a stored roster row can hold, read from the two tables a row goes through,
+# so SQLite (which would store anything) and PostgreSQL (which refuses) refuse the same values.
+STORED_SHAPES = column_shapes(RosterStaging, RosterRecord)
+# The stored fields a source's record gives: its texts (with their limits) and the others.
+_SOURCE_TEXTS = (
+    "source_id",
+    "person_key",
+    "raw_status",
+    "given_name",
+    "family_name",
+    "username",
+    "grade",
+    "school",
+    "schools",
+)
+_LIMITS_ASCENDING = sorted(
+    (STORED_SHAPES[name].max_length, index) for index, name in enumerate(_SOURCE_TEXTS)
+)
+_SOURCE_OTHERS = ("graduation_year", "enrollment_end", "last_modified")
+_SOURCE_OTHER_SHAPES = tuple(STORED_SHAPES[name] for name in _SOURCE_OTHERS)
+_NONE_OR_DATE = (type(None), date)
+_NONE_OR_TIME = (type(None), datetime)
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    """One value of a record that the roster cannot store: the stored field, and why."""
+
+    field: str
+    message: str
+
+
+class UnfitRecord(ValueError):
+    """A record holding values the roster cannot store. ``source_id`` is the record's id, or
+    None when the id itself is one of the problems (it is then not repeated)."""
+
+    def __init__(self, problems: list[FieldProblem], *, source_id: str | None) -> None:
+        self.problems = problems
+        self.source_id = source_id
+        super().__init__("; ".join(f"{item.field}: {item.message}" for item in problems))
 
 
 @dataclass(frozen=True)
@@ -99,9 +148,83 @@ def lifecycle_of(word: str | None) -> tuple[Lifecycle, bool]:
     return LIFECYCLE_WORDS[status_word]
 
 
+def unfit_values(row: Mapping[str, Any]) -> list[FieldProblem]:
+    """The values of a stored row that its column cannot hold, the same on every database:
+    the wrong type, a NUL character or a lone surrogate (which PostgreSQL and UTF-8 refuse),
+    more characters than the column holds, or an integer outside PostgreSQL's INTEGER."""
+    problems = []
+    for name, value in row.items():
+        shape = STORED_SHAPES.get(name)
+        if value is None or shape is None:
+            continue
+        message = _unfit(value, shape)
+        if message is not None:
+            problems.append(FieldProblem(name, message))
+    return problems
+
+
+def _texts_fit(texts: list[Any]) -> bool:
+    """Whether the texts of ``_SOURCE_TEXTS`` (in its order, "" for none) surely fit: the check
+    of every row of a sync, at C speed; when it says no, ``unfit_values`` says what is wrong."""
+    try:
+        joined = "".join(texts)
+        if "\x00" in joined or not (joined.isascii() or joined.encode("utf-8")):
+            return False
+    except (TypeError, UnicodeEncodeError):  # not text, or a lone surrogate
+        return False
+    # Every field fits when all the text together does; else the fields with smaller limits.
+    total = len(joined)
+    for limit, index in _LIMITS_ASCENDING:
+        if limit >= total:
+            return True
+        if len(texts[index]) > limit:
+            return False
+    return True
+
+
+def _unfit(value: Any, shape: ColumnShape) -> str | None:
+    kind = shape.python_type
+    if kind is str:
+        if not isinstance(value, str):
+            return f"must be text, not {type(value).__name__}"
+        if "\x00" in value:
+            return "holds a NUL character (\\x00), which cannot be stored"
+        if not value.isascii() and not _is_unicode(value):
+            return "holds a lone surrogate, which is not Unicode text and cannot be stored"
+        if shape.max_length is not None and len(value) > shape.max_length:
+            return f"{len(value)} characters, more than the {shape.max_length} this field holds"
+        return None
+    if kind is int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            return f"must be a whole number, not {type(value).__name__}"
+        low, high = INTEGER_RANGE
+        if not low <= value <= high:
+            return f"{value} is out of range (a whole number from {low} to {high})"
+        return None
+    if kind is datetime and not isinstance(value, datetime):
+        return f"must be a date and time, not {type(value).__name__}"
+    if kind is date and (not isinstance(value, date) or isinstance(value, datetime)):
+        return f"must be a date, not {type(value).__name__}"
+    if kind is bool and not isinstance(value, bool):
+        return f"must be true or false, not {type(value).__name__}"
+    return None
+
+
+def _is_unicode(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _stripped(value: Any) -> Any:
+    return value.strip() if isinstance(value, str) else value
+
+
 def normalize(record: StudentRecord | Mapping[str, Any], *, position: int) -> dict[str, Any] | None:
     """One stored row for ``record``, None for someone neither student nor staff (a guardian),
-    or ValueError saying what is wrong with it."""
+    or ValueError saying what is wrong with it (UnfitRecord for values the row cannot hold)."""
     if isinstance(record, Mapping):
         try:
             record = StudentRecord(**record)
@@ -116,25 +239,93 @@ def normalize(record: StudentRecord | Mapping[str, Any], *, position: int) -> di
         raise ValueError(f"enabled must be true or false, not {record.enabled!r}")
     if role is None:
         return None
+    row = _source_values(record, source_id)
+    row["role"] = role.value
+    row["lifecycle"] = lifecycle.value
+    row["enabled"] = record.enabled and status_enabled
+    return row
+
+
+def _source_values(record: StudentRecord, source_id: str) -> dict[str, Any]:
+    """The stored row but for the host's own words (role, lifecycle, enabled), checked:
+    UnfitRecord names each value its column cannot hold."""
     schools = [school for school in record.schools if school]
-    primary_school = record.primary_school or (schools[0] if schools else None)
-    return {
+    person_key = _stripped(record.person_key) or source_id
+    raw_status = record.raw_status if record.raw_status is not None else record.status
+    school = record.primary_school or (schools[0] if schools else None)
+    try:
+        joined = ",".join(schools) or None
+    except TypeError:  # a school that is not text
+        joined = ",".join(map(str, schools))
+    values = {
         "source_id": source_id,
-        "person_key": (record.person_key or "").strip() or source_id,
-        "role": role.value,
-        "lifecycle": lifecycle.value,
-        "enabled": record.enabled and status_enabled,
-        "raw_status": record.raw_status if record.raw_status is not None else record.status,
+        "person_key": person_key,
+        "raw_status": raw_status,
         "given_name": record.given_name,
         "family_name": record.family_name,
         "username": record.username,
         "grade": record.grade,
-        "school": primary_school,
-        "schools": ",".join(schools) or None,
+        "school": school,
+        "schools": joined,
         "graduation_year": record.graduation_year,
         "enrollment_end": record.enrollment_end,
         "last_modified": record.last_modified,
     }
+    # In the order of _SOURCE_TEXTS and _SOURCE_OTHERS.
+    given = (
+        source_id,
+        person_key,
+        raw_status,
+        record.given_name,
+        record.family_name,
+        record.username,
+        record.grade,
+        school,
+        joined,
+    )
+    texts = ["" if text is None else text for text in given]
+    others = (record.graduation_year, record.enrollment_end, record.last_modified)
+    if _texts_fit(texts) and (
+        # The usual record first: no year, and dates of exactly the stored types.
+        (
+            others[0] is None
+            and type(others[1]) in _NONE_OR_DATE
+            and type(others[2]) in _NONE_OR_TIME
+        )
+        or not any(map(_unfit_other, others, _SOURCE_OTHER_SHAPES))
+    ):
+        return values
+    problems = unfit_values(values)
+    if not all(isinstance(school, str) for school in schools):
+        problems.append(FieldProblem("schools", "must be a list of texts"))
+    if person_key == source_id:  # the id stands in for the key: report it once
+        problems = [problem for problem in problems if problem.field != "person_key"]
+    id_fits = all(problem.field != "source_id" for problem in problems)
+    raise UnfitRecord(problems, source_id=source_id if id_fits else None)
+
+
+def _unfit_other(value: Any, shape: ColumnShape) -> str | None:
+    return None if value is None else _unfit(value, shape)
+
+
+def unfit_fields(record: StudentRecord) -> list[FieldProblem]:
+    """The values of ``record`` its stored row could not hold: for sources that read a file, to
+    report each at its line and column (``normalize`` finds the same ones, and other mistakes)."""
+    source_id = "" if record.source_id is None else str(record.source_id).strip()
+    try:
+        _source_values(record, source_id)
+    except UnfitRecord as unfit:
+        return unfit.problems
+    return []
+
+
+def row_problems(error: ValueError, *, position: int) -> list[RowProblem]:
+    """How the ValueError of ``normalize`` is reported: one problem per value that does not fit,
+    by the record's position among the source's records (and its id, when that fits)."""
+    if not isinstance(error, UnfitRecord):
+        return [RowProblem(position, None, str(error))]
+    whose = f" (record {error.source_id!r})" if error.source_id else ""
+    return [RowProblem(position, item.field, item.message + whose) for item in error.problems]
 
 
 def normalize_all(
@@ -148,7 +339,7 @@ def normalize_all(
         try:
             row = normalize(record, position=position)
         except ValueError as error:
-            problems.append(RowProblem(position, None, str(error)))
+            problems += row_problems(error, position=position)
             continue
         if row is None:
             continue

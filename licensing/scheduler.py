@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING
 
 from anyio import to_thread
 from sqlalchemy import or_, update
-from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
 from db.models import District, ScheduledJob
 from db.outage import is_database_unavailable
+from licensing.problems import internal_error_text
 
 if TYPE_CHECKING:
     from licensing.service import LicensingService
@@ -74,14 +74,6 @@ def rescheduled_run(
     return min(next_run_at, after_last) if failing else after_last
 
 
-def failure_detail(error: Exception) -> str:
-    """An unexpected failure as ``scheduledJobs.lastError`` shows it. A database error's text
-    quotes its SQL and parameters (other people's data, perhaps): only the log has those."""
-    if isinstance(error, SQLAlchemyError):
-        return f"{type(error).__name__}: a database error; the service log has the details."
-    return f"{type(error).__name__}: {error}"
-
-
 def runner_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -121,8 +113,8 @@ class Scheduler:
                     logger.warning("Job %s stopped: the database is unavailable", spec.name)
                     detail = "The database was unavailable; the job runs again at its next try."
                 else:
-                    logger.exception("Job %s failed", spec.name)
-                    detail = failure_detail(error)
+                    logger.error("Job %s failed", spec.name)
+                    detail = f"Failed: {internal_error_text(error)}."
                 outcome = JobOutcome(spec.name, False, detail)
             await to_thread.run_sync(self._finish, spec, outcome)
             outcomes.append(outcome)

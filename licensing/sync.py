@@ -24,8 +24,8 @@ from db.models import District
 from db.session import Database
 from licensing import roster_changes
 from licensing.districts import district_ref
-from licensing.problems import Problem
-from licensing.roster import normalize
+from licensing.problems import Problem, internal_error_text, is_unique_violation
+from licensing.roster import normalize, row_problems
 from licensing.roster_changes import SYNC_ACTION, RunAbandoned, SyncOutcome
 from licensing.settings import RosterSourceConfig, Settings
 from plugins.manager import PluginManager, UnknownSourceError
@@ -113,17 +113,14 @@ class RosterSync:
             )
         except (SourceError, UnknownSourceError) as error:
             problem = Problem("SOURCE_FAILED", str(error))
-        except IntegrityError:
-            problem = Problem(
-                "SOURCE_FAILED",
-                f"The roster source {source!r} listed the same id twice; nothing was applied.",
-            )
-        except Exception as error:  # a plugin's bug must never touch the roster
-            problem = Problem(
-                "SOURCE_FAILED",
-                f"The roster source {source!r} failed unexpectedly "
-                f"({type(error).__name__}: {error}); nothing was applied.",
-            )
+        except Exception as error:  # a plugin's bug (or the database's) never touches the roster
+            if isinstance(error, IntegrityError) and is_unique_violation(error):
+                message = f"The roster source {source!r} listed the same id twice"
+            else:
+                message = f"The roster source {source!r} failed unexpectedly " + (
+                    f"({internal_error_text(error)})"
+                )
+            problem = Problem("SOURCE_FAILED", f"{message}; nothing was applied.")
         else:
             return await to_thread.run_sync(self._finish, district_id, source, run_id, tally, actor)
         await to_thread.run_sync(self._fail, run_id, tally, problem, actor)
@@ -172,8 +169,8 @@ class RosterSync:
             try:
                 row = normalize(record, position=tally.seen)
             except ValueError as error:
-                if len(tally.problems) < MAX_REPORTED_PROBLEMS:
-                    tally.problems.append(RowProblem(tally.seen, None, str(error)))
+                room = MAX_REPORTED_PROBLEMS - len(tally.problems)
+                tally.problems += row_problems(error, position=tally.seen)[: max(room, 0)]
                 continue
             if row is None:
                 tally.other_role += 1

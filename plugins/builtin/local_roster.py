@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from licensing.roster import lifecycle_of, role_of
+from licensing.roster import lifecycle_of, role_of, unfit_fields
 from plugins.fields import timestamp
 from plugins.hookspecs import hookimpl
 from plugins.records import DistrictRef, RosterFileError, RowProblem, SourceError, StudentRecord
@@ -36,6 +36,8 @@ COLUMNS = (
     "person_key",
 )
 BOOLEAN_WORDS = {"true": True, "false": False}
+# The column each stored field is read from, where the names differ.
+STORED_FROM = {"source_id": "id", "raw_status": "status", "schools": "school"}
 
 
 class LocalRosterSource:
@@ -159,23 +161,26 @@ def _record(line: int, row: dict[str, Any]) -> tuple[StudentRecord | None, list[
     if problems or source_id is None:
         return None, problems
     school = text("school")
-    return (
-        StudentRecord(
-            source_id=source_id,
-            role=text("role") or "student",
-            status=text("status") or "active",
-            enabled=enabled,
-            person_key=text("person_key"),
-            given_name=text("given_name"),
-            family_name=text("family_name"),
-            username=text("username"),
-            grade=text("grade"),
-            schools=(school,) if school else (),
-            graduation_year=graduation_year,
-            last_modified=last_modified,
-        ),
-        [],
+    record = StudentRecord(
+        source_id=source_id,
+        role=text("role") or "student",
+        status=text("status") or "active",
+        enabled=enabled,
+        person_key=text("person_key"),
+        given_name=text("given_name"),
+        family_name=text("family_name"),
+        username=text("username"),
+        grade=text("grade"),
+        schools=(school,) if school else (),
+        graduation_year=graduation_year,
+        last_modified=last_modified,
     )
+    # Values the roster cannot hold (too long, a NUL character), named by this file's columns.
+    unfit = [
+        RowProblem(line, STORED_FROM.get(item.field, item.field), item.message)
+        for item in unfit_fields(record)
+    ]
+    return (None, unfit) if unfit else (record, [])
 
 
 def _merge_schools(first: StudentRecord, second: StudentRecord) -> StudentRecord | None:

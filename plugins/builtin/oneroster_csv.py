@@ -54,6 +54,7 @@ from datetime import date, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from licensing.roster import unfit_fields, unfit_values
 from plugins.fields import day as _date
 from plugins.fields import timestamp as _timestamp
 from plugins.hookspecs import hookimpl
@@ -192,6 +193,26 @@ def read_bundle(path: Path, *, allow_delta: bool = False) -> Iterator[StudentRec
     bundle = Bundle.open(path)
     plan = _plan(bundle, allow_delta=allow_delta)
     return _records(bundle, plan)
+
+
+# The column of users.csv each stored field is read from, to report a value the host cannot
+# store where it is (the person key's column is found per row).
+_STORED_FROM_BOTH = {
+    "source_id": "sourcedId",
+    "raw_status": "status",
+    "given_name": "givenName",
+    "family_name": "familyName",
+    "username": "username",
+    "grade": "grades",
+}
+STORED_FROM = {
+    "1.1": {**_STORED_FROM_BOTH, "school": "orgSourcedIds", "schools": "orgSourcedIds"},
+    "1.2": {
+        **_STORED_FROM_BOTH,
+        "school": "primaryOrgSourcedId",
+        "schools": f"orgSourcedId ({ROLES}, all of the user's roles together)",
+    },
+}
 
 
 # --- The bundle: a folder or a zip file, read as text streams ---------------------------------
@@ -475,11 +496,42 @@ def _records(bundle: Bundle, plan: Plan) -> Iterator[StudentRecord]:
     else:
         assert roles is not None
         make = _v1p2_maker(columns, delta, problems, roles)
+    stored_from = STORED_FROM[plan.version]
     for line, row in _rows(bundle, USERS, len(columns), problems):
         record = make(line, row)
-        if record is not None:
+        if record is not None and _fits(record, line, row, columns, stored_from, problems):
             yield record
     problems.raise_if_any()
+
+
+def _fits(
+    record: StudentRecord,
+    line: int,
+    row: list[str],
+    columns: dict[str, int],
+    stored_from: dict[str, str],
+    problems: _Problems,
+) -> bool:
+    """Whether the host can store the record as it is; each value it cannot (too long, a NUL
+    character) is a bad row here, reported at its line and column."""
+    unfit = unfit_fields(record)
+    reported: set[str] = set()
+    for item in unfit:
+        column = stored_from.get(item.field, item.field)
+        if item.field == "person_key":
+            column = _key_column(record, row, columns)
+        if column not in reported:  # the primary school and all schools come from one column
+            reported.add(column)
+            problems.add(line, column, item.message)
+    return not unfit
+
+
+def _key_column(record: StudentRecord, row: list[str], columns: dict[str, int]) -> str:
+    """The column the person key was read from."""
+    for name in ("userMasterIdentifier", "identifier"):
+        if name in columns and row[columns[name]].strip() == record.person_key:
+            return name
+    return "sourcedId"
 
 
 def _common(
@@ -691,6 +743,10 @@ def _read_roles(bundle: Bundle, plan: Plan) -> dict[str, _RoleInfo]:
         org = row[i_org].strip()
         if not org:
             problems.add(line, "orgSourcedId", "the orgSourcedId is empty")
+            continue
+        unfit = unfit_values({"school": org})
+        if unfit:
+            problems.add(line, "orgSourcedId", unfit[0].message)
             continue
         end_text = row[i_end].strip()
         end = None

@@ -781,3 +781,49 @@ def test_read_bundle_is_the_same_reader(tmp_path):
     path = write_bundle(tmp_path, {"manifest.csv": manifest(), "users.csv": DISTRICT_V1P1})
 
     assert list(read_bundle(path)) == fetch(path)
+
+
+def test_v1p2_values_the_roster_cannot_hold_are_reported_at_their_file_line_and_column(tmp_path):
+    path = write_bundle(
+        tmp_path,
+        {
+            "manifest.csv": manifest("1.2", roles="bulk"),
+            "users.csv": users_csv(
+                user_v1p2("u1"),
+                user_v1p2("u2", master="M\x002"),
+                user_v1p2("u3", identifier="k" * 256),
+                header=HEADER_V1P2,
+            ),
+            "roles.csv": HEADER_ROLES
+            + "\n"
+            + "\n".join(
+                [
+                    role_row("u1", "student", "org1"),
+                    role_row("u2", "student", "o" * 256),
+                    role_row("u3", "student", "org1"),
+                ]
+            )
+            + "\n",
+        },
+    )
+
+    with pytest.raises(RosterFileError) as roles_error:
+        list(fetch(path))
+    assert roles_error.value.path.endswith("roles.csv")
+    assert [str(problem) for problem in roles_error.value.problems] == [
+        "line 3, column orgSourcedId: 256 characters, more than the 255 this field holds"
+    ]
+
+    (path / "roles.csv").write_text(
+        HEADER_ROLES
+        + "\n"
+        + "\n".join(role_row(user, "student", "org1") for user in ("u1", "u2", "u3"))
+        + "\n"
+    )
+    with pytest.raises(RosterFileError) as users_error:
+        list(fetch(path))
+    assert users_error.value.path.endswith("users.csv")
+    assert [str(problem) for problem in users_error.value.problems] == [
+        "line 3, column userMasterIdentifier: holds a NUL character (\\x00), which cannot be stored",
+        "line 4, column identifier: 256 characters, more than the 255 this field holds",
+    ]

@@ -17,6 +17,8 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
+from db.session import Database
+
 SERVER_VARIABLE = "LICENSING_TEST_DATABASE_URL"
 REQUIRE_VARIABLE = "LICENSING_REQUIRE_POSTGRES"
 
@@ -88,3 +90,28 @@ class TestDatabases:
         if self.server is not None:
             for url in self.created:
                 self.server.drop(url)
+
+
+def refuse_inserts(database: Database, table: str) -> None:
+    """Make the database itself refuse every new row of ``table``, as a full disk would."""
+    with database.write() as session:
+        if database.is_sqlite:
+            session.execute(
+                text(
+                    f"CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} "
+                    "BEGIN SELECT RAISE(ABORT, 'could not extend file'); END"
+                )
+            )
+            return
+        session.execute(
+            text(
+                f"CREATE FUNCTION refuse_{table}() RETURNS trigger AS $$ BEGIN "
+                "RAISE EXCEPTION 'could not extend file'; END $$ LANGUAGE plpgsql"
+            )
+        )
+        session.execute(
+            text(
+                f"CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} "
+                f"FOR EACH ROW EXECUTE FUNCTION refuse_{table}()"
+            )
+        )

@@ -240,9 +240,10 @@ class LicensingGraphQL(GraphQL):
             if principal is not None:
                 context.sign_in(principal, request.scope[SECRET_SCOPE_KEY])
             return context
-        return HttpContext(
-            principal=request.scope[PRINCIPAL_SCOPE_KEY], service=self.service, response=response
-        )
+        # Only the GraphiQL page (development mode) comes here without signing in; strawberry
+        # builds a context for it too, but runs no operation.
+        principal = request.scope.get(PRINCIPAL_SCOPE_KEY, NOT_SIGNED_IN)
+        return HttpContext(principal=principal, service=self.service, response=response)
 
 
 def _authorization_param(params: Mapping[str, object] | None) -> object:

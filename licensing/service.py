@@ -23,6 +23,7 @@ from licensing.changes import latest_change_id
 from licensing.count_review import ReviewGroup, count_review
 from licensing.dashboard_sessions import (
     SessionLifetimes,
+    SessionRead,
     end_session,
     read_session,
     start_session,
@@ -173,7 +174,7 @@ class LicensingService:
             await to_thread.run_sync(self._touch_session, found.session_row_id)
         return found.principal
 
-    def _read_session(self, session_id: str) -> Any:
+    def _read_session(self, session_id: str) -> SessionRead | None:
         with self.database.read() as session:
             return read_session(session, session_id=session_id, now=self.clock())
 

@@ -764,7 +764,8 @@ def dev_license_server(
 
     import uvicorn
 
-    from app.dev_license_server import create_license_server, is_loopback
+    from app.dev_license_server import create_license_server
+    from plugins.fields import is_loopback
 
     if not is_loopback(host):
         raise fail(

@@ -37,7 +37,6 @@ from plugins.records import SignedLicense, SourceError
 
 ANY_DISTRICT = "*"
 SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 class LicenseUnavailable(Exception):
@@ -140,7 +139,3 @@ def _terms_from_file(path: Path) -> signing.LicenseTerms | None:
         return signing.parse_terms(SignedLicense.from_envelope(data).payload)
     except (SourceError, signing.LicenseRejected) as error:
         raise LicenseUnavailable(f"{path.name} is not a valid license file: {error}") from None
-
-
-def is_loopback(host: str) -> bool:
-    return host.strip().lower() in LOOPBACK_HOSTS

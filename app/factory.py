@@ -15,10 +15,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp
 
 from app.observability import RequestObservability, metrics
 from app.reports import REPORT_PATH, active_students_csv
 from app.runtime import build_service
+from app.security_headers import SecurityHeaders
 from app.sessions import session_routes
 from graph.http import LicensingGraphQL
 from graph.outage import DATABASE_UNAVAILABLE, DatabaseOutageAnswers, outage_headers
@@ -28,6 +30,14 @@ from licensing.service import LicensingService
 from licensing.settings import load_settings
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+
+
+class LicensingApp(Starlette):
+    """Starlette, with the security headers (app/security_headers.py) put outside its own error
+    handling, so that even an unexpected failure's 500 answer carries them."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return SecurityHeaders(super().build_middleware_stack())
 
 
 def create_app(service: LicensingService | None = None) -> Starlette:
@@ -69,7 +79,7 @@ def create_app(service: LicensingService | None = None) -> Starlette:
             await runner
         service.database.dispose()
 
-    return Starlette(
+    return LicensingApp(
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),  # live subscriptions (graphql-transport-ws)
@@ -77,7 +87,7 @@ def create_app(service: LicensingService | None = None) -> Starlette:
             Route("/readyz", readyz),
             Route("/metrics", metrics, methods=["GET"]),  # unauthenticated: see docs/deploy.md
             Route(REPORT_PATH, active_students_csv(service), methods=["GET"]),
-            *session_routes(service),  # the Licensing tab's sign-in cookie (app/sessions.py)
+            *session_routes(service),  # the Licensing tab's sessions (app/sessions.py)
             Mount("/", StaticFiles(directory=WEB_DIR, html=True)),
         ],
         # Request ids, access log lines and HTTP metrics for every request (app/observability.py).

@@ -276,7 +276,7 @@ async def stream_csv(
 async def authenticated(request: Request, service: LicensingService) -> Principal | Response:
     """The caller, signed in exactly as for /graphql (token or the tab's session cookie), the
     download's cost drawn from their token's budget."""
-    from graph.http import sign_in
+    from graph.auth import sign_in
 
     return await sign_in(request, service, cost=REPORT_DOWNLOAD_COST)
 
@@ -285,7 +285,7 @@ def active_students_csv(service: LicensingService) -> Callable[[Request], Awaita
     """The endpoint GET /reports/active-students.csv for ``service``."""
     # Imported here so the command line, which shares the formatting above, does not load
     # strawberry.
-    from graph.http import error_response
+    from graph.auth import error_response
 
     async def endpoint(request: Request) -> Response:
         principal = await authenticated(request, service)
@@ -312,7 +312,6 @@ def active_students_csv(service: LicensingService) -> Callable[[Request], Awaita
             headers={
                 "Content-Disposition": f'attachment; filename="{filename}"',
                 "Cache-Control": "no-store",
-                "X-Content-Type-Options": "nosniff",
             },
         )
 

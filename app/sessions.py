@@ -1,15 +1,18 @@
-"""Sign-in for the Licensing tab: an API token exchanged once for an HttpOnly session cookie.
+"""Sign-in for the Licensing tab: an API token exchanged once for a server-side session.
 
-- ``POST /session`` with ``{"token": "<api token>"}`` checks the token and sets the cookie.
+- ``POST /session`` with ``{"token": "<api token>"}`` checks the token, starts a session and sets
+  the cookie ``__Host-licensing_session`` to its random id (never the token).
 - ``GET /session`` tells the page who is signed in: district and permissions (401 if nobody).
-- ``DELETE /session`` signs out: the cookie is cleared.
+- ``DELETE /session`` signs out: the session is ended on the server and the cookie cleared, so a
+  copy of the cookie signs no one in afterwards.
 
-Design (docs/licensing-tab.md): the cookie holds the API token itself, so a revoked token ends
-the session at once and the server keeps no session store. The cookie is ``HttpOnly`` (no script
-can read it), ``SameSite=Strict`` (no other site's page sends it), ``Secure`` when the request
-came over HTTPS, and lives for the browser session only. POST and DELETE here, like POSTs to
-``/graphql`` signed in by the cookie, must pass the CSRF check of graph/http.py (same Origin, or
-the header ``X-Requested-With: licensing-tab``).
+The session (licensing/dashboard_sessions.py) ends after ``sign_in.session_idle_minutes`` without
+a request, ``sign_in.session_lifetime_hours`` after sign-in, at sign-out, or when its token is
+revoked. The cookie is ``HttpOnly`` (no script can read it), ``SameSite=Strict`` (no other site's
+page sends it) and ``Secure`` with ``Path=/`` (as its ``__Host-`` prefix requires). POST and
+DELETE here, like POSTs to ``/graphql`` signed in by the cookie, must pass the CSRF check of
+graph/auth.py (same Origin, or the header ``X-Requested-With: licensing-tab``). A bad token
+counts against the client's address like a bad bearer token (HTTP 429 past the limit).
 """
 
 from __future__ import annotations
@@ -20,7 +23,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from graph.http import SESSION_COOKIE, csrf_refusal, error_response
+from graph.auth import (
+    SESSION_COOKIE,
+    authenticate_token,
+    clear_session_cookie,
+    client_address,
+    csrf_refusal,
+    error_response,
+    session_ended,
+    session_principal,
+    set_session_cookie,
+)
 from licensing.service import LicensingService
 from licensing.tokens import Principal
 
@@ -36,8 +49,13 @@ def _who(principal: Principal) -> dict[str, object]:
     }
 
 
+def _no_store(response: Response) -> Response:
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 def session_routes(service: LicensingService) -> list[Route]:
-    """The /session routes, bound to the service that checks tokens."""
+    """The /session routes, bound to the service that checks tokens and keeps sessions."""
 
     async def sign_in(request: Request) -> Response:
         refusal = csrf_refusal(request)
@@ -55,46 +73,37 @@ def session_routes(service: LicensingService) -> list[Route]:
             return error_response(
                 400, "BAD_REQUEST", 'Send JSON such as {"token": "<your API token>"}.'
             )
-        token = token.strip()
-        principal = await service.authenticate(token)
-        if principal is None:
-            return error_response(
-                401, "UNAUTHENTICATED", "The API token is not valid or has been revoked."
-            )
+        principal = await authenticate_token(client_address(request), service, token.strip())
+        if isinstance(principal, Response):
+            return principal
+        # A new sign-in in this browser ends the session it replaces.
+        previous = request.cookies.get(SESSION_COOKIE)
+        if previous:
+            await service.end_session(previous)
+        session_id = await service.start_session(principal)
         response = JSONResponse(_who(principal))
-        response.set_cookie(
-            SESSION_COOKIE,
-            token,
-            path="/",
-            httponly=True,
-            samesite="strict",
-            secure=request.url.scheme == "https",
-        )
-        response.headers["Cache-Control"] = "no-store"
-        return response
+        lifetime = service.session_lifetimes.absolute
+        set_session_cookie(response, session_id, max_age_seconds=int(lifetime.total_seconds()))
+        return _no_store(response)
 
     async def current(request: Request) -> Response:
-        token = request.cookies.get(SESSION_COOKIE)
-        principal = await service.authenticate(token) if token else None
+        principal = await session_principal(request, service)
         if principal is None:
-            return error_response(401, "UNAUTHENTICATED", "Not signed in.")
-        response = JSONResponse(_who(principal))
-        response.headers["Cache-Control"] = "no-store"
-        return response
+            if request.cookies.get(SESSION_COOKIE):
+                return _no_store(session_ended())
+            return _no_store(error_response(401, "UNAUTHENTICATED", "Not signed in."))
+        return _no_store(JSONResponse(_who(principal)))
 
     async def sign_out(request: Request) -> Response:
         refusal = csrf_refusal(request)
         if refusal is not None:
             return refusal
+        session_id = request.cookies.get(SESSION_COOKIE)
+        if session_id:
+            await service.end_session(session_id)
         response = JSONResponse({"signedOut": True})
-        response.delete_cookie(
-            SESSION_COOKIE,
-            path="/",
-            httponly=True,
-            samesite="strict",
-            secure=request.url.scheme == "https",
-        )
-        return response
+        clear_session_cookie(response)
+        return _no_store(response)
 
     return [
         Route(SESSION_PATH, sign_in, methods=["POST"]),

@@ -310,6 +310,34 @@ class ChangeEvent(SQLModel, table=True):
     created_at: datetime
 
 
+class DashboardSession(SQLModel, table=True):
+    """A Licensing tab sign-in: the session id is stored only as its SHA-256 hash, and the
+    session lives no longer than its idle and absolute expiries, or its token."""
+
+    __tablename__ = "dashboard_session"
+
+    id: int | None = Field(default=None, primary_key=True)
+    session_hash: str = Field(unique=True, max_length=64)
+    token_id: int = Field(foreign_key="api_token.id", index=True)
+    district_id: int = Field(foreign_key="district.id")
+    created_at: datetime
+    last_seen_at: datetime
+    idle_expires_at: datetime
+    expires_at: datetime = Field(index=True)  # the absolute expiry
+    revoked_at: datetime | None = None
+
+
+class FailedSignIn(SQLModel, table=True):
+    """How many sign-ins failed from one client address in one window (a minute by default),
+    shared by every worker and host."""
+
+    __tablename__ = "failed_sign_in"
+
+    client_address: str = Field(primary_key=True, max_length=64)
+    window_start: datetime = Field(primary_key=True, index=True)
+    failures: int = 0
+
+
 # PostgreSQL's INTEGER; SQLite's integers are wider, so this range holds on both.
 INTEGER_RANGE = (-(2**31), 2**31 - 1)
 

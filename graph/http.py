@@ -5,10 +5,9 @@ tokens: in the handshake's ``Authorization`` header, or in the ``connection_init
 ``{"Authorization": "Bearer <token>"}``. A bad header refuses the handshake with the HTTP 401
 answer; a missing or bad payload token closes the socket with 4403 Forbidden before any data.
 
-The Licensing tab (web/) signs in once and then sends the session cookie that app/sessions.py
-sets (``SESSION_COOKIE``). HTTP requests without an ``Authorization`` header are signed in by that
-cookie; a POST signed in by cookie must also pass the CSRF check (``csrf_refusal``). A bearer
-token always wins over the cookie, and websockets never use the cookie.
+Every request signs in through graph/auth.py: a bearer token, or the Licensing tab's session
+cookie (a POST signed in by it must pass the CSRF check); a bearer token always wins over the
+cookie, and websockets never use the cookie. A bad token counts against the client's address.
 """
 
 from __future__ import annotations
@@ -18,11 +17,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 from cross_web import HTTPException
 from starlette.requests import HTTPConnection, Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
@@ -35,21 +33,28 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import SubscribeMessage
 from strawberry.types.unset import UNSET, UnsetType
 
+from graph.auth import (
+    authenticate_token,
+    bearer_secret,
+    client_address,
+    error_response,
+    sign_in,
+)
 from graph.context import GraphContext
 from graph.errors import ClientError, refusal_for
-from graph.rate_limit import rate_limited_response, token_budgets
 from graph.subscriptions import TOKEN_REVOKED
 from licensing.service import DistrictState, LicensingService
 from licensing.tokens import Principal
 
 PRINCIPAL_SCOPE_KEY = "licensing.principal"
-# The Licensing tab's session cookie (HttpOnly, SameSite=Strict); set by app/sessions.py.
-SESSION_COOKIE = "licensing_session"
-# Same-origin pages may send this header instead of (or with) the Origin header.
-CSRF_HEADER = "x-requested-with"
-CSRF_HEADER_VALUE = "licensing-tab"
 SECRET_SCOPE_KEY = "licensing.token_secret"
 
+GRAPHIQL_POLICY = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline' https://unpkg.com; "
+    "style-src 'self' 'unsafe-inline' https://unpkg.com; img-src 'self' data: https:; "
+    "font-src 'self' data: https://unpkg.com; connect-src 'self'; object-src 'none'; "
+    "base-uri 'none'; frame-ancestors 'none'"
+)
 # A websocket that has not signed in within this time is closed (4408).
 CONNECTION_INIT_TIMEOUT = timedelta(seconds=10)
 # Each subscription polls the database; one connection may not run more than this many at once.
@@ -60,14 +65,6 @@ MAX_SUBSCRIPTIONS_PER_CONNECTION = 10
 NOT_SIGNED_IN = Principal(
     token_id=0, token_name="not signed in", district_id=0, district_slug="", permissions=frozenset()
 )
-
-
-def error_response(status_code: int, code: str, message: str, **headers: str) -> JSONResponse:
-    return JSONResponse(
-        {"errors": [{"message": message, "extensions": {"code": code}}]},
-        status_code=status_code,
-        headers=headers,
-    )
 
 
 @dataclass
@@ -89,6 +86,8 @@ class WebSocketContext(GraphContext):
 
     connection_params: dict[str, object] | None = None
     secret: str | None = field(default=None, repr=False)
+    # Where the connection comes from: a bad token in connection_init counts against it.
+    client_address: str = ""
 
     @property
     def signed_in(self) -> bool:
@@ -162,7 +161,7 @@ class LicensingGraphQL(GraphQL):
             return
         request = Request(scope, receive)
         if self.development and _wants_ide(request):
-            await super().__call__(scope, receive, send)
+            await super().__call__(scope, receive, _with_ide_policy(send))
             return
         body = await _read_limited_body(request, self.max_body_bytes)
         if body is None:
@@ -191,7 +190,7 @@ class LicensingGraphQL(GraphQL):
                 await _refuse_handshake(websocket, principal)
                 return
             scope[PRINCIPAL_SCOPE_KEY] = principal
-            scope[SECRET_SCOPE_KEY] = _bearer_secret(websocket.headers["authorization"])
+            scope[SECRET_SCOPE_KEY] = bearer_secret(websocket.headers["authorization"])
         await super().__call__(scope, receive, send)
 
     async def on_ws_connect(self, context: Any) -> UnsetType | dict[str, object] | None:
@@ -199,9 +198,9 @@ class LicensingGraphQL(GraphQL):
             raise ConnectionRejectionError()
         if context.signed_in:
             return UNSET
-        secret = _bearer_secret(_authorization_param(context.connection_params))
-        principal = await self.service.authenticate(secret) if secret else None
-        if principal is None:
+        secret = bearer_secret(_authorization_param(context.connection_params))
+        principal = await authenticate_token(context.client_address, self.service, secret)
+        if isinstance(principal, Response):
             # graphql-transport-ws closes the socket with 4403 Forbidden; nothing is sent.
             raise ConnectionRejectionError()
         context.sign_in(principal, secret)
@@ -232,47 +231,19 @@ class LicensingGraphQL(GraphQL):
 
     async def get_context(self, request: Any, response: Any) -> GraphContext:
         if request.scope["type"] == "websocket":
-            context = WebSocketContext(principal=NOT_SIGNED_IN, service=self.service)
+            context = WebSocketContext(
+                principal=NOT_SIGNED_IN,
+                service=self.service,
+                client_address=client_address(request),
+            )
             principal = request.scope.get(PRINCIPAL_SCOPE_KEY)
             if principal is not None:
                 context.sign_in(principal, request.scope[SECRET_SCOPE_KEY])
             return context
-        return HttpContext(
-            principal=request.scope[PRINCIPAL_SCOPE_KEY], service=self.service, response=response
-        )
-
-
-def csrf_refusal(request: HTTPConnection) -> Response | None:
-    """None when a cookie-authenticated request comes from the tab itself, else the 403 answer.
-
-    A cross-site form or script cannot set ``X-Requested-With: licensing-tab`` without a CORS
-    preflight (which this server never grants), and browsers always send ``Origin`` with a POST:
-    either one proves the request is same-origin. SameSite=Strict on the cookie is the first line.
-    """
-    if request.headers.get(CSRF_HEADER, "").strip().lower() == CSRF_HEADER_VALUE:
-        return None
-    origin = request.headers.get("origin")
-    host = request.headers.get("host")
-    if origin and host and origin != "null":
-        parsed = urlsplit(origin)
-        if parsed.scheme in ("http", "https") and parsed.netloc.lower() == host.lower():
-            return None
-    return error_response(
-        403,
-        "CSRF",
-        "Refused: a request signed in by the session cookie must come from the Licensing tab "
-        "itself (same Origin, or the header 'X-Requested-With: licensing-tab').",
-    )
-
-
-def _bearer_secret(header: object) -> str | None:
-    """The token of an ``Authorization: Bearer <token>`` value, or None."""
-    if not isinstance(header, str):
-        return None
-    scheme, _, secret = header.partition(" ")
-    if scheme.lower() != "bearer" or not secret.strip():
-        return None
-    return secret.strip()
+        # Only the GraphiQL page (development mode) comes here without signing in; strawberry
+        # builds a context for it too, but runs no operation.
+        principal = request.scope.get(PRINCIPAL_SCOPE_KEY, NOT_SIGNED_IN)
+        return HttpContext(principal=principal, service=self.service, response=response)
 
 
 def _authorization_param(params: Mapping[str, object] | None) -> object:
@@ -289,6 +260,21 @@ async def _refuse_handshake(websocket: WebSocket, response: Response) -> None:
         await websocket.send_denial_response(response)
     else:
         await websocket.close(code=1008)
+
+
+def _with_ide_policy(send: Send) -> Send:
+    """The GraphiQL page (development mode only) runs inline scripts and loads its code from
+    unpkg.com: its own, looser Content-Security-Policy, which app/security_headers.py keeps.
+    Framing stays refused."""
+
+    async def send_with_policy(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = list(message.get("headers", ()))
+            headers.append((b"content-security-policy", GRAPHIQL_POLICY.encode("ascii")))
+            message["headers"] = headers
+        await send(message)
+
+    return send_with_policy
 
 
 def _wants_ide(request: Request) -> bool:
@@ -380,64 +366,3 @@ def _replay(body: bytes) -> Receive:
         return {"type": "http.request", "body": body, "more_body": False}
 
     return receive
-
-
-async def sign_in(
-    request: HTTPConnection, service: LicensingService, *, cost: int = 1
-) -> Principal | Response:
-    """The caller of an HTTP endpoint, by bearer token or by the Licensing tab's session cookie,
-    or the 401 (or CSRF 403) response explaining why they are not signed in, or the 429 response
-    when their token's budget cannot pay ``cost`` points (graph/rate_limit.py), which are drawn."""
-    principal = await _signed_in_principal(request, service)
-    if isinstance(principal, Response):
-        return principal
-    budgets = token_budgets(service)
-    if budgets is not None:
-        receipt = budgets.draw(principal.token_id, cost)
-        if not receipt.allowed:
-            return rate_limited_response(receipt)
-    return principal
-
-
-async def _signed_in_principal(
-    request: HTTPConnection, service: LicensingService
-) -> Principal | Response:
-    if (
-        request.scope["type"] == "http"
-        and "authorization" not in request.headers
-        and request.cookies.get(SESSION_COOKIE)
-    ):
-        return await _cookie_principal(request, service)
-    secret = _bearer_secret(request.headers.get("authorization", ""))
-    challenge = {"WWW-Authenticate": 'Bearer realm="licensing"'}
-    if secret is None:
-        return error_response(
-            401,
-            "UNAUTHENTICATED",
-            "Sign in with an API token: send the header 'Authorization: Bearer <token>'.",
-            **challenge,
-        )
-    principal = await service.authenticate(secret)
-    if principal is None:
-        return error_response(
-            401, "UNAUTHENTICATED", "The API token is not valid or has been revoked.", **challenge
-        )
-    return principal
-
-
-async def _cookie_principal(
-    request: HTTPConnection, service: LicensingService
-) -> Principal | Response:
-    """The caller signed in by the Licensing tab's session cookie; a POST must pass CSRF."""
-    if request.scope.get("method") == "POST":
-        refusal = csrf_refusal(request)
-        if refusal is not None:
-            return refusal
-    principal = await service.authenticate(request.cookies[SESSION_COOKIE])
-    if principal is None:
-        return error_response(
-            401,
-            "UNAUTHENTICATED",
-            "The session has ended (its token is not valid or has been revoked): sign in again.",
-        )
-    return principal

@@ -20,6 +20,14 @@ from licensing.alert_state import AlertRecord, agrees, reconcile_alerts, resolve
 from licensing.audit import AuditPage, audit_page, record_event
 from licensing.changes import latest_change_id
 from licensing.count_review import ReviewGroup, count_review
+from licensing.dashboard_sessions import (
+    SessionLifetimes,
+    SessionRead,
+    end_session,
+    read_session,
+    start_session,
+    touch_session,
+)
 from licensing.data_sources import DataSourceView, data_sources
 from licensing.district_view import (
     DistrictSnapshot,
@@ -55,6 +63,7 @@ from licensing.roster_changes import (
 from licensing.rules import AlertSpec
 from licensing.scheduler import JobState, district_jobs
 from licensing.settings import Settings
+from licensing.sign_in_limit import FailedSignIns
 from licensing.sync import RosterSync
 from licensing.threshold import THRESHOLD_ACTION, THRESHOLD_FIELD, save_threshold
 from licensing.tokens import Principal, authenticate
@@ -124,6 +133,9 @@ class LicensingService:
         self.roster_sync = RosterSync(
             settings=settings, database=database, plugins=plugins, clock=clock
         )
+        self.failed_sign_ins = FailedSignIns(
+            settings=settings.sign_in, database=database, clock=clock
+        )
 
     @property
     def sync_failing_tolerance(self) -> timedelta:
@@ -135,6 +147,58 @@ class LicensingService:
     def _authenticate(self, secret: str) -> Principal | None:
         with self.database.read() as session:
             return authenticate(session, secret=secret)
+
+    @property
+    def session_lifetimes(self) -> SessionLifetimes:
+        return SessionLifetimes(
+            idle=timedelta(minutes=self.settings.sign_in.session_idle_minutes),
+            absolute=timedelta(hours=self.settings.sign_in.session_lifetime_hours),
+        )
+
+    async def start_session(self, principal: Principal) -> str:
+        """A new Licensing tab session for a signed-in token; its id, for the cookie."""
+
+        def write() -> str:
+            with self.database.write() as session:
+                return start_session(
+                    session, principal=principal, now=self.clock(), lifetimes=self.session_lifetimes
+                )
+
+        return await to_thread.run_sync(write)
+
+    async def session_principal(self, session_id: str) -> Principal | None:
+        """Who a Licensing tab session belongs to, or None when it has ended."""
+        found = await self._quick_read(self._read_session, session_id)
+        if found is None:
+            return None
+        if found.due_for_touch:
+            await to_thread.run_sync(self._touch_session, found.session_row_id)
+        return found.principal
+
+    def _read_session(self, session_id: str) -> SessionRead | None:
+        with self.database.read() as session:
+            return read_session(session, session_id=session_id, now=self.clock())
+
+    def _touch_session(self, session_row_id: int) -> None:
+        with self.database.write() as session:
+            touch_session(
+                session,
+                session_row_id=session_row_id,
+                now=self.clock(),
+                lifetimes=self.session_lifetimes,
+            )
+
+    async def end_session(self, session_id: str) -> None:
+        def write() -> None:
+            with self.database.write() as session:
+                end_session(session, session_id=session_id, now=self.clock())
+
+        await to_thread.run_sync(write)
+
+    async def record_failed_sign_in(self, client_address: str) -> int | None:
+        """Count a failed sign-in from this address; the seconds to wait if it is over the
+        limit (licensing/sign_in_limit.py)."""
+        return await to_thread.run_sync(self.failed_sign_ins.record_failure, client_address)
 
     async def district_state(self, district_id: int) -> DistrictState:
         state = await self._quick_read(self._current_district_state, district_id)

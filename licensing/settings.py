@@ -191,6 +191,28 @@ class RateLimitSettings(BaseModel):
     )
 
 
+class SignInSettings(BaseModel):
+    """The Licensing tab's sessions, and how many failed sign-ins a client address may make."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    session_idle_minutes: float = Field(
+        default=30, gt=0, description="A tab session unused for this long ends."
+    )
+    session_lifetime_hours: float = Field(
+        default=12, gt=0, description="A tab session ends this long after sign-in, however used."
+    )
+    failures_per_address: int = Field(
+        default=10,
+        ge=1,
+        description="Failed sign-ins (bad tokens, on /session or as a bearer token) one client "
+        "address may make per window; beyond it every sign-in from it gets HTTP 429.",
+    )
+    failure_window_seconds: int = Field(
+        default=60, ge=1, le=86_400, description="The window failed sign-ins are counted in."
+    )
+
+
 class Settings(BaseSettings):
     """Everything configurable about the service, validated at start."""
 
@@ -250,6 +272,7 @@ class Settings(BaseSettings):
     )
     graphql: GraphQLLimits = Field(default_factory=GraphQLLimits)
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    sign_in: SignInSettings = Field(default_factory=SignInSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     disabled_plugins: list[str] = Field(
         default_factory=list,

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import bindparam
+from sqlalchemy import bindparam, update
 from sqlmodel import Session, select
 
-from db.models import ApiToken, District
+from db.models import ApiToken, DashboardSession, District
 
 TOKEN_PREFIX = "m1t1_"
 TOKEN_RANDOM_BYTES = 32
@@ -100,6 +100,11 @@ def authenticate(session: Session, *, secret: str) -> Principal | None:
     if row is None:
         return None
     token, slug = row
+    return token_principal(token, slug)
+
+
+def token_principal(token: ApiToken, district_slug: str) -> Principal:
+    """Who a live token is: its district and its permissions with those they imply."""
     granted = {Permission(word) for word in token.permissions.split(",") if word}
     for permission in list(granted):
         granted |= IMPLIED_PERMISSIONS.get(permission, set())
@@ -107,7 +112,7 @@ def authenticate(session: Session, *, secret: str) -> Principal | None:
         token_id=token.id,
         token_name=token.name,
         district_id=token.district_id,
-        district_slug=slug,
+        district_slug=district_slug,
         permissions=frozenset(granted),
     )
 
@@ -135,4 +140,10 @@ def revoke_token(session: Session, *, district_id: int, token_id: int, now: date
     if token is None or token.district_id != district_id or token.revoked_at is not None:
         return False
     token.revoked_at = now
+    # Its Licensing tab sessions end with it (sign-in also checks the token, so they stop at once).
+    session.execute(
+        update(DashboardSession)
+        .where(DashboardSession.token_id == token_id, DashboardSession.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
     return True

@@ -58,7 +58,10 @@ def describe_error(error: Exception) -> str:
 
 
 def is_loopback(host: str) -> bool:
-    """True for this machine's own addresses, where plain http never crosses a network."""
+    """True for this machine's own addresses, where plain http never crosses a network: the
+    names localhost (and localhost.localdomain) and any loopback IP address (127.0.0.0/8, ::1).
+    The one test of loopback in the project."""
+    host = host.strip().strip("[]")
     if host.lower() in LOOPBACK_NAMES:
         return True
     try:

@@ -134,7 +134,9 @@ def client_factory() -> Any:
 
     def make(service: LicensingService) -> httpx.AsyncClient:
         transport = httpx.ASGITransport(app=create_app(service))
-        return httpx.AsyncClient(transport=transport, base_url="http://testserver")
+        # https, as in production: the tab's session cookie is Secure, and a client sends a
+        # Secure cookie back only over https.
+        return httpx.AsyncClient(transport=transport, base_url="https://testserver")
 
     return make
 

@@ -34,7 +34,6 @@ MAX_RETRIES = 3
 DEFAULT_BREAKER_FAILURES = 5
 DEFAULT_BREAKER_RECOVERY_SECONDS = 60.0
 MAX_BODY_BYTES = 1024 * 1024
-LOOPBACK_NAMES = frozenset({"localhost"})
 
 
 class ServerUnavailable(SourceError):

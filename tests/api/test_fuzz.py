@@ -490,9 +490,11 @@ class FuzzTarget:
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
-    """The rate limit is tested on its own; here it would only answer most examples with 429."""
+    """The rate limit and the failed sign-in limit are tested on their own (test_rate_limit.py,
+    test_failed_sign_in_limit.py); here they would only answer most examples with 429."""
     rate_limit = settings.rate_limit.model_copy(update={"enabled": False})
-    return settings.model_copy(update={"rate_limit": rate_limit})
+    sign_in = settings.sign_in.model_copy(update={"failures_per_address": 10**9})
+    return settings.model_copy(update={"rate_limit": rate_limit, "sign_in": sign_in})
 
 
 @pytest.fixture

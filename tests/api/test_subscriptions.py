@@ -344,3 +344,26 @@ async def test_a_subscription_over_http_is_refused_with_400(client, make_distric
 
     assert response.status_code == 400
     assert "subscriptions are not allowed" in response.text
+
+
+async def test_bad_tokens_in_connection_init_count_as_failed_sign_ins(service, make_district):
+    district = await make_district(seats=100, active=40)
+
+    with served(service) as url:
+        for _ in range(10):  # sign_in.failures_per_address
+            async with subscriber(url) as ws:
+                await ws.send(
+                    {"type": "connection_init", "payload": {"Authorization": "Bearer m1t1_bad"}}
+                )
+                with pytest.raises(ConnectionClosed):
+                    await ws.receive()
+        # From that address, even a good token now waits.
+        with pytest.raises(InvalidStatus) as refused:
+            async with subscriber(url, district.viewer_token):
+                pytest.fail("the handshake should have been refused")
+
+    response = refused.value.response
+    assert response.status_code == 429
+    assert json.loads(response.body)["errors"][0]["extensions"]["code"] == "SIGN_IN_THROTTLED"
+    assert int(response.headers["Retry-After"]) >= 1
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]

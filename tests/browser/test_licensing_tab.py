@@ -67,13 +67,29 @@ def require_browser() -> None:
     pytest.skip(problem)
 
 
-class Tab:
-    """One browser page on the served app, with the requests that left 127.0.0.1."""
+# Reports every Content-Security-Policy violation of every document the page loads to the test
+# (an init script is not itself subject to the page's policy).
+CSP_LISTENER = """
+document.addEventListener('securitypolicyviolation', (event) => {
+  window.reportCspViolation(
+    `${event.effectiveDirective} blocked ${event.blockedURI || 'inline'} ` +
+    `at ${event.sourceFile || document.location.href}:${event.lineNumber}`
+  );
+});
+"""
 
-    def __init__(self, page: Any, base_url: str, external: list[str]) -> None:
+
+class Tab:
+    """One browser page on the served app, with the requests that left 127.0.0.1 and the
+    Content-Security-Policy violations it reported."""
+
+    def __init__(
+        self, page: Any, base_url: str, external: list[str], violations: list[str]
+    ) -> None:
         self.page = page
         self.base_url = base_url
         self.external = external
+        self.violations = violations
 
     async def screenshot(self, name: str) -> None:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -120,9 +136,12 @@ def served(service: Any) -> Any:
 
 @pytest.fixture
 async def open_tab(browser: Any, served: str) -> AsyncIterator[Any]:
-    """open_tab(width=1280) -> Tab; fails the test if the page asked any host but 127.0.0.1."""
+    """open_tab(width=1280) -> Tab; fails the test if the page asked any host but 127.0.0.1,
+    or if any state of the page broke its Content-Security-Policy (an event, or the console's
+    report of one)."""
     contexts: list[Any] = []
     external: list[str] = []
+    violations: list[str] = []
 
     async def guard(route: Any) -> None:
         url = route.request.url
@@ -136,14 +155,23 @@ async def open_tab(browser: Any, served: str) -> AsyncIterator[Any]:
         context = await browser.new_context(viewport={"width": width, "height": height})
         context.set_default_timeout(TIMEOUT_MS)
         await context.route("**/*", guard)
+        await context.expose_function("reportCspViolation", lambda text: violations.append(text))
+        await context.add_init_script(CSP_LISTENER)
         contexts.append(context)
         page = await context.new_page()
-        return Tab(page, served, external)
+        page.on("console", lambda message: _note_csp_console(message, violations))
+        return Tab(page, served, external, violations)
 
     yield make
     for context in contexts:
         await context.close()
     assert external == [], f"the page requested hosts other than 127.0.0.1: {external}"
+    assert violations == [], f"the page broke its Content-Security-Policy: {violations}"
+
+
+def _note_csp_console(message: Any, violations: list[str]) -> None:
+    if "content security policy" in message.text.lower():
+        violations.append(f"console: {message.text}")
 
 
 async def text(page: Any, selector: str) -> str:
@@ -198,9 +226,13 @@ async def test_sign_in_and_read_the_license(make_district, issuer, open_tab):
     await page.locator("#license-count").filter(has_text="960 / 1000").wait_for()
     assert await page.evaluate("document.cookie") == ""
     cookies = await page.context.cookies()
-    session = next(cookie for cookie in cookies if cookie["name"] == "licensing_session")
+    session = next(cookie for cookie in cookies if cookie["name"] == "__Host-licensing_session")
     assert session["httpOnly"] is True
     assert session["sameSite"] == "Strict"
+    # Secure (as __Host- requires): the browser keeps it even on http://127.0.0.1, loopback.
+    assert session["secure"] is True
+    assert session["path"] == "/"
+    assert district.manager_token not in session["value"]
 
     # Narrow screen: nothing overflows sideways at 360 px.
     await page.set_viewport_size({"width": 360, "height": 800})
@@ -210,10 +242,11 @@ async def test_sign_in_and_read_the_license(make_district, issuer, open_tab):
     assert overflow <= 0
     await tab.screenshot("03-narrow-360px")
 
-    # Sign out clears the session.
+    # Sign out ends the session: the old cookie, put back, signs no one in.
     await page.set_viewport_size({"width": 1280, "height": 900})
     await page.get_by_role("button", name="Sign out").click()
     await page.get_by_label("API token").wait_for()
+    await page.context.add_cookies([session])
     await page.reload()
     await page.get_by_label("API token").wait_for()
     assert not await page.locator("#tab").is_visible()
@@ -415,7 +448,10 @@ async def test_cookie_posts_need_the_same_origin(make_district, served):
         assert signed.status_code == 200
         assert signed.json()["permissions"] == ["MANAGE_SETTINGS", "VIEW_LICENSE"]
         cookie = signed.headers["set-cookie"].lower()
-        assert "httponly" in cookie and "samesite=strict" in cookie and "secure" not in cookie
+        assert "httponly" in cookie and "samesite=strict" in cookie and "secure" in cookie
+        # httpx sends a Secure cookie only over https; a browser sends it to loopback too.
+        session = signed.cookies["__Host-licensing_session"]
+        http.headers["Cookie"] = f"__Host-licensing_session={session}"
         query = {"query": "mutation { setThreshold(studentsRemaining: 10) { errors { code } } }"}
 
         foreign = await http.post("/graphql", json=query, headers={"Origin": "https://evil.test"})
@@ -523,3 +559,33 @@ async def test_sign_in_link_uses_the_fragment_once_and_removes_it(make_district,
     assert district.manager_token not in page.url
     assert "#" not in page.url
     assert not await page.get_by_role("button", name="Save Settings").is_disabled()
+
+
+async def test_the_page_runs_under_a_policy_that_refuses_inline_script(make_district, open_tab):
+    district = await make_district(seats=1000, active=960)
+    tab = await open_tab()
+    page = tab.page
+    response = await page.goto(tab.base_url + "/")
+    policy = response.headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
+    await tab.sign_in(district.manager_token)
+    assert tab.violations == []
+
+    # What an injected inline script would do: the browser refuses it and reports it.
+    ran = await page.evaluate(
+        """() => {
+          const script = document.createElement('script');
+          script.textContent = 'window.injectedRan = true';
+          document.body.append(script);
+          return window.injectedRan === true;
+        }"""
+    )
+    assert ran is False
+    # Both reports arrive: the securitypolicyviolation event and the console's message.
+    for _ in range(100):
+        if len(tab.violations) >= 2:
+            break
+        await page.wait_for_timeout(20)
+    assert any(v.startswith("script-src") for v in tab.violations), tab.violations
+    assert any(v.startswith("console:") for v in tab.violations), tab.violations
+    tab.violations.clear()  # expected here; every other state must report none

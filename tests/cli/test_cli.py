@@ -436,6 +436,7 @@ def test_every_setting_is_documented():
         HttpSettings,
         RosterSourceConfig,
         Settings,
+        SignInSettings,
     )
 
     documented = (REPOSITORY / "docs" / "configuration.md").read_text(encoding="utf-8")
@@ -443,6 +444,7 @@ def test_every_setting_is_documented():
     names = [name for name in Settings.model_fields if name not in tables]
     names += [f"graphql.{name}" for name in GraphQLLimits.model_fields]
     names += [f"http.{name}" for name in HttpSettings.model_fields]
+    names += [f"sign_in.{name}" for name in SignInSettings.model_fields]
     names += list(DistrictConfig.model_fields)
     names += list(RosterSourceConfig.model_fields)
     for name in names:

@@ -1,0 +1,197 @@
+"""Sign-in for every endpoint: bearer tokens, the Licensing tab's session cookie, CSRF, and the
+limit on failed sign-ins. /graphql (HTTP and websockets), /session (app/sessions.py) and the
+report download (app/reports.py) all sign in here, so they all follow the same rules.
+
+- ``Authorization: Bearer <token>`` signs in as that API token, and always wins over the cookie.
+- The Licensing tab signs in once (``POST /session``) and then sends the cookie
+  ``__Host-licensing_session``, holding a random session id (licensing/dashboard_sessions.py),
+  never the token. A POST signed in by the cookie must also pass the CSRF check. Websockets never
+  use the cookie.
+- A bad token counts as a failed sign-in of the client's address (licensing/sign_in_limit.py);
+  past the limit, every sign-in from that address gets HTTP 429 with ``Retry-After``.
+
+Imports no strawberry: the command line loads the report download's module.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from starlette.requests import HTTPConnection
+from starlette.responses import JSONResponse, Response
+
+from graph.rate_limit import rate_limited_response, token_budgets
+from licensing.service import LicensingService
+from licensing.sign_in_limit import SIGN_IN_THROTTLED
+from licensing.tokens import Principal
+
+# ``__Host-``: the browser keeps it only if it is Secure, has Path=/ and no Domain, so no other
+# host (a sibling subdomain, a plain-http page) can set or overwrite it. Chromium and Firefox
+# treat http://127.0.0.1 and http://localhost as secure, so the cookie works there too.
+SESSION_COOKIE = "__Host-licensing_session"
+# Same-origin pages may send this header instead of (or with) the Origin header.
+CSRF_HEADER = "x-requested-with"
+CSRF_HEADER_VALUE = "licensing-tab"
+BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="licensing"'}
+BAD_TOKEN_MESSAGE = "The API token is not valid or has been revoked."
+UNKNOWN_ADDRESS = "unknown"
+
+
+def error_response(status_code: int, code: str, message: str, **headers: str) -> JSONResponse:
+    return JSONResponse(
+        {"errors": [{"message": message, "extensions": {"code": code}}]},
+        status_code=status_code,
+        headers=headers,
+    )
+
+
+def client_address(connection: HTTPConnection) -> str:
+    """The address failed sign-ins are counted against: the peer as the server sees it (behind a
+    proxy, the address the server is told to trust; see docs/deploy.md)."""
+    client = connection.scope.get("client")
+    return str(client[0])[:64] if client else UNKNOWN_ADDRESS
+
+
+def sign_in_throttled(retry_after_seconds: int) -> Response:
+    return error_response(
+        429,
+        SIGN_IN_THROTTLED,
+        "Too many failed sign-ins from your address: sign-in is refused for "
+        f"{retry_after_seconds} s. Check the API token you are using.",
+        **{"Retry-After": str(retry_after_seconds)},
+    )
+
+
+async def authenticate_token(
+    address: str, service: LicensingService, secret: str | None, **headers: str
+) -> Principal | Response:
+    """The principal of an API token, or the 401 (unknown or revoked token) or 429 (too many
+    failed sign-ins from ``address``, the client's) answer. A bad token is counted."""
+    retry_after = service.failed_sign_ins.retry_after(address)
+    if retry_after is not None:
+        return sign_in_throttled(retry_after)
+    principal = await service.authenticate(secret) if secret else None
+    if principal is not None:
+        return principal
+    retry_after = await service.record_failed_sign_in(address)
+    if retry_after is not None:
+        return sign_in_throttled(retry_after)
+    return error_response(401, "UNAUTHENTICATED", BAD_TOKEN_MESSAGE, **headers)
+
+
+async def sign_in(
+    request: HTTPConnection, service: LicensingService, *, cost: int = 1
+) -> Principal | Response:
+    """The caller of an HTTP endpoint, by bearer token or by the Licensing tab's session cookie,
+    or the 401 (or CSRF 403, or failed sign-in 429) response explaining why they are not signed
+    in, or the 429 response when their token's budget cannot pay ``cost`` points
+    (graph/rate_limit.py), which are drawn."""
+    principal = await _signed_in_principal(request, service)
+    if isinstance(principal, Response):
+        return principal
+    budgets = token_budgets(service)
+    if budgets is not None:
+        receipt = budgets.draw(principal.token_id, cost)
+        if not receipt.allowed:
+            return rate_limited_response(receipt)
+    return principal
+
+
+async def _signed_in_principal(
+    request: HTTPConnection, service: LicensingService
+) -> Principal | Response:
+    if (
+        request.scope["type"] == "http"
+        and "authorization" not in request.headers
+        and request.cookies.get(SESSION_COOKIE)
+    ):
+        return await _cookie_principal(request, service)
+    secret = bearer_secret(request.headers.get("authorization", ""))
+    if secret is None:
+        return error_response(
+            401,
+            "UNAUTHENTICATED",
+            "Sign in with an API token: send the header 'Authorization: Bearer <token>'.",
+            **BEARER_CHALLENGE,
+        )
+    return await authenticate_token(client_address(request), service, secret, **BEARER_CHALLENGE)
+
+
+async def _cookie_principal(
+    request: HTTPConnection, service: LicensingService
+) -> Principal | Response:
+    """The caller signed in by the Licensing tab's session cookie; a POST must pass CSRF."""
+    if request.scope.get("method") == "POST":
+        refusal = csrf_refusal(request)
+        if refusal is not None:
+            return refusal
+    principal = await session_principal(request, service)
+    if principal is None:
+        return session_ended()
+    return principal
+
+
+async def session_principal(request: HTTPConnection, service: LicensingService) -> Principal | None:
+    """Who the request's session cookie signs in, or None (no cookie, or the session ended)."""
+    session_id = request.cookies.get(SESSION_COOKIE)
+    return await service.session_principal(session_id) if session_id else None
+
+
+def session_ended() -> Response:
+    """The 401 for a session cookie that no longer signs anyone in; the browser drops it."""
+    response = error_response(
+        401,
+        "UNAUTHENTICATED",
+        "The session has ended (signed out, expired, or its token was revoked): sign in again.",
+    )
+    clear_session_cookie(response)
+    return response
+
+
+def set_session_cookie(response: Response, session_id: str, *, max_age_seconds: int) -> None:
+    response.set_cookie(
+        SESSION_COOKIE,
+        session_id,
+        max_age=max_age_seconds,
+        path="/",
+        httponly=True,
+        samesite="strict",
+        secure=True,
+    )
+
+
+def clear_session_cookie(response: Response) -> None:
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict", secure=True)
+
+
+def csrf_refusal(request: HTTPConnection) -> Response | None:
+    """None when a cookie-authenticated request comes from the tab itself, else the 403 answer.
+
+    A cross-site form or script cannot set ``X-Requested-With: licensing-tab`` without a CORS
+    preflight (which this server never grants), and browsers always send ``Origin`` with a POST:
+    either one proves the request is same-origin. SameSite=Strict on the cookie is the first line.
+    """
+    if request.headers.get(CSRF_HEADER, "").strip().lower() == CSRF_HEADER_VALUE:
+        return None
+    origin = request.headers.get("origin")
+    host = request.headers.get("host")
+    if origin and host and origin != "null":
+        parsed = urlsplit(origin)
+        if parsed.scheme in ("http", "https") and parsed.netloc.lower() == host.lower():
+            return None
+    return error_response(
+        403,
+        "CSRF",
+        "Refused: a request signed in by the session cookie must come from the Licensing tab "
+        "itself (same Origin, or the header 'X-Requested-With: licensing-tab').",
+    )
+
+
+def bearer_secret(header: object) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` value, or None."""
+    if not isinstance(header, str):
+        return None
+    scheme, _, secret = header.partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        return None
+    return secret.strip()

@@ -1,0 +1,128 @@
+"""The Licensing tab's server-side sessions: a random id in the browser's cookie, its hash here.
+
+A session belongs to the API token that signed in. It ends at whichever comes first: its idle
+expiry (no request for ``sign_in.session_idle_minutes``), its absolute expiry
+(``sign_in.session_lifetime_hours`` after sign-in), sign-out, or its token's revocation. The
+last-seen time, and with it the idle expiry, is written at most once a ``LAST_SEEN_RESOLUTION``,
+so a busy tab does not cost a write per request; the idle expiry is exact to within that.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import bindparam, delete, or_, update
+from sqlmodel import Session, select
+
+from db.models import ApiToken, DashboardSession, District
+from licensing.tokens import Principal, hash_token, token_principal
+
+SESSION_RANDOM_BYTES = 32
+LAST_SEEN_RESOLUTION = timedelta(minutes=1)
+# Longer presented ids are refused before any hashing or reading.
+MAX_SESSION_ID_LENGTH = 100
+
+
+@dataclass(frozen=True)
+class SessionLifetimes:
+    idle: timedelta
+    absolute: timedelta
+
+
+@dataclass(frozen=True)
+class SessionRead:
+    """A live session's principal, and whether its last-seen time is due to be written."""
+
+    principal: Principal
+    session_row_id: int
+    due_for_touch: bool
+
+
+def idle_expiry(last_seen: datetime, expires_at: datetime, lifetimes: SessionLifetimes) -> datetime:
+    """When a session seen at ``last_seen`` ends if unused: never past its absolute expiry."""
+    return min(last_seen + lifetimes.idle, expires_at)
+
+
+def start_session(
+    session: Session, *, principal: Principal, now: datetime, lifetimes: SessionLifetimes
+) -> str:
+    """A new session for the signed-in token; returns its id, which is stored only as a hash
+    (SHA-256, as tokens are: 256 random bits need no slow hash)."""
+    # Sessions that have ended are of no further use; sign-in is a write anyway.
+    session.execute(
+        delete(DashboardSession).where(
+            or_(DashboardSession.expires_at <= now, DashboardSession.idle_expires_at <= now)
+        )
+    )
+    session_id = secrets.token_urlsafe(SESSION_RANDOM_BYTES)
+    expires_at = now + lifetimes.absolute
+    session.add(
+        DashboardSession(
+            session_hash=hash_token(session_id),
+            token_id=principal.token_id,
+            district_id=principal.district_id,
+            created_at=now,
+            last_seen_at=now,
+            idle_expires_at=idle_expiry(now, expires_at, lifetimes),
+            expires_at=expires_at,
+        )
+    )
+    session.flush()
+    return session_id
+
+
+# Built once: every request of the tab reads it.
+_LIVE_SESSION = (
+    select(DashboardSession, ApiToken, District.slug)
+    .join(ApiToken, ApiToken.id == DashboardSession.token_id)
+    .join(District, District.id == ApiToken.district_id)
+    .where(
+        DashboardSession.session_hash == bindparam("session_hash"),
+        DashboardSession.revoked_at.is_(None),
+        ApiToken.revoked_at.is_(None),
+    )
+)
+
+
+def read_session(session: Session, *, session_id: str, now: datetime) -> SessionRead | None:
+    """The live session with this id, or None when it is unknown, ended, or its token revoked."""
+    if not session_id or len(session_id) > MAX_SESSION_ID_LENGTH:
+        return None
+    row = session.exec(_LIVE_SESSION, params={"session_hash": hash_token(session_id)}).first()
+    if row is None:
+        return None
+    stored, token, slug = row
+    if now >= stored.idle_expires_at or now >= stored.expires_at:
+        return None
+    return SessionRead(
+        principal=token_principal(token, slug),
+        session_row_id=stored.id,
+        due_for_touch=now - stored.last_seen_at >= LAST_SEEN_RESOLUTION,
+    )
+
+
+def touch_session(
+    session: Session, *, session_row_id: int, now: datetime, lifetimes: SessionLifetimes
+) -> None:
+    """Record that the session was used now, which moves its idle expiry on."""
+    stored = session.get(DashboardSession, session_row_id)
+    if stored is None or stored.revoked_at is not None or now >= stored.idle_expires_at:
+        return
+    stored.last_seen_at = now
+    stored.idle_expires_at = idle_expiry(now, stored.expires_at, lifetimes)
+
+
+def end_session(session: Session, *, session_id: str, now: datetime) -> None:
+    """Sign out: the session can never be used again, whoever holds its id."""
+    if not session_id or len(session_id) > MAX_SESSION_ID_LENGTH:
+        return
+    session.execute(
+        update(DashboardSession)
+        .where(
+            DashboardSession.session_hash == hash_token(session_id),
+            DashboardSession.revoked_at.is_(None),
+        )
+        .values(revoked_at=now)
+    )

@@ -1,4 +1,4 @@
-"""Each API token's budget of cost points: a token bucket per token, kept in this worker's memory.
+"""Each API token's budget of cost points: a token bucket per token, shared by every worker.
 
 A bucket holds up to ``rate_limit.bucket_size`` points and gets ``rate_limit.restore_rate``
 points back each second. A request is let through when its token's bucket holds at least its
@@ -6,26 +6,40 @@ cost (and at least one point), and its cost is then drawn; otherwise it is refus
 and the whole seconds after which the bucket will hold enough (``Retry-After``). GraphQL
 operations cost what graph/cost.py computes; other endpoints (the report download) a fixed cost.
 
-The buckets live in process memory, one set per worker: a database write per request would cost
-more than most requests. With N workers a token can therefore spend up to N times the configured
-rate on one host (docs/limits.md says how to size the settings for that). Buckets are keyed by the
-token's id, so the Licensing tab's session cookie and a script using the same token share one.
+The buckets live in the database (``rate_limit.store = "database"``, the default), so every worker
+and host draws from the same one: each draw is one statement, an upsert that refills the bucket,
+takes the cost when it is there and returns the new level (``SharedTokenBudgets``). Checking that
+a budget is not spent (cost 0, at sign-in) costs no statement: it reads this worker's copy of the
+level the last draw returned. When the database cannot take a draw at once (SQLite while a sync
+writes, longer than ``SQLITE_BUDGET_WAIT_MS``) this worker's own bucket decides, so a request
+never waits on the budget. With ``store = "memory"`` each worker keeps its own buckets
+(``TokenBudgets``), and with N workers a token can spend up to N times the configured rate.
+Buckets are keyed by the token's id, so the Licensing tab's session cookie and a script using the
+same token share one.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from weakref import WeakKeyDictionary
 
+from anyio import to_thread
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.exc import OperationalError
 from starlette.responses import JSONResponse
 
+from db.session import Database
 from licensing.service import LicensingService
 from licensing.settings import RateLimitSettings
+
+logger = logging.getLogger("licensing.rate_limit")
 
 # Beyond this many tokens, the least recently used bucket is forgotten. A bucket left alone that
 # long has refilled, and a full bucket is what a forgotten token gets back: nothing is lost.
@@ -33,6 +47,9 @@ MAX_TRACKED_TOKENS = 10_000
 RATE_LIMITED = "RATE_LIMITED"
 # The policy's name in the RateLimit-Policy and RateLimit response headers.
 POLICY_NAME = "token-budget"
+# On SQLite a draw runs in place on the event loop; it waits at most this long for the write
+# lock before this worker's own bucket decides instead.
+SQLITE_BUDGET_WAIT_MS = 10
 
 
 @dataclass(frozen=True)
@@ -136,23 +153,155 @@ class TokenBudgets:
         bucket.updated = max(now, bucket.updated)
         return bucket
 
+    async def draw_async(self, token_id: int, cost: int) -> Receipt:
+        return self.draw(token_id, cost)
+
+    async def spend_async(self, token_id: int, cost: int) -> Receipt:
+        return self.spend(token_id, cost)
+
+    def remember(self, token_id: int, level: float, updated: float) -> None:
+        """Set a bucket to what the shared store says (``SharedTokenBudgets`` keeps a copy)."""
+        with self._lock:
+            bucket = self._refilled(token_id)
+            bucket.level, bucket.updated = level, updated
+
     def _receipt(self, bucket: _Bucket, cost: int, *, retry_after: int | None) -> Receipt:
-        return Receipt(
-            allowed=retry_after is None,
-            requested=cost,
-            remaining=math.floor(bucket.level),
-            bucket_size=self.bucket_size,
-            restore_rate=self.restore_rate,
-            retry_after_seconds=retry_after,
-            seconds_until_full=math.ceil((self.bucket_size - bucket.level) / self.restore_rate),
+        return receipt_for(
+            bucket.level, cost, self.bucket_size, self.restore_rate, retry_after=retry_after
         )
 
 
-_budgets: WeakKeyDictionary[LicensingService, TokenBudgets | None] = WeakKeyDictionary()
+def receipt_for(
+    level: float, cost: int, bucket_size: int, restore_rate: float, *, retry_after: int | None
+) -> Receipt:
+    return Receipt(
+        allowed=retry_after is None,
+        requested=cost,
+        remaining=math.floor(level),
+        bucket_size=bucket_size,
+        restore_rate=restore_rate,
+        retry_after_seconds=retry_after,
+        seconds_until_full=math.ceil((bucket_size - level) / restore_rate),
+    )
+
+
+def _upsert_draw() -> Any:
+    """One statement: refill the token's bucket, take the cost if the bucket holds what is
+    needed, and return the new level and whether it paid. SQLite (3.35+) and PostgreSQL agree
+    on this form; SET reads the row as it was before the statement."""
+    elapsed = "CASE WHEN :now > token_budget.updated THEN :now - token_budget.updated ELSE 0 END"
+    grown = f"(token_budget.level + ({elapsed}) * :rate)"
+    refilled = f"(CASE WHEN {grown} > :size THEN :size ELSE {grown} END)"
+    taken = f"(CASE WHEN {refilled} - :cost > 0 THEN {refilled} - :cost ELSE 0 END)"
+    return text(
+        "INSERT INTO token_budget (token_id, level, updated, granted) "
+        "VALUES (:token_id, :fresh, :now, TRUE) "
+        "ON CONFLICT (token_id) DO UPDATE SET "
+        f"level = CASE WHEN {refilled} >= :needed THEN {taken} ELSE {refilled} END, "
+        f"granted = ({refilled} >= :needed), "
+        "updated = CASE WHEN :now > token_budget.updated THEN :now ELSE token_budget.updated END "
+        "RETURNING level, updated, granted"
+    )
+
+
+UPSERT_DRAW = _upsert_draw()
+
+
+class SharedTokenBudgets:
+    """Every token's bucket in the database's ``token_budget`` table, so workers and hosts share
+    it. Same interface as ``TokenBudgets`` (which it keeps as this worker's copy and fallback)."""
+
+    def __init__(
+        self,
+        database: Database,
+        *,
+        bucket_size: int,
+        restore_rate: float,
+        clock: Callable[[], float],
+    ) -> None:
+        self.bucket_size = bucket_size
+        self.restore_rate = restore_rate
+        self._clock = clock
+        self._database = database
+        self.local = TokenBudgets(bucket_size=bucket_size, restore_rate=restore_rate, clock=clock)
+        # SQLite: a connection of its own that waits briefly for the write lock, each statement
+        # its own transaction; PostgreSQL: the service's engine, from a worker thread.
+        self._engine: Engine = (
+            _quick_sqlite_engine(database) if database.is_sqlite else database.engine
+        )
+
+    def draw(self, token_id: int, cost: int) -> Receipt:
+        if cost == 0:
+            return self.local.draw(token_id, 0)
+        return self._draw(token_id, cost, needed=max(1.0, float(min(cost, self.bucket_size))))
+
+    def spend(self, token_id: int, cost: int) -> Receipt:
+        return self._draw(token_id, cost, needed=0.0)
+
+    async def draw_async(self, token_id: int, cost: int) -> Receipt:
+        if cost == 0 or self._database.is_sqlite:
+            return self.draw(token_id, cost)
+        return await to_thread.run_sync(self.draw, token_id, cost)
+
+    async def spend_async(self, token_id: int, cost: int) -> Receipt:
+        if self._database.is_sqlite:
+            return self.spend(token_id, cost)
+        return await to_thread.run_sync(self.spend, token_id, cost)
+
+    def _draw(self, token_id: int, cost: int, *, needed: float) -> Receipt:
+        now = self._clock()
+        parameters = {
+            "token_id": token_id,
+            "now": now,
+            "rate": self.restore_rate,
+            "size": float(self.bucket_size),
+            "cost": float(cost),
+            "needed": needed,
+            "fresh": max(0.0, self.bucket_size - cost),
+        }
+        try:
+            with self._engine.begin() as connection:
+                level, updated, granted = connection.execute(UPSERT_DRAW, parameters).one()
+        except OperationalError as error:
+            # Busy (SQLite) or unreachable: this worker's own bucket decides this once.
+            logger.warning("The shared token budget could not be drawn from: %s", error.orig)
+            return self.local.draw(token_id, cost) if needed else self.local.spend(token_id, cost)
+        self.local.remember(token_id, level, updated)
+        retry_after = None
+        if not granted:
+            retry_after = max(1, math.ceil((needed - level) / self.restore_rate))
+        return receipt_for(
+            level, cost, self.bucket_size, self.restore_rate, retry_after=retry_after
+        )
+
+
+def _quick_sqlite_engine(database: Database) -> Engine:
+    engine = create_engine(
+        database.url, connect_args={"check_same_thread": False}, pool_size=4, max_overflow=8
+    )
+
+    @event.listens_for(engine, "connect")
+    def configure(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # BEGIN below takes the write lock at once
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUDGET_WAIT_MS}")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+_budgets: WeakKeyDictionary[LicensingService, TokenBudgets | SharedTokenBudgets | None] = (
+    WeakKeyDictionary()
+)
 _budgets_lock = threading.Lock()
 
 
-def token_budgets(service: LicensingService) -> TokenBudgets | None:
+def token_budgets(service: LicensingService) -> TokenBudgets | SharedTokenBudgets | None:
     """This worker's token budgets for ``service`` (one per service, made on first use), or None
     when rate limiting is turned off. The service's clock drives the refill, so tests can move it."""
     try:
@@ -161,13 +310,24 @@ def token_budgets(service: LicensingService) -> TokenBudgets | None:
         pass
     with _budgets_lock:
         if service not in _budgets:
-            _budgets[service] = _new_budgets(service.settings.rate_limit, service.clock)
+            _budgets[service] = _new_budgets(
+                service.settings.rate_limit, service.clock, service.database
+            )
         return _budgets[service]
 
 
-def _new_budgets(settings: RateLimitSettings, clock: Callable[[], datetime]) -> TokenBudgets | None:
+def _new_budgets(
+    settings: RateLimitSettings, clock: Callable[[], datetime], database: Database
+) -> TokenBudgets | SharedTokenBudgets | None:
     if not settings.enabled:
         return None
+    if settings.store == "database":
+        return SharedTokenBudgets(
+            database,
+            bucket_size=settings.bucket_size,
+            restore_rate=settings.restore_rate,
+            clock=lambda: clock().timestamp(),
+        )
     return TokenBudgets(
         bucket_size=settings.bucket_size,
         restore_rate=settings.restore_rate,

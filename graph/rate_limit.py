@@ -30,12 +30,15 @@ from datetime import datetime
 from typing import Any
 from weakref import WeakKeyDictionary
 
+import anyio
 from anyio import to_thread
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import OperationalError
 from starlette.responses import JSONResponse
 
 from db.session import Database
+from graph.errors import ClientError
+from licensing.problems import Problem
 from licensing.service import LicensingService
 from licensing.settings import RateLimitSettings
 
@@ -346,3 +349,96 @@ def rate_limited_response(receipt: Receipt) -> JSONResponse:
         status_code=429,
         headers=receipt.headers(),
     )
+
+
+# --- Subscriptions: a cap per token, and a charge for the time they are held ------------------
+
+TOO_MANY_SUBSCRIPTIONS = Problem(
+    "TOO_MANY_SUBSCRIPTIONS",
+    "This API token already holds as many open subscriptions as it may "
+    "(rate_limit.max_subscriptions_per_token). Close one, or share one subscription between the "
+    "parts of your application that need it.",
+)
+SUBSCRIPTION_BUDGET_SPENT = Problem(
+    RATE_LIMITED,
+    "This API token's budget is spent, so its subscription was closed: an open subscription draws "
+    "rate_limit.subscription_points_per_minute points a minute. Subscribe again once the budget "
+    "has refilled, and hold fewer subscriptions.",
+)
+# A subscription's time is charged once this many points have accrued (and when it ends), so a
+# subscription costs one database statement every half minute or so, not one per poll.
+SUBSCRIPTION_CHARGE_POINTS = 120
+
+
+class _OpenSubscriptions:
+    def __init__(self) -> None:
+        self.counts: dict[int, int] = {}
+        self.lock = threading.Lock()
+
+    def open(self, token_id: int, cap: int) -> bool:
+        with self.lock:
+            if self.counts.get(token_id, 0) >= cap:
+                return False
+            self.counts[token_id] = self.counts.get(token_id, 0) + 1
+            return True
+
+    def close(self, token_id: int) -> None:
+        with self.lock:
+            left = self.counts.get(token_id, 0) - 1
+            if left > 0:
+                self.counts[token_id] = left
+            else:
+                self.counts.pop(token_id, None)
+
+
+_open_subscriptions: WeakKeyDictionary[LicensingService, _OpenSubscriptions] = WeakKeyDictionary()
+
+
+class SubscriptionMeter:
+    """One open subscription: counted against its token's cap on this worker while it is open,
+    and charged ``subscription_points_per_minute`` for the time it is held (the service clock's
+    time). ``charge`` raises a coded error once the token's budget is spent, which ends it."""
+
+    def __init__(self, service: LicensingService, token_id: int) -> None:
+        self.service = service
+        self.token_id = token_id
+        self.settings = service.settings.rate_limit
+        with _budgets_lock:
+            self.open_subscriptions = _open_subscriptions.setdefault(service, _OpenSubscriptions())
+        self.charged_at = 0.0
+        self.opened = False
+
+    async def __aenter__(self) -> SubscriptionMeter:
+        if not self.open_subscriptions.open(
+            self.token_id, self.settings.max_subscriptions_per_token
+        ):
+            raise ClientError(TOO_MANY_SUBSCRIPTIONS)
+        self.opened = True
+        self.charged_at = self.service.clock().timestamp()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        if self.opened:
+            self.opened = False
+            self.open_subscriptions.close(self.token_id)
+            with anyio.CancelScope(shield=True):
+                await self._charge(at_least=1, refuse=False)
+
+    async def charge(self) -> None:
+        """Draw the points accrued since the last charge, once there are enough to be worth a
+        statement; raises when the budget is spent."""
+        await self._charge(at_least=SUBSCRIPTION_CHARGE_POINTS, refuse=True)
+
+    async def _charge(self, *, at_least: int, refuse: bool) -> None:
+        per_second = self.settings.subscription_points_per_minute / 60
+        budgets = token_budgets(self.service)
+        if budgets is None or per_second <= 0:
+            return
+        now = self.service.clock().timestamp()
+        points = math.floor(max(0.0, now - self.charged_at) * per_second)
+        if points < at_least:
+            return
+        self.charged_at += points / per_second
+        receipt = await budgets.spend_async(self.token_id, points)
+        if refuse and receipt.remaining <= 0:
+            raise ClientError(SUBSCRIPTION_BUDGET_SPENT)

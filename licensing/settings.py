@@ -201,7 +201,7 @@ class RateLimitSettings(BaseModel):
         "each worker's memory (a token then gets the budget once per worker).",
     )
     subscription_points_per_minute: int = Field(
-        default=60,
+        default=240,
         ge=0,
         description="Points an open subscription draws from its token's budget each minute.",
     )

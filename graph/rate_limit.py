@@ -135,10 +135,11 @@ class TokenBudgets:
             return self._receipt(bucket, cost, retry_after=max(1, wait))
 
     def spend(self, token_id: int, cost: int) -> Receipt:
-        """Take ``cost`` points for work already done, down to an empty bucket at most."""
+        """Take ``cost`` points for work already done. The bucket may owe up to its size: the
+        token then waits until the debt is paid, as long as the work took."""
         with self._lock:
             bucket = self._refilled(token_id)
-            bucket.level = max(0.0, bucket.level - cost)
+            bucket.level = max(-float(self.bucket_size), bucket.level - cost)
             return self._receipt(bucket, cost, retry_after=None)
 
     def _refilled(self, token_id: int) -> _Bucket:
@@ -181,7 +182,7 @@ def receipt_for(
     return Receipt(
         allowed=retry_after is None,
         requested=cost,
-        remaining=math.floor(level),
+        remaining=max(0, math.floor(level)),
         bucket_size=bucket_size,
         restore_rate=restore_rate,
         retry_after_seconds=retry_after,
@@ -196,7 +197,7 @@ def _upsert_draw() -> Any:
     elapsed = "CASE WHEN :now > token_budget.updated THEN :now - token_budget.updated ELSE 0 END"
     grown = f"(token_budget.level + ({elapsed}) * :rate)"
     refilled = f"(CASE WHEN {grown} > :size THEN :size ELSE {grown} END)"
-    taken = f"(CASE WHEN {refilled} - :cost > 0 THEN {refilled} - :cost ELSE 0 END)"
+    taken = f"(CASE WHEN {refilled} - :cost > :floor THEN {refilled} - :cost ELSE :floor END)"
     return text(
         "INSERT INTO token_budget (token_id, level, updated, granted) "
         "VALUES (:token_id, :fresh, :now, TRUE) "
@@ -237,10 +238,14 @@ class SharedTokenBudgets:
     def draw(self, token_id: int, cost: int) -> Receipt:
         if cost == 0:
             return self.local.draw(token_id, 0)
-        return self._draw(token_id, cost, needed=max(1.0, float(min(cost, self.bucket_size))))
+        return self._draw(
+            token_id, cost, needed=max(1.0, float(min(cost, self.bucket_size))), floor=0.0
+        )
 
     def spend(self, token_id: int, cost: int) -> Receipt:
-        return self._draw(token_id, cost, needed=0.0)
+        """Work already done: always taken, and the bucket may owe up to its size."""
+        debt = -float(self.bucket_size)
+        return self._draw(token_id, cost, needed=debt, floor=debt)
 
     async def draw_async(self, token_id: int, cost: int) -> Receipt:
         if cost == 0 or self._database.is_sqlite:
@@ -252,7 +257,7 @@ class SharedTokenBudgets:
             return self.spend(token_id, cost)
         return await to_thread.run_sync(self.spend, token_id, cost)
 
-    def _draw(self, token_id: int, cost: int, *, needed: float) -> Receipt:
+    def _draw(self, token_id: int, cost: int, *, needed: float, floor: float) -> Receipt:
         now = self._clock()
         parameters = {
             "token_id": token_id,
@@ -261,7 +266,8 @@ class SharedTokenBudgets:
             "size": float(self.bucket_size),
             "cost": float(cost),
             "needed": needed,
-            "fresh": max(0.0, self.bucket_size - cost),
+            "floor": floor,
+            "fresh": max(floor, self.bucket_size - cost),
         }
         try:
             if self._sqlite is not None:
@@ -276,7 +282,9 @@ class SharedTokenBudgets:
             logger.warning(
                 "The shared token budget could not be drawn from: %s", getattr(error, "orig", error)
             )
-            return self.local.draw(token_id, cost) if needed else self.local.spend(token_id, cost)
+            if floor < 0:
+                return self.local.spend(token_id, cost)
+            return self.local.draw(token_id, cost)
         self.local.remember(token_id, level, updated)
         retry_after = None
         if not granted:

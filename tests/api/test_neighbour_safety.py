@@ -5,6 +5,7 @@ are capped and charged for the time they are held; and the budget is shared by e
 from __future__ import annotations
 
 import itertools
+import math
 import threading
 from collections.abc import Iterator
 
@@ -244,3 +245,22 @@ async def test_a_budget_spent_on_one_instance_is_refused_on_the_other(
     assert refused.status_code == 429
     assert refused.json()["errors"][0]["extensions"]["code"] == RATE_LIMITED
     assert neighbours.status_code == 200
+
+
+async def test_refused_documents_are_charged_in_full_even_past_an_empty_bucket(
+    client, districts, settings
+):
+    flooding, _ = districts
+    query = "{" + " __typename" * 2_001 + " }"
+    charged = refused_document_cost(query)
+    refused_for_size = 0
+    for _ in range(2 * settings.rate_limit.bucket_size // charged):
+        response = await graphql(client, flooding.viewer_token, query)
+        if response.status_code == 429:
+            break
+        refused_for_size += 1
+
+    owed = refused_for_size * charged - settings.rate_limit.bucket_size
+    assert owed > 0  # the last document was charged in full, past the empty bucket
+    retry_after = int(response.headers["Retry-After"])
+    assert retry_after == math.ceil((1 + owed) / settings.rate_limit.restore_rate)

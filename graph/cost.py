@@ -328,10 +328,16 @@ class QueryCost(SchemaExtension):
     async def on_execute(self) -> AsyncIterator[None]:
         execution = self.execution_context
         assert execution.graphql_document is not None
+        # Counted as written, though the merged document runs (graph/limits.py).
+        written = (
+            prepared_document(execution.query, self.max_tokens).written
+            if execution.query
+            else execution.graphql_document
+        )
         try:
             measured = measure_operation(
                 execution.schema._schema,
-                execution.graphql_document,
+                written,
                 operation_name=execution.operation_name,
                 variables=execution.variables,
             )

@@ -329,9 +329,9 @@ def refuse_over_token_limit(query: str, max_tokens: int) -> None:
 
 @dataclass(frozen=True)
 class PreparedDocument:
-    """A query's document as written (what runs, and what depth, aliases and cost count), the
-    same with identical selections merged (what the standard rules validate: the same verdict,
-    without comparing repeats), and the field merges left in it."""
+    """A query's document as written (what depth, aliases and cost count), the same with
+    identical selections merged (what the standard rules validate and what runs: the same verdict
+    and answer, without comparing or resolving repeats), and the field merges left in it."""
 
     written: DocumentNode
     merged: DocumentNode
@@ -409,6 +409,10 @@ class DocumentLimits(SchemaExtension):
                 )
             else:
                 context.pre_execution_errors = self._errors(schema, prepared, rules)
+            if not context.pre_execution_errors:
+                # The merged document runs: the same answer, without resolving repeats. Cost is
+                # still counted on the document as written (graph/cost.py).
+                context.graphql_document = prepared.merged
         yield
 
     def _errors(

@@ -197,17 +197,20 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(command: list[str], data_dir: Path, ready_url: str) -> Iterator[None]:
+def running_server(
+    command: list[str], data_dir: Path, ready_url: str, *, default_rate_limits: bool = False
+) -> Iterator[None]:
     """A server process with the benchmark's settings, stopped when the block ends."""
     environment = {
         **{name: value for name, value in os.environ.items() if not name.startswith("LICENSING_")},
         "LICENSING_DATA_DIR": str(data_dir),
         "LICENSING_SCHEDULER_ENABLED": "false",
-        # 32 connections share one token: the per-token budget refills faster than they can
-        # spend it, so the rate limiter still runs (and costs what it costs) but never refuses.
-        "LICENSING_RATE_LIMIT__RESTORE_RATE": "1000000000",
         "PYTHONPATH": str(REPOSITORY),
     }
+    if not default_rate_limits:
+        # 32 connections share one token: the per-token budget refills faster than they can
+        # spend it, so the rate limiter still runs (and costs what it costs) but never refuses.
+        environment["LICENSING_RATE_LIMIT__RESTORE_RATE"] = "1000000000"
     with (data_dir / f"server-{len(list(data_dir.glob('server-*')))}.log").open("w") as output:
         process = subprocess.Popen(
             command, cwd=data_dir, env=environment, stdout=output, stderr=subprocess.STDOUT

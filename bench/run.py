@@ -61,6 +61,7 @@ BENCHMARKS = (
     Benchmark("dashboard", "Dashboard query: GraphQL against a bare Starlette endpoint"),
     Benchmark("oneroster_csv_sync", "Full OneRoster CSV sync and re-syncs"),
     Benchmark("force_update", "Concurrent Force License Update"),
+    Benchmark("neighbour", "Neighbour safety: one token floods, another district's dashboard"),
 )
 
 console = Console()

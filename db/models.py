@@ -235,6 +235,18 @@ class ApiToken(SQLModel, table=True):
     revoked_at: datetime | None = None
 
 
+class TokenBudget(SQLModel, table=True):
+    """An API token's budget of cost points (graph/rate_limit.py), shared by every worker and
+    host: the bucket's level when it was last drawn from, and when that was (the service clock's
+    seconds). ``granted`` says whether that last draw was paid."""
+
+    __tablename__ = "token_budget"
+    token_id: int = Field(foreign_key="api_token.id", primary_key=True)
+    level: float
+    updated: float
+    granted: bool = True
+
+
 class UsageSnapshot(SQLModel, table=True):
     """A district's counts once a day, kept for the usage history and the forecast."""
 

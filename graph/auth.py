@@ -91,7 +91,7 @@ async def sign_in(
         return principal
     budgets = token_budgets(service)
     if budgets is not None:
-        receipt = budgets.draw(principal.token_id, cost)
+        receipt = await budgets.draw_async(principal.token_id, cost)
         if not receipt.allowed:
             return rate_limited_response(receipt)
     return principal

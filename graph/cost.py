@@ -12,6 +12,22 @@ calculated query cost and GitHub's node limit (docs/limits.md explains it to int
   (its ``node`` is the object), so a page costs about a point a row;
 - ``__typename`` costs nothing and introspection (``__schema``, ``__type``) 1.
 
+Calibration: a point stands for about ``POINT_MILLISECONDS`` of server time, and the costs are
+chosen so that this holds across operations (bench/neighbour.py measures points per millisecond
+for each; docs/limits.md shows the figures). Two kinds of work do not grow with what a query
+returns, and are charged on top:
+
+- a field that scans the district's roster (``ROSTER_SCANS``, e.g. ``countReview``) costs a point
+  per ``STUDENTS_PER_POINT`` students the district has, read from its maintained counts. The
+  per-query maximum does not apply to it (the district's size is not the caller's choice), but the
+  budget pays it: in a large district such a query needs a full bucket and empties it;
+- merging different selections that share a response name (graph/limits.py) costs a point per
+  ``MERGES_PER_POINT`` pairs.
+
+A document refused before it runs (it does not parse, is too long, too complex, invalid, or too
+costly) costs a point per ``REFUSED_BYTES_PER_POINT`` bytes of its text, at least 1: reading it
+was the work.
+
 An operation costs at least 1. Variables are resolved, so the cost is computed per request (a
 walk over the document, far cheaper than running it); each fragment is measured once per page
 size it is spread under however often it is spread, so fragment chains stay cheap to measure.
@@ -19,7 +35,7 @@ size it is spread under however often it is spread, so fragment chains stay chea
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +64,7 @@ from strawberry.extensions import SchemaExtension
 
 from graph.context import GraphContext
 from graph.http import HttpContext
+from graph.limits import prepared_document
 from graph.rate_limit import Receipt, token_budgets
 from licensing.audit import MAX_AUDIT_PAGE
 from licensing.count_review import ReviewReason
@@ -56,6 +73,18 @@ from licensing.report import MAX_PAGE_SIZE
 from licensing.rules import AlertKind
 
 QUERY_TOO_COSTLY = "QUERY_TOO_COSTLY"
+# Measured on SQLite (bench/neighbour.py): the dashboard query's 10 points take about 1 ms in the
+# server, a page of 100 rows (101 points) about 10 ms.
+POINT_MILLISECONDS = 0.1
+# countReview reads every roster record of the district: about 14 microseconds a student on
+# SQLite (2.8 s at 200,000), so a point per 7 students.
+STUDENTS_PER_POINT = 7
+ROSTER_SCANS = frozenset({"Query.countReview"})
+# Validation compares each pair of different selections with one response name: about 16
+# microseconds a pair, so a point per 5 (graph/limits.py refuses more than max_field_merges).
+MERGES_PER_POINT = 5
+# Parsing takes about 1.5 microseconds a byte of dense GraphQL: a point per 64 bytes.
+REFUSED_BYTES_PER_POINT = 64
 OBJECT_COST = 1
 MUTATION_COST = 10
 INTROSPECTION_COST = 1
@@ -113,6 +142,26 @@ def operation_cost(
     variables: Mapping[str, Any] | None = None,
 ) -> int:
     """The cost of the document's operation named ``operation_name`` (or its only one)."""
+    return measure_operation(
+        schema, document, operation_name=operation_name, variables=variables
+    ).cost
+
+
+@dataclass(frozen=True)
+class OperationMeasure:
+    cost: int
+    # How many times the operation reads a field in ROSTER_SCANS.
+    roster_scans: int = 0
+
+
+def measure_operation(
+    schema: GraphQLSchema,
+    document: DocumentNode,
+    *,
+    operation_name: str | None = None,
+    variables: Mapping[str, Any] | None = None,
+) -> OperationMeasure:
+    """The operation's cost as ``operation_cost`` counts it, and its roster scans."""
     operations = [
         definition
         for definition in document.definitions
@@ -122,7 +171,7 @@ def operation_cost(
         )
     ]
     if len(operations) != 1:
-        return 1  # execution reports the missing or ambiguous operation
+        return OperationMeasure(1)  # execution reports the missing or ambiguous operation
     operation = operations[0]
     root = {
         OperationType.QUERY: schema.query_type,
@@ -130,7 +179,7 @@ def operation_cost(
         OperationType.SUBSCRIPTION: schema.subscription_type,
     }[operation.operation]
     if root is None:
-        return 1
+        return OperationMeasure(1)
     values = {
         definition.variable.name.value: value_from_ast_untyped(definition.default_value)
         for definition in operation.variable_definitions or ()
@@ -138,7 +187,19 @@ def operation_cost(
     }
     values.update(variables or {})
     walk = _CostWalk(schema, document, values, mutation_root=schema.mutation_type)
-    return max(1, walk.selection_set(operation.selection_set, root, page_size=None))
+    cost = max(1, walk.selection_set(operation.selection_set, root, page_size=None))
+    return OperationMeasure(cost, roster_scans=walk.roster_scans)
+
+
+def roster_scan_cost(students: int) -> int:
+    """What one read of a ROSTER_SCANS field costs in a district of ``students`` records."""
+    return -(-students // STUDENTS_PER_POINT)
+
+
+def refused_document_cost(query: str | None) -> int:
+    """What a document refused before it runs costs: its size."""
+    size = len(query.encode("utf-8", "surrogatepass")) if query else 0
+    return max(1, -(-size // REFUSED_BYTES_PER_POINT))
 
 
 class _CostWalk:
@@ -159,6 +220,7 @@ class _CostWalk:
             if isinstance(definition, FragmentDefinitionNode)
         }
         self.fragment_costs: dict[tuple[str, int | None], int] = {}
+        self.roster_scans = 0
 
     def selection_set(
         self,
@@ -207,7 +269,10 @@ class _CostWalk:
         item_type = get_named_type(definition.type)
         if is_leaf_type(item_type):
             return 0
-        size = LIST_SIZES.get(f"{parent.name}.{name}")
+        coordinate = f"{parent.name}.{name}"
+        if coordinate in ROSTER_SCANS:
+            self.roster_scans += 1
+        size = LIST_SIZES.get(coordinate)
         items = size.items(self.arguments(node, definition)) if size else None
         if is_list_type(get_nullable_type(definition.type)):
             # A connection's page (its `edges`) holds `first` items; an edge only wraps its node,
@@ -247,24 +312,32 @@ def too_costly(cost: int, maximum: int) -> GraphQLError:
 class QueryCost(SchemaExtension):
     """Refuses an operation costing more than ``maximum`` and charges its cost to the caller's
     token budget, after validation and before any resolver runs; the cost and what is left of the
-    budget go in the response's ``extensions`` (and, over HTTP, in RateLimit headers).
+    budget go in the response's ``extensions`` (and, over HTTP, in RateLimit headers). A document
+    refused before that is charged by its size (``refused_document_cost``).
 
     Only operation-level hooks: it adds no work per field.
     """
 
-    def __init__(self, *, maximum: int) -> None:
+    def __init__(self, *, maximum: int, max_tokens: int) -> None:
         super().__init__()
         self.maximum = maximum
+        self.max_tokens = max_tokens
         self.cost: int | None = None
         self.receipt: Receipt | None = None
 
-    def on_execute(self) -> None:
+    async def on_execute(self) -> AsyncIterator[None]:
         execution = self.execution_context
         assert execution.graphql_document is not None
+        # Counted as written, though the merged document runs (graph/limits.py).
+        written = (
+            prepared_document(execution.query, self.max_tokens).written
+            if execution.query
+            else execution.graphql_document
+        )
         try:
-            self.cost = operation_cost(
+            measured = measure_operation(
                 execution.schema._schema,
-                execution.graphql_document,
+                written,
                 operation_name=execution.operation_name,
                 variables=execution.variables,
             )
@@ -273,28 +346,43 @@ class QueryCost(SchemaExtension):
                 "The query is nested too deeply to measure its cost.",
                 extensions={"code": QUERY_TOO_COSTLY},
             ) from None
+        merges = (
+            prepared_document(execution.query, self.max_tokens).merges if execution.query else 0
+        )
+        self.cost = measured.cost + merges // MERGES_PER_POINT
         # Raised errors end the operation before execution (strawberry answers them as errors).
         if self.cost > self.maximum:
             raise too_costly(self.cost, self.maximum)
         context = execution.context
+        if measured.roster_scans and isinstance(context, GraphContext):
+            # The district's maintained counts, read once for the request (the resolvers reuse it).
+            usage = (await context.district_state()).usage
+            students = usage.active_students + usage.inactive_students
+            self.cost += measured.roster_scans * roster_scan_cost(students)
         budgets = token_budgets(context.service) if isinstance(context, GraphContext) else None
-        if budgets is None:
-            return
-        self.receipt = budgets.draw(context.principal.token_id, self.cost)
-        self._publish(self.receipt)
-        if not self.receipt.allowed:
-            raise GraphQLError(
-                self.receipt.refusal_message(), extensions=self.receipt.refusal_extensions()
-            )
-
-    def get_results(self) -> dict[str, Any]:
-        context = self.execution_context.context
-        budgets = token_budgets(context.service) if isinstance(context, GraphContext) else None
-        if budgets is not None and self.receipt is None:
-            # Refused before execution (a syntax or validation error, too costly): the minimum.
-            self.receipt = budgets.spend(context.principal.token_id, 1)
+        if budgets is not None:
+            self.receipt = await budgets.draw_async(context.principal.token_id, self.cost)
             self._publish(self.receipt)
-        cost: dict[str, Any] = {"requested": self.cost or 1, "maximum": self.maximum}
+            if not self.receipt.allowed:
+                raise GraphQLError(
+                    self.receipt.refusal_message(), extensions=self.receipt.refusal_extensions()
+                )
+        yield
+
+    async def get_results(self) -> dict[str, Any]:
+        execution = self.execution_context
+        context = execution.context
+        budgets = token_budgets(context.service) if isinstance(context, GraphContext) else None
+        requested = self.cost or 1
+        if self.receipt is None:
+            # Refused before execution (a syntax or validation error, too complex or too
+            # costly): reading the document was the work, so its size is the charge.
+            refused = refused_document_cost(execution.query)
+            requested = max(requested, refused) if self.cost is None else requested
+            if budgets is not None:
+                self.receipt = await budgets.spend_async(context.principal.token_id, refused)
+                self._publish(self.receipt)
+        cost: dict[str, Any] = {"requested": requested, "maximum": self.maximum}
         if self.receipt is not None:
             cost |= {
                 "remaining": self.receipt.remaining,

@@ -1,4 +1,4 @@
-"""Each API token's budget of cost points: a token bucket per token, kept in this worker's memory.
+"""Each API token's budget of cost points: a token bucket per token, shared by every worker.
 
 A bucket holds up to ``rate_limit.bucket_size`` points and gets ``rate_limit.restore_rate``
 points back each second. A request is let through when its token's bucket holds at least its
@@ -6,26 +6,44 @@ cost (and at least one point), and its cost is then drawn; otherwise it is refus
 and the whole seconds after which the bucket will hold enough (``Retry-After``). GraphQL
 operations cost what graph/cost.py computes; other endpoints (the report download) a fixed cost.
 
-The buckets live in process memory, one set per worker: a database write per request would cost
-more than most requests. With N workers a token can therefore spend up to N times the configured
-rate on one host (docs/limits.md says how to size the settings for that). Buckets are keyed by the
-token's id, so the Licensing tab's session cookie and a script using the same token share one.
+The buckets live in the database (``rate_limit.store = "database"``, the default), so every worker
+and host draws from the same one: each draw is one statement, an upsert that refills the bucket,
+takes the cost when it is there and returns the new level (``SharedTokenBudgets``). Checking that
+a budget is not spent (cost 0, at sign-in) costs no statement: it reads this worker's copy of the
+level the last draw returned. When the database cannot take a draw at once (SQLite while a sync
+writes, longer than ``SQLITE_BUDGET_WAIT_MS``) this worker's own bucket decides, so a request
+never waits on the budget. With ``store = "memory"`` each worker keeps its own buckets
+(``TokenBudgets``), and with N workers a token can spend up to N times the configured rate.
+Buckets are keyed by the token's id, so the Licensing tab's session cookie and a script using the
+same token share one.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import sqlite3
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from weakref import WeakKeyDictionary
 
+import anyio
+from anyio import to_thread
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 from starlette.responses import JSONResponse
 
+from db.session import Database
+from graph.errors import ClientError
+from licensing.problems import Problem
 from licensing.service import LicensingService
 from licensing.settings import RateLimitSettings
+
+logger = logging.getLogger("licensing.rate_limit")
 
 # Beyond this many tokens, the least recently used bucket is forgotten. A bucket left alone that
 # long has refilled, and a full bucket is what a forgotten token gets back: nothing is lost.
@@ -33,6 +51,9 @@ MAX_TRACKED_TOKENS = 10_000
 RATE_LIMITED = "RATE_LIMITED"
 # The policy's name in the RateLimit-Policy and RateLimit response headers.
 POLICY_NAME = "token-budget"
+# On SQLite a draw runs in place on the event loop; it waits at most this long for the write
+# lock before this worker's own bucket decides instead.
+SQLITE_BUDGET_WAIT_MS = 10
 
 
 @dataclass(frozen=True)
@@ -114,10 +135,11 @@ class TokenBudgets:
             return self._receipt(bucket, cost, retry_after=max(1, wait))
 
     def spend(self, token_id: int, cost: int) -> Receipt:
-        """Take ``cost`` points for work already done, down to an empty bucket at most."""
+        """Take ``cost`` points for work already done. The bucket may owe up to its size: the
+        token then waits until the debt is paid, as long as the work took."""
         with self._lock:
             bucket = self._refilled(token_id)
-            bucket.level = max(0.0, bucket.level - cost)
+            bucket.level = max(-float(self.bucket_size), bucket.level - cost)
             return self._receipt(bucket, cost, retry_after=None)
 
     def _refilled(self, token_id: int) -> _Bucket:
@@ -136,23 +158,166 @@ class TokenBudgets:
         bucket.updated = max(now, bucket.updated)
         return bucket
 
+    async def draw_async(self, token_id: int, cost: int) -> Receipt:
+        return self.draw(token_id, cost)
+
+    async def spend_async(self, token_id: int, cost: int) -> Receipt:
+        return self.spend(token_id, cost)
+
+    def remember(self, token_id: int, level: float, updated: float) -> None:
+        """Set a bucket to what the shared store says (``SharedTokenBudgets`` keeps a copy)."""
+        with self._lock:
+            bucket = self._refilled(token_id)
+            bucket.level, bucket.updated = level, updated
+
     def _receipt(self, bucket: _Bucket, cost: int, *, retry_after: int | None) -> Receipt:
-        return Receipt(
-            allowed=retry_after is None,
-            requested=cost,
-            remaining=math.floor(bucket.level),
-            bucket_size=self.bucket_size,
-            restore_rate=self.restore_rate,
-            retry_after_seconds=retry_after,
-            seconds_until_full=math.ceil((self.bucket_size - bucket.level) / self.restore_rate),
+        return receipt_for(
+            bucket.level, cost, self.bucket_size, self.restore_rate, retry_after=retry_after
         )
 
 
-_budgets: WeakKeyDictionary[LicensingService, TokenBudgets | None] = WeakKeyDictionary()
+def receipt_for(
+    level: float, cost: int, bucket_size: int, restore_rate: float, *, retry_after: int | None
+) -> Receipt:
+    return Receipt(
+        allowed=retry_after is None,
+        requested=cost,
+        remaining=max(0, math.floor(level)),
+        bucket_size=bucket_size,
+        restore_rate=restore_rate,
+        retry_after_seconds=retry_after,
+        seconds_until_full=math.ceil((bucket_size - level) / restore_rate),
+    )
+
+
+def _upsert_draw() -> Any:
+    """One statement: refill the token's bucket, take the cost if the bucket holds what is
+    needed, and return the new level and whether it paid. SQLite (3.35+) and PostgreSQL agree
+    on this form; SET reads the row as it was before the statement."""
+    elapsed = "CASE WHEN :now > token_budget.updated THEN :now - token_budget.updated ELSE 0 END"
+    grown = f"(token_budget.level + ({elapsed}) * :rate)"
+    refilled = f"(CASE WHEN {grown} > :size THEN :size ELSE {grown} END)"
+    taken = f"(CASE WHEN {refilled} - :cost > :floor THEN {refilled} - :cost ELSE :floor END)"
+    return text(
+        "INSERT INTO token_budget (token_id, level, updated, granted) "
+        "VALUES (:token_id, :fresh, :now, TRUE) "
+        "ON CONFLICT (token_id) DO UPDATE SET "
+        f"level = CASE WHEN {refilled} >= :needed THEN {taken} ELSE {refilled} END, "
+        f"granted = ({refilled} >= :needed), "
+        "updated = CASE WHEN :now > token_budget.updated THEN :now ELSE token_budget.updated END "
+        "RETURNING level, updated, granted"
+    )
+
+
+UPSERT_DRAW = _upsert_draw()
+
+
+class SharedTokenBudgets:
+    """Every token's bucket in the database's ``token_budget`` table, so workers and hosts share
+    it. Same interface as ``TokenBudgets`` (which it keeps as this worker's copy and fallback)."""
+
+    def __init__(
+        self,
+        database: Database,
+        *,
+        bucket_size: int,
+        restore_rate: float,
+        clock: Callable[[], float],
+    ) -> None:
+        self.bucket_size = bucket_size
+        self.restore_rate = restore_rate
+        self._clock = clock
+        self._database = database
+        self.local = TokenBudgets(bucket_size=bucket_size, restore_rate=restore_rate, clock=clock)
+        # SQLite: a driver connection of this thread's own that waits briefly for the write
+        # lock, the statement its own transaction (a few tens of microseconds, where a session
+        # would add ten times that); PostgreSQL: the service's engine, from a worker thread.
+        self._sqlite = _SqliteConnections(database) if database.is_sqlite else None
+        self._statement = str(UPSERT_DRAW)
+
+    def draw(self, token_id: int, cost: int) -> Receipt:
+        if cost == 0:
+            return self.local.draw(token_id, 0)
+        return self._draw(
+            token_id, cost, needed=max(1.0, float(min(cost, self.bucket_size))), floor=0.0
+        )
+
+    def spend(self, token_id: int, cost: int) -> Receipt:
+        """Work already done: always taken, and the bucket may owe up to its size."""
+        debt = -float(self.bucket_size)
+        return self._draw(token_id, cost, needed=debt, floor=debt)
+
+    async def draw_async(self, token_id: int, cost: int) -> Receipt:
+        if cost == 0 or self._database.is_sqlite:
+            return self.draw(token_id, cost)
+        return await to_thread.run_sync(self.draw, token_id, cost)
+
+    async def spend_async(self, token_id: int, cost: int) -> Receipt:
+        if self._database.is_sqlite:
+            return self.spend(token_id, cost)
+        return await to_thread.run_sync(self.spend, token_id, cost)
+
+    def _draw(self, token_id: int, cost: int, *, needed: float, floor: float) -> Receipt:
+        now = self._clock()
+        parameters = {
+            "token_id": token_id,
+            "now": now,
+            "rate": self.restore_rate,
+            "size": float(self.bucket_size),
+            "cost": float(cost),
+            "needed": needed,
+            "floor": floor,
+            "fresh": max(floor, self.bucket_size - cost),
+        }
+        try:
+            if self._sqlite is not None:
+                level, updated, granted = (
+                    self._sqlite.get().execute(self._statement, parameters).fetchone()
+                )
+            else:
+                with self._database.engine.begin() as connection:
+                    level, updated, granted = connection.execute(UPSERT_DRAW, parameters).one()
+        except (OperationalError, sqlite3.OperationalError) as error:
+            # Busy (SQLite) or unreachable: this worker's own bucket decides this once.
+            logger.warning(
+                "The shared token budget could not be drawn from: %s", getattr(error, "orig", error)
+            )
+            if floor < 0:
+                return self.local.spend(token_id, cost)
+            return self.local.draw(token_id, cost)
+        self.local.remember(token_id, level, updated)
+        retry_after = None
+        if not granted:
+            retry_after = max(1, math.ceil((needed - level) / self.restore_rate))
+        return receipt_for(
+            level, cost, self.bucket_size, self.restore_rate, retry_after=retry_after
+        )
+
+
+class _SqliteConnections:
+    """One autocommit sqlite3 connection per thread to the service's database file."""
+
+    def __init__(self, database: Database) -> None:
+        self.path = database.url.database or ":memory:"
+        self.local = threading.local()
+
+    def get(self) -> sqlite3.Connection:
+        connection = getattr(self.local, "connection", None)
+        if connection is None:
+            connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            connection.execute(f"PRAGMA busy_timeout={SQLITE_BUDGET_WAIT_MS}")
+            connection.execute("PRAGMA synchronous=NORMAL")
+            self.local.connection = connection
+        return connection
+
+
+_budgets: WeakKeyDictionary[LicensingService, TokenBudgets | SharedTokenBudgets | None] = (
+    WeakKeyDictionary()
+)
 _budgets_lock = threading.Lock()
 
 
-def token_budgets(service: LicensingService) -> TokenBudgets | None:
+def token_budgets(service: LicensingService) -> TokenBudgets | SharedTokenBudgets | None:
     """This worker's token budgets for ``service`` (one per service, made on first use), or None
     when rate limiting is turned off. The service's clock drives the refill, so tests can move it."""
     try:
@@ -161,13 +326,24 @@ def token_budgets(service: LicensingService) -> TokenBudgets | None:
         pass
     with _budgets_lock:
         if service not in _budgets:
-            _budgets[service] = _new_budgets(service.settings.rate_limit, service.clock)
+            _budgets[service] = _new_budgets(
+                service.settings.rate_limit, service.clock, service.database
+            )
         return _budgets[service]
 
 
-def _new_budgets(settings: RateLimitSettings, clock: Callable[[], datetime]) -> TokenBudgets | None:
+def _new_budgets(
+    settings: RateLimitSettings, clock: Callable[[], datetime], database: Database
+) -> TokenBudgets | SharedTokenBudgets | None:
     if not settings.enabled:
         return None
+    if settings.store == "database":
+        return SharedTokenBudgets(
+            database,
+            bucket_size=settings.bucket_size,
+            restore_rate=settings.restore_rate,
+            clock=lambda: clock().timestamp(),
+        )
     return TokenBudgets(
         bucket_size=settings.bucket_size,
         restore_rate=settings.restore_rate,
@@ -186,3 +362,96 @@ def rate_limited_response(receipt: Receipt) -> JSONResponse:
         status_code=429,
         headers=receipt.headers(),
     )
+
+
+# --- Subscriptions: a cap per token, and a charge for the time they are held ------------------
+
+TOO_MANY_SUBSCRIPTIONS = Problem(
+    "TOO_MANY_SUBSCRIPTIONS",
+    "This API token already holds as many open subscriptions as it may "
+    "(rate_limit.max_subscriptions_per_token). Close one, or share one subscription between the "
+    "parts of your application that need it.",
+)
+SUBSCRIPTION_BUDGET_SPENT = Problem(
+    RATE_LIMITED,
+    "This API token's budget is spent, so its subscription was closed: an open subscription draws "
+    "rate_limit.subscription_points_per_minute points a minute. Subscribe again once the budget "
+    "has refilled, and hold fewer subscriptions.",
+)
+# A subscription's time is charged once this many points have accrued (and when it ends), so a
+# subscription costs one database statement every half minute or so, not one per poll.
+SUBSCRIPTION_CHARGE_POINTS = 120
+
+
+class _OpenSubscriptions:
+    def __init__(self) -> None:
+        self.counts: dict[int, int] = {}
+        self.lock = threading.Lock()
+
+    def open(self, token_id: int, cap: int) -> bool:
+        with self.lock:
+            if self.counts.get(token_id, 0) >= cap:
+                return False
+            self.counts[token_id] = self.counts.get(token_id, 0) + 1
+            return True
+
+    def close(self, token_id: int) -> None:
+        with self.lock:
+            left = self.counts.get(token_id, 0) - 1
+            if left > 0:
+                self.counts[token_id] = left
+            else:
+                self.counts.pop(token_id, None)
+
+
+_open_subscriptions: WeakKeyDictionary[LicensingService, _OpenSubscriptions] = WeakKeyDictionary()
+
+
+class SubscriptionMeter:
+    """One open subscription: counted against its token's cap on this worker while it is open,
+    and charged ``subscription_points_per_minute`` for the time it is held (the service clock's
+    time). ``charge`` raises a coded error once the token's budget is spent, which ends it."""
+
+    def __init__(self, service: LicensingService, token_id: int) -> None:
+        self.service = service
+        self.token_id = token_id
+        self.settings = service.settings.rate_limit
+        with _budgets_lock:
+            self.open_subscriptions = _open_subscriptions.setdefault(service, _OpenSubscriptions())
+        self.charged_at = 0.0
+        self.opened = False
+
+    async def __aenter__(self) -> SubscriptionMeter:
+        if not self.open_subscriptions.open(
+            self.token_id, self.settings.max_subscriptions_per_token
+        ):
+            raise ClientError(TOO_MANY_SUBSCRIPTIONS)
+        self.opened = True
+        self.charged_at = self.service.clock().timestamp()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        if self.opened:
+            self.opened = False
+            self.open_subscriptions.close(self.token_id)
+            with anyio.CancelScope(shield=True):
+                await self._charge(at_least=1, refuse=False)
+
+    async def charge(self) -> None:
+        """Draw the points accrued since the last charge, once there are enough to be worth a
+        statement; raises when the budget is spent."""
+        await self._charge(at_least=SUBSCRIPTION_CHARGE_POINTS, refuse=True)
+
+    async def _charge(self, *, at_least: int, refuse: bool) -> None:
+        per_second = self.settings.subscription_points_per_minute / 60
+        budgets = token_budgets(self.service)
+        if budgets is None or per_second <= 0:
+            return
+        now = self.service.clock().timestamp()
+        points = math.floor(max(0.0, now - self.charged_at) * per_second)
+        if points < at_least:
+            return
+        self.charged_at += points / per_second
+        receipt = await budgets.spend_async(self.token_id, points)
+        if refuse and receipt.remaining <= 0:
+            raise ClientError(SUBSCRIPTION_BUDGET_SPENT)

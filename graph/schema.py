@@ -8,12 +8,6 @@ from typing import Any
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import (
-    AddValidationRules,
-    MaxTokensLimiter,
-    ParserCache,
-    ValidationCache,
-)
 from strawberry.schema.schema import DEFAULT_ALLOWED_OPERATION_TYPES
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext, ExecutionResult
@@ -21,7 +15,7 @@ from strawberry.types.graphql import OperationType
 
 from graph.cost import QueryCost
 from graph.errors import mask_internal_errors
-from graph.limits import depth_and_alias_rule
+from graph.limits import DocumentLimits
 from graph.mutations.force_license_update import ForceLicenseUpdateMutation
 from graph.mutations.local_students import LocalStudentsMutation
 from graph.mutations.roster_sync import RosterSyncMutation
@@ -76,20 +70,22 @@ class LicensingSchema(strawberry.Schema):
 
 def build_schema(limits: GraphQLLimits | None = None) -> strawberry.Schema:
     limits = limits or GraphQLLimits()
-    # The rule classes are made once: the validation cache is keyed by them.
-    limit_rules = [depth_and_alias_rule(max_depth=limits.max_depth, max_aliases=limits.max_aliases)]
     return LicensingSchema(
         query=merge_types("Query", (Query, OperationsQuery, HistoryQuery)),
         mutation=Mutation,
         subscription=Subscription,
         # Factories: strawberry builds fresh extensions per request (the caches are shared).
         extensions=[
-            lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
-            lambda: AddValidationRules(limit_rules),
-            lambda: ParserCache(maxsize=256),
-            lambda: ValidationCache(maxsize=256),
+            # Parses, checks depth, aliases and field merges, then validates (cached; a large
+            # document in a worker thread).
+            lambda: DocumentLimits(
+                max_tokens=limits.max_tokens,
+                max_depth=limits.max_depth,
+                max_aliases=limits.max_aliases,
+                max_field_merges=limits.max_field_merges,
+            ),
             # After validation, before any resolver: refuses costly operations, charges budgets.
-            lambda: QueryCost(maximum=limits.max_query_cost),
+            lambda: QueryCost(maximum=limits.max_query_cost, max_tokens=limits.max_tokens),
             # Outside the masking (its exit runs after): answers an outage with 503.
             DatabaseOutageStatus,
             mask_internal_errors,

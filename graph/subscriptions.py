@@ -4,6 +4,10 @@ Each subscription sends the current state first, then waits for the change log (
 so changes made by any worker or host count) to move past the last entry it saw, and sends the
 new state; every change within one poll interval (``live_poll_seconds``) arrives as one update,
 and an update that would repeat the last one is not sent. The district is always the caller's.
+
+Each subscription counts against its token's cap while it is open and draws points from the
+token's budget for the time it is held (graph/rate_limit.py ``SubscriptionMeter``); once the
+budget is spent it ends with ``RATE_LIMITED``.
 """
 
 from __future__ import annotations
@@ -11,11 +15,13 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Collection
 from contextlib import aclosing
 
+import anyio
 import strawberry
 from strawberry.types import Info
 
 from graph.errors import ClientError
 from graph.permissions import CanViewLicense
+from graph.rate_limit import SubscriptionMeter
 from graph.types import Alert, License
 from licensing.changes import ALERT_TOPICS, LICENSE_TOPICS
 from licensing.problems import Problem
@@ -35,21 +41,30 @@ class _ChangeFollower:
         self.district_id: int = info.context.principal.district_id
         self.topics = topics
         self.poll_seconds = self.service.settings.live_poll_seconds
+        self.meter = SubscriptionMeter(self.service, info.context.principal.token_id)
 
     async def states(self) -> AsyncGenerator[DistrictState, None]:
-        # The cursor is read before the state, so a change committed in between is sent again
-        # rather than missed.
-        seen = await self.service.latest_change_id(self.district_id, self.topics)
-        yield await self.service.district_state(self.district_id)
-        while True:
-            seen = await self.service.wait_for_change(
-                self.district_id, seen, self.topics, self.poll_seconds
-            )
-            # A token revoked while its connection is open receives nothing more.
-            still_signed_in = getattr(self.context, "still_signed_in", None)
-            if still_signed_in is not None and not await still_signed_in():
-                raise ClientError(TOKEN_REVOKED)
+        async with self.meter:
+            # The cursor is read before the state, so a change committed in between is sent
+            # again rather than missed.
+            seen = await self.service.latest_change_id(self.district_id, self.topics)
             yield await self.service.district_state(self.district_id)
+            while True:
+                newest = None
+                # Wakes every few polls even without a change, to charge the time held.
+                with anyio.move_on_after(2 * self.poll_seconds):
+                    newest = await self.service.wait_for_change(
+                        self.district_id, seen, self.topics, self.poll_seconds
+                    )
+                await self.meter.charge()
+                if newest is None:
+                    continue
+                seen = newest
+                # A token revoked while its connection is open receives nothing more.
+                still_signed_in = getattr(self.context, "still_signed_in", None)
+                if still_signed_in is not None and not await still_signed_in():
+                    raise ClientError(TOKEN_REVOKED)
+                yield await self.service.district_state(self.district_id)
 
 
 @strawberry.type

@@ -165,6 +165,12 @@ class GraphQLLimits(BaseModel):
     max_depth: int = Field(default=10, ge=1)
     max_aliases: int = Field(default=30, ge=1)
     max_tokens: int = Field(default=2000, ge=10)
+    max_field_merges: int = Field(
+        default=200,
+        ge=0,
+        description="The most pairs of different selections sharing a response name that one "
+        "document may ask validation to merge (docs/limits.md); identical ones are merged free.",
+    )
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     max_query_cost: int = Field(
         default=1000,
@@ -175,7 +181,7 @@ class GraphQLLimits(BaseModel):
 
 
 class RateLimitSettings(BaseModel):
-    """Each API token's budget of cost points: a token bucket kept in each worker's memory."""
+    """Each API token's budget of cost points: a token bucket shared by every worker."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -187,7 +193,22 @@ class RateLimitSettings(BaseModel):
         "graphql.max_query_cost.",
     )
     restore_rate: float = Field(
-        default=100.0, gt=0, description="Points given back to each token per second, per worker."
+        default=100.0, gt=0, description="Points given back to each token per second."
+    )
+    store: Literal["database", "memory"] = Field(
+        default="database",
+        description="Where the buckets live: the database, shared by every worker and host, or "
+        "each worker's memory (a token then gets the budget once per worker).",
+    )
+    subscription_points_per_minute: int = Field(
+        default=240,
+        ge=0,
+        description="Points an open subscription draws from its token's budget each minute.",
+    )
+    max_subscriptions_per_token: int = Field(
+        default=20,
+        ge=1,
+        description="Subscriptions one token may hold open at once, on each worker.",
     )
 
 

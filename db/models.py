@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import Column, Index, LargeBinary, MetaData, TypeDecorator, UniqueConstraint, text
+from sqlalchemy import Column, Index, LargeBinary, MetaData, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 # Stable constraint names, so migrations read the same on SQLite and PostgreSQL.
@@ -348,32 +347,3 @@ class FailedSignIn(SQLModel, table=True):
     client_address: str = Field(primary_key=True, max_length=64)
     window_start: datetime = Field(primary_key=True, index=True)
     failures: int = 0
-
-
-# PostgreSQL's INTEGER; SQLite's integers are wider, so this range holds on both.
-INTEGER_RANGE = (-(2**31), 2**31 - 1)
-
-
-@dataclass(frozen=True)
-class ColumnShape:
-    """What one column can hold: its Python type and, for text, the most characters."""
-
-    python_type: type
-    max_length: int | None = None
-
-
-def column_shapes(*models: type[SQLModel]) -> dict[str, ColumnShape]:
-    """Column name -> what it holds, read from the tables' own definitions, so a limit is
-    written once. For a column several models share, the smallest length wins."""
-    shapes: dict[str, ColumnShape] = {}
-    for model in models:
-        for column in model.__table__.columns:  # type: ignore[attr-defined]
-            stored = column.type
-            if isinstance(stored, TypeDecorator):  # sqlmodel's AutoString, UTCDateTime
-                stored = stored.impl_instance
-            length = getattr(stored, "length", None)
-            known = shapes.get(column.name)
-            if known is not None and known.max_length is not None:
-                length = known.max_length if length is None else min(length, known.max_length)
-            shapes[column.name] = ColumnShape(stored.python_type, length)
-    return shapes

@@ -16,14 +16,8 @@ from typing import Any
 from sqlmodel import Session
 
 from db import queries
-from db.models import (
-    INTEGER_RANGE,
-    ColumnShape,
-    DistrictUsage,
-    RosterRecord,
-    RosterStaging,
-    column_shapes,
-)
+from db.limits import INTEGER_RANGE, ColumnShape, column_shapes
+from db.models import DistrictUsage, RosterRecord, RosterStaging
 from licensing.rules import Lifecycle, Role
 from plugins.records import RosterFileError, RowProblem, StudentRecord
 

@@ -41,6 +41,7 @@ from licensing.service import LicensingService
 from licensing.settings import ConfigurationError, Settings, load_settings
 from licensing.sync import SyncOutcome
 from licensing.tokens import Permission, Principal, create_token, list_tokens, revoke_token
+from plugins.manager import source_options
 from plugins.records import SourceError
 
 cli = typer.Typer(
@@ -375,7 +376,10 @@ def roster_import(
     try:
         records = asyncio.run(
             collect_records(
-                source.fetch_students(district=district_ref(row), options={"path": str(file)})
+                source.fetch_students(
+                    district=district_ref(row),
+                    options=source_options(source, {"path": str(file)}),
+                )
             )
         )
         outcome = built.apply_roster(

@@ -289,7 +289,9 @@ async def test_an_unreachable_endpoint_is_retried(service, district, receiver, c
     assert len(receiver.accepted) == 1
 
 
-async def test_repeated_notification_steps_and_dispatch_never_duplicate(service, district, receiver):
+async def test_repeated_notification_steps_and_dispatch_never_duplicate(
+    service, district, receiver
+):
     alert = cross_the_threshold(service, district)
     assert await service.dispatch_notifications() == 1
     notice = AlertNotice(

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from sqlmodel import select
@@ -31,7 +32,14 @@ from db.models import District
 from db.outage import is_database_unavailable
 from licensing import signing
 from licensing.audit import record_event
+from licensing.config_check import (
+    ConfigProblem,
+    configuration_file,
+    settings_problems,
+    source_problems,
+)
 from licensing.districts import DistrictError, create_district, district_ref
+from licensing.plugin_host import load_plugins
 from licensing.problems import internal_error_text
 from licensing.report import ActiveStudentFilter
 from licensing.roster import collect_records, usage_mismatch
@@ -41,6 +49,7 @@ from licensing.service import LicensingService
 from licensing.settings import ConfigurationError, Settings, load_settings
 from licensing.sync import SyncOutcome
 from licensing.tokens import Permission, Principal, create_token, list_tokens, revoke_token
+from plugins.manager import source_options
 from plugins.records import SourceError
 
 cli = typer.Typer(
@@ -53,11 +62,13 @@ roster_cli = typer.Typer(help="Import the local roster.", no_args_is_help=True)
 db_cli = typer.Typer(help="Database schema and consistency.", no_args_is_help=True)
 license_cli = typer.Typer(help="Issue signed license files.", no_args_is_help=True)
 district_cli = typer.Typer(help="Create and list districts.", no_args_is_help=True)
+config_cli = typer.Typer(help="Check the configuration.", no_args_is_help=True)
 cli.add_typer(token_cli, name="token")
 cli.add_typer(roster_cli, name="roster")
 cli.add_typer(db_cli, name="db")
 cli.add_typer(license_cli, name="license")
 cli.add_typer(district_cli, name="district")
+cli.add_typer(config_cli, name="config")
 
 logger = logging.getLogger("licensing.server")
 
@@ -90,6 +101,16 @@ def settings() -> Settings:
 def service(*, upgrade: bool = False) -> LicensingService:
     """The service; an empty database is set up on the way, an older one must be upgraded."""
     built = build_service(settings(), upgrade_schema=upgrade)
+    # A source's options are checked now, at start-up, not at its first fetch.
+    problems = source_problems(built.settings, built.plugins)
+    if problems:
+        built.database.dispose()
+        listed = "\n".join(f"  {problem}" for problem in problems)
+        raise fail(
+            f"Invalid configuration ({configuration_file()}):\n{listed}\n"
+            "Run `licensing config check` to see every problem.",
+            code=2,
+        )
     if not upgrade:
         current = migrate.current_revision(built.database)
         if current is None:
@@ -109,6 +130,37 @@ def district_id(built: LicensingService, slug: str) -> int:
             f"There is no district {slug!r}. (The demo district is created by `licensing demo`.)"
         )
     return district.id
+
+
+@config_cli.command("check")
+def config_check() -> None:
+    """Check the configuration: the settings and every district's every source's options.
+
+    Lists every problem at once (exit status 1), or says what was checked (exit status 0).
+    """
+    file = configuration_file()
+    problems: list[ConfigProblem] = []
+    try:
+        checked = Settings()
+    except ValidationError as error:
+        problems = settings_problems(error)
+    except Exception as error:  # a TOML syntax error, a missing file named by LICENSING_CONFIG
+        problems = [ConfigProblem(f"cannot read the configuration: {error}")]
+    else:
+        try:
+            problems = source_problems(checked, load_plugins(checked))
+        except Exception as error:  # a plugin that fails to load is a configuration problem too
+            problems = [ConfigProblem(f"the plugins cannot be loaded: {error}")]
+    if problems:
+        say(f"{file}: {len(problems)} problem(s):")
+        for problem in problems:
+            say(f"  {file}: {problem}")
+        raise typer.Exit(1)
+    sources = sum(len(district.roster_sources) + 1 for district in checked.districts.values())
+    typer.echo(
+        f"{file}: the configuration is valid ({len(checked.districts)} district(s), "
+        f"{sources} source(s) checked)."
+    )
 
 
 @cli.command()
@@ -375,7 +427,10 @@ def roster_import(
     try:
         records = asyncio.run(
             collect_records(
-                source.fetch_students(district=district_ref(row), options={"path": str(file)})
+                source.fetch_students(
+                    district=district_ref(row),
+                    options=source_options(source, {"path": str(file)}),
+                )
             )
         )
         outcome = built.apply_roster(

@@ -18,11 +18,12 @@ from sqlmodel import select
 from db.models import Device, District
 from licensing import signing
 from licensing.districts import create_district
-from licensing.roster import refresh_usage
+from licensing.roster import collect_records, refresh_usage
 from licensing.roster_changes import apply_roster
 from licensing.service import LicensingService
 from licensing.settings import Settings
-from plugins.builtin.local_roster import COLUMNS, read_roster_csv
+from plugins.manager import source_options
+from plugins.records import DistrictRef
 
 DEMO_SLUG = "demo"
 DEMO_NAME = "Riverside Unified School District"
@@ -97,7 +98,14 @@ async def create_demo(service: LicensingService) -> None:
         ),
     )
     write_demo_roster(paths.roster_csv)
-    records = read_roster_csv(paths.roster_csv)
+    # Read as ``licensing roster import`` reads a file: through the registered local source.
+    local = service.plugins.roster_source("local")
+    records = await collect_records(
+        local.fetch_students(
+            district=DistrictRef(slug=DEMO_SLUG, official_name=DEMO_NAME, time_zone=DEMO_TIME_ZONE),
+            options=source_options(local, {"path": str(paths.roster_csv)}),
+        )
+    )
     with service.database.write() as session:
         district = create_district(
             session,
@@ -205,6 +213,8 @@ def write_demo_roster(path: Path) -> None:
             )
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        # The local roster's columns these rows use, in their order.
+        columns = list(dict.fromkeys(column for row in rows for column in row))
+        writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)

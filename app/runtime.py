@@ -7,7 +7,9 @@ from datetime import datetime
 
 from db.migrate import upgrade
 from db.session import Database
-from licensing.service import LicensingService, utc_now
+from licensing.clock import utc_now
+from licensing.plugin_host import load_plugins
+from licensing.service import LicensingService
 from licensing.settings import Settings
 from plugins.manager import PluginManager
 
@@ -25,6 +27,6 @@ def build_service(
     return LicensingService(
         settings=settings,
         database=database,
-        plugins=plugins or PluginManager(settings),
+        plugins=plugins or load_plugins(settings, clock=clock),
         clock=clock,
     )

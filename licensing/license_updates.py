@@ -17,7 +17,7 @@ import asyncio
 import inspect
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -35,7 +35,7 @@ from licensing.metrics import count_license_refresh
 from licensing.problems import Problem
 from licensing.settings import Settings
 from licensing.threshold import lower_threshold_to_license
-from plugins.manager import PluginManager, UnknownSourceError
+from plugins.manager import PluginManager, UnknownSourceError, source_options
 from plugins.records import DamagedLicenseError, DistrictRef, SignedLicense, SourceError
 
 FORCED_ACTION = "force_license_update"
@@ -166,6 +166,7 @@ class LicenseUpdater:
         options = dict(self.settings.district(district_ref.slug).license_options)
         try:
             source = self.plugins.license_source(source_name)
+            options = source_options(source, options, district_slug=district_ref.slug)
             signed = await _fetch(source, district_ref, options)
             keys = signing.trusted_keys(
                 self.settings.license_public_keys, self.settings.trusted_keys_dir
@@ -345,9 +346,7 @@ class LicenseUpdater:
         )
 
 
-async def _fetch(
-    source: object, district: DistrictRef, options: Mapping[str, Any]
-) -> SignedLicense:
+async def _fetch(source: object, district: DistrictRef, options: Any) -> SignedLicense:
     fetch = source.fetch_license  # type: ignore[attr-defined]
     # ``options`` joined the contract later: a source written without it is called without it.
     arguments: dict[str, Any] = {"district": district}

@@ -3,7 +3,8 @@
 ``reconcile_alerts`` writes a change event for every raise and resolution in the transaction that
 makes it, so an event exists exactly when the change is committed. This step reads the events
 after its cursor (kept in the ``notifications`` scheduled-job row), calls the ``alert_raised`` or
-``alert_resolved`` hook of every plugin for each, and moves the cursor past each event once its
+``alert_resolved`` hook of every plugin for each (after enqueuing its webhooks in the outbox,
+``licensing.webhooks``), and moves the cursor past each event once its
 hooks have run. A crash between the two repeats the last calls: delivery is at least once, and
 ``AlertNotice.idempotency_key`` lets a plugin de-duplicate.
 """
@@ -13,7 +14,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 
 from anyio import to_thread
 from sqlalchemy.exc import IntegrityError
@@ -21,6 +21,9 @@ from sqlmodel import Session, col, select
 
 from db.models import Alert, ChangeEvent, District, ScheduledJob
 from db.session import Database
+from licensing.settings import Settings
+from licensing.webhooks import enqueue_alert
+from plugins.manager import PluginManager
 from plugins.records import ALERT_EVENTS, AlertNotice, DistrictRef
 
 logger = logging.getLogger(__name__)
@@ -31,22 +34,23 @@ NOTIFICATIONS_JOB = "notifications"
 async def dispatch_alert_changes(
     *,
     database: Database,
-    plugins: Any,
-    settings: Any,
+    plugins: PluginManager,
+    settings: Settings,
     clock: Callable[[], datetime],
     batch: int = 500,
 ) -> int:
     """Call the notification hooks for up to ``batch`` alert changes not yet notified, oldest
     first; return how many were dispatched.
 
-    ``plugins`` is the ``PluginManager`` (its ``notify_alert``); a plugin that fails is logged
-    there and does not hold the others or the cursor back. ``settings`` is accepted for the
-    scheduler's uniform call; the hooks receive the plugin manager's settings.
+    Each change is first enqueued for the district's webhooks (``settings``), in ``database``;
+    then ``plugins`` (the ``PluginManager``, its ``notify_alert``) calls the hooks: a plugin
+    that fails is logged there and does not hold the others or the cursor back.
     """
     notices = await to_thread.run_sync(_pending_notices, database, clock(), batch)
     dispatched = 0
     for event_id, notice, district in notices:
-        if notice is not None:
+        if notice is not None and district is not None:
+            await to_thread.run_sync(enqueue_alert, database, notice, district, settings)
             await plugins.notify_alert(notice.event, notice, district)
             dispatched += 1
         await to_thread.run_sync(_advance_cursor, database, event_id)

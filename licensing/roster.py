@@ -19,7 +19,7 @@ from db import queries
 from db.limits import INTEGER_RANGE, ColumnShape, column_shapes
 from db.models import DistrictUsage, RosterRecord, RosterStaging
 from licensing.rules import Lifecycle, Role
-from plugins.records import RosterFileError, RowProblem, StudentRecord
+from plugins.records import FieldProblem, RosterFileError, RowProblem, StudentRecord
 
 STUDENT_ROLES = {"student"}
 STAFF_ROLES = {
@@ -72,14 +72,6 @@ _SOURCE_OTHERS = ("graduation_year", "enrollment_end", "last_modified")
 _SOURCE_OTHER_SHAPES = tuple(STORED_SHAPES[name] for name in _SOURCE_OTHERS)
 _NONE_OR_DATE = (type(None), date)
 _NONE_OR_TIME = (type(None), datetime)
-
-
-@dataclass(frozen=True)
-class FieldProblem:
-    """One value of a record that the roster cannot store: the stored field, and why."""
-
-    field: str
-    message: str
 
 
 class UnfitRecord(ValueError):

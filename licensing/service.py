@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import anyio
@@ -19,6 +19,7 @@ from licensing import rules
 from licensing.alert_state import AlertRecord, agrees, reconcile_alerts, resolved_alerts
 from licensing.audit import AuditPage, audit_page, record_event
 from licensing.changes import latest_change_id
+from licensing.clock import utc_now
 from licensing.count_review import ReviewGroup, count_review
 from licensing.dashboard_sessions import (
     SessionLifetimes,
@@ -67,14 +68,10 @@ from licensing.sign_in_limit import FailedSignIns
 from licensing.sync import RosterSync
 from licensing.threshold import THRESHOLD_ACTION, THRESHOLD_FIELD, save_threshold
 from licensing.tokens import Principal, authenticate
-from plugins.builtin.webhooks import WebhookDeliveryRecord, deliver_pending, delivery_log
+from licensing.webhooks import WebhookDeliveryRecord, deliver_pending, delivery_log
 from plugins.manager import PluginManager
 
 _Read = TypeVar("_Read")
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 NO_LICENSE = Problem(

@@ -378,6 +378,11 @@ class Settings(BaseSettings):
         return tuple(sources)
 
 
+def config_file() -> Path | None:
+    """The configuration file that is read, or None when there is none."""
+    return _config_file()
+
+
 def _config_file() -> Path | None:
     named = os.environ.get(CONFIG_FILE_VARIABLE)
     if named:

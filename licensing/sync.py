@@ -28,7 +28,7 @@ from licensing.problems import Problem, internal_error_text, is_unique_violation
 from licensing.roster import normalize, row_problems
 from licensing.roster_changes import SYNC_ACTION, RunAbandoned, SyncOutcome
 from licensing.settings import RosterSourceConfig, Settings
-from plugins.manager import PluginManager, UnknownSourceError
+from plugins.manager import PluginManager, UnknownSourceError, source_options
 from plugins.records import RosterFileError, RowProblem, ServerCount, SourceError
 
 __all__ = ["BATCH_SIZE", "RosterSync", "SyncOutcome"]
@@ -95,7 +95,8 @@ class RosterSync:
         try:
             plugin_source = self.plugins.roster_source(config.kind)
             result = plugin_source.fetch_students(
-                district=district_ref(district), options=dict(config.options)
+                district=district_ref(district),
+                options=source_options(plugin_source, config.options, district_slug=district.slug),
             )
             async for batch in _batches(result):
                 rows = self._normalize_batch(batch, tally)

@@ -8,16 +8,18 @@ from __future__ import annotations
 import importlib
 import inspect
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from functools import cached_property, partial
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import pluggy
 from anyio import to_thread
 
 from plugins import hookspecs
-from plugins.records import ALERT_EVENTS
+from plugins.host import HostSettings, PluginHost
+from plugins.records import ALERT_EVENTS, AlertNotice, DistrictRef
+from plugins.sources import LicenseSource, RosterSource, SourceOptions
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +28,8 @@ NOTIFY_TIMEOUT_SECONDS = 60.0
 
 ENTRY_POINT_GROUP = "licensing"
 
-# Built-in plugins are ordinary plugin modules, registered like any third-party one, by short name.
+# Built-in plugins are ordinary plugin modules, registered like any third-party one, by short name;
+# they use only the public plugin API (manage1to1_plugins), as a third-party plugin does.
 DEFAULT_PLUGINS = {
     "local_roster": "plugins.builtin.local_roster",
     "license_file": "plugins.builtin.license_file",
@@ -34,8 +37,9 @@ DEFAULT_PLUGINS = {
     "oneroster_rest": "plugins.builtin.oneroster_rest",
     "clever": "plugins.builtin.clever",
     "licensing_server": "plugins.builtin.licensing_server",
-    "webhooks": "plugins.builtin.webhooks",
 }
+
+Source = TypeVar("Source", RosterSource, LicenseSource)
 
 
 class UnknownSourceError(LookupError):
@@ -47,15 +51,17 @@ class PluginManager:
 
     def __init__(
         self,
-        settings: Any,
+        host: PluginHost,
         *,
         load_entry_points: bool = True,
         only: Iterable[str] | None = None,
         extra_plugins: Iterable[object] = (),
     ) -> None:
         """``only`` limits which third-party entry points load (by entry-point name); plugins
-        named in ``settings.disabled_plugins`` never load."""
-        self.settings = settings
+        named in ``settings.disabled_plugins`` never load. ``host`` is what every hook receives."""
+        self.host = host
+        self.settings: HostSettings = host.settings
+        settings = host.settings
         self.pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         self.pm.add_hookspecs(hookspecs)
         for name in getattr(settings, "disabled_plugins", ()):
@@ -78,14 +84,18 @@ class PluginManager:
         return sorted(name for name, plugin in self.pm.list_name_plugin() if plugin is not None)
 
     @cached_property
-    def roster_sources(self) -> dict[str, Any]:
-        return _by_name(self.pm.hook.register_roster_sources(settings=self.settings))
+    def roster_sources(self) -> dict[str, RosterSource]:
+        return _by_name(
+            self.pm.hook.register_roster_sources(host=self.host, settings=self.settings)
+        )
 
     @cached_property
-    def license_sources(self) -> dict[str, Any]:
-        return _by_name(self.pm.hook.register_license_sources(settings=self.settings))
+    def license_sources(self) -> dict[str, LicenseSource]:
+        return _by_name(
+            self.pm.hook.register_license_sources(host=self.host, settings=self.settings)
+        )
 
-    def roster_source(self, name: str) -> Any:
+    def roster_source(self, name: str) -> RosterSource:
         try:
             return self.roster_sources[name]
         except KeyError:
@@ -94,7 +104,7 @@ class PluginManager:
                 f"No plugin provides a roster source named {name!r} (available: {known})."
             ) from None
 
-    def license_source(self, name: str) -> Any:
+    def license_source(self, name: str) -> LicenseSource:
         try:
             return self.license_sources[name]
         except KeyError:
@@ -103,7 +113,9 @@ class PluginManager:
                 f"No plugin provides a license source named {name!r} (available: {known})."
             ) from None
 
-    async def notify_alert(self, event: str, alert: Any, district: Any) -> list[str]:
+    async def notify_alert(
+        self, event: str, alert: AlertNotice, district: DistrictRef
+    ) -> list[str]:
         """Call every plugin's ``alert_raised`` or ``alert_resolved`` hook (``event``) for one
         alert, with keyword arguments; return the names of the plugins that failed.
 
@@ -114,7 +126,12 @@ class PluginManager:
         """
         if event not in ALERT_EVENTS:
             raise ValueError(f"{event!r} is not a notification hook ({', '.join(ALERT_EVENTS)})")
-        arguments = {"alert": alert, "district": district, "settings": self.settings}
+        arguments = {
+            "alert": alert,
+            "district": district,
+            "host": self.host,
+            "settings": self.settings,
+        }
         failed: list[str] = []
         # pluggy calls the last registered implementation first: built-ins come last.
         for impl in reversed(getattr(self.pm.hook, event).get_hookimpls()):
@@ -141,8 +158,25 @@ class PluginManager:
         return failed
 
 
-def _by_name(results: list[list[Any] | None]) -> dict[str, Any]:
-    sources: dict[str, Any] = {}
+def source_options(
+    source: RosterSource | LicenseSource,
+    options: SourceOptions | Mapping[str, Any] | None,
+    *,
+    district_slug: str | None = None,
+) -> Any:
+    """``options`` as ``source`` takes them: an instance of its ``options_model`` (SourceError
+    listing each problem when they do not validate), or a plain dict for a source written
+    before options models existed (it has no ``options_model``)."""
+    model = getattr(source, "options_model", None)
+    if isinstance(model, type) and issubclass(model, SourceOptions):
+        return model.parse(options, district_slug=district_slug)
+    if isinstance(options, SourceOptions):
+        return options.model_dump()
+    return dict(options or {})
+
+
+def _by_name(results: list[list[Source] | None]) -> dict[str, Source]:
+    sources: dict[str, Source] = {}
     for listed in results:
         for source in listed or ():
             # pluggy calls later-registered plugins first and built-ins last: first name wins.

@@ -159,6 +159,14 @@ class DamagedLicenseError(SourceError):
 
 
 @dataclass(frozen=True)
+class FieldProblem:
+    """One value of a record that the roster cannot store: the stored field, and why."""
+
+    field: str
+    message: str
+
+
+@dataclass(frozen=True)
 class RowProblem:
     """One bad row of an input file: where it is and what is wrong."""
 

@@ -34,15 +34,24 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import anyio
 import httpx
 from httpx_retries import Retry
+from pydantic import model_validator
 
-from plugins.fields import checked_base_url
-from plugins.fields import day as _date
-from plugins.fields import describe_error as _describe
-from plugins.fields import text as _text
-from plugins.fields import timestamp as _timestamp
-from plugins.hookspecs import hookimpl
-from plugins.http import create_client, retry_policy
-from plugins.records import DistrictRef, RosterFileError, RowProblem, SourceError, StudentRecord
+from manage1to1_plugins import (
+    DistrictRef,
+    PluginHost,
+    RosterFileError,
+    RosterSource,
+    RowProblem,
+    SourceError,
+    SourceOptions,
+    StudentRecord,
+    hookimpl,
+)
+from manage1to1_plugins.fields import checked_base_url
+from manage1to1_plugins.fields import day as _date
+from manage1to1_plugins.fields import describe_error as _describe
+from manage1to1_plugins.fields import text as _text
+from manage1to1_plugins.fields import timestamp as _timestamp
 
 DEFAULT_BASE_URL = "https://api.clever.com"
 USERS_PATH = "/v3.0/users"
@@ -65,14 +74,16 @@ ROLE_WORDS = {
 
 
 @dataclass(frozen=True)
-class CleverOptions:
+class CleverConfig:
+    """The options, checked and with their defaults: what one reading of Clever uses."""
+
     base_url: str
     token: str
     page_size: int
     person_key_fields: tuple[str, ...]
 
     @classmethod
-    def read(cls, options: Mapping[str, Any]) -> CleverOptions:
+    def read(cls, options: Mapping[str, Any]) -> CleverConfig:
         token = _text(options.get("token"))
         if not token:
             raise SourceError("Clever needs the district's bearer token in option token.")
@@ -102,18 +113,39 @@ class CleverOptions:
         )
 
 
+class CleverOptions(SourceOptions):
+    """The options of a Clever roster source (see the module's docstring)."""
+
+    token: str | None = None
+    base_url: str | None = None
+    page_size: int = DEFAULT_PAGE_SIZE
+    person_key_fields: tuple[str, ...] = tuple(PERSON_KEY_FIELDS)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _as_clever_reads_them(cls, options: Any) -> Any:
+        # The same checks, with the same words, as a fetch makes.
+        if isinstance(options, Mapping):
+            try:
+                CleverConfig.read(options)
+            except SourceError as error:
+                raise ValueError(str(error)) from None
+        return options
+
+
 class CleverSource:
     name = "clever"
     description = "Students the district shares through Clever (Data API v3.0)."
+    options_model = CleverOptions
 
-    def __init__(self, settings: Any) -> None:
-        self.settings = settings
+    def __init__(self, host: PluginHost) -> None:
+        self.host = host
 
     def fetch_students(
-        self, *, district: DistrictRef, options: Mapping[str, Any]
+        self, *, district: DistrictRef, options: CleverOptions | Mapping[str, Any]
     ) -> AsyncIterator[StudentRecord]:
-        config = CleverOptions.read(options)
-        return _Sync(self.settings, config).records()
+        config = CleverConfig.read(CleverOptions.parse(options).model_dump())
+        return _Sync(self.host, config).records()
 
 
 class RateLimitRetry(Retry):
@@ -146,9 +178,9 @@ class RateLimitRetry(Retry):
         return wait
 
 
-def rate_limit_retry(settings: Any) -> RateLimitRetry:
-    """``plugins.http.retry_policy`` for Clever, as a RateLimitRetry."""
-    base = retry_policy(settings)
+def rate_limit_retry(host: PluginHost) -> RateLimitRetry:
+    """The host's retry policy for Clever, as a RateLimitRetry."""
+    base = host.retry_policy()
     return RateLimitRetry(
         total=base.total,
         allowed_methods=base.allowed_methods,
@@ -173,8 +205,8 @@ def _reset_wait(response: httpx.Response) -> float | None:
 
 
 class _Sync:
-    def __init__(self, settings: Any, config: CleverOptions) -> None:
-        self.settings = settings
+    def __init__(self, host: PluginHost, config: CleverConfig) -> None:
+        self.host = host
         self.config = config
         self.position = 0
         self.problems: list[RowProblem] = []
@@ -183,11 +215,10 @@ class _Sync:
 
     async def records(self) -> AsyncIterator[StudentRecord]:
         config = self.config
-        client = create_client(
-            self.settings,
+        client = self.host.create_client(
             base_url=config.base_url,
             headers={"Authorization": f"Bearer {config.token}", "Accept": "application/json"},
-            retry=rate_limit_retry(self.settings),
+            retry=rate_limit_retry(self.host),
         )
         async with client:
             uri: str | None = _with_query(
@@ -371,5 +402,5 @@ def _epoch(value: str | None) -> float | None:
 
 
 @hookimpl(trylast=True)
-def register_roster_sources(settings: Any) -> list[Any]:
-    return [CleverSource(settings)]
+def register_roster_sources(host: PluginHost) -> list[RosterSource]:
+    return [CleverSource(host)]

@@ -11,25 +11,46 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from plugins.hookspecs import hookimpl
-from plugins.records import DamagedLicenseError, DistrictRef, SignedLicense, SourceError
+from manage1to1_plugins import (
+    DamagedLicenseError,
+    DistrictRef,
+    LicenseSource,
+    PathOption,
+    PluginHost,
+    SignedLicense,
+    SourceError,
+    SourceOptions,
+    hookimpl,
+)
+
+
+class LicenseFileOptions(SourceOptions):
+    """``path``: the license file, when not the district's ``license_file`` or the default."""
+
+    path: PathOption = None
 
 
 class LicenseFileSource:
     name = "license_file"
     description = "A signed license file on this server's disk."
+    options_model = LicenseFileOptions
 
-    def __init__(self, settings: Any) -> None:
-        self.settings = settings
+    def __init__(self, host: PluginHost) -> None:
+        self.host = host
 
-    def path_for(self, district: DistrictRef, options: Mapping[str, Any] | None = None) -> Path:
-        configured = (options or {}).get("path")
+    def path_for(
+        self, district: DistrictRef, options: LicenseFileOptions | Mapping[str, Any] | None = None
+    ) -> Path:
+        configured = LicenseFileOptions.parse(options).path
         if configured:
             return Path(configured)
-        return Path(self.settings.license_file_for(district.slug))
+        return Path(self.host.settings.license_file_for(district.slug))
 
     def fetch_license(
-        self, *, district: DistrictRef, options: Mapping[str, Any] | None = None
+        self,
+        *,
+        district: DistrictRef,
+        options: LicenseFileOptions | Mapping[str, Any] | None = None,
     ) -> SignedLicense:
         path = self.path_for(district, options)
         try:
@@ -47,5 +68,5 @@ class LicenseFileSource:
 
 
 @hookimpl(trylast=True)
-def register_license_sources(settings: Any) -> list[Any]:
-    return [LicenseFileSource(settings)]
+def register_license_sources(host: PluginHost) -> list[LicenseSource]:
+    return [LicenseFileSource(host)]

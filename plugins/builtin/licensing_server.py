@@ -22,11 +22,19 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 from circuitbreaker import CircuitBreaker
+from pydantic import Field, ValidationInfo, model_validator
 
-from plugins.fields import is_loopback as _is_loopback
-from plugins.hookspecs import hookimpl
-from plugins.http import create_client, retry_policy
-from plugins.records import DamagedLicenseError, DistrictRef, SignedLicense, SourceError
+from manage1to1_plugins import (
+    DamagedLicenseError,
+    DistrictRef,
+    LicenseSource,
+    PluginHost,
+    SignedLicense,
+    SourceError,
+    SourceOptions,
+    hookimpl,
+)
+from manage1to1_plugins.fields import is_loopback as _is_loopback
 
 NAME = "licensing_server"
 MAX_AGE = timedelta(minutes=5)
@@ -42,17 +50,45 @@ class ServerUnavailable(SourceError):
     Answers that show a working server (a refused API key, an unknown district) do not."""
 
 
+class LicensingServerOptions(SourceOptions):
+    """A district's ``license_options`` for the licensing server."""
+
+    url: str | None = None
+    api_key: str | None = Field(default=None, repr=False)
+    breaker_failures: float = DEFAULT_BREAKER_FAILURES
+    breaker_recovery_seconds: float = DEFAULT_BREAKER_RECOVERY_SECONDS
+
+    @model_validator(mode="before")
+    @classmethod
+    def _as_the_source_reads_them(cls, options: Any, info: ValidationInfo) -> Any:
+        # The same checks, with the same words, as a fetch makes.
+        slug = (info.context or {}).get("district_slug")
+        if isinstance(options, Mapping):
+            try:
+                if slug:
+                    _connection(
+                        DistrictRef(slug=slug, official_name=slug, time_zone="UTC"), options
+                    )
+                else:
+                    _checked(options, where="license_options", key_variable=None)
+            except SourceError as error:
+                raise ValueError(str(error)) from None
+        return options
+
+
 class LicensingServerSource:
     name = NAME
     description = "Manage1to1's licensing server: the district's signed license, fetched live."
+    options_model = LicensingServerOptions
 
-    def __init__(self, settings: Any) -> None:
-        self.settings = settings
+    def __init__(self, host: PluginHost) -> None:
+        self.host = host
         self._breakers: dict[tuple[str, int, float], CircuitBreaker] = {}
 
     async def fetch_license(
-        self, *, district: DistrictRef, options: Mapping[str, Any]
+        self, *, district: DistrictRef, options: LicensingServerOptions | Mapping[str, Any]
     ) -> SignedLicense:
+        options = LicensingServerOptions.parse(options).model_dump()
         base_url, api_key = _connection(district, options)
         url = f"{base_url}/v1/districts/{quote(district.slug, safe='')}/license"
         breaker = self.breaker(url, options)
@@ -86,11 +122,11 @@ class LicensingServerSource:
         return self._breakers[key]
 
     async def _get(self, url: str, *, base_url: str, api_key: str) -> httpx.Response:
-        policy = retry_policy(self.settings)
+        policy = self.host.retry_policy()
         retry = policy.copy_with(total=min(policy.total, MAX_RETRIES))
         headers = {"Authorization": f"Bearer {api_key}", "Accept": "application/json"}
         try:
-            async with create_client(self.settings, headers=headers, retry=retry) as client:
+            async with self.host.create_client(headers=headers, retry=retry) as client:
                 return await client.get(url)
         except httpx.TimeoutException as error:
             raise ServerUnavailable(
@@ -107,15 +143,28 @@ class LicensingServerSource:
 
 def _connection(district: DistrictRef, options: Mapping[str, Any]) -> tuple[str, str]:
     """The server's base URL and the API key, checked, from the district's license options."""
-    where = f"[districts.{district.slug}] license_options"
+    return _checked(
+        options,
+        where=f"[districts.{district.slug}] license_options",
+        key_variable=f"LICENSING_DISTRICTS__{district.slug.upper()}__LICENSE_OPTIONS__API_KEY",
+    )
+
+
+def _checked(
+    options: Mapping[str, Any], *, where: str, key_variable: str | None
+) -> tuple[str, str]:
+    """``_connection``'s checks (and the breaker's numbers'); ``key_variable`` names the
+    environment variable that may carry the API key, when the district is known."""
     url, api_key = options.get("url"), options.get("api_key")
     if not isinstance(url, str) or not url.strip():
         raise SourceError(f'{where} has no "url": set it to the licensing server\'s address.')
     if not isinstance(api_key, str) or not api_key.strip():
         raise SourceError(
-            f'{where} has no "api_key": set it, or the variable '
-            f"LICENSING_DISTRICTS__{district.slug.upper()}__LICENSE_OPTIONS__API_KEY."
+            f'{where} has no "api_key": set it'
+            + (f", or the variable {key_variable}." if key_variable else ".")
         )
+    _positive(options, "breaker_failures", DEFAULT_BREAKER_FAILURES, int)
+    _positive(options, "breaker_recovery_seconds", DEFAULT_BREAKER_RECOVERY_SECONDS, float)
     url = url.strip().rstrip("/")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -214,5 +263,5 @@ def _error_detail(response: httpx.Response) -> str:
 
 
 @hookimpl(trylast=True)
-def register_license_sources(settings: Any) -> list[Any]:
-    return [LicensingServerSource(settings)]
+def register_license_sources(host: PluginHost) -> list[LicenseSource]:
+    return [LicensingServerSource(host)]

@@ -16,10 +16,20 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from licensing.roster import lifecycle_of, role_of, unfit_fields
-from plugins.fields import timestamp
-from plugins.hookspecs import hookimpl
-from plugins.records import DistrictRef, RosterFileError, RowProblem, SourceError, StudentRecord
+from manage1to1_plugins import (
+    DistrictRef,
+    PathOption,
+    PluginHost,
+    RecordChecks,
+    RosterFileError,
+    RosterSource,
+    RowProblem,
+    SourceError,
+    SourceOptions,
+    StudentRecord,
+    hookimpl,
+)
+from manage1to1_plugins.fields import timestamp
 
 COLUMNS = (
     "id",
@@ -40,24 +50,36 @@ BOOLEAN_WORDS = {"true": True, "false": False}
 STORED_FROM = {"source_id": "id", "raw_status": "status", "schools": "school"}
 
 
+class LocalRosterOptions(SourceOptions):
+    """``roster import FILE`` passes the file as ``path``."""
+
+    path: PathOption = None
+
+
 class LocalRosterSource:
     name = "local"
     description = "Students and staff kept in this service's database, imported from CSV."
+    options_model = LocalRosterOptions
+    columns = COLUMNS
+
+    def __init__(self, host: PluginHost) -> None:
+        self.host = host
 
     def fetch_students(
-        self, *, district: DistrictRef, options: dict[str, Any]
+        self, *, district: DistrictRef, options: LocalRosterOptions
     ) -> list[StudentRecord]:
-        path = options.get("path")
+        path = LocalRosterOptions.parse(options).path
         if not path:
             raise SourceError("The local roster reads a CSV file: give its path.")
-        return read_roster_csv(Path(path))
+        return read_roster_csv(Path(path), checks=self.host.records)
 
 
-def read_roster_csv(path: Path) -> list[StudentRecord]:
-    """Every record in the file, or RosterFileError listing each bad row."""
+def read_roster_csv(path: Path, *, checks: RecordChecks) -> list[StudentRecord]:
+    """Every record in the file, or RosterFileError listing each bad row; ``checks`` are the
+    host's (``host.records``)."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
-            return _parse(str(path), handle)
+            return _parse(str(path), handle, checks)
     except FileNotFoundError:
         raise SourceError(f"No such file: {path}") from None
     except UnicodeDecodeError:
@@ -68,7 +90,7 @@ def read_roster_csv(path: Path) -> list[StudentRecord]:
         raise RosterFileError(str(path), [RowProblem(0, None, f"not valid CSV: {error}")]) from None
 
 
-def _parse(path: str, handle: Any) -> list[StudentRecord]:
+def _parse(path: str, handle: Any, checks: RecordChecks) -> list[StudentRecord]:
     reader = csv.DictReader(handle)
     header = [name.strip() for name in (reader.fieldnames or [])]
     problems: list[RowProblem] = []
@@ -90,7 +112,7 @@ def _parse(path: str, handle: Any) -> list[StudentRecord]:
         if None in row:
             problems.append(RowProblem(line, None, "more fields than the header has"))
             continue
-        record, row_problems = _record(line, row)
+        record, row_problems = _record(line, row, checks)
         problems.extend(row_problems)
         if record is None:
             continue
@@ -120,7 +142,9 @@ def _rows(reader: csv.DictReader) -> Iterator[tuple[int, dict[str, Any]]]:
         yield reader.line_num, row
 
 
-def _record(line: int, row: dict[str, Any]) -> tuple[StudentRecord | None, list[RowProblem]]:
+def _record(
+    line: int, row: dict[str, Any], checks: RecordChecks
+) -> tuple[StudentRecord | None, list[RowProblem]]:
     def text(column: str) -> str | None:
         value = (row.get(column) or "").strip()
         return value or None
@@ -145,12 +169,9 @@ def _record(line: int, row: dict[str, Any]) -> tuple[StudentRecord | None, list[
         else:
             graduation_year = int(year_text)
     # The host's own words for roles and statuses, checked here so a bad one names its line.
-    for column, check in (("role", role_of), ("status", lifecycle_of)):
-        if (word := text(column)) is not None:
-            try:
-                check(word)
-            except ValueError as error:
-                problems.append(RowProblem(line, column, str(error)))
+    for column, check in (("role", checks.role_problem), ("status", checks.status_problem)):
+        if (word := text(column)) is not None and (problem := check(word)) is not None:
+            problems.append(RowProblem(line, column, problem))
     last_modified = None
     if (modified_text := text("last_modified")) is not None:
         last_modified = timestamp(modified_text)
@@ -178,7 +199,7 @@ def _record(line: int, row: dict[str, Any]) -> tuple[StudentRecord | None, list[
     # Values the roster cannot hold (too long, a NUL character), named by this file's columns.
     unfit = [
         RowProblem(line, STORED_FROM.get(item.field, item.field), item.message)
-        for item in unfit_fields(record)
+        for item in checks.unfit_fields(record)
     ]
     return (None, unfit) if unfit else (record, [])
 
@@ -194,5 +215,5 @@ def _merge_schools(first: StudentRecord, second: StudentRecord) -> StudentRecord
 
 
 @hookimpl(trylast=True)
-def register_roster_sources(settings: Any) -> list[Any]:
-    return [LocalRosterSource()]
+def register_roster_sources(host: PluginHost) -> list[RosterSource]:
+    return [LocalRosterSource(host)]

@@ -54,11 +54,21 @@ from datetime import date, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from licensing.roster import unfit_fields, unfit_values
-from plugins.fields import day as _date
-from plugins.fields import timestamp as _timestamp
-from plugins.hookspecs import hookimpl
-from plugins.records import DistrictRef, RosterFileError, RowProblem, SourceError, StudentRecord
+from manage1to1_plugins import (
+    DistrictRef,
+    PathOption,
+    PluginHost,
+    RecordChecks,
+    RosterFileError,
+    RosterSource,
+    RowProblem,
+    SourceError,
+    SourceOptions,
+    StudentRecord,
+    hookimpl,
+)
+from manage1to1_plugins.fields import day as _date
+from manage1to1_plugins.fields import timestamp as _timestamp
 
 MANIFEST = "manifest.csv"
 USERS = "users.csv"
@@ -168,22 +178,35 @@ MAX_PROBLEMS = 1000
 DELETED_RANK = 4  # roles.csv rows ranked this or worse are roles being removed
 
 
+class OneRosterCsvOptions(SourceOptions):
+    """``path``: the bundle (a .zip file or a folder); ``allow_delta``: accept a delta bundle."""
+
+    path: PathOption = None
+    allow_delta: bool = False
+
+
 class OneRosterCsvSource:
     name = "oneroster_csv"
     description = "Students and staff from an IMS OneRoster 1.1 or 1.2 CSV bundle (zip or folder)."
+    options_model = OneRosterCsvOptions
+
+    def __init__(self, host: PluginHost) -> None:
+        self.host = host
 
     def fetch_students(
-        self, *, district: DistrictRef, options: dict[str, Any]
+        self, *, district: DistrictRef, options: OneRosterCsvOptions
     ) -> Iterator[StudentRecord]:
-        path = options.get("path")
-        if not path:
+        config = OneRosterCsvOptions.parse(options)
+        if not config.path:
             raise SourceError(
                 "The OneRoster CSV source reads a bundle: give its path (a .zip file or a folder)."
             )
-        return read_bundle(Path(path), allow_delta=bool(options.get("allow_delta", False)))
+        return read_bundle(config.path, checks=self.host.records, allow_delta=config.allow_delta)
 
 
-def read_bundle(path: Path, *, allow_delta: bool = False) -> Iterator[StudentRecord]:
+def read_bundle(
+    path: Path, *, checks: RecordChecks, allow_delta: bool = False
+) -> Iterator[StudentRecord]:
     """Check the bundle's manifest and headers now, then a generator of its users' records.
 
     Raises SourceError (a missing file, a damaged zip, a manifest it cannot use) or
@@ -192,7 +215,7 @@ def read_bundle(path: Path, *, allow_delta: bool = False) -> Iterator[StudentRec
     """
     bundle = Bundle.open(path)
     plan = _plan(bundle, allow_delta=allow_delta)
-    return _records(bundle, plan)
+    return _records(bundle, plan, checks)
 
 
 # The column of users.csv each stored field is read from, to report a value the host cannot
@@ -486,8 +509,8 @@ def _rows(
             problems.add(reader.line_num, None, f"not valid CSV: {error}")
 
 
-def _records(bundle: Bundle, plan: Plan) -> Iterator[StudentRecord]:
-    roles = _read_roles(bundle, plan) if plan.version == "1.2" else None
+def _records(bundle: Bundle, plan: Plan, checks: RecordChecks) -> Iterator[StudentRecord]:
+    roles = _read_roles(bundle, plan, checks) if plan.version == "1.2" else None
     problems = _Problems(bundle.where(USERS))
     columns = plan.users_columns
     delta = plan.users_mode == "delta"
@@ -499,7 +522,7 @@ def _records(bundle: Bundle, plan: Plan) -> Iterator[StudentRecord]:
     stored_from = STORED_FROM[plan.version]
     for line, row in _rows(bundle, USERS, len(columns), problems):
         record = make(line, row)
-        if record is not None and _fits(record, line, row, columns, stored_from, problems):
+        if record is not None and _fits(record, line, row, columns, stored_from, problems, checks):
             yield record
     problems.raise_if_any()
 
@@ -511,10 +534,11 @@ def _fits(
     columns: dict[str, int],
     stored_from: dict[str, str],
     problems: _Problems,
+    checks: RecordChecks,
 ) -> bool:
     """Whether the host can store the record as it is; each value it cannot (too long, a NUL
     character) is a bad row here, reported at its line and column."""
-    unfit = unfit_fields(record)
+    unfit = checks.unfit_fields(record)
     reported: set[str] = set()
     for item in unfit:
         column = stored_from.get(item.field, item.field)
@@ -697,7 +721,7 @@ class _Shared:
         return value
 
 
-def _read_roles(bundle: Bundle, plan: Plan) -> dict[str, _RoleInfo]:
+def _read_roles(bundle: Bundle, plan: Plan, checks: RecordChecks) -> dict[str, _RoleInfo]:
     """userSourcedId -> the user's chosen role, from roles.csv (RosterFileError for bad rows).
 
     A student role wins over any other (the host counts such a person as a student anyway), and
@@ -744,7 +768,7 @@ def _read_roles(bundle: Bundle, plan: Plan) -> dict[str, _RoleInfo]:
         if not org:
             problems.add(line, "orgSourcedId", "the orgSourcedId is empty")
             continue
-        unfit = unfit_values({"school": org})
+        unfit = checks.unfit_values({"school": org})
         if unfit:
             problems.add(line, "orgSourcedId", unfit[0].message)
             continue
@@ -812,5 +836,5 @@ def _split(text: str) -> tuple[str, ...]:
 
 
 @hookimpl(trylast=True)
-def register_roster_sources(settings: Any) -> list[Any]:
-    return [OneRosterCsvSource()]
+def register_roster_sources(host: PluginHost) -> list[RosterSource]:
+    return [OneRosterCsvSource(host)]

@@ -47,22 +47,25 @@ from authlib.oauth1 import ClientAuth
 from authlib.oauth1.rfc5849.errors import OAuth1Error
 from authlib.oauth1.rfc5849.signature import generate_signature_base_string
 from authlib.oauth1.rfc5849.util import escape
+from pydantic import model_validator
 
-from plugins.fields import checked_base_url
-from plugins.fields import day as _date
-from plugins.fields import describe_error as _describe
-from plugins.fields import text as _text
-from plugins.fields import timestamp as _timestamp
-from plugins.hookspecs import hookimpl
-from plugins.http import create_client, retry_policy
-from plugins.records import (
+from manage1to1_plugins import (
     DistrictRef,
+    PluginHost,
     RosterFileError,
+    RosterSource,
     RowProblem,
     ServerCount,
     SourceError,
+    SourceOptions,
     StudentRecord,
+    hookimpl,
 )
+from manage1to1_plugins.fields import checked_base_url
+from manage1to1_plugins.fields import day as _date
+from manage1to1_plugins.fields import describe_error as _describe
+from manage1to1_plugins.fields import text as _text
+from manage1to1_plugins.fields import timestamp as _timestamp
 
 PATHS = {
     "1.2": "/ims/oneroster/rostering/v1p2",
@@ -87,7 +90,9 @@ ENABLED_WORDS = {"true": True, "false": False}
 
 
 @dataclass(frozen=True)
-class OneRosterOptions:
+class OneRosterConfig:
+    """The options, checked and with their defaults: what one reading of the server uses."""
+
     base_url: str
     version: str
     auth: str
@@ -106,7 +111,7 @@ class OneRosterOptions:
         return PATHS[self.version]
 
     @classmethod
-    def read(cls, options: Mapping[str, Any]) -> OneRosterOptions:
+    def read(cls, options: Mapping[str, Any]) -> OneRosterConfig:
         """The options as given, or SourceError naming the one that is wrong."""
         base_url = _checked_url(options.get("base_url"), "base_url")
         version = str(options.get("version") or "1.2").strip()
@@ -174,25 +179,55 @@ class OneRosterOptions:
         )
 
 
+class OneRosterRestOptions(SourceOptions):
+    """The options of a OneRoster REST roster source (see the module's docstring)."""
+
+    base_url: str | None = None
+    version: str | None = None
+    auth: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = None
+    token: str | None = None
+    token_url: str | None = None
+    scope: str | None = None
+    signature_method: str | None = None
+    page_size: int = DEFAULT_PAGE_SIZE
+    include_staff: bool = False
+    person_key_fields: tuple[str, ...] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _as_the_source_reads_them(cls, options: Any) -> Any:
+        # The same checks, with the same words, as a fetch makes.
+        if isinstance(options, Mapping):
+            try:
+                OneRosterConfig.read(options)
+            except SourceError as error:
+                raise ValueError(str(error)) from None
+        return options
+
+
 class OneRosterRestSource:
     name = "oneroster_rest"
     description = "Students from the SIS's OneRoster 1.2 or 1.1 REST API."
+    options_model = OneRosterRestOptions
 
-    def __init__(self, settings: Any) -> None:
-        self.settings = settings
+    def __init__(self, host: PluginHost) -> None:
+        self.host = host
 
     def fetch_students(
-        self, *, district: DistrictRef, options: Mapping[str, Any]
+        self, *, district: DistrictRef, options: OneRosterRestOptions | Mapping[str, Any]
     ) -> AsyncIterator[StudentRecord | ServerCount]:
-        config = OneRosterOptions.read(options)
-        return _Sync(self.settings, config).records()
+        given = OneRosterRestOptions.parse(options).model_dump(exclude_none=True)
+        config = OneRosterConfig.read(given)
+        return _Sync(self.host, config).records()
 
 
 class _Sync:
     """One reading of the roster: one HTTP client, one token, the problems found so far."""
 
-    def __init__(self, settings: Any, config: OneRosterOptions) -> None:
-        self.settings = settings
+    def __init__(self, host: PluginHost, config: OneRosterConfig) -> None:
+        self.host = host
         self.config = config
         self.position = 0
         self.problems: list[RowProblem] = []
@@ -209,14 +244,14 @@ class _Sync:
         headers = {"Accept": "application/json"}
         if config.auth == "bearer":
             headers["Authorization"] = f"Bearer {config.token}"
-        return create_client(
-            self.settings, base_url=config.base_url, headers=headers, transport=transport
+        return self.host.create_client(
+            base_url=config.base_url, headers=headers, transport=transport
         )
 
     async def records(self) -> AsyncIterator[StudentRecord | ServerCount]:
         async with self._client() as client:
             if self.config.auth == "oauth2":
-                self.credentials = _ClientCredentials(client, self.config, self.settings)
+                self.credentials = _ClientCredentials(client, self.config, self.host)
             endpoint = f"{self.config.root}/students"
             async for item in self._read(client, endpoint, role="student", count=True):
                 yield item
@@ -452,7 +487,7 @@ def _total_count(response: httpx.Response) -> int | None:
     return None
 
 
-def _check_status(response: httpx.Response, where: str, config: OneRosterOptions) -> None:
+def _check_status(response: httpx.Response, where: str, config: OneRosterConfig) -> None:
     status = response.status_code
     if status == 200:
         return
@@ -483,11 +518,11 @@ def _check_status(response: httpx.Response, where: str, config: OneRosterOptions
 class _ClientCredentials:
     """OAuth 2 client credentials (RFC 6749 section 4.4): one token, reused until it expires."""
 
-    def __init__(self, client: httpx.AsyncClient, config: OneRosterOptions, settings: Any):
+    def __init__(self, client: httpx.AsyncClient, config: OneRosterConfig, host: PluginHost):
         self.client = client
         self.config = config
         # Asking for a token again is safe, so the token POST is retried like a GET.
-        self.retry = retry_policy(settings, methods=("POST",))
+        self.retry = host.retry_policy(methods=("POST",))
         self.token: str | None = None
         self.expires_at: float | None = None
         self.issued = 0
@@ -588,8 +623,8 @@ class _SigningTransport(httpx.AsyncBaseTransport):
 
 
 @hookimpl(trylast=True)
-def register_roster_sources(settings: Any) -> list[Any]:
-    return [OneRosterRestSource(settings)]
+def register_roster_sources(host: PluginHost) -> list[RosterSource]:
+    return [OneRosterRestSource(host)]
 
 
 def _checked_url(value: object, option: str) -> str:

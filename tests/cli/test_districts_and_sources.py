@@ -83,8 +83,8 @@ def test_roster_import_through_a_named_async_source(built, monkeypatch, tmp_path
 
     original = manager.PluginManager.__init__
 
-    def with_plugin(self, settings, **options):
-        original(self, settings, **options, extra_plugins=[Plugin()])
+    def with_plugin(self, host, **options):
+        original(self, host, **{**options, "extra_plugins": [Plugin()]})
 
     monkeypatch.setattr(manager.PluginManager, "__init__", with_plugin)
     run("district", "create", "async", "--name", "Async District")

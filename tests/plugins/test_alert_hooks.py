@@ -15,6 +15,7 @@ from sqlmodel import select
 
 from db.models import Alert
 from licensing.notifications import dispatch_alert_changes, notification_cursor
+from licensing.plugin_host import load_plugins
 from licensing.service import LicensingService
 from plugins.hookspecs import hookimpl
 from plugins.manager import PluginManager
@@ -55,7 +56,7 @@ class Broken:
 
 
 def plugin_manager(service: LicensingService, *plugins: object) -> PluginManager:
-    return PluginManager(service.settings, load_entry_points=False, extra_plugins=plugins)
+    return load_plugins(service.settings, load_entry_points=False, extra_plugins=plugins)
 
 
 async def dispatch(service: LicensingService, plugins: Any, **options: Any) -> int:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from licensing.plugin_host import plugin_host
 from licensing.roster import UsageCounts, collect_records, current_usage
 from licensing.roster_changes import DEFAULT_GUARD, apply_roster
 from licensing.settings import HttpSettings, Settings
@@ -48,7 +49,7 @@ def fast_settings(tmp_path: Any) -> Settings:
 
 @pytest.fixture
 def source(fast_settings: Settings) -> CleverSource:
-    return CleverSource(fast_settings)
+    return CleverSource(plugin_host(fast_settings))
 
 
 @pytest.fixture
@@ -301,7 +302,7 @@ async def test_oneroster_and_clever_for_one_district_count_each_person_once(
     clever = FakeClever()  # c-01 is STATE-1001 too
     with running(oneroster) as oneroster_url, running(clever) as clever_url:
         from_sis = await fetch(
-            OneRosterRestSource(fast_settings),
+            OneRosterRestSource(plugin_host(fast_settings)),
             {
                 "base_url": oneroster_url,
                 "client_id": oneroster.client_id,

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from app.runtime import build_service
+from licensing.plugin_host import load_plugins
 from licensing.settings import DistrictConfig, RosterSourceConfig
 from licensing.tokens import Permission
-from plugins.manager import PluginManager
 from tests.utils.districts import create_district, token_for
 from tests.utils.graphql import graphql_data
 
@@ -100,10 +100,10 @@ async def test_the_installed_package_is_a_roster_source_in_data_sources(
 
 
 def test_disabled_plugins_do_not_load(on_path, settings):
-    assert "example_sis" in PluginManager(settings).roster_sources
+    assert "example_sis" in load_plugins(settings).roster_sources
 
     settings.disabled_plugins = ["example_sis", "clever"]
-    plugins = PluginManager(settings)
+    plugins = load_plugins(settings)
 
     assert "example_sis" not in plugins.roster_sources
     assert "example_sis" not in plugins.plugin_names()

@@ -16,11 +16,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from app.runtime import build_service
 from licensing import signing
+from licensing.plugin_host import load_plugins
 from licensing.roster import UsageCounts, current_usage
 from licensing.roster_changes import apply_roster
 from licensing.settings import DistrictConfig
 from plugins.hookspecs import hookimpl
-from plugins.manager import PluginManager
 from plugins.records import DistrictRef, RosterFileError, SourceError, StudentRecord
 from tests.utils.districts import TEST_KEY_ID, create_district
 
@@ -74,7 +74,7 @@ def test_example_plugin_is_valid_python():
 
 
 def test_example_plugin_is_loaded_from_its_entry_point(settings, example_installed):
-    plugins = PluginManager(settings)
+    plugins = load_plugins(settings)
 
     assert "example_plugin" in plugins.plugin_names()
     # Listed alongside the built-in source, which it does not replace.
@@ -86,7 +86,7 @@ def test_example_plugin_is_loaded_from_its_entry_point(settings, example_install
 
 
 def test_only_limits_which_entry_points_load(settings, example_installed):
-    plugins = PluginManager(settings, only=["some_other_plugin"])
+    plugins = load_plugins(settings, only=["some_other_plugin"])
 
     assert "example_plugin" not in plugins.plugin_names()
     assert "nightly_export" not in plugins.roster_sources
@@ -97,10 +97,10 @@ def test_example_plugin_reads_the_documented_export(settings, example_installed)
     export = settings.data_dir / "sis-exports" / "riverside.csv"
     export.parent.mkdir(parents=True)
     export.write_text(example_export(), encoding="utf-8")
-    source = PluginManager(settings).roster_source("nightly_export")
+    source = load_plugins(settings).roster_source("nightly_export")
 
     # With no options, the source reads its default export for the district.
-    records = source.fetch_students(district=RIVERSIDE, options={})
+    records = source.fetch_students(district=RIVERSIDE, options=source.options_model())
 
     assert [(record.source_id, record.status) for record in records] == [
         ("1001", "active"),
@@ -128,8 +128,8 @@ def test_example_plugin_records_are_counted_by_the_host(
     )
     export = tmp_path / "nightly.csv"
     export.write_text(example_export(), encoding="utf-8")
-    source = PluginManager(settings).roster_source("nightly_export")
-    records = source.fetch_students(district=RIVERSIDE, options={"path": str(export)})
+    source = load_plugins(settings).roster_source("nightly_export")
+    records = source.fetch_students(district=RIVERSIDE, options=source.options_model(path=export))
 
     with service.database.write() as session:
         change = apply_roster(
@@ -156,8 +156,8 @@ def test_an_unknown_status_code_is_refused_by_the_host(
     district_id = create_district(service, slug="riverside", roster=[StudentRecord(source_id="S1")])
     export = tmp_path / "nightly.csv"
     export.write_text("StudentID,Status\n2001,A\n2002,X\n", encoding="utf-8")
-    source = PluginManager(settings).roster_source("nightly_export")
-    records = source.fetch_students(district=RIVERSIDE, options={"path": str(export)})
+    source = load_plugins(settings).roster_source("nightly_export")
+    records = source.fetch_students(district=RIVERSIDE, options=source.options_model(path=export))
 
     with pytest.raises(RosterFileError, match="'X'"), service.database.write() as session:
         apply_roster(
@@ -186,10 +186,10 @@ def test_example_plugin_reports_what_it_cannot_read(
     export = tmp_path / "nightly.csv"
     if content is not None:
         export.write_text(content, encoding="utf-8")
-    source = PluginManager(settings).roster_source("nightly_export")
+    source = load_plugins(settings).roster_source("nightly_export")
 
     with pytest.raises(SourceError, match=message):
-        source.fetch_students(district=RIVERSIDE, options={"path": str(export)})
+        source.fetch_students(district=RIVERSIDE, options=source.options_model(path=export))
 
 
 class FixedRoster:
@@ -221,7 +221,7 @@ def test_hook_register_roster_sources(settings):
     extra = FixedRoster("vendor_sis", [])
     plugin = RosterPlugin(replacement, extra)
 
-    plugins = PluginManager(settings, load_entry_points=False, extra_plugins=[plugin])
+    plugins = load_plugins(settings, load_entry_points=False, extra_plugins=[plugin])
 
     # A third-party source with a built-in's name wins over the built-in.
     assert plugins.roster_source("local") is replacement
@@ -230,12 +230,12 @@ def test_hook_register_roster_sources(settings):
     plugins.roster_source("local")
     assert plugin.calls == 1
     # Without the plugin, the built-in local roster is there.
-    built_in = PluginManager(settings, load_entry_points=False).roster_source("local")
+    built_in = load_plugins(settings, load_entry_points=False).roster_source("local")
     assert type(built_in).__name__ == "LocalRosterSource"
 
 
 def test_an_unknown_roster_source_names_the_available_ones(settings):
-    plugins = PluginManager(settings, load_entry_points=False)
+    plugins = load_plugins(settings, load_entry_points=False)
 
     with pytest.raises(LookupError, match=r"'powerschool'.*available: .*local"):
         plugins.roster_source("powerschool")
@@ -289,7 +289,7 @@ class LicensePlugin:
 
 async def test_hook_register_license_sources(settings, clock, signing_key):
     replacement = FixedLicense("license_file", signed_license(signing_key, seats=1234))
-    plugins = PluginManager(
+    plugins = load_plugins(
         settings, load_entry_points=False, extra_plugins=[LicensePlugin(replacement)]
     )
     assert plugins.license_source("license_file") is replacement
@@ -316,7 +316,7 @@ async def test_a_district_picks_its_license_source_by_name(settings, clock, sign
     configured = settings.model_copy(
         update={"districts": {"riverside": DistrictConfig(license_source="vendor_server")}}
     )
-    plugins = PluginManager(
+    plugins = load_plugins(
         configured, load_entry_points=False, extra_plugins=[LicensePlugin(vendor)]
     )
     built = build_service(configured, upgrade_schema=True, clock=clock, plugins=plugins)
@@ -337,9 +337,7 @@ async def test_the_host_verifies_what_a_license_source_returns(settings, clock):
     # Signed with a key nobody trusts: the source cannot make the host believe it.
     untrusted = Ed25519PrivateKey.generate()
     forged = FixedLicense("license_file", signed_license(untrusted, seats=99999))
-    plugins = PluginManager(
-        settings, load_entry_points=False, extra_plugins=[LicensePlugin(forged)]
-    )
+    plugins = load_plugins(settings, load_entry_points=False, extra_plugins=[LicensePlugin(forged)])
     built = build_service(settings, upgrade_schema=True, clock=clock, plugins=plugins)
     try:
         district_id = create_district(built, slug="riverside")
@@ -354,7 +352,7 @@ async def test_the_host_verifies_what_a_license_source_returns(settings, clock):
 
 
 def test_the_documented_plugin_test_passes(tmp_path, example_installed):
-    code = doc_block(r"```python\n(from licensing\.settings import Settings\n.*?)```")
+    code = doc_block(r"```python\n(from licensing\.plugin_host import load_plugins\n.*?)```")
     namespace: dict[str, object] = {}
     exec(compile(code, "test_documented.py", "exec"), namespace)
     documented_test = namespace["test_nightly_export_is_a_roster_source"]

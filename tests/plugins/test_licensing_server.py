@@ -28,12 +28,12 @@ from starlette.responses import Response
 from app.dev_license_server import create_license_server, error_response
 from app.runtime import build_service
 from licensing import signing
+from licensing.plugin_host import load_plugins, plugin_host
 from licensing.service import LicensingService
 from licensing.settings import DistrictConfig, HttpSettings, Settings
 from licensing.tokens import Permission
 from plugins.builtin import licensing_server
 from plugins.builtin.licensing_server import LicensingServerSource
-from plugins.manager import PluginManager
 from tests.utils.cli import run
 from tests.utils.districts import (
     TEST_KEY_ID,
@@ -240,12 +240,12 @@ def assert_kept_and_stale(service: LicensingService, district_id: int, *, total:
 
 
 def test_hook_register_license_sources_lists_licensing_server(settings):
-    [registered] = licensing_server.register_license_sources(settings=settings)
+    [registered] = licensing_server.register_license_sources(host=plugin_host(settings))
     assert isinstance(registered, LicensingServerSource)
     assert registered.name == "licensing_server"
     assert registered.description
 
-    source = PluginManager(settings, load_entry_points=False).license_source("licensing_server")
+    source = load_plugins(settings, load_entry_points=False).license_source("licensing_server")
     assert isinstance(source, LicensingServerSource)
 
 

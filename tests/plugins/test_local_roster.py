@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from licensing.plugin_host import RosterRecordChecks, plugin_host
 from licensing.roster import UsageCounts, current_usage
 from licensing.roster_changes import DEFAULT_GUARD, apply_roster, confirm_held_run
+from licensing.settings import Settings
 from plugins.builtin.local_roster import COLUMNS, LocalRosterSource, read_roster_csv
 from plugins.records import DistrictRef, RosterFileError, RowProblem, SourceError, StudentRecord
 from tests.utils.districts import create_district, students
@@ -26,7 +28,7 @@ def write_csv(tmp_path: Path, text: str, name: str = "roster.csv") -> Path:
 
 def problems_of(path: Path) -> list[RowProblem]:
     with pytest.raises(RosterFileError) as raised:
-        read_roster_csv(path)
+        read_roster_csv(path, checks=RosterRecordChecks())
     return raised.value.problems
 
 
@@ -47,7 +49,7 @@ def usage(service, district_id: int) -> UsageCounts:
 
 def import_file(service, district_id: int, path: Path, *, replace: bool = False) -> UsageCounts:
     """Import a file the way `licensing roster import` does: read it, then apply it."""
-    records = read_roster_csv(path)
+    records = read_roster_csv(path, checks=RosterRecordChecks())
     with service.database.write() as session:
         apply_roster(
             session,
@@ -69,7 +71,7 @@ def test_a_good_file_gives_one_record_per_person(tmp_path):
         "S2,,,,,,,,,,,\n",
     )
 
-    records = read_roster_csv(path)
+    records = read_roster_csv(path, checks=RosterRecordChecks())
 
     assert records == [
         StudentRecord(
@@ -106,7 +108,7 @@ def test_a_good_file_gives_one_record_per_person(tmp_path):
 def test_only_the_id_column_is_required_and_columns_may_come_in_any_order(tmp_path):
     path = write_csv(tmp_path, "status,id\ngraduated,S1\n,S2\n")
 
-    assert read_roster_csv(path) == [
+    assert read_roster_csv(path, checks=RosterRecordChecks()) == [
         StudentRecord(source_id="S1", status="graduated"),
         StudentRecord(source_id="S2"),
     ]
@@ -116,7 +118,7 @@ def test_a_byte_order_mark_is_allowed(tmp_path):
     path = tmp_path / "excel.csv"
     path.write_bytes("\ufeffid,role\nS1,student\n".encode())
 
-    assert read_roster_csv(path) == [StudentRecord(source_id="S1")]
+    assert read_roster_csv(path, checks=RosterRecordChecks()) == [StudentRecord(source_id="S1")]
 
 
 def test_a_student_on_two_rows_with_two_schools_is_one_record_with_both(tmp_path):
@@ -127,7 +129,7 @@ def test_a_student_on_two_rows_with_two_schools_is_one_record_with_both(tmp_path
         "S1,student,active,true,Riverside High,2031\n",
     )
 
-    records = read_roster_csv(path)
+    records = read_roster_csv(path, checks=RosterRecordChecks())
 
     assert [record.source_id for record in records] == ["S1", "S2"]
     assert records[0].schools == ("Oak Hill", "Riverside High")
@@ -163,7 +165,7 @@ def test_two_rows_of_one_id_must_agree_apart_from_the_school(tmp_path):
 def test_enabled_accepts_true_and_false_in_any_letter_case(tmp_path, word):
     path = write_csv(tmp_path, f"id,enabled\nS1,{word}\n")
 
-    [record] = read_roster_csv(path)
+    [record] = read_roster_csv(path, checks=RosterRecordChecks())
 
     assert record.enabled is (word.lower() == "true")
 
@@ -183,7 +185,7 @@ def test_a_bad_row_is_reported_with_its_line_and_column(tmp_path, row, column, m
     path = write_csv(tmp_path, HEADER + "S1,student,active,true,Oak Hill,2031\n" + row + "\n")
 
     with pytest.raises(RosterFileError) as raised:
-        read_roster_csv(path)
+        read_roster_csv(path, checks=RosterRecordChecks())
 
     assert where(raised.value.problems) == [(3, column)]
     assert message in raised.value.problems[0].message
@@ -252,7 +254,7 @@ def test_a_file_that_is_not_utf8_is_reported(tmp_path):
 
 def test_a_missing_file_is_a_source_error(tmp_path):
     with pytest.raises(SourceError, match="No such file"):
-        read_roster_csv(tmp_path / "missing.csv")
+        read_roster_csv(tmp_path / "missing.csv", checks=RosterRecordChecks())
 
 
 @pytest.mark.parametrize(
@@ -323,7 +325,7 @@ def test_the_local_source_reads_the_file_named_in_its_options(tmp_path):
     path = write_csv(tmp_path, "id\nS1\n")
     district = DistrictRef(slug="riverside", official_name="Riverside", time_zone="UTC")
 
-    source = LocalRosterSource()
+    source = LocalRosterSource(plugin_host(Settings()))
 
     assert source.fetch_students(district=district, options={"path": str(path)}) == [
         StudentRecord(source_id="S1")

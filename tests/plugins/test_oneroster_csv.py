@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from licensing.plugin_host import RosterRecordChecks, load_plugins, plugin_host
 from licensing.roster import UsageCounts, current_usage
 from licensing.roster_changes import apply_roster
+from licensing.settings import Settings
 from plugins.builtin.oneroster_csv import (
     ROLES_V1P2,
     USERS_V1P1,
@@ -20,7 +22,6 @@ from plugins.builtin.oneroster_csv import (
     OneRosterCsvSource,
     read_bundle,
 )
-from plugins.manager import PluginManager
 from plugins.records import DistrictRef, RosterFileError, SourceError, StudentRecord
 from tests.utils.districts import create_district
 
@@ -104,7 +105,7 @@ def write_bundle(tmp_path: Path, files: dict[str, str], *, kind: str = "folder")
 
 def fetch(path: Path, **options: object) -> list[StudentRecord]:
     return list(
-        OneRosterCsvSource().fetch_students(
+        OneRosterCsvSource(plugin_host(Settings())).fetch_students(
             district=DISTRICT, options={"path": str(path), **options}
         )
     )
@@ -236,7 +237,9 @@ def test_fetch_students_streams_records_one_at_a_time(tmp_path):
         },
     )
 
-    records = OneRosterCsvSource().fetch_students(district=DISTRICT, options={"path": str(path)})
+    records = OneRosterCsvSource(plugin_host(Settings())).fetch_students(
+        district=DISTRICT, options={"path": str(path)}
+    )
 
     assert inspect.isgenerator(records)
     # The first record comes before the bad second row is even read...
@@ -360,7 +363,9 @@ def test_a_bad_header_names_each_missing_and_unknown_column(tmp_path):
 
     # Checked when the source is asked, before any record.
     with pytest.raises(RosterFileError) as raised:
-        OneRosterCsvSource().fetch_students(district=DISTRICT, options={"path": str(path)})
+        OneRosterCsvSource(plugin_host(Settings())).fetch_students(
+            district=DISTRICT, options={"path": str(path)}
+        )
 
     error = raised.value
     assert error.path.endswith("users.csv")
@@ -418,7 +423,7 @@ def test_a_missing_bundle_is_a_source_error(tmp_path):
     with pytest.raises(SourceError, match="No OneRoster bundle"):
         fetch(tmp_path / "missing.zip")
     with pytest.raises(SourceError, match="give its path"):
-        OneRosterCsvSource().fetch_students(district=DISTRICT, options={})
+        OneRosterCsvSource(plugin_host(Settings())).fetch_students(district=DISTRICT, options={})
 
 
 def test_a_truncated_zip_is_a_source_error(tmp_path):
@@ -768,7 +773,7 @@ def test_a_v1p2_user_with_only_extension_roles_cannot_be_classified(tmp_path):
 
 
 def test_hook_register_roster_sources_lists_oneroster_csv(settings, tmp_path):
-    source = PluginManager(settings, load_entry_points=False).roster_source("oneroster_csv")
+    source = load_plugins(settings, load_entry_points=False).roster_source("oneroster_csv")
 
     assert source.name == "oneroster_csv"
     assert "OneRoster" in source.description
@@ -780,7 +785,7 @@ def test_hook_register_roster_sources_lists_oneroster_csv(settings, tmp_path):
 def test_read_bundle_is_the_same_reader(tmp_path):
     path = write_bundle(tmp_path, {"manifest.csv": manifest(), "users.csv": DISTRICT_V1P1})
 
-    assert list(read_bundle(path)) == fetch(path)
+    assert list(read_bundle(path, checks=RosterRecordChecks())) == fetch(path)
 
 
 def test_v1p2_values_the_roster_cannot_hold_are_reported_at_their_file_line_and_column(tmp_path):

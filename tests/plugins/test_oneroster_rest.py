@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
+from licensing.plugin_host import load_plugins, plugin_host
 from licensing.roster import UsageCounts, collect_records, current_usage
 from licensing.roster_changes import apply_roster
 from licensing.settings import HttpSettings, Settings
 from plugins.builtin.oneroster_rest import OneRosterRestSource
-from plugins.manager import PluginManager
 from plugins.records import (
     DistrictRef,
     RosterFileError,
@@ -58,7 +58,7 @@ def fast_settings(tmp_path: Any) -> Settings:
 
 @pytest.fixture
 def source(fast_settings: Settings) -> OneRosterRestSource:
-    return OneRosterRestSource(fast_settings)
+    return OneRosterRestSource(plugin_host(fast_settings))
 
 
 @pytest.fixture
@@ -119,7 +119,7 @@ async def synced_sample(service, district_id: int, source: OneRosterRestSource) 
 
 
 def test_hook_register_roster_sources_lists_rest_sources(settings):
-    sources = PluginManager(settings, load_entry_points=False).roster_sources
+    sources = load_plugins(settings, load_entry_points=False).roster_sources
 
     assert isinstance(sources["oneroster_rest"], OneRosterRestSource)
     assert sources["clever"].name == "clever"
@@ -523,7 +523,7 @@ async def test_an_unreachable_server_is_a_source_error(fast_settings):
     settings = fast_settings.model_copy(
         update={"http": fast_settings.http.model_copy(update={"retries": 1})}
     )
-    source = OneRosterRestSource(settings)
+    source = OneRosterRestSource(plugin_host(settings))
     started = time.monotonic()
     with pytest.raises(SourceError, match="did not answer"):
         await fetch(source, options("http://127.0.0.1:9"))

@@ -25,9 +25,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from db.models import Alert, WebhookDelivery
+from licensing import webhooks
 from licensing.service import LicensingService
 from licensing.settings import DistrictConfig, HttpSettings, Settings, WebhookConfig
-from plugins.builtin import webhooks
 from plugins.records import AlertNotice, DistrictRef
 from tests.fakes.serve import serve
 from tests.utils.clock import FakeClock
@@ -289,7 +289,9 @@ async def test_an_unreachable_endpoint_is_retried(service, district, receiver, c
     assert len(receiver.accepted) == 1
 
 
-async def test_repeated_hook_calls_and_dispatch_never_duplicate(service, district, receiver):
+async def test_repeated_notification_steps_and_dispatch_never_duplicate(
+    service, district, receiver
+):
     alert = cross_the_threshold(service, district)
     assert await service.dispatch_notifications() == 1
     notice = AlertNotice(
@@ -304,12 +306,11 @@ async def test_repeated_hook_calls_and_dispatch_never_duplicate(service, distric
     )
     ref = DistrictRef(slug=SLUG, official_name="Test District", time_zone="UTC")
 
-    # What a crash before the cursor moved would do: the hook runs again for the same alert.
-    await webhooks.alert_raised(alert=notice, district=ref, settings=service.settings)
-    assert webhooks.enqueue_alert(notice, ref, service.settings) == 0
+    # What a crash before the cursor moved would do: the step enqueues the same alert again.
+    assert webhooks.enqueue_alert(service.database, notice, ref, service.settings) == 0
     await service.dispatch_notifications()
     assert await service.deliver_webhooks() == 1
-    await webhooks.alert_raised(alert=notice, district=ref, settings=service.settings)
+    assert webhooks.enqueue_alert(service.database, notice, ref, service.settings) == 0
     assert await service.deliver_webhooks() == 0
 
     assert len(deliveries(service)) == 1

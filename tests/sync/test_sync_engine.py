@@ -12,12 +12,12 @@ from sqlmodel import col, select
 from app.runtime import build_service
 from db.models import AuditEvent, ChangeEvent, RosterStaging, RosterSyncRun
 from licensing import roster_changes
+from licensing.plugin_host import load_plugins
 from licensing.roster import current_usage, usage_mismatch
 from licensing.scheduler import ROSTER_CLEANUP_EVERY, Scheduler
 from licensing.settings import DistrictConfig, RosterSourceConfig
 from licensing.tokens import Permission
 from plugins.hookspecs import hookimpl
-from plugins.manager import PluginManager
 from plugins.records import ServerCount, SourceError, StudentRecord
 from tests.utils.districts import create_district, token_for
 from tests.utils.graphql import graphql_data
@@ -64,7 +64,7 @@ def service(settings, clock, source):
             "second": RosterSourceConfig(kind="scripted"),
         }
     )
-    plugins = PluginManager(
+    plugins = load_plugins(
         settings, load_entry_points=False, extra_plugins=[ScriptedPlugin(source)]
     )
     built = build_service(settings, upgrade_schema=True, clock=clock, plugins=plugins)

@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 
 from app.runtime import build_service
+from licensing.plugin_host import load_plugins
 from licensing.scheduler import Scheduler
 from licensing.settings import DistrictConfig, RosterSourceConfig
 from licensing.tokens import Permission
 from plugins.hookspecs import hookimpl
-from plugins.manager import PluginManager
 from plugins.records import StudentRecord
 from tests.plugins.test_oneroster_csv import manifest, user_v1p1, users_csv, write_bundle
 from tests.utils.databases import refuse_inserts
@@ -62,7 +62,7 @@ def listed() -> ListedSource:
 
 @pytest.fixture
 def service(settings, clock, listed):
-    plugins = PluginManager(settings, load_entry_points=False, extra_plugins=[ListedPlugin(listed)])
+    plugins = load_plugins(settings, load_entry_points=False, extra_plugins=[ListedPlugin(listed)])
     built = build_service(settings, upgrade_schema=True, clock=clock, plugins=plugins)
     yield built
     built.database.dispose()

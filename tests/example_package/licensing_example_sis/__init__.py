@@ -1,24 +1,27 @@
 """A third-party roster source, shipped as its own package.
 
-It imports nothing from the Licensing API: the hook marker comes from pluggy with the project
-name, and records are plain mappings with StudentRecord's keys. Its roster is a JSON file of
-people, the way a small SIS might export it.
+It imports only the service's public plugin API, ``manage1to1_plugins``; its records are plain
+mappings with StudentRecord's keys. Its roster is a JSON file of people, the way a small SIS
+might export it.
 """
 
 import json
 from pathlib import Path
 
-import pluggy
+from manage1to1_plugins import DistrictRef, PluginHost, RosterSource, SourceOptions, hookimpl
 
-hookimpl = pluggy.HookimplMarker("licensing")
+
+class ExampleSisOptions(SourceOptions):
+    path: Path
 
 
 class ExampleSisSource:
     name = "example_sis"
     description = "People from an Example SIS JSON export."
+    options_model = ExampleSisOptions
 
-    def fetch_students(self, *, district, options):
-        export = json.loads(Path(options["path"]).read_text(encoding="utf-8"))
+    def fetch_students(self, *, district: DistrictRef, options: ExampleSisOptions):
+        export = json.loads(options.path.read_text(encoding="utf-8"))
         for person in export["people"]:
             yield {
                 "source_id": person["id"],
@@ -30,5 +33,5 @@ class ExampleSisSource:
 
 
 @hookimpl
-def register_roster_sources(settings):
+def register_roster_sources(host: PluginHost) -> list[RosterSource]:
     return [ExampleSisSource()]

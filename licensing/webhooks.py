@@ -1,9 +1,12 @@
 """Signed webhooks: a district's alerts POSTed as JSON to the endpoints it configures.
 
-The hooks only enqueue: each ``alert_raised`` or ``alert_resolved`` call adds one row per
-configured endpoint to the ``webhook_delivery`` table, at most once per endpoint and idempotency
-key, so a repeated hook call never sends twice. ``deliver_pending`` (run by the scheduler) sends the
-rows that are due and records every attempt there: that table is the delivery log.
+A product feature of the core, not a plugin: the notification step (``licensing.notifications``)
+enqueues each alert change with ``enqueue_alert``, in the service's one database, adding one row
+per configured endpoint to the ``webhook_delivery`` table (the outbox), at most once per endpoint
+and idempotency key, so a repeated step never sends twice. ``deliver_pending`` (run by the
+scheduler) sends the rows that are due and records every attempt there: that table is the
+delivery log the ``webhookDeliveries`` query shows. Third parties extend notifications through the
+``alert_raised`` and ``alert_resolved`` hooks instead.
 
 Each request carries ``Idempotency-Key``, ``X-Manage1to1-Event`` and ``X-Manage1to1-Signature:
 t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>" with the endpoint's secret>``. A 2xx answer
@@ -32,7 +35,7 @@ from sqlmodel import Session, col, or_, select
 
 from db.models import District, WebhookDelivery
 from db.session import Database
-from plugins.hookspecs import hookimpl
+from licensing.settings import DistrictConfig, Settings
 from plugins.http import create_client
 from plugins.records import AlertNotice, DistrictRef
 
@@ -54,20 +57,12 @@ ERROR_TEXT_LIMIT = 2000
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
 
 
-# --- The hooks: enqueue -------------------------------------------------------------------------
+# --- Enqueue ------------------------------------------------------------------------------------
 
 
-@hookimpl
-async def alert_raised(alert: AlertNotice, district: DistrictRef, settings: Any) -> None:
-    await to_thread.run_sync(enqueue_alert, alert, district, settings)
-
-
-@hookimpl
-async def alert_resolved(alert: AlertNotice, district: DistrictRef, settings: Any) -> None:
-    await to_thread.run_sync(enqueue_alert, alert, district, settings)
-
-
-def enqueue_alert(alert: AlertNotice, district: DistrictRef, settings: Any) -> int:
+def enqueue_alert(
+    database: Database, alert: AlertNotice, district: DistrictRef, settings: Settings
+) -> int:
     """Enqueue one delivery of ``alert`` per endpoint of ``district`` that wants its event;
     return how many were added (0 for endpoints that already have it)."""
     endpoints = [
@@ -77,24 +72,20 @@ def enqueue_alert(alert: AlertNotice, district: DistrictRef, settings: Any) -> i
     ]
     if not endpoints:
         return 0
-    database = Database(settings.effective_database_url)
-    try:
-        with database.write() as session:
-            district_id = session.exec(
-                select(District.id).where(District.slug == district.slug)
-            ).one_or_none()
-            if district_id is None:
-                logger.warning("No district %r: webhook for %s dropped.", district.slug, alert)
-                return 0
-            return enqueue_deliveries(
-                session,
-                district_id=district_id,
-                alert=alert,
-                district=district,
-                endpoints=endpoints,
-            )
-    finally:
-        database.dispose()
+    with database.write() as session:
+        district_id = session.exec(
+            select(District.id).where(District.slug == district.slug)
+        ).one_or_none()
+        if district_id is None:
+            logger.warning("No district %r: webhook for %s dropped.", district.slug, alert)
+            return 0
+        return enqueue_deliveries(
+            session,
+            district_id=district_id,
+            alert=alert,
+            district=district,
+            endpoints=endpoints,
+        )
 
 
 def enqueue_deliveries(
@@ -226,7 +217,7 @@ class _Claimed:
 async def deliver_pending(
     *,
     database: Database,
-    settings: Any,
+    settings: Settings,
     clock: Callable[[], datetime],
     transport: httpx.AsyncBaseTransport | None = None,
     batch: int = 100,
@@ -268,12 +259,12 @@ async def deliver_pending(
     return delivered
 
 
-def _district_configs(settings: Any) -> Iterable[tuple[str, Any]]:
-    districts: Mapping[str, Any] = getattr(settings, "districts", {}) or {}
+def _district_configs(settings: Settings) -> Iterable[tuple[str, DistrictConfig]]:
+    districts: Mapping[str, DistrictConfig] = settings.districts
     return districts.items()
 
 
-def _claim_due(database: Database, settings: Any, now: datetime, batch: int) -> list[_Claimed]:
+def _claim_due(database: Database, settings: Settings, now: datetime, batch: int) -> list[_Claimed]:
     claim_until = now + timedelta(
         seconds=max(CLAIM_SECONDS, 2 * settings.http.attempt_deadline_seconds)
     )

@@ -1,0 +1,79 @@
+"""The typed plugin API: what ``manage1to1_plugins`` offers, and what the host hands hooks."""
+
+from __future__ import annotations
+
+import pluggy
+import pytest
+
+import manage1to1_plugins
+from licensing.plugin_host import load_plugins
+from manage1to1_plugins import (
+    LicenseSource,
+    PluginHost,
+    RosterSource,
+    SourceError,
+    SourceOptions,
+    hookimpl,
+)
+
+
+def test_every_built_in_source_is_typed_with_an_options_model(settings):
+    plugins = load_plugins(settings, load_entry_points=False)
+
+    for source in plugins.roster_sources.values():
+        assert isinstance(source, RosterSource)
+        assert issubclass(source.options_model, SourceOptions)
+    for source in plugins.license_sources.values():
+        assert isinstance(source, LicenseSource)
+        assert issubclass(source.options_model, SourceOptions)
+
+
+def test_hooks_receive_the_host_with_the_services_settings_and_clock(settings, clock):
+    received: list[PluginHost] = []
+
+    class Plugin:
+        @hookimpl
+        def register_roster_sources(self, host):
+            received.append(host)
+            return []
+
+    plugins = load_plugins(settings, clock=clock, load_entry_points=False, extra_plugins=[Plugin()])
+    assert "local" in plugins.roster_sources
+
+    [host] = received
+    assert host.settings is settings
+    assert host.clock() == clock()
+    assert host.records.status_problem("graduated") is None
+    assert "not one of" in (host.records.status_problem("expelled") or "")
+
+
+def test_a_misspelt_hook_implementation_fails_at_start_up(settings):
+    class Misspelt:
+        @hookimpl
+        def register_roster_source(self, host):  # missing the "s"
+            return []
+
+    with pytest.raises(pluggy.PluginValidationError, match="register_roster_source"):
+        load_plugins(settings, load_entry_points=False, extra_plugins=[Misspelt()])
+
+
+def test_options_are_parsed_with_every_problem_named():
+    class Options(SourceOptions):
+        path: str
+        page_size: int = 100
+
+    assert Options.parse({"path": "x"}) == Options(path="x")
+    with pytest.raises(SourceError) as raised:
+        Options.parse({"page_size": "many", "pathh": "x"})
+    message = str(raised.value)
+    assert "path: Field required" in message
+    assert "page_size:" in message
+    assert "pathh: Extra inputs are not permitted" in message
+
+
+def test_the_public_module_exports_what_a_plugin_needs():
+    for name in ("hookimpl", "StudentRecord", "DistrictRef", "SignedLicense", "SourceError"):
+        assert name in manage1to1_plugins.__all__
+    for name in ("RosterFileError", "RowProblem", "RosterSource", "LicenseSource", "PluginHost"):
+        assert name in manage1to1_plugins.__all__
+    assert all(hasattr(manage1to1_plugins, name) for name in manage1to1_plugins.__all__)

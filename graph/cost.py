@@ -65,7 +65,12 @@ from strawberry.extensions import SchemaExtension
 from graph.context import GraphContext
 from graph.http import HttpContext
 from graph.limits import prepared_document
-from graph.rate_limit import Receipt, token_budgets
+from graph.rate_limit import (
+    COSTLY_RETRY_AFTER_SECONDS,
+    CostlyOperationSlot,
+    Receipt,
+    token_budgets,
+)
 from licensing.audit import MAX_AUDIT_PAGE
 from licensing.count_review import ReviewReason
 from licensing.history import MAX_HISTORY_DAYS
@@ -359,15 +364,27 @@ class QueryCost(SchemaExtension):
             usage = (await context.district_state()).usage
             students = usage.active_students + usage.inactive_students
             self.cost += measured.roster_scans * roster_scan_cost(students)
-        budgets = token_budgets(context.service) if isinstance(context, GraphContext) else None
-        if budgets is not None:
-            self.receipt = await budgets.draw_async(context.principal.token_id, self.cost)
-            self._publish(self.receipt)
-            if not self.receipt.allowed:
-                raise GraphQLError(
-                    self.receipt.refusal_message(), extensions=self.receipt.refusal_extensions()
-                )
-        yield
+        slot = None
+        if measured.roster_scans and isinstance(context, GraphContext):
+            slot = CostlyOperationSlot(context.service, context.principal.token_id)
+            if not slot.taken:
+                # Refused before the draw: charged by its size, as a refused document is.
+                self._refuse_busy()
+                raise GraphQLError(slot.refusal_message(), extensions=slot.refusal_extensions())
+        try:
+            budgets = token_budgets(context.service) if isinstance(context, GraphContext) else None
+            if budgets is not None:
+                self.receipt = await budgets.draw_async(context.principal.token_id, self.cost)
+                self._publish(self.receipt)
+                if not self.receipt.allowed:
+                    raise GraphQLError(
+                        self.receipt.refusal_message(),
+                        extensions=self.receipt.refusal_extensions(),
+                    )
+            yield
+        finally:
+            if slot is not None:
+                slot.release()
 
     async def get_results(self) -> dict[str, Any]:
         execution = self.execution_context
@@ -390,6 +407,13 @@ class QueryCost(SchemaExtension):
                 "restoreRate": _number(self.receipt.restore_rate),
             }
         return {"cost": cost}
+
+    def _refuse_busy(self) -> None:
+        """Over HTTP: status 429, and when to retry."""
+        context = self.execution_context.context
+        if isinstance(context, HttpContext):
+            context.response.status_code = 429
+            context.response.headers["Retry-After"] = str(COSTLY_RETRY_AFTER_SECONDS)
 
     def _publish(self, receipt: Receipt) -> None:
         """Over HTTP: the RateLimit headers, and status 429 when the budget could not pay."""

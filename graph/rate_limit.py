@@ -383,7 +383,10 @@ SUBSCRIPTION_BUDGET_SPENT = Problem(
 SUBSCRIPTION_CHARGE_POINTS = 120
 
 
-class _OpenSubscriptions:
+class _PerTokenCounts:
+    """How many of something (open subscriptions, costly operations) each token holds on this
+    worker, each taken only while under a cap."""
+
     def __init__(self) -> None:
         self.counts: dict[int, int] = {}
         self.lock = threading.Lock()
@@ -404,7 +407,7 @@ class _OpenSubscriptions:
                 self.counts.pop(token_id, None)
 
 
-_open_subscriptions: WeakKeyDictionary[LicensingService, _OpenSubscriptions] = WeakKeyDictionary()
+_open_subscriptions: WeakKeyDictionary[LicensingService, _PerTokenCounts] = WeakKeyDictionary()
 
 
 class SubscriptionMeter:
@@ -417,7 +420,7 @@ class SubscriptionMeter:
         self.token_id = token_id
         self.settings = service.settings.rate_limit
         with _budgets_lock:
-            self.open_subscriptions = _open_subscriptions.setdefault(service, _OpenSubscriptions())
+            self.open_subscriptions = _open_subscriptions.setdefault(service, _PerTokenCounts())
         self.charged_at = 0.0
         self.opened = False
 
@@ -455,3 +458,45 @@ class SubscriptionMeter:
         receipt = await budgets.spend_async(self.token_id, points)
         if refuse and receipt.remaining <= 0:
             raise ClientError(SUBSCRIPTION_BUDGET_SPENT)
+
+
+# --- Costly operations: one at a time per token ---------------------------------------------------
+
+# Operations that read the whole roster (graph/cost.py ROSTER_SCANS) a token may run at once on a
+# worker: its budget already pays for each, and this keeps one token from occupying several of
+# the threads every district's requests share.
+COSTLY_OPERATIONS_PER_TOKEN = 1
+COSTLY_OPERATION_RUNNING = "COSTLY_OPERATION_RUNNING"
+# What a refused costly operation's Retry-After says: they take well under a second.
+COSTLY_RETRY_AFTER_SECONDS = 1
+_running_costly: WeakKeyDictionary[LicensingService, _PerTokenCounts] = WeakKeyDictionary()
+
+
+class CostlyOperationSlot:
+    """The right to run one costly operation for a token: ``taken`` is False when the token is
+    already running as many as it may, and the operation is then to be refused."""
+
+    def __init__(self, service: LicensingService, token_id: int) -> None:
+        with _budgets_lock:
+            self.running = _running_costly.setdefault(service, _PerTokenCounts())
+        self.token_id = token_id
+        self.taken = self.running.open(token_id, COSTLY_OPERATIONS_PER_TOKEN)
+
+    def release(self) -> None:
+        if self.taken:
+            self.taken = False
+            self.running.close(self.token_id)
+
+    @staticmethod
+    def refusal_message() -> str:
+        return (
+            "This API token is already running a query that reads the whole roster "
+            "(countReview); one runs at a time per token. Retry when it has been answered."
+        )
+
+    @staticmethod
+    def refusal_extensions() -> dict[str, object]:
+        return {
+            "code": COSTLY_OPERATION_RUNNING,
+            "retryAfterSeconds": COSTLY_RETRY_AFTER_SECONDS,
+        }

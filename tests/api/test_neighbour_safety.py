@@ -13,9 +13,10 @@ import anyio
 import pytest
 import strawberry.schema.schema
 
+import licensing.service
 from app.runtime import build_service
 from graph.cost import STUDENTS_PER_POINT, refused_document_cost
-from graph.rate_limit import RATE_LIMITED
+from graph.rate_limit import COSTLY_OPERATION_RUNNING, RATE_LIMITED
 from licensing.history import MAX_HISTORY_DAYS
 from licensing.service import LicensingService
 from tests.api.test_subscriptions import LICENSE_CHANGED, served, subscriber
@@ -155,6 +156,49 @@ async def test_count_review_costs_more_in_a_larger_district(client, make_distric
     large_cost = (await graphql(client, large.manager_token, query)).json()["extensions"]["cost"]
 
     assert large_cost["requested"] - small_cost["requested"] == 50
+
+
+async def test_one_count_review_runs_at_a_time_per_token_and_the_neighbour_is_answered(
+    client, districts, monkeypatch
+):
+    """While a token's countReview runs, its second one is refused with a code, and another district's dashboard is answered."""
+    flooding, neighbour = districts
+    running, release = threading.Event(), threading.Event()
+    real_count_review = licensing.service.count_review
+
+    def held_count_review(*args, **kwargs):
+        running.set()
+        release.wait(timeout=10)
+        return real_count_review(*args, **kwargs)
+
+    monkeypatch.setattr(licensing.service, "count_review", held_count_review)
+    query = "{ countReview { reason } }"
+    answers = {}
+
+    async def first() -> None:
+        answers["first"] = await graphql(client, flooding.manager_token, query)
+
+    async def meanwhile() -> None:
+        await anyio.to_thread.run_sync(running.wait, 10)
+        answers["second"] = await graphql(client, flooding.manager_token, query)
+        answers["neighbour"] = await graphql(client, neighbour.viewer_token, DASHBOARD)
+        release.set()
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(first)
+            tasks.start_soon(meanwhile)
+
+    second = answers["second"]
+    assert second.status_code == 429
+    assert second.headers["Retry-After"] == "1"
+    assert [error["extensions"]["code"] for error in second.json()["errors"]] == [
+        COSTLY_OPERATION_RUNNING
+    ]
+    assert "errors" not in answers["neighbour"].json()
+    assert "errors" not in answers["first"].json()
+    # Once it has been answered, the token may run another.
+    assert "errors" not in (await graphql(client, flooding.manager_token, query)).json()
 
 
 # --- Subscriptions: capped per token, charged for the time held ---------------------------------

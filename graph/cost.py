@@ -64,7 +64,7 @@ from strawberry.extensions import SchemaExtension
 
 from graph.context import GraphContext
 from graph.http import HttpContext
-from graph.limits import prepared_document
+from graph.limits import is_large_document, prepared_document
 from graph.rate_limit import (
     COSTLY_RETRY_AFTER_SECONDS,
     CostlyOperationSlot,
@@ -329,6 +329,30 @@ class QueryCost(SchemaExtension):
         self.max_tokens = max_tokens
         self.cost: int | None = None
         self.receipt: Receipt | None = None
+
+    async def on_parse(self) -> AsyncIterator[None]:
+        """A large document from a token whose budget cannot pay for reading it is refused
+        before it is parsed: parsing holds the interpreter, worker thread or not, so a flood of
+        them would slow every district. Checking costs no statement (this worker's copy of the
+        level); the refusal is charged the document's size, as any refused document is."""
+        execution = self.execution_context
+        context = execution.context
+        query = execution.query
+        if is_large_document(query) and isinstance(context, GraphContext):
+            budgets = token_budgets(context.service)
+            size = refused_document_cost(query)
+            if budgets is not None:
+                token_id = context.principal.token_id
+                level = (await budgets.draw_async(token_id, 0)).remaining
+                if level < size:
+                    self.cost = size
+                    self.receipt = await budgets.spend_async(token_id, size, refused=True)
+                    self._publish(self.receipt)
+                    raise GraphQLError(
+                        self.receipt.refusal_message(),
+                        extensions=self.receipt.refusal_extensions(),
+                    )
+        yield
 
     async def on_execute(self) -> AsyncIterator[None]:
         execution = self.execution_context

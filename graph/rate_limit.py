@@ -28,6 +28,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -134,13 +135,17 @@ class TokenBudgets:
             wait = math.ceil((needed - bucket.level) / self.restore_rate)
             return self._receipt(bucket, cost, retry_after=max(1, wait))
 
-    def spend(self, token_id: int, cost: int) -> Receipt:
+    def spend(self, token_id: int, cost: int, *, refused: bool = False) -> Receipt:
         """Take ``cost`` points for work already done. The bucket may owe up to its size: the
-        token then waits until the debt is paid, as long as the work took."""
+        token then waits until the debt is paid, as long as the work took. ``refused``: the
+        request is refused all the same, and the receipt says when it could be paid."""
         with self._lock:
             bucket = self._refilled(token_id)
             bucket.level = max(-float(self.bucket_size), bucket.level - cost)
-            return self._receipt(bucket, cost, retry_after=None)
+            retry_after = None
+            if refused:
+                retry_after = _retry_after(bucket.level, cost, self.bucket_size, self.restore_rate)
+            return self._receipt(bucket, cost, retry_after=retry_after)
 
     def _refilled(self, token_id: int) -> _Bucket:
         now = self._clock()
@@ -161,8 +166,8 @@ class TokenBudgets:
     async def draw_async(self, token_id: int, cost: int) -> Receipt:
         return self.draw(token_id, cost)
 
-    async def spend_async(self, token_id: int, cost: int) -> Receipt:
-        return self.spend(token_id, cost)
+    async def spend_async(self, token_id: int, cost: int, *, refused: bool = False) -> Receipt:
+        return self.spend(token_id, cost, refused=refused)
 
     def remember(self, token_id: int, level: float, updated: float) -> None:
         """Set a bucket to what the shared store says (``SharedTokenBudgets`` keeps a copy)."""
@@ -188,6 +193,13 @@ def receipt_for(
         retry_after_seconds=retry_after,
         seconds_until_full=math.ceil((bucket_size - level) / restore_rate),
     )
+
+
+def _retry_after(level: float, cost: int, bucket_size: int, restore_rate: float) -> int:
+    """Whole seconds until a bucket at ``level`` holds enough for ``cost`` (a full bucket for a
+    cost above its size)."""
+    needed = max(1.0, float(min(cost, bucket_size)))
+    return max(1, math.ceil((needed - level) / restore_rate))
 
 
 def _upsert_draw() -> Any:
@@ -242,22 +254,24 @@ class SharedTokenBudgets:
             token_id, cost, needed=max(1.0, float(min(cost, self.bucket_size))), floor=0.0
         )
 
-    def spend(self, token_id: int, cost: int) -> Receipt:
+    def spend(self, token_id: int, cost: int, *, refused: bool = False) -> Receipt:
         """Work already done: always taken, and the bucket may owe up to its size."""
         debt = -float(self.bucket_size)
-        return self._draw(token_id, cost, needed=debt, floor=debt)
+        return self._draw(token_id, cost, needed=debt, floor=debt, refused=refused)
 
     async def draw_async(self, token_id: int, cost: int) -> Receipt:
         if cost == 0 or self._database.is_sqlite:
             return self.draw(token_id, cost)
         return await to_thread.run_sync(self.draw, token_id, cost)
 
-    async def spend_async(self, token_id: int, cost: int) -> Receipt:
+    async def spend_async(self, token_id: int, cost: int, *, refused: bool = False) -> Receipt:
         if self._database.is_sqlite:
-            return self.spend(token_id, cost)
-        return await to_thread.run_sync(self.spend, token_id, cost)
+            return self.spend(token_id, cost, refused=refused)
+        return await to_thread.run_sync(partial(self.spend, token_id, cost, refused=refused))
 
-    def _draw(self, token_id: int, cost: int, *, needed: float, floor: float) -> Receipt:
+    def _draw(
+        self, token_id: int, cost: int, *, needed: float, floor: float, refused: bool = False
+    ) -> Receipt:
         now = self._clock()
         parameters = {
             "token_id": token_id,
@@ -283,11 +297,13 @@ class SharedTokenBudgets:
                 "The shared token budget could not be drawn from: %s", getattr(error, "orig", error)
             )
             if floor < 0:
-                return self.local.spend(token_id, cost)
+                return self.local.spend(token_id, cost, refused=refused)
             return self.local.draw(token_id, cost)
         self.local.remember(token_id, level, updated)
         retry_after = None
-        if not granted:
+        if refused:
+            retry_after = _retry_after(level, cost, self.bucket_size, self.restore_rate)
+        elif not granted:
             retry_after = max(1, math.ceil((needed - level) / self.restore_rate))
         return receipt_for(
             level, cost, self.bucket_size, self.restore_rate, retry_after=retry_after

@@ -304,7 +304,9 @@ async def test_refused_documents_are_charged_in_full_even_past_an_empty_bucket(
             break
         refused_for_size += 1
 
-    owed = refused_for_size * charged - settings.rate_limit.bucket_size
+    # The document the budget could not pay for was refused unread, and charged all the same.
+    assert [error["extensions"]["code"] for error in response.json()["errors"]] == [RATE_LIMITED]
+    owed = (refused_for_size + 1) * charged - settings.rate_limit.bucket_size
     assert owed > 0  # the last document was charged in full, past the empty bucket
     retry_after = int(response.headers["Retry-After"])
-    assert retry_after == math.ceil((1 + owed) / settings.rate_limit.restore_rate)
+    assert retry_after == math.ceil((charged + owed) / settings.rate_limit.restore_rate)

@@ -346,7 +346,7 @@ class QueryCost(SchemaExtension):
                 level = (await budgets.draw_async(token_id, 0)).remaining
                 if level < size:
                     self.cost = size
-                    self.receipt = await budgets.spend_async(token_id, size, refused=True)
+                    self.receipt = await budgets.spend_async(token_id, size, retry_for=size)
                     self._publish(self.receipt)
                     raise GraphQLError(
                         self.receipt.refusal_message(),
@@ -398,7 +398,14 @@ class QueryCost(SchemaExtension):
         try:
             budgets = token_budgets(context.service) if isinstance(context, GraphContext) else None
             if budgets is not None:
-                self.receipt = await budgets.draw_async(context.principal.token_id, self.cost)
+                token_id = context.principal.token_id
+                self.receipt = await budgets.draw_async(token_id, self.cost)
+                if not self.receipt.allowed and is_large_document(execution.query):
+                    # Reading it was the work, and it was done: a token whose budget is short
+                    # of such documents' cost pays for reading each until it cannot.
+                    self.receipt = await budgets.spend_async(
+                        token_id, refused_document_cost(execution.query), retry_for=self.cost
+                    )
                 self._publish(self.receipt)
                 if not self.receipt.allowed:
                     raise GraphQLError(

@@ -135,16 +135,19 @@ class TokenBudgets:
             wait = math.ceil((needed - bucket.level) / self.restore_rate)
             return self._receipt(bucket, cost, retry_after=max(1, wait))
 
-    def spend(self, token_id: int, cost: int, *, refused: bool = False) -> Receipt:
+    def spend(self, token_id: int, cost: int, *, retry_for: int | None = None) -> Receipt:
         """Take ``cost`` points for work already done. The bucket may owe up to its size: the
-        token then waits until the debt is paid, as long as the work took. ``refused``: the
-        request is refused all the same, and the receipt says when it could be paid."""
+        token then waits until the debt is paid, as long as the work took. ``retry_for``: the
+        request is refused all the same, and the receipt says when the budget could pay that
+        many points."""
         with self._lock:
             bucket = self._refilled(token_id)
             bucket.level = max(-float(self.bucket_size), bucket.level - cost)
             retry_after = None
-            if refused:
-                retry_after = _retry_after(bucket.level, cost, self.bucket_size, self.restore_rate)
+            if retry_for is not None:
+                retry_after = _retry_after(
+                    bucket.level, retry_for, self.bucket_size, self.restore_rate
+                )
             return self._receipt(bucket, cost, retry_after=retry_after)
 
     def _refilled(self, token_id: int) -> _Bucket:
@@ -166,8 +169,10 @@ class TokenBudgets:
     async def draw_async(self, token_id: int, cost: int) -> Receipt:
         return self.draw(token_id, cost)
 
-    async def spend_async(self, token_id: int, cost: int, *, refused: bool = False) -> Receipt:
-        return self.spend(token_id, cost, refused=refused)
+    async def spend_async(
+        self, token_id: int, cost: int, *, retry_for: int | None = None
+    ) -> Receipt:
+        return self.spend(token_id, cost, retry_for=retry_for)
 
     def remember(self, token_id: int, level: float, updated: float) -> None:
         """Set a bucket to what the shared store says (``SharedTokenBudgets`` keeps a copy)."""
@@ -254,23 +259,25 @@ class SharedTokenBudgets:
             token_id, cost, needed=max(1.0, float(min(cost, self.bucket_size))), floor=0.0
         )
 
-    def spend(self, token_id: int, cost: int, *, refused: bool = False) -> Receipt:
+    def spend(self, token_id: int, cost: int, *, retry_for: int | None = None) -> Receipt:
         """Work already done: always taken, and the bucket may owe up to its size."""
         debt = -float(self.bucket_size)
-        return self._draw(token_id, cost, needed=debt, floor=debt, refused=refused)
+        return self._draw(token_id, cost, needed=debt, floor=debt, retry_for=retry_for)
 
     async def draw_async(self, token_id: int, cost: int) -> Receipt:
         if cost == 0 or self._database.is_sqlite:
             return self.draw(token_id, cost)
         return await to_thread.run_sync(self.draw, token_id, cost)
 
-    async def spend_async(self, token_id: int, cost: int, *, refused: bool = False) -> Receipt:
+    async def spend_async(
+        self, token_id: int, cost: int, *, retry_for: int | None = None
+    ) -> Receipt:
         if self._database.is_sqlite:
-            return self.spend(token_id, cost, refused=refused)
-        return await to_thread.run_sync(partial(self.spend, token_id, cost, refused=refused))
+            return self.spend(token_id, cost, retry_for=retry_for)
+        return await to_thread.run_sync(partial(self.spend, token_id, cost, retry_for=retry_for))
 
     def _draw(
-        self, token_id: int, cost: int, *, needed: float, floor: float, refused: bool = False
+        self, token_id: int, cost: int, *, needed: float, floor: float, retry_for: int | None = None
     ) -> Receipt:
         now = self._clock()
         parameters = {
@@ -297,12 +304,12 @@ class SharedTokenBudgets:
                 "The shared token budget could not be drawn from: %s", getattr(error, "orig", error)
             )
             if floor < 0:
-                return self.local.spend(token_id, cost, refused=refused)
+                return self.local.spend(token_id, cost, retry_for=retry_for)
             return self.local.draw(token_id, cost)
         self.local.remember(token_id, level, updated)
         retry_after = None
-        if refused:
-            retry_after = _retry_after(level, cost, self.bucket_size, self.restore_rate)
+        if retry_for is not None:
+            retry_after = _retry_after(level, retry_for, self.bucket_size, self.restore_rate)
         elif not granted:
             retry_after = max(1, math.ceil((needed - level) / self.restore_rate))
         return receipt_for(

@@ -13,6 +13,7 @@ import anyio
 import pytest
 import strawberry.schema.schema
 
+import graph.limits
 import licensing.service
 from app.runtime import build_service
 from graph.cost import STUDENTS_PER_POINT, refused_document_cost
@@ -83,6 +84,42 @@ async def test_many_differing_repeats_are_refused_before_validation_and_charged_
     assert body["extensions"]["cost"]["remaining"] == (
         settings.rate_limit.bucket_size - refused_document_cost(query)
     )
+
+
+async def test_a_large_document_the_budget_cannot_pay_for_is_refused_unread(
+    client, districts, settings, monkeypatch
+):
+    """Repeated fields, whitespace varied so no cache helps: once the budget cannot pay for
+    reading one, the next is refused without being parsed, and the neighbour is unaffected."""
+    flooding, neighbour = districts
+    parsed: list[int] = []
+    real_parse = graph.limits.parse
+
+    def counted_parse(source, *args, **kwargs):
+        parsed.append(len(source))
+        return real_parse(source, *args, **kwargs)
+
+    monkeypatch.setattr(graph.limits, "parse", counted_parse)
+
+    def repeated(number: int) -> str:
+        return "{" + " license { display }" * 440 + " " * (number + 1) + "}"
+
+    size = refused_document_cost(repeated(0))
+    remaining = settings.rate_limit.bucket_size
+    for number in range(settings.rate_limit.bucket_size):
+        if remaining < size:
+            break
+        response = await graphql(client, flooding.viewer_token, repeated(number))
+        remaining = response.json()["extensions"]["cost"]["remaining"]
+    read_before = len(parsed)
+
+    refused = await graphql(client, flooding.viewer_token, repeated(-1))
+
+    assert refused.status_code == 429
+    assert [error["extensions"]["code"] for error in refused.json()["errors"]] == [RATE_LIMITED]
+    assert refused.json()["extensions"]["cost"]["requested"] == size
+    assert len(parsed) == read_before  # refused unread
+    assert "errors" not in (await graphql(client, neighbour.viewer_token, DASHBOARD)).json()
 
 
 async def test_identical_repeats_are_merged_and_answered_as_graphql_would(client, districts):

@@ -64,8 +64,13 @@ from strawberry.extensions import SchemaExtension
 
 from graph.context import GraphContext
 from graph.http import HttpContext
-from graph.limits import prepared_document
-from graph.rate_limit import Receipt, token_budgets
+from graph.limits import is_large_document, prepared_document
+from graph.rate_limit import (
+    COSTLY_RETRY_AFTER_SECONDS,
+    CostlyOperationSlot,
+    Receipt,
+    token_budgets,
+)
 from licensing.audit import MAX_AUDIT_PAGE
 from licensing.count_review import ReviewReason
 from licensing.history import MAX_HISTORY_DAYS
@@ -325,6 +330,30 @@ class QueryCost(SchemaExtension):
         self.cost: int | None = None
         self.receipt: Receipt | None = None
 
+    async def on_parse(self) -> AsyncIterator[None]:
+        """A large document from a token whose budget cannot pay for reading it is refused
+        before it is parsed: parsing holds the interpreter, worker thread or not, so a flood of
+        them would slow every district. Checking costs no statement (this worker's copy of the
+        level); the refusal is charged the document's size, as any refused document is."""
+        execution = self.execution_context
+        context = execution.context
+        query = execution.query
+        if is_large_document(query) and isinstance(context, GraphContext):
+            budgets = token_budgets(context.service)
+            size = refused_document_cost(query)
+            if budgets is not None:
+                token_id = context.principal.token_id
+                level = (await budgets.draw_async(token_id, 0)).remaining
+                if level < size:
+                    self.cost = size
+                    self.receipt = await budgets.spend_async(token_id, size, retry_for=size)
+                    self._publish(self.receipt)
+                    raise GraphQLError(
+                        self.receipt.refusal_message(),
+                        extensions=self.receipt.refusal_extensions(),
+                    )
+        yield
+
     async def on_execute(self) -> AsyncIterator[None]:
         execution = self.execution_context
         assert execution.graphql_document is not None
@@ -359,15 +388,34 @@ class QueryCost(SchemaExtension):
             usage = (await context.district_state()).usage
             students = usage.active_students + usage.inactive_students
             self.cost += measured.roster_scans * roster_scan_cost(students)
-        budgets = token_budgets(context.service) if isinstance(context, GraphContext) else None
-        if budgets is not None:
-            self.receipt = await budgets.draw_async(context.principal.token_id, self.cost)
-            self._publish(self.receipt)
-            if not self.receipt.allowed:
-                raise GraphQLError(
-                    self.receipt.refusal_message(), extensions=self.receipt.refusal_extensions()
-                )
-        yield
+        slot = None
+        if measured.roster_scans and isinstance(context, GraphContext):
+            slot = CostlyOperationSlot(context.service, context.principal.token_id)
+            if not slot.taken:
+                # Refused before the draw: charged by its size, as a refused document is.
+                self._refuse_busy()
+                raise GraphQLError(slot.refusal_message(), extensions=slot.refusal_extensions())
+        try:
+            budgets = token_budgets(context.service) if isinstance(context, GraphContext) else None
+            if budgets is not None:
+                token_id = context.principal.token_id
+                self.receipt = await budgets.draw_async(token_id, self.cost)
+                if not self.receipt.allowed and is_large_document(execution.query):
+                    # Reading it was the work, and it was done: a token whose budget is short
+                    # of such documents' cost pays for reading each until it cannot.
+                    self.receipt = await budgets.spend_async(
+                        token_id, refused_document_cost(execution.query), retry_for=self.cost
+                    )
+                self._publish(self.receipt)
+                if not self.receipt.allowed:
+                    raise GraphQLError(
+                        self.receipt.refusal_message(),
+                        extensions=self.receipt.refusal_extensions(),
+                    )
+            yield
+        finally:
+            if slot is not None:
+                slot.release()
 
     async def get_results(self) -> dict[str, Any]:
         execution = self.execution_context
@@ -390,6 +438,13 @@ class QueryCost(SchemaExtension):
                 "restoreRate": _number(self.receipt.restore_rate),
             }
         return {"cost": cost}
+
+    def _refuse_busy(self) -> None:
+        """Over HTTP: status 429, and when to retry."""
+        context = self.execution_context.context
+        if isinstance(context, HttpContext):
+            context.response.status_code = 429
+            context.response.headers["Retry-After"] = str(COSTLY_RETRY_AFTER_SECONDS)
 
     def _publish(self, receipt: Receipt) -> None:
         """Over HTTP: the RateLimit headers, and status 429 when the budget could not pay."""

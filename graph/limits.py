@@ -388,7 +388,7 @@ class DocumentLimits(SchemaExtension):
         context = self.execution_context
         query = context.query
         if context.graphql_document is None and query:
-            if _is_large(query):
+            if is_large_document(query):
                 self.prepared = await to_thread.run_sync(
                     prepared_document, query, self.max_tokens, limiter=document_threads()
                 )
@@ -403,7 +403,7 @@ class DocumentLimits(SchemaExtension):
         if prepared is not None and context.pre_execution_errors is None:
             schema: GraphQLSchema = context.schema._schema
             rules = tuple(context.validation_rules)
-            if _is_large(context.query):
+            if is_large_document(context.query):
                 context.pre_execution_errors = await to_thread.run_sync(
                     self._errors, schema, prepared, rules, limiter=document_threads()
                 )
@@ -428,5 +428,6 @@ class DocumentLimits(SchemaExtension):
         return _validated(schema, prepared.merged, rules)
 
 
-def _is_large(query: str | None) -> bool:
+def is_large_document(query: str | None) -> bool:
+    """Whether reading ``query`` is work worth a worker thread (and a check of the budget)."""
     return query is not None and len(query) > THREAD_DOCUMENT_CHARACTERS

@@ -28,6 +28,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -134,13 +135,20 @@ class TokenBudgets:
             wait = math.ceil((needed - bucket.level) / self.restore_rate)
             return self._receipt(bucket, cost, retry_after=max(1, wait))
 
-    def spend(self, token_id: int, cost: int) -> Receipt:
+    def spend(self, token_id: int, cost: int, *, retry_for: int | None = None) -> Receipt:
         """Take ``cost`` points for work already done. The bucket may owe up to its size: the
-        token then waits until the debt is paid, as long as the work took."""
+        token then waits until the debt is paid, as long as the work took. ``retry_for``: the
+        request is refused all the same, and the receipt says when the budget could pay that
+        many points."""
         with self._lock:
             bucket = self._refilled(token_id)
             bucket.level = max(-float(self.bucket_size), bucket.level - cost)
-            return self._receipt(bucket, cost, retry_after=None)
+            retry_after = None
+            if retry_for is not None:
+                retry_after = _retry_after(
+                    bucket.level, retry_for, self.bucket_size, self.restore_rate
+                )
+            return self._receipt(bucket, cost, retry_after=retry_after)
 
     def _refilled(self, token_id: int) -> _Bucket:
         now = self._clock()
@@ -161,8 +169,10 @@ class TokenBudgets:
     async def draw_async(self, token_id: int, cost: int) -> Receipt:
         return self.draw(token_id, cost)
 
-    async def spend_async(self, token_id: int, cost: int) -> Receipt:
-        return self.spend(token_id, cost)
+    async def spend_async(
+        self, token_id: int, cost: int, *, retry_for: int | None = None
+    ) -> Receipt:
+        return self.spend(token_id, cost, retry_for=retry_for)
 
     def remember(self, token_id: int, level: float, updated: float) -> None:
         """Set a bucket to what the shared store says (``SharedTokenBudgets`` keeps a copy)."""
@@ -188,6 +198,13 @@ def receipt_for(
         retry_after_seconds=retry_after,
         seconds_until_full=math.ceil((bucket_size - level) / restore_rate),
     )
+
+
+def _retry_after(level: float, cost: int, bucket_size: int, restore_rate: float) -> int:
+    """Whole seconds until a bucket at ``level`` holds enough for ``cost`` (a full bucket for a
+    cost above its size)."""
+    needed = max(1.0, float(min(cost, bucket_size)))
+    return max(1, math.ceil((needed - level) / restore_rate))
 
 
 def _upsert_draw() -> Any:
@@ -242,22 +259,26 @@ class SharedTokenBudgets:
             token_id, cost, needed=max(1.0, float(min(cost, self.bucket_size))), floor=0.0
         )
 
-    def spend(self, token_id: int, cost: int) -> Receipt:
+    def spend(self, token_id: int, cost: int, *, retry_for: int | None = None) -> Receipt:
         """Work already done: always taken, and the bucket may owe up to its size."""
         debt = -float(self.bucket_size)
-        return self._draw(token_id, cost, needed=debt, floor=debt)
+        return self._draw(token_id, cost, needed=debt, floor=debt, retry_for=retry_for)
 
     async def draw_async(self, token_id: int, cost: int) -> Receipt:
         if cost == 0 or self._database.is_sqlite:
             return self.draw(token_id, cost)
         return await to_thread.run_sync(self.draw, token_id, cost)
 
-    async def spend_async(self, token_id: int, cost: int) -> Receipt:
+    async def spend_async(
+        self, token_id: int, cost: int, *, retry_for: int | None = None
+    ) -> Receipt:
         if self._database.is_sqlite:
-            return self.spend(token_id, cost)
-        return await to_thread.run_sync(self.spend, token_id, cost)
+            return self.spend(token_id, cost, retry_for=retry_for)
+        return await to_thread.run_sync(partial(self.spend, token_id, cost, retry_for=retry_for))
 
-    def _draw(self, token_id: int, cost: int, *, needed: float, floor: float) -> Receipt:
+    def _draw(
+        self, token_id: int, cost: int, *, needed: float, floor: float, retry_for: int | None = None
+    ) -> Receipt:
         now = self._clock()
         parameters = {
             "token_id": token_id,
@@ -283,11 +304,13 @@ class SharedTokenBudgets:
                 "The shared token budget could not be drawn from: %s", getattr(error, "orig", error)
             )
             if floor < 0:
-                return self.local.spend(token_id, cost)
+                return self.local.spend(token_id, cost, retry_for=retry_for)
             return self.local.draw(token_id, cost)
         self.local.remember(token_id, level, updated)
         retry_after = None
-        if not granted:
+        if retry_for is not None:
+            retry_after = _retry_after(level, retry_for, self.bucket_size, self.restore_rate)
+        elif not granted:
             retry_after = max(1, math.ceil((needed - level) / self.restore_rate))
         return receipt_for(
             level, cost, self.bucket_size, self.restore_rate, retry_after=retry_after
@@ -383,7 +406,10 @@ SUBSCRIPTION_BUDGET_SPENT = Problem(
 SUBSCRIPTION_CHARGE_POINTS = 120
 
 
-class _OpenSubscriptions:
+class _PerTokenCounts:
+    """How many of something (open subscriptions, costly operations) each token holds on this
+    worker, each taken only while under a cap."""
+
     def __init__(self) -> None:
         self.counts: dict[int, int] = {}
         self.lock = threading.Lock()
@@ -404,7 +430,7 @@ class _OpenSubscriptions:
                 self.counts.pop(token_id, None)
 
 
-_open_subscriptions: WeakKeyDictionary[LicensingService, _OpenSubscriptions] = WeakKeyDictionary()
+_open_subscriptions: WeakKeyDictionary[LicensingService, _PerTokenCounts] = WeakKeyDictionary()
 
 
 class SubscriptionMeter:
@@ -417,7 +443,7 @@ class SubscriptionMeter:
         self.token_id = token_id
         self.settings = service.settings.rate_limit
         with _budgets_lock:
-            self.open_subscriptions = _open_subscriptions.setdefault(service, _OpenSubscriptions())
+            self.open_subscriptions = _open_subscriptions.setdefault(service, _PerTokenCounts())
         self.charged_at = 0.0
         self.opened = False
 
@@ -455,3 +481,45 @@ class SubscriptionMeter:
         receipt = await budgets.spend_async(self.token_id, points)
         if refuse and receipt.remaining <= 0:
             raise ClientError(SUBSCRIPTION_BUDGET_SPENT)
+
+
+# --- Costly operations: one at a time per token ---------------------------------------------------
+
+# Operations that read the whole roster (graph/cost.py ROSTER_SCANS) a token may run at once on a
+# worker: its budget already pays for each, and this keeps one token from occupying several of
+# the threads every district's requests share.
+COSTLY_OPERATIONS_PER_TOKEN = 1
+COSTLY_OPERATION_RUNNING = "COSTLY_OPERATION_RUNNING"
+# What a refused costly operation's Retry-After says: they take well under a second.
+COSTLY_RETRY_AFTER_SECONDS = 1
+_running_costly: WeakKeyDictionary[LicensingService, _PerTokenCounts] = WeakKeyDictionary()
+
+
+class CostlyOperationSlot:
+    """The right to run one costly operation for a token: ``taken`` is False when the token is
+    already running as many as it may, and the operation is then to be refused."""
+
+    def __init__(self, service: LicensingService, token_id: int) -> None:
+        with _budgets_lock:
+            self.running = _running_costly.setdefault(service, _PerTokenCounts())
+        self.token_id = token_id
+        self.taken = self.running.open(token_id, COSTLY_OPERATIONS_PER_TOKEN)
+
+    def release(self) -> None:
+        if self.taken:
+            self.taken = False
+            self.running.close(self.token_id)
+
+    @staticmethod
+    def refusal_message() -> str:
+        return (
+            "This API token is already running a query that reads the whole roster "
+            "(countReview); one runs at a time per token. Retry when it has been answered."
+        )
+
+    @staticmethod
+    def refusal_extensions() -> dict[str, object]:
+        return {
+            "code": COSTLY_OPERATION_RUNNING,
+            "retryAfterSeconds": COSTLY_RETRY_AFTER_SECONDS,
+        }

@@ -76,6 +76,10 @@ def build_schema(limits: GraphQLLimits | None = None) -> strawberry.Schema:
         subscription=Subscription,
         # Factories: strawberry builds fresh extensions per request (the caches are shared).
         extensions=[
+            # First, so its parse hook runs before the parsing: refuses a large document the
+            # token's budget cannot pay for. After validation, before any resolver: refuses
+            # costly operations, charges budgets.
+            lambda: QueryCost(maximum=limits.max_query_cost, max_tokens=limits.max_tokens),
             # Parses, checks depth, aliases and field merges, then validates (cached; a large
             # document in a worker thread).
             lambda: DocumentLimits(
@@ -84,8 +88,6 @@ def build_schema(limits: GraphQLLimits | None = None) -> strawberry.Schema:
                 max_aliases=limits.max_aliases,
                 max_field_merges=limits.max_field_merges,
             ),
-            # After validation, before any resolver: refuses costly operations, charges budgets.
-            lambda: QueryCost(maximum=limits.max_query_cost, max_tokens=limits.max_tokens),
             # Outside the masking (its exit runs after): answers an outage with 503.
             DatabaseOutageStatus,
             mask_internal_errors,

@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, func, not_, or_, select
+from sqlalchemy import and_, case, false, func, or_, select
 from sqlmodel import Session
 
 from licensing.report import COUNTS_AS_ACTIVE, roster
@@ -107,70 +107,89 @@ def count_review(
             "Their name or username starts like a test account (" + ", ".join(patterns) + ").",
         ),
     ]
-    groups = [
-        _group(session, counted, reason, predicate, explanation)
-        for reason, predicate, explanation in candidates
-    ]
-    groups.append(_duplicates(session, counted))
-    groups.append(_closed_schools(session, counted, config.closed_schools))
-    found = [group for group in groups if group.records > 0]
-    return sorted(found, key=lambda group: (-group.licenses_freed, -group.students))
+    closed = config.closed_schools
+    candidates.append(
+        (
+            ReviewReason.CLOSED_SCHOOL,
+            _only_closed_schools(session, counted, closed),
+            "Their only school has closed: " + ", ".join(closed) + ".",
+        )
+    )
+    return _groups(session, counted, candidates)
 
 
 def _escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _group(
-    session: Session, counted: Any, reason: ReviewReason, predicate: Any, explanation: str
-) -> ReviewGroup:
-    in_group = and_(counted, predicate)
-    # A person frees a license only when none of their counted records falls outside the group.
-    counted_elsewhere = select(roster.c.person_key).where(counted, not_(predicate))
-    students, records = session.execute(
-        select(func.count(func.distinct(roster.c.person_key)), func.count()).where(in_group)
-    ).one()
-    freed = session.execute(
-        select(func.count(func.distinct(roster.c.person_key))).where(
-            in_group, roster.c.person_key.not_in(counted_elsewhere)
-        )
-    ).scalar_one()
-    return ReviewGroup(
-        reason=reason,
-        explanation=explanation,
-        students=students,
-        records=records,
-        licenses_freed=freed,
-        examples=_examples(session, in_group),
-    )
+def _groups(
+    session: Session, counted: Any, candidates: list[tuple[ReviewReason, Any, str]]
+) -> list[ReviewGroup]:
+    """Every group found, from one pass over the district's counted records.
 
-
-def _duplicates(session: Session, counted: Any) -> ReviewGroup:
-    repeated = (
-        select(roster.c.person_key)
+    Each counted person's records are counted once (GROUP BY person_key), with how many of them
+    fall in each group; the totals over the persons are then summed by the database, so no row
+    reaches Python. A person frees a license only when all of their counted records are in the
+    group, and is a duplicate when they have more than one counted record. Only the examples of
+    a group that holds records are read afterwards."""
+    in_group = [
+        func.sum(case((predicate, 1), else_=0)).label(f"in_{number}")
+        for number, (_reason, predicate, _explanation) in enumerate(candidates)
+    ]
+    people = (
+        select(func.count().label("records"), *in_group)
         .where(counted)
         .group_by(roster.c.person_key)
-        .having(func.count() > 1)
+        .subquery()
     )
-    in_group = and_(counted, roster.c.person_key.in_(repeated))
-    students, records = session.execute(
-        select(func.count(func.distinct(roster.c.person_key)), func.count()).where(in_group)
-    ).one()
-    return ReviewGroup(
-        reason=ReviewReason.DUPLICATE_PERSON,
-        explanation="The same person under two ids or in two sources. They already count once; "
-        "merge or remove the extra record at its source.",
-        students=students,
-        records=records,
-        licenses_freed=0,
-        examples=_examples(session, in_group),
+    totals: list[Any] = [
+        func.count().filter(people.c.records > 1),
+        func.coalesce(func.sum(people.c.records).filter(people.c.records > 1), 0),
+    ]
+    for number in range(len(candidates)):
+        records = people.c[f"in_{number}"]
+        totals += [
+            func.count().filter(records > 0),
+            func.coalesce(func.sum(records), 0),
+            func.count().filter(records == people.c.records),
+        ]
+    row = session.execute(select(*totals)).one()
+    duplicate_students, duplicate_records = row[0], row[1]
+    found = []
+    for number, (reason, predicate, explanation) in enumerate(candidates):
+        students, records, freed = row[2 + 3 * number : 5 + 3 * number]
+        if records:
+            examples = _examples(session, and_(counted, predicate))
+            found.append(ReviewGroup(reason, explanation, students, records, freed, examples))
+    if duplicate_records:
+        repeated = (
+            select(roster.c.person_key)
+            .where(counted)
+            .group_by(roster.c.person_key)
+            .having(func.count() > 1)
+        )
+        found.append(
+            ReviewGroup(
+                reason=ReviewReason.DUPLICATE_PERSON,
+                explanation="The same person under two ids or in two sources. They already count "
+                "once; merge or remove the extra record at its source.",
+                students=duplicate_students,
+                records=duplicate_records,
+                licenses_freed=0,
+                examples=_examples(session, and_(counted, roster.c.person_key.in_(repeated))),
+            )
+        )
+    reasons = list(ReviewReason)
+    return sorted(
+        found,
+        key=lambda group: (-group.licenses_freed, -group.students, reasons.index(group.reason)),
     )
 
 
-def _closed_schools(session: Session, counted: Any, closed: list[str]) -> ReviewGroup:
-    explanation = "Their only school has closed: " + ", ".join(closed) + "."
+def _only_closed_schools(session: Session, counted: Any, closed: list[str]) -> Any:
+    """The records whose every school is closed, as a condition (false when none is closed)."""
     if not closed:
-        return ReviewGroup(ReviewReason.CLOSED_SCHOOL, explanation, 0, 0, 0, [])
+        return false()
     closed_set = set(closed)
     candidates = session.execute(
         select(roster.c.id, roster.c.school, roster.c.schools).where(
@@ -183,7 +202,7 @@ def _closed_schools(session: Session, counted: Any, closed: list[str]) -> Review
         for row in candidates
         if set((row.schools or row.school or "").split(",")) <= closed_set
     ]
-    return _group(session, counted, ReviewReason.CLOSED_SCHOOL, roster.c.id.in_(ids), explanation)
+    return roster.c.id.in_(ids)
 
 
 def _examples(session: Session, condition: Any) -> list[str]:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
+from sqlalchemy import event
 
 from licensing.roster_changes import apply_roster
+from licensing.settings import DistrictConfig
 from plugins.records import StudentRecord
 from tests.utils.graphql import graphql, graphql_data
 
@@ -192,3 +196,85 @@ async def test_the_report_refuses_bad_paging(client, district):
         )
         error = response.json()["errors"][0]
         assert error["extensions"]["code"] == "INVALID_ARGUMENT", arguments
+
+
+# --- Every reason at once: the groups' counts, order and examples ---------------------------------
+
+EVERY_REASON = (
+    "{ countReview { reason students records licensesFreed examples } }"  # no explanation: fixed
+)
+
+
+def every_reason() -> list[StudentRecord]:
+    """Records that fall in every group, some in two, some only in part (so they free nothing),
+    beside plain students and a record that is not counted."""
+    stale = datetime(2000, 1, 1, tzinfo=UTC)
+    return [
+        StudentRecord(source_id="A1", graduation_year=2000),
+        StudentRecord(source_id="A2", graduation_year=2000),
+        StudentRecord(source_id="A2-new", person_key="A2", graduation_year=2035),
+        StudentRecord(source_id="B1", grade="13"),
+        StudentRecord(source_id="B2", grade="14"),
+        StudentRecord(source_id="C1", last_modified=stale),
+        StudentRecord(source_id="D1", username="Demo.kid"),
+        StudentRecord(source_id="D2", given_name="ZZtop"),
+        StudentRecord(source_id="D3", username="x_1"),
+        StudentRecord(source_id="D4", username="xy1"),  # "x_" is text, not a wildcard
+        StudentRecord(source_id="E1", schools=["Old Mill"]),
+        StudentRecord(source_id="E2", schools=["Old Mill", "Hilltop"]),  # Hilltop is open
+        StudentRecord(source_id="E3", schools=["Old Mill", "Elm Street"]),
+        StudentRecord(source_id="F1", status="graduated", graduation_year=2000),  # not counted
+        *(StudentRecord(source_id=f"P{number}", grade="5") for number in range(20)),
+    ]
+
+
+async def test_every_group_is_counted_with_its_licenses_freed_and_examples(
+    client, make_district, settings
+):
+    settings.districts["review"] = DistrictConfig(
+        test_account_patterns=["test", "demo", "zz", "x_"],
+        closed_schools=["Old Mill", "Elm Street"],
+    )
+    district = await make_district("review", roster=every_reason())
+
+    data = await graphql_data(client, district.manager_token, EVERY_REASON)
+
+    assert [
+        (group["reason"], group["students"], group["records"], group["licensesFreed"])
+        for group in data["countReview"]
+    ] == [
+        ("TEST_ACCOUNT", 3, 3, 3),
+        ("GRADE_BEYOND_LAST", 2, 2, 2),
+        ("CLOSED_SCHOOL", 2, 2, 2),
+        ("GRADUATION_YEAR_PASSED", 2, 2, 1),  # A2 has a counted record that has not graduated
+        ("NOT_MODIFIED_RECENTLY", 1, 1, 1),
+        ("DUPLICATE_PERSON", 1, 2, 0),
+    ]
+    examples = {group["reason"]: group["examples"] for group in data["countReview"]}
+    assert examples["TEST_ACCOUNT"] == ["local:D1", "local:D2", "local:D3"]
+    assert examples["CLOSED_SCHOOL"] == ["local:E1", "local:E3"]
+    assert examples["DUPLICATE_PERSON"] == ["local:A2", "local:A2-new"]
+
+
+async def test_the_roster_is_read_once_for_every_groups_counts(
+    client, make_district, settings, service
+):
+    """However many reasons there are, the counts come from one statement over the roster; a
+    group's examples are read only when it holds someone."""
+    settings.districts["review"] = DistrictConfig(closed_schools=["Old Mill"])
+    district = await make_district("review", roster=every_reason())
+    statements: list[str] = []
+
+    def seen(_conn, _cursor, statement, *_args) -> None:
+        if "roster_record" in statement:
+            statements.append(statement)
+
+    event.listen(service.database.engine, "before_cursor_execute", seen)
+    try:
+        data = await graphql_data(client, district.manager_token, EVERY_REASON)
+    finally:
+        event.remove(service.database.engine, "before_cursor_execute", seen)
+
+    groups = len(data["countReview"])
+    # The closed schools' candidates, the counts, and each group's examples.
+    assert len(statements) == 1 + 1 + groups

@@ -13,9 +13,11 @@ import anyio
 import pytest
 import strawberry.schema.schema
 
+import graph.limits
+import licensing.service
 from app.runtime import build_service
 from graph.cost import STUDENTS_PER_POINT, refused_document_cost
-from graph.rate_limit import RATE_LIMITED
+from graph.rate_limit import COSTLY_OPERATION_RUNNING, RATE_LIMITED
 from licensing.history import MAX_HISTORY_DAYS
 from licensing.service import LicensingService
 from tests.api.test_subscriptions import LICENSE_CHANGED, served, subscriber
@@ -82,6 +84,42 @@ async def test_many_differing_repeats_are_refused_before_validation_and_charged_
     assert body["extensions"]["cost"]["remaining"] == (
         settings.rate_limit.bucket_size - refused_document_cost(query)
     )
+
+
+async def test_a_large_document_the_budget_cannot_pay_for_is_refused_unread(
+    client, districts, settings, monkeypatch
+):
+    """Repeated fields, whitespace varied so no cache helps: once the budget cannot pay for
+    reading one, the next is refused without being parsed, and the neighbour is unaffected."""
+    flooding, neighbour = districts
+    parsed: list[int] = []
+    real_parse = graph.limits.parse
+
+    def counted_parse(source, *args, **kwargs):
+        parsed.append(len(source))
+        return real_parse(source, *args, **kwargs)
+
+    monkeypatch.setattr(graph.limits, "parse", counted_parse)
+
+    def repeated(number: int) -> str:
+        return "{" + " license { display }" * 440 + " " * (number + 1) + "}"
+
+    size = refused_document_cost(repeated(0))
+    remaining = settings.rate_limit.bucket_size
+    for number in range(settings.rate_limit.bucket_size):
+        if remaining < size:
+            break
+        response = await graphql(client, flooding.viewer_token, repeated(number))
+        remaining = response.json()["extensions"]["cost"]["remaining"]
+    read_before = len(parsed)
+
+    refused = await graphql(client, flooding.viewer_token, repeated(-1))
+
+    assert refused.status_code == 429
+    assert [error["extensions"]["code"] for error in refused.json()["errors"]] == [RATE_LIMITED]
+    assert refused.json()["extensions"]["cost"]["requested"] == size
+    assert len(parsed) == read_before  # refused unread
+    assert "errors" not in (await graphql(client, neighbour.viewer_token, DASHBOARD)).json()
 
 
 async def test_identical_repeats_are_merged_and_answered_as_graphql_would(client, districts):
@@ -155,6 +193,49 @@ async def test_count_review_costs_more_in_a_larger_district(client, make_distric
     large_cost = (await graphql(client, large.manager_token, query)).json()["extensions"]["cost"]
 
     assert large_cost["requested"] - small_cost["requested"] == 50
+
+
+async def test_one_count_review_runs_at_a_time_per_token_and_the_neighbour_is_answered(
+    client, districts, monkeypatch
+):
+    """While a token's countReview runs, its second one is refused with a code, and another district's dashboard is answered."""
+    flooding, neighbour = districts
+    running, release = threading.Event(), threading.Event()
+    real_count_review = licensing.service.count_review
+
+    def held_count_review(*args, **kwargs):
+        running.set()
+        release.wait(timeout=10)
+        return real_count_review(*args, **kwargs)
+
+    monkeypatch.setattr(licensing.service, "count_review", held_count_review)
+    query = "{ countReview { reason } }"
+    answers = {}
+
+    async def first() -> None:
+        answers["first"] = await graphql(client, flooding.manager_token, query)
+
+    async def meanwhile() -> None:
+        await anyio.to_thread.run_sync(running.wait, 10)
+        answers["second"] = await graphql(client, flooding.manager_token, query)
+        answers["neighbour"] = await graphql(client, neighbour.viewer_token, DASHBOARD)
+        release.set()
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(first)
+            tasks.start_soon(meanwhile)
+
+    second = answers["second"]
+    assert second.status_code == 429
+    assert second.headers["Retry-After"] == "1"
+    assert [error["extensions"]["code"] for error in second.json()["errors"]] == [
+        COSTLY_OPERATION_RUNNING
+    ]
+    assert "errors" not in answers["neighbour"].json()
+    assert "errors" not in answers["first"].json()
+    # Once it has been answered, the token may run another.
+    assert "errors" not in (await graphql(client, flooding.manager_token, query)).json()
 
 
 # --- Subscriptions: capped per token, charged for the time held ---------------------------------
@@ -260,7 +341,9 @@ async def test_refused_documents_are_charged_in_full_even_past_an_empty_bucket(
             break
         refused_for_size += 1
 
-    owed = refused_for_size * charged - settings.rate_limit.bucket_size
+    # The document the budget could not pay for was refused unread, and charged all the same.
+    assert [error["extensions"]["code"] for error in response.json()["errors"]] == [RATE_LIMITED]
+    owed = (refused_for_size + 1) * charged - settings.rate_limit.bucket_size
     assert owed > 0  # the last document was charged in full, past the empty bucket
     retry_after = int(response.headers["Retry-After"])
-    assert retry_after == math.ceil((1 + owed) / settings.rate_limit.restore_rate)
+    assert retry_after == math.ceil((charged + owed) / settings.rate_limit.restore_rate)

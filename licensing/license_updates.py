@@ -339,9 +339,11 @@ class LicenseUpdater:
         )
 
     def _reconcile(self, session: Session, district_id: int, now: datetime) -> None:
-        tolerance = timedelta(hours=self.settings.sync_failing_tolerance_hours)
         reevaluate_alerts(
-            session, district_id=district_id, now=now, sync_failing_tolerance=tolerance
+            session,
+            district_id=district_id,
+            now=now,
+            sync_failing_tolerance=self.settings.sync_failing_tolerance,
         )
 
 

@@ -56,9 +56,7 @@ CONFIRM_ACTION = "roster_sync_confirm"
 # counts is also written on the license topic, by the alert re-evaluation.
 ROSTER_TOPIC = "roster_sync"
 DEFAULT_MAX_DROP_SHARE: float = RosterSourceConfig.model_fields["max_drop_share"].default
-DEFAULT_SYNC_FAILING_TOLERANCE = timedelta(
-    hours=Settings.model_fields["sync_failing_tolerance_hours"].default
-)
+DEFAULT_SYNC_FAILING_TOLERANCE = Settings.model_construct().sync_failing_tolerance
 
 
 @dataclass(frozen=True)
@@ -97,7 +95,7 @@ def guard_for(settings: Settings, *, slug: str, source: str) -> RosterGuard:
     config = settings.district(slug).roster_sources.get(source)
     return RosterGuard(
         max_drop_share=config.max_drop_share if config else DEFAULT_MAX_DROP_SHARE,
-        sync_failing_tolerance=timedelta(hours=settings.sync_failing_tolerance_hours),
+        sync_failing_tolerance=settings.sync_failing_tolerance,
     )
 
 

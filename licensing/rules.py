@@ -38,6 +38,7 @@ __all__ = [
     "access_level",
     "alerts_for",
     "count_roster",
+    "counts_against_license",
     "days_until_expiration",
     "license_check",
     "license_status",
@@ -568,6 +569,13 @@ class _Person:
     is_staff: bool = False
 
 
+def counts_against_license(role: str, lifecycle: str, enabled: bool) -> bool:
+    """Whether one roster record counts against the license: a student's, active and enabled.
+
+    ``db.rules_sql.counts_against_license`` is the same rule in SQL (a test holds them equal)."""
+    return role == Role.STUDENT and lifecycle == Lifecycle.ACTIVE and enabled is True
+
+
 def count_roster(entries: Iterable[RosterEntry]) -> RosterCounts:
     """Return the distinct active students, inactive students and staff across all records."""
     people: dict[str, _Person] = {}
@@ -576,7 +584,7 @@ def count_roster(entries: Iterable[RosterEntry]) -> RosterCounts:
         person.records += 1
         if entry.role == Role.STUDENT:
             person.is_student = True
-            if entry.lifecycle == Lifecycle.ACTIVE and entry.enabled:
+            if counts_against_license(entry.role, entry.lifecycle, entry.enabled):
                 person.is_active_student = True
         elif entry.role == Role.STAFF:
             person.is_staff = True

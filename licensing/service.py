@@ -139,7 +139,7 @@ class LicensingService:
 
     @property
     def sync_failing_tolerance(self) -> timedelta:
-        return timedelta(hours=self.settings.sync_failing_tolerance_hours)
+        return self.settings.sync_failing_tolerance
 
     async def authenticate(self, secret: str) -> Principal | None:
         return await self._quick_read(self._authenticate, secret)

@@ -31,6 +31,7 @@ from starlette.responses import Response, StreamingResponse
 from db.models import District
 from db.session import Database
 from licensing import report
+from licensing.error_codes import ErrorCode
 from licensing.report import (
     EXPORT_COLUMNS,
     ActiveStudentFilter,
@@ -285,7 +286,7 @@ def active_students_csv(service: LicensingService) -> Callable[[Request], Awaita
     """The endpoint GET /reports/active-students.csv for ``service``."""
     # Imported here so the command line, which shares the formatting above, does not load
     # strawberry.
-    from graph.auth import error_response
+    from graph.responses import error_response
 
     async def endpoint(request: Request) -> Response:
         principal = await authenticated(request, service)
@@ -294,14 +295,14 @@ def active_students_csv(service: LicensingService) -> Callable[[Request], Awaita
         if not principal.may(Permission.MANAGE_SETTINGS):
             return error_response(
                 403,
-                "FORBIDDEN",
+                ErrorCode.FORBIDDEN,
                 "This token may not download the active-student report (it shows student "
                 "names): it needs MANAGE_SETTINGS.",
             )
         try:
             report_filter = filter_from_query(request.query_params)
         except ReportParameterError as error:
-            return error_response(400, "BAD_REQUEST", str(error))
+            return error_response(400, ErrorCode.BAD_REQUEST, str(error))
         day = await to_thread.run_sync(download_day, service, principal.district_id)
         filename = download_filename(principal.district_slug, day)
         return StreamingResponse(

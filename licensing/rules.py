@@ -14,6 +14,8 @@ from enum import StrEnum
 from fractions import Fraction
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from licensing.error_codes import ErrorCode
+
 __all__ = [
     "DEFAULT_THRESHOLD",
     "MAX_THRESHOLD",
@@ -307,7 +309,7 @@ def recommended_threshold_range(student_count: int) -> ThresholdRange:
 class ThresholdProblem:
     """Why a threshold cannot be saved: a stable code and a sentence for the administrator."""
 
-    code: str
+    code: ErrorCode
     message: str
 
 
@@ -319,7 +321,7 @@ def threshold_problems(value: int, *, total: int) -> list[ThresholdProblem]:
     if value < 0:
         problems.append(
             ThresholdProblem(
-                code="THRESHOLD_NEGATIVE",
+                code=ErrorCode.THRESHOLD_NEGATIVE,
                 message=f"The threshold cannot be negative (you entered {value}). "
                 "Enter 0 or a higher number.",
             )
@@ -328,14 +330,14 @@ def threshold_problems(value: int, *, total: int) -> list[ThresholdProblem]:
         seats = _plural(total, "licensed seat", "licensed seats")
         problems.append(
             ThresholdProblem(
-                code="THRESHOLD_ABOVE_TOTAL",
+                code=ErrorCode.THRESHOLD_ABOVE_TOTAL,
                 message=f"The threshold cannot be more than your {seats}.",
             )
         )
     if value > MAX_THRESHOLD:
         problems.append(
             ThresholdProblem(
-                code="THRESHOLD_TOO_LARGE",
+                code=ErrorCode.THRESHOLD_TOO_LARGE,
                 message=f"The threshold cannot be more than {MAX_THRESHOLD:,} students "
                 f"(you entered {value}).",
             )

@@ -39,6 +39,7 @@ from licensing.district_view import (
     reevaluate_alerts,
     threshold_settings_view,
 )
+from licensing.error_codes import ErrorCode
 from licensing.forecast import DailyPoint, Forecast, forecast
 from licensing.history import (
     KEEP_DAYS,
@@ -78,7 +79,7 @@ def utc_now() -> datetime:
 
 
 NO_LICENSE = Problem(
-    "LICENSE_NOT_AVAILABLE",
+    ErrorCode.LICENSE_NOT_AVAILABLE,
     "No license has been received for this district yet. Use Force License Update once the "
     "license is in place.",
 )

@@ -22,7 +22,6 @@ from enum import StrEnum
 from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
-from zoneinfo import ZoneInfo
 
 from anyio import to_thread
 from starlette.datastructures import QueryParams
@@ -32,6 +31,7 @@ from starlette.responses import Response, StreamingResponse
 from db.models import District
 from db.session import Database
 from licensing import report
+from licensing.error_codes import ErrorCode
 from licensing.report import (
     EXPORT_COLUMNS,
     ActiveStudentFilter,
@@ -39,6 +39,7 @@ from licensing.report import (
     export_values,
     iter_active_students,
 )
+from licensing.rules import district_today
 from licensing.tokens import Permission, Principal
 
 if TYPE_CHECKING:
@@ -251,11 +252,11 @@ def download_filename(slug: str, day: date) -> str:
     return f"active-students-{safe}-{day.isoformat()}.csv"
 
 
-def district_today(service: LicensingService, district_id: int) -> date:
+def download_day(service: LicensingService, district_id: int) -> date:
     """Today in the district's time zone (the date the download's file name carries)."""
     with service.database.read() as session:
         time_zone = session.get(District, district_id).time_zone
-    return service.clock().astimezone(ZoneInfo(time_zone)).date()
+    return district_today(service.clock(), time_zone)
 
 
 async def stream_csv(
@@ -285,7 +286,7 @@ def active_students_csv(service: LicensingService) -> Callable[[Request], Awaita
     """The endpoint GET /reports/active-students.csv for ``service``."""
     # Imported here so the command line, which shares the formatting above, does not load
     # strawberry.
-    from graph.auth import error_response
+    from graph.responses import error_response
 
     async def endpoint(request: Request) -> Response:
         principal = await authenticated(request, service)
@@ -294,15 +295,15 @@ def active_students_csv(service: LicensingService) -> Callable[[Request], Awaita
         if not principal.may(Permission.MANAGE_SETTINGS):
             return error_response(
                 403,
-                "FORBIDDEN",
+                ErrorCode.FORBIDDEN,
                 "This token may not download the active-student report (it shows student "
                 "names): it needs MANAGE_SETTINGS.",
             )
         try:
             report_filter = filter_from_query(request.query_params)
         except ReportParameterError as error:
-            return error_response(400, "BAD_REQUEST", str(error))
-        day = await to_thread.run_sync(district_today, service, principal.district_id)
+            return error_response(400, ErrorCode.BAD_REQUEST, str(error))
+        day = await to_thread.run_sync(download_day, service, principal.district_id)
         filename = download_filename(principal.district_slug, day)
         return StreamingResponse(
             stream_csv(

@@ -29,11 +29,12 @@ from graph.auth import (
     clear_session_cookie,
     client_address,
     csrf_refusal,
-    error_response,
     session_ended,
     session_principal,
     set_session_cookie,
 )
+from graph.responses import error_response
+from licensing.error_codes import ErrorCode
 from licensing.service import LicensingService
 from licensing.tokens import Principal
 
@@ -63,7 +64,9 @@ def session_routes(service: LicensingService) -> list[Route]:
             return refusal
         body = await request.body()
         if len(body) > MAX_SESSION_BODY_BYTES:
-            return error_response(413, "REQUEST_TOO_LARGE", "The sign-in request is too large.")
+            return error_response(
+                413, ErrorCode.REQUEST_TOO_LARGE, "The sign-in request is too large."
+            )
         try:
             payload = json.loads(body or b"null")
         except ValueError:
@@ -71,7 +74,7 @@ def session_routes(service: LicensingService) -> list[Route]:
         token = payload.get("token") if isinstance(payload, dict) else None
         if not isinstance(token, str) or not token.strip():
             return error_response(
-                400, "BAD_REQUEST", 'Send JSON such as {"token": "<your API token>"}.'
+                400, ErrorCode.BAD_REQUEST, 'Send JSON such as {"token": "<your API token>"}.'
             )
         principal = await authenticate_token(client_address(request), service, token.strip())
         if isinstance(principal, Response):
@@ -91,7 +94,7 @@ def session_routes(service: LicensingService) -> list[Route]:
         if principal is None:
             if request.cookies.get(SESSION_COOKIE):
                 return _no_store(session_ended())
-            return _no_store(error_response(401, "UNAUTHENTICATED", "Not signed in."))
+            return _no_store(error_response(401, ErrorCode.UNAUTHENTICATED, "Not signed in."))
         return _no_store(JSONResponse(_who(principal)))
 
     async def sign_out(request: Request) -> Response:

@@ -1,7 +1,8 @@
 """Queries that are more than a lookup by key: roster writes and the counting rule in SQL.
 
 The counting rule itself is defined in ``licensing.rules.count_roster``; ``recount_usage`` is its
-set-based twin, and a test holds the two to the same answers.
+set-based twin, and a test holds the two to the same answers. Which row counts is
+``db.rules_sql.counts_against_license``, the one SQL form of the rule.
 """
 
 from __future__ import annotations
@@ -26,10 +27,9 @@ from db.models import (
     RosterStaging,
     RosterSyncRun,
 )
+from db.rules_sql import ACTIVE_LIFECYCLE, counts_against_license, is_student
 
-STUDENT = "student"
 STAFF = "staff"
-ACTIVE = "active"
 INSERT_CHUNK = 5_000
 
 roster = RosterRecord.__table__
@@ -64,16 +64,16 @@ def _chunks(rows: Iterable[Mapping[str, Any]]) -> Iterable[list[Mapping[str, Any
 def recount_usage(session: Session, *, district_id: int) -> dict[str, int]:
     """Count the district's roster and devices from scratch (the counting rule, in SQL)."""
     in_district = roster.c.district_id == district_id
-    is_student = and_(in_district, roster.c.role == STUDENT)
-    counts_as_active = and_(is_student, roster.c.lifecycle == ACTIVE, roster.c.enabled.is_(True))
+    students_here = and_(in_district, is_student(roster))
+    counts_as_active = and_(in_district, counts_against_license(roster))
     active_people = select(roster.c.person_key).where(counts_as_active).distinct()
-    student_people = select(roster.c.person_key).where(is_student).distinct()
+    student_people = select(roster.c.person_key).where(students_here).distinct()
 
     active = session.execute(
         select(func.count(distinct(roster.c.person_key))).where(counts_as_active)
     ).scalar_one()
     students = session.execute(
-        select(func.count(distinct(roster.c.person_key))).where(is_student)
+        select(func.count(distinct(roster.c.person_key))).where(students_here)
     ).scalar_one()
     staff = session.execute(
         select(func.count(distinct(roster.c.person_key))).where(
@@ -84,8 +84,8 @@ def recount_usage(session: Session, *, district_id: int) -> dict[str, int]:
     ).scalar_one()
     disabled = session.execute(
         select(func.count(distinct(roster.c.person_key))).where(
-            is_student,
-            roster.c.lifecycle == ACTIVE,
+            students_here,
+            roster.c.lifecycle == ACTIVE_LIFECYCLE,
             roster.c.enabled.is_(False),
             roster.c.person_key.not_in(active_people),
         )
@@ -132,9 +132,9 @@ def insert_staging_rows(session: Session, *, run_id: int, rows: list[Mapping[str
 def staged_statistics(session: Session, *, run_id: int) -> dict[str, int]:
     """How a staged roster splits by the counting rule: counted, and excluded by reason."""
     in_run = staging.c.run_id == run_id
-    is_student = and_(in_run, staging.c.role == STUDENT)
-    active_lifecycle = and_(is_student, staging.c.lifecycle == ACTIVE)
-    counts = and_(active_lifecycle, staging.c.enabled.is_(True))
+    students_in_run = and_(in_run, is_student(staging))
+    active_lifecycle = and_(students_in_run, staging.c.lifecycle == ACTIVE_LIFECYCLE)
+    counts = and_(in_run, counts_against_license(staging))
 
     def count(*conditions: Any) -> int:
         return session.execute(select(func.count()).where(*conditions)).scalar_one()
@@ -147,7 +147,7 @@ def staged_statistics(session: Session, *, run_id: int) -> dict[str, int]:
         "records": count(in_run),
         "active_students": active_people,
         "staff": count(in_run, staging.c.role == STAFF),
-        "inactive": count(is_student, staging.c.lifecycle != ACTIVE),
+        "inactive": count(students_in_run, staging.c.lifecycle != ACTIVE_LIFECYCLE),
         "disabled": count(active_lifecycle, staging.c.enabled.is_(False)),
         "duplicate": active_records - active_people,
     }
@@ -160,15 +160,10 @@ def removed_active_people(
     held = and_(
         roster.c.district_id == district_id,
         roster.c.source == source,
-        roster.c.role == STUDENT,
-        roster.c.lifecycle == ACTIVE,
-        roster.c.enabled.is_(True),
+        counts_against_license(roster),
     )
     still_active = select(staging.c.person_key).where(
-        staging.c.run_id == run_id,
-        staging.c.role == STUDENT,
-        staging.c.lifecycle == ACTIVE,
-        staging.c.enabled.is_(True),
+        staging.c.run_id == run_id, counts_against_license(staging)
     )
     before = session.execute(
         select(func.count(distinct(roster.c.person_key))).where(held)

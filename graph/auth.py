@@ -18,9 +18,11 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from starlette.requests import HTTPConnection
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from graph.rate_limit import rate_limited_response, token_budgets
+from graph.responses import error_response
+from licensing.error_codes import ErrorCode
 from licensing.service import LicensingService
 from licensing.sign_in_limit import SIGN_IN_THROTTLED
 from licensing.tokens import Principal
@@ -35,14 +37,6 @@ CSRF_HEADER_VALUE = "licensing-tab"
 BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="licensing"'}
 BAD_TOKEN_MESSAGE = "The API token is not valid or has been revoked."
 UNKNOWN_ADDRESS = "unknown"
-
-
-def error_response(status_code: int, code: str, message: str, **headers: str) -> JSONResponse:
-    return JSONResponse(
-        {"errors": [{"message": message, "extensions": {"code": code}}]},
-        status_code=status_code,
-        headers=headers,
-    )
 
 
 def client_address(connection: HTTPConnection) -> str:
@@ -76,7 +70,7 @@ async def authenticate_token(
     retry_after = await service.record_failed_sign_in(address)
     if retry_after is not None:
         return sign_in_throttled(retry_after)
-    return error_response(401, "UNAUTHENTICATED", BAD_TOKEN_MESSAGE, **headers)
+    return error_response(401, ErrorCode.UNAUTHENTICATED, BAD_TOKEN_MESSAGE, **headers)
 
 
 async def sign_in(
@@ -110,7 +104,7 @@ async def _signed_in_principal(
     if secret is None:
         return error_response(
             401,
-            "UNAUTHENTICATED",
+            ErrorCode.UNAUTHENTICATED,
             "Sign in with an API token: send the header 'Authorization: Bearer <token>'.",
             **BEARER_CHALLENGE,
         )
@@ -141,7 +135,7 @@ def session_ended() -> Response:
     """The 401 for a session cookie that no longer signs anyone in; the browser drops it."""
     response = error_response(
         401,
-        "UNAUTHENTICATED",
+        ErrorCode.UNAUTHENTICATED,
         "The session has ended (signed out, expired, or its token was revoked): sign in again.",
     )
     clear_session_cookie(response)
@@ -181,7 +175,7 @@ def csrf_refusal(request: HTTPConnection) -> Response | None:
             return None
     return error_response(
         403,
-        "CSRF",
+        ErrorCode.CSRF,
         "Refused: a request signed in by the session cookie must come from the Licensing tab "
         "itself (same Origin, or the header 'X-Requested-With: licensing-tab').",
     )

@@ -73,11 +73,12 @@ from graph.rate_limit import (
 )
 from licensing.audit import MAX_AUDIT_PAGE
 from licensing.count_review import ReviewReason
+from licensing.error_codes import ErrorCode
 from licensing.history import MAX_HISTORY_DAYS
 from licensing.report import MAX_PAGE_SIZE
 from licensing.rules import AlertKind
 
-QUERY_TOO_COSTLY = "QUERY_TOO_COSTLY"
+QUERY_TOO_COSTLY = ErrorCode.QUERY_TOO_COSTLY
 # Measured on SQLite (bench/neighbour.py): the dashboard query's 10 points take about 1 ms in the
 # server, a page of 100 rows (101 points) about 10 ms.
 POINT_MILLISECONDS = 0.1

@@ -26,6 +26,7 @@ from strawberry.types import ExecutionContext
 
 from db.outage import is_database_unavailable
 from graph.outage import database_unavailable_error
+from licensing.error_codes import ErrorCode
 from licensing.problems import Problem
 
 logger = logging.getLogger("licensing.graphql")
@@ -52,7 +53,7 @@ def is_internal(error: GraphQLError) -> bool:
     return True
 
 
-def _with_code(error: GraphQLError, code: str) -> GraphQLError:
+def _with_code(error: GraphQLError, code: ErrorCode) -> GraphQLError:
     if (error.extensions or {}).get("code"):
         return error
     return GraphQLError(
@@ -81,7 +82,7 @@ def _readable_literal_error(error: GraphQLError) -> GraphQLError:
         nodes=error.nodes,
         source=error.source,
         positions=error.positions,
-        extensions={"code": "GRAPHQL_VALIDATION_FAILED"},
+        extensions={"code": ErrorCode.GRAPHQL_VALIDATION_FAILED},
     )
 
 
@@ -99,7 +100,7 @@ def _refuse_unnamed_choice(execution_context: ExecutionContext) -> None:
         raise GraphQLError(
             f"The document has {operations} operations: send the name of the one to run as "
             "operationName.",
-            extensions={"code": "OPERATION_NAME_REQUIRED"},
+            extensions={"code": ErrorCode.OPERATION_NAME_REQUIRED},
         )
 
 
@@ -124,7 +125,7 @@ class MaskAndCodeErrors(MaskErrors):
                 path=error.path,
                 extensions=outage.extensions,
             )
-        return _with_code(super().anonymise_error(error), "INTERNAL_SERVER_ERROR")
+        return _with_code(super().anonymise_error(error), ErrorCode.INTERNAL_SERVER_ERROR)
 
     def on_validate(self) -> Iterator[None]:
         _refuse_unnamed_choice(self.execution_context)
@@ -145,9 +146,9 @@ class MaskAndCodeErrors(MaskErrors):
         except GraphQLError as error:
             # The parser cache parses inside its hook, so a syntax error arrives here as an
             # exception; strawberry answers it as it is, without this extension's code.
-            stage = "GRAPHQL_PARSE_FAILED"
+            stage = ErrorCode.GRAPHQL_PARSE_FAILED
             if self.execution_context.graphql_document is not None:
-                stage = "GRAPHQL_VALIDATION_FAILED"
+                stage = ErrorCode.GRAPHQL_VALIDATION_FAILED
             raise _with_code(error, stage) from None
         except HTTP_REFUSALS:
             raise  # answered by the HTTP layer with 400
@@ -157,18 +158,18 @@ class MaskAndCodeErrors(MaskErrors):
             # Strawberry would answer an exception from another extension with its text.
             logger.error("Unexpected error before execution", exc_info=error)
             raise GraphQLError(
-                INTERNAL_ERROR_MESSAGE, extensions={"code": "INTERNAL_SERVER_ERROR"}
+                INTERNAL_ERROR_MESSAGE, extensions={"code": ErrorCode.INTERNAL_SERVER_ERROR}
             ) from None
         result = self.execution_context.result
         if result is None or not result.errors:
             return
         if self.execution_context.graphql_document is None:
-            stage = "GRAPHQL_PARSE_FAILED"
+            stage = ErrorCode.GRAPHQL_PARSE_FAILED
         elif self._executing:
             # Before any field runs, execution checks the variables and picks the operation.
-            stage = "BAD_USER_INPUT"
+            stage = ErrorCode.BAD_USER_INPUT
         else:
-            stage = "GRAPHQL_VALIDATION_FAILED"
+            stage = ErrorCode.GRAPHQL_VALIDATION_FAILED
         result.errors = [
             error if error.path else _with_code(error, stage) for error in result.errors
         ]
@@ -183,60 +184,60 @@ class Refusal:
     """How a request refused before GraphQL runs is answered."""
 
     status_code: int
-    code: str
+    code: ErrorCode
     message: str
     headers: dict[str, str] = field(default_factory=dict)
 
 
 _CODES_BY_STATUS = {
-    400: "BAD_REQUEST",
-    404: "NOT_FOUND",
-    405: "METHOD_NOT_ALLOWED",
-    413: "REQUEST_TOO_LARGE",
-    415: "UNSUPPORTED_MEDIA_TYPE",
+    400: ErrorCode.BAD_REQUEST,
+    404: ErrorCode.NOT_FOUND,
+    405: ErrorCode.METHOD_NOT_ALLOWED,
+    413: ErrorCode.REQUEST_TOO_LARGE,
+    415: ErrorCode.UNSUPPORTED_MEDIA_TYPE,
 }
 # Strawberry's reasons for refusing a request, in words a caller can act on.
 _REFUSALS = {
     "Unsupported content type": Refusal(
         415,
-        "UNSUPPORTED_MEDIA_TYPE",
+        ErrorCode.UNSUPPORTED_MEDIA_TYPE,
         "Send the request as JSON with the header 'Content-Type: application/json' "
         "(or run a query with GET /graphql?query=...).",
     ),
     "Unable to parse request body as JSON": Refusal(
-        400, "BAD_REQUEST", 'The request body is not valid JSON: send {"query": "..."}.'
+        400, ErrorCode.BAD_REQUEST, 'The request body is not valid JSON: send {"query": "..."}.'
     ),
     "Batching is not enabled": Refusal(
         400,
-        "BATCH_NOT_SUPPORTED",
+        ErrorCode.BATCH_NOT_SUPPORTED,
         "Send one operation per request: a JSON array of operations (a batch) is not supported.",
     ),
     "No GraphQL query found in the request": Refusal(
         400,
-        "BAD_REQUEST",
+        ErrorCode.BAD_REQUEST,
         'No GraphQL query found in the request: send {"query": "{ license { display } }"}.',
     ),
     "Can't get GraphQL operation type": Refusal(
         400,
-        "BAD_REQUEST",
+        ErrorCode.BAD_REQUEST,
         "Say which operation to run: the document has several (or none), so send the name of "
         "one as operationName.",
     ),
     "mutations are not allowed when using GET": Refusal(
         405,
-        "METHOD_NOT_ALLOWED",
+        ErrorCode.METHOD_NOT_ALLOWED,
         "Mutations must be sent with POST; GET runs queries only.",
         {"Allow": "POST"},
     ),
     "subscriptions are not allowed when using GET": Refusal(
         400,
-        "BAD_REQUEST",
+        ErrorCode.BAD_REQUEST,
         "GraphQL subscriptions are not allowed over HTTP: open a websocket to /graphql "
         "(graphql-transport-ws).",
     ),
     "subscriptions are not allowed when using POST": Refusal(
         400,
-        "BAD_REQUEST",
+        ErrorCode.BAD_REQUEST,
         "GraphQL subscriptions are not allowed over HTTP: open a websocket to /graphql "
         "(graphql-transport-ws).",
     ),
@@ -248,4 +249,4 @@ def refusal_for(status_code: int, reason: str) -> Refusal:
     known = _REFUSALS.get(reason)
     if known is not None:
         return known
-    return Refusal(status_code, _CODES_BY_STATUS.get(status_code, "BAD_REQUEST"), reason)
+    return Refusal(status_code, _CODES_BY_STATUS.get(status_code, ErrorCode.BAD_REQUEST), reason)

@@ -37,12 +37,13 @@ from graph.auth import (
     authenticate_token,
     bearer_secret,
     client_address,
-    error_response,
     sign_in,
 )
 from graph.context import GraphContext
 from graph.errors import ClientError, refusal_for
+from graph.responses import error_response
 from graph.subscriptions import TOKEN_REVOKED
+from licensing.error_codes import ErrorCode
 from licensing.service import DistrictState, LicensingService
 from licensing.tokens import Principal
 
@@ -157,7 +158,9 @@ class LicensingGraphQL(GraphQL):
             await self._websocket(scope, receive, send)
             return
         if scope["type"] != "http":
-            await error_response(400, "BAD_REQUEST", "Use HTTP for /graphql.")(scope, receive, send)
+            await error_response(400, ErrorCode.BAD_REQUEST, "Use HTTP for /graphql.")(
+                scope, receive, send
+            )
             return
         request = Request(scope, receive)
         if self.development and _wants_ide(request):
@@ -167,7 +170,7 @@ class LicensingGraphQL(GraphQL):
         if body is None:
             response = error_response(
                 413,
-                "REQUEST_TOO_LARGE",
+                ErrorCode.REQUEST_TOO_LARGE,
                 f"The request body is larger than {self.max_body_bytes} bytes.",
             )
             await response(scope, receive, send)

@@ -50,6 +50,8 @@ from graphql import (
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import validate_document
 
+from licensing.error_codes import ErrorCode
+
 # Documents longer than this are parsed and validated in a worker thread: about 1 ms of work in
 # place (the Licensing tab's queries are a few hundred characters).
 THREAD_DOCUMENT_CHARACTERS = 2_000
@@ -130,7 +132,7 @@ class _DocumentShape:
 
 
 def _too_complex(message: str) -> GraphQLError:
-    return GraphQLError(message, extensions={"code": "QUERY_TOO_COMPLEX"})
+    return GraphQLError(message, extensions={"code": ErrorCode.QUERY_TOO_COMPLEX})
 
 
 def depth_and_alias_errors(

@@ -20,12 +20,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.extensions import SchemaExtension
 
 from db.outage import RETRY_AFTER_SECONDS, is_database_unavailable
+from licensing.error_codes import ErrorCode
 from licensing.problems import Problem
 
 logger = logging.getLogger("licensing.database")
 
 DATABASE_UNAVAILABLE = Problem(
-    "DATABASE_UNAVAILABLE",
+    ErrorCode.DATABASE_UNAVAILABLE,
     f"The database is unavailable for a moment; nothing was changed. Try again in "
     f"{RETRY_AFTER_SECONDS} seconds.",
 )
@@ -49,7 +50,7 @@ def database_unavailable_error(original: BaseException | None = None) -> GraphQL
 
 def database_unavailable_response() -> JSONResponse:
     # Imported here: graph.http imports this module's neighbours, not the other way round.
-    from graph.http import error_response
+    from graph.responses import error_response
 
     return error_response(
         503, DATABASE_UNAVAILABLE.code, DATABASE_UNAVAILABLE.message, **outage_headers()

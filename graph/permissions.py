@@ -7,12 +7,13 @@ from typing import Any, ClassVar
 from strawberry.permission import BasePermission
 from strawberry.types import Info
 
+from licensing.error_codes import ErrorCode
 from licensing.tokens import Permission
 
 
 class _RequiresPermission(BasePermission):
     required: ClassVar[Permission]
-    error_extensions: ClassVar[dict[str, Any]] = {"code": "FORBIDDEN"}
+    error_extensions: ClassVar[dict[str, Any]] = {"code": ErrorCode.FORBIDDEN}
 
     def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
         return info.context.principal.may(self.required)

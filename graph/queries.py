@@ -19,6 +19,7 @@ from graph.types import (
     ReviewGroup,
     Usage,
 )
+from licensing.error_codes import ErrorCode
 from licensing.problems import Problem
 from licensing.report import ActiveStudentFilter
 from licensing.service import NO_LICENSE
@@ -87,7 +88,7 @@ class Query:
                 after=after,
             )
         except ValueError as error:
-            raise ClientError(Problem("INVALID_ARGUMENT", str(error))) from None
+            raise ClientError(Problem(ErrorCode.INVALID_ARGUMENT, str(error))) from None
         return ActiveStudentConnection.from_page(page)
 
     @strawberry.field(
@@ -114,7 +115,7 @@ class Query:
         if not 0 <= additional_students <= MAX_ADDITIONAL_STUDENTS:
             raise ClientError(
                 Problem(
-                    "INVALID_ADDITIONAL_STUDENTS",
+                    ErrorCode.INVALID_ADDITIONAL_STUDENTS,
                     f"additionalStudents must be between 0 and {MAX_ADDITIONAL_STUDENTS:,}.",
                 )
             )

@@ -10,6 +10,7 @@ from strawberry.types import Info
 from graph.errors import ClientError
 from graph.permissions import CanViewLicense
 from licensing import forecast as forecasting
+from licensing.error_codes import ErrorCode
 from licensing.history import MAX_HISTORY_DAYS
 from licensing.history import UsageDay as UsageDayView
 from licensing.problems import Problem
@@ -86,7 +87,9 @@ class Forecast:
 def _check_range(name: str, value: int, low: int, high: int) -> None:
     if not low <= value <= high:
         raise ClientError(
-            Problem("INVALID_ARGUMENT", f"{name} must be between {low} and {high}, not {value}.")
+            Problem(
+                ErrorCode.INVALID_ARGUMENT, f"{name} must be between {low} and {high}, not {value}."
+            )
         )
 
 

@@ -11,6 +11,7 @@ from graph.errors import ClientError
 from graph.permissions import CanManageSettings
 from graph.types import PageInfo
 from licensing.audit import AuditEntry, encode_audit_cursor
+from licensing.error_codes import ErrorCode
 from licensing.problems import Problem
 from licensing.scheduler import JobState
 
@@ -97,7 +98,7 @@ class OperationsQuery:
                 info.context.principal.district_id, first=first, after=after
             )
         except ValueError as error:
-            raise ClientError(Problem("INVALID_ARGUMENT", str(error))) from None
+            raise ClientError(Problem(ErrorCode.INVALID_ARGUMENT, str(error))) from None
         edges = [
             AuditEventEdge(cursor=encode_audit_cursor(entry.id), node=AuditEvent.from_entry(entry))
             for entry in page.entries

@@ -40,6 +40,8 @@ from starlette.responses import JSONResponse
 
 from db.session import Database
 from graph.errors import ClientError
+from graph.responses import error_response
+from licensing.error_codes import ErrorCode
 from licensing.problems import Problem
 from licensing.service import LicensingService
 from licensing.settings import RateLimitSettings
@@ -49,7 +51,7 @@ logger = logging.getLogger("licensing.rate_limit")
 # Beyond this many tokens, the least recently used bucket is forgotten. A bucket left alone that
 # long has refilled, and a full bucket is what a forgotten token gets back: nothing is lost.
 MAX_TRACKED_TOKENS = 10_000
-RATE_LIMITED = "RATE_LIMITED"
+RATE_LIMITED = ErrorCode.RATE_LIMITED
 # The policy's name in the RateLimit-Policy and RateLimit response headers.
 POLICY_NAME = "token-budget"
 # On SQLite a draw runs in place on the event loop; it waits at most this long for the write
@@ -376,21 +378,17 @@ def _new_budgets(
 
 def rate_limited_response(receipt: Receipt) -> JSONResponse:
     """HTTP 429 for a request its token's budget cannot pay, before any of its work is done."""
-    return JSONResponse(
-        {
-            "errors": [
-                {"message": receipt.refusal_message(), "extensions": receipt.refusal_extensions()}
-            ]
-        },
-        status_code=429,
-        headers=receipt.headers(),
+    extensions = receipt.refusal_extensions()
+    code = extensions.pop("code")
+    return error_response(
+        429, code, receipt.refusal_message(), extensions=extensions, **receipt.headers()
     )
 
 
 # --- Subscriptions: a cap per token, and a charge for the time they are held ------------------
 
 TOO_MANY_SUBSCRIPTIONS = Problem(
-    "TOO_MANY_SUBSCRIPTIONS",
+    ErrorCode.TOO_MANY_SUBSCRIPTIONS,
     "This API token already holds as many open subscriptions as it may "
     "(rate_limit.max_subscriptions_per_token). Close one, or share one subscription between the "
     "parts of your application that need it.",

@@ -24,11 +24,12 @@ from graph.permissions import CanViewLicense
 from graph.rate_limit import SubscriptionMeter
 from graph.types import Alert, License
 from licensing.changes import ALERT_TOPICS, LICENSE_TOPICS
+from licensing.error_codes import ErrorCode
 from licensing.problems import Problem
 from licensing.service import DistrictState, LicensingService
 
 TOKEN_REVOKED = Problem(
-    "UNAUTHENTICATED", "The API token has been revoked; sign in again with a valid token."
+    ErrorCode.UNAUTHENTICATED, "The API token has been revoked; sign in again with a valid token."
 )
 
 

@@ -7,7 +7,7 @@ import datetime
 import strawberry
 
 from licensing import count_review as review
-from licensing import rules
+from licensing import error_codes, rules
 from licensing.alert_state import AlertRecord
 from licensing.data_sources import DataSourceView
 from licensing.district_view import LicenseView, ThresholdSettingsView
@@ -24,6 +24,10 @@ AlertKind = strawberry.enum(rules.AlertKind)
 AlertSeverity = strawberry.enum(rules.AlertSeverity)
 AlertPlacement = strawberry.enum(rules.AlertPlacement, description="Where an alert is shown.")
 LicenseCheckReason = strawberry.enum(rules.LicenseCheckReason)
+ErrorCode = strawberry.enum(
+    error_codes.ErrorCode,
+    description="Why a request, or part of it, was refused.",
+)
 
 
 @strawberry.type(description="The district's license as the Licensing tab shows it.")
@@ -163,7 +167,7 @@ class LicenseCheck:
 @strawberry.type(description="A mistake the caller can fix; nothing was changed.")
 class UserError:
     field: str | None
-    code: str
+    code: ErrorCode
     message: str
 
     @classmethod

@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, case, false, func, or_, select
 from sqlmodel import Session
 
-from licensing.report import COUNTS_AS_ACTIVE, roster
+from db.rules_sql import counts_against_license
+from licensing.report import roster
+from licensing.rules import district_today
 from licensing.settings import DistrictConfig
 
 EXAMPLES_PER_GROUP = 5
@@ -69,8 +70,8 @@ def count_review(
     time_zone: str,
 ) -> list[ReviewGroup]:
     """Every group that holds at least one counted student, largest saving first."""
-    today = now.astimezone(ZoneInfo(time_zone)).date()
-    counted = and_(roster.c.district_id == district_id, COUNTS_AS_ACTIVE)
+    today = district_today(now, time_zone)
+    counted = and_(roster.c.district_id == district_id, counts_against_license(roster))
     graduated_by = last_graduating_class(today)
     stale_before = now - timedelta(days=config.stale_after_days)
     patterns = [pattern.lower() for pattern in config.test_account_patterns if pattern]

@@ -31,6 +31,7 @@ from licensing import signing
 from licensing.audit import record_event
 from licensing.district_view import reevaluate_alerts
 from licensing.districts import district_ref
+from licensing.error_codes import ErrorCode
 from licensing.metrics import count_license_refresh
 from licensing.problems import Problem
 from licensing.settings import Settings
@@ -186,7 +187,7 @@ class LicenseUpdater:
         except DamagedLicenseError as error:
             # The source answered, but with an altered document: refused like a bad signature.
             problem = Problem(
-                "BAD_SIGNATURE",
+                ErrorCode.BAD_SIGNATURE,
                 "The license signature does not match: the document was altered or damaged "
                 f"({error}). The last good license is kept.",
             )
@@ -197,10 +198,10 @@ class LicenseUpdater:
                 error,
             )
         except (SourceError, UnknownSourceError) as error:
-            problem = Problem("LICENSE_SOURCE_UNAVAILABLE", str(error))
+            problem = Problem(ErrorCode.LICENSE_SOURCE_UNAVAILABLE, str(error))
         except Exception as error:  # a plugin's bug must not lose the last good license
             problem = Problem(
-                "LICENSE_SOURCE_UNAVAILABLE",
+                ErrorCode.LICENSE_SOURCE_UNAVAILABLE,
                 f"The license source {source_name!r} failed unexpectedly ({type(error).__name__}).",
             )
         else:
@@ -224,7 +225,7 @@ class LicenseUpdater:
         database is down: the error is raised again, for the caller's outage answer."""
         logger.error("The license update of district %s failed", district_id, exc_info=error)
         problem = Problem(
-            "LICENSE_UPDATE_FAILED",
+            ErrorCode.LICENSE_UPDATE_FAILED,
             f"The license update failed unexpectedly ({type(error).__name__}); the last good "
             "license is kept. Try again later; the service log has the details.",
         )
@@ -258,7 +259,7 @@ class LicenseUpdater:
             held = session.exec(select(License).where(License.district_id == district_id)).first()
             if held is not None and terms.issued_at < held.issued_at:
                 problem = Problem(
-                    "OLDER_LICENSE",
+                    ErrorCode.OLDER_LICENSE,
                     f"The license source returned a license issued {terms.issued_at:%Y-%m-%d}, "
                     f"older than the one held (issued {held.issued_at:%Y-%m-%d}); it was not applied.",
                 )
@@ -340,9 +341,11 @@ class LicenseUpdater:
         )
 
     def _reconcile(self, session: Session, district_id: int, now: datetime) -> None:
-        tolerance = timedelta(hours=self.settings.sync_failing_tolerance_hours)
         reevaluate_alerts(
-            session, district_id=district_id, now=now, sync_failing_tolerance=tolerance
+            session,
+            district_id=district_id,
+            now=now,
+            sync_failing_tolerance=self.settings.sync_failing_tolerance,
         )
 
 

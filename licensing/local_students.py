@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from db.models import RosterRecord
+from licensing.error_codes import ErrorCode
 from licensing.problems import Problem
 
 LOCAL_SOURCE = "local"
@@ -35,13 +36,15 @@ def check_local_students(
     bad (a change is all or nothing)."""
     wanted = list(dict.fromkeys(identifier.strip() for identifier in ids if identifier.strip()))
     if not wanted:
-        return StudentsRequest([], [Problem("NO_IDS", "Give at least one student id.", "ids")])
+        return StudentsRequest(
+            [], [Problem(ErrorCode.NO_IDS, "Give at least one student id.", "ids")]
+        )
     if len(wanted) > MAX_IDS_PER_CHANGE:
         return StudentsRequest(
             [],
             [
                 Problem(
-                    "TOO_MANY_IDS",
+                    ErrorCode.TOO_MANY_IDS,
                     f"At most {MAX_IDS_PER_CHANGE} students can be changed at once; "
                     f"{len(wanted)} were given.",
                     "ids",
@@ -67,7 +70,7 @@ def check_local_students(
         if identifier in elsewhere:
             problems.append(
                 Problem(
-                    "OWNED_BY_SOURCE",
+                    ErrorCode.OWNED_BY_SOURCE,
                     f"Student {identifier!r} comes from the roster source "
                     f"{elsewhere[identifier]!r}; change it there and the next sync will show it.",
                     "ids",
@@ -76,7 +79,7 @@ def check_local_students(
         else:
             problems.append(
                 Problem(
-                    "NOT_FOUND",
+                    ErrorCode.NOT_FOUND,
                     f"There is no student {identifier!r} in the local roster.",
                     "ids",
                 )

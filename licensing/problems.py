@@ -10,15 +10,17 @@ from dataclasses import dataclass
 
 from sqlalchemy.exc import SQLAlchemyError, StatementError
 
+from licensing.error_codes import ErrorCode
+
 logger = logging.getLogger("licensing.errors")
 
-INTERNAL_ERROR = "INTERNAL_ERROR"
+INTERNAL_ERROR = ErrorCode.INTERNAL_ERROR
 DRIVER_MODULES = ("sqlite3", "psycopg")
 
 
 @dataclass(frozen=True)
 class Problem:
-    code: str
+    code: ErrorCode
     message: str
     field: str | None = None
 

@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, false, func, or_, select
+from sqlalchemy import Select, false, func, or_, select
 from sqlmodel import Session
 
 from db.models import RosterRecord
+from db.rules_sql import counts_against_license
 from db.session import Database
 from licensing import cursors
 
@@ -23,9 +24,6 @@ MAX_PAGE_SIZE = 100
 EXPORT_BATCH = 5_000
 
 roster = RosterRecord.__table__
-COUNTS_AS_ACTIVE = and_(
-    roster.c.role == "student", roster.c.lifecycle == "active", roster.c.enabled.is_(True)
-)
 
 
 @dataclass(frozen=True)
@@ -114,7 +112,10 @@ def decode_cursor(cursor: str) -> int:
 
 
 def _filtered(district_id: int, report_filter: ActiveStudentFilter) -> list[Any]:
-    conditions: list[Any] = [roster.c.district_id == district_id, COUNTS_AS_ACTIVE]
+    conditions: list[Any] = [
+        roster.c.district_id == district_id,
+        counts_against_license(roster),
+    ]
     texts = (report_filter.source, report_filter.school, report_filter.grade, report_filter.search)
     if any(text and "\x00" in text for text in texts):
         # No stored text holds a NUL character (PostgreSQL refuses one): nothing can match.

@@ -33,6 +33,7 @@ from db.session import lock_district
 from licensing.alert_state import record_change
 from licensing.audit import record_event
 from licensing.district_view import reevaluate_alerts
+from licensing.error_codes import ErrorCode
 from licensing.metrics import count_roster_sync
 from licensing.problems import Problem
 from licensing.roster import UsageCounts, current_usage, normalize_all, refresh_usage
@@ -56,9 +57,7 @@ CONFIRM_ACTION = "roster_sync_confirm"
 # counts is also written on the license topic, by the alert re-evaluation.
 ROSTER_TOPIC = "roster_sync"
 DEFAULT_MAX_DROP_SHARE: float = RosterSourceConfig.model_fields["max_drop_share"].default
-DEFAULT_SYNC_FAILING_TOLERANCE = timedelta(
-    hours=Settings.model_fields["sync_failing_tolerance_hours"].default
-)
+DEFAULT_SYNC_FAILING_TOLERANCE = Settings.model_construct().sync_failing_tolerance
 
 
 @dataclass(frozen=True)
@@ -97,7 +96,7 @@ def guard_for(settings: Settings, *, slug: str, source: str) -> RosterGuard:
     config = settings.district(slug).roster_sources.get(source)
     return RosterGuard(
         max_drop_share=config.max_drop_share if config else DEFAULT_MAX_DROP_SHARE,
-        sync_failing_tolerance=timedelta(hours=settings.sync_failing_tolerance_hours),
+        sync_failing_tolerance=settings.sync_failing_tolerance,
     )
 
 
@@ -159,7 +158,9 @@ def settle_run(
     lock_district(session, run.district_id)
     if not _still_running(session, run_id=run_id, now=now):  # reaped while it staged
         session.refresh(run)
-        return _outcome(run, {}, Problem("SOURCE_FAILED", run.error or "The sync was stopped."))
+        return _outcome(
+            run, {}, Problem(ErrorCode.SOURCE_FAILED, run.error or "The sync was stopped.")
+        )
     statistics = queries.staged_statistics(session, run_id=run_id)
     before, removed = queries.removed_active_people(
         session, district_id=run.district_id, source=run.source, run_id=run_id
@@ -208,7 +209,9 @@ def confirm_held_run(
             return _refused(
                 source,
                 run_id,
-                Problem("UNKNOWN_RUN", f"There is no sync run {run_id} of {source!r}.", "runId"),
+                Problem(
+                    ErrorCode.UNKNOWN_RUN, f"There is no sync run {run_id} of {source!r}.", "runId"
+                ),
             )
     else:
         run = session.exec(
@@ -222,7 +225,7 @@ def confirm_held_run(
         ).first()
         if run is None:
             return _refused(
-                source, None, Problem("NOTHING_HELD", f"No sync of {source!r} is waiting.")
+                source, None, Problem(ErrorCode.NOTHING_HELD, f"No sync of {source!r} is waiting.")
             )
     if run.status == HELD:
         newer = _newer_decided_run(session, run)
@@ -233,7 +236,7 @@ def confirm_held_run(
             source,
             run.id,
             Problem(
-                "SYNC_SUPERSEDED",
+                ErrorCode.SYNC_SUPERSEDED,
                 f"Sync run {run.id} of {source!r} was superseded by a newer sync and cannot be "
                 f"applied; nothing was changed. {run.error or ''}".strip(),
                 "runId",
@@ -244,7 +247,7 @@ def confirm_held_run(
             source,
             run.id,
             Problem(
-                "NOT_HELD",
+                ErrorCode.NOT_HELD,
                 f"Sync run {run.id} of {source!r} is {run.status}, not waiting for confirmation.",
                 "runId",
             ),
@@ -429,7 +432,7 @@ def _supersede(
         detail=message,
     )
     excluded = json.loads(run.excluded or "{}")
-    return _outcome(run, excluded, Problem("SYNC_SUPERSEDED", message), used=(used, used))
+    return _outcome(run, excluded, Problem(ErrorCode.SYNC_SUPERSEDED, message), used=(used, used))
 
 
 def _hold(
@@ -463,7 +466,7 @@ def _hold(
         detail=message,
     )
     count_roster_sync(outcome=HELD, plugin=run.kind)
-    return _outcome(run, excluded, Problem("SYNC_HELD", message), used=(used, used))
+    return _outcome(run, excluded, Problem(ErrorCode.SYNC_HELD, message), used=(used, used))
 
 
 def _apply(

@@ -14,6 +14,8 @@ from enum import StrEnum
 from fractions import Fraction
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from licensing.error_codes import ErrorCode
+
 __all__ = [
     "DEFAULT_THRESHOLD",
     "MAX_THRESHOLD",
@@ -38,6 +40,7 @@ __all__ = [
     "access_level",
     "alerts_for",
     "count_roster",
+    "counts_against_license",
     "days_until_expiration",
     "license_check",
     "license_status",
@@ -306,7 +309,7 @@ def recommended_threshold_range(student_count: int) -> ThresholdRange:
 class ThresholdProblem:
     """Why a threshold cannot be saved: a stable code and a sentence for the administrator."""
 
-    code: str
+    code: ErrorCode
     message: str
 
 
@@ -318,7 +321,7 @@ def threshold_problems(value: int, *, total: int) -> list[ThresholdProblem]:
     if value < 0:
         problems.append(
             ThresholdProblem(
-                code="THRESHOLD_NEGATIVE",
+                code=ErrorCode.THRESHOLD_NEGATIVE,
                 message=f"The threshold cannot be negative (you entered {value}). "
                 "Enter 0 or a higher number.",
             )
@@ -327,14 +330,14 @@ def threshold_problems(value: int, *, total: int) -> list[ThresholdProblem]:
         seats = _plural(total, "licensed seat", "licensed seats")
         problems.append(
             ThresholdProblem(
-                code="THRESHOLD_ABOVE_TOTAL",
+                code=ErrorCode.THRESHOLD_ABOVE_TOTAL,
                 message=f"The threshold cannot be more than your {seats}.",
             )
         )
     if value > MAX_THRESHOLD:
         problems.append(
             ThresholdProblem(
-                code="THRESHOLD_TOO_LARGE",
+                code=ErrorCode.THRESHOLD_TOO_LARGE,
                 message=f"The threshold cannot be more than {MAX_THRESHOLD:,} students "
                 f"(you entered {value}).",
             )
@@ -568,6 +571,13 @@ class _Person:
     is_staff: bool = False
 
 
+def counts_against_license(role: str, lifecycle: str, enabled: bool) -> bool:
+    """Whether one roster record counts against the license: a student's, active and enabled.
+
+    ``db.rules_sql.counts_against_license`` is the same rule in SQL (a test holds them equal)."""
+    return role == Role.STUDENT and lifecycle == Lifecycle.ACTIVE and enabled is True
+
+
 def count_roster(entries: Iterable[RosterEntry]) -> RosterCounts:
     """Return the distinct active students, inactive students and staff across all records."""
     people: dict[str, _Person] = {}
@@ -576,7 +586,7 @@ def count_roster(entries: Iterable[RosterEntry]) -> RosterCounts:
         person.records += 1
         if entry.role == Role.STUDENT:
             person.is_student = True
-            if entry.lifecycle == Lifecycle.ACTIVE and entry.enabled:
+            if counts_against_license(entry.role, entry.lifecycle, entry.enabled):
                 person.is_active_student = True
         elif entry.role == Role.STAFF:
             person.is_staff = True

@@ -40,6 +40,7 @@ from licensing.district_view import (
     reevaluate_alerts,
     threshold_settings_view,
 )
+from licensing.error_codes import ErrorCode
 from licensing.forecast import DailyPoint, Forecast, forecast
 from licensing.history import (
     KEEP_DAYS,
@@ -75,7 +76,7 @@ _Read = TypeVar("_Read")
 
 
 NO_LICENSE = Problem(
-    "LICENSE_NOT_AVAILABLE",
+    ErrorCode.LICENSE_NOT_AVAILABLE,
     "No license has been received for this district yet. Use Force License Update once the "
     "license is in place.",
 )
@@ -136,7 +137,7 @@ class LicensingService:
 
     @property
     def sync_failing_tolerance(self) -> timedelta:
-        return timedelta(hours=self.settings.sync_failing_tolerance_hours)
+        return self.settings.sync_failing_tolerance
 
     async def authenticate(self, secret: str) -> Principal | None:
         return await self._quick_read(self._authenticate, secret)

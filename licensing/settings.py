@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -350,6 +351,11 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.data_dir / 'licensing.db'}"
+
+    @property
+    def sync_failing_tolerance(self) -> timedelta:
+        """How long a sync may keep failing before the Sync Failing alert is raised."""
+        return timedelta(hours=self.sync_failing_tolerance_hours)
 
     @property
     def trusted_keys_dir(self) -> Path:

@@ -26,9 +26,10 @@ from sqlmodel import Session
 
 from db.models import FailedSignIn
 from db.session import Database
+from licensing.error_codes import ErrorCode
 from licensing.settings import SignInSettings
 
-SIGN_IN_THROTTLED = "SIGN_IN_THROTTLED"
+SIGN_IN_THROTTLED = ErrorCode.SIGN_IN_THROTTLED
 # Beyond this many blocked addresses in memory, the oldest is forgotten; the database still
 # holds its count, so its next failure blocks it again.
 MAX_REMEMBERED_ADDRESSES = 10_000

@@ -33,13 +33,14 @@ from sqlmodel import SQLModel
 from db.limits import integer_maximum, text_length
 from db.models import District, License
 from db.private_files import make_private_directory
+from licensing.error_codes import ErrorCode
 from plugins.records import SignedLicense
 
 
 class LicenseRejected(Exception):
     """A license document that must not be believed; ``code`` says why, the message how to fix it."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: ErrorCode, message: str) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
@@ -79,7 +80,7 @@ def trusted_keys(configured: list[str], keys_dir: Path) -> list[TrustedKey]:
                 keys.append(TrustedKey(path.stem, _public_key(path.read_text().strip())))
             except (ValueError, OSError):
                 raise LicenseRejected(
-                    "BAD_TRUSTED_KEY",
+                    ErrorCode.BAD_TRUSTED_KEY,
                     f"The trusted key file {path} is not a base64 Ed25519 public key; "
                     "fix or remove it. The last good license is kept.",
                 ) from None
@@ -104,19 +105,19 @@ def verify_license(
     candidates = [key for key in keys if key.key_id == signed.key_id] or keys
     if not candidates:
         raise LicenseRejected(
-            "NO_TRUSTED_KEY",
+            ErrorCode.NO_TRUSTED_KEY,
             "No license signing key is trusted yet, so no license can be accepted.",
         )
     if not any(_signature_matches(key, signed) for key in candidates):
         raise LicenseRejected(
-            "BAD_SIGNATURE",
+            ErrorCode.BAD_SIGNATURE,
             "The license signature does not match: the file was altered or not issued by "
             "Manage1to1. The last good license is kept.",
         )
     terms = parse_terms(signed.payload)
     if terms.district != district_slug:
         raise LicenseRejected(
-            "WRONG_DISTRICT",
+            ErrorCode.WRONG_DISTRICT,
             f"This license was issued to district {terms.district!r}, not {district_slug!r}. "
             "Licenses are per district and cannot be transferred.",
         )
@@ -132,7 +133,7 @@ def _check_fresh(payload: bytes, *, max_age: timedelta, now: datetime) -> None:
         signed_at = datetime.fromisoformat(text)
     except (ValueError, KeyError, TypeError):
         raise LicenseRejected(
-            "STALE_RESPONSE",
+            ErrorCode.STALE_RESPONSE,
             "The licensing server's answer has no valid signed_at date, so it may be a replayed "
             "old answer; it was refused. The last good license is kept.",
         ) from None
@@ -143,7 +144,7 @@ def _check_fresh(payload: bytes, *, max_age: timedelta, now: datetime) -> None:
     if abs(drift) > max_age:
         when = f"{_duration(drift)} ago" if drift > timedelta(0) else f"{_duration(-drift)} ahead"
         raise LicenseRejected(
-            "STALE_RESPONSE",
+            ErrorCode.STALE_RESPONSE,
             f"The licensing server's answer was signed at {signed_at:%Y-%m-%d %H:%M:%S} UTC, "
             f"{when} (at most {_duration(max_age)} either way is accepted): it may be a replayed "
             "answer, or this server's or the licensing server's clock is wrong. It was refused; "
@@ -257,7 +258,7 @@ def parse_terms(payload: bytes) -> LicenseTerms:
         more = len(reasons) - MAX_REASONS
         listed = "; ".join(reasons[:MAX_REASONS]) + (f"; and {more} more" if more > 0 else "")
         raise LicenseRejected(
-            "MALFORMED_LICENSE",
+            ErrorCode.MALFORMED_LICENSE,
             f"The license is signed but its contents are not valid: {listed}. "
             "The last good license is kept; ask Manage1to1 for a corrected license.",
         ) from None

@@ -24,6 +24,7 @@ from db.models import District
 from db.session import Database
 from licensing import roster_changes
 from licensing.districts import district_ref
+from licensing.error_codes import ErrorCode
 from licensing.problems import Problem, internal_error_text, is_unique_violation
 from licensing.roster import normalize, row_problems
 from licensing.roster_changes import SYNC_ACTION, RunAbandoned, SyncOutcome
@@ -85,7 +86,7 @@ class RosterSync:
                 status="failed",
                 run_id=None,
                 problem=Problem(
-                    "UNKNOWN_SOURCE",
+                    ErrorCode.UNKNOWN_SOURCE,
                     f"District {district.slug!r} has no roster source {source!r} "
                     f"(configured: {known}).",
                 ),
@@ -108,12 +109,12 @@ class RosterSync:
                 raise RosterFileError(f"roster source {source!r}", tally.problems)
         except RunAbandoned:
             problem = Problem(
-                "SOURCE_FAILED",
+                ErrorCode.SOURCE_FAILED,
                 f"The sync of {source!r} was taken for dead (no heartbeat for longer than "
                 f"{self.settings.roster_sync_stale_after_seconds} s) and stopped; nothing was applied.",
             )
         except (SourceError, UnknownSourceError) as error:
-            problem = Problem("SOURCE_FAILED", str(error))
+            problem = Problem(ErrorCode.SOURCE_FAILED, str(error))
         except Exception as error:  # a plugin's bug (or the database's) never touches the roster
             if isinstance(error, IntegrityError) and is_unique_violation(error):
                 message = f"The roster source {source!r} listed the same id twice"
@@ -121,7 +122,7 @@ class RosterSync:
                 message = f"The roster source {source!r} failed unexpectedly " + (
                     f"({internal_error_text(error)})"
                 )
-            problem = Problem("SOURCE_FAILED", f"{message}; nothing was applied.")
+            problem = Problem(ErrorCode.SOURCE_FAILED, f"{message}; nothing was applied.")
         else:
             return await to_thread.run_sync(self._finish, district_id, source, run_id, tally, actor)
         await to_thread.run_sync(self._fail, run_id, tally, problem, actor)

@@ -14,6 +14,7 @@ from sqlmodel import Session
 from db.models import LicenseSettings
 from licensing import rules
 from licensing.audit import record_event
+from licensing.error_codes import ErrorCode
 from licensing.problems import Problem
 
 THRESHOLD_ACTION = "set_threshold"
@@ -55,4 +56,4 @@ def lower_threshold_to_license(
         new=new,
         detail=message,
     )
-    return Problem("THRESHOLD_LOWERED", message, field=THRESHOLD_FIELD)
+    return Problem(ErrorCode.THRESHOLD_LOWERED, message, field=THRESHOLD_FIELD)

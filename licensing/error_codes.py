@@ -1,0 +1,68 @@
+"""Every code the service answers with, in ``extensions.code`` of an error and in the ``code`` of
+a mutation payload's ``UserError``: one list, so the schema, the docs (docs/limits.md, checked by
+a test) and the code that produces them cannot drift apart. A code's text is part of the API:
+never rename a member's value.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    """Why a request, or part of it, was refused."""
+
+    # Sign-in and the HTTP layer, before any operation runs.
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    FORBIDDEN = "FORBIDDEN"
+    CSRF = "CSRF"
+    RATE_LIMITED = "RATE_LIMITED"
+    TOO_MANY_SUBSCRIPTIONS = "TOO_MANY_SUBSCRIPTIONS"
+    SIGN_IN_THROTTLED = "SIGN_IN_THROTTLED"
+    REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE"
+    UNSUPPORTED_MEDIA_TYPE = "UNSUPPORTED_MEDIA_TYPE"
+    METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
+    BATCH_NOT_SUPPORTED = "BATCH_NOT_SUPPORTED"
+    BAD_REQUEST = "BAD_REQUEST"
+    # The GraphQL document.
+    GRAPHQL_PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
+    GRAPHQL_VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
+    BAD_USER_INPUT = "BAD_USER_INPUT"
+    OPERATION_NAME_REQUIRED = "OPERATION_NAME_REQUIRED"
+    QUERY_TOO_COMPLEX = "QUERY_TOO_COMPLEX"
+    QUERY_TOO_COSTLY = "QUERY_TOO_COSTLY"
+    INVALID_ARGUMENT = "INVALID_ARGUMENT"
+    # Failures that are not the caller's.
+    DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"
+    INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
+    INTERNAL_ERROR = "INTERNAL_ERROR"
+    # Mutation payloads: the threshold and the license check.
+    THRESHOLD_NEGATIVE = "THRESHOLD_NEGATIVE"
+    THRESHOLD_ABOVE_TOTAL = "THRESHOLD_ABOVE_TOTAL"
+    THRESHOLD_TOO_LARGE = "THRESHOLD_TOO_LARGE"
+    THRESHOLD_LOWERED = "THRESHOLD_LOWERED"
+    INVALID_ADDITIONAL_STUDENTS = "INVALID_ADDITIONAL_STUDENTS"
+    # Mutation payloads: local students.
+    NO_IDS = "NO_IDS"
+    TOO_MANY_IDS = "TOO_MANY_IDS"
+    OWNED_BY_SOURCE = "OWNED_BY_SOURCE"
+    NOT_FOUND = "NOT_FOUND"
+    # Mutation payloads: roster syncs.
+    UNKNOWN_SOURCE = "UNKNOWN_SOURCE"
+    SOURCE_FAILED = "SOURCE_FAILED"
+    SYNC_HELD = "SYNC_HELD"
+    SYNC_SUPERSEDED = "SYNC_SUPERSEDED"
+    UNKNOWN_RUN = "UNKNOWN_RUN"
+    NOTHING_HELD = "NOTHING_HELD"
+    NOT_HELD = "NOT_HELD"
+    # Mutation payloads: license updates.
+    LICENSE_NOT_AVAILABLE = "LICENSE_NOT_AVAILABLE"
+    LICENSE_SOURCE_UNAVAILABLE = "LICENSE_SOURCE_UNAVAILABLE"
+    LICENSE_UPDATE_FAILED = "LICENSE_UPDATE_FAILED"
+    MALFORMED_LICENSE = "MALFORMED_LICENSE"
+    BAD_SIGNATURE = "BAD_SIGNATURE"
+    NO_TRUSTED_KEY = "NO_TRUSTED_KEY"
+    BAD_TRUSTED_KEY = "BAD_TRUSTED_KEY"
+    WRONG_DISTRICT = "WRONG_DISTRICT"
+    STALE_RESPONSE = "STALE_RESPONSE"
+    OLDER_LICENSE = "OLDER_LICENSE"

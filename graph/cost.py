@@ -66,6 +66,7 @@ from graph.context import GraphContext
 from graph.http import HttpContext
 from graph.limits import prepared_document
 from graph.rate_limit import Receipt, token_budgets
+from graph.strawberry_compat import graphql_core_schema
 from licensing.audit import MAX_AUDIT_PAGE
 from licensing.count_review import ReviewReason
 from licensing.history import MAX_HISTORY_DAYS
@@ -336,7 +337,7 @@ class QueryCost(SchemaExtension):
         )
         try:
             measured = measure_operation(
-                execution.schema._schema,
+                graphql_core_schema(execution.schema),
                 written,
                 operation_name=execution.operation_name,
                 variables=execution.variables,

@@ -71,6 +71,7 @@ from graph.rate_limit import (
     Receipt,
     token_budgets,
 )
+from graph.strawberry_compat import graphql_core_schema
 from licensing.audit import MAX_AUDIT_PAGE
 from licensing.count_review import ReviewReason
 from licensing.error_codes import ErrorCode
@@ -366,7 +367,7 @@ class QueryCost(SchemaExtension):
         )
         try:
             measured = measure_operation(
-                execution.schema._schema,
+                graphql_core_schema(execution.schema),
                 written,
                 operation_name=execution.operation_name,
                 variables=execution.variables,

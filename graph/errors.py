@@ -19,21 +19,23 @@ from graphql import (
     IntValueNode,
     OperationDefinitionNode,
 )
-from strawberry.exceptions import MissingQueryError
 from strawberry.extensions import MaskErrors
-from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types import ExecutionContext
 
 from db.outage import is_database_unavailable
 from graph.outage import database_unavailable_error
+from graph.strawberry_compat import (
+    HTTP_REFUSALS,
+    StrawberryRefusal,
+    provided_operation_name,
+    strawberry_refusal,
+)
 from licensing.error_codes import ErrorCode
 from licensing.problems import Problem
 
 logger = logging.getLogger("licensing.graphql")
 
 INTERNAL_ERROR_MESSAGE = "Internal error. The request was not completed; please try again."
-# Raised inside the operation for the HTTP view to turn into 400 answers.
-HTTP_REFUSALS = (MissingQueryError, CannotGetOperationTypeError, InvalidOperationTypeError)
 
 
 class ClientError(GraphQLError):
@@ -93,18 +95,15 @@ def _refuse_unnamed_choice(execution_context: ExecutionContext) -> None:
     if document is None:
         return
     operations = sum(isinstance(node, OperationDefinitionNode) for node in document.definitions)
-    # The name as the caller sent it; strawberry keeps it privately (the public
-    # ``operation_name`` fills in the first operation's). Unknown: no check.
-    provided = getattr(execution_context, "_provided_operation_name", _UNKNOWN)
+    # The name as the caller sent it (the public ``operation_name`` fills in the first
+    # operation's). Unknown: no check.
+    provided = provided_operation_name(execution_context)
     if operations > 1 and provided is None:
         raise GraphQLError(
             f"The document has {operations} operations: send the name of the one to run as "
             "operationName.",
             extensions={"code": ErrorCode.OPERATION_NAME_REQUIRED},
         )
-
-
-_UNKNOWN = object()
 
 
 class MaskAndCodeErrors(MaskErrors):
@@ -198,44 +197,44 @@ _CODES_BY_STATUS = {
 }
 # Strawberry's reasons for refusing a request, in words a caller can act on.
 _REFUSALS = {
-    "Unsupported content type": Refusal(
+    StrawberryRefusal.UNSUPPORTED_CONTENT_TYPE: Refusal(
         415,
         ErrorCode.UNSUPPORTED_MEDIA_TYPE,
         "Send the request as JSON with the header 'Content-Type: application/json' "
         "(or run a query with GET /graphql?query=...).",
     ),
-    "Unable to parse request body as JSON": Refusal(
+    StrawberryRefusal.INVALID_JSON: Refusal(
         400, ErrorCode.BAD_REQUEST, 'The request body is not valid JSON: send {"query": "..."}.'
     ),
-    "Batching is not enabled": Refusal(
+    StrawberryRefusal.BATCH_NOT_ENABLED: Refusal(
         400,
         ErrorCode.BATCH_NOT_SUPPORTED,
         "Send one operation per request: a JSON array of operations (a batch) is not supported.",
     ),
-    "No GraphQL query found in the request": Refusal(
+    StrawberryRefusal.NO_QUERY: Refusal(
         400,
         ErrorCode.BAD_REQUEST,
         'No GraphQL query found in the request: send {"query": "{ license { display } }"}.',
     ),
-    "Can't get GraphQL operation type": Refusal(
+    StrawberryRefusal.NO_OPERATION_TYPE: Refusal(
         400,
         ErrorCode.BAD_REQUEST,
         "Say which operation to run: the document has several (or none), so send the name of "
         "one as operationName.",
     ),
-    "mutations are not allowed when using GET": Refusal(
+    StrawberryRefusal.MUTATION_OVER_GET: Refusal(
         405,
         ErrorCode.METHOD_NOT_ALLOWED,
         "Mutations must be sent with POST; GET runs queries only.",
         {"Allow": "POST"},
     ),
-    "subscriptions are not allowed when using GET": Refusal(
+    StrawberryRefusal.SUBSCRIPTION_OVER_GET: Refusal(
         400,
         ErrorCode.BAD_REQUEST,
         "GraphQL subscriptions are not allowed over HTTP: open a websocket to /graphql "
         "(graphql-transport-ws).",
     ),
-    "subscriptions are not allowed when using POST": Refusal(
+    StrawberryRefusal.SUBSCRIPTION_OVER_POST: Refusal(
         400,
         ErrorCode.BAD_REQUEST,
         "GraphQL subscriptions are not allowed over HTTP: open a websocket to /graphql "
@@ -246,7 +245,8 @@ _REFUSALS = {
 
 def refusal_for(status_code: int, reason: str) -> Refusal:
     """The answer to a request the HTTP layer refused with this status and reason."""
-    known = _REFUSALS.get(reason)
+    refused_by = strawberry_refusal(reason)
+    known = _REFUSALS.get(refused_by) if refused_by else None
     if known is not None:
         return known
     return Refusal(status_code, _CODES_BY_STATUS.get(status_code, ErrorCode.BAD_REQUEST), reason)

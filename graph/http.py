@@ -18,20 +18,14 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from cross_web import HTTPException
+from graphql import GraphQLError
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
-from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.schema import BaseSchema
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
-from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
-    BaseGraphQLTransportWSHandler,
-)
-from strawberry.subscriptions.protocols.graphql_transport_ws.types import SubscribeMessage
-from strawberry.types.unset import UNSET, UnsetType
 
 from graph.auth import (
     authenticate_token,
@@ -42,6 +36,7 @@ from graph.auth import (
 from graph.context import GraphContext
 from graph.errors import ClientError, refusal_for
 from graph.responses import error_response
+from graph.strawberry_compat import UNSET, GraphQLView, HTTPException, UnsetType
 from graph.subscriptions import TOKEN_REVOKED
 from licensing.error_codes import ErrorCode
 from licensing.service import DistrictState, LicensingService
@@ -111,27 +106,8 @@ class WebSocketContext(GraphContext):
         """Nothing is kept between operations; the next read sees the new state anyway."""
 
 
-class SignedInTransportWSHandler(BaseGraphQLTransportWSHandler[GraphContext, None]):
-    """graphql-transport-ws, checking the connection's token again before every operation: once
-    it is revoked, the connection runs nothing more."""
-
-    async def handle_subscribe(self, message: SubscribeMessage) -> None:
-        context = self.context
-        if (
-            self.connection_acknowledged
-            and isinstance(context, WebSocketContext)
-            and not await context.still_signed_in()
-        ):
-            error = ClientError(TOKEN_REVOKED).formatted
-            await self.send_message({"id": message["id"], "type": "error", "payload": [error]})
-            return
-        await super().handle_subscribe(message)
-
-
-class LicensingGraphQL(GraphQL):
+class LicensingGraphQL(GraphQLView):
     """Strawberry's ASGI view, with every HTTP request authenticated and size-limited first."""
-
-    graphql_transport_ws_handler_class = SignedInTransportWSHandler
 
     def __init__(
         self,
@@ -221,16 +197,18 @@ class LicensingGraphQL(GraphQL):
             )
         return parsed
 
-    async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
+    def refused_http_request(self, status_code: int, reason: str) -> Response:
         # Strawberry answers its own refusals (bad JSON, content type, batch, GET mutation) in
         # plain text; they are answered as JSON with a code, like every other error.
-        try:
-            return await super().run(request, context, root_value)
-        except HTTPException as refused:
-            if not isinstance(request, Request):
-                raise
-            answer = refusal_for(refused.status_code, refused.reason)
-            return error_response(answer.status_code, answer.code, answer.message, **answer.headers)
+        answer = refusal_for(status_code, reason)
+        return error_response(answer.status_code, answer.code, answer.message, **answer.headers)
+
+    async def refusal_before_ws_operation(self, context: Any) -> GraphQLError | None:
+        # The connection's token is checked again before every operation: once it is revoked,
+        # the connection runs nothing more.
+        if isinstance(context, WebSocketContext) and not await context.still_signed_in():
+            return ClientError(TOKEN_REVOKED)
+        return None
 
     async def get_context(self, request: Any, response: Any) -> GraphContext:
         if request.scope["type"] == "websocket":

@@ -48,8 +48,8 @@ from graphql import (
     parse,
 )
 from strawberry.extensions import SchemaExtension
-from strawberry.schema.schema import validate_document
 
+from graph.strawberry_compat import graphql_core_schema, validate_document
 from licensing.error_codes import ErrorCode
 
 # Documents longer than this are parsed and validated in a worker thread: about 1 ms of work in
@@ -403,7 +403,7 @@ class DocumentLimits(SchemaExtension):
         context = self.execution_context
         prepared = self.prepared
         if prepared is not None and context.pre_execution_errors is None:
-            schema: GraphQLSchema = context.schema._schema
+            schema: GraphQLSchema = graphql_core_schema(context.schema)
             rules = tuple(context.validation_rules)
             if is_large_document(context.query):
                 context.pre_execution_errors = await to_thread.run_sync(

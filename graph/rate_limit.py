@@ -487,7 +487,7 @@ class SubscriptionMeter:
 # worker: its budget already pays for each, and this keeps one token from occupying several of
 # the threads every district's requests share.
 COSTLY_OPERATIONS_PER_TOKEN = 1
-COSTLY_OPERATION_RUNNING = "COSTLY_OPERATION_RUNNING"
+COSTLY_OPERATION_RUNNING = ErrorCode.COSTLY_OPERATION_RUNNING
 # What a refused costly operation's Retry-After says: they take well under a second.
 COSTLY_RETRY_AFTER_SECONDS = 1
 _running_costly: WeakKeyDictionary[LicensingService, _PerTokenCounts] = WeakKeyDictionary()

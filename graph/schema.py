@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
-from typing import Any
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.schema.schema import DEFAULT_ALLOWED_OPERATION_TYPES
 from strawberry.tools import merge_types
-from strawberry.types import ExecutionContext, ExecutionResult
-from strawberry.types.graphql import OperationType
+from strawberry.types import ExecutionContext
 
 from graph.cost import QueryCost
 from graph.errors import mask_internal_errors
@@ -24,6 +20,7 @@ from graph.outage import DatabaseOutageStatus
 from graph.queries import Query
 from graph.queries_history import HistoryQuery
 from graph.queries_operations import OperationsQuery
+from graph.strawberry_compat import SchemaWithoutSubscriptionsOverHttp
 from graph.subscriptions import Subscription
 from licensing.settings import GraphQLLimits
 
@@ -35,7 +32,7 @@ Mutation = merge_types(
 )
 
 
-class LicensingSchema(strawberry.Schema):
+class LicensingSchema(SchemaWithoutSubscriptionsOverHttp):
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
@@ -43,29 +40,6 @@ class LicensingSchema(strawberry.Schema):
         # unexpected errors are logged where they are masked (graph.errors).
         for error in errors:
             logger.debug("GraphQL error: %s", error.message)
-
-    async def execute(
-        self,
-        query: str | None,
-        variable_values: dict[str, Any] | None = None,
-        context_value: Any | None = None,
-        root_value: Any | None = None,
-        operation_name: str | None = None,
-        allowed_operation_types: Iterable[OperationType] | None = None,
-        operation_extensions: dict[str, Any] | None = None,
-    ) -> ExecutionResult:
-        # One answer cannot carry a subscription: they run over the websocket (``stream``), and
-        # a subscription sent over HTTP is refused with 400 instead of failing inside.
-        allowed = set(allowed_operation_types or DEFAULT_ALLOWED_OPERATION_TYPES)
-        return await super().execute(
-            query,
-            variable_values=variable_values,
-            context_value=context_value,
-            root_value=root_value,
-            operation_name=operation_name,
-            allowed_operation_types=allowed - {OperationType.SUBSCRIPTION},
-            operation_extensions=operation_extensions,
-        )
 
 
 def build_schema(limits: GraphQLLimits | None = None) -> strawberry.Schema:

@@ -302,8 +302,12 @@ class SharedTokenBudgets:
                     level, updated, granted = connection.execute(UPSERT_DRAW, parameters).one()
         except (OperationalError, sqlite3.OperationalError) as error:
             # Busy (SQLite) or unreachable: this worker's own bucket decides this once.
+            # Not a failure of the request: logged without the driver's text, which would read
+            # like one ("database is locked").
             logger.warning(
-                "The shared token budget could not be drawn from: %s", getattr(error, "orig", error)
+                "The shared token budget was busy or unreachable (%s); this worker's own bucket "
+                "decided the request.",
+                type(getattr(error, "orig", error)).__name__,
             )
             if floor < 0:
                 return self.local.spend(token_id, cost, retry_for=retry_for)

@@ -135,9 +135,9 @@ def settings(tmp_path: Any, signing_key: Any, new_database_url: Callable[..., st
 
 @pytest.fixture
 def service(settings: Settings, clock: FakeClock) -> Iterator[LicensingService]:
-    # A test that overrides `settings` may hand over an empty database: upgrading one that is
-    # already at the newest revision costs a look at alembic_version.
-    built = build_service(settings, upgrade_schema=True, clock=clock)
+    # The settings' database is a copy of the migrated template (a test that overrides `settings`
+    # asks for `new_database_url(migrated=True)` too), so there is nothing to upgrade.
+    built = build_service(settings, upgrade_schema=False, clock=clock)
     yield built
     built.database.dispose()
 

@@ -171,6 +171,9 @@ def write_config(
         f"data_dir = {json.dumps(str(data_dir))}\n"
         "scheduler_enabled = false  # only the clients (and `licensing sync`) act\n"
         f"force_update_cooldown_seconds = {COOLDOWN_SECONDS}\n"
+        # Every press waits for the one upstream request, however slow a loaded machine makes
+        # it; answering "in progress" after a bounded wait is tested on its own.
+        "force_update_wait_seconds = 60\n"
         f"license_public_keys = [{json.dumps(public_key)}]\n"
         f"\n[districts.{SLUG}]\n"
         'license_source = "licensing_server"\n'

@@ -6,9 +6,9 @@ PostgreSQL: every database a test asks for is created on that server and dropped
 test. ``LICENSING_REQUIRE_POSTGRES=1`` (CI) turns every "no PostgreSQL server" skip into a failure.
 
 A test asks for an empty database or for a migrated one. Running the migrations takes far longer
-than copying their result, so a session migrates one template database, at its start and from the
-migrations in the tree, and every migrated database is a copy of it: a file copy on SQLite, a
-``CREATE DATABASE ... TEMPLATE`` on PostgreSQL.
+than copying their result, so each test session migrates one template database, from the
+migrations in the tree, when the first test asks for a migrated database; every migrated database
+is a copy of it: a file copy on SQLite, a ``CREATE DATABASE ... TEMPLATE`` on PostgreSQL.
 """
 
 from __future__ import annotations

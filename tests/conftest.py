@@ -1,7 +1,8 @@
 """Fixtures: every test gets its own data folder, database, clock and signing key.
 
 The database is a SQLite file, or with LICENSING_TEST_DATABASE_URL set a fresh PostgreSQL database
-(tests/utils/databases.py).
+(tests/utils/databases.py). The service's database is a copy of one migrated at the session's
+start, not migrated again for each test.
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import Connection, Engine, event
 
 from app.factory import create_app
 from app.runtime import build_service
-from db.session import Database
 from licensing.service import LicensingService
 from licensing.settings import Settings
 from tests.utils.clock import FakeClock
@@ -23,6 +24,7 @@ from tests.utils.databases import (
     REQUIRE_VARIABLE,
     SERVER_URL,
     SERVER_VARIABLE,
+    MigratedTemplate,
     PostgresServer,
     TestDatabases,
 )
@@ -43,8 +45,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_report_header() -> str:
     if SERVER_URL:
-        return f"database: PostgreSQL ({SERVER_VARIABLE}), a new database per test"
-    return "database: SQLite, a file per test"
+        return (
+            f"database: PostgreSQL ({SERVER_VARIABLE}), a new database per test, "
+            "migrated ones copied from a template"
+        )
+    return "database: SQLite, a file per test, migrated ones copied from a template"
 
 
 @pytest.fixture(scope="session")
@@ -57,28 +62,40 @@ def postgres_server() -> Iterator[PostgresServer | None]:
     server.dispose()
 
 
+@pytest.fixture(scope="session")
+def migrated_template(
+    tmp_path_factory: pytest.TempPathFactory, postgres_server: PostgresServer | None
+) -> Iterator[MigratedTemplate]:
+    """The database migrated once for the session, from the migrations in the tree today."""
+    template = MigratedTemplate(tmp_path_factory.mktemp("template"), postgres_server)
+    yield template
+    template.drop()
+
+
 @pytest.fixture
 def new_database_url(
-    tmp_path: Any, postgres_server: PostgresServer | None, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Any, postgres_server: PostgresServer | None, migrated_template: MigratedTemplate
 ) -> Iterator[Callable[..., str]]:
-    """new_database_url(name="licensing"): a new, empty database for this test, dropped after it.
+    """new_database_url(name="licensing", migrated=False): a new database for this test, empty or
+    at the newest revision, dropped after it.
 
-    Every Database the test opens (a command's, say) is disposed of at the end, so no pooled
-    connection is left for the garbage collector to find still open.
+    Every engine that connects during the test (a command's, say) is disposed of at the end, so
+    no pooled connection is left for the garbage collector to find still open.
     """
-    opened: list[Database] = []
-    open_database = Database.__init__
+    connected: set[Engine] = set()
 
-    def tracked(self: Database, url: str) -> None:
-        open_database(self, url)
-        opened.append(self)
+    def track(connection: Connection) -> None:
+        connected.add(connection.engine)
 
-    monkeypatch.setattr(Database, "__init__", tracked)
-    databases = TestDatabases(tmp_path, postgres_server)
-    yield databases.new
-    for database in opened:
-        database.dispose()
-    databases.drop_all()
+    event.listen(Engine, "engine_connect", track)
+    databases = TestDatabases(tmp_path, postgres_server, migrated_template)
+    try:
+        yield databases.new
+    finally:
+        event.remove(Engine, "engine_connect", track)
+        for engine in connected:
+            engine.dispose()
+        databases.drop_all()
 
 
 @pytest.fixture
@@ -111,14 +128,16 @@ def signing_key() -> Any:
 def settings(tmp_path: Any, signing_key: Any, new_database_url: Callable[..., str]) -> Settings:
     return Settings(
         data_dir=tmp_path / "data",
-        database_url=new_database_url(),
+        database_url=new_database_url(migrated=True),
         license_public_keys=[public_key_text(signing_key)],
     )
 
 
 @pytest.fixture
 def service(settings: Settings, clock: FakeClock) -> Iterator[LicensingService]:
-    built = build_service(settings, upgrade_schema=True, clock=clock)
+    # The settings' database is a copy of the migrated template (a test that overrides `settings`
+    # asks for `new_database_url(migrated=True)` too), so there is nothing to upgrade.
+    built = build_service(settings, upgrade_schema=False, clock=clock)
     yield built
     built.database.dispose()
 

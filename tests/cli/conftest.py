@@ -1,4 +1,5 @@
-"""Every command-line test works on its own data folder and database."""
+"""Every command-line test works on its own data folder and database: one already at the newest
+revision, or with `empty_database` an empty one."""
 
 from __future__ import annotations
 
@@ -17,8 +18,18 @@ def database(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, new_database_url: Callable[..., str]
 ) -> str:
     """Every command in these tests uses this data folder and database (its URL)."""
-    url = new_database_url("cli")
+    url = new_database_url("cli", migrated=True)
     monkeypatch.setenv("LICENSING_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("LICENSING_DATABASE_URL", url)
+    return url
+
+
+@pytest.fixture
+def empty_database(
+    database: str, monkeypatch: pytest.MonkeyPatch, new_database_url: Callable[..., str]
+) -> str:
+    """Instead of `database`, an empty database (its URL), as on the first run after installing."""
+    url = new_database_url("cli-empty")
     monkeypatch.setenv("LICENSING_DATABASE_URL", url)
     return url
 

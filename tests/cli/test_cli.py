@@ -188,11 +188,11 @@ def test_an_unknown_district_is_a_clear_error(demo, database, tmp_path, command)
     assert count_rows(database, "api_token") == 0
 
 
-def test_commands_set_up_an_empty_database_themselves(database):
+def test_commands_set_up_an_empty_database_themselves(empty_database):
     result = run("token", "list", "--district", "demo", expect=1)
 
     assert "There is no district 'demo'" in result.stderr
-    assert count_rows(database, "district") == 0
+    assert count_rows(empty_database, "district") == 0
 
 
 def test_commands_ask_for_an_upgrade_on_an_older_database(database):
@@ -325,13 +325,13 @@ def test_roster_import_of_a_missing_file_is_an_error(demo, tmp_path):
 # db
 
 
-def test_db_upgrade_twice_is_fine(database):
+def test_db_upgrade_twice_is_fine(empty_database):
     first = run("db", "upgrade")
     second = run("db", "upgrade")
 
     assert "Database at revision" in first.stderr
     assert first.stderr == second.stderr
-    assert count_rows(database, "alembic_version") == 1
+    assert count_rows(empty_database, "alembic_version") == 1
 
 
 def test_db_upgrade_keeps_existing_rows(demo, built):

@@ -285,7 +285,10 @@ def test_a_file_that_cannot_be_written_fails_plainly(riverside, tmp_path):
     assert not output.exists()
 
 
-def test_help_says_json_is_json_lines():
+def test_help_says_json_is_json_lines(monkeypatch):
+    # A terminal wide enough that the help does not wrap "JSON Lines" over two lines; without a
+    # terminal (CI), the help is laid out for 80 columns.
+    monkeypatch.setenv("COLUMNS", "200")
     result = run("report", "active-students", "--help")
     # The help is wrapped into a box: read it as the words a person reads.
     words = " ".join(result.stdout.replace("│", " ").split())

@@ -16,6 +16,17 @@ def test_migrations_match_the_models(new_database_url):
     database.dispose()
 
 
+def test_a_migrated_test_database_is_at_the_newest_revision_and_matches_the_models(
+    new_database_url,
+):
+    """The copies tests get of the session's template are what the migrations build today."""
+    database = Database(new_database_url("copy", migrated=True))
+
+    assert current_revision(database) == head_revision(database)
+    assert pending_model_changes(database) == []
+    database.dispose()
+
+
 def test_upgrade_is_repeatable_and_keeps_rows(new_database_url):
     database = Database(new_database_url("kept"))
     upgrade(database)

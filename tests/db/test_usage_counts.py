@@ -7,7 +7,6 @@ import itertools
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from db.migrate import upgrade
 from db.models import District
 from db.queries import recount_usage
 from db.session import Database
@@ -52,8 +51,7 @@ def _entry(record: StudentRecord) -> RosterEntry:
 def test_sql_counts_agree_with_the_counting_rule(
     new_database_url, clock, first_source, second_source
 ):
-    database = Database(new_database_url(f"counts-{next(_counter)}"))
-    upgrade(database)
+    database = Database(new_database_url(f"counts-{next(_counter)}", migrated=True))
     with database.write() as session:
         district = District(slug="d", official_name="D", created_at=clock())
         session.add(district)

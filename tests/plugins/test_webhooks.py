@@ -101,7 +101,7 @@ def settings(
 ) -> Settings:
     return Settings(
         data_dir=tmp_path / "data",
-        database_url=new_database_url(),
+        database_url=new_database_url(migrated=True),
         license_public_keys=[public_key_text(signing_key)],
         http=HttpSettings(attempt_deadline_seconds=5, read_timeout_seconds=5),
         districts={SLUG: DistrictConfig(webhooks=[WebhookConfig(url=receiver.url, secret=SECRET)])},
@@ -382,7 +382,7 @@ async def test_endpoints_receive_only_the_events_they_ask_for(
 
     settings = Settings(
         data_dir=tmp_path / "data",
-        database_url=new_database_url("only-resolved"),
+        database_url=new_database_url("only-resolved", migrated=True),
         license_public_keys=[public_key_text(signing_key)],
         districts={
             SLUG: DistrictConfig(

@@ -2,13 +2,19 @@
 
 ``LICENSING_TEST_DATABASE_URL`` (a PostgreSQL server URL whose role may create databases, e.g.
 ``postgresql+psycopg://licensing_test:secret@127.0.0.1:54329/postgres``) runs the suite on
-PostgreSQL: every database a test asks for is created empty on that server and dropped after the
+PostgreSQL: every database a test asks for is created on that server and dropped after the
 test. ``LICENSING_REQUIRE_POSTGRES=1`` (CI) turns every "no PostgreSQL server" skip into a failure.
+
+A test asks for an empty database or for a migrated one. Running the migrations takes far longer
+than copying their result, so each test session migrates one template database, from the
+migrations in the tree, when the first test asks for a migrated database; every migrated database
+is a copy of it: a file copy on SQLite, a ``CREATE DATABASE ... TEMPLATE`` on PostgreSQL.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from pathlib import Path
 
@@ -17,6 +23,8 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
+from db.migrate import upgrade
+from db.private_files import create_private_file
 from db.session import Database
 
 SERVER_VARIABLE = "LICENSING_TEST_DATABASE_URL"
@@ -53,10 +61,13 @@ class PostgresServer:
             self.url, isolation_level="AUTOCOMMIT", poolclass=NullPool
         )
 
-    def create(self) -> str:
+    def create(self, *, template: str | None = None) -> str:
+        """A new database, empty or a copy of ``template`` (the URL of a database nobody is
+        connected to); returns its URL."""
         name = f"licensing_test_{uuid.uuid4().hex[:16]}"
+        copy = f' TEMPLATE "{make_url(template).database}"' if template else ""
         with self.admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
+            connection.execute(text(f'CREATE DATABASE "{name}"{copy}'))
         return self.url.set(database=name).render_as_string(hide_password=False)
 
     def drop(self, url: str) -> None:
@@ -69,20 +80,78 @@ class PostgresServer:
         self.admin.dispose()
 
 
-class TestDatabases:
-    """``new(name)``: the URL of a new, empty database for one test."""
+class MigratedTemplate:
+    """A database migrated to the newest revision, made on first use and kept for the session.
 
-    __test__ = False  # not a test class, whatever its name
+    Nothing stays connected to it, so it can be copied: PostgreSQL refuses a template that has
+    sessions, and a SQLite file is complete on its own only once no write-ahead log is left.
+    """
 
     def __init__(self, folder: Path, server: PostgresServer | None) -> None:
         self.folder = folder
         self.server = server
+        self._url: str | None = None
+
+    @property
+    def url(self) -> str:
+        if self._url is None:
+            self._url = self._migrate()
+        return self._url
+
+    def _migrate(self) -> str:
+        if self.server is None:
+            url = f"sqlite:///{self.folder / 'template.db'}"
+        else:
+            url = self.server.create()
+        database = Database(url)
+        try:
+            upgrade(database)
+            if database.is_sqlite:
+                # Back to a rollback journal: the log is written into the file and removed, so
+                # copying the one file copies the whole database. Copies open in WAL mode again.
+                # Outside any transaction, which SQLite requires for this, so on the raw connection.
+                connection = database.engine.raw_connection()
+                try:
+                    connection.cursor().execute("PRAGMA journal_mode=DELETE")
+                finally:
+                    connection.close()
+        finally:
+            database.dispose()
+        return url
+
+    def copy_to_file(self, path: Path) -> None:
+        """Copy the SQLite template to ``path``, a new file readable by its owner only."""
+        if path.exists():
+            raise FileExistsError(f"{path} exists: ask for a migrated database by a new name")
+        create_private_file(path)  # copyfile keeps the mode of the file it writes into
+        shutil.copyfile(make_url(self.url).database or "", path)
+
+    def drop(self) -> None:
+        if self.server is not None and self._url is not None:
+            self.server.drop(self._url)
+
+
+class TestDatabases:
+    """``new(name, migrated=False)``: the URL of a new database for one test, empty or migrated
+    to the newest revision."""
+
+    __test__ = False  # not a test class, whatever its name
+
+    def __init__(
+        self, folder: Path, server: PostgresServer | None, template: MigratedTemplate
+    ) -> None:
+        self.folder = folder
+        self.server = server
+        self.template = template
         self.created: list[str] = []
 
-    def new(self, name: str = "licensing") -> str:
+    def new(self, name: str = "licensing", *, migrated: bool = False) -> str:
         if self.server is None:
-            return f"sqlite:///{self.folder / f'{name}.db'}"
-        url = self.server.create()
+            path = self.folder / f"{name}.db"
+            if migrated:
+                self.template.copy_to_file(path)
+            return f"sqlite:///{path}"
+        url = self.server.create(template=self.template.url if migrated else None)
         self.created.append(url)
         return url
 

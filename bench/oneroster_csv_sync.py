@@ -48,6 +48,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.tables import markdown_table, show
+from licensing.plugin_host import plugin_host
+from licensing.settings import Settings
 from plugins.builtin.oneroster_csv import (
     ROLES_V1P2,
     USERS_V1P1,
@@ -227,7 +229,8 @@ def parse_bundle(path: Path) -> Counter[str]:
     """Read the bundle through the oneroster_csv source, keeping no record: counts by role and
     status."""
     counts: Counter[str] = Counter()
-    records = OneRosterCsvSource().fetch_students(district=DISTRICT, options={"path": str(path)})
+    source = OneRosterCsvSource(plugin_host(Settings()))
+    records = source.fetch_students(district=DISTRICT, options={"path": str(path)})
     for record in records:
         counts["records"] += 1
         counts[f"role {record.role}"] += 1

@@ -44,7 +44,8 @@ from licensing.problems import internal_error_text
 from licensing.report import ActiveStudentFilter
 from licensing.roster import collect_records, usage_mismatch
 from licensing.row_ids import MAX_ROW_ID
-from licensing.scheduler import Scheduler, runner_name
+from licensing.scheduled_jobs import service_scheduler
+from licensing.scheduler import runner_name
 from licensing.service import LicensingService
 from licensing.settings import ConfigurationError, Settings, load_settings
 from licensing.sync import SyncOutcome
@@ -216,7 +217,7 @@ def worker() -> None:
         loop = asyncio.get_running_loop()
         for signal_number in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signal_number, stop.set)
-        await Scheduler(built).run_forever(stop)
+        await service_scheduler(built).run_forever(stop)
 
     asyncio.run(run())
     built.database.dispose()

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from app.cli.common import DistrictOption, district_id, fail, say, service
+from app.cli.common import COMMAND_LINE, DistrictOption, district_id, fail, say, service
 from db.models import District
 from licensing.districts import district_ref
 from licensing.problems import internal_error_text
@@ -74,7 +74,7 @@ def _set_students(district: str, ids: list[str], *, enabled: bool) -> None:
     target = district_id(built, district)
     principal = Principal(
         token_id=0,
-        token_name="command line",
+        token_name=COMMAND_LINE,
         district_id=target,
         district_slug=district,
         permissions=frozenset(Permission),

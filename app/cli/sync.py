@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from sqlmodel import select
 
-from app.cli.common import DistrictOption, district_id, fail, say, service
+from app.cli.common import COMMAND_LINE, DistrictOption, district_id, fail, say, service
 from db.models import District
 from licensing.service import LicensingService
 from licensing.sync import SyncOutcome
@@ -40,7 +40,7 @@ def sync(
     for target, slug in targets:
         if source is None:
             outcome = asyncio.run(
-                built.license_updater.refresh(district_id=target, actor="command line")
+                built.license_updater.refresh(district_id=target, actor=COMMAND_LINE)
             )
             if outcome.problem:
                 failed = True
@@ -82,7 +82,7 @@ def _sync_source(built: LicensingService, district_id: int, slug: str, source: s
             built.roster_sync.sync(
                 district_id=district_id,
                 source=source,
-                actor="command line",
+                actor=COMMAND_LINE,
                 on_progress=lambda seen: progress.update(task, completed=seen),
             )
         )
@@ -121,7 +121,7 @@ def sync_confirm(
     target = district_id(built, district)
     outcome = asyncio.run(
         built.roster_sync.confirm(
-            district_id=target, source=source, actor="command line", run_id=run_id
+            district_id=target, source=source, actor=COMMAND_LINE, run_id=run_id
         )
     )
     if not _report_sync(district, outcome):

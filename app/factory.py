@@ -25,7 +25,7 @@ from app.sessions import session_routes
 from graph.http import LicensingGraphQL
 from graph.outage import DATABASE_UNAVAILABLE, DatabaseOutageAnswers, outage_headers
 from graph.schema import build_schema
-from licensing.scheduler import Scheduler
+from licensing.scheduled_jobs import service_scheduler
 from licensing.service import LicensingService
 from licensing.settings import load_settings
 
@@ -72,7 +72,7 @@ def create_app(service: LicensingService | None = None) -> Starlette:
         stop = asyncio.Event()
         runner = None
         if settings.scheduler_enabled:
-            runner = asyncio.create_task(Scheduler(service).run_forever(stop))
+            runner = asyncio.create_task(service_scheduler(service).run_forever(stop))
         yield
         stop.set()
         if runner is not None:

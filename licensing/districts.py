@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlmodel import Session, select
 
 from db.models import District, LicenseSettings
+from db.session import Database
 from licensing.roster import refresh_usage
 from licensing.rules import DEFAULT_THRESHOLD
 from plugins.records import DistrictRef
@@ -57,6 +58,28 @@ def create_district(
     session.add(LicenseSettings(district_id=district.id, students_remaining_threshold=threshold))
     refresh_usage(session, district_id=district.id, now=now)
     return district
+
+
+def add_district(
+    database: Database,
+    *,
+    slug: str,
+    official_name: str,
+    time_zone: str,
+    now: datetime,
+    legal_entity_name: str | None = None,
+) -> int:
+    """Create a district in its own transaction (see ``create_district``); its id."""
+    with database.write() as session:
+        district = create_district(
+            session,
+            slug=slug,
+            official_name=official_name,
+            legal_entity_name=legal_entity_name,
+            time_zone=time_zone,
+            now=now,
+        )
+        return district.id
 
 
 def district_ref(district: District) -> DistrictRef:

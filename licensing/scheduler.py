@@ -19,18 +19,16 @@ import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from anyio import to_thread
 from sqlalchemy import or_, update
 from sqlmodel import Session, col, select
 
-from db.models import District, ScheduledJob
+from db.models import ScheduledJob
 from db.outage import is_database_unavailable
+from db.session import Database
 from licensing.problems import internal_error_text
-
-if TYPE_CHECKING:
-    from licensing.service import LicensingService
 
 logger = logging.getLogger("licensing.scheduler")
 
@@ -78,15 +76,30 @@ def runner_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+class JobProvider(Protocol):
+    """What the scheduler runs: the jobs as configured now (asked in a thread on every tick, so
+    a new district or roster source gets its jobs without a restart)."""
+
+    def job_specs(self) -> list[JobSpec]: ...
+
+
 class Scheduler:
-    def __init__(self, service: LicensingService, *, holder: str | None = None) -> None:
-        self.service = service
+    """Runs the provider's jobs under leases in ``scheduled_job``. It does not know what the jobs
+    do, so it needs only the database and the clock."""
+
+    def __init__(
+        self,
+        database: Database,
+        clock: Callable[[], datetime],
+        jobs: JobProvider,
+        *,
+        holder: str | None = None,
+    ) -> None:
+        self.database = database
+        self.clock = clock
+        self.jobs = jobs
         self.holder = holder or runner_name()
         self.random = random.Random()
-
-    @property
-    def database(self):  # type: ignore[no-untyped-def]
-        return self.service.database
 
     async def run_forever(self, stop: asyncio.Event) -> None:
         """Tick until ``stop`` is set; one failing tick never stops the scheduler."""
@@ -100,7 +113,7 @@ class Scheduler:
 
     async def tick(self) -> list[JobOutcome]:
         """Run every job that is due now and not leased by another runner."""
-        specs = await to_thread.run_sync(self._job_specs)
+        specs = await to_thread.run_sync(self.jobs.job_specs)
         await to_thread.run_sync(self._ensure_jobs, specs)
         outcomes = []
         for spec in specs:
@@ -120,55 +133,9 @@ class Scheduler:
             outcomes.append(outcome)
         return outcomes
 
-    def _job_specs(self) -> list[JobSpec]:
-        settings = self.service.settings
-        with self.database.read() as session:
-            districts = [(row.id, row.slug) for row in session.exec(select(District)).all()]
-        specs = [
-            JobSpec("notifications", "notifications", None, timedelta(0), self._notifications),
-            JobSpec(
-                "roster_cleanup", "roster_cleanup", None, ROSTER_CLEANUP_EVERY, self._roster_cleanup
-            ),
-        ]
-        for district_id, slug in districts:
-            specs += [
-                JobSpec(
-                    f"license_refresh:{district_id}",
-                    "license_refresh",
-                    district_id,
-                    timedelta(seconds=settings.license_refresh_interval_seconds),
-                    self._license_refresh(district_id),
-                ),
-                JobSpec(
-                    f"alerts:{district_id}",
-                    "alerts",
-                    district_id,
-                    ALERTS_EVERY,
-                    self._alerts(district_id),
-                ),
-                JobSpec(
-                    f"usage_snapshot:{district_id}",
-                    "usage_snapshot",
-                    district_id,
-                    SNAPSHOT_EVERY,
-                    self._usage_snapshot(district_id),
-                ),
-            ]
-            for source, config in sorted(settings.district(slug).roster_sources.items()):
-                specs.append(
-                    JobSpec(
-                        f"roster_sync:{district_id}:{source}",
-                        "roster_sync",
-                        district_id,
-                        timedelta(hours=config.sync_interval_hours),
-                        self._roster_sync(district_id, source),
-                    )
-                )
-        return specs
-
     def _ensure_jobs(self, specs: list[JobSpec]) -> None:
         """Add the jobs that are new, and reschedule those whose configured interval changed."""
-        now = self.service.clock()
+        now = self.clock()
         with self.database.write() as session:
             intervals = dict(
                 session.exec(select(ScheduledJob.name, ScheduledJob.interval_seconds)).all()
@@ -213,7 +180,7 @@ class Scheduler:
         job.interval_seconds = interval_seconds(spec.every)
 
     def _claim(self, name: str) -> bool:
-        now = self.service.clock()
+        now = self.clock()
         # One conditional UPDATE is the claim, so no lock is needed: SQLite's writers take turns,
         # and PostgreSQL re-checks the WHERE of a blocked UPDATE on the row the winner committed.
         with self.database.write() as session:
@@ -235,7 +202,7 @@ class Scheduler:
             return result.rowcount == 1
 
     def _finish(self, spec: JobSpec, outcome: JobOutcome) -> None:
-        now = self.service.clock()
+        now = self.clock()
         with self.database.write() as session:
             job = session.get(ScheduledJob, spec.name)
             if job is None or job.lease_holder != self.holder:
@@ -257,62 +224,6 @@ class Scheduler:
 
     def _jitter(self, span: timedelta) -> timedelta:
         return timedelta(seconds=self.random.uniform(0, span.total_seconds()))
-
-    # --- The jobs -------------------------------------------------------------------------
-
-    def _license_refresh(self, district_id: int) -> Callable[[], Awaitable[JobOutcome]]:
-        async def run() -> JobOutcome:
-            outcome = await self.service.license_updater.refresh(
-                district_id=district_id, actor="scheduler"
-            )
-            name = f"license_refresh:{district_id}"
-            if outcome.problem:
-                return JobOutcome(name, False, f"{outcome.problem.code}: {outcome.problem.message}")
-            said = ["updated" if outcome.updated else "unchanged"]
-            said += [notice.message for notice in outcome.notices]
-            return JobOutcome(name, True, " ".join(said))
-
-        return run
-
-    def _roster_sync(self, district_id: int, source: str) -> Callable[[], Awaitable[JobOutcome]]:
-        async def run() -> JobOutcome:
-            outcome = await self.service.roster_sync.sync(
-                district_id=district_id, source=source, actor="scheduler"
-            )
-            name = f"roster_sync:{district_id}:{source}"
-            if outcome.status == "failed":
-                return JobOutcome(name, False, outcome.problem.message if outcome.problem else None)
-            return JobOutcome(name, True, outcome.status)
-
-        return run
-
-    def _alerts(self, district_id: int) -> Callable[[], Awaitable[JobOutcome]]:
-        async def run() -> JobOutcome:
-            # Reading the state re-evaluates alerts whose facts moved with the clock (expiry).
-            await self.service.district_state(district_id)
-            return JobOutcome(f"alerts:{district_id}", True)
-
-        return run
-
-    def _usage_snapshot(self, district_id: int) -> Callable[[], Awaitable[JobOutcome]]:
-        async def run() -> JobOutcome:
-            await self.service.take_usage_snapshot(district_id)
-            return JobOutcome(f"usage_snapshot:{district_id}", True)
-
-        return run
-
-    async def _roster_cleanup(self) -> JobOutcome:
-        reaped = await to_thread.run_sync(
-            lambda: self.service.roster_sync.reap_stale_runs(actor="scheduler")
-        )
-        return JobOutcome("roster_cleanup", True, f"{reaped} interrupted sync(s) marked failed")
-
-    async def _notifications(self) -> JobOutcome:
-        dispatched = await self.service.dispatch_notifications()
-        delivered = await self.service.deliver_webhooks()
-        return JobOutcome(
-            "notifications", True, f"{dispatched} event(s), {delivered} webhook(s) delivered"
-        )
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,8 @@ from sqlalchemy import bindparam, update
 from sqlmodel import Session, select
 
 from db.models import ApiToken, DashboardSession, District
+from db.session import Database
+from licensing.audit import record_event
 
 TOKEN_PREFIX = "m1t1_"
 TOKEN_RANDOM_BYTES = 32
@@ -147,3 +149,52 @@ def revoke_token(session: Session, *, district_id: int, token_id: int, now: date
         .values(revoked_at=now)
     )
     return True
+
+
+def issue_token(
+    database: Database,
+    *,
+    district_id: int,
+    name: str,
+    permissions: set[Permission],
+    actor: str,
+    now: datetime,
+) -> tuple[int, str]:
+    """Create a token and its audit entry in one transaction; its id and its secret (which is
+    never stored and cannot be shown again)."""
+    with database.write() as session:
+        district = session.get(District, district_id)
+        if district is None:
+            raise LookupError(f"There is no district {district_id}.")
+        token, secret = create_token(
+            session, district=district, name=name, permissions=permissions, now=now
+        )
+        record_event(
+            session,
+            district_id=district_id,
+            actor=actor,
+            action="token_created",
+            outcome="created",
+            now=now,
+            new={"id": token.id, "name": token.name, "permissions": token.permissions},
+        )
+        return token.id, secret
+
+
+def withdraw_token(
+    database: Database, *, district_id: int, token_id: int, actor: str, now: datetime
+) -> bool:
+    """Revoke a token of this district and record it; False when it has no such live token."""
+    with database.write() as session:
+        revoked = revoke_token(session, district_id=district_id, token_id=token_id, now=now)
+        if revoked:
+            record_event(
+                session,
+                district_id=district_id,
+                actor=actor,
+                action="token_revoked",
+                outcome="revoked",
+                now=now,
+                old={"id": token_id},
+            )
+    return revoked

@@ -14,7 +14,7 @@ from sqlmodel import col, select
 from db.models import AuditEvent
 from licensing import license_updates, signing
 from licensing.changes import LICENSE_TOPICS
-from licensing.scheduler import Scheduler
+from licensing.scheduled_jobs import service_scheduler
 from licensing.tokens import Principal, authenticate
 from plugins.records import SignedLicense, SourceError
 from tests.utils.districts import TEST_KEY_ID
@@ -534,7 +534,7 @@ async def test_a_scheduled_refresh_of_a_license_with_too_many_seats_fails_cleanl
     client, make_district, service, signing_key, clock
 ):
     district = await make_district(seats=1000, active=960)
-    scheduler = Scheduler(service, holder="runner")
+    scheduler = service_scheduler(service, holder="runner")
     await scheduler.tick()
     sign_document(service, signing_key, district.slug, seats=TOO_MANY_SEATS)
     clock.advance(minutes=2)

@@ -331,10 +331,10 @@ async def test_a_license_smaller_than_the_threshold_lowers_it_and_says_so(
 async def test_a_scheduled_refresh_lowers_the_threshold_too(
     client, make_district, issuer, service, clock
 ):
-    from licensing.scheduler import Scheduler
+    from licensing.scheduled_jobs import service_scheduler
 
     district = await make_district(seats=1000, active=10, threshold=100)
-    scheduler = Scheduler(service, holder="runner")
+    scheduler = service_scheduler(service, holder="runner")
     await scheduler.tick()
     issuer.write(district.slug, seats=40)
     clock.advance(minutes=2)

@@ -119,3 +119,20 @@ def _reachable(graph: dict[str, set[str]], start: str) -> set[str]:
                 seen.add(following)
                 stack.append(following)
     return seen
+
+
+def test_no_module_imports_itself_through_others():
+    # A cycle between two modules (even one import under TYPE_CHECKING, or inside a function)
+    # means neither can be understood, tested or moved without the other.
+    graph: dict[str, set[str]] = {}
+    for source, target in edges():
+        graph.setdefault(source, set()).add(target)
+    cycles = sorted(
+        (source, target)
+        for source, targets in graph.items()
+        for target in targets
+        if source in _reachable(graph, target)
+    )
+    assert not cycles, "modules that import each other:\n" + "\n".join(
+        f"  {a} -> {b}" for a, b in cycles
+    )

@@ -146,6 +146,28 @@ def test_token_revoke_stops_the_token_at_once(demo, built):
     assert "\tactive\t" not in listing
 
 
+def test_creating_and_revoking_a_token_is_in_the_audit_log_once_each(demo, built):
+    create_token("VIEW_LICENSE")
+    run("token", "revoke", "1", "--district", "demo")
+    run("token", "revoke", "1", "--district", "demo", expect=1)  # no longer active: no entry
+
+    with built.database.read() as session:
+        events = session.exec(
+            select(AuditEvent)
+            .where(AuditEvent.action.in_(["token_created", "token_revoked"]))
+            .order_by(AuditEvent.id)
+        ).all()
+    assert [(event.action, event.actor) for event in events] == [
+        ("token_created", "command line"),
+        ("token_revoked", "command line"),
+    ]
+    assert json.loads(events[0].new_value) == {
+        "id": 1,
+        "name": "VIEW_LICENSE token",
+        "permissions": "VIEW_LICENSE",
+    }
+
+
 def test_revoking_a_token_that_is_not_active_is_an_error(demo):
     create_token("MANAGE_SETTINGS")
     run("token", "revoke", "1", "--district", "demo")

@@ -8,7 +8,8 @@ import pytest
 from sqlmodel import select
 
 from db.models import ScheduledJob
-from licensing.scheduler import LEASE, Scheduler
+from licensing.scheduled_jobs import service_scheduler
+from licensing.scheduler import LEASE
 from tests.utils.graphql import graphql_data
 
 pytestmark = pytest.mark.anyio
@@ -23,7 +24,7 @@ async def test_a_scheduled_refresh_applies_a_new_license(
     service, clock, issuer, make_district, client
 ):
     district = await make_district("riverside", seats=1000, active=960)
-    scheduler = Scheduler(service, holder="runner-a")
+    scheduler = service_scheduler(service, holder="runner-a")
     await scheduler.tick()  # creates the jobs, due within a minute
     issuer.write("riverside", seats=1100)
 
@@ -43,7 +44,10 @@ async def test_a_scheduled_refresh_applies_a_new_license(
 
 async def test_each_due_job_runs_once_across_runners(service, clock, make_district):
     district = await make_district("riverside")
-    first, second = Scheduler(service, holder="host-1"), Scheduler(service, holder="host-2")
+    first, second = (
+        service_scheduler(service, holder="host-1"),
+        service_scheduler(service, holder="host-2"),
+    )
     await first.tick()
     clock.advance(minutes=2)
 
@@ -59,7 +63,10 @@ async def test_a_lease_held_by_a_live_runner_is_respected_and_an_expired_one_tak
 ):
     district = await make_district("riverside")
     name = f"license_refresh:{district.id}"
-    crashed, survivor = Scheduler(service, holder="crashed"), Scheduler(service, holder="survivor")
+    crashed, survivor = (
+        service_scheduler(service, holder="crashed"),
+        service_scheduler(service, holder="survivor"),
+    )
     await crashed.tick()
     clock.advance(minutes=2)
     assert crashed._claim(name)  # it took the lease, then died before finishing
@@ -74,7 +81,10 @@ async def test_a_runner_takes_back_its_own_lease_left_by_a_tick_the_database_fai
 ):
     district = await make_district("riverside")
     name = f"license_refresh:{district.id}"
-    runner, other = Scheduler(service, holder="runner"), Scheduler(service, holder="other")
+    runner, other = (
+        service_scheduler(service, holder="runner"),
+        service_scheduler(service, holder="other"),
+    )
     await runner.tick()
     clock.advance(minutes=2)
     # The tick claimed the job, then the database went away before it could record the end.
@@ -91,7 +101,7 @@ async def test_a_failing_job_backs_off_and_its_outcome_is_queryable(
     service, clock, settings, make_district, client
 ):
     district = await make_district("riverside")
-    scheduler = Scheduler(service, holder="runner")
+    scheduler = service_scheduler(service, holder="runner")
     await scheduler.tick()
     settings.license_file_for("riverside").unlink()
     clock.advance(minutes=2)
@@ -128,7 +138,7 @@ async def test_the_passing_of_midnight_expires_a_license_without_a_sync(
 
     clock.set(datetime(2026, 6, 30, 12, 0, tzinfo=UTC))
     district = await make_district("riverside", expires_on=date(2026, 6, 30))
-    scheduler = Scheduler(service, holder="runner")
+    scheduler = service_scheduler(service, holder="runner")
     await scheduler.tick()
 
     clock.set(datetime(2026, 7, 1, 0, 10, tzinfo=UTC))
@@ -156,7 +166,7 @@ def restarted_with(service, clock, **changes):
 
 async def refreshed_once(service, clock, district_id: int) -> ScheduledJob:
     """Run the district's jobs once; its license refresh job after that run."""
-    scheduler = Scheduler(service, holder="runner")
+    scheduler = service_scheduler(service, holder="runner")
     await scheduler.tick()
     clock.advance(minutes=2)
     await scheduler.tick()
@@ -175,7 +185,7 @@ async def test_a_shorter_refresh_interval_reschedules_the_existing_jobs(
 
     restarted = restarted_with(service, clock, license_refresh_interval_seconds=3600)
     try:
-        scheduler = Scheduler(restarted, holder="restarted")
+        scheduler = service_scheduler(restarted, holder="restarted")
         ran = {outcome.name for outcome in await scheduler.tick()}
         assert name not in ran
         after = job(service, name)
@@ -197,7 +207,7 @@ async def test_a_longer_refresh_interval_puts_the_next_run_off(service, clock, m
 
     restarted = restarted_with(service, clock, license_refresh_interval_seconds=24 * 3600)
     try:
-        scheduler = Scheduler(restarted, holder="restarted")
+        scheduler = service_scheduler(restarted, holder="restarted")
         await scheduler.tick()
         after = job(service, name)
         assert timedelta(hours=24) <= after.next_run_at - after.last_finished_at
@@ -213,7 +223,7 @@ async def test_an_unchanged_interval_leaves_the_schedule_alone(service, clock, m
     district = await make_district("riverside")
     before = await refreshed_once(service, clock, district.id)
 
-    await Scheduler(service, holder="another").tick()
+    await service_scheduler(service, holder="another").tick()
 
     assert job(service, before.name).next_run_at == before.next_run_at
 
@@ -224,7 +234,7 @@ async def test_a_database_error_in_a_job_is_not_quoted_in_its_last_error(
     from sqlalchemy.exc import DataError
 
     district = await make_district("riverside")
-    scheduler = Scheduler(service, holder="runner")
+    scheduler = service_scheduler(service, holder="runner")
     await scheduler.tick()
 
     async def failing_snapshot(district_id):

@@ -461,10 +461,10 @@ async def test_the_scheduler_resolves_the_alert_by_a_scheduled_refresh_and_notif
 ):
     """Issue acceptance: raised when active students cross the threshold, resolved when a
     license increase arrives through a scheduled refresh, one signed delivery of each."""
-    from licensing.scheduler import Scheduler
+    from licensing.scheduled_jobs import service_scheduler
 
     alert = cross_the_threshold(service, district)
-    scheduler = Scheduler(service, holder="runner")
+    scheduler = service_scheduler(service, holder="runner")
 
     await scheduler.tick()  # creates the jobs; the notification step runs at once
     assert [d["body"]["event"] for d in receiver.accepted] == ["alert_raised"]

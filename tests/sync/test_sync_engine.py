@@ -14,7 +14,8 @@ from db.models import AuditEvent, ChangeEvent, RosterStaging, RosterSyncRun
 from licensing import roster_changes
 from licensing.plugin_host import load_plugins
 from licensing.roster import current_usage, usage_mismatch
-from licensing.scheduler import ROSTER_CLEANUP_EVERY, Scheduler
+from licensing.scheduled_jobs import service_scheduler
+from licensing.scheduler import ROSTER_CLEANUP_EVERY
 from licensing.settings import DistrictConfig, RosterSourceConfig
 from licensing.tokens import Permission
 from plugins.hookspecs import hookimpl
@@ -434,7 +435,7 @@ async def test_a_sync_whose_process_died_is_failed_and_cleaned_up_by_the_next_sy
 async def test_the_scheduler_reaps_a_dead_sync_without_waiting_for_its_source(
     service, district_id, clock
 ):
-    scheduler = Scheduler(service, holder="runner-a")
+    scheduler = service_scheduler(service, holder="runner-a")
     await scheduler.tick()  # creates the jobs
     dead = _die_while_staging(service, district_id, clock, rows=5)
 

@@ -9,7 +9,7 @@ import pytest
 
 from app.runtime import build_service
 from licensing.plugin_host import load_plugins
-from licensing.scheduler import Scheduler
+from licensing.scheduled_jobs import service_scheduler
 from licensing.settings import DistrictConfig, RosterSourceConfig
 from licensing.tokens import Permission
 from plugins.hookspecs import hookimpl
@@ -202,7 +202,7 @@ async def test_a_database_error_in_a_scheduled_job_stores_only_a_safe_coded_mess
     service, settings, listed, make_district, client, clock
 ):
     district_id = await neighbours_only(settings, listed, make_district)
-    scheduler = Scheduler(service, holder="runner")
+    scheduler = service_scheduler(service, holder="runner")
     await scheduler.tick()  # creates the jobs, due within a minute
     # The staging rows and then the failure's own audit entry are refused: the error escapes
     # the sync and reaches the scheduler as it is.

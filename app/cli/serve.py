@@ -1,0 +1,71 @@
+"""`licensing serve` and `licensing worker`: the long-running commands."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import Annotated
+
+import typer
+
+from app import observability
+from app.cli.common import logger, service, settings, start_logging
+from licensing.scheduled_jobs import service_scheduler
+from licensing.scheduler import runner_name
+
+
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes.")] = None,
+) -> None:
+    """Serve the dashboard and the GraphQL API (upgrading an empty database first)."""
+    import uvicorn
+
+    config = settings()
+    log_config = start_logging(config)
+    service(upgrade=True).database.dispose()
+    host, port, workers = host or config.host, port or config.port, workers or config.workers
+    with observability.shared_metrics_directory(workers) as metrics_directory:
+        if metrics_directory is not None:
+            logger.info("Metrics of every worker are kept in %s.", metrics_directory)
+        logger.info(
+            "Serving the Licensing API at http://%s:%s/graphql (dashboard at /).", host, port
+        )
+        uvicorn.run(
+            "app.factory:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_config=log_config,  # applied again in each worker process
+            log_level=config.log_level.lower(),
+            access_log=False,  # the app writes its own access line (licensing.access)
+        )
+
+
+def worker() -> None:
+    """Run the scheduler alone (refreshes, syncs, snapshots, notifications) until interrupted.
+
+    Use it where `licensing serve` runs with `scheduler_enabled = false`; several workers may
+    run at once: a lease in the database gives each job to one of them.
+    """
+    config = settings()
+    start_logging(config)
+    built = service(upgrade=True)
+    if config.worker_metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(config.worker_metrics_port, addr=config.host)
+        logger.info("Metrics at http://%s:%s/metrics.", config.host, config.worker_metrics_port)
+    logger.info("Scheduler running as %s. Press Ctrl+C to stop.", runner_name())
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signal_number in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signal_number, stop.set)
+        await service_scheduler(built).run_forever(stop)
+
+    asyncio.run(run())
+    built.database.dispose()

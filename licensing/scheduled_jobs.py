@@ -1,0 +1,138 @@
+"""The jobs the scheduler runs for the service: license refreshes, roster syncs, usage
+snapshots, alert re-evaluation, notifications and the cleanup of interrupted roster syncs.
+
+They live here, not in ``licensing.scheduler``, so that the scheduler (leases, retries, backoff)
+does not import the service: the service reads the scheduler's job states, and this module is
+the one place that joins the two.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+from anyio import to_thread
+from sqlmodel import select
+
+from db.models import District
+from licensing.scheduler import (
+    ALERTS_EVERY,
+    ROSTER_CLEANUP_EVERY,
+    SNAPSHOT_EVERY,
+    JobOutcome,
+    JobSpec,
+    Scheduler,
+)
+from licensing.service import LicensingService
+
+
+def service_scheduler(service: LicensingService, *, holder: str | None = None) -> Scheduler:
+    """A scheduler that runs the service's jobs (``holder`` names the runner in job leases)."""
+    return Scheduler(service.database, service.clock, ServiceJobs(service), holder=holder)
+
+
+class ServiceJobs:
+    """The jobs of every district, as configured now."""
+
+    def __init__(self, service: LicensingService) -> None:
+        self.service = service
+
+    def job_specs(self) -> list[JobSpec]:
+        settings = self.service.settings
+        with self.service.database.read() as session:
+            districts = [(row.id, row.slug) for row in session.exec(select(District)).all()]
+        specs = [
+            JobSpec("notifications", "notifications", None, timedelta(0), self._notifications),
+            JobSpec(
+                "roster_cleanup", "roster_cleanup", None, ROSTER_CLEANUP_EVERY, self._roster_cleanup
+            ),
+        ]
+        for district_id, slug in districts:
+            specs += [
+                JobSpec(
+                    f"license_refresh:{district_id}",
+                    "license_refresh",
+                    district_id,
+                    timedelta(seconds=settings.license_refresh_interval_seconds),
+                    self._license_refresh(district_id),
+                ),
+                JobSpec(
+                    f"alerts:{district_id}",
+                    "alerts",
+                    district_id,
+                    ALERTS_EVERY,
+                    self._alerts(district_id),
+                ),
+                JobSpec(
+                    f"usage_snapshot:{district_id}",
+                    "usage_snapshot",
+                    district_id,
+                    SNAPSHOT_EVERY,
+                    self._usage_snapshot(district_id),
+                ),
+            ]
+            for source, config in sorted(settings.district(slug).roster_sources.items()):
+                specs.append(
+                    JobSpec(
+                        f"roster_sync:{district_id}:{source}",
+                        "roster_sync",
+                        district_id,
+                        timedelta(hours=config.sync_interval_hours),
+                        self._roster_sync(district_id, source),
+                    )
+                )
+        return specs
+
+    def _license_refresh(self, district_id: int) -> Callable[[], Awaitable[JobOutcome]]:
+        async def run() -> JobOutcome:
+            outcome = await self.service.license_updater.refresh(
+                district_id=district_id, actor="scheduler"
+            )
+            name = f"license_refresh:{district_id}"
+            if outcome.problem:
+                return JobOutcome(name, False, f"{outcome.problem.code}: {outcome.problem.message}")
+            said = ["updated" if outcome.updated else "unchanged"]
+            said += [notice.message for notice in outcome.notices]
+            return JobOutcome(name, True, " ".join(said))
+
+        return run
+
+    def _roster_sync(self, district_id: int, source: str) -> Callable[[], Awaitable[JobOutcome]]:
+        async def run() -> JobOutcome:
+            outcome = await self.service.roster_sync.sync(
+                district_id=district_id, source=source, actor="scheduler"
+            )
+            name = f"roster_sync:{district_id}:{source}"
+            if outcome.status == "failed":
+                return JobOutcome(name, False, outcome.problem.message if outcome.problem else None)
+            return JobOutcome(name, True, outcome.status)
+
+        return run
+
+    def _alerts(self, district_id: int) -> Callable[[], Awaitable[JobOutcome]]:
+        async def run() -> JobOutcome:
+            # Reading the state re-evaluates alerts whose facts moved with the clock (expiry).
+            await self.service.district_state(district_id)
+            return JobOutcome(f"alerts:{district_id}", True)
+
+        return run
+
+    def _usage_snapshot(self, district_id: int) -> Callable[[], Awaitable[JobOutcome]]:
+        async def run() -> JobOutcome:
+            await self.service.take_usage_snapshot(district_id)
+            return JobOutcome(f"usage_snapshot:{district_id}", True)
+
+        return run
+
+    async def _roster_cleanup(self) -> JobOutcome:
+        reaped = await to_thread.run_sync(
+            lambda: self.service.roster_sync.reap_stale_runs(actor="scheduler")
+        )
+        return JobOutcome("roster_cleanup", True, f"{reaped} interrupted sync(s) marked failed")
+
+    async def _notifications(self) -> JobOutcome:
+        dispatched = await self.service.dispatch_notifications()
+        delivered = await self.service.deliver_webhooks()
+        return JobOutcome(
+            "notifications", True, f"{dispatched} event(s), {delivered} webhook(s) delivered"
+        )

@@ -16,6 +16,7 @@ from pathlib import Path
 from sqlmodel import select
 
 from db.models import Device, District
+from db.session import stored_id
 from licensing import signing
 from licensing.districts import create_district
 from licensing.roster import collect_records, refresh_usage
@@ -117,19 +118,24 @@ async def create_demo(service: LicensingService) -> None:
             now=now,
         )
         apply_roster(
-            session, district_id=district.id, source="local", records=records, replace=True, now=now
+            session,
+            district_id=stored_id(district),
+            source="local",
+            records=records,
+            replace=True,
+            now=now,
         )
         for number in range(1, DEVICES + 1):
             session.add(
                 Device(
-                    district_id=district.id,
+                    district_id=stored_id(district),
                     serial_number=f"RUSD-{number:05d}",
                     model="Chromebook 3100",
                     assigned_person_key=f"S{number:06d}" if number <= ACTIVE_STUDENTS else None,
                 )
             )
         session.flush()
-        refresh_usage(session, district_id=district.id, now=now)
+        refresh_usage(session, district_id=stored_id(district), now=now)
         district_id = district.id
     outcome = await service.license_updater.refresh(district_id=district_id, actor="demo setup")
     if outcome.problem is not None:

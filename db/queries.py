@@ -28,6 +28,7 @@ from db.models import (
     RosterSyncRun,
 )
 from db.rules_sql import ACTIVE_LIFECYCLE, counts_against_license, is_student
+from db.session import affected_rows
 
 STAFF = "staff"
 INSERT_CHUNK = 5_000
@@ -225,7 +226,7 @@ def set_staged_enabled(session: Session, *, run_id: int, ids: list[str], enabled
         )
         .values(enabled=enabled)
     )
-    return result.rowcount
+    return affected_rows(result)
 
 
 def discard_unneeded_staging(

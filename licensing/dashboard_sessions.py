@@ -17,6 +17,7 @@ from sqlalchemy import bindparam, delete, or_, update
 from sqlmodel import Session, select
 
 from db.models import ApiToken, DashboardSession, District
+from db.session import stored_id
 from licensing.tokens import Principal, hash_token, token_principal
 
 SESSION_RANDOM_BYTES = 32
@@ -98,7 +99,7 @@ def read_session(session: Session, *, session_id: str, now: datetime) -> Session
         return None
     return SessionRead(
         principal=token_principal(token, slug),
-        session_row_id=stored.id,
+        session_row_id=stored_id(stored),
         due_for_touch=now - stored.last_seen_at >= LAST_SEEN_RESOLUTION,
     )
 

@@ -15,6 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, select
 
 from db.models import License, UsageSnapshot
+from db.session import affected_rows
 from licensing.forecast import DailyPoint
 from licensing.roster import current_usage
 from licensing.rules import district_today
@@ -127,4 +128,4 @@ def prune_snapshots(session: Session, *, district_id: int, keep_days: int = KEEP
             snapshots.c.district_id == district_id, snapshots.c.day < oldest_kept
         )
     )
-    return result.rowcount or 0
+    return affected_rows(result) or 0

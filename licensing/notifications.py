@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from db.models import Alert, ChangeEvent, District, ScheduledJob
-from db.session import Database
+from db.session import Database, stored_id
 from licensing.settings import Settings
 from licensing.webhooks import enqueue_alert
 from plugins.manager import PluginManager
@@ -99,7 +99,7 @@ def _pending_notices(
 
 def _notice(alert: Alert, event: str) -> AlertNotice:
     return AlertNotice(
-        id=alert.id,
+        id=stored_id(alert),
         kind=alert.kind,
         severity=alert.severity,
         message=alert.message,

@@ -12,6 +12,7 @@ from sqlalchemy import bindparam, update
 from sqlmodel import Session, select
 
 from db.models import ApiToken, DashboardSession, District
+from db.session import stored_id
 
 TOKEN_PREFIX = "m1t1_"
 TOKEN_RANDOM_BYTES = 32
@@ -72,7 +73,7 @@ def create_token(
         raise ValueError("A token needs at least one permission.")
     secret = TOKEN_PREFIX + secrets.token_urlsafe(TOKEN_RANDOM_BYTES)
     token = ApiToken(
-        district_id=district.id,
+        district_id=stored_id(district),
         name=name,
         token_hash=hash_token(secret),
         token_prefix=secret[: len(TOKEN_PREFIX) + 6],
@@ -109,7 +110,7 @@ def token_principal(token: ApiToken, district_slug: str) -> Principal:
     for permission in list(granted):
         granted |= IMPLIED_PERMISSIONS.get(permission, set())
     return Principal(
-        token_id=token.id,
+        token_id=stored_id(token),
         token_name=token.name,
         district_id=token.district_id,
         district_slug=district_slug,
@@ -123,7 +124,7 @@ def list_tokens(session: Session, *, district_id: int) -> list[TokenListing]:
     ).all()
     return [
         TokenListing(
-            id=token.id,
+            id=stored_id(token),
             name=token.name,
             prefix=token.token_prefix,
             permissions=token.permissions.split(","),

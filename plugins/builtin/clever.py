@@ -28,7 +28,7 @@ import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import anyio
@@ -136,7 +136,7 @@ class CleverOptions(SourceOptions):
 class CleverSource:
     name = "clever"
     description = "Students the district shares through Clever (Data API v3.0)."
-    options_model = CleverOptions
+    options_model: ClassVar[type[SourceOptions]] = CleverOptions
 
     def __init__(self, host: PluginHost) -> None:
         self.host = host

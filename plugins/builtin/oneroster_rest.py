@@ -210,7 +210,7 @@ class OneRosterRestOptions(SourceOptions):
 class OneRosterRestSource:
     name = "oneroster_rest"
     description = "Students from the SIS's OneRoster 1.2 or 1.1 REST API."
-    options_model = OneRosterRestOptions
+    options_model: ClassVar[type[SourceOptions]] = OneRosterRestOptions
 
     def __init__(self, host: PluginHost) -> None:
         self.host = host

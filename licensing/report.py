@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Select, false, func, or_, select
 from sqlmodel import Session
 
-from db.models import RosterRecord
+from db.models import RosterRecord, table_of
 from db.rules_sql import counts_against_license
 from db.session import Database
 from licensing import cursors
@@ -23,7 +23,7 @@ from licensing import cursors
 MAX_PAGE_SIZE = 100
 EXPORT_BATCH = 5_000
 
-roster = RosterRecord.__table__
+roster = table_of(RosterRecord)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from sqlalchemy import bindparam, update
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from db.models import ApiToken, DashboardSession, District
 from db.session import stored_id
@@ -88,8 +88,8 @@ def create_token(
 # Built once: every request signs in.
 _SIGNED_IN = (
     select(ApiToken, District.slug)
-    .join(District, District.id == ApiToken.district_id)
-    .where(ApiToken.token_hash == bindparam("token_hash"), ApiToken.revoked_at.is_(None))
+    .join(District, col(District.id) == ApiToken.district_id)
+    .where(ApiToken.token_hash == bindparam("token_hash"), col(ApiToken.revoked_at).is_(None))
 )
 
 
@@ -120,7 +120,7 @@ def token_principal(token: ApiToken, district_slug: str) -> Principal:
 
 def list_tokens(session: Session, *, district_id: int) -> list[TokenListing]:
     tokens = session.exec(
-        select(ApiToken).where(ApiToken.district_id == district_id).order_by(ApiToken.id)
+        select(ApiToken).where(ApiToken.district_id == district_id).order_by(col(ApiToken.id))
     ).all()
     return [
         TokenListing(
@@ -144,7 +144,7 @@ def revoke_token(session: Session, *, district_id: int, token_id: int, now: date
     # Its Licensing tab sessions end with it (sign-in also checks the token, so they stop at once).
     session.execute(
         update(DashboardSession)
-        .where(DashboardSession.token_id == token_id, DashboardSession.revoked_at.is_(None))
+        .where(DashboardSession.token_id == token_id, col(DashboardSession.revoked_at).is_(None))
         .values(revoked_at=now)
     )
     return True

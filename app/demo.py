@@ -117,9 +117,10 @@ async def create_demo(service: LicensingService) -> None:
             threshold=DEMO_THRESHOLD,
             now=now,
         )
+        district_id = stored_id(district)
         apply_roster(
             session,
-            district_id=stored_id(district),
+            district_id=district_id,
             source="local",
             records=records,
             replace=True,
@@ -128,15 +129,14 @@ async def create_demo(service: LicensingService) -> None:
         for number in range(1, DEVICES + 1):
             session.add(
                 Device(
-                    district_id=stored_id(district),
+                    district_id=district_id,
                     serial_number=f"RUSD-{number:05d}",
                     model="Chromebook 3100",
                     assigned_person_key=f"S{number:06d}" if number <= ACTIVE_STUDENTS else None,
                 )
             )
         session.flush()
-        refresh_usage(session, district_id=stored_id(district), now=now)
-        district_id = district.id
+        refresh_usage(session, district_id=district_id, now=now)
     outcome = await service.license_updater.refresh(district_id=district_id, actor="demo setup")
     if outcome.problem is not None:
         raise RuntimeError(f"The demo license was refused: {outcome.problem.message}")

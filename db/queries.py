@@ -7,7 +7,7 @@ set-based twin, and a test holds the two to the same answers. Which row counts i
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -127,7 +127,9 @@ ROW_COLUMNS = [
 ]
 
 
-def insert_staging_rows(session: Session, *, run_id: int, rows: list[Mapping[str, Any]]) -> None:
+def insert_staging_rows(
+    session: Session, *, run_id: int, rows: Sequence[Mapping[str, Any]]
+) -> None:
     session.execute(staging.insert(), [{**row, "run_id": run_id} for row in rows])
 
 

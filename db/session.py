@@ -77,7 +77,7 @@ def stored_id(row: StoredRow) -> int:
     return row.id
 
 
-def get_existing(session: Session, model: type[Row], row_id: int) -> Row:
+def get_existing(session: Session, model: type[Row], row_id: object) -> Row:
     """The row ``model`` with id ``row_id``, which the caller knows exists."""
     row = session.get(model, row_id)
     if row is None:

@@ -91,9 +91,9 @@ def _pending_notices(
         district = districts.get(event.district_id)
         if alert is None or district is None or alert.district_id != event.district_id:
             logger.warning("Change event %s names no alert of its district; skipped.", event.id)
-            pending.append((event.id, None, None))
+            pending.append((stored_id(event), None, None))
             continue
-        pending.append((event.id, _notice(alert, event.topic), _district_ref(district)))
+        pending.append((stored_id(event), _notice(alert, event.topic), _district_ref(district)))
     return pending
 
 

@@ -19,7 +19,7 @@ marks them failed and removes their staging rows.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -118,7 +118,7 @@ def start_run(
 
 
 def stage_rows(
-    session: Session, *, run_id: int, rows: list[Mapping[str, Any]], now: datetime
+    session: Session, *, run_id: int, rows: Sequence[Mapping[str, Any]], now: datetime
 ) -> None:
     """Add a batch to a running run's staging rows and refresh its heartbeat.
 
@@ -373,7 +373,7 @@ def reap_stale_runs(
         )
         if affected_rows(claimed) != 1:
             continue
-        run = session.get(RosterSyncRun, run_id)
+        run = get_existing(session, RosterSyncRun, run_id)  # claimed just above
         session.refresh(run)
         last = run.heartbeat_at or run.started_at
         message = (

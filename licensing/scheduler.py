@@ -85,7 +85,7 @@ class Scheduler:
         self.random = random.Random()
 
     @property
-    def database(self):  # type: ignore[no-untyped-def]
+    def database(self):
         return self.service.database
 
     async def run_forever(self, stop: asyncio.Event) -> None:
@@ -327,7 +327,7 @@ class JobState:
     consecutive_failures: int
 
 
-def district_jobs(database, district_id: int) -> list[JobState]:  # type: ignore[no-untyped-def]
+def district_jobs(database, district_id: int) -> list[JobState]:
     with database.read() as session:
         rows = session.exec(
             select(ScheduledJob)

@@ -67,7 +67,10 @@ def count_failure(session: Session, *, address: str, window: FailureWindow) -> i
             set_={"failures": table.c.failures + 1},
         )
     )
-    return session.get(FailedSignIn, (address, window.start), populate_existing=True).failures
+    counted = session.get(FailedSignIn, (address, window.start), populate_existing=True)
+    if counted is None:  # the upsert above wrote this row in the same transaction
+        raise LookupError("the failed sign-in row just written is missing")
+    return counted.failures
 
 
 class FailedSignIns:

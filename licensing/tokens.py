@@ -144,7 +144,9 @@ def revoke_token(session: Session, *, district_id: int, token_id: int, now: date
     # Its Licensing tab sessions end with it (sign-in also checks the token, so they stop at once).
     session.execute(
         update(DashboardSession)
-        .where(DashboardSession.token_id == token_id, col(DashboardSession.revoked_at).is_(None))
+        .where(
+            col(DashboardSession.token_id) == token_id, col(DashboardSession.revoked_at).is_(None)
+        )
         .values(revoked_at=now)
     )
     return True

@@ -201,7 +201,9 @@ class LicensingGraphQL(GraphQLView):
         # Strawberry answers its own refusals (bad JSON, content type, batch, GET mutation) in
         # plain text; they are answered as JSON with a code, like every other error.
         answer = refusal_for(status_code, reason)
-        return error_response(answer.status_code, answer.code, answer.message, **answer.headers)
+        return error_response(
+            answer.status_code, answer.code, answer.message, headers=answer.headers
+        )
 
     async def refusal_before_ws_operation(self, context: Any) -> GraphQLError | None:
         # The connection's token is checked again before every operation: once it is revoked,

@@ -106,7 +106,7 @@ class WebSocketContext(GraphContext):
         """Nothing is kept between operations; the next read sees the new state anyway."""
 
 
-class LicensingGraphQL(GraphQLView):
+class LicensingGraphQL(GraphQLView[GraphContext]):
     """Strawberry's ASGI view, with every HTTP request authenticated and size-limited first."""
 
     def __init__(
@@ -179,7 +179,7 @@ class LicensingGraphQL(GraphQLView):
             return UNSET
         secret = bearer_secret(_authorization_param(context.connection_params))
         principal = await authenticate_token(context.client_address, self.service, secret)
-        if isinstance(principal, Response):
+        if isinstance(principal, Response) or secret is None:  # (no secret: always a Response)
             # graphql-transport-ws closes the socket with 4403 Forbidden; nothing is sent.
             raise ConnectionRejectionError()
         context.sign_in(principal, secret)

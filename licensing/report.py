@@ -7,7 +7,7 @@ holding the whole roster in memory.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -228,7 +228,7 @@ def active_student_page(
 
 def iter_active_students(
     database: Database, *, district_id: int, report_filter: ActiveStudentFilter
-) -> Iterator[ActiveStudentRow]:
+) -> Generator[ActiveStudentRow, None, None]:
     """Every row of the report, read in batches: memory stays flat however large the roster."""
     conditions = _filtered(district_id, report_filter)
     after_id: int | None = None

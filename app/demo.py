@@ -16,6 +16,7 @@ from pathlib import Path
 from sqlmodel import select
 
 from db.models import Device, District
+from db.session import stored_id
 from licensing import signing
 from licensing.districts import create_district
 from licensing.roster import collect_records, refresh_usage
@@ -116,21 +117,26 @@ async def create_demo(service: LicensingService) -> None:
             threshold=DEMO_THRESHOLD,
             now=now,
         )
+        district_id = stored_id(district)
         apply_roster(
-            session, district_id=district.id, source="local", records=records, replace=True, now=now
+            session,
+            district_id=district_id,
+            source="local",
+            records=records,
+            replace=True,
+            now=now,
         )
         for number in range(1, DEVICES + 1):
             session.add(
                 Device(
-                    district_id=district.id,
+                    district_id=district_id,
                     serial_number=f"RUSD-{number:05d}",
                     model="Chromebook 3100",
                     assigned_person_key=f"S{number:06d}" if number <= ACTIVE_STUDENTS else None,
                 )
             )
         session.flush()
-        refresh_usage(session, district_id=district.id, now=now)
-        district_id = district.id
+        refresh_usage(session, district_id=district_id, now=now)
     outcome = await service.license_updater.refresh(district_id=district_id, actor="demo setup")
     if outcome.problem is not None:
         raise RuntimeError(f"The demo license was refused: {outcome.problem.message}")

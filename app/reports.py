@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from db.models import District
-from db.session import Database
+from db.session import Database, get_existing
 from licensing import report
 from licensing.error_codes import ErrorCode
 from licensing.report import (
@@ -255,7 +255,7 @@ def download_filename(slug: str, day: date) -> str:
 def download_day(service: LicensingService, district_id: int) -> date:
     """Today in the district's time zone (the date the download's file name carries)."""
     with service.database.read() as session:
-        time_zone = session.get(District, district_id).time_zone
+        time_zone = get_existing(session, District, district_id).time_zone
     return district_today(service.clock(), time_zone)
 
 

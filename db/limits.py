@@ -10,6 +10,8 @@ from sqlalchemy import BigInteger, Integer, SmallInteger, String
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import SQLModel
 
+from db.models import table_of
+
 # The largest value of each integer column type, as PostgreSQL stores it.
 _INTEGER_MAXIMA: tuple[tuple[type, int], ...] = (
     (SmallInteger, 2**15 - 1),
@@ -39,7 +41,7 @@ def integer_maximum(model: type[SQLModel], field: str) -> int:
 
 
 def _stored_type(model: type[SQLModel], field: str) -> object:
-    column_type = model.__table__.c[field].type  # type: ignore[attr-defined]
+    column_type = table_of(model).c[field].type
     # SQLModel's text columns (AutoString) wrap the String they are stored as.
     return column_type.impl if isinstance(column_type, TypeDecorator) else column_type
 
@@ -57,7 +59,7 @@ def column_shapes(*models: type[SQLModel]) -> dict[str, ColumnShape]:
     written once. For a column several models share, the smallest length wins."""
     shapes: dict[str, ColumnShape] = {}
     for model in models:
-        for column in model.__table__.columns:  # type: ignore[attr-defined]
+        for column in table_of(model).columns:
             stored = column.type
             if isinstance(stored, TypeDecorator):  # sqlmodel's AutoString, UTCDateTime
                 stored = stored.impl_instance

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import Column, Index, LargeBinary, MetaData, UniqueConstraint, text
+from sqlalchemy import Column, Index, LargeBinary, MetaData, Table, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 # Stable constraint names, so migrations read the same on SQLite and PostgreSQL.
@@ -18,6 +18,13 @@ SQLModel.metadata = MetaData(
     }
 )
 metadata = SQLModel.metadata
+
+
+def table_of(model: type[SQLModel]) -> Table:
+    """The Core table behind a model, for statements on columns rather than objects."""
+    # SQLModel's metaclass sets __table__ on every table model but does not declare it.
+    table: Table = model.__table__  # type: ignore[attr-defined]
+    return table
 
 
 class District(SQLModel, table=True):

@@ -7,14 +7,14 @@ set-based twin, and a test holds the two to the same answers. Which row counts i
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, bindparam, delete, distinct, func, literal, select, update
 from sqlalchemy.sql.selectable import ScalarSelect
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from db.models import (
     Device,
@@ -26,13 +26,15 @@ from db.models import (
     RosterRecord,
     RosterStaging,
     RosterSyncRun,
+    table_of,
 )
 from db.rules_sql import ACTIVE_LIFECYCLE, counts_against_license, is_student
+from db.session import affected_rows
 
 STAFF = "staff"
 INSERT_CHUNK = 5_000
 
-roster = RosterRecord.__table__
+roster = table_of(RosterRecord)
 
 
 def replace_roster_rows(
@@ -94,7 +96,7 @@ def recount_usage(session: Session, *, district_id: int) -> dict[str, int]:
         select(func.count()).where(in_district, roster.c.person_key.in_(active_people))
     ).scalar_one()
     devices = session.execute(
-        select(func.count()).select_from(Device).where(Device.district_id == district_id)
+        select(func.count()).select_from(Device).where(col(Device.district_id) == district_id)
     ).scalar_one()
     return {
         "active_students": active,
@@ -119,13 +121,15 @@ def store_usage(
     session.flush()
 
 
-staging = RosterStaging.__table__
+staging = table_of(RosterStaging)
 ROW_COLUMNS = [
     column.name for column in roster.columns if column.name not in ("id", "district_id", "source")
 ]
 
 
-def insert_staging_rows(session: Session, *, run_id: int, rows: list[Mapping[str, Any]]) -> None:
+def insert_staging_rows(
+    session: Session, *, run_id: int, rows: Sequence[Mapping[str, Any]]
+) -> None:
     session.execute(staging.insert(), [{**row, "run_id": run_id} for row in rows])
 
 
@@ -225,7 +229,7 @@ def set_staged_enabled(session: Session, *, run_id: int, ids: list[str], enabled
         )
         .values(enabled=enabled)
     )
-    return result.rowcount
+    return affected_rows(result)
 
 
 def discard_unneeded_staging(
@@ -233,7 +237,7 @@ def discard_unneeded_staging(
 ) -> None:
     """Remove the staging rows of every run that no longer needs them (applied, failed,
     superseded), however it ended: a process killed before cleaning up leaves none for long."""
-    runs = RosterSyncRun.__table__
+    runs = table_of(RosterSyncRun)
     done = select(runs.c.id).where(runs.c.status.not_in(list(keep_statuses)))
     if district_id is not None:
         done = done.where(runs.c.district_id == district_id)
@@ -248,8 +252,8 @@ def roster_failing_since(session: Session, *, district_id: int) -> datetime | No
 
 def _roster_failing_since(district_id: Any) -> ScalarSelect[Any]:
     """``roster_failing_since`` as a scalar subquery, for ``district_id`` a value or a column."""
-    runs = RosterSyncRun.__table__.alias("failed_run")
-    applied = RosterSyncRun.__table__.alias("applied_run")
+    runs = table_of(RosterSyncRun).alias("failed_run")
+    applied = table_of(RosterSyncRun).alias("applied_run")
     last_applied = (
         select(func.coalesce(func.max(applied.c.id), 0))
         .where(
@@ -299,9 +303,9 @@ _DISTRICT_ROWS = (
         DistrictUsage,
         _roster_failing_since(District.id),
     )
-    .outerjoin(License, License.district_id == District.id)
-    .outerjoin(LicenseSyncState, LicenseSyncState.district_id == District.id)
-    .outerjoin(LicenseSettings, LicenseSettings.district_id == District.id)
-    .outerjoin(DistrictUsage, DistrictUsage.district_id == District.id)
-    .where(District.id == bindparam("district_id"))
+    .outerjoin(License, col(License.district_id) == District.id)
+    .outerjoin(LicenseSyncState, col(LicenseSyncState.district_id) == District.id)
+    .outerjoin(LicenseSettings, col(LicenseSettings.district_id) == District.id)
+    .outerjoin(DistrictUsage, col(DistrictUsage.district_id) == District.id)
+    .where(col(District.id) == bindparam("district_id"))
 )

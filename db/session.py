@@ -18,9 +18,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar, cast
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import CursorResult, Engine, Result, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
@@ -60,6 +60,35 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+class StoredRow(Protocol):
+    id: int | None
+
+
+Row = TypeVar("Row")
+
+
+def stored_id(row: StoredRow) -> int:
+    """The id of a row already flushed to the database. The models type ids ``int | None``
+    because a row not yet flushed has none; every caller here has flushed or read the row."""
+    if row.id is None:
+        raise ValueError(f"this {type(row).__name__} has not been flushed: it has no id yet")
+    return row.id
+
+
+def get_existing(session: Session, model: type[Row], row_id: object) -> Row:
+    """The row ``model`` with id ``row_id``, which the caller knows exists."""
+    row = session.get(model, row_id)
+    if row is None:
+        raise LookupError(f"no {model.__name__} with id {row_id}")
+    return row
+
+
+def affected_rows(result: Result[Any]) -> int:
+    """How many rows an UPDATE or DELETE changed. Such a statement always returns a
+    ``CursorResult``; ``Session.execute`` is typed to return the general ``Result``."""
+    return cast(CursorResult[Any], result).rowcount
 
 
 def lock_district(session: Session, district_id: int) -> None:

@@ -52,7 +52,7 @@ def sign_in_throttled(retry_after_seconds: int) -> Response:
         SIGN_IN_THROTTLED,
         "Too many failed sign-ins from your address: sign-in is refused for "
         f"{retry_after_seconds} s. Check the API token you are using.",
-        **{"Retry-After": str(retry_after_seconds)},
+        headers={"Retry-After": str(retry_after_seconds)},
     )
 
 
@@ -70,7 +70,7 @@ async def authenticate_token(
     retry_after = await service.record_failed_sign_in(address)
     if retry_after is not None:
         return sign_in_throttled(retry_after)
-    return error_response(401, ErrorCode.UNAUTHENTICATED, BAD_TOKEN_MESSAGE, **headers)
+    return error_response(401, ErrorCode.UNAUTHENTICATED, BAD_TOKEN_MESSAGE, headers=headers)
 
 
 async def sign_in(
@@ -106,7 +106,7 @@ async def _signed_in_principal(
             401,
             ErrorCode.UNAUTHENTICATED,
             "Sign in with an API token: send the header 'Authorization: Bearer <token>'.",
-            **BEARER_CHALLENGE,
+            headers=BEARER_CHALLENGE,
         )
     return await authenticate_token(client_address(request), service, secret, **BEARER_CHALLENGE)
 

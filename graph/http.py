@@ -106,7 +106,7 @@ class WebSocketContext(GraphContext):
         """Nothing is kept between operations; the next read sees the new state anyway."""
 
 
-class LicensingGraphQL(GraphQLView):
+class LicensingGraphQL(GraphQLView[GraphContext]):
     """Strawberry's ASGI view, with every HTTP request authenticated and size-limited first."""
 
     def __init__(
@@ -179,7 +179,7 @@ class LicensingGraphQL(GraphQLView):
             return UNSET
         secret = bearer_secret(_authorization_param(context.connection_params))
         principal = await authenticate_token(context.client_address, self.service, secret)
-        if isinstance(principal, Response):
+        if isinstance(principal, Response) or secret is None:  # (no secret: always a Response)
             # graphql-transport-ws closes the socket with 4403 Forbidden; nothing is sent.
             raise ConnectionRejectionError()
         context.sign_in(principal, secret)
@@ -201,7 +201,9 @@ class LicensingGraphQL(GraphQLView):
         # Strawberry answers its own refusals (bad JSON, content type, batch, GET mutation) in
         # plain text; they are answered as JSON with a code, like every other error.
         answer = refusal_for(status_code, reason)
-        return error_response(answer.status_code, answer.code, answer.message, **answer.headers)
+        return error_response(
+            answer.status_code, answer.code, answer.message, headers=answer.headers
+        )
 
     async def refusal_before_ws_operation(self, context: Any) -> GraphQLError | None:
         # The connection's token is checked again before every operation: once it is revoked,

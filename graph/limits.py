@@ -45,6 +45,7 @@ from graphql import (
     SelectionNode,
     SelectionSetNode,
     Source,
+    Token,
     parse,
 )
 from strawberry.extensions import SchemaExtension
@@ -177,11 +178,14 @@ def merge_identical_selections(document: DocumentNode) -> DocumentNode:
     keys: dict[tuple[object, ...], int] = {}
 
     def merged_selection(selection: SelectionNode) -> tuple[SelectionNode, int]:
-        selection_set = getattr(selection, "selection_set", None)
         children: tuple[int, ...] = ()
-        if selection_set is not None:
-            new_set, children = merged_set(selection_set)
-            if new_set is not selection_set:
+        # Fields and inline fragments have a selection set; a fragment spread has none.
+        if (
+            isinstance(selection, FieldNode | InlineFragmentNode)
+            and selection.selection_set is not None
+        ):
+            new_set, children = merged_set(selection.selection_set)
+            if new_set is not selection.selection_set:
                 selection = replace(selection, selection_set=new_set)
         own = (type(selection).__name__, _tokens_outside(selection), children)
         return selection, keys.setdefault(own, len(keys))
@@ -227,7 +231,7 @@ def _tokens_outside(selection: Node) -> tuple[object, ...]:
         selection_set.loc.start_token if selection_set is not None and selection_set.loc else None
     )
     tokens: list[object] = []
-    token = loc.start_token
+    token: Token | None = loc.start_token
     while token is not None and token is not stop:
         tokens.append((token.kind, token.value))
         if token is loc.end_token:

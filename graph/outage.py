@@ -53,7 +53,7 @@ def database_unavailable_response() -> JSONResponse:
     from graph.responses import error_response
 
     return error_response(
-        503, DATABASE_UNAVAILABLE.code, DATABASE_UNAVAILABLE.message, **outage_headers()
+        503, DATABASE_UNAVAILABLE.code, DATABASE_UNAVAILABLE.message, headers=outage_headers()
     )
 
 

@@ -13,7 +13,8 @@ from licensing.tokens import Permission
 
 class _RequiresPermission(BasePermission):
     required: ClassVar[Permission]
-    error_extensions: ClassVar[dict[str, Any]] = {"code": ErrorCode.FORBIDDEN}
+    # strawberry reads this from the class; its BasePermission declares it per instance.
+    error_extensions: ClassVar[dict[str, Any]] = {"code": ErrorCode.FORBIDDEN}  # type: ignore[misc]
 
     def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
         return info.context.principal.may(self.required)

@@ -384,8 +384,9 @@ def rate_limited_response(receipt: Receipt) -> JSONResponse:
     """HTTP 429 for a request its token's budget cannot pay, before any of its work is done."""
     extensions = receipt.refusal_extensions()
     code = extensions.pop("code")
+    assert isinstance(code, ErrorCode)  # refusal_extensions always names the refusal's code
     return error_response(
-        429, code, receipt.refusal_message(), extensions=extensions, **receipt.headers()
+        429, code, receipt.refusal_message(), extensions=extensions, headers=receipt.headers()
     )
 
 

@@ -4,6 +4,7 @@ error, so a client reads every refusal the same way."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.responses import JSONResponse
@@ -22,7 +23,7 @@ def error_response(
     message: str,
     *,
     extensions: dict[str, Any] | None = None,
-    **headers: str,
+    headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     """The refusal as an HTTP answer with ``status_code`` and ``headers``."""
     return JSONResponse(

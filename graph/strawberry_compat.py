@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar
 
 import strawberry
 from cross_web import HTTPException
@@ -148,7 +148,10 @@ class _CheckedTransportWSHandler(BaseGraphQLTransportWSHandler[Any, None]):
         await super().handle_subscribe(message)
 
 
-class GraphQLView(GraphQL):
+ViewContext = TypeVar("ViewContext")
+
+
+class GraphQLView(GraphQL[ViewContext, None]):
     """strawberry's ASGI view with two hooks it lacks: a check before every websocket operation,
     and the answer to a request strawberry refuses (which it answers in plain text)."""
 

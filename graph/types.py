@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from typing import Self
 
 import strawberry
 
@@ -15,19 +16,26 @@ from licensing.problems import Problem
 from licensing.report import ActiveStudentFilter, ActiveStudentPage, ActiveStudentRow, encode_cursor
 from licensing.roster import UsageCounts
 
-LicenseStatus = strawberry.enum(rules.LicenseStatus, description="Whether the license is valid.")
-UsageLevel = strawberry.enum(
+# The domain's enums are the schema's: strawberry.enum registers each one (and returns it
+# unchanged). The names are plain aliases so that type checkers read them as types.
+LicenseStatus = rules.LicenseStatus
+strawberry.enum(rules.LicenseStatus, description="Whether the license is valid.")
+UsageLevel = rules.UsageLevel
+strawberry.enum(
     rules.UsageLevel, description="The colour of the license count: green, yellow, red."
 )
-AccessLevel = strawberry.enum(rules.AccessLevel, description="Whether the system restricts use.")
-AlertKind = strawberry.enum(rules.AlertKind)
-AlertSeverity = strawberry.enum(rules.AlertSeverity)
-AlertPlacement = strawberry.enum(rules.AlertPlacement, description="Where an alert is shown.")
-LicenseCheckReason = strawberry.enum(rules.LicenseCheckReason)
-ErrorCode = strawberry.enum(
-    error_codes.ErrorCode,
-    description="Why a request, or part of it, was refused.",
-)
+AccessLevel = rules.AccessLevel
+strawberry.enum(rules.AccessLevel, description="Whether the system restricts use.")
+AlertKind = rules.AlertKind
+strawberry.enum(rules.AlertKind)
+AlertSeverity = rules.AlertSeverity
+strawberry.enum(rules.AlertSeverity)
+AlertPlacement = rules.AlertPlacement
+strawberry.enum(rules.AlertPlacement, description="Where an alert is shown.")
+LicenseCheckReason = rules.LicenseCheckReason
+strawberry.enum(rules.LicenseCheckReason)
+ErrorCode = error_codes.ErrorCode
+strawberry.enum(error_codes.ErrorCode, description="Why a request, or part of it, was refused.")
 
 
 @strawberry.type(description="The district's license as the Licensing tab shows it.")
@@ -171,7 +179,7 @@ class UserError:
     message: str
 
     @classmethod
-    def from_problem(cls, problem: Problem) -> UserError:
+    def from_problem(cls, problem: Problem) -> Self:
         return cls(field=problem.field, code=problem.code, message=problem.message)
 
 
@@ -344,7 +352,8 @@ class ActiveStudentFilterInput:
         )
 
 
-ReviewReason = strawberry.enum(review.ReviewReason, description="Why a group is worth a look.")
+ReviewReason = review.ReviewReason
+strawberry.enum(review.ReviewReason, description="Why a group is worth a look.")
 
 
 @strawberry.type(description="Counted students worth a look, and what fixing them would free.")

@@ -14,7 +14,7 @@ from sqlalchemy import bindparam
 from sqlmodel import Session, col, select
 
 from db.models import Alert, ChangeEvent
-from db.session import lock_district
+from db.session import lock_district, stored_id
 from licensing.rules import AlertKind, AlertPlacement, AlertSeverity, AlertSpec
 
 
@@ -35,7 +35,7 @@ def _placements_text(placements: Sequence[AlertPlacement]) -> str:
 
 def _record(alert: Alert) -> AlertRecord:
     return AlertRecord(
-        id=alert.id,
+        id=stored_id(alert),
         kind=AlertKind(alert.kind),
         severity=AlertSeverity(alert.severity),
         message=alert.message,

@@ -10,6 +10,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from db.models import AuditEvent
+from db.session import stored_id
 from licensing import cursors
 
 
@@ -96,7 +97,7 @@ def audit_page(session: Session, *, district_id: int, first: int, after: str | N
     return AuditPage(
         entries=[
             AuditEntry(
-                id=row.id,
+                id=stored_id(row),
                 occurred_at=row.occurred_at,
                 actor=row.actor,
                 action=row.action,

@@ -103,7 +103,7 @@ def count_review(
                     for pattern in patterns
                     for column in (roster.c.username, roster.c.given_name, roster.c.family_name)
                 ),
-                False,
+                false(),  # no patterns: nothing matches
             ),
             "Their name or username starts like a test account (" + ", ".join(patterns) + ").",
         ),

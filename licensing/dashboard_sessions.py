@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, delete, or_, update
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from db.models import ApiToken, DashboardSession, District
+from db.session import stored_id
 from licensing.tokens import Principal, hash_token, token_principal
 
 SESSION_RANDOM_BYTES = 32
@@ -53,7 +54,10 @@ def start_session(
     # Sessions that have ended are of no further use; sign-in is a write anyway.
     session.execute(
         delete(DashboardSession).where(
-            or_(DashboardSession.expires_at <= now, DashboardSession.idle_expires_at <= now)
+            or_(
+                col(DashboardSession.expires_at) <= now,
+                col(DashboardSession.idle_expires_at) <= now,
+            )
         )
     )
     session_id = secrets.token_urlsafe(SESSION_RANDOM_BYTES)
@@ -76,12 +80,12 @@ def start_session(
 # Built once: every request of the tab reads it.
 _LIVE_SESSION = (
     select(DashboardSession, ApiToken, District.slug)
-    .join(ApiToken, ApiToken.id == DashboardSession.token_id)
-    .join(District, District.id == ApiToken.district_id)
+    .join(ApiToken, col(ApiToken.id) == DashboardSession.token_id)
+    .join(District, col(District.id) == ApiToken.district_id)
     .where(
         DashboardSession.session_hash == bindparam("session_hash"),
-        DashboardSession.revoked_at.is_(None),
-        ApiToken.revoked_at.is_(None),
+        col(DashboardSession.revoked_at).is_(None),
+        col(ApiToken.revoked_at).is_(None),
     )
 )
 
@@ -98,7 +102,7 @@ def read_session(session: Session, *, session_id: str, now: datetime) -> Session
         return None
     return SessionRead(
         principal=token_principal(token, slug),
-        session_row_id=stored.id,
+        session_row_id=stored_id(stored),
         due_for_touch=now - stored.last_seen_at >= LAST_SEEN_RESOLUTION,
     )
 
@@ -121,8 +125,8 @@ def end_session(session: Session, *, session_id: str, now: datetime) -> None:
     session.execute(
         update(DashboardSession)
         .where(
-            DashboardSession.session_hash == hash_token(session_id),
-            DashboardSession.revoked_at.is_(None),
+            col(DashboardSession.session_hash) == hash_token(session_id),
+            col(DashboardSession.revoked_at).is_(None),
         )
         .values(revoked_at=now)
     )

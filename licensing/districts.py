@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlmodel import Session, select
 
 from db.models import District, LicenseSettings
-from db.session import Database
+from db.session import Database, stored_id
 from licensing.roster import refresh_usage
 from licensing.rules import DEFAULT_THRESHOLD
 from plugins.records import DistrictRef
@@ -55,8 +55,10 @@ def create_district(
     )
     session.add(district)
     session.flush()
-    session.add(LicenseSettings(district_id=district.id, students_remaining_threshold=threshold))
-    refresh_usage(session, district_id=district.id, now=now)
+    session.add(
+        LicenseSettings(district_id=stored_id(district), students_remaining_threshold=threshold)
+    )
+    refresh_usage(session, district_id=stored_id(district), now=now)
     return district
 
 
@@ -79,7 +81,7 @@ def add_district(
             time_zone=time_zone,
             now=now,
         )
-        return district.id
+        return stored_id(district)
 
 
 def district_ref(district: District) -> DistrictRef:

@@ -14,7 +14,8 @@ from sqlalchemy import delete, func
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, select
 
-from db.models import License, UsageSnapshot
+from db.models import License, UsageSnapshot, table_of
+from db.session import affected_rows
 from licensing.forecast import DailyPoint
 from licensing.roster import current_usage
 from licensing.rules import district_today
@@ -34,7 +35,7 @@ KEEP_DAYS = 800  # two school years and a summer, with room to spare
 MIN_KEEP_DAYS = 730  # the history must cover at least two school years
 MAX_HISTORY_DAYS = KEEP_DAYS
 
-snapshots = UsageSnapshot.__table__
+snapshots = table_of(UsageSnapshot)
 
 
 @dataclass(frozen=True)
@@ -127,4 +128,4 @@ def prune_snapshots(session: Session, *, district_id: int, keep_days: int = KEEP
             snapshots.c.district_id == district_id, snapshots.c.day < oldest_kept
         )
     )
-    return result.rowcount or 0
+    return affected_rows(result) or 0

@@ -268,7 +268,7 @@ class LicenseUpdater:
             old = _summary(held)
             # Terms, not bytes: a live server signs every answer anew (its signed_at changes).
             changed = held is None or _held_terms(held) != terms
-            values = {
+            values: dict[str, Any] = {  # License's columns
                 **_terms_columns(terms),
                 "source": source_name,
                 "payload": signed.payload,
@@ -395,7 +395,7 @@ def _held_terms(held: License) -> signing.LicenseTerms | None:
         return None
 
 
-def _terms_columns(terms: signing.LicenseTerms) -> dict[str, object]:
+def _terms_columns(terms: signing.LicenseTerms) -> dict[str, Any]:
     return {
         "license_id": terms.license_id,
         "licensed_to": terms.licensed_to,

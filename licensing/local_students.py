@@ -13,14 +13,14 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlmodel import Session
 
-from db.models import RosterRecord
+from db.models import RosterRecord, table_of
 from licensing.error_codes import ErrorCode
 from licensing.problems import Problem
 
 LOCAL_SOURCE = "local"
 MAX_IDS_PER_CHANGE = 1_000
 
-roster = RosterRecord.__table__
+roster = table_of(RosterRecord)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from db.models import Alert, ChangeEvent, District, ScheduledJob
-from db.session import Database
+from db.session import Database, stored_id
 from licensing.settings import Settings
 from licensing.webhooks import enqueue_alert
 from plugins.manager import PluginManager
@@ -91,15 +91,15 @@ def _pending_notices(
         district = districts.get(event.district_id)
         if alert is None or district is None or alert.district_id != event.district_id:
             logger.warning("Change event %s names no alert of its district; skipped.", event.id)
-            pending.append((event.id, None, None))
+            pending.append((stored_id(event), None, None))
             continue
-        pending.append((event.id, _notice(alert, event.topic), _district_ref(district)))
+        pending.append((stored_id(event), _notice(alert, event.topic), _district_ref(district)))
     return pending
 
 
 def _notice(alert: Alert, event: str) -> AlertNotice:
     return AlertNotice(
-        id=alert.id,
+        id=stored_id(alert),
         kind=alert.kind,
         severity=alert.severity,
         message=alert.message,

@@ -7,7 +7,7 @@ holding the whole roster in memory.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Select, false, func, or_, select
 from sqlmodel import Session
 
-from db.models import RosterRecord
+from db.models import RosterRecord, table_of
 from db.rules_sql import counts_against_license
 from db.session import Database
 from licensing import cursors
@@ -23,7 +23,7 @@ from licensing import cursors
 MAX_PAGE_SIZE = 100
 EXPORT_BATCH = 5_000
 
-roster = RosterRecord.__table__
+roster = table_of(RosterRecord)
 
 
 @dataclass(frozen=True)
@@ -228,7 +228,7 @@ def active_student_page(
 
 def iter_active_students(
     database: Database, *, district_id: int, report_filter: ActiveStudentFilter
-) -> Iterator[ActiveStudentRow]:
+) -> Generator[ActiveStudentRow, None, None]:
     """Every row of the report, read in batches: memory stays flat however large the roster."""
     conditions = _filtered(district_id, report_filter)
     after_id: int | None = None

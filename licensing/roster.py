@@ -65,9 +65,16 @@ _SOURCE_TEXTS = (
     "school",
     "schools",
 )
-_LIMITS_ASCENDING = sorted(
-    (STORED_SHAPES[name].max_length, index) for index, name in enumerate(_SOURCE_TEXTS)
-)
+
+
+def _text_limit(name: str) -> int:
+    limit = STORED_SHAPES[name].max_length
+    if limit is None:  # every text a source gives is stored in a column of bounded length
+        raise TypeError(f"the roster column {name!r} has no length limit")
+    return limit
+
+
+_LIMITS_ASCENDING = sorted((_text_limit(name), index) for index, name in enumerate(_SOURCE_TEXTS))
 _SOURCE_OTHERS = ("graduation_year", "enrollment_end", "last_modified")
 _SOURCE_OTHER_SHAPES = tuple(STORED_SHAPES[name] for name in _SOURCE_OTHERS)
 _NONE_OR_DATE = (type(None), date)

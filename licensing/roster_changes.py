@@ -19,7 +19,7 @@ marks them failed and removes their staging rows.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,7 +29,7 @@ from sqlmodel import Session, col, select
 
 from db import queries
 from db.models import RosterSyncRun
-from db.session import lock_district
+from db.session import affected_rows, get_existing, lock_district, stored_id
 from licensing.alert_state import record_change
 from licensing.audit import record_event
 from licensing.district_view import reevaluate_alerts
@@ -118,7 +118,7 @@ def start_run(
 
 
 def stage_rows(
-    session: Session, *, run_id: int, rows: list[Mapping[str, Any]], now: datetime
+    session: Session, *, run_id: int, rows: Sequence[Mapping[str, Any]], now: datetime
 ) -> None:
     """Add a batch to a running run's staging rows and refresh its heartbeat.
 
@@ -138,7 +138,7 @@ def _still_running(session: Session, *, run_id: int, now: datetime) -> bool:
         .where(col(RosterSyncRun.id) == run_id, col(RosterSyncRun.status) == RUNNING)
         .values(heartbeat_at=now)
     )
-    return result.rowcount == 1
+    return affected_rows(result) == 1
 
 
 def settle_run(
@@ -154,7 +154,7 @@ def settle_run(
     server_count: int | None = None,
 ) -> SyncOutcome:
     """Hold, apply or supersede a run whose staging rows are the source's whole new roster."""
-    run = session.get(RosterSyncRun, run_id)
+    run = get_existing(session, RosterSyncRun, run_id)
     lock_district(session, run.district_id)
     if not _still_running(session, run_id=run_id, now=now):  # reaped while it staged
         session.refresh(run)
@@ -281,11 +281,19 @@ def apply_roster(
     run = start_run(
         session, district_id=district_id, source=source, kind=kind, actor=actor, now=now
     )
-    stage_rows(session, run_id=run.id, rows=[_staging_row(row) for row in rows], now=now)
+    stage_rows(session, run_id=stored_id(run), rows=[_staging_row(row) for row in rows], now=now)
     if not replace:
-        queries.stage_current_roster(session, district_id=district_id, source=source, run_id=run.id)
+        queries.stage_current_roster(
+            session, district_id=district_id, source=source, run_id=stored_id(run)
+        )
     return settle_run(
-        session, run_id=run.id, action=action, actor=actor, now=now, guard=guard, records=len(rows)
+        session,
+        run_id=stored_id(run),
+        action=action,
+        actor=actor,
+        now=now,
+        guard=guard,
+        records=len(rows),
     )
 
 
@@ -308,11 +316,19 @@ def apply_enabled_switch(
     run = start_run(
         session, district_id=district_id, source=source, kind=kind, actor=actor, now=now
     )
-    queries.stage_current_roster(session, district_id=district_id, source=source, run_id=run.id)
-    changed = queries.set_staged_enabled(session, run_id=run.id, ids=ids, enabled=enabled)
-    records = queries.staged_statistics(session, run_id=run.id)["records"]
+    queries.stage_current_roster(
+        session, district_id=district_id, source=source, run_id=stored_id(run)
+    )
+    changed = queries.set_staged_enabled(session, run_id=stored_id(run), ids=ids, enabled=enabled)
+    records = queries.staged_statistics(session, run_id=stored_id(run))["records"]
     outcome = settle_run(
-        session, run_id=run.id, action=action, actor=actor, now=now, guard=guard, records=records
+        session,
+        run_id=stored_id(run),
+        action=action,
+        actor=actor,
+        now=now,
+        guard=guard,
+        records=records,
     )
     return changed, outcome
 
@@ -355,9 +371,9 @@ def reap_stale_runs(
             .where(last_sign < cutoff)
             .values(status=FAILED)
         )
-        if claimed.rowcount != 1:
+        if affected_rows(claimed) != 1:
             continue
-        run = session.get(RosterSyncRun, run_id)
+        run = get_existing(session, RosterSyncRun, run_id)  # claimed just above
         session.refresh(run)
         last = run.heartbeat_at or run.started_at
         message = (
@@ -400,7 +416,7 @@ def _supersede_older_held(session: Session, run: RosterSyncRun, *, now: datetime
         older.status = SUPERSEDED
         older.error = f"Superseded by sync run {run.id} ({run.status})."
         older.finished_at = older.finished_at or now
-        queries.discard_staging(session, run_id=older.id)
+        queries.discard_staging(session, run_id=stored_id(older))
 
 
 def _supersede(
@@ -416,7 +432,7 @@ def _supersede(
     run.status = SUPERSEDED
     run.finished_at = now
     run.error = f"Superseded by sync run {newer.id} ({newer.status})."
-    queries.discard_staging(session, run_id=run.id)
+    queries.discard_staging(session, run_id=stored_id(run))
     message = (
         f"Sync run {run.id} of {run.source!r} was superseded by the newer sync run {newer.id} "
         f"({newer.status}); nothing of it was applied."
@@ -485,7 +501,7 @@ def _apply(
     run.error = None
     _supersede_older_held(session, run, now=now)
     queries.swap_in_staged_roster(
-        session, district_id=run.district_id, source=run.source, run_id=run.id
+        session, district_id=run.district_id, source=run.source, run_id=stored_id(run)
     )
     after = refresh_usage(session, district_id=run.district_id, now=now)
     reevaluate_alerts(
@@ -501,7 +517,7 @@ def _apply(
 
 
 def _fail(session: Session, run: RosterSyncRun, message: str, *, actor: str, now: datetime) -> None:
-    queries.discard_staging(session, run_id=run.id)
+    queries.discard_staging(session, run_id=stored_id(run))
     run.status = FAILED
     run.finished_at = now
     run.error = message[:4000]

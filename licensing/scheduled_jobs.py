@@ -15,6 +15,7 @@ from anyio import to_thread
 from sqlmodel import select
 
 from db.models import District
+from db.session import stored_id
 from licensing.scheduler import (
     ALERTS_EVERY,
     ROSTER_CLEANUP_EVERY,
@@ -40,7 +41,7 @@ class ServiceJobs:
     def job_specs(self) -> list[JobSpec]:
         settings = self.service.settings
         with self.service.database.read() as session:
-            districts = [(row.id, row.slug) for row in session.exec(select(District)).all()]
+            districts = [(stored_id(row), row.slug) for row in session.exec(select(District)).all()]
         specs = [
             JobSpec("notifications", "notifications", None, timedelta(0), self._notifications),
             JobSpec(

@@ -27,7 +27,7 @@ from sqlmodel import Session, col, select
 
 from db.models import ScheduledJob
 from db.outage import is_database_unavailable
-from db.session import Database
+from db.session import Database, affected_rows
 from licensing.problems import internal_error_text
 
 logger = logging.getLogger("licensing.scheduler")
@@ -199,7 +199,7 @@ class Scheduler:
                 )
                 .values(lease_holder=self.holder, lease_expires_at=now + LEASE, last_started_at=now)
             )
-            return result.rowcount == 1
+            return affected_rows(result) == 1
 
     def _finish(self, spec: JobSpec, outcome: JobOutcome) -> None:
         now = self.clock()
@@ -238,7 +238,7 @@ class JobState:
     consecutive_failures: int
 
 
-def district_jobs(database, district_id: int) -> list[JobState]:  # type: ignore[no-untyped-def]
+def district_jobs(database, district_id: int) -> list[JobState]:
     with database.read() as session:
         rows = session.exec(
             select(ScheduledJob)

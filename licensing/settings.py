@@ -11,7 +11,7 @@ import binascii
 import os
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -73,7 +73,7 @@ class WebhookConfig(BaseModel):
         description="Shared secret the HMAC-SHA256 signature is made with (16 characters or more).",
     )
     events: list[WebhookEvent] = Field(
-        default_factory=lambda: ["alert_raised", "alert_resolved"],
+        default_factory=lambda: list(get_args(WebhookEvent)),
         description="Which notifications this endpoint receives.",
     )
 

@@ -24,7 +24,7 @@ from sqlalchemy import delete
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
-from db.models import FailedSignIn
+from db.models import FailedSignIn, table_of
 from db.session import Database
 from licensing.error_codes import ErrorCode
 from licensing.settings import SignInSettings
@@ -56,7 +56,7 @@ def seconds_until(now: datetime, then: datetime) -> int:
 
 def count_failure(session: Session, *, address: str, window: FailureWindow) -> int:
     """Add one failure for ``address`` in ``window``; the address's failures in it so far."""
-    table = FailedSignIn.__table__
+    table = table_of(FailedSignIn)
     # Earlier windows no longer count for anyone.
     session.execute(delete(table).where(table.c.window_start < window.start))
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
@@ -67,7 +67,10 @@ def count_failure(session: Session, *, address: str, window: FailureWindow) -> i
             set_={"failures": table.c.failures + 1},
         )
     )
-    return session.get(FailedSignIn, (address, window.start), populate_existing=True).failures
+    counted = session.get(FailedSignIn, (address, window.start), populate_existing=True)
+    if counted is None:  # the upsert above wrote this row in the same transaction
+        raise LookupError("the failed sign-in row just written is missing")
+    return counted.failures
 
 
 class FailedSignIns:

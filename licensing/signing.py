@@ -178,19 +178,17 @@ def _printable(value: str) -> str:
     return value
 
 
-def _text(model: type[SQLModel], field: str, *, min_length: int = 1) -> Any:
-    """Text that fits the column ``model.field``, without control characters."""
-    return Annotated[
-        str,
-        StringConstraints(min_length=min_length, max_length=text_length(model, field)),
-        AfterValidator(_printable),
-    ]
+def _fits(model: type[SQLModel], field: str, *, min_length: int = 1) -> StringConstraints:
+    """Text that fits the column ``model.field``."""
+    return StringConstraints(min_length=min_length, max_length=text_length(model, field))
 
 
-LicenseId = _text(License, "license_id")
-DistrictSlug = _text(District, "slug")
-LicensedTo = _text(License, "licensed_to")
-LegalEntityName = _text(License, "legal_entity_name", min_length=0)
+# Each is text that fits its column, without control characters.
+_PRINTABLE = AfterValidator(_printable)
+LicenseId = Annotated[str, _fits(License, "license_id"), _PRINTABLE]
+DistrictSlug = Annotated[str, _fits(District, "slug"), _PRINTABLE]
+LicensedTo = Annotated[str, _fits(License, "licensed_to"), _PRINTABLE]
+LegalEntityName = Annotated[str, _fits(License, "legal_entity_name", min_length=0), _PRINTABLE]
 Seats = Annotated[int, Field(ge=0, le=integer_maximum(License, "total"))]
 Allowance = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 

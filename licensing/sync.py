@@ -21,7 +21,7 @@ from anyio import to_thread
 from sqlalchemy.exc import IntegrityError
 
 from db.models import District
-from db.session import Database
+from db.session import Database, stored_id
 from licensing import roster_changes
 from licensing.districts import district_ref
 from licensing.error_codes import ErrorCode
@@ -159,7 +159,7 @@ class RosterSync:
             run = roster_changes.start_run(
                 session, district_id=district_id, source=source, kind=kind, actor=actor, now=now
             )
-            return run.id
+            return stored_id(run)
 
     def _normalize_batch(self, batch: list[Any], tally: _Tally) -> list[dict[str, Any]]:
         rows = []

@@ -9,10 +9,10 @@ from datetime import datetime
 from enum import StrEnum
 
 from sqlalchemy import bindparam, update
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from db.models import ApiToken, DashboardSession, District
-from db.session import Database
+from db.session import Database, stored_id
 from licensing.audit import record_event
 
 TOKEN_PREFIX = "m1t1_"
@@ -74,7 +74,7 @@ def create_token(
         raise ValueError("A token needs at least one permission.")
     secret = TOKEN_PREFIX + secrets.token_urlsafe(TOKEN_RANDOM_BYTES)
     token = ApiToken(
-        district_id=district.id,
+        district_id=stored_id(district),
         name=name,
         token_hash=hash_token(secret),
         token_prefix=secret[: len(TOKEN_PREFIX) + 6],
@@ -89,8 +89,8 @@ def create_token(
 # Built once: every request signs in.
 _SIGNED_IN = (
     select(ApiToken, District.slug)
-    .join(District, District.id == ApiToken.district_id)
-    .where(ApiToken.token_hash == bindparam("token_hash"), ApiToken.revoked_at.is_(None))
+    .join(District, col(District.id) == ApiToken.district_id)
+    .where(ApiToken.token_hash == bindparam("token_hash"), col(ApiToken.revoked_at).is_(None))
 )
 
 
@@ -111,7 +111,7 @@ def token_principal(token: ApiToken, district_slug: str) -> Principal:
     for permission in list(granted):
         granted |= IMPLIED_PERMISSIONS.get(permission, set())
     return Principal(
-        token_id=token.id,
+        token_id=stored_id(token),
         token_name=token.name,
         district_id=token.district_id,
         district_slug=district_slug,
@@ -121,11 +121,11 @@ def token_principal(token: ApiToken, district_slug: str) -> Principal:
 
 def list_tokens(session: Session, *, district_id: int) -> list[TokenListing]:
     tokens = session.exec(
-        select(ApiToken).where(ApiToken.district_id == district_id).order_by(ApiToken.id)
+        select(ApiToken).where(ApiToken.district_id == district_id).order_by(col(ApiToken.id))
     ).all()
     return [
         TokenListing(
-            id=token.id,
+            id=stored_id(token),
             name=token.name,
             prefix=token.token_prefix,
             permissions=token.permissions.split(","),
@@ -145,7 +145,9 @@ def revoke_token(session: Session, *, district_id: int, token_id: int, now: date
     # Its Licensing tab sessions end with it (sign-in also checks the token, so they stop at once).
     session.execute(
         update(DashboardSession)
-        .where(DashboardSession.token_id == token_id, DashboardSession.revoked_at.is_(None))
+        .where(
+            col(DashboardSession.token_id) == token_id, col(DashboardSession.revoked_at).is_(None)
+        )
         .values(revoked_at=now)
     )
     return True
@@ -178,7 +180,7 @@ def issue_token(
             now=now,
             new={"id": token.id, "name": token.name, "permissions": token.permissions},
         )
-        return token.id, secret
+        return stored_id(token), secret
 
 
 def withdraw_token(

@@ -34,7 +34,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, or_, select
 
 from db.models import District, WebhookDelivery
-from db.session import Database
+from db.session import Database, stored_id
 from licensing.settings import DistrictConfig, Settings
 from plugins.http import create_client
 from plugins.records import AlertNotice, DistrictRef
@@ -288,7 +288,7 @@ def _claim_due(database: Database, settings: Settings, now: datetime, batch: int
             row.next_attempt_at = claim_until
             claimed.append(
                 _Claimed(
-                    id=row.id,
+                    id=stored_id(row),
                     district_slug=slug,
                     endpoint=row.endpoint,
                     event=row.event,
@@ -411,7 +411,7 @@ def delivery_log(
     rows = session.exec(query.order_by(col(WebhookDelivery.id).desc()).limit(limit)).all()
     return [
         WebhookDeliveryRecord(
-            id=row.id,
+            id=stored_id(row),
             endpoint=row.endpoint,
             event=row.event,
             idempotency_key=row.idempotency_key,

@@ -35,6 +35,7 @@ def register_roster_sources(host: PluginHost, settings: HostSettings) -> list[Ro
     when the plugin manager first lists the roster sources. When two plugins offer a source of the same name, the one called first wins:
     built-in plugins are called last, so a third-party plugin can replace a built-in source.
     """
+    raise NotImplementedError  # a hookspec: pluggy reads only its signature and docstring
 
 
 @hookspec
@@ -44,6 +45,7 @@ def register_license_sources(host: PluginHost, settings: HostSettings) -> list[L
     Receives ``host``, the ``PluginHost``, and ``settings``, the service's settings. Called once,
     when the plugin manager first lists the license sources. Names resolve as for ``register_roster_sources``.
     """
+    raise NotImplementedError  # a hookspec: pluggy reads only its signature and docstring
 
 
 @hookspec

@@ -18,6 +18,7 @@ from app import observability
 from app.runtime import build_service
 from db import migrate
 from db.models import District
+from db.session import stored_id
 from licensing.config_check import configuration_file, source_problems
 from licensing.service import LicensingService
 from licensing.settings import ConfigurationError, Settings, load_settings
@@ -87,4 +88,4 @@ def district_id(built: LicensingService, slug: str) -> int:
         raise fail(
             f"There is no district {slug!r}. (The demo district is created by `licensing demo`.)"
         )
-    return district.id
+    return stored_id(district)

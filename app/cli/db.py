@@ -8,6 +8,7 @@ from sqlmodel import select
 from app.cli.common import say, service
 from db import migrate
 from db.models import District
+from db.session import stored_id
 from licensing.roster import usage_mismatch
 
 db_cli = typer.Typer(help="Database schema and consistency.", no_args_is_help=True)
@@ -27,7 +28,7 @@ def db_check() -> None:
     with built.database.read() as session:
         districts = session.exec(select(District)).all()
         problems = {
-            district.slug: usage_mismatch(session, district_id=district.id)
+            district.slug: usage_mismatch(session, district_id=stored_id(district))
             for district in districts
         }
     bad = {slug: mismatch for slug, mismatch in problems.items() if mismatch}

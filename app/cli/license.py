@@ -53,7 +53,7 @@ def license_issue(
         legal_entity_name=held.legal_entity_name if held else snapshot.district.legal_entity_name,
         total=seats,
         created_on=held.created_on if held else built.clock().date(),
-        expires_on=expires_on or held.expires_on,
+        expires_on=expires_on or held.expires_on,  # type: ignore[union-attr]  # refused above when both are missing
         deactivated=deactivated,
         overage_allowance=held.overage_allowance if held else 0.0,
         issued_at=built.clock(),

@@ -10,6 +10,7 @@ import typer
 
 from app.cli.common import COMMAND_LINE, DistrictOption, district_id, fail, say, service
 from db.models import District
+from db.session import get_existing
 from licensing.districts import district_ref
 from licensing.problems import internal_error_text
 from licensing.roster import collect_records
@@ -40,7 +41,7 @@ def roster_import(
     except LookupError as error:
         raise fail(str(error)) from None
     with built.database.read() as session:
-        row = session.get(District, target)
+        row = get_existing(session, District, target)
     try:
         records = asyncio.run(
             collect_records(

@@ -12,6 +12,7 @@ from sqlmodel import select
 
 from app.cli.common import COMMAND_LINE, DistrictOption, district_id, fail, say, service
 from db.models import District
+from db.session import stored_id
 from licensing.service import LicensingService
 from licensing.sync import SyncOutcome
 
@@ -62,7 +63,7 @@ def _districts(built: LicensingService, slug: str | None) -> list[tuple[int, str
         query = select(District).order_by(District.slug)
         if slug:
             query = query.where(District.slug == slug)
-        targets = [(row.id, row.slug) for row in session.exec(query).all()]
+        targets = [(stored_id(row), row.slug) for row in session.exec(query).all()]
     if slug and not targets:
         raise fail(f"There is no district {slug!r}.")
     return targets

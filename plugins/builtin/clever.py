@@ -28,7 +28,7 @@ import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import anyio
@@ -136,7 +136,7 @@ class CleverOptions(SourceOptions):
 class CleverSource:
     name = "clever"
     description = "Students the district shares through Clever (Data API v3.0)."
-    options_model = CleverOptions
+    options_model: ClassVar[type[SourceOptions]] = CleverOptions
 
     def __init__(self, host: PluginHost) -> None:
         self.host = host
@@ -300,6 +300,11 @@ class _BadRecord(Exception):
         self.message = message
 
 
+def _object(value: Any) -> dict[str, Any]:
+    """``value`` when it is a JSON object, else an empty one: Clever leaves out what it lacks."""
+    return value if isinstance(value, dict) else {}
+
+
 def _record(item: Any, key_fields: Sequence[str]) -> StudentRecord:
     """One element of ``data``: ``{"data": <user>, "uri": ...}`` with the user's ``roles``."""
     user = item.get("data") if isinstance(item, dict) else None
@@ -308,19 +313,19 @@ def _record(item: Any, key_fields: Sequence[str]) -> StudentRecord:
     source_id = _text(user.get("id"))
     if not source_id:
         raise _BadRecord("id", "the user has no id")
-    roles = user.get("roles") if isinstance(user.get("roles"), dict) else {}
+    roles = _object(user.get("roles"))
     student = roles.get("student")
     if isinstance(student, dict):
         role, details = "student", student
     else:
         word = next(iter(roles), None)
         role = ROLE_WORDS.get(word, word) if word else "student"
-        details = roles.get(word) if word and isinstance(roles.get(word), dict) else {}
-    name = user.get("name") if isinstance(user.get("name"), dict) else {}
-    schools = [_text(school) for school in details.get("schools") or ()]
+        details = _object(roles.get(word)) if word else {}
+    name = _object(user.get("name"))
+    listed_schools = [_text(school) for school in details.get("schools") or ()]
     primary_school = _text(details.get("school"))
-    schools = list(dict.fromkeys(school for school in [primary_school, *schools] if school))
-    credentials = details.get("credentials") if isinstance(details.get("credentials"), dict) else {}
+    schools = list(dict.fromkeys(school for school in [primary_school, *listed_schools] if school))
+    credentials = _object(details.get("credentials"))
     year = _text(details.get("graduation_year"))
     return StudentRecord(
         source_id=source_id,

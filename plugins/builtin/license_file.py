@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from manage1to1_plugins import (
     DamagedLicenseError,
@@ -33,7 +33,7 @@ class LicenseFileOptions(SourceOptions):
 class LicenseFileSource:
     name = "license_file"
     description = "A signed license file on this server's disk."
-    options_model = LicenseFileOptions
+    options_model: ClassVar[type[SourceOptions]] = LicenseFileOptions
 
     def __init__(self, host: PluginHost) -> None:
         self.host = host

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from datetime import timedelta
 from http import HTTPStatus
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit
 
 import httpx
@@ -79,7 +79,7 @@ class LicensingServerOptions(SourceOptions):
 class LicensingServerSource:
     name = NAME
     description = "Manage1to1's licensing server: the district's signed license, fetched live."
-    options_model = LicensingServerOptions
+    options_model: ClassVar[type[SourceOptions]] = LicensingServerOptions
 
     def __init__(self, host: PluginHost) -> None:
         self.host = host

@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from manage1to1_plugins import (
     DistrictRef,
@@ -59,7 +59,7 @@ class LocalRosterOptions(SourceOptions):
 class LocalRosterSource:
     name = "local"
     description = "Students and staff kept in this service's database, imported from CSV."
-    options_model = LocalRosterOptions
+    options_model: ClassVar[type[SourceOptions]] = LocalRosterOptions
     columns = COLUMNS
 
     def __init__(self, host: PluginHost) -> None:

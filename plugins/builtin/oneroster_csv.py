@@ -52,7 +52,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, ClassVar
 
 from manage1to1_plugins import (
     DistrictRef,
@@ -188,7 +188,7 @@ class OneRosterCsvOptions(SourceOptions):
 class OneRosterCsvSource:
     name = "oneroster_csv"
     description = "Students and staff from an IMS OneRoster 1.1 or 1.2 CSV bundle (zip or folder)."
-    options_model = OneRosterCsvOptions
+    options_model: ClassVar[type[SourceOptions]] = OneRosterCsvOptions
 
     def __init__(self, host: PluginHost) -> None:
         self.host = host

@@ -210,7 +210,7 @@ class OneRosterRestOptions(SourceOptions):
 class OneRosterRestSource:
     name = "oneroster_rest"
     description = "Students from the SIS's OneRoster 1.2 or 1.1 REST API."
-    options_model = OneRosterRestOptions
+    options_model: ClassVar[type[SourceOptions]] = OneRosterRestOptions
 
     def __init__(self, host: PluginHost) -> None:
         self.host = host
@@ -303,7 +303,7 @@ class _Sync:
     ) -> tuple[list[Any], int | None]:
         url = f"{self.config.base_url}{path}"
         where = f"{url} (offset {offset})"
-        params = {"limit": limit, "offset": offset, "sort": "sourcedId"}
+        params: dict[str, str | int] = {"limit": limit, "offset": offset, "sort": "sourcedId"}
         renewed = False
         while True:
             headers = {}
@@ -551,14 +551,14 @@ class _ClientCredentials:
                 "Nothing was changed."
             ) from None
         body = _json_or_none(response)
-        error = body.get("error") if isinstance(body, dict) else None
-        if response.status_code != 200 or error:
-            reason = f"HTTP {response.status_code}" + (f", {error}" if error else "")
-            if response.status_code == 401 or error == "invalid_client":
+        refusal = body.get("error") if isinstance(body, dict) else None
+        if response.status_code != 200 or refusal:
+            reason = f"HTTP {response.status_code}" + (f", {refusal}" if refusal else "")
+            if response.status_code == 401 or refusal == "invalid_client":
                 advice = "refused the client id and secret: check client_id and client_secret"
-            elif error == "invalid_scope":
+            elif refusal == "invalid_scope":
                 advice = f"refused the scope {config.scope!r}: check option scope"
-            elif error == "unauthorized_client":
+            elif refusal == "unauthorized_client":
                 advice = "does not let this client use the client-credentials grant"
             else:
                 advice = "did not issue a token"
@@ -599,7 +599,8 @@ def _sign_hmac_sha256(client: ClientAuth, request: Any) -> str:
 class _OneRosterOAuth1(ClientAuth):
     """authlib's OAuth 1.0a client signing, with HMAC-SHA256 added (authlib ships HMAC-SHA1)."""
 
-    SIGNATURE_METHODS: ClassVar[dict[str, Any]] = {
+    # authlib reads this from the class; types-authlib declares it per instance.
+    SIGNATURE_METHODS: ClassVar[dict[str, Any]] = {  # type: ignore[misc]
         **ClientAuth.SIGNATURE_METHODS,
         "HMAC-SHA256": _sign_hmac_sha256,
     }

@@ -10,9 +10,11 @@ calculated query cost and GitHub's node limit (docs/limits.md explains it to int
 - a connection (a field taking ``first``) costs 1 plus its fields, its ``edges`` holding ``first``
   items (the page size's maximum when ``first`` asks for more); an edge costs only its fields
   (its ``node`` is the object), so a page costs about a point a row;
+- a list of cheap stored rows (``ListSize.items_per_point``, e.g. ``auditLog``, ``usageHistory``)
+  counts a point per so many items, rounded up, in place of a point per item;
 - ``__typename`` costs nothing and introspection (``__schema``, ``__type``) 1.
 
-Calibration: a point stands for about ``POINT_MILLISECONDS`` of server time, and the costs are
+Calibration: a point stands for about ``POINT_MILLISECONDS`` of time as a client sees it, and the costs are
 chosen so that this holds across operations (bench/neighbour.py measures points per millisecond
 for each; docs/limits.md shows the figures). Two kinds of work do not grow with what a query
 returns, and are charged on top:
@@ -80,12 +82,16 @@ from licensing.report import MAX_PAGE_SIZE
 from licensing.rules import AlertKind
 
 QUERY_TOO_COSTLY = ErrorCode.QUERY_TOO_COSTLY
-# Measured on SQLite (bench/neighbour.py): the dashboard query's 10 points take about 1 ms in the
-# server, a page of 100 rows (101 points) about 10 ms.
-POINT_MILLISECONDS = 0.1
-# countReview reads every roster record of the district: about 14 microseconds a student on
-# SQLite (2.8 s at 200,000), so a point per 7 students.
-STUDENTS_PER_POINT = 7
+# Measured on SQLite (bench/neighbour.py, as the client sees it, HTTP included): the dashboard
+# query's 9 points take about 10 ms, a page of 100 students (101 points) about 120 ms.
+POINT_MILLISECONDS = 1.0
+# countReview reads every roster record of the district: about 0.95 s at 200,000 students on
+# SQLite, so a point per 25 students (8,000 points: charged several times its time, as a full
+# bucket's worth is the point of the charge).
+STUDENTS_PER_POINT = 25
+# A page of 100 audit entries or 800 days of usage history takes about as long as the dashboard
+# (each row is one narrow stored record): a point per 10 of them, rounded up.
+CHEAP_ROWS_PER_POINT = 10
 ROSTER_SCANS = frozenset({"Query.countReview"})
 # Validation compares each pair of different selections with one response name: about 16
 # microseconds a pair, so a point per 5 (graph/limits.py refuses more than max_field_merges).
@@ -111,6 +117,8 @@ class ListSize:
     # A Boolean argument that, when true, adds `flag_adds` items.
     flag: str | None = None
     flag_adds: int = 0
+    # Cheap rows are counted a point per this many, rounded up (1: a point each).
+    items_per_point: int = 1
 
     def items(self, arguments: Mapping[str, object]) -> int:
         count = self.maximum
@@ -122,13 +130,21 @@ class ListSize:
             count += self.flag_adds
         return count
 
+    def charged_items(self, arguments: Mapping[str, object]) -> int:
+        """How many items the cost counts: ``items``, a point per ``items_per_point``."""
+        return -(-self.items(arguments) // self.items_per_point)
+
 
 # By schema coordinate ("Type.field"). Every list of objects and every connection in the schema
 # is here or falls to DEFAULT_LIST_SIZE (tests/api/test_query_cost.py checks the connections).
 LIST_SIZES: dict[str, ListSize] = {
     "Query.activeStudents": ListSize(maximum=MAX_PAGE_SIZE, argument="first"),
-    "Query.auditLog": ListSize(maximum=MAX_AUDIT_PAGE, argument="first"),
-    "Query.usageHistory": ListSize(maximum=MAX_HISTORY_DAYS, argument="days"),
+    "Query.auditLog": ListSize(
+        maximum=MAX_AUDIT_PAGE, argument="first", items_per_point=CHEAP_ROWS_PER_POINT
+    ),
+    "Query.usageHistory": ListSize(
+        maximum=MAX_HISTORY_DAYS, argument="days", items_per_point=CHEAP_ROWS_PER_POINT
+    ),
     # One open alert of each kind at most, and the resolved ones when asked for.
     "Query.alerts": ListSize(
         maximum=len(AlertKind), flag="includeResolved", flag_adds=RESOLVED_ALERTS_SHOWN
@@ -280,7 +296,7 @@ class _CostWalk:
         if coordinate in ROSTER_SCANS:
             self.roster_scans += 1
         size = LIST_SIZES.get(coordinate)
-        items = size.items(self.arguments(node, definition)) if size else None
+        items = size.charged_items(self.arguments(node, definition)) if size else None
         if is_list_type(get_nullable_type(definition.type)):
             # A connection's page (its `edges`) holds `first` items; an edge only wraps its node,
             # so it costs what its fields cost and a page costs about a point a row.

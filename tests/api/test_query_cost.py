@@ -21,6 +21,7 @@ from graphql import (
 )
 
 from graph.cost import (
+    CHEAP_ROWS_PER_POINT,
     DEFAULT_LIST_SIZE,
     INTROSPECTION_COST,
     LIST_SIZES,
@@ -60,9 +61,9 @@ async def cost_of(client, token: str, query: str, variables: dict[str, Any] | No
 
 
 def audit_page_cost(rows: int) -> int:
-    """The connection and its pageInfo are one object each; every row is a node (an edge only
-    wraps it)."""
-    return 1 + rows + 1
+    """The connection and its pageInfo are one object each; audit entries are cheap rows, a node
+    (an edge only wraps it) per CHEAP_ROWS_PER_POINT rows, rounded up."""
+    return 1 + -(-rows // CHEAP_ROWS_PER_POINT) + 1
 
 
 # --- Counting -----------------------------------------------------------------------------------
@@ -104,7 +105,7 @@ async def test_first_given_in_the_document_a_variable_or_its_default_costs_the_s
 async def test_without_first_a_connection_costs_its_default_page(client, token):
     cost = await cost_of(client, token, "{ auditLog { edges { node { id } } } }")
 
-    assert cost == 1 + 50  # auditLog's `first` defaults to 50
+    assert cost == 1 + 50 // CHEAP_ROWS_PER_POINT  # auditLog's `first` defaults to 50
 
 
 async def test_first_beyond_the_largest_page_costs_the_largest_page(client, token):
@@ -117,14 +118,14 @@ async def test_first_beyond_the_largest_page_costs_the_largest_page(client, toke
     assert body["errors"][0]["extensions"]["code"] == "INVALID_ARGUMENT"  # refused as ever
 
 
-async def test_usage_history_costs_a_point_a_day(client, token):
+async def test_usage_history_costs_a_point_per_ten_days_rounded_up(client, token):
     thirty = await cost_of(client, token, "{ usageHistory(days: 30) { day activeStudents } }")
     all_kept = await cost_of(
         client, token, f"{{ usageHistory(days: {MAX_HISTORY_DAYS}) {{ day activeStudents }} }}"
     )
 
-    assert thirty == 30
-    assert all_kept == MAX_HISTORY_DAYS
+    assert thirty == 30 // CHEAP_ROWS_PER_POINT
+    assert all_kept == -(-MAX_HISTORY_DAYS // CHEAP_ROWS_PER_POINT)
 
 
 async def test_resolved_alerts_cost_more_only_when_asked_for(client, token):
@@ -328,3 +329,17 @@ async def test_the_worked_example_in_the_docs_costs_what_the_docs_say(client, to
     cost = await cost_of(client, token, example, {"after": None})
 
     assert cost == int(stated.group(1))
+
+
+async def test_the_largest_audit_page_and_all_usage_history_fit_in_one_query(
+    client, token, settings
+):
+    """Cheap rows are charged a fraction of a point each, so the biggest page of each is one
+    query's worth with room to spare (and not ten queries' worth of points, as a row each was)."""
+    audit = await cost_of(client, token, AUDIT_PAGE, {"first": MAX_AUDIT_PAGE})
+    history = await cost_of(
+        client, token, f"{{ usageHistory(days: {MAX_HISTORY_DAYS}) {{ day activeStudents }} }}"
+    )
+
+    assert audit < MAX_AUDIT_PAGE and history < MAX_HISTORY_DAYS
+    assert audit + history <= settings.graphql.max_query_cost

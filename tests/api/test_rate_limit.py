@@ -13,6 +13,7 @@ from websockets.asyncio.client import connect
 
 from app.factory import create_app
 from app.reports import REPORT_DOWNLOAD_COST, REPORT_PATH
+from graph.cost import CHEAP_ROWS_PER_POINT
 from graph.rate_limit import RATE_LIMITED, TokenBudgets
 from licensing.history import MAX_HISTORY_DAYS
 from tests.fakes.serve import serve
@@ -21,8 +22,18 @@ from tests.utils.graphql import graphql
 pytestmark = pytest.mark.anyio
 
 DASHBOARD = "{ license { display } usage { activeStudents } alerts { kind } }"
-# Costs a point a day: the most expensive single field, to spend a budget in few requests.
-HISTORY = f"{{ usageHistory(days: {MAX_HISTORY_DAYS}) {{ day }} }}"
+# The most days of usageHistory, ten times over: a costly query (within the maximum per query),
+# to spend a budget in few requests.
+HISTORY_COPIES = 10
+HISTORY = (
+    "{ "
+    + " ".join(
+        f"h{copy}: usageHistory(days: {MAX_HISTORY_DAYS}) {{ day }}"
+        for copy in range(HISTORY_COPIES)
+    )
+    + " }"
+)
+HISTORY_COST = HISTORY_COPIES * -(-MAX_HISTORY_DAYS // CHEAP_ROWS_PER_POINT)
 TAB = {"X-Requested-With": "licensing-tab"}
 
 
@@ -40,18 +51,19 @@ async def budget_after(client, token: str | None, query: str = DASHBOARD) -> dic
 
 async def spend_all(client, token: str, settings) -> None:
     """Send the costliest query until the next one cannot be paid."""
-    for _ in range(settings.rate_limit.bucket_size // MAX_HISTORY_DAYS):
+    for _ in range(settings.rate_limit.bucket_size // HISTORY_COST):
         await budget_after(client, token, HISTORY)
 
 
 async def spend_down_to(client, token: str, settings, points: int) -> None:
-    """Spend the budget until exactly ``points`` are left (a point a day of usageHistory)."""
+    """Spend the budget until exactly ``points`` are left (a page of n students costs 1 + n)."""
     await spend_all(client, token, settings)
     left = await budget_after(client, token, "{ license { display } }")
-    days = left["remaining"] - points
-    assert days >= 0
-    if days:
-        left = await budget_after(client, token, f"{{ usageHistory(days: {days}) {{ day }} }}")
+    assert left["remaining"] >= points
+    while left["remaining"] > points:
+        rows = min(left["remaining"] - points, 101) - 1
+        page = f"{{ activeStudents(first: {rows}) {{ edges {{ node {{ sourceId }} }} }} }}"
+        left = await budget_after(client, token, page if rows else "{ license { display } }")
     assert left["remaining"] == points
 
 
@@ -115,7 +127,7 @@ async def test_a_spent_budget_is_refused_with_429_and_retry_after(
 
     retry_after = assert_rate_limited(response)
     restore_rate = settings.rate_limit.restore_rate
-    assert retry_after == math.ceil((MAX_HISTORY_DAYS - left["remaining"]) / restore_rate)
+    assert retry_after == math.ceil((HISTORY_COST - left["remaining"]) / restore_rate)
     assert response.json()["data"] is None
     assert response.json()["extensions"]["cost"]["remaining"] == left["remaining"]
 
@@ -187,7 +199,7 @@ async def test_each_token_has_its_own_budget(client, district, settings):
 
     other = await budget_after(client, district.manager_token, HISTORY)
 
-    assert other["remaining"] == settings.rate_limit.bucket_size - MAX_HISTORY_DAYS
+    assert other["remaining"] == settings.rate_limit.bucket_size - HISTORY_COST
 
 
 async def test_the_tab_session_and_the_report_download_draw_from_the_tokens_budget(
@@ -228,12 +240,12 @@ async def test_turned_off_nothing_is_refused_and_no_budget_is_shown(
     service.settings.rate_limit.enabled = False
 
     async with client_factory(service) as client:
-        for _ in range(3 * settings.rate_limit.bucket_size // MAX_HISTORY_DAYS):
+        for _ in range(3 * settings.rate_limit.bucket_size // HISTORY_COST):
             cost = await budget_after(client, district.viewer_token, HISTORY)
         response = await graphql(client, district.viewer_token, HISTORY)
 
     assert response.status_code == 200
-    assert cost == {"requested": MAX_HISTORY_DAYS, "maximum": settings.graphql.max_query_cost}
+    assert cost == {"requested": HISTORY_COST, "maximum": settings.graphql.max_query_cost}
     assert "RateLimit" not in response.headers
 
 

@@ -33,6 +33,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -52,6 +53,11 @@ from licensing.districts import create_district  # noqa: E402
 from licensing.roster import refresh_usage  # noqa: E402
 from licensing.settings import Settings  # noqa: E402
 from licensing.tokens import Permission, create_token  # noqa: E402
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from licensing.service import LicensingService
 
 SLUG = "bench"
 # The seats leave 20 licenses remaining at any size, under the default threshold of 50: the
@@ -137,25 +143,29 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def build_database(data_dir: Path, students: int) -> str:
-    """The benchmark district under ``data_dir``; returns a MANAGE_SETTINGS token's secret."""
-    settings = Settings(data_dir=data_dir, scheduler_enabled=False)
-    service = build_service(settings, upgrade_schema=True)
+def add_bench_district(
+    service: LicensingService,
+    private_key: Ed25519PrivateKey,
+    *,
+    slug: str,
+    students: int,
+    headroom: int,
+) -> int:
+    """A district of ``students`` active students (plus staff and graduates) with a signed
+    license of ``students + headroom`` seats, its alerts raised; returns its id."""
     now = service.clock()
-    private_key = signing.generate_signing_key(
-        data_dir / "bench-signing-key.pem", settings.trusted_keys_dir / "bench.pub"
-    )
+    name = f"{slug.title()} District"
     issue_license_file(
-        settings,
+        service.settings,
         private_key=private_key,
-        district_slug=SLUG,
+        district_slug=slug,
         key_id="bench",
         terms=signing.LicenseTerms(
-            license_id="M1T1-BENCH-0001",
-            district=SLUG,
-            licensed_to="Benchmark District",
+            license_id=f"M1T1-{slug.upper()}-0001",
+            district=slug,
+            licensed_to=name,
             legal_entity_name=None,
-            total=students + HEADROOM,
+            total=students + headroom,
             created_on=date(2025, 7, 1),
             expires_on=now.astimezone(UTC).date() + timedelta(days=300),
             deactivated=False,
@@ -165,7 +175,7 @@ def build_database(data_dir: Path, students: int) -> str:
     )
     with service.database.write() as session:
         district_id = create_district(
-            session, slug=SLUG, official_name="Benchmark District", time_zone="UTC", now=now
+            session, slug=slug, official_name=name, time_zone="UTC", now=now
         ).id
         queries.replace_roster_rows(
             session, district_id=district_id, source="sis", rows=roster_rows(district_id, students)
@@ -177,6 +187,18 @@ def build_database(data_dir: Path, students: int) -> str:
     if outcome.problem is not None:
         raise SystemExit(f"The benchmark license was refused: {outcome.problem.message}")
     service.read_district_state(district_id)  # raises the district's alerts
+    return district_id
+
+
+def build_database(data_dir: Path, students: int) -> str:
+    """The benchmark district under ``data_dir``; returns a MANAGE_SETTINGS token's secret."""
+    settings = Settings(data_dir=data_dir, scheduler_enabled=False)
+    service = build_service(settings, upgrade_schema=True)
+    now = service.clock()
+    private_key = signing.generate_signing_key(
+        data_dir / "bench-signing-key.pem", settings.trusted_keys_dir / "bench.pub"
+    )
+    add_bench_district(service, private_key, slug=SLUG, students=students, headroom=HEADROOM)
     with service.database.write() as session:
         district = session.exec(select(District).where(District.slug == SLUG)).one()
         _token, secret = create_token(

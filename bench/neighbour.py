@@ -37,7 +37,6 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, timedelta
 from pathlib import Path
 
 import httpx
@@ -48,16 +47,16 @@ sys.path.insert(0, str(REPOSITORY))
 from sqlmodel import select  # noqa: E402
 from websockets.asyncio.client import connect  # noqa: E402
 
-from app.demo import issue_license_file  # noqa: E402
 from app.runtime import build_service  # noqa: E402
-from bench.dashboard import DASHBOARD_QUERY, free_port, running_server  # noqa: E402
-from bench.report_export import roster_rows  # noqa: E402
+from bench.dashboard import (  # noqa: E402
+    DASHBOARD_QUERY,
+    add_bench_district,
+    free_port,
+    running_server,
+)
 from bench.tables import markdown_table, show  # noqa: E402
-from db import queries  # noqa: E402
 from db.models import District  # noqa: E402
 from licensing import signing  # noqa: E402
-from licensing.districts import create_district  # noqa: E402
-from licensing.roster import refresh_usage  # noqa: E402
 from licensing.settings import Settings  # noqa: E402
 from licensing.tokens import Permission, create_token  # noqa: E402
 
@@ -83,49 +82,18 @@ def log(message: str) -> None:
 # --- The database -------------------------------------------------------------------------------
 
 
-def add_district(service, settings, private_key, slug: str, students: int) -> int:
-    now = service.clock()
-    issue_license_file(
-        settings,
-        private_key=private_key,
-        district_slug=slug,
-        key_id="bench",
-        terms=signing.LicenseTerms(
-            license_id=f"M1T1-{slug.upper()}",
-            district=slug,
-            licensed_to=f"{slug.title()} District",
-            legal_entity_name=None,
-            total=students + 500,
-            created_on=date(2025, 7, 1),
-            expires_on=now.astimezone(UTC).date() + timedelta(days=300),
-            deactivated=False,
-            overage_allowance=0.05,
-            issued_at=now,
-        ),
-    )
-    with service.database.write() as session:
-        district_id = create_district(
-            session, slug=slug, official_name=f"{slug.title()} District", time_zone="UTC", now=now
-        ).id
-        queries.replace_roster_rows(
-            session, district_id=district_id, source="sis", rows=roster_rows(district_id, students)
-        )
-        refresh_usage(session, district_id=district_id, now=now)
-    outcome = asyncio.run(service.license_updater.refresh(district_id=district_id, actor="bench"))
-    if outcome.problem is not None:
-        raise SystemExit(f"The benchmark license was refused: {outcome.problem.message}")
-    service.read_district_state(district_id)
-    return district_id
-
-
 def build_database(data_dir: Path, flooding_students: int) -> Settings:
     settings = Settings(data_dir=data_dir, scheduler_enabled=False)
     service = build_service(settings, upgrade_schema=True)
     private_key = signing.generate_signing_key(
         data_dir / "bench-signing-key.pem", settings.trusted_keys_dir / "bench.pub"
     )
-    add_district(service, settings, private_key, "flooding", flooding_students)
-    add_district(service, settings, private_key, "neighbour", NEIGHBOUR_STUDENTS)
+    add_bench_district(
+        service, private_key, slug="flooding", students=flooding_students, headroom=500
+    )
+    add_bench_district(
+        service, private_key, slug="neighbour", students=NEIGHBOUR_STUDENTS, headroom=500
+    )
     service.database.dispose()
     return settings
 

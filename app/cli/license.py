@@ -44,8 +44,10 @@ def license_issue(
         expires_on = date.fromisoformat(expires) if expires else None
     except ValueError:
         raise fail(f"--expires {expires!r} is not a date like 2027-06-30.") from None
-    if held is None and expires_on is None:
-        raise fail("This district has no license yet: give --expires.")
+    if expires_on is None:
+        if held is None:
+            raise fail("This district has no license yet: give --expires.")
+        expires_on = held.expires_on
     terms = signing.LicenseTerms(
         license_id=held.license_id if held else f"M1T1-{district.upper()}-0001",
         district=district,
@@ -53,7 +55,7 @@ def license_issue(
         legal_entity_name=held.legal_entity_name if held else snapshot.district.legal_entity_name,
         total=seats,
         created_on=held.created_on if held else built.clock().date(),
-        expires_on=expires_on or held.expires_on,  # type: ignore[union-attr]  # refused above when both are missing
+        expires_on=expires_on,
         deactivated=deactivated,
         overage_allowance=held.overage_allowance if held else 0.0,
         issued_at=built.clock(),

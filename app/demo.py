@@ -17,12 +17,12 @@ from sqlmodel import select
 
 from db.models import Device, District
 from db.session import stored_id
-from licensing import signing
-from licensing.districts import create_district
-from licensing.roster import collect_records, refresh_usage
-from licensing.roster_changes import apply_roster
-from licensing.service import LicensingService
+from licensing.orchestration.service import LicensingService
 from licensing.settings import Settings
+from licensing.storage import signing
+from licensing.storage.districts import create_district
+from licensing.storage.roster import collect_records, refresh_usage
+from licensing.storage.roster_changes import apply_roster
 from plugins.manager import source_options
 from plugins.records import DistrictRef
 

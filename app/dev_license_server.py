@@ -31,8 +31,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from licensing import signing
-from licensing.service import utc_now
+from licensing.orchestration.service import utc_now
+from licensing.storage import signing
 from plugins.records import SignedLicense, SourceError
 
 ANY_DISTRICT = "*"

@@ -25,8 +25,8 @@ from app.sessions import session_routes
 from graph.http import LicensingGraphQL
 from graph.outage import DATABASE_UNAVAILABLE, DatabaseOutageAnswers, outage_headers
 from graph.schema import build_schema
-from licensing.scheduled_jobs import service_scheduler
-from licensing.service import LicensingService
+from licensing.orchestration.scheduled_jobs import service_scheduler
+from licensing.orchestration.service import LicensingService
 from licensing.settings import load_settings
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"

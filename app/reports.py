@@ -1,6 +1,6 @@
 """The active-student report as a file: the CSV download and the `licensing report` command.
 
-Both write the rows of ``licensing.report.iter_active_students`` a batch at a time, so a roster
+Both write the rows of ``licensing.storage.report.iter_active_students`` a batch at a time, so a roster
 of any size is exported with flat memory: the download streams each batch to the client as it is
 read, the command writes it to standard output or a file.
 
@@ -30,20 +30,20 @@ from starlette.responses import Response, StreamingResponse
 
 from db.models import District
 from db.session import Database, get_existing
-from licensing import report
-from licensing.error_codes import ErrorCode
-from licensing.report import (
+from licensing.domain.error_codes import ErrorCode
+from licensing.domain.rules import district_today
+from licensing.storage import report
+from licensing.storage.report import (
     EXPORT_COLUMNS,
     ActiveStudentFilter,
     ActiveStudentRow,
     export_values,
     iter_active_students,
 )
-from licensing.rules import district_today
-from licensing.tokens import Permission, Principal
+from licensing.storage.tokens import Permission, Principal
 
 if TYPE_CHECKING:
-    from licensing.service import LicensingService
+    from licensing.orchestration.service import LicensingService
 
 REPORT_PATH = "/reports/active-students.csv"
 # Points a download draws from its token's budget (docs/limits.md): what a full 100-row page of

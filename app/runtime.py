@@ -7,9 +7,9 @@ from datetime import datetime
 
 from db.migrate import upgrade
 from db.session import Database
-from licensing.clock import utc_now
-from licensing.plugin_host import load_plugins
-from licensing.service import LicensingService
+from licensing.domain.clock import utc_now
+from licensing.orchestration.plugin_host import load_plugins
+from licensing.orchestration.service import LicensingService
 from licensing.settings import Settings
 from plugins.manager import PluginManager
 

@@ -6,7 +6,7 @@
 - ``DELETE /session`` signs out: the session is ended on the server and the cookie cleared, so a
   copy of the cookie signs no one in afterwards.
 
-The session (licensing/dashboard_sessions.py) ends after ``sign_in.session_idle_minutes`` without
+The session (licensing/storage/dashboard_sessions.py) ends after ``sign_in.session_idle_minutes`` without
 a request, ``sign_in.session_lifetime_hours`` after sign-in, at sign-out, or when its token is
 revoked. The cookie is ``HttpOnly`` (no script can read it), ``SameSite=Strict`` (no other site's
 page sends it) and ``Secure`` with ``Path=/`` (as its ``__Host-`` prefix requires). POST and
@@ -34,9 +34,9 @@ from graph.auth import (
     set_session_cookie,
 )
 from graph.responses import error_response
-from licensing.error_codes import ErrorCode
-from licensing.service import LicensingService
-from licensing.tokens import Principal
+from licensing.domain.error_codes import ErrorCode
+from licensing.orchestration.service import LicensingService
+from licensing.storage.tokens import Principal
 
 SESSION_PATH = "/session"
 MAX_SESSION_BODY_BYTES = 4096

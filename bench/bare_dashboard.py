@@ -5,7 +5,7 @@
 It serves the same numbers as the dashboard query (license, usage and alerts of the caller's
 district) from the same database, the way one would write it without GraphQL: the bearer token
 checked against the stored hashes, three SQL statements on one connection, the pure rules of
-``licensing.rules`` for the derived figures, and one JSON response. It reads the same settings as
+``licensing.domain.rules`` for the derived figures, and one JSON response. It reads the same settings as
 the service (``LICENSING_*``, ``licensing.toml``) to find the database.
 """
 
@@ -23,9 +23,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from db.session import Database
-from licensing import rules
+from licensing.domain import rules
 from licensing.settings import load_settings
-from licensing.tokens import hash_token
+from licensing.storage.tokens import hash_token
 
 CALLER = text(
     "SELECT api_token.district_id FROM api_token "

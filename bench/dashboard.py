@@ -48,16 +48,16 @@ from bench.report_export import roster_rows  # noqa: E402
 from bench.tables import show  # noqa: E402
 from db import queries  # noqa: E402
 from db.models import District  # noqa: E402
-from licensing import signing  # noqa: E402
-from licensing.districts import create_district  # noqa: E402
-from licensing.roster import refresh_usage  # noqa: E402
 from licensing.settings import Settings  # noqa: E402
-from licensing.tokens import Permission, create_token  # noqa: E402
+from licensing.storage import signing  # noqa: E402
+from licensing.storage.districts import create_district  # noqa: E402
+from licensing.storage.roster import refresh_usage  # noqa: E402
+from licensing.storage.tokens import Permission, create_token  # noqa: E402
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from licensing.service import LicensingService
+    from licensing.orchestration.service import LicensingService
 
 SLUG = "bench"
 # The seats leave 20 licenses remaining at any size, under the default threshold of 50: the

@@ -55,11 +55,11 @@ from app.dev_license_server import create_license_server
 from app.runtime import build_service
 from bench.tables import markdown_table, show
 from db.models import AuditEvent, District, License
-from licensing import signing
-from licensing.districts import create_district
-from licensing.license_updates import FORCED_ACTION
+from licensing.orchestration.license_updates import FORCED_ACTION
 from licensing.settings import Settings
-from licensing.tokens import Permission, create_token
+from licensing.storage import signing
+from licensing.storage.districts import create_district
+from licensing.storage.tokens import Permission, create_token
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 SLUG = "bench"

@@ -56,9 +56,9 @@ from bench.dashboard import (  # noqa: E402
 )
 from bench.tables import markdown_table, show  # noqa: E402
 from db.models import District  # noqa: E402
-from licensing import signing  # noqa: E402
 from licensing.settings import Settings  # noqa: E402
-from licensing.tokens import Permission, create_token  # noqa: E402
+from licensing.storage import signing  # noqa: E402
+from licensing.storage.tokens import Permission, create_token  # noqa: E402
 
 NEIGHBOUR_STUDENTS = 1_000
 PACE_SECONDS = 0.02

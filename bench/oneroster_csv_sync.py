@@ -48,7 +48,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.tables import markdown_table, show
-from licensing.plugin_host import plugin_host
+from licensing.orchestration.plugin_host import plugin_host
 from licensing.settings import Settings
 from plugins.builtin.oneroster_csv import (
     ROLES_V1P2,
@@ -246,8 +246,8 @@ def sync_bundle(path: Path, data_dir: Path) -> tuple[float, int, int]:
 
     from app.runtime import build_service
     from db.models import District
-    from licensing.districts import create_district
     from licensing.settings import DistrictConfig, RosterSourceConfig, Settings
+    from licensing.storage.districts import create_district
 
     settings = Settings(
         data_dir=data_dir,

@@ -34,9 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.runtime import build_service
 from db import queries
-from licensing.districts import create_district
-from licensing.roster import refresh_usage
 from licensing.settings import Settings
+from licensing.storage.districts import create_district
+from licensing.storage.roster import refresh_usage
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 SLUG = "bench"
@@ -159,7 +159,7 @@ def download_to(output: Path) -> None:
     from app.reports import REPORT_PATH
     from db.models import District
     from licensing.settings import load_settings
-    from licensing.tokens import Permission, create_token
+    from licensing.storage.tokens import Permission, create_token
 
     service = build_service(load_settings())
     with service.database.write() as session:

@@ -1,6 +1,6 @@
 """Queries that are more than a lookup by key: roster writes and the counting rule in SQL.
 
-The counting rule itself is defined in ``licensing.rules.count_roster``; ``recount_usage`` is its
+The counting rule itself is defined in ``licensing.domain.rules.count_roster``; ``recount_usage`` is its
 set-based twin, and a test holds the two to the same answers. Which row counts is
 ``db.rules_sql.counts_against_license``, the one SQL form of the rule.
 """
@@ -43,7 +43,7 @@ def replace_roster_rows(
     """Write ``rows`` as a new district's roster, for benchmarks that load millions of rows.
 
     Nothing of the service calls this: every change of a roster goes through
-    ``licensing.roster_changes``, with its hold, audit event and change event.
+    ``licensing.storage.roster_changes``, with its hold, audit event and change event.
     """
     session.execute(
         delete(roster).where(roster.c.district_id == district_id, roster.c.source == source)

@@ -1,8 +1,8 @@
 """The license's counting rule as SQL, for every count and report that selects counted rows.
 
-``licensing.rules.counts_against_license`` is the rule; this is its one SQL twin, and
+``licensing.domain.rules.counts_against_license`` is the rule; this is its one SQL twin, and
 tests/db/test_rules_sql.py holds the two to the same answer for every role, lifecycle and enabled
-value. The words are the stored ones (``licensing.rules.Role`` and ``Lifecycle`` values); db does
+value. The words are the stored ones (``licensing.domain.rules.Role`` and ``Lifecycle`` values); db does
 not import licensing, so they are written here once.
 """
 

@@ -4,10 +4,10 @@ report download (app/reports.py) all sign in here, so they all follow the same r
 
 - ``Authorization: Bearer <token>`` signs in as that API token, and always wins over the cookie.
 - The Licensing tab signs in once (``POST /session``) and then sends the cookie
-  ``__Host-licensing_session``, holding a random session id (licensing/dashboard_sessions.py),
+  ``__Host-licensing_session``, holding a random session id (licensing/storage/dashboard_sessions.py),
   never the token. A POST signed in by the cookie must also pass the CSRF check. Websockets never
   use the cookie.
-- A bad token counts as a failed sign-in of the client's address (licensing/sign_in_limit.py);
+- A bad token counts as a failed sign-in of the client's address (licensing/storage/sign_in_limit.py);
   past the limit, every sign-in from that address gets HTTP 429 with ``Retry-After``.
 
 Imports no strawberry: the command line loads the report download's module.
@@ -22,10 +22,10 @@ from starlette.responses import Response
 
 from graph.rate_limit import rate_limited_response, token_budgets
 from graph.responses import error_response
-from licensing.error_codes import ErrorCode
-from licensing.service import LicensingService
-from licensing.sign_in_limit import SIGN_IN_THROTTLED
-from licensing.tokens import Principal
+from licensing.domain.error_codes import ErrorCode
+from licensing.orchestration.service import LicensingService
+from licensing.storage.sign_in_limit import SIGN_IN_THROTTLED
+from licensing.storage.tokens import Principal
 
 # ``__Host-``: the browser keeps it only if it is Secure, has Path=/ and no Domain, so no other
 # host (a sibling subdomain, a plain-http page) can set or overwrite it. Chromium and Firefox

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 from strawberry.dataloader import DataLoader
 
-from licensing.service import DistrictState, LicensingService
-from licensing.tokens import Principal
+from licensing.orchestration.service import DistrictState, LicensingService
+from licensing.storage.tokens import Principal
 
 
 @dataclass

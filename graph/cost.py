@@ -74,12 +74,12 @@ from graph.rate_limit import (
     token_budgets,
 )
 from graph.strawberry_compat import graphql_core_schema
-from licensing.audit import MAX_AUDIT_PAGE
-from licensing.count_review import ReviewReason
-from licensing.error_codes import ErrorCode
-from licensing.history import MAX_HISTORY_DAYS
-from licensing.report import MAX_PAGE_SIZE
-from licensing.rules import AlertKind
+from licensing.domain.error_codes import ErrorCode
+from licensing.domain.rules import AlertKind
+from licensing.storage.audit import MAX_AUDIT_PAGE
+from licensing.storage.count_review import ReviewReason
+from licensing.storage.history import MAX_HISTORY_DAYS
+from licensing.storage.report import MAX_PAGE_SIZE
 
 QUERY_TOO_COSTLY = ErrorCode.QUERY_TOO_COSTLY
 # Measured on SQLite (bench/neighbour.py, as the client sees it, HTTP included): the dashboard

@@ -30,7 +30,7 @@ from graph.strawberry_compat import (
     provided_operation_name,
     strawberry_refusal,
 )
-from licensing.error_codes import ErrorCode
+from licensing.domain.error_codes import ErrorCode
 from licensing.problems import Problem
 
 logger = logging.getLogger("licensing.graphql")

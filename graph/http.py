@@ -38,9 +38,9 @@ from graph.errors import ClientError, refusal_for
 from graph.responses import error_response
 from graph.strawberry_compat import UNSET, GraphQLView, HTTPException, UnsetType
 from graph.subscriptions import TOKEN_REVOKED
-from licensing.error_codes import ErrorCode
-from licensing.service import DistrictState, LicensingService
-from licensing.tokens import Principal
+from licensing.domain.error_codes import ErrorCode
+from licensing.orchestration.service import DistrictState, LicensingService
+from licensing.storage.tokens import Principal
 
 PRINCIPAL_SCOPE_KEY = "licensing.principal"
 SECRET_SCOPE_KEY = "licensing.token_secret"

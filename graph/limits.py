@@ -51,7 +51,7 @@ from graphql import (
 from strawberry.extensions import SchemaExtension
 
 from graph.strawberry_compat import graphql_core_schema, validate_document
-from licensing.error_codes import ErrorCode
+from licensing.domain.error_codes import ErrorCode
 
 # Documents longer than this are parsed and validated in a worker thread: about 1 ms of work in
 # place (the Licensing tab's queries are a few hundred characters).

@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.extensions import SchemaExtension
 
 from db.outage import RETRY_AFTER_SECONDS, is_database_unavailable
-from licensing.error_codes import ErrorCode
+from licensing.domain.error_codes import ErrorCode
 from licensing.problems import Problem
 
 logger = logging.getLogger("licensing.database")

@@ -7,8 +7,8 @@ from typing import Any, ClassVar
 from strawberry.permission import BasePermission
 from strawberry.types import Info
 
-from licensing.error_codes import ErrorCode
-from licensing.tokens import Permission
+from licensing.domain.error_codes import ErrorCode
+from licensing.storage.tokens import Permission
 
 
 class _RequiresPermission(BasePermission):

@@ -19,10 +19,10 @@ from graph.types import (
     ReviewGroup,
     Usage,
 )
-from licensing.error_codes import ErrorCode
+from licensing.domain.error_codes import ErrorCode
+from licensing.orchestration.service import NO_LICENSE
 from licensing.problems import Problem
-from licensing.report import ActiveStudentFilter
-from licensing.service import NO_LICENSE
+from licensing.storage.report import ActiveStudentFilter
 
 MAX_ADDITIONAL_STUDENTS = 10_000_000
 

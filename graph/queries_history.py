@@ -9,12 +9,12 @@ from strawberry.types import Info
 
 from graph.errors import ClientError
 from graph.permissions import CanViewLicense
-from licensing import forecast as forecasting
-from licensing.error_codes import ErrorCode
-from licensing.history import MAX_HISTORY_DAYS
-from licensing.history import UsageDay as UsageDayView
+from licensing.domain import forecast as forecasting
+from licensing.domain.error_codes import ErrorCode
+from licensing.orchestration.service import NO_LICENSE
 from licensing.problems import Problem
-from licensing.service import NO_LICENSE
+from licensing.storage.history import MAX_HISTORY_DAYS
+from licensing.storage.history import UsageDay as UsageDayView
 
 MAX_LEAD_TIME_DAYS = 365
 

@@ -10,10 +10,10 @@ from strawberry.types import Info
 from graph.errors import ClientError
 from graph.permissions import CanManageSettings
 from graph.types import PageInfo
-from licensing.audit import AuditEntry, encode_audit_cursor
-from licensing.error_codes import ErrorCode
+from licensing.domain.error_codes import ErrorCode
+from licensing.orchestration.scheduler import JobState
 from licensing.problems import Problem
-from licensing.scheduler import JobState
+from licensing.storage.audit import AuditEntry, encode_audit_cursor
 
 
 @strawberry.type(description="One entry of the audit log: who did what, when, and how it went.")

@@ -41,9 +41,9 @@ from starlette.responses import JSONResponse
 from db.session import Database
 from graph.errors import ClientError
 from graph.responses import error_response
-from licensing.error_codes import ErrorCode
+from licensing.domain.error_codes import ErrorCode
+from licensing.orchestration.service import LicensingService
 from licensing.problems import Problem
-from licensing.service import LicensingService
 from licensing.settings import RateLimitSettings
 
 logger = logging.getLogger("licensing.rate_limit")

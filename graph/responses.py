@@ -9,7 +9,7 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 
-from licensing.error_codes import ErrorCode
+from licensing.domain.error_codes import ErrorCode
 
 
 def error_body(code: ErrorCode, message: str, **extensions: Any) -> dict[str, Any]:

@@ -23,10 +23,10 @@ from graph.errors import ClientError
 from graph.permissions import CanViewLicense
 from graph.rate_limit import SubscriptionMeter
 from graph.types import Alert, License
-from licensing.changes import ALERT_TOPICS, LICENSE_TOPICS
-from licensing.error_codes import ErrorCode
+from licensing.domain.error_codes import ErrorCode
+from licensing.orchestration.service import DistrictState, LicensingService
 from licensing.problems import Problem
-from licensing.service import DistrictState, LicensingService
+from licensing.storage.changes import ALERT_TOPICS, LICENSE_TOPICS
 
 TOKEN_REVOKED = Problem(
     ErrorCode.UNAUTHENTICATED, "The API token has been revoked; sign in again with a valid token."

@@ -7,14 +7,19 @@ from typing import Self
 
 import strawberry
 
-from licensing import count_review as review
-from licensing import error_codes, rules
-from licensing.alert_state import AlertRecord
-from licensing.data_sources import DataSourceView
-from licensing.district_view import LicenseView, ThresholdSettingsView
+from licensing.domain import error_codes, rules
 from licensing.problems import Problem
-from licensing.report import ActiveStudentFilter, ActiveStudentPage, ActiveStudentRow, encode_cursor
-from licensing.roster import UsageCounts
+from licensing.storage import count_review as review
+from licensing.storage.alert_state import AlertRecord
+from licensing.storage.data_sources import DataSourceView
+from licensing.storage.district_view import LicenseView, ThresholdSettingsView
+from licensing.storage.report import (
+    ActiveStudentFilter,
+    ActiveStudentPage,
+    ActiveStudentRow,
+    encode_cursor,
+)
+from licensing.storage.roster import UsageCounts
 
 # The domain's enums are the schema's: strawberry.enum registers each one (and returns it
 # unchanged). The names are plain aliases so that type checkers read them as types.

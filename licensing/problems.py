@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.exc import SQLAlchemyError, StatementError
 
-from licensing.error_codes import ErrorCode
+from licensing.domain.error_codes import ErrorCode
 
 logger = logging.getLogger("licensing.errors")
 

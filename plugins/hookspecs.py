@@ -59,7 +59,7 @@ def alert_raised(
     service's ``settings``.
 
     Called once per raise, after the transaction that raised the alert is committed, by the
-    scheduler's notification step (``licensing.notifications.dispatch_alert_changes``), so a few
+    scheduler's notification step (``licensing.orchestration.notifications.dispatch_alert_changes``), so a few
     seconds later and possibly from another worker than the one that raised it. Delivery is at
     least once: a crash between the call and the step recording its progress repeats the call, so
     make the effect idempotent with ``alert.idempotency_key`` (``f"alert_raised:{alert.id}"``).

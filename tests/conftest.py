@@ -16,7 +16,7 @@ from sqlalchemy import Connection, Engine, event
 
 from app.factory import create_app
 from app.runtime import build_service
-from licensing.service import LicensingService
+from licensing.orchestration.service import LicensingService
 from licensing.settings import Settings
 from tests.utils.clock import FakeClock
 from tests.utils.databases import (

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from licensing.error_codes import ErrorCode
+from licensing.domain.error_codes import ErrorCode
 
 LIMITS = Path(__file__).resolve().parents[1] / "docs" / "limits.md"
 # A row of an error-code table: | `CODE` | HTTP status(es) | when |

@@ -19,8 +19,8 @@ from app.runtime import build_service
 from db import migrate
 from db.models import District
 from db.session import stored_id
-from licensing.config_check import configuration_file, source_problems
-from licensing.service import LicensingService
+from licensing.orchestration.config_check import configuration_file, source_problems
+from licensing.orchestration.service import LicensingService
 from licensing.settings import ConfigurationError, Settings, load_settings
 
 # Who the audit log names for a change made here.

@@ -6,13 +6,13 @@ import typer
 from pydantic import ValidationError
 
 from app.cli.common import say
-from licensing.config_check import (
+from licensing.orchestration.config_check import (
     ConfigProblem,
     configuration_file,
     settings_problems,
     source_problems,
 )
-from licensing.plugin_host import load_plugins
+from licensing.orchestration.plugin_host import load_plugins
 from licensing.settings import Settings
 
 config_cli = typer.Typer(help="Check the configuration.", no_args_is_help=True)

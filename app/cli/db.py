@@ -9,7 +9,7 @@ from app.cli.common import say, service
 from db import migrate
 from db.models import District
 from db.session import stored_id
-from licensing.roster import usage_mismatch
+from licensing.storage.roster import usage_mismatch
 
 db_cli = typer.Typer(help="Database schema and consistency.", no_args_is_help=True)
 

@@ -10,8 +10,8 @@ import typer
 
 from app import demo as demo_district
 from app.cli.common import COMMAND_LINE, district_id, say, service
-from licensing.service import LicensingService
-from licensing.tokens import Permission, issue_token
+from licensing.orchestration.service import LicensingService
+from licensing.storage.tokens import Permission, issue_token
 
 
 def demo(

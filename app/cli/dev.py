@@ -9,7 +9,7 @@ import typer
 
 from app import demo as demo_district
 from app.cli.common import fail, say, settings
-from licensing import signing
+from licensing.storage import signing
 
 dev_cli = typer.Typer(help="Tools for developing against this service.", no_args_is_help=True)
 

@@ -9,7 +9,7 @@ from sqlmodel import select
 
 from app.cli.common import fail, say, service
 from db.models import District
-from licensing.districts import DistrictError, add_district
+from licensing.storage.districts import DistrictError, add_district
 
 district_cli = typer.Typer(help="Create and list districts.", no_args_is_help=True)
 

@@ -10,7 +10,7 @@ import typer
 
 from app import demo as demo_district
 from app.cli.common import DistrictOption, district_id, fail, say, service
-from licensing import signing
+from licensing.storage import signing
 
 license_cli = typer.Typer(help="Issue signed license files.", no_args_is_help=True)
 

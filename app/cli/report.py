@@ -11,7 +11,7 @@ import typer
 
 from app.cli.common import DistrictOption, district_id, fail, say, service
 from app.reports import ExportFormat, parse_day, write_export, write_export_file
-from licensing.report import ActiveStudentFilter
+from licensing.storage.report import ActiveStudentFilter
 
 report_cli = typer.Typer(help="Reports on who counts against the license.", no_args_is_help=True)
 

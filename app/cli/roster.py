@@ -11,10 +11,10 @@ import typer
 from app.cli.common import COMMAND_LINE, DistrictOption, district_id, fail, say, service
 from db.models import District
 from db.session import get_existing
-from licensing.districts import district_ref
 from licensing.problems import internal_error_text
-from licensing.roster import collect_records
-from licensing.tokens import Permission, Principal
+from licensing.storage.districts import district_ref
+from licensing.storage.roster import collect_records
+from licensing.storage.tokens import Permission, Principal
 from plugins.manager import source_options
 from plugins.records import SourceError
 

@@ -10,8 +10,8 @@ import typer
 
 from app import observability
 from app.cli.common import logger, service, settings, start_logging
-from licensing.scheduled_jobs import service_scheduler
-from licensing.scheduler import runner_name
+from licensing.orchestration.scheduled_jobs import service_scheduler
+from licensing.orchestration.scheduler import runner_name
 
 
 def serve(

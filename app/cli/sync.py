@@ -13,8 +13,8 @@ from sqlmodel import select
 from app.cli.common import COMMAND_LINE, DistrictOption, district_id, fail, say, service
 from db.models import District
 from db.session import stored_id
-from licensing.service import LicensingService
-from licensing.sync import SyncOutcome
+from licensing.orchestration.service import LicensingService
+from licensing.orchestration.sync import SyncOutcome
 
 sync_cli = typer.Typer(
     help="Refresh licenses and roster sources now; `sync confirm` applies a held roster sync.",

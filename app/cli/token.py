@@ -7,8 +7,8 @@ from typing import Annotated
 import typer
 
 from app.cli.common import COMMAND_LINE, DistrictOption, district_id, fail, say, service
-from licensing.row_ids import MAX_ROW_ID
-from licensing.tokens import Permission, issue_token, list_tokens, withdraw_token
+from licensing.storage.row_ids import MAX_ROW_ID
+from licensing.storage.tokens import Permission, issue_token, list_tokens, withdraw_token
 
 token_cli = typer.Typer(help="Create, list and revoke API tokens.", no_args_is_help=True)
 

@@ -9,7 +9,7 @@ import pytest
 from sqlmodel import select
 
 from db.models import ApiToken, LicenseSettings, metadata
-from licensing.tokens import hash_token, revoke_token
+from licensing.storage.tokens import hash_token, revoke_token
 from tests.utils.graphql import graphql, graphql_data
 
 pytestmark = pytest.mark.anyio

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import event
 
-from licensing.roster_changes import apply_roster
 from licensing.settings import DistrictConfig
+from licensing.storage.roster_changes import apply_roster
 from plugins.records import StudentRecord
 from tests.utils.graphql import graphql, graphql_data
 

@@ -52,7 +52,7 @@ async def test_alerts_start_at_950_of_1000_with_threshold_50(client, make_distri
     district = await make_district(seats=1000, active=949, threshold=50)
     assert (await graphql_data(client, district.viewer_token, DASHBOARD))["alerts"] == []
 
-    from licensing.roster_changes import apply_roster
+    from licensing.storage.roster_changes import apply_roster
 
     with service.database.write() as session:
         apply_roster(
@@ -135,7 +135,7 @@ async def test_mutations_are_refused_over_get(client, make_district):
 
 
 async def test_no_license_yet_is_a_clear_error(client, service):
-    from licensing.tokens import Permission
+    from licensing.storage.tokens import Permission
     from tests.utils.districts import create_district, token_for
 
     district_id = create_district(service, slug="new")

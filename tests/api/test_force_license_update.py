@@ -12,10 +12,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlmodel import col, select
 
 from db.models import AuditEvent
-from licensing import license_updates, signing
-from licensing.changes import LICENSE_TOPICS
-from licensing.scheduled_jobs import service_scheduler
-from licensing.tokens import Principal, authenticate
+from licensing.orchestration import license_updates
+from licensing.orchestration.scheduled_jobs import service_scheduler
+from licensing.storage import signing
+from licensing.storage.changes import LICENSE_TOPICS
+from licensing.storage.tokens import Principal, authenticate
 from plugins.records import SignedLicense, SourceError
 from tests.utils.districts import TEST_KEY_ID
 from tests.utils.graphql import graphql, graphql_data

@@ -8,9 +8,9 @@ import pytest
 from sqlmodel import select
 
 from db.models import UsageSnapshot
-from licensing.history import prune_snapshots, take_usage_snapshot, usage_history
-from licensing.roster_changes import apply_roster
-from licensing.tokens import Permission
+from licensing.storage.history import prune_snapshots, take_usage_snapshot, usage_history
+from licensing.storage.roster_changes import apply_roster
+from licensing.storage.tokens import Permission
 from tests.utils.districts import create_district, students, token_for
 from tests.utils.graphql import graphql, graphql_data
 

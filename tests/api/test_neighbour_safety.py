@@ -14,12 +14,12 @@ import pytest
 import strawberry.schema.schema
 
 import graph.limits
-import licensing.service
+import licensing.orchestration.service
 from app.runtime import build_service
 from graph.cost import CHEAP_ROWS_PER_POINT, STUDENTS_PER_POINT, refused_document_cost
 from graph.rate_limit import COSTLY_OPERATION_RUNNING, RATE_LIMITED
-from licensing.history import MAX_HISTORY_DAYS
-from licensing.service import LicensingService
+from licensing.orchestration.service import LicensingService
+from licensing.storage.history import MAX_HISTORY_DAYS
 from tests.api.test_subscriptions import LICENSE_CHANGED, served, subscriber
 from tests.utils.graphql import graphql, graphql_data
 
@@ -212,14 +212,14 @@ async def test_one_count_review_runs_at_a_time_per_token_and_the_neighbour_is_an
     """While a token's countReview runs, its second one is refused with a code, and another district's dashboard is answered."""
     flooding, neighbour = districts
     running, release = threading.Event(), threading.Event()
-    real_count_review = licensing.service.count_review
+    real_count_review = licensing.orchestration.service.count_review
 
     def held_count_review(*args, **kwargs):
         running.set()
         release.wait(timeout=10)
         return real_count_review(*args, **kwargs)
 
-    monkeypatch.setattr(licensing.service, "count_review", held_count_review)
+    monkeypatch.setattr(licensing.orchestration.service, "count_review", held_count_review)
     query = "{ countReview { reason } }"
     answers = {}
 

@@ -15,7 +15,7 @@ from app.factory import create_app
 from app.reports import REPORT_DOWNLOAD_COST, REPORT_PATH
 from graph.cost import CHEAP_ROWS_PER_POINT
 from graph.rate_limit import RATE_LIMITED, TokenBudgets
-from licensing.history import MAX_HISTORY_DAYS
+from licensing.storage.history import MAX_HISTORY_DAYS
 from tests.fakes.serve import serve
 from tests.utils.graphql import graphql
 

@@ -13,9 +13,9 @@ import pytest
 
 from app.factory import create_app
 from app.reports import REPORT_PATH
-from licensing import report
-from licensing.report import EXPORT_COLUMNS
-from licensing.roster_changes import apply_roster
+from licensing.storage import report
+from licensing.storage.report import EXPORT_COLUMNS
+from licensing.storage.roster_changes import apply_roster
 from plugins.records import StudentRecord
 
 pytestmark = pytest.mark.anyio

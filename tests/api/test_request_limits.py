@@ -8,7 +8,7 @@ import time
 import pytest
 from graphql.language import Lexer, Source, TokenKind
 
-from licensing.service import LicensingService
+from licensing.orchestration.service import LicensingService
 from tests.utils.graphql import graphql, graphql_data
 
 pytestmark = pytest.mark.anyio

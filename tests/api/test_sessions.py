@@ -10,7 +10,7 @@ from sqlmodel import select
 
 from db.models import ApiToken, DashboardSession, metadata
 from graph.auth import SESSION_COOKIE
-from licensing.tokens import hash_token
+from licensing.storage.tokens import hash_token
 from tests.utils.cli import run
 
 pytestmark = pytest.mark.anyio

@@ -8,7 +8,7 @@ import pytest
 from sqlmodel import col, select
 
 from db.models import AuditEvent
-from licensing.tokens import authenticate
+from licensing.storage.tokens import authenticate
 from tests.utils.graphql import graphql, graphql_data
 
 pytestmark = pytest.mark.anyio
@@ -331,7 +331,7 @@ async def test_a_license_smaller_than_the_threshold_lowers_it_and_says_so(
 async def test_a_scheduled_refresh_lowers_the_threshold_too(
     client, make_district, issuer, service, clock
 ):
-    from licensing.scheduled_jobs import service_scheduler
+    from licensing.orchestration.scheduled_jobs import service_scheduler
 
     district = await make_district(seats=1000, active=10, threshold=100)
     scheduler = service_scheduler(service, holder="runner")

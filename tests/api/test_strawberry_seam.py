@@ -33,8 +33,8 @@ from graph.strawberry_compat import (
     validate_document,
 )
 from graph.subscriptions import TOKEN_REVOKED
-from licensing.service import LicensingService
-from licensing.tokens import hash_token, revoke_token
+from licensing.orchestration.service import LicensingService
+from licensing.storage.tokens import hash_token, revoke_token
 from tests.fakes.serve import serve
 
 pytestmark = pytest.mark.anyio

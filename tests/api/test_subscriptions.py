@@ -20,8 +20,8 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from app.factory import create_app
 from app.runtime import build_service
 from db.models import ApiToken
-from licensing.service import LicensingService
-from licensing.tokens import hash_token, revoke_token
+from licensing.orchestration.service import LicensingService
+from licensing.storage.tokens import hash_token, revoke_token
 from tests.fakes.serve import serve
 from tests.utils.districts import students
 from tests.utils.graphql import graphql

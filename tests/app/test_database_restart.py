@@ -34,7 +34,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from db.session import Database
-from licensing import signing
+from licensing.storage import signing
 from tests.utils.cli import run
 from tests.utils.databases import REQUIRE_POSTGRES, SERVER_URL
 from tests.utils.districts import TEST_KEY_ID, public_key_text

@@ -7,7 +7,7 @@ from sqlmodel import select
 
 from app.demo import create_demo, demo_paths
 from db.models import District
-from licensing.tokens import Permission
+from licensing.storage.tokens import Permission
 from tests.utils.districts import token_for
 from tests.utils.graphql import graphql_data
 

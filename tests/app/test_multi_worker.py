@@ -37,9 +37,9 @@ from sqlmodel import select
 from app.dev_license_server import create_license_server
 from app.runtime import build_service
 from db.models import District
-from licensing import signing
 from licensing.settings import load_settings
-from licensing.tokens import Permission, create_token
+from licensing.storage import signing
+from licensing.storage.tokens import Permission, create_token
 from tests.fakes.serve import serve
 from tests.utils.cli import run
 from tests.utils.districts import TEST_KEY_ID, public_key_text

@@ -18,7 +18,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.observability import RequestIdFilter, log_formatter, request_id_var
-from licensing.service import LicensingService
+from licensing.orchestration.service import LicensingService
 from licensing.settings import DistrictConfig, RosterSourceConfig
 from tests.utils.graphql import graphql_data
 from tests.utils.server_process import (

@@ -2,6 +2,11 @@
 
     app -> graph -> licensing -> (db, the plugin API)
 
+and inside ``licensing``:
+
+    licensing.orchestration -> licensing.storage -> licensing.domain
+    (each may also use licensing's shared modules: settings, problems, metrics)
+
 The plugin API is ``manage1to1_plugins`` and the ``plugins`` modules behind it; the built-in
 plugins (``plugins.builtin``) import only ``manage1to1_plugins``, exactly as a third-party plugin
 does; ``db`` imports nothing of ours but ``db``. Every import is read from the source (including
@@ -17,12 +22,20 @@ from pathlib import Path
 REPOSITORY = Path(__file__).resolve().parents[2]
 PACKAGES = ("app", "graph", "licensing", "db", "plugins", "manage1to1_plugins")
 BUILTIN = "plugins.builtin"
+DOMAIN, STORAGE, ORCHESTRATION = "licensing.domain", "licensing.storage", "licensing.orchestration"
+LICENSING_LAYERS = (DOMAIN, STORAGE, ORCHESTRATION)
+EVERY_LICENSING_LAYER = {"licensing", *LICENSING_LAYERS}
+PLUGIN_API = {"plugins", "manage1to1_plugins"}
 
 # Which layer may import which (each may always import itself).
 ALLOWED = {
-    "app": {"graph", "licensing", "db", "plugins", "manage1to1_plugins"},
-    "graph": {"licensing", "db", "plugins", "manage1to1_plugins"},
-    "licensing": {"db", "plugins", "manage1to1_plugins"},
+    "app": {"graph", *EVERY_LICENSING_LAYER, "db", *PLUGIN_API},
+    "graph": {*EVERY_LICENSING_LAYER, "db", *PLUGIN_API},
+    ORCHESTRATION: {STORAGE, DOMAIN, "licensing", "db", *PLUGIN_API},
+    STORAGE: {DOMAIN, "licensing", "db", *PLUGIN_API},
+    # The rules: pure functions over plain data, so nothing that stores, sends or schedules.
+    DOMAIN: set(),
+    "licensing": {DOMAIN, "db", *PLUGIN_API},  # settings, problems, metrics
     "db": set(),
     "plugins": set(),  # the plugin API's own modules: the host's modules never
     "manage1to1_plugins": {"plugins"},
@@ -35,8 +48,9 @@ KNOWN_EXCEPTIONS: set[tuple[str, str]] = set()
 
 
 def layer(module: str) -> str | None:
-    if module == BUILTIN or module.startswith(BUILTIN + "."):
-        return BUILTIN
+    for sublayer in (BUILTIN, *LICENSING_LAYERS):
+        if module == sublayer or module.startswith(sublayer + "."):
+            return sublayer
     top = module.split(".", 1)[0]
     return top if top in PACKAGES else None
 
@@ -99,6 +113,34 @@ def test_every_import_goes_the_allowed_way():
 def test_the_known_exceptions_still_exist():
     # A fixed exception is removed from the list, so it cannot come back unnoticed.
     assert not (KNOWN_EXCEPTIONS - edges())
+
+
+def test_the_domain_imports_no_storage_network_or_framework():
+    # Third-party imports count here too: a rule that needs the ORM or an HTTP client is not pure.
+    allowed_outside = {
+        "__future__",
+        "dataclasses",
+        "datetime",
+        "enum",
+        "math",
+        "collections",
+        "typing",
+        "zoneinfo",
+        "statistics",
+        "functools",
+        "itertools",
+        "decimal",
+        "fractions",
+    }
+    impure = sorted(
+        (module, target)
+        for module, path in modules()
+        if layer(module) == DOMAIN
+        for target in imports_of(module, path)
+        if layer(target) not in {DOMAIN, None}
+        or (layer(target) is None and target.split(".")[0] not in allowed_outside)
+    )
+    assert not impure, "the domain imports:\n" + "\n".join(f"  {a} -> {b}" for a, b in impure)
 
 
 def test_no_import_cycles_between_layers():

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from app.runtime import build_service
-from licensing.service import LicensingService
+from licensing.orchestration.service import LicensingService
 from licensing.settings import load_settings
 
 

@@ -13,9 +13,9 @@ from sqlalchemy.pool import NullPool
 from sqlmodel import select
 
 from db.models import AuditEvent, ChangeEvent, District
-from licensing.roster import UsageCounts, current_usage
-from licensing.service import LicensingService
-from licensing.tokens import Permission, authenticate
+from licensing.orchestration.service import LicensingService
+from licensing.storage.roster import UsageCounts, current_usage
+from licensing.storage.tokens import Permission, authenticate
 from tests.utils.cli import run
 
 REPOSITORY = Path(__file__).resolve().parents[2]

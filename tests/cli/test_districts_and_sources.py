@@ -8,7 +8,7 @@ import pytest
 from sqlmodel import select
 
 from db.models import District
-from licensing.roster import current_usage
+from licensing.storage.roster import current_usage
 from plugins.records import StudentRecord
 from tests.utils.cli import run
 

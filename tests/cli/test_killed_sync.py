@@ -16,9 +16,9 @@ from sqlmodel import select
 
 from app.runtime import build_service
 from db.models import District, RosterStaging, RosterSyncRun
-from licensing.roster import current_usage
+from licensing.orchestration.sync import BATCH_SIZE
 from licensing.settings import load_settings
-from licensing.sync import BATCH_SIZE
+from licensing.storage.roster import current_usage
 from tests.fakes.oneroster_server import FakeOneRoster, numbered_students
 from tests.fakes.serve import serve
 from tests.utils.cli import run

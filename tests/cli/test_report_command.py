@@ -17,12 +17,12 @@ from app import reports
 from app.factory import create_app
 from app.reports import REPORT_PATH
 from app.runtime import build_service
-from licensing import report
-from licensing.report import EXPORT_COLUMNS
-from licensing.roster_changes import apply_roster
-from licensing.service import LicensingService
+from licensing.orchestration.service import LicensingService
 from licensing.settings import load_settings
-from licensing.tokens import Permission
+from licensing.storage import report
+from licensing.storage.report import EXPORT_COLUMNS
+from licensing.storage.roster_changes import apply_roster
+from licensing.storage.tokens import Permission
 from plugins.records import StudentRecord
 from tests.utils.cli import run
 from tests.utils.districts import create_district, students, token_for

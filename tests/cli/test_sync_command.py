@@ -9,7 +9,7 @@ from pathlib import Path
 from sqlmodel import select
 
 from db.models import District
-from licensing.roster import current_usage
+from licensing.storage.roster import current_usage
 from tests.utils.cli import run
 
 

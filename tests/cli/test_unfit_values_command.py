@@ -10,7 +10,7 @@ from sqlmodel import select
 
 from app.cli import main
 from db.models import District
-from licensing.roster import current_usage
+from licensing.storage.roster import current_usage
 from tests.cli.test_sync_command import configure
 from tests.utils.cli import run
 from tests.utils.databases import refuse_inserts

@@ -18,8 +18,8 @@ from sqlmodel import select
 
 from db.models import Alert, AuditEvent, ChangeEvent
 from db.session import Database, lock_district
-from licensing.alert_state import reconcile_alerts
-from licensing.rules import AlertKind, AlertPlacement, AlertSeverity, AlertSpec
+from licensing.domain.rules import AlertKind, AlertPlacement, AlertSeverity, AlertSpec
+from licensing.storage.alert_state import reconcile_alerts
 from tests.utils.databases import skip_unless_postgres
 from tests.utils.districts import create_district
 

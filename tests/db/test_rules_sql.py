@@ -10,7 +10,7 @@ from db.migrate import upgrade
 from db.models import District, RosterRecord, RosterStaging, RosterSyncRun
 from db.rules_sql import counts_against_license as counts_in_sql
 from db.session import Database
-from licensing.rules import Lifecycle, Role, counts_against_license
+from licensing.domain.rules import Lifecycle, Role, counts_against_license
 
 # Every stored word, and words a row could only hold by mistake (they must never count).
 ROLES = [*Role, "Student", "teacher", ""]

@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 from db.models import District
 from db.queries import recount_usage
 from db.session import Database
-from licensing.roster import current_usage, normalize, usage_mismatch
-from licensing.roster_changes import apply_roster
-from licensing.rules import Lifecycle, Role, RosterEntry, count_roster
+from licensing.domain.rules import Lifecycle, Role, RosterEntry, count_roster
+from licensing.storage.roster import current_usage, normalize, usage_mismatch
+from licensing.storage.roster_changes import apply_roster
 from plugins.records import StudentRecord
 
 ROLES = ("student", "teacher", "administrator")

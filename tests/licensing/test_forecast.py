@@ -20,7 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from licensing.forecast import (
+from licensing.domain.forecast import (
     DailyPoint,
     forecast,
     least_squares_slope,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from licensing.roster import normalize
+from licensing.storage.roster import normalize
 from plugins.records import StudentRecord
 
 

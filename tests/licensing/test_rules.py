@@ -5,7 +5,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
-from licensing.rules import (
+from licensing.domain.rules import (
     DEFAULT_THRESHOLD,
     MAX_THRESHOLD,
     RENEWAL_NOTICE_DAYS,

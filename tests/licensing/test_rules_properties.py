@@ -5,7 +5,7 @@ from datetime import UTC, date, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from licensing.rules import (
+from licensing.domain.rules import (
     AccessLevel,
     AlertKind,
     LicenseFacts,

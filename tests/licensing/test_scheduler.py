@@ -8,8 +8,8 @@ import pytest
 from sqlmodel import select
 
 from db.models import ScheduledJob
-from licensing.scheduled_jobs import service_scheduler
-from licensing.scheduler import LEASE
+from licensing.orchestration.scheduled_jobs import service_scheduler
+from licensing.orchestration.scheduler import LEASE
 from tests.utils.graphql import graphql_data
 
 pytestmark = pytest.mark.anyio

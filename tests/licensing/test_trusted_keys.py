@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from licensing import signing
+from licensing.storage import signing
 from tests.utils.districts import public_key_text
 
 pytestmark = pytest.mark.anyio

@@ -14,9 +14,9 @@ import pytest
 from sqlmodel import select
 
 from db.models import Alert
-from licensing.notifications import dispatch_alert_changes, notification_cursor
-from licensing.plugin_host import load_plugins
-from licensing.service import LicensingService
+from licensing.orchestration.notifications import dispatch_alert_changes, notification_cursor
+from licensing.orchestration.plugin_host import load_plugins
+from licensing.orchestration.service import LicensingService
 from plugins.hookspecs import hookimpl
 from plugins.manager import PluginManager
 from plugins.records import AlertNotice, DistrictRef

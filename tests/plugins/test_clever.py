@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from licensing.plugin_host import plugin_host
-from licensing.roster import UsageCounts, collect_records, current_usage
-from licensing.roster_changes import DEFAULT_GUARD, apply_roster
+from licensing.orchestration.plugin_host import plugin_host
 from licensing.settings import HttpSettings, Settings
+from licensing.storage.roster import UsageCounts, collect_records, current_usage
+from licensing.storage.roster_changes import DEFAULT_GUARD, apply_roster
 from plugins.builtin.clever import CleverSource
 from plugins.builtin.oneroster_rest import OneRosterRestSource
 from plugins.records import DistrictRef, SourceError, StudentRecord

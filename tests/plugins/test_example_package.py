@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from app.runtime import build_service
-from licensing.plugin_host import load_plugins
+from licensing.orchestration.plugin_host import load_plugins
 from licensing.settings import DistrictConfig, RosterSourceConfig
-from licensing.tokens import Permission
+from licensing.storage.tokens import Permission
 from tests.utils.districts import create_district, token_for
 from tests.utils.graphql import graphql_data
 

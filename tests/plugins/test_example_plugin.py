@@ -15,11 +15,11 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from app.runtime import build_service
-from licensing import signing
-from licensing.plugin_host import load_plugins
-from licensing.roster import UsageCounts, current_usage
-from licensing.roster_changes import apply_roster
+from licensing.orchestration.plugin_host import load_plugins
 from licensing.settings import DistrictConfig
+from licensing.storage import signing
+from licensing.storage.roster import UsageCounts, current_usage
+from licensing.storage.roster_changes import apply_roster
 from plugins.hookspecs import hookimpl
 from plugins.records import DistrictRef, RosterFileError, SourceError, StudentRecord
 from tests.utils.districts import TEST_KEY_ID, create_district

@@ -27,11 +27,11 @@ from starlette.responses import Response
 
 from app.dev_license_server import create_license_server, error_response
 from app.runtime import build_service
-from licensing import signing
-from licensing.plugin_host import load_plugins, plugin_host
-from licensing.service import LicensingService
+from licensing.orchestration.plugin_host import load_plugins, plugin_host
+from licensing.orchestration.service import LicensingService
 from licensing.settings import DistrictConfig, HttpSettings, Settings
-from licensing.tokens import Permission
+from licensing.storage import signing
+from licensing.storage.tokens import Permission
 from plugins.builtin import licensing_server
 from plugins.builtin.licensing_server import LicensingServerSource
 from tests.utils.cli import run

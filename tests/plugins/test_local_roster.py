@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from licensing.plugin_host import RosterRecordChecks, plugin_host
-from licensing.roster import UsageCounts, current_usage
-from licensing.roster_changes import DEFAULT_GUARD, apply_roster, confirm_held_run
+from licensing.orchestration.plugin_host import RosterRecordChecks, plugin_host
 from licensing.settings import Settings
+from licensing.storage.roster import UsageCounts, current_usage
+from licensing.storage.roster_changes import DEFAULT_GUARD, apply_roster, confirm_held_run
 from plugins.builtin.local_roster import COLUMNS, LocalRosterSource, read_roster_csv
 from plugins.records import DistrictRef, RosterFileError, RowProblem, SourceError, StudentRecord
 from tests.utils.districts import create_district, students

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from licensing.plugin_host import RosterRecordChecks, load_plugins, plugin_host
-from licensing.roster import UsageCounts, current_usage
-from licensing.roster_changes import apply_roster
+from licensing.orchestration.plugin_host import RosterRecordChecks, load_plugins, plugin_host
 from licensing.settings import Settings
+from licensing.storage.roster import UsageCounts, current_usage
+from licensing.storage.roster_changes import apply_roster
 from plugins.builtin.oneroster_csv import (
     ROLES_V1P2,
     USERS_V1P1,

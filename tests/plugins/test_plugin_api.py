@@ -6,7 +6,7 @@ import pluggy
 import pytest
 
 import manage1to1_plugins
-from licensing.plugin_host import load_plugins
+from licensing.orchestration.plugin_host import load_plugins
 from manage1to1_plugins import (
     LicenseSource,
     PluginHost,

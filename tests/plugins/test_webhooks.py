@@ -25,8 +25,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from db.models import Alert, WebhookDelivery
-from licensing import webhooks
-from licensing.service import LicensingService
+from licensing.orchestration import webhooks
+from licensing.orchestration.service import LicensingService
 from licensing.settings import DistrictConfig, HttpSettings, Settings, WebhookConfig
 from plugins.records import AlertNotice, DistrictRef
 from tests.fakes.serve import serve
@@ -461,7 +461,7 @@ async def test_the_scheduler_resolves_the_alert_by_a_scheduled_refresh_and_notif
 ):
     """Issue acceptance: raised when active students cross the threshold, resolved when a
     license increase arrives through a scheduled refresh, one signed delivery of each."""
-    from licensing.scheduled_jobs import service_scheduler
+    from licensing.orchestration.scheduled_jobs import service_scheduler
 
     alert = cross_the_threshold(service, district)
     scheduler = service_scheduler(service, holder="runner")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from licensing.settings import DistrictConfig, HttpSettings, RosterSourceConfig
-from licensing.tokens import Permission
+from licensing.storage.tokens import Permission
 from tests.fakes.clever_server import CleverUser, FakeClever
 from tests.fakes.serve import serve
 from tests.plugins.test_oneroster_csv import manifest, user_v1p1, users_csv, write_bundle

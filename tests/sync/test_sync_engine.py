@@ -11,13 +11,13 @@ from sqlmodel import col, select
 
 from app.runtime import build_service
 from db.models import AuditEvent, ChangeEvent, RosterStaging, RosterSyncRun
-from licensing import roster_changes
-from licensing.plugin_host import load_plugins
-from licensing.roster import current_usage, usage_mismatch
-from licensing.scheduled_jobs import service_scheduler
-from licensing.scheduler import ROSTER_CLEANUP_EVERY
+from licensing.orchestration.plugin_host import load_plugins
+from licensing.orchestration.scheduled_jobs import service_scheduler
+from licensing.orchestration.scheduler import ROSTER_CLEANUP_EVERY
 from licensing.settings import DistrictConfig, RosterSourceConfig
-from licensing.tokens import Permission
+from licensing.storage import roster_changes
+from licensing.storage.roster import current_usage, usage_mismatch
+from licensing.storage.tokens import Permission
 from plugins.hookspecs import hookimpl
 from plugins.records import ServerCount, SourceError, StudentRecord
 from tests.utils.districts import create_district, token_for

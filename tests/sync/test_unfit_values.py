@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 
 from app.runtime import build_service
-from licensing.plugin_host import load_plugins
-from licensing.scheduled_jobs import service_scheduler
+from licensing.orchestration.plugin_host import load_plugins
+from licensing.orchestration.scheduled_jobs import service_scheduler
 from licensing.settings import DistrictConfig, RosterSourceConfig
-from licensing.tokens import Permission
+from licensing.storage.tokens import Permission
 from plugins.hookspecs import hookimpl
 from plugins.records import StudentRecord
 from tests.plugins.test_oneroster_csv import manifest, user_v1p1, users_csv, write_bundle

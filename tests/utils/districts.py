@@ -11,12 +11,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from db.models import Device, District
-from licensing import signing
-from licensing.districts import create_district as create_district_row
-from licensing.roster import refresh_usage
-from licensing.roster_changes import apply_roster
-from licensing.service import LicensingService
-from licensing.tokens import Permission, create_token
+from licensing.orchestration.service import LicensingService
+from licensing.storage import signing
+from licensing.storage.districts import create_district as create_district_row
+from licensing.storage.roster import refresh_usage
+from licensing.storage.roster_changes import apply_roster
+from licensing.storage.tokens import Permission, create_token
 from plugins.records import StudentRecord
 
 TEST_KEY_ID = "test"

@@ -2,7 +2,7 @@
 
 The scheduler calls ``take_usage_snapshot`` once a day per district; taking it again on the same
 day (another worker, a retry) updates that day's row instead of adding one. The forecast
-(``licensing.forecast``) reads the history back as daily points.
+(``licensing.domain.forecast``) reads the history back as daily points.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from sqlmodel import Session, select
 
 from db.models import License, UsageSnapshot, table_of
 from db.session import affected_rows
-from licensing.forecast import DailyPoint
-from licensing.roster import current_usage
-from licensing.rules import district_today
+from licensing.domain.forecast import DailyPoint
+from licensing.domain.rules import district_today
+from licensing.storage.roster import current_usage
 
 __all__ = [
     "KEEP_DAYS",

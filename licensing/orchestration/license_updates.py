@@ -27,15 +27,15 @@ from sqlmodel import Session, select
 
 from db.models import District, License, LicenseSyncState
 from db.session import Database, lock_district
-from licensing import signing
-from licensing.audit import record_event
-from licensing.district_view import reevaluate_alerts
-from licensing.districts import district_ref
-from licensing.error_codes import ErrorCode
+from licensing.domain.error_codes import ErrorCode
 from licensing.metrics import count_license_refresh
 from licensing.problems import Problem
 from licensing.settings import Settings
-from licensing.threshold import lower_threshold_to_license
+from licensing.storage import signing
+from licensing.storage.audit import record_event
+from licensing.storage.district_view import reevaluate_alerts
+from licensing.storage.districts import district_ref
+from licensing.storage.threshold import lower_threshold_to_license
 from plugins.manager import PluginManager, UnknownSourceError, source_options
 from plugins.records import DamagedLicenseError, DistrictRef, SignedLicense, SourceError
 

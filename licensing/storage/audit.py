@@ -11,7 +11,7 @@ from sqlmodel import Session, col, select
 
 from db.models import AuditEvent
 from db.session import stored_id
-from licensing import cursors
+from licensing.storage import cursors
 
 
 def record_event(

@@ -2,7 +2,7 @@
 
 Plugins report facts in their own words; this module maps them onto the counting rule's terms
 (``Role``, ``Lifecycle``) and keeps the usage counts exact (``refresh_usage`` in the transaction that changed the roster), so
-a read never has to count. Changes of a roster go through ``licensing.roster_changes``.
+a read never has to count. Changes of a roster go through ``licensing.storage.roster_changes``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from sqlmodel import Session
 from db import queries
 from db.limits import INTEGER_RANGE, ColumnShape, column_shapes
 from db.models import DistrictUsage, RosterRecord, RosterStaging
-from licensing.rules import Lifecycle, Role
+from licensing.domain.rules import Lifecycle, Role
 from plugins.records import FieldProblem, RosterFileError, RowProblem, StudentRecord
 
 STUDENT_ROLES = {"student"}

@@ -15,13 +15,23 @@ import anyio
 from anyio import to_thread
 
 from db.session import Database, lock_district
-from licensing import rules
-from licensing.alert_state import AlertRecord, agrees, reconcile_alerts, resolved_alerts
-from licensing.audit import AuditPage, audit_page, record_event
-from licensing.changes import latest_change_id
-from licensing.clock import utc_now
-from licensing.count_review import ReviewGroup, count_review
-from licensing.dashboard_sessions import (
+from licensing.domain import rules
+from licensing.domain.clock import utc_now
+from licensing.domain.error_codes import ErrorCode
+from licensing.domain.forecast import DailyPoint, Forecast, forecast
+from licensing.domain.rules import AlertSpec
+from licensing.orchestration.license_updates import ForceUpdateOutcome, LicenseUpdater
+from licensing.orchestration.notifications import dispatch_alert_changes
+from licensing.orchestration.scheduler import JobState, district_jobs
+from licensing.orchestration.sync import RosterSync
+from licensing.orchestration.webhooks import WebhookDeliveryRecord, deliver_pending, delivery_log
+from licensing.problems import Problem
+from licensing.settings import Settings
+from licensing.storage.alert_state import AlertRecord, agrees, reconcile_alerts, resolved_alerts
+from licensing.storage.audit import AuditPage, audit_page, record_event
+from licensing.storage.changes import latest_change_id
+from licensing.storage.count_review import ReviewGroup, count_review
+from licensing.storage.dashboard_sessions import (
     SessionLifetimes,
     SessionRead,
     end_session,
@@ -29,8 +39,8 @@ from licensing.dashboard_sessions import (
     start_session,
     touch_session,
 )
-from licensing.data_sources import DataSourceView, data_sources
-from licensing.district_view import (
+from licensing.storage.data_sources import DataSourceView, data_sources
+from licensing.storage.district_view import (
     DistrictSnapshot,
     LicenseView,
     ThresholdSettingsView,
@@ -40,36 +50,26 @@ from licensing.district_view import (
     reevaluate_alerts,
     threshold_settings_view,
 )
-from licensing.error_codes import ErrorCode
-from licensing.forecast import DailyPoint, Forecast, forecast
-from licensing.history import (
+from licensing.storage.history import (
     KEEP_DAYS,
     UsageDay,
     district_today,
     take_usage_snapshot,
     usage_history,
 )
-from licensing.license_updates import ForceUpdateOutcome, LicenseUpdater
-from licensing.local_students import LOCAL_SOURCE, check_local_students
-from licensing.notifications import dispatch_alert_changes
-from licensing.problems import Problem
-from licensing.report import ActiveStudentFilter, ActiveStudentPage, active_student_page
-from licensing.roster import UsageCounts, current_usage
-from licensing.roster_changes import (
+from licensing.storage.local_students import LOCAL_SOURCE, check_local_students
+from licensing.storage.report import ActiveStudentFilter, ActiveStudentPage, active_student_page
+from licensing.storage.roster import UsageCounts, current_usage
+from licensing.storage.roster_changes import (
     RosterGuard,
     SyncOutcome,
     apply_enabled_switch,
     apply_roster,
     guard_for,
 )
-from licensing.rules import AlertSpec
-from licensing.scheduler import JobState, district_jobs
-from licensing.settings import Settings
-from licensing.sign_in_limit import FailedSignIns
-from licensing.sync import RosterSync
-from licensing.threshold import THRESHOLD_ACTION, THRESHOLD_FIELD, save_threshold
-from licensing.tokens import Principal, authenticate
-from licensing.webhooks import WebhookDeliveryRecord, deliver_pending, delivery_log
+from licensing.storage.sign_in_limit import FailedSignIns
+from licensing.storage.threshold import THRESHOLD_ACTION, THRESHOLD_FIELD, save_threshold
+from licensing.storage.tokens import Principal, authenticate
 from plugins.manager import PluginManager
 
 _Read = TypeVar("_Read")
@@ -195,7 +195,7 @@ class LicensingService:
 
     async def record_failed_sign_in(self, client_address: str) -> int | None:
         """Count a failed sign-in from this address; the seconds to wait if it is over the
-        limit (licensing/sign_in_limit.py)."""
+        limit (licensing/storage/sign_in_limit.py)."""
         return await to_thread.run_sync(self.failed_sign_ins.record_failure, client_address)
 
     async def district_state(self, district_id: int) -> DistrictState:

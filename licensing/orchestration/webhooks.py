@@ -1,6 +1,6 @@
 """Signed webhooks: a district's alerts POSTed as JSON to the endpoints it configures.
 
-A product feature of the core, not a plugin: the notification step (``licensing.notifications``)
+A product feature of the core, not a plugin: the notification step (``licensing.orchestration.notifications``)
 enqueues each alert change with ``enqueue_alert``, in the service's one database, adding one row
 per configured endpoint to the ``webhook_delivery`` table (the outbox), at most once per endpoint
 and idempotency key, so a repeated step never sends twice. ``deliver_pending`` (run by the

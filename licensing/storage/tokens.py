@@ -13,7 +13,7 @@ from sqlmodel import Session, col, select
 
 from db.models import ApiToken, DashboardSession, District
 from db.session import Database, stored_id
-from licensing.audit import record_event
+from licensing.storage.audit import record_event
 
 TOKEN_PREFIX = "m1t1_"
 TOKEN_RANDOM_BYTES = 32

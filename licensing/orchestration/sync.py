@@ -2,7 +2,7 @@
 
 Records stream from the plugin into a staging table in batches, so memory does not grow with the
 roster; each batch refreshes the run's heartbeat. When the source has delivered everything, the
-run is settled by ``licensing.roster_changes`` like every other change of a roster: held when it
+run is settled by ``licensing.storage.roster_changes`` like every other change of a roster: held when it
 would drop too many active students, superseded when a newer run came first, else swapped in
 with the new counts and alerts in one transaction. Any error discards the staging rows and leaves
 the previous roster and counts exactly as they were; a run whose process died is found by its
@@ -22,13 +22,13 @@ from sqlalchemy.exc import IntegrityError
 
 from db.models import District
 from db.session import Database, stored_id
-from licensing import roster_changes
-from licensing.districts import district_ref
-from licensing.error_codes import ErrorCode
+from licensing.domain.error_codes import ErrorCode
 from licensing.problems import Problem, internal_error_text, is_unique_violation
-from licensing.roster import normalize, row_problems
-from licensing.roster_changes import SYNC_ACTION, RunAbandoned, SyncOutcome
 from licensing.settings import RosterSourceConfig, Settings
+from licensing.storage import roster_changes
+from licensing.storage.districts import district_ref
+from licensing.storage.roster import normalize, row_problems
+from licensing.storage.roster_changes import SYNC_ACTION, RunAbandoned, SyncOutcome
 from plugins.manager import PluginManager, UnknownSourceError, source_options
 from plugins.records import RosterFileError, RowProblem, ServerCount, SourceError
 

@@ -18,7 +18,7 @@ from sqlmodel import Session
 from db.models import RosterRecord, table_of
 from db.rules_sql import counts_against_license
 from db.session import Database
-from licensing import cursors
+from licensing.storage import cursors
 
 MAX_PAGE_SIZE = 100
 EXPORT_BATCH = 5_000

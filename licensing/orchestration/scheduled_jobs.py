@@ -1,7 +1,7 @@
 """The jobs the scheduler runs for the service: license refreshes, roster syncs, usage
 snapshots, alert re-evaluation, notifications and the cleanup of interrupted roster syncs.
 
-They live here, not in ``licensing.scheduler``, so that the scheduler (leases, retries, backoff)
+They live here, not in ``licensing.orchestration.scheduler``, so that the scheduler (leases, retries, backoff)
 does not import the service: the service reads the scheduler's job states, and this module is
 the one place that joins the two.
 """
@@ -16,7 +16,7 @@ from sqlmodel import select
 
 from db.models import District
 from db.session import stored_id
-from licensing.scheduler import (
+from licensing.orchestration.scheduler import (
     ALERTS_EVERY,
     ROSTER_CLEANUP_EVERY,
     SNAPSHOT_EVERY,
@@ -24,7 +24,7 @@ from licensing.scheduler import (
     JobSpec,
     Scheduler,
 )
-from licensing.service import LicensingService
+from licensing.orchestration.service import LicensingService
 
 
 def service_scheduler(service: LicensingService, *, holder: str | None = None) -> Scheduler:

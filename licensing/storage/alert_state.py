@@ -15,7 +15,7 @@ from sqlmodel import Session, col, select
 
 from db.models import Alert, ChangeEvent
 from db.session import lock_district, stored_id
-from licensing.rules import AlertKind, AlertPlacement, AlertSeverity, AlertSpec
+from licensing.domain.rules import AlertKind, AlertPlacement, AlertSeverity, AlertSpec
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,9 @@ from sqlalchemy import and_, case, false, func, or_, select
 from sqlmodel import Session
 
 from db.rules_sql import counts_against_license
-from licensing.report import roster
-from licensing.rules import district_today
+from licensing.domain.rules import district_today
 from licensing.settings import DistrictConfig
+from licensing.storage.report import roster
 
 EXAMPLES_PER_GROUP = 5
 # School years end in June: from July 1 of a year, that year's class has graduated.

@@ -10,15 +10,15 @@ from sqlmodel import Session
 from db import queries
 from db.models import District, License, LicenseSyncState
 from db.session import lock_district
-from licensing import rules
-from licensing.alert_state import (
+from licensing.domain import rules
+from licensing.storage.alert_state import (
     LICENSE_TOPIC,
     AlertRecord,
     open_alerts,
     reconcile_alerts,
     record_change,
 )
-from licensing.roster import UsageCounts, usage_counts
+from licensing.storage.roster import UsageCounts, usage_counts
 
 
 @dataclass(frozen=True)

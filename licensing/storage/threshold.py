@@ -12,10 +12,10 @@ from datetime import datetime
 from sqlmodel import Session
 
 from db.models import LicenseSettings
-from licensing import rules
-from licensing.audit import record_event
-from licensing.error_codes import ErrorCode
+from licensing.domain import rules
+from licensing.domain.error_codes import ErrorCode
 from licensing.problems import Problem
+from licensing.storage.audit import record_event
 
 THRESHOLD_ACTION = "set_threshold"
 THRESHOLD_FIELD = "studentsRemaining"

@@ -33,7 +33,7 @@ from sqlmodel import SQLModel
 from db.limits import integer_maximum, text_length
 from db.models import District, License
 from db.private_files import make_private_directory
-from licensing.error_codes import ErrorCode
+from licensing.domain.error_codes import ErrorCode
 from plugins.records import SignedLicense
 
 

@@ -2,7 +2,7 @@
 
 Students that come from a SIS are fixed in the SIS; the next sync shows the change. Students in
 the local roster have no other home, so administrators switch them off and on here. This module
-checks the request; the change itself goes through ``licensing.roster_changes`` like any other.
+checks the request; the change itself goes through ``licensing.storage.roster_changes`` like any other.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from db.models import RosterRecord, table_of
-from licensing.error_codes import ErrorCode
+from licensing.domain.error_codes import ErrorCode
 from licensing.problems import Problem
 
 LOCAL_SOURCE = "local"

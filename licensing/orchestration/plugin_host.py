@@ -11,16 +11,16 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from licensing import roster
-from licensing.clock import utc_now
+from licensing.domain.clock import utc_now
 from licensing.settings import Settings
+from licensing.storage import roster
 from plugins.host import PluginHost
 from plugins.manager import PluginManager
 from plugins.records import FieldProblem, StudentRecord
 
 
 class RosterRecordChecks:
-    """``RecordChecks`` by the roster's own rules (``licensing.roster``)."""
+    """``RecordChecks`` by the roster's own rules (``licensing.storage.roster``)."""
 
     def role_problem(self, word: str) -> str | None:
         return _problem(roster.role_of, word)

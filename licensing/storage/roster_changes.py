@@ -30,14 +30,14 @@ from sqlmodel import Session, col, select
 from db import queries
 from db.models import RosterSyncRun
 from db.session import affected_rows, get_existing, lock_district, stored_id
-from licensing.alert_state import record_change
-from licensing.audit import record_event
-from licensing.district_view import reevaluate_alerts
-from licensing.error_codes import ErrorCode
+from licensing.domain.error_codes import ErrorCode
 from licensing.metrics import count_roster_sync
 from licensing.problems import Problem
-from licensing.roster import UsageCounts, current_usage, normalize_all, refresh_usage
 from licensing.settings import RosterSourceConfig, Settings
+from licensing.storage.alert_state import record_change
+from licensing.storage.audit import record_event
+from licensing.storage.district_view import reevaluate_alerts
+from licensing.storage.roster import UsageCounts, current_usage, normalize_all, refresh_usage
 from plugins.records import StudentRecord
 
 RUNNING = "running"

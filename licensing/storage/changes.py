@@ -1,7 +1,7 @@
 """Following the change log: what live subscribers read to learn that a district changed.
 
 Every change path writes ``ChangeEvent`` rows in the transaction that makes the change
-(``licensing.alert_state.record_change``), so a reader that polls for ids above the last one it
+(``licensing.storage.alert_state.record_change``), so a reader that polls for ids above the last one it
 saw learns of changes made by any worker or host sharing the database, once they are committed.
 """
 
@@ -13,7 +13,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from db.models import ChangeEvent
-from licensing.alert_state import LICENSE_TOPIC
+from licensing.storage.alert_state import LICENSE_TOPIC
 
 ALERT_RAISED_TOPIC = "alert_raised"
 ALERT_RESOLVED_TOPIC = "alert_resolved"

@@ -18,7 +18,7 @@ from sqlmodel import Session, col, select
 
 from db.models import ApiToken, DashboardSession, District
 from db.session import stored_id
-from licensing.tokens import Principal, hash_token, token_principal
+from licensing.storage.tokens import Principal, hash_token, token_principal
 
 SESSION_RANDOM_BYTES = 32
 LAST_SEEN_RESOLUTION = timedelta(minutes=1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 
-from licensing.row_ids import fits_row_id
+from licensing.storage.row_ids import fits_row_id
 
 
 def encode_cursor(kind: str, row_id: int) -> str:

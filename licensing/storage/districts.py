@@ -10,8 +10,8 @@ from sqlmodel import Session, select
 
 from db.models import District, LicenseSettings
 from db.session import Database, stored_id
-from licensing.roster import refresh_usage
-from licensing.rules import DEFAULT_THRESHOLD
+from licensing.domain.rules import DEFAULT_THRESHOLD
+from licensing.storage.roster import refresh_usage
 from plugins.records import DistrictRef
 
 SLUG_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")

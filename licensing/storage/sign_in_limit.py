@@ -26,7 +26,7 @@ from sqlmodel import Session
 
 from db.models import FailedSignIn, table_of
 from db.session import Database
-from licensing.error_codes import ErrorCode
+from licensing.domain.error_codes import ErrorCode
 from licensing.settings import SignInSettings
 
 SIGN_IN_THROTTLED = ErrorCode.SIGN_IN_THROTTLED

@@ -14,7 +14,7 @@ from enum import StrEnum
 from fractions import Fraction
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from licensing.error_codes import ErrorCode
+from licensing.domain.error_codes import ErrorCode
 
 __all__ = [
     "DEFAULT_THRESHOLD",

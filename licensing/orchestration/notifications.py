@@ -4,7 +4,7 @@
 makes it, so an event exists exactly when the change is committed. This step reads the events
 after its cursor (kept in the ``notifications`` scheduled-job row), calls the ``alert_raised`` or
 ``alert_resolved`` hook of every plugin for each (after enqueuing its webhooks in the outbox,
-``licensing.webhooks``), and moves the cursor past each event once its
+``licensing.orchestration.webhooks``), and moves the cursor past each event once its
 hooks have run. A crash between the two repeats the last calls: delivery is at least once, and
 ``AlertNotice.idempotency_key`` lets a plugin de-duplicate.
 """
@@ -21,8 +21,8 @@ from sqlmodel import Session, col, select
 
 from db.models import Alert, ChangeEvent, District, ScheduledJob
 from db.session import Database, stored_id
+from licensing.orchestration.webhooks import enqueue_alert
 from licensing.settings import Settings
-from licensing.webhooks import enqueue_alert
 from plugins.manager import PluginManager
 from plugins.records import ALERT_EVENTS, AlertNotice, DistrictRef
 

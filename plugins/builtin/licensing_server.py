@@ -13,15 +13,15 @@ the host with ``max_age`` set, so the host refuses one whose ``signed_at`` is no
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from dataclasses import replace
-from datetime import timedelta
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from http import HTTPStatus
 from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit
 
 import httpx
-from circuitbreaker import CircuitBreaker
 from pydantic import Field, ValidationInfo, model_validator
 
 from manage1to1_plugins import (
@@ -76,6 +76,39 @@ class LicensingServerOptions(SourceOptions):
         return options
 
 
+@dataclass
+class CircuitBreaker:
+    """Failures in a row of one district's license URL. After ``failures_to_open`` of them the
+    circuit is open: no request for ``recovery``; then one trial request closes it again or, failing,
+    reopens it.
+
+    It reads the host's clock, the one the scheduler runs on (and tests move by hand); the
+    circuit-breaker libraries read the system clock themselves, which is why these few lines live here.
+    """
+
+    failures_to_open: int
+    recovery: timedelta
+    clock: Callable[[], datetime]
+    failure_count: int = 0
+    opened_at: datetime | None = None
+
+    def seconds_until_trial(self) -> int | None:
+        """Whole seconds until a request may be tried again; None when one may be sent now."""
+        if self.opened_at is None:
+            return None
+        remaining = (self.opened_at + self.recovery - self.clock()).total_seconds()
+        return max(1, math.ceil(remaining)) if remaining > 0 else None
+
+    def failed(self) -> None:
+        self.failure_count += 1
+        if self.failure_count >= self.failures_to_open:
+            self.opened_at = self.clock()
+
+    def succeeded(self) -> None:
+        self.failure_count = 0
+        self.opened_at = None
+
+
 class LicensingServerSource:
     name = NAME
     description = "Manage1to1's licensing server: the district's signed license, fetched live."
@@ -92,17 +125,25 @@ class LicensingServerSource:
         base_url, api_key = _connection(district, options)
         url = f"{base_url}/v1/districts/{quote(district.slug, safe='')}/license"
         breaker = self.breaker(url, options)
-        if breaker.opened:
+        wait = breaker.seconds_until_trial()
+        if wait is not None:
             raise SourceError(
                 f"The licensing server at {base_url} failed {breaker.failure_count} times in a "
-                f"row: circuit open, retry after {max(1, breaker.open_remaining)} s. No request "
+                f"row: circuit open, retry after {wait} s. No request "
                 "was sent; the last good license is kept."
             )
         # ServerUnavailable counts as a failure; any other outcome, even a refused API key,
         # shows a working server and closes the circuit again.
-        with breaker:
+        try:
             response = await self._get(url, base_url=base_url, api_key=api_key)
             signed = _license_from(response, base_url=base_url)
+        except ServerUnavailable:
+            breaker.failed()
+            raise
+        except Exception:
+            breaker.succeeded()
+            raise
+        breaker.succeeded()
         return replace(signed, max_age=MAX_AGE)
 
     def breaker(self, url: str, options: Mapping[str, Any]) -> CircuitBreaker:
@@ -114,10 +155,9 @@ class LicensingServerSource:
         key = (url, failures, recovery)
         if key not in self._breakers:
             self._breakers[key] = CircuitBreaker(
-                failure_threshold=failures,
-                recovery_timeout=recovery,
-                expected_exception=ServerUnavailable,
-                name=f"{NAME} {url}",
+                failures_to_open=failures,
+                recovery=timedelta(seconds=recovery),
+                clock=self.host.clock,
             )
         return self._breakers[key]
 

@@ -380,9 +380,15 @@ async def exchange(client: Client, kind: str, value: int | None, storm: Storm) -
     )
 
 
-async def run_storm(clients: list[Client], *, reads_until: asyncio.Event | None = None) -> Storm:
-    """Every client at once; what each sent and got back."""
-    storm = Storm()
+async def run_storm(
+    clients: list[Client],
+    *,
+    reads_until: asyncio.Event | None = None,
+    storm: Storm | None = None,
+) -> Storm:
+    """Every client at once; what each sent and got back (into ``storm`` when given, so the
+    caller can watch it fill)."""
+    storm = storm if storm is not None else Storm()
     storm.started = time.monotonic()
     await asyncio.gather(*(one_client(client, storm, reads_until) for client in clients))
     storm.ended = time.monotonic()
@@ -627,6 +633,12 @@ def test_the_same_load_while_a_roster_sync_replaces_tens_of_thousands_of_student
 
     async def load_with(clients: list[Client]) -> tuple[Storm, float, float | None, int | None]:
         finished = asyncio.Event()
+        storm = Storm()
+        load = asyncio.create_task(run_storm(clients, reads_until=finished, storm=storm))
+        # The sync starts once the load has had a read answered, so that however slowly a busy
+        # machine starts the clients, some reads see the roster from before the sync.
+        while not any(read.status == 200 for read in storm.of("read")) and not load.done():
+            await asyncio.sleep(0.02)
         started = time.monotonic()
         sync = start_licensing(
             ["sync", "--district", SLUG, "--source", "sis"],
@@ -647,10 +659,9 @@ def test_the_same_load_while_a_roster_sync_replaces_tens_of_thousands_of_student
                 finished.set()  # the clients stop reading either way
 
         try:
-            # The load starts with the sync (which takes a while to start reading the bundle)
-            # and its reads go on until the sync has ended, so the swap happens under load.
+            # The clients go on reading until the sync has ended, so the swap happens under load.
             watcher = asyncio.create_task(watch())
-            storm = await run_storm(clients, reads_until=finished)
+            await load
             return storm, started, await watcher, sync.poll()
         finally:
             stop_process_group(sync)

@@ -352,7 +352,9 @@ async def test_the_host_verifies_what_a_license_source_returns(settings, clock):
 
 
 def test_the_documented_plugin_test_passes(tmp_path, example_installed):
-    code = doc_block(r"```python\n(from licensing\.plugin_host import load_plugins\n.*?)```")
+    code = doc_block(
+        r"```python\n(from licensing\.orchestration\.plugin_host import load_plugins\n.*?)```"
+    )
     namespace: dict[str, object] = {}
     exec(compile(code, "test_documented.py", "exec"), namespace)
     documented_test = namespace["test_nightly_export_is_a_roster_source"]

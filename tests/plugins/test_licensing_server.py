@@ -461,7 +461,7 @@ async def test_retry_after_is_honoured(settings, build, upstream, server_url):
 
 
 async def test_the_circuit_opens_fails_fast_and_closes_after_recovery(
-    settings, build, upstream, server_url
+    settings, build, upstream, server_url, clock
 ):
     no_retries = FAST_HTTP.model_copy(update={"retries": 0})
     service = build(
@@ -491,7 +491,7 @@ async def test_the_circuit_opens_fails_fast_and_closes_after_recovery(
     assert_kept_and_stale(service, district_id)
 
     # Half-open after the recovery time: one trial request; it fails, so the circuit reopens.
-    await asyncio.sleep(1.1)
+    clock.advance(seconds=1.1)
     await refresh(service, district_id)
     assert upstream.attempts() == 4
     outcome = await refresh(service, district_id)
@@ -500,7 +500,7 @@ async def test_the_circuit_opens_fails_fast_and_closes_after_recovery(
 
     # The server recovers: the next trial succeeds and the circuit is closed again.
     upstream.mode = "ok"
-    await asyncio.sleep(1.1)
+    clock.advance(seconds=1.1)
     outcome = await refresh(service, district_id)
     assert outcome.problem is None
     assert upstream.attempts() == 5

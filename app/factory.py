@@ -18,7 +18,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
 from app.observability import RequestObservability, metrics
-from app.reports import REPORT_PATH, active_students_csv
+from app.report_export import REPORT_PATH, active_students_csv
 from app.runtime import build_service
 from app.security_headers import SecurityHeaders
 from app.sessions import session_routes

@@ -156,7 +156,7 @@ def download_to(output: Path) -> None:
     from sqlmodel import select
 
     from app.factory import create_app
-    from app.reports import REPORT_PATH
+    from app.report_export import REPORT_PATH
     from db.models import District
     from licensing.settings import load_settings
     from licensing.storage.tokens import Permission, create_token

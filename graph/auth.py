@@ -1,6 +1,6 @@
 """Sign-in for every endpoint: bearer tokens, the Licensing tab's session cookie, CSRF, and the
 limit on failed sign-ins. /graphql (HTTP and websockets), /session (app/sessions.py) and the
-report download (app/reports.py) all sign in here, so they all follow the same rules.
+report download (app/report_export.py) all sign in here, so they all follow the same rules.
 
 - ``Authorization: Bearer <token>`` signs in as that API token, and always wins over the cookie.
 - The Licensing tab signs in once (``POST /session``) and then sends the cookie

@@ -79,7 +79,7 @@ from licensing.domain.rules import AlertKind
 from licensing.storage.audit import MAX_AUDIT_PAGE
 from licensing.storage.count_review import ReviewReason
 from licensing.storage.history import MAX_HISTORY_DAYS
-from licensing.storage.report import MAX_PAGE_SIZE
+from licensing.storage.student_report import MAX_PAGE_SIZE
 
 QUERY_TOO_COSTLY = ErrorCode.QUERY_TOO_COSTLY
 # Measured on SQLite (bench/neighbour.py, as the client sees it, HTTP included): the dashboard

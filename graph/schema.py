@@ -18,8 +18,8 @@ from graph.mutations.roster_sync import RosterSyncMutation
 from graph.mutations.set_threshold import SetThresholdMutation
 from graph.outage import DatabaseOutageStatus
 from graph.queries import Query
-from graph.queries_history import HistoryQuery
-from graph.queries_operations import OperationsQuery
+from graph.queries.history import HistoryQuery
+from graph.queries.operations import OperationsQuery
 from graph.strawberry_compat import SchemaWithoutSubscriptionsOverHttp
 from graph.subscriptions import Subscription
 from licensing.settings import GraphQLLimits

@@ -12,14 +12,14 @@ from licensing.problems import Problem
 from licensing.storage import count_review as review
 from licensing.storage.alert_state import AlertRecord
 from licensing.storage.data_sources import DataSourceView
-from licensing.storage.district_view import LicenseView, ThresholdSettingsView
-from licensing.storage.report import (
+from licensing.storage.district_state import LicenseView, ThresholdSettingsView
+from licensing.storage.roster import UsageCounts
+from licensing.storage.student_report import (
     ActiveStudentFilter,
     ActiveStudentPage,
     ActiveStudentRow,
     encode_cursor,
 )
-from licensing.storage.roster import UsageCounts
 
 # The domain's enums are the schema's: strawberry.enum registers each one (and returns it
 # unchanged). The names are plain aliases so that type checkers read them as types.

@@ -10,8 +10,8 @@ from typing import Annotated
 import typer
 
 from app.cli.common import DistrictOption, district_id, fail, say, service
-from app.reports import ExportFormat, parse_day, write_export, write_export_file
-from licensing.storage.report import ActiveStudentFilter
+from app.report_export import ExportFormat, parse_day, write_export, write_export_file
+from licensing.storage.student_report import ActiveStudentFilter
 
 report_cli = typer.Typer(help="Reports on who counts against the license.", no_args_is_help=True)
 

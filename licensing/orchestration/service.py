@@ -40,7 +40,7 @@ from licensing.storage.dashboard_sessions import (
     touch_session,
 )
 from licensing.storage.data_sources import DataSourceView, data_sources
-from licensing.storage.district_view import (
+from licensing.storage.district_state import (
     DistrictSnapshot,
     LicenseView,
     ThresholdSettingsView,
@@ -58,7 +58,6 @@ from licensing.storage.history import (
     usage_history,
 )
 from licensing.storage.local_students import LOCAL_SOURCE, check_local_students
-from licensing.storage.report import ActiveStudentFilter, ActiveStudentPage, active_student_page
 from licensing.storage.roster import UsageCounts, current_usage
 from licensing.storage.roster_changes import (
     RosterGuard,
@@ -68,6 +67,11 @@ from licensing.storage.roster_changes import (
     guard_for,
 )
 from licensing.storage.sign_in_limit import FailedSignIns
+from licensing.storage.student_report import (
+    ActiveStudentFilter,
+    ActiveStudentPage,
+    active_student_page,
+)
 from licensing.storage.threshold import THRESHOLD_ACTION, THRESHOLD_FIELD, save_threshold
 from licensing.storage.tokens import Principal, authenticate
 from plugins.manager import PluginManager

@@ -19,7 +19,7 @@ from sqlmodel import Session
 from db.rules_sql import counts_against_license
 from licensing.domain.rules import district_today
 from licensing.settings import DistrictConfig
-from licensing.storage.report import roster
+from licensing.storage.student_report import roster
 
 EXAMPLES_PER_GROUP = 5
 # School years end in June: from July 1 of a year, that year's class has graduated.

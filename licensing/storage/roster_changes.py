@@ -36,7 +36,7 @@ from licensing.problems import Problem
 from licensing.settings import RosterSourceConfig, Settings
 from licensing.storage.alert_state import record_change
 from licensing.storage.audit import record_event
-from licensing.storage.district_view import reevaluate_alerts
+from licensing.storage.district_state import reevaluate_alerts
 from licensing.storage.roster import UsageCounts, current_usage, normalize_all, refresh_usage
 from plugins.records import StudentRecord
 

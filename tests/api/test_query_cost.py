@@ -33,7 +33,7 @@ from graph.schema import build_schema as build_licensing_schema
 from licensing.domain.rules import AlertKind
 from licensing.storage.audit import MAX_AUDIT_PAGE
 from licensing.storage.history import MAX_HISTORY_DAYS
-from licensing.storage.report import MAX_PAGE_SIZE
+from licensing.storage.student_report import MAX_PAGE_SIZE
 from tests.utils.graphql import graphql, graphql_data
 
 pytestmark = pytest.mark.anyio

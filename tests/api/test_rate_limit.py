@@ -12,7 +12,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from app.factory import create_app
-from app.reports import REPORT_DOWNLOAD_COST, REPORT_PATH
+from app.report_export import REPORT_DOWNLOAD_COST, REPORT_PATH
 from graph.cost import CHEAP_ROWS_PER_POINT
 from graph.rate_limit import RATE_LIMITED, TokenBudgets
 from licensing.storage.history import MAX_HISTORY_DAYS

@@ -12,10 +12,10 @@ import httpx
 import pytest
 
 from app.factory import create_app
-from app.reports import REPORT_PATH
-from licensing.storage import report
-from licensing.storage.report import EXPORT_COLUMNS
+from app.report_export import REPORT_PATH
+from licensing.storage import student_report as report
 from licensing.storage.roster_changes import apply_roster
+from licensing.storage.student_report import EXPORT_COLUMNS
 from plugins.records import StudentRecord
 
 pytestmark = pytest.mark.anyio

@@ -13,15 +13,15 @@ import anyio
 import httpx
 import pytest
 
-from app import reports
+from app import report_export as reports
 from app.factory import create_app
-from app.reports import REPORT_PATH
+from app.report_export import REPORT_PATH
 from app.runtime import build_service
 from licensing.orchestration.service import LicensingService
 from licensing.settings import load_settings
-from licensing.storage import report
-from licensing.storage.report import EXPORT_COLUMNS
+from licensing.storage import student_report as report
 from licensing.storage.roster_changes import apply_roster
+from licensing.storage.student_report import EXPORT_COLUMNS
 from licensing.storage.tokens import Permission
 from plugins.records import StudentRecord
 from tests.utils.cli import run

@@ -1,4 +1,6 @@
-"""One district's licensing state as the tab shows it, read in one session and computed by the rules."""
+"""One district's licensing state as the tab shows it, read in one session and computed by the
+rules; and its stored alerts brought in line with that state (``reevaluate_alerts``), in the
+transaction of the change that moved it."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The active-student report as a file: the CSV download and the `licensing report` command.
 
-Both write the rows of ``licensing.storage.report.iter_active_students`` a batch at a time, so a roster
+Both write the rows of ``licensing.storage.student_report.iter_active_students`` a batch at a time, so a roster
 of any size is exported with flat memory: the download streams each batch to the client as it is
 read, the command writes it to standard output or a file.
 
@@ -32,8 +32,8 @@ from db.models import District
 from db.session import Database, get_existing
 from licensing.domain.error_codes import ErrorCode
 from licensing.domain.rules import district_today
-from licensing.storage import report
-from licensing.storage.report import (
+from licensing.storage import student_report as report
+from licensing.storage.student_report import (
     EXPORT_COLUMNS,
     ActiveStudentFilter,
     ActiveStudentRow,

@@ -22,7 +22,7 @@ from graph.types import (
 from licensing.domain.error_codes import ErrorCode
 from licensing.orchestration.service import NO_LICENSE
 from licensing.problems import Problem
-from licensing.storage.report import ActiveStudentFilter
+from licensing.storage.student_report import ActiveStudentFilter
 
 MAX_ADDITIONAL_STUDENTS = 10_000_000
 

@@ -16,18 +16,22 @@ run: $(INSTALLED)
 	$(BIN)/licensing demo
 	$(BIN)/licensing serve
 
+# The suite runs on every core; the tests that start several server processes share one
+# worker (xdist_group "servers"), so they never load the machine at the same time.
+PYTEST_PARALLEL := -n auto --dist loadgroup
+
 test: $(INSTALLED)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/pytest
+	$(BIN)/pytest $(PYTEST_PARALLEL)
 
 # The suite again on PostgreSQL: LICENSING_TEST_DATABASE_URL names a server where the role may create
 # databases (each test gets a new one), e.g. postgresql+psycopg://USER:PASSWORD@127.0.0.1:5432/postgres
 test-postgres: $(INSTALLED)
 	@test -n "$$LICENSING_TEST_DATABASE_URL" || \
 		{ echo "Set LICENSING_TEST_DATABASE_URL to a PostgreSQL server URL." >&2; exit 2; }
-	LICENSING_REQUIRE_POSTGRES=1 $(BIN)/pytest
+	LICENSING_REQUIRE_POSTGRES=1 $(BIN)/pytest $(PYTEST_PARALLEL)
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .

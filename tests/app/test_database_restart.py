@@ -46,6 +46,9 @@ from tests.utils.server_process import (
     stop_process_group,
 )
 
+# Starts server processes: runs on the same xdist worker as the other such tests.
+pytestmark = pytest.mark.xdist_group("servers")
+
 WORKERS = 2
 CLIENTS = 8
 SLUG = "riverside"

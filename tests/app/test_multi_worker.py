@@ -51,6 +51,9 @@ from tests.utils.server_process import (
     stop_process_group,
 )
 
+# Starts server processes: runs on the same xdist worker as the other such tests.
+pytestmark = pytest.mark.xdist_group("servers")
+
 WORKERS = 4
 CLIENTS = 200
 READ_BACK_ATTEMPTS = 30  # reading the audit log back may wait for the token's rate limit

@@ -28,7 +28,8 @@ from tests.utils.server_process import (
     stop_process_group,
 )
 
-pytestmark = pytest.mark.anyio
+# Starts server processes: runs on the same xdist worker as the other such tests.
+pytestmark = [pytest.mark.anyio, pytest.mark.xdist_group("servers")]
 
 GENERATED_ID = re.compile(r"[0-9a-f]{32}")
 FORCE_UPDATE = "mutation { forceLicenseUpdate { updated throttled errors { code } } }"

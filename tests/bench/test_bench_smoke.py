@@ -18,6 +18,9 @@ import pytest
 
 from bench.run import BENCHMARKS, DOCS, REPOSITORY, RESULTS_END, RESULTS_START, rewrite
 
+# Starts server processes: runs on the same xdist worker as the other such tests.
+pytestmark = pytest.mark.xdist_group("servers")
+
 
 def run_bench(*arguments: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(

@@ -30,6 +30,7 @@ from graph.cost import (
     operation_cost,
 )
 from graph.schema import build_schema as build_licensing_schema
+from graph.strawberry_compat import graphql_core_schema
 from licensing.domain.rules import AlertKind
 from licensing.storage.audit import MAX_AUDIT_PAGE
 from licensing.storage.history import MAX_HISTORY_DAYS
@@ -205,7 +206,7 @@ def test_lists_inside_lists_multiply():
 
 def test_every_connection_and_list_on_the_query_is_sized_deliberately():
     """A new list field must say how many items it can return, or its cost is a guess."""
-    schema = build_licensing_schema()._schema
+    schema = graphql_core_schema(build_licensing_schema())
     unsized = []
     for root in (schema.query_type, schema.subscription_type):
         assert isinstance(root, GraphQLObjectType)

@@ -31,9 +31,8 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 
-from db.session import Database
 from licensing.storage import signing
 from tests.utils.cli import run
 from tests.utils.databases import REQUIRE_POSTGRES, SERVER_URL
@@ -193,35 +192,34 @@ def deployment(
         encoding="utf-8",
     )
     monkeypatch.setenv("LICENSING_CONFIG", str(config))
-    opened: list[Database] = []
-    open_database = Database.__init__
+    connected: set[Engine] = set()
 
-    def tracked(self: Database, url: str) -> None:
-        open_database(self, url)
-        opened.append(self)
+    def track(connection: Connection) -> None:
+        connected.add(connection.engine)
 
     # The commands run in this process; their pools must not outlive the cluster.
-    monkeypatch.setattr(Database, "__init__", tracked)
-    run("db", "upgrade")
-    run("district", "create", SLUG, "--name", "Riverside Unified School District")
-    write_license(tmp_path / "data" / "licenses" / f"{SLUG}.license", signing_key)
-    run("sync", "--district", SLUG)  # the license and the first roster
-    tokens = [
-        run("token", "create", "--district", SLUG, "--permission", "MANAGE_SETTINGS",
-            "--name", f"user {number}").stdout.strip()
-        for number in range(CLIENTS)
-    ]  # fmt: skip
-    # The roster the sync under test brings in: large enough to be running at the restart.
-    write_users_bundle(bundle, **ROSTER)
-    env = dict(os.environ)
-    with licensing_serve(
-        workers=WORKERS, env=env, log_path=tmp_path / "serve.log", cwd=tmp_path
-    ) as server:
-        try:
+    event.listen(Engine, "engine_connect", track)
+    try:
+        run("db", "upgrade")
+        run("district", "create", SLUG, "--name", "Riverside Unified School District")
+        write_license(tmp_path / "data" / "licenses" / f"{SLUG}.license", signing_key)
+        run("sync", "--district", SLUG)  # the license and the first roster
+        tokens = [
+            run("token", "create", "--district", SLUG, "--permission", "MANAGE_SETTINGS",
+                "--name", f"user {number}").stdout.strip()
+            for number in range(CLIENTS)
+        ]  # fmt: skip
+        # The roster the sync under test brings in: large enough to be running at the restart.
+        write_users_bundle(bundle, **ROSTER)
+        env = dict(os.environ)
+        with licensing_serve(
+            workers=WORKERS, env=env, log_path=tmp_path / "serve.log", cwd=tmp_path
+        ) as server:
             yield Deployment(server.base_url, tokens, env, tmp_path, cluster.url, server.log)
-        finally:
-            for database in opened:
-                database.dispose()
+    finally:
+        event.remove(Engine, "engine_connect", track)
+        for engine in connected:
+            engine.dispose()
 
 
 def write_license(path: Path, key: Any) -> None:

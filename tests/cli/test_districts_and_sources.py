@@ -9,8 +9,9 @@ from sqlmodel import select
 
 from db.models import District
 from licensing.storage.roster import current_usage
-from plugins.records import StudentRecord
+from manage1to1_plugins import StudentRecord, hookimpl
 from tests.utils.cli import run
+from tests.utils.entry_points import install_plugin
 
 
 def test_district_create_uses_the_default_time_zone(built, monkeypatch):
@@ -70,23 +71,19 @@ class AsyncSource:
         return people()
 
 
-class Plugin:
-    from plugins.hookspecs import hookimpl
-
+class AsyncSisPlugin:
     @hookimpl
     def register_roster_sources(self, settings):
         return [AsyncSource()]
 
 
+async_sis_plugin = AsyncSisPlugin()  # what the installed entry point names
+
+
 def test_roster_import_through_a_named_async_source(built, monkeypatch, tmp_path: Path):
-    from plugins import manager
-
-    original = manager.PluginManager.__init__
-
-    def with_plugin(self, host, **options):
-        original(self, host, **{**options, "extra_plugins": [Plugin()]})
-
-    monkeypatch.setattr(manager.PluginManager, "__init__", with_plugin)
+    install_plugin(
+        tmp_path / "site", monkeypatch, name="async_sis", target=f"{__name__}:async_sis_plugin"
+    )
     run("district", "create", "async", "--name", "Async District")
 
     result = run(

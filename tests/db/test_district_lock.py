@@ -6,6 +6,7 @@ sections take ``lock_district`` first. These tests run on whichever database the
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -16,14 +17,19 @@ from sqlalchemy import event, func, text
 from sqlalchemy.exc import OperationalError
 from sqlmodel import select
 
+from app.runtime import build_service
 from db.models import Alert, AuditEvent, ChangeEvent
 from db.session import Database, lock_district
 from licensing.domain.rules import AlertKind, AlertPlacement, AlertSeverity, AlertSpec
+from licensing.orchestration.service import ForcedUpdate, LicensingService
 from licensing.storage.alert_state import reconcile_alerts
+from licensing.storage.tokens import Permission
 from tests.utils.databases import skip_unless_postgres
-from tests.utils.districts import create_district
+from tests.utils.districts import create_district, token_for
 
-RACERS = 5  # the engine's pool size, so that no racer waits for a new connection
+# Threads (or workers) released together; the engine's pool size, so that no racer waits for a
+# new connection.
+RACERS = 5
 
 
 def race(database: Database, work: Callable[[], Any]) -> list[Any]:
@@ -42,23 +48,47 @@ def race(database: Database, work: Callable[[], Any]) -> list[Any]:
         return [future.result() for future in futures]
 
 
-def test_one_forced_update_claim_per_cooldown_however_many_press_at_once(service):
+def press_together(workers: list[LicensingService], token: str) -> list[ForcedUpdate]:
+    """Each worker presses Force License Update once, all released together: one thread and
+    event loop each, as the processes of `licensing serve --workers N` have."""
+    start = threading.Barrier(len(workers))
+
+    async def press(worker: LicensingService) -> ForcedUpdate:
+        principal = await worker.authenticate(token)  # its connection is now in its pool
+        assert principal is not None
+        start.wait()
+        return await worker.force_license_update(principal)
+
+    with ThreadPoolExecutor(len(workers)) as pool:
+        return list(pool.map(lambda worker: asyncio.run(press(worker)), workers))
+
+
+def test_one_forced_update_per_cooldown_however_many_workers_press_at_once(service, clock, issuer):
+    # Presses within one worker share its request; across workers only the database decides.
     district_id = create_district(service, slug="raced")
+    issuer.write("raced", seats=1200)
+    token = token_for(service, district_id, Permission.MANAGE_SETTINGS)
+    others = [build_service(service.settings, clock=clock) for _ in range(RACERS - 1)]
+    try:
+        outcomes = [forced.outcome for forced in press_together([service, *others], token)]
+    finally:
+        for worker in others:
+            worker.database.dispose()
 
-    waits = race(
-        service.database,
-        lambda: service.license_updater._claim_forced_update(district_id, "someone"),
-    )
-
-    assert waits.count(None) == 1, waits
-    assert all(wait is not None and wait > 0 for wait in waits if wait is not None)
+    [asked] = [outcome for outcome in outcomes if not outcome.throttled]
+    assert asked.updated and asked.problem is None
+    cooldown = service.settings.force_update_cooldown_seconds
+    waits = [outcome.retry_after_seconds for outcome in outcomes if outcome.throttled]
+    assert len(waits) == RACERS - 1
+    assert all(wait is not None and 0 < wait <= cooldown for wait in waits), waits
     with service.database.read() as session:
-        throttled = session.exec(
-            select(func.count())
-            .select_from(AuditEvent)
-            .where(AuditEvent.district_id == district_id, AuditEvent.outcome == "throttled")
-        ).one()
-    assert throttled == RACERS - 1
+        pressed = session.exec(
+            select(AuditEvent.outcome).where(
+                AuditEvent.district_id == district_id,
+                AuditEvent.action == "force_license_update",
+            )
+        ).all()
+    assert sorted(pressed) == ["throttled"] * (RACERS - 1) + ["updated"]
 
 
 def test_concurrent_reconciliations_raise_an_alert_once(service):

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 import pytest
+from sqlalchemy.exc import OperationalError
 from sqlmodel import select
 
 from db.models import ScheduledJob
+from db.outage import is_database_unavailable
 from licensing.orchestration.scheduled_jobs import service_scheduler
 from licensing.orchestration.scheduler import LEASE
+from tests.utils.databases import unreachable_database
 from tests.utils.graphql import graphql_data
 
 pytestmark = pytest.mark.anyio
@@ -58,8 +63,25 @@ async def test_each_due_job_runs_once_across_runners(service, clock, make_distri
     assert f"license_refresh:{district.id}" not in ran_second
 
 
+def on_the_first_license_fetch(service, monkeypatch, happen: Callable[[], Awaitable[None]]) -> None:
+    """Make ``happen`` happen while the first license refresh from now on asks its source (after
+    the runner took the job's lease, before it records the end); later fetches go straight on."""
+    source = service.plugins.license_source("license_file")
+    real_fetch = source.fetch_license
+    fetched = 0
+
+    async def fetch_license(*, district, options=None):
+        nonlocal fetched
+        fetched += 1
+        if fetched == 1:
+            await happen()
+        return real_fetch(district=district, options=options)
+
+    monkeypatch.setattr(source, "fetch_license", fetch_license)
+
+
 async def test_a_lease_held_by_a_live_runner_is_respected_and_an_expired_one_taken_over(
-    service, clock, make_district
+    service, clock, make_district, monkeypatch
 ):
     district = await make_district("riverside")
     name = f"license_refresh:{district.id}"
@@ -67,17 +89,31 @@ async def test_a_lease_held_by_a_live_runner_is_respected_and_an_expired_one_tak
         service_scheduler(service, holder="crashed"),
         service_scheduler(service, holder="survivor"),
     )
+    refreshing = asyncio.Event()
+
+    async def never_answered() -> None:
+        refreshing.set()
+        await asyncio.Event().wait()
+
+    on_the_first_license_fetch(service, monkeypatch, never_answered)
     await crashed.tick()
     clock.advance(minutes=2)
-    assert crashed._claim(name)  # it took the lease, then died before finishing
+    # The runner takes the job's lease and starts it, then dies before finishing.
+    dying = asyncio.create_task(crashed.tick())
+    await refreshing.wait()
+    dying.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await dying
+    assert job(service, name).lease_holder == "crashed"
 
     assert name not in {outcome.name for outcome in await survivor.tick()}
     clock.advance(seconds=LEASE.total_seconds() + 1)
     assert name in {outcome.name for outcome in await survivor.tick()}
+    assert job(service, name).lease_holder is None
 
 
 async def test_a_runner_takes_back_its_own_lease_left_by_a_tick_the_database_failed_under(
-    service, clock, make_district
+    service, clock, make_district, monkeypatch, tmp_path
 ):
     district = await make_district("riverside")
     name = f"license_refresh:{district.id}"
@@ -85,10 +121,24 @@ async def test_a_runner_takes_back_its_own_lease_left_by_a_tick_the_database_fai
         service_scheduler(service, holder="runner"),
         service_scheduler(service, holder="other"),
     )
+    working = runner.database
+    gone = unreachable_database(working, tmp_path)
+
+    async def database_goes_away() -> None:
+        runner.database = gone
+
+    on_the_first_license_fetch(service, monkeypatch, database_goes_away)
     await runner.tick()
     clock.advance(minutes=2)
-    # The tick claimed the job, then the database went away before it could record the end.
-    assert runner._claim(name)
+    # The tick claims the job, then the database goes away before it can record the end.
+    try:
+        with pytest.raises(OperationalError) as failed:
+            await runner.tick()
+        assert is_database_unavailable(failed.value)
+    finally:
+        runner.database = working
+        gone.dispose()
+    assert job(service, name).lease_holder == "runner"
 
     # Its next tick (five seconds on, not a whole lease later) runs the job; no one else does.
     clock.advance(seconds=5)

@@ -184,3 +184,12 @@ def refuse_inserts(database: Database, table: str) -> None:
                 f"FOR EACH ROW EXECUTE FUNCTION refuse_{table}()"
             )
         )
+
+
+def unreachable_database(like: Database, folder: Path) -> Database:
+    """A database of the same kind as ``like`` that cannot be reached, as when the server went
+    away: a SQLite "file" that is a folder, or a PostgreSQL server that is not listening (port 1
+    refuses at once)."""
+    if like.is_sqlite:
+        return Database(f"sqlite:///{folder}")
+    return Database("postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=2")

@@ -1,4 +1,4 @@
-"""The Clever source against a Clever Data API v3.0 server on 127.0.0.1 (tests/fakes): paging by
+"""The Clever source against a Clever Data API v3.1 server on 127.0.0.1 (tests/fakes): paging by
 links, the rate limit, retries that resume the failed page, and failures that change nothing."""
 
 from __future__ import annotations

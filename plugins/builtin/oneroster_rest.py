@@ -518,7 +518,9 @@ class _Sync:
         try:
             return await client.get(url, params=params)
         except (OAuthError, httpx.HTTPStatusError, ValueError) as error:
-            # Only the OAuth 2 client raises these: renewing an expiring token failed.
+            if not isinstance(client, AsyncOAuth2Client):
+                raise
+            # The OAuth 2 client renews a token about to expire before the request: that failed.
             raise self._token_failure(error) from None
         except httpx.HTTPError as error:
             raise SourceError(

@@ -311,6 +311,17 @@ async def test_an_expired_token_is_renewed_once_and_the_page_asked_again(
     assert sync(service, district_id, items).active_students == SAMPLE_ACTIVE_STUDENTS
 
 
+async def test_a_token_about_to_expire_is_renewed_before_the_next_request(source):
+    # 30 s is within the renewal margin: every request finds the token about to expire.
+    fake = FakeOneRoster(token_lifetime_seconds=30)
+    with running(fake) as url:
+        items = await fetch(source, options(url, fake))
+
+    assert len(people_of(items)) == 8
+    assert fake.offsets(status=401) == []  # renewed before, never refused
+    assert fake.tokens_issued == 1 + len(fake.offsets())
+
+
 async def test_a_token_refused_even_when_new_is_a_source_error(source):
     fake = FakeOneRoster(token_lifetime_requests=0)
     with (

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 import httpx
 from httpx_retries import Retry
 
-from plugins.http import RETRIED_STATUSES, create_client, retry_policy
+from plugins.http import RETRIED_STATUSES, client_options, create_client, retry_policy
 from plugins.records import FieldProblem, StudentRecord
 
 
@@ -92,6 +92,21 @@ class PluginHost:
             auth=auth,
             retry=retry,
             transport=transport,
+        )
+
+    def client_options(
+        self,
+        *,
+        base_url: str = "",
+        headers: Mapping[str, str] | None = None,
+        retry: Retry | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> dict[str, Any]:
+        """The keyword arguments ``create_client`` builds its client with (timeouts, retries,
+        deadline, user agent), for a plugin that needs a subclass of ``httpx.AsyncClient``
+        (such as authlib's ``AsyncOAuth2Client``) under the same policy."""
+        return client_options(
+            self.settings, base_url=base_url, headers=headers, retry=retry, transport=transport
         )
 
     def retry_policy(

@@ -60,6 +60,36 @@ def retry_policy(
     )
 
 
+def client_options(
+    settings: Any,
+    *,
+    base_url: str = "",
+    headers: Mapping[str, str] | None = None,
+    retry: Retry | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> dict[str, Any]:
+    """The keyword arguments of an ``httpx.AsyncClient`` with the project's timeouts, retries and
+    user agent, for building a client of a subclass (authlib's OAuth 2 client, say) that must
+    keep the same policy. ``create_client`` is this with a plain ``httpx.AsyncClient``."""
+    http = settings.http
+    inner = transport or httpx.AsyncHTTPTransport()
+    return {
+        "base_url": base_url,
+        "headers": {"User-Agent": USER_AGENT, **(headers or {})},
+        "timeout": httpx.Timeout(
+            connect=http.connect_timeout_seconds,
+            read=http.read_timeout_seconds,
+            write=http.read_timeout_seconds,
+            pool=http.connect_timeout_seconds,
+        ),
+        "transport": RetryTransport(
+            transport=AttemptDeadlineTransport(inner, http.attempt_deadline_seconds),
+            retry=retry or retry_policy(settings),
+        ),
+        "follow_redirects": False,
+    }
+
+
 def create_client(
     settings: Any,
     *,
@@ -74,21 +104,9 @@ def create_client(
     ``transport`` replaces the network (tests pass one); ``retry`` replaces the default policy
     (for example to retry a POST that is safe to repeat).
     """
-    http = settings.http
-    inner = transport or httpx.AsyncHTTPTransport()
     return httpx.AsyncClient(
-        base_url=base_url,
-        headers={"User-Agent": USER_AGENT, **(headers or {})},
         auth=auth,
-        timeout=httpx.Timeout(
-            connect=http.connect_timeout_seconds,
-            read=http.read_timeout_seconds,
-            write=http.read_timeout_seconds,
-            pool=http.connect_timeout_seconds,
+        **client_options(
+            settings, base_url=base_url, headers=headers, retry=retry, transport=transport
         ),
-        transport=RetryTransport(
-            transport=AttemptDeadlineTransport(inner, http.attempt_deadline_seconds),
-            retry=retry or retry_policy(settings),
-        ),
-        follow_redirects=False,
     )

@@ -1,8 +1,9 @@
-"""Clever: students from the Clever Data API v3.0, read with a district's bearer token.
+"""Clever: students from the Clever Data API v3.1, read with a district's bearer token.
 
-``GET <base_url>/v3.0/users?role=student&limit=N``, then each ``links`` entry with ``rel`` "next"
+``GET <base_url>/v3.1/users?role=student&limit=N``, then each ``links`` entry with ``rel`` "next"
 (a URI relative to the server, ``starting_after`` the last id) until there is none or a page is
-empty. Clever lists only the people a district shares now, so every record is reported as
+empty, as Clever's paging documentation says: a short page alone never ends the listing, and a
+next link to another server is refused (the token is never sent there). Clever lists only the people a district shares now, so every record is reported as
 ``active``; a student who is no longer listed is simply not reported, and the host's
 replace-on-sync removes them ("students who vanish count as removed").
 
@@ -15,7 +16,9 @@ with backoff and jitter. Each page is retried on its own, so a failure never res
 Options (``[districts.<slug>.roster_sources.<name>.options]``):
 
 - ``token`` (required): the district's bearer token;
-- ``base_url``: ``https://api.clever.com`` by default;
+- ``base_url``: ``https://api.clever.com`` by default (a pasted ``.../v3.1`` or ``.../v3.1/users``
+  is read as the same server);
+- ``profile``: ``clever``, the only one (vendor profiles are the OneRoster REST source's);
 - ``page_size``: users per request, 1000 by default (Clever accepts at most 10000);
 - ``person_key_fields``: the student fields that identify a person across sources, first present
   wins: ``["state_id", "sis_id", "student_number"]`` by default; Clever's ``id`` when none is.
@@ -24,6 +27,7 @@ Options (``[districts.<slug>.roster_sources.<name>.options]``):
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -54,7 +58,9 @@ from manage1to1_plugins.fields import text as _text
 from manage1to1_plugins.fields import timestamp as _timestamp
 
 DEFAULT_BASE_URL = "https://api.clever.com"
-USERS_PATH = "/v3.0/users"
+USERS_PATH = "/v3.1/users"
+# A pasted address may go on with an API version and a collection: the server is what precedes.
+API_VERSION_PATH = re.compile(r"/v\d+(\.\d+)?(/[A-Za-z_]+)?/?$")
 DEFAULT_PAGE_SIZE = 1000
 MAX_PAGE_SIZE = 10_000
 PERSON_KEY_FIELDS = ("state_id", "sis_id", "student_number")
@@ -84,6 +90,12 @@ class CleverConfig:
 
     @classmethod
     def read(cls, options: Mapping[str, Any]) -> CleverConfig:
+        profile = str(options.get("profile") or "clever").strip().lower()
+        if profile != "clever":
+            raise SourceError(
+                f"Clever: profile {profile!r} is not Clever's; vendor profiles such as "
+                'powerschool belong to the OneRoster REST source (kind = "oneroster_rest").'
+            )
         token = _text(options.get("token"))
         if not token:
             raise SourceError("Clever needs the district's bearer token in option token.")
@@ -91,6 +103,10 @@ class CleverConfig:
             options.get("base_url") or DEFAULT_BASE_URL,
             where="Clever: base_url",
             carries="the token",
+        )
+        parts = urlsplit(base_url)
+        base_url = urlunsplit(
+            (parts.scheme, parts.netloc, API_VERSION_PATH.sub("", parts.path), "", "")
         )
         page_size = options.get("page_size", DEFAULT_PAGE_SIZE)
         if (
@@ -116,6 +132,7 @@ class CleverConfig:
 class CleverOptions(SourceOptions):
     """The options of a Clever roster source (see the module's docstring)."""
 
+    profile: str | None = None
     token: str | None = None
     base_url: str | None = None
     page_size: int = DEFAULT_PAGE_SIZE
@@ -135,7 +152,7 @@ class CleverOptions(SourceOptions):
 
 class CleverSource:
     name = "clever"
-    description = "Students the district shares through Clever (Data API v3.0)."
+    description = "Students the district shares through Clever (Data API v3.1)."
     options_model: ClassVar[type[SourceOptions]] = CleverOptions
 
     def __init__(self, host: PluginHost) -> None:
@@ -277,6 +294,14 @@ class _Sync:
             for link in links:
                 if isinstance(link, dict) and link.get("rel") == "next" and link.get("uri"):
                     next_uri = str(link["uri"])
+        if next_uri is not None:
+            target, ours = urlsplit(next_uri), urlsplit(self.config.base_url)
+            if target.netloc and (target.scheme, target.netloc) != (ours.scheme, ours.netloc):
+                raise SourceError(
+                    f"Clever's next page is on another server ({target.scheme}://"
+                    f"{target.netloc}); the district token is not sent there, and nothing was "
+                    "changed."
+                )
         return data, next_uri
 
     def _note_rate_limit(self, response: httpx.Response) -> None:

@@ -1,29 +1,45 @@
 """OneRoster REST: students from a district's SIS over the IMS OneRoster 1.2 or 1.1 REST binding.
 
-1.2 reads ``GET <base_url>/ims/oneroster/rostering/v1p2/students`` with an OAuth 2 client-credentials
-token (scope ``https://purl.imsglobal.org/spec/or/v1p2/scope/roster-core.readonly``); 1.1 reads
-``GET <base_url>/ims/oneroster/v1p1/students``, signed with OAuth 1.0a (HMAC-SHA256) or with an
-OAuth 2 token where the SIS offers one. Pages are requested with ``limit``, ``offset`` and
-``sort=sourcedId`` until a short page. ``X-Total-Count`` is passed on as a ``ServerCount``, a
-cross-check only.
+1.2 reads ``GET <service>/students`` where the service is ``<base>/ims/oneroster/rostering/v1p2``,
+with an OAuth 2 client-credentials token (scope
+``https://purl.imsglobal.org/spec/or/v1p2/scope/roster-core.readonly``); 1.1 reads
+``<base>/ims/oneroster/v1p1/students``, signed with OAuth 1.0a (HMAC-SHA256) or with an OAuth 2
+token where the SIS offers one. ``base_url`` is read as the administrator pasted it: a server's
+address, the service URL, or one endpoint's URL (``.../users``) all name the same service
+(``oneroster_profiles.locate_service``), and a ``profile`` supplies what a vendor documents (token
+endpoint, how the credentials are sent, version, page size, pacing).
 
-Every request goes through ``plugins.http.create_client``: HTTP 429 and 5xx are retried there with
-backoff, full jitter and ``Retry-After``, one page at a time, so a failed page is asked for again at
-the same offset and the sync never starts over. When a page still cannot be had, the source raises
-``SourceError`` and the host keeps the previous roster: a partial roster is never delivered.
+Paging: ``limit``, ``offset`` and ``sort=sourcedId`` from offset 0, until an empty page; when the
+server sends ``Link: <...>; rel="next"`` that link is followed instead, until a page comes without
+one. A short page alone never ends a collection (servers cap the page size silently).
+``X-Total-Count`` (or ``x-count``) is passed on once as a ``ServerCount`` and checked at the end: a
+collection that delivered fewer records than its server reported fails the sync.
 
-Options (``[districts.<slug>.roster_sources.<name>.options]``):
+OAuth 2 tokens come from authlib's ``AsyncOAuth2Client`` (client-credentials grant, the profile's
+``token_endpoint_auth_method``), built with the host's client options, so every request,
+the token's included, goes through the project's timeouts and retries (``plugins.http``): HTTP 429
+and 5xx are retried with backoff, full jitter and ``Retry-After``, one page at a time, so a failed
+page is asked for again where it was and the sync never starts over. When a page still cannot be
+had, the source raises ``SourceError`` and the host keeps the previous roster: a partial roster is
+never delivered.
 
-- ``base_url`` (required): the server's root, without ``/ims/...``;
-- ``version``: ``"1.2"`` (default) or ``"1.1"``;
-- ``auth``: ``"oauth2"`` (default), ``"oauth1"`` (1.1 only) or ``"bearer"`` (a fixed token, as
-  some OneRoster proxies issue);
+Options (``[districts.<slug>.roster_sources.<name>.options]``; docs/plugins.md and docs/vendors/):
+
+- ``profile``: ``generic`` (default), ``powerschool``, ``infinite_campus``, ``classlink``,
+  ``skyward`` or ``aeries``;
+- ``base_url`` (required): the address as the SIS shows it;
+- ``version``: ``"1.2"`` or ``"1.1"``; by default the one the address names, else the profile's;
+- ``auth``: ``"oauth2"``, ``"oauth1"`` (1.1 only) or ``"bearer"`` (a fixed token, as some
+  OneRoster proxies issue); by default ``bearer`` when only a token is given, else the profile's;
 - ``client_id``, ``client_secret``: the credentials for ``oauth2`` and ``oauth1``;
 - ``token``: the fixed token for ``bearer``;
-- ``token_url``: the OAuth 2 token endpoint, ``<base_url>/token`` by default;
+- ``token_url``: the OAuth 2 token endpoint, the profile's by default (``<base>/token``);
+- ``app_name``: Infinite Campus's appName, when its token URL is not given;
+- ``token_endpoint_auth_method``: ``"client_secret_basic"`` or ``"client_secret_post"``;
 - ``scope``: the OAuth 2 scope, roster-core.readonly of the version by default;
 - ``signature_method``: OAuth 1.0a's, ``"HMAC-SHA256"`` (default) or ``"HMAC-SHA1"``;
-- ``page_size``: records per request, 1000 by default;
+- ``page_size``: records per request, the profile's (1000) by default;
+- ``requests_per_minute``: at most this many requests a minute (none by default);
 - ``include_staff``: also read ``/teachers`` (never counted; shown as staff), false by default;
 - ``person_key_fields``: the fields that identify a person across sources, first present wins:
   ``["userMasterIdentifier", "identifier"]`` for 1.2, ``["identifier"]`` for 1.1; the
@@ -37,12 +53,17 @@ import hashlib
 import hmac
 import json
 import time
+import warnings
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
+from urllib.parse import urljoin, urlsplit
 
+import anyio
 import httpx
 from authlib.common.encoding import to_bytes
+from authlib.deprecate import AuthlibDeprecationWarning
+from authlib.integrations.base_client import OAuthError
 from authlib.oauth1 import ClientAuth
 from authlib.oauth1.rfc5849.errors import OAuth1Error
 from authlib.oauth1.rfc5849.signature import generate_signature_base_string
@@ -66,11 +87,28 @@ from manage1to1_plugins.fields import day as _date
 from manage1to1_plugins.fields import describe_error as _describe
 from manage1to1_plugins.fields import text as _text
 from manage1to1_plugins.fields import timestamp as _timestamp
+from plugins.builtin.oneroster_profiles import (
+    CLIENT_AUTH_METHODS,
+    PATHS,
+    PROFILES,
+    VendorProfile,
+    default_token_url,
+    locate_service,
+    profile_named,
+)
 
-PATHS = {
-    "1.2": "/ims/oneroster/rostering/v1p2",
-    "1.1": "/ims/oneroster/v1p1",
-}
+with warnings.catch_warnings():
+    # authlib would rather build its client on httpx2; this project's one HTTP library (and every
+    # transport of plugins.http) is httpx, which authlib still supports.
+    warnings.simplefilter("ignore", AuthlibDeprecationWarning)
+    from authlib.integrations.httpx_client import AsyncOAuth2Client
+
+if not issubclass(AsyncOAuth2Client, httpx.AsyncClient):  # pragma: no cover - an environment fault
+    raise ImportError(
+        "authlib's AsyncOAuth2Client is not an httpx.AsyncClient here (is httpx2 installed?); "
+        "the OneRoster REST source needs it to be."
+    )
+
 SCOPES = {
     "1.2": "https://purl.imsglobal.org/spec/or/v1p2/scope/roster-core.readonly",
     "1.1": "https://purl.imsglobal.org/spec/or/v1p1/scope/roster-core.readonly",
@@ -81,45 +119,58 @@ PERSON_KEY_FIELDS = {
 }
 AUTH_METHODS = ("oauth2", "oauth1", "bearer")
 SIGNATURE_METHODS = ("HMAC-SHA256", "HMAC-SHA1")
-DEFAULT_PAGE_SIZE = 1000
 MAX_REPORTED_PROBLEMS = 1000
 TOTAL_COUNT_HEADERS = ("X-Total-Count", "x-count")
 # A token is renewed this long before the server says it expires, so it never lapses mid-request.
-TOKEN_EXPIRY_MARGIN_SECONDS = 30.0
+TOKEN_EXPIRY_MARGIN_SECONDS = 30
 ENABLED_WORDS = {"true": True, "false": False}
+HOW_CREDENTIALS_TRAVEL = {
+    "client_secret_basic": "in HTTP Basic authentication (client_secret_basic)",
+    "client_secret_post": "as form fields of the request (client_secret_post)",
+}
 
 
 @dataclass(frozen=True)
 class OneRosterConfig:
     """The options, checked and with their defaults: what one reading of the server uses."""
 
+    profile: VendorProfile
     base_url: str
+    service_url: str
     version: str
     auth: str
     client_id: str | None
     client_secret: str | None
     token: str | None
     token_url: str
+    client_auth_method: str
     scope: str
     signature_method: str
     page_size: int
+    requests_per_minute: int | None
     include_staff: bool
     person_key_fields: tuple[str, ...]
-
-    @property
-    def root(self) -> str:
-        return PATHS[self.version]
 
     @classmethod
     def read(cls, options: Mapping[str, Any]) -> OneRosterConfig:
         """The options as given, or SourceError naming the one that is wrong."""
-        base_url = _checked_url(options.get("base_url"), "base_url")
-        version = str(options.get("version") or "1.2").strip()
-        if version not in PATHS:
+        profile = profile_named(options.get("profile"))
+        version = _text(options.get("version"))
+        if version is not None and version not in PATHS:
             raise SourceError(
                 f'OneRoster REST: version {version!r} is not supported (use "1.2" or "1.1").'
             )
-        auth = str(options.get("auth") or "oauth2").strip().lower()
+        location = locate_service(options.get("base_url"), profile=profile, version=version)
+        version = location.version
+        client_id = _text(options.get("client_id"))
+        client_secret = _text(options.get("client_secret"))
+        token = _text(options.get("token"))
+        auth = str(options.get("auth") or "").strip().lower()
+        if not auth:
+            if token and not client_id:
+                auth = "bearer"
+            else:
+                auth = profile.v1p1_auth if version == "1.1" else "oauth2"
         if auth not in AUTH_METHODS:
             raise SourceError(
                 f"OneRoster REST: auth {auth!r} is not one of {', '.join(AUTH_METHODS)}."
@@ -129,51 +180,69 @@ class OneRosterConfig:
                 "OneRoster REST: OAuth 1.0a signing is OneRoster 1.1's; 1.2 uses OAuth 2 "
                 '(auth = "oauth2").'
             )
-        client_id = _text(options.get("client_id"))
-        client_secret = _text(options.get("client_secret"))
-        token = _text(options.get("token"))
         if auth in ("oauth2", "oauth1") and not (client_id and client_secret):
             raise SourceError(f"OneRoster REST: auth {auth!r} needs client_id and client_secret.")
         if auth == "bearer" and not token:
             raise SourceError('OneRoster REST: auth "bearer" needs the token in option token.')
-        token_url = (
-            _checked_url(options.get("token_url"), "token_url")
-            if options.get("token_url")
-            else f"{base_url}/token"
-        )
+        client_auth_method = str(
+            options.get("token_endpoint_auth_method") or profile.client_auth_method
+        ).strip()
+        if client_auth_method not in CLIENT_AUTH_METHODS:
+            raise SourceError(
+                f"OneRoster REST: token_endpoint_auth_method {client_auth_method!r} is not one of "
+                f"{', '.join(CLIENT_AUTH_METHODS)}."
+            )
+        token_url = ""
+        if options.get("token_url"):
+            token_url = _checked_url(options.get("token_url"), "token_url")
+        elif auth == "oauth2":
+            token_url = default_token_url(
+                profile, location, app_name=_text(options.get("app_name"))
+            )
         signature_method = str(options.get("signature_method") or "HMAC-SHA256").upper()
         if signature_method not in SIGNATURE_METHODS:
             raise SourceError(
                 f"OneRoster REST: signature_method {signature_method!r} is not one of "
                 f"{', '.join(SIGNATURE_METHODS)}."
             )
-        page_size = options.get("page_size", DEFAULT_PAGE_SIZE)
+        page_size = options.get("page_size")
+        page_size = profile.page_size if page_size is None else page_size
         if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1:
             raise SourceError(
                 f"OneRoster REST: page_size must be a whole number above 0, not {page_size!r}."
+            )
+        pace = options.get("requests_per_minute")
+        pace = profile.requests_per_minute if pace is None else pace
+        if pace is not None and (isinstance(pace, bool) or not isinstance(pace, int) or pace < 1):
+            raise SourceError(
+                f"OneRoster REST: requests_per_minute must be a whole number above 0, not {pace!r}."
             )
         include_staff = options.get("include_staff", False)
         if not isinstance(include_staff, bool):
             raise SourceError(
                 f"OneRoster REST: include_staff must be true or false, not {include_staff!r}."
             )
-        fields = options.get("person_key_fields", PERSON_KEY_FIELDS[version])
+        fields = options.get("person_key_fields") or PERSON_KEY_FIELDS[version]
         if not isinstance(fields, (list, tuple)) or not all(isinstance(n, str) for n in fields):
             raise SourceError(
                 "OneRoster REST: person_key_fields must be a list of field names, "
                 'e.g. ["userMasterIdentifier", "identifier"].'
             )
         return cls(
-            base_url=base_url,
+            profile=profile,
+            base_url=location.base_url,
+            service_url=location.service_url,
             version=version,
             auth=auth,
             client_id=client_id,
             client_secret=client_secret,
             token=token,
             token_url=token_url,
+            client_auth_method=client_auth_method,
             scope=_text(options.get("scope")) or SCOPES[version],
             signature_method=signature_method,
             page_size=page_size,
+            requests_per_minute=pace,
             include_staff=include_staff,
             person_key_fields=tuple(fields),
         )
@@ -182,6 +251,7 @@ class OneRosterConfig:
 class OneRosterRestOptions(SourceOptions):
     """The options of a OneRoster REST roster source (see the module's docstring)."""
 
+    profile: str | None = None
     base_url: str | None = None
     version: str | None = None
     auth: str | None = None
@@ -189,9 +259,12 @@ class OneRosterRestOptions(SourceOptions):
     client_secret: str | None = None
     token: str | None = None
     token_url: str | None = None
+    app_name: str | None = None
+    token_endpoint_auth_method: str | None = None
     scope: str | None = None
     signature_method: str | None = None
-    page_size: int = DEFAULT_PAGE_SIZE
+    page_size: int | None = None
+    requests_per_minute: int | None = None
     include_staff: bool = False
     person_key_fields: tuple[str, ...] | None = None
 
@@ -209,7 +282,9 @@ class OneRosterRestOptions(SourceOptions):
 
 class OneRosterRestSource:
     name = "oneroster_rest"
-    description = "Students from the SIS's OneRoster 1.2 or 1.1 REST API."
+    description = (
+        f"Students from the SIS's OneRoster 1.2 or 1.1 REST API (profiles: {', '.join(PROFILES)})."
+    )
     options_model: ClassVar[type[SourceOptions]] = OneRosterRestOptions
 
     def __init__(self, host: PluginHost) -> None:
@@ -231,99 +306,242 @@ class _Sync:
         self.config = config
         self.position = 0
         self.problems: list[RowProblem] = []
-        self.credentials: _ClientCredentials | None = None
+        self.token_status: int | None = None  # the last token response's, for messages
+        self.next_request_at = 0.0
 
     def _client(self) -> httpx.AsyncClient:
         config = self.config
-        transport = None
+        headers = {"Accept": "application/json"}
         if config.auth == "oauth1":
             signer = _OneRosterOAuth1(
                 config.client_id, config.client_secret, signature_method=config.signature_method
             )
             transport = _SigningTransport(httpx.AsyncHTTPTransport(), signer)
-        headers = {"Accept": "application/json"}
+            return self.host.create_client(headers=headers, transport=transport)
         if config.auth == "bearer":
             headers["Authorization"] = f"Bearer {config.token}"
-        return self.host.create_client(
-            base_url=config.base_url, headers=headers, transport=transport
+            return self.host.create_client(headers=headers)
+        # authlib's OAuth 2 client is an httpx.AsyncClient: it is built from the host's own
+        # client options (timeouts, per-attempt deadline, retries honouring Retry-After, user
+        # agent), so the token request and every page keep the operator's [http] policy. Its one
+        # POST is the token request, which is safe to repeat, so POST is retried like a GET.
+        client = AsyncOAuth2Client(
+            client_id=config.client_id,
+            client_secret=config.client_secret,
+            token_endpoint_auth_method=config.client_auth_method,
+            scope=config.scope,
+            token_endpoint=config.token_url,
+            grant_type="client_credentials",
+            leeway=TOKEN_EXPIRY_MARGIN_SECONDS,
+            **self.host.client_options(
+                headers=headers,
+                retry=self.host.retry_policy(methods=("GET", "HEAD", "OPTIONS", "POST")),
+            ),
         )
+        client.register_compliance_hook("access_token_response", self._note_token_response)
+        return client
+
+    def _note_token_response(self, response: httpx.Response) -> httpx.Response:
+        self.token_status = response.status_code
+        return response
 
     async def records(self) -> AsyncIterator[StudentRecord | ServerCount]:
         async with self._client() as client:
-            if self.config.auth == "oauth2":
-                self.credentials = _ClientCredentials(client, self.config, self.host)
-            endpoint = f"{self.config.root}/students"
-            async for item in self._read(client, endpoint, role="student", count=True):
+            if isinstance(client, AsyncOAuth2Client):
+                await self._fetch_token(client)
+            async for item in self._read(client, "students", role="student", count=True):
                 yield item
             if self.config.include_staff:
-                endpoint = f"{self.config.root}/teachers"
-                async for item in self._read(client, endpoint, role="teacher", count=False):
+                async for item in self._read(client, "teachers", role="teacher", count=False):
                     yield item
         if self.problems:
-            raise RosterFileError(f"{self.config.base_url}{self.config.root}", self.problems)
+            raise RosterFileError(self.config.service_url, self.problems)
 
     async def _read(
-        self, client: httpx.AsyncClient, path: str, *, role: str, count: bool
+        self, client: httpx.AsyncClient, collection: str, *, role: str, count: bool
     ) -> AsyncIterator[StudentRecord | ServerCount]:
-        """Every record of one collection, page by page; a ServerCount first when ``count``."""
-        limit = self.config.page_size
+        """Every record of one collection, page by page; a ServerCount first when ``count``.
+
+        Pages follow ``Link: rel="next"`` while the server sends it; otherwise ``offset`` moves
+        on by what each page held, until an empty page. A server that pages by links and sends
+        none has said the collection ends."""
+        url = f"{self.config.service_url}/{collection}"
+        params: dict[str, str | int] | None = {
+            "limit": self.config.page_size,
+            "offset": 0,
+            "sort": "sourcedId",
+        }
         offset = 0
-        total: int | None = None
+        received = 0
+        reported: tuple[int, str] | None = None  # the largest total a page stated, and its header
+        counted = False
+        by_links = False
+        followed: set[str] = set()
         previous_first: Any = None
         while True:
-            page, page_total = await self._page(client, path, offset=offset, limit=limit)
+            where = f"{url} (offset {offset})" if params is not None else url
+            page, response = await self._page(client, url, params, where)
+            stated = _total_count(response)
+            if stated is not None:
+                if count and not counted:
+                    counted = True
+                    yield ServerCount(stated[0])
+                if reported is None or stated[0] > reported[0]:
+                    reported = stated
             first = _first_id(page)
-            if offset > 0 and first is not None and first == previous_first:
+            if params is not None and offset > 0 and first is not None and first == previous_first:
                 # A server that ignores offset would otherwise be read for ever.
                 raise SourceError(
-                    f"The OneRoster server answered {self.config.base_url}{path} at offset "
-                    f"{offset} with the page it gave before (it does not page with offset); "
-                    "nothing was changed."
+                    f"The OneRoster server answered {where} with the page it gave before (it "
+                    "does not page with offset); nothing was changed."
                 )
             previous_first = first
-            if page_total is not None and total is None:
-                total = page_total
-                if count:
-                    yield ServerCount(page_total)
             for user in page:
                 self.position += 1
                 record = self._record(user, role=role)
                 if record is not None:
                     yield record
-            offset += len(page)
+            received += len(page)
             if not page:
-                return
-            if len(page) < limit and (total is None or offset >= total):
-                # A short page ends the collection, unless the server's own total says it only
-                # capped the page size: then the next page starts where this one stopped.
-                return
+                break
+            following = response.links.get("next", {}).get("url")
+            if following:
+                url = self._next_page_url(response, following)
+                if url in followed:
+                    raise SourceError(
+                        f"The OneRoster server sent {url} as the next page twice; nothing was "
+                        "changed."
+                    )
+                followed.add(url)
+                params = None
+                by_links = True
+                continue
+            if by_links or "link" in response.headers:
+                break
+            offset += len(page)
+            params = {"limit": self.config.page_size, "offset": offset, "sort": "sourcedId"}
+        if reported is not None and received < reported[0]:
+            total, header = reported
+            raise SourceError(
+                f"The OneRoster server {self.config.service_url}/{collection} reported {total} "
+                f"{collection} ({header}) but sent {received}: the listing is incomplete, so "
+                "nothing was applied and the previous roster is kept."
+            )
+
+    def _next_page_url(self, response: httpx.Response, link: str) -> str:
+        """The next link as an absolute URL, on the service's own server only: the credentials
+        are never sent to another host."""
+        url = urljoin(str(response.url), link)
+        service, target = urlsplit(self.config.service_url), urlsplit(url)
+        if (target.scheme, target.netloc) != (service.scheme, service.netloc):
+            raise SourceError(
+                f"The OneRoster server's next page is on another server ({target.scheme}://"
+                f"{target.netloc}, not {service.scheme}://{service.netloc}); its credentials "
+                "are not sent there, and nothing was changed."
+            )
+        return url
+
+    async def _pace(self) -> None:
+        """At most ``requests_per_minute`` requests a minute, when the option is set."""
+        if self.config.requests_per_minute is None:
+            return
+        now = time.monotonic()
+        if now < self.next_request_at:
+            await anyio.sleep(self.next_request_at - now)
+        self.next_request_at = max(now, self.next_request_at) + 60 / self.config.requests_per_minute
+
+    async def _fetch_token(self, client: AsyncOAuth2Client) -> None:
+        try:
+            token = await client.fetch_token()
+        except (OAuthError, httpx.HTTPStatusError, ValueError) as error:
+            raise self._token_failure(error) from None
+        except httpx.HTTPError as error:
+            raise SourceError(
+                f"The OneRoster token endpoint {self.config.token_url} did not answer: "
+                f"{_describe(error)}. Nothing was changed."
+            ) from None
+        access_token = token.get("access_token")
+        token_type = str(token.get("token_type", "bearer"))
+        if not isinstance(access_token, str) or not access_token or token_type.lower() != "bearer":
+            raise SourceError(
+                f"The OneRoster token endpoint {self.config.token_url} answered without a bearer "
+                "access_token. Nothing was changed."
+            )
+
+    def _token_failure(self, error: Exception) -> SourceError:
+        config = self.config
+        status = self.token_status
+        refusal = None
+        if isinstance(error, httpx.HTTPStatusError):
+            status = error.response.status_code
+        elif isinstance(error, OAuthError):
+            refusal = error.error
+        reason = ", ".join(part for part in (f"HTTP {status}" if status else "", refusal) if part)
+        how = HOW_CREDENTIALS_TRAVEL[config.client_auth_method]
+        if status == 405:
+            advice = (
+                "does not take token requests: token_url is probably not the token endpoint "
+                "(paste the token URL your SIS shows, or choose the SIS's profile)"
+            )
+        elif status == 404:
+            advice = "does not exist: check token_url (or the SIS's profile)"
+        elif status == 401 or refusal == "invalid_client":
+            other = next(
+                method for method in CLIENT_AUTH_METHODS if method != config.client_auth_method
+            )
+            advice = (
+                f"refused the client id and secret, sent {how}: check client_id and "
+                f"client_secret (a SIS that wants them sent the other way takes "
+                f'token_endpoint_auth_method = "{other}", or its profile)'
+            )
+        elif refusal == "invalid_scope":
+            advice = f"refused the scope {config.scope!r}: check option scope"
+        elif refusal == "unauthorized_client":
+            advice = "does not let this client use the client-credentials grant"
+        elif status is not None and (status == 429 or status >= 500):
+            advice = "kept failing after every retry"
+        else:
+            advice = "did not issue a token"
+        return SourceError(
+            f"The OneRoster token endpoint {config.token_url} {advice} ({reason or 'no token'}). "
+            "Nothing was changed."
+        )
+
+    async def _get(
+        self,
+        client: httpx.AsyncClient,
+        url: str,
+        params: dict[str, str | int] | None,
+        where: str,
+    ) -> httpx.Response:
+        await self._pace()
+        try:
+            return await client.get(url, params=params)
+        except (OAuthError, httpx.HTTPStatusError, ValueError) as error:
+            if not isinstance(client, AsyncOAuth2Client):
+                raise
+            # The OAuth 2 client renews a token about to expire before the request: that failed.
+            raise self._token_failure(error) from None
+        except httpx.HTTPError as error:
+            raise SourceError(
+                f"The OneRoster server did not answer {where}: {_describe(error)}. "
+                "Nothing was changed; the previous roster is kept."
+            ) from None
+        except OAuth1Error as error:
+            raise SourceError(f"OneRoster REST: cannot sign {where}: {error}.") from None
 
     async def _page(
-        self, client: httpx.AsyncClient, path: str, *, offset: int, limit: int
-    ) -> tuple[list[Any], int | None]:
-        url = f"{self.config.base_url}{path}"
-        where = f"{url} (offset {offset})"
-        params: dict[str, str | int] = {"limit": limit, "offset": offset, "sort": "sourcedId"}
-        renewed = False
-        while True:
-            headers = {}
-            if self.credentials is not None:
-                headers["Authorization"] = f"Bearer {await self.credentials.access_token()}"
-            try:
-                response = await client.get(path, params=params, headers=headers)
-            except httpx.HTTPError as error:
-                raise SourceError(
-                    f"The OneRoster server did not answer {where}: {_describe(error)}. "
-                    "Nothing was changed; the previous roster is kept."
-                ) from None
-            except OAuth1Error as error:
-                raise SourceError(f"OneRoster REST: cannot sign {where}: {error}.") from None
-            if response.status_code == 401 and self.credentials is not None and not renewed:
-                # The token expired (or was revoked) since it was issued: one new token, same page.
-                renewed = True
-                await self.credentials.renew()
-                continue
-            break
+        self,
+        client: httpx.AsyncClient,
+        url: str,
+        params: dict[str, str | int] | None,
+        where: str,
+    ) -> tuple[list[Any], httpx.Response]:
+        response = await self._get(client, url, params, where)
+        if response.status_code == 401 and isinstance(client, AsyncOAuth2Client):
+            # The token expired (or was revoked) since it was issued: one new token, same page.
+            await self._fetch_token(client)
+            response = await self._get(client, url, params, where)
         _check_status(response, where, self.config)
         try:
             body = response.json()
@@ -332,7 +550,7 @@ class _Sync:
                 f"The OneRoster server's answer to {where} is not JSON ({error}); "
                 "nothing was changed."
             ) from None
-        collection = path.rsplit("/", 1)[-1]
+        collection = urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1]
         users = None
         if isinstance(body, dict):
             users = body.get("users", body.get(collection))
@@ -341,7 +559,7 @@ class _Sync:
                 f"The OneRoster server's answer to {where} has no "
                 f'"users" list; nothing was changed.'
             )
-        return users, _total_count(response)
+        return users, response
 
     def _record(self, user: Any, *, role: str) -> StudentRecord | None:
         position = self.position
@@ -479,11 +697,12 @@ def _unique(values: Any) -> list[str]:
     return list(dict.fromkeys(value for value in values if value))
 
 
-def _total_count(response: httpx.Response) -> int | None:
+def _total_count(response: httpx.Response) -> tuple[int, str] | None:
+    """The server's stated total and the header that stated it."""
     for name in TOTAL_COUNT_HEADERS:
         value = response.headers.get(name, "").strip()
         if value.isdigit():
-            return int(value)
+            return int(value), name
     return None
 
 
@@ -502,10 +721,10 @@ def _check_status(response: httpx.Response, where: str, config: OneRosterConfig)
         raise SourceError(
             f"The OneRoster server refused {how}: {reason} for {where}. Nothing was changed."
         )
-    if status == 404:
+    if status in (404, 405):
         raise SourceError(
-            f"The OneRoster server has no {where} ({reason}): check base_url and version "
-            f"({config.version}). Nothing was changed."
+            f"The OneRoster server has no {where} ({reason}): check base_url (paste the OneRoster "
+            f"address your SIS shows) and version ({config.version}). Nothing was changed."
         )
     if status == 429 or status >= 500:
         raise SourceError(
@@ -513,79 +732,6 @@ def _check_status(response: httpx.Response, where: str, config: OneRosterConfig)
             "Nothing was changed; the previous roster is kept."
         )
     raise SourceError(f"The OneRoster server answered {where} with {reason}. Nothing was changed.")
-
-
-class _ClientCredentials:
-    """OAuth 2 client credentials (RFC 6749 section 4.4): one token, reused until it expires."""
-
-    def __init__(self, client: httpx.AsyncClient, config: OneRosterConfig, host: PluginHost):
-        self.client = client
-        self.config = config
-        # Asking for a token again is safe, so the token POST is retried like a GET.
-        self.retry = host.retry_policy(methods=("POST",))
-        self.token: str | None = None
-        self.expires_at: float | None = None
-        self.issued = 0
-
-    async def access_token(self) -> str:
-        if self.token is None or (
-            self.expires_at is not None and time.monotonic() >= self.expires_at
-        ):
-            await self.renew()
-        assert self.token is not None
-        return self.token
-
-    async def renew(self) -> None:
-        config = self.config
-        url = config.token_url
-        try:
-            response = await self.client.post(
-                url,
-                data={"grant_type": "client_credentials", "scope": config.scope},
-                auth=httpx.BasicAuth(config.client_id or "", config.client_secret or ""),
-                extensions={"retry": self.retry},
-            )
-        except httpx.HTTPError as error:
-            raise SourceError(
-                f"The OneRoster token endpoint {url} did not answer: {_describe(error)}. "
-                "Nothing was changed."
-            ) from None
-        body = _json_or_none(response)
-        refusal = body.get("error") if isinstance(body, dict) else None
-        if response.status_code != 200 or refusal:
-            reason = f"HTTP {response.status_code}" + (f", {refusal}" if refusal else "")
-            if response.status_code == 401 or refusal == "invalid_client":
-                advice = "refused the client id and secret: check client_id and client_secret"
-            elif refusal == "invalid_scope":
-                advice = f"refused the scope {config.scope!r}: check option scope"
-            elif refusal == "unauthorized_client":
-                advice = "does not let this client use the client-credentials grant"
-            else:
-                advice = "did not issue a token"
-            raise SourceError(
-                f"The OneRoster token endpoint {url} {advice} ({reason}). Nothing was changed."
-            )
-        token = body.get("access_token") if isinstance(body, dict) else None
-        token_type = str(body.get("token_type", "bearer")) if isinstance(body, dict) else ""
-        if not isinstance(token, str) or not token or token_type.lower() != "bearer":
-            raise SourceError(
-                f"The OneRoster token endpoint {url} answered without a bearer access_token. "
-                "Nothing was changed."
-            )
-        expires_in = body.get("expires_in")
-        self.token = token
-        self.expires_at = None
-        if isinstance(expires_in, (int, float)) and not isinstance(expires_in, bool):
-            margin = min(TOKEN_EXPIRY_MARGIN_SECONDS, expires_in / 10)
-            self.expires_at = time.monotonic() + max(expires_in - margin, 0)
-        self.issued += 1
-
-
-def _json_or_none(response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return None
 
 
 def _sign_hmac_sha256(client: ClientAuth, request: Any) -> str:

@@ -53,6 +53,25 @@ def test_config_check_reports_every_mistake_at_once(tmp_path, monkeypatch):
     assert "Extra inputs are not permitted" in export
 
 
+def test_config_check_reports_an_unknown_vendor_profile(tmp_path, monkeypatch):
+    config = configure(
+        tmp_path,
+        monkeypatch,
+        "[districts.riverside.roster_sources.sis]\n"
+        'kind = "oneroster_rest"\n'
+        'options = { profile = "power_school", base_url = "https://sis.example.org", '
+        'client_id = "id", client_secret = "secret" }\n',
+    )
+
+    result = run("config", "check", expect=1)
+
+    assert f"{config}: 1 problem(s):" in result.stderr
+    assert "district riverside, source sis" in result.stderr
+    assert "profile 'power_school' is not one of generic, powerschool, infinite_campus" in (
+        result.stderr
+    )
+
+
 def test_config_check_reports_settings_and_source_mistakes_alike(tmp_path, monkeypatch):
     configure(
         tmp_path,

@@ -1,10 +1,12 @@
-"""A Clever Data API v3.0 server for tests: users, range-based paging and rate limits.
+"""A Clever Data API v3.1 server for tests: users, range-based paging and rate limits.
 
-``GET /v3.0/users`` with ``Authorization: Bearer <district token>`` answers
-``{"data": [{"data": <user>, "uri": "/v3.0/users/<id>"}], "links": [...]}``: users sorted by
+``GET /v3.1/users`` with ``Authorization: Bearer <district token>`` answers
+``{"data": [{"data": <user>, "uri": "/v3.1/users/<id>"}], "links": [...]}``: users sorted by
 ascending id, ``role`` filters by role, ``limit`` (default 100, at most 10000: above it 413) and
 ``starting_after`` page through them, and ``links`` has ``rel`` "next" (a relative URI) when the
-page is full, as Clever does (so the last full page leads to an empty one).
+page is full, as Clever does (so the last full page leads to an empty one). ``max_page_size``
+caps pages below the ``limit`` asked for (a short page that still has a next link), and
+``next_host`` makes next links absolute URIs on another server. Only ``/v3.1`` is served.
 
 Every response carries ``X-RateLimit-Limit``, ``X-RateLimit-Remaining`` and ``X-RateLimit-Reset``
 (Unix seconds) for a fixed window of ``window_seconds`` per token; a request over the limit gets
@@ -128,13 +130,15 @@ class FakeClever:
     die_after_page: int | None = None
     kill_after_page: int | None = None
     drop_from_next: tuple[str, ...] = ()  # query parameters a next link leaves out
+    max_page_size: int | None = None  # serve at most this many users a page, whatever the limit
+    next_host: str | None = None  # e.g. "https://elsewhere.example": absolute next links there
     requests: list[Seen] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._window_reset: float | None = None
         self._used = 0
         self._dead = False
-        self.app = Starlette(routes=[Route("/v3.0/users", self.list_users, methods=["GET"])])
+        self.app = Starlette(routes=[Route("/v3.1/users", self.list_users, methods=["GET"])])
 
     def pages(self, *, status: int | None = None) -> list[int | None]:
         return [seen.page for seen in self.requests if status is None or seen.status == status]
@@ -196,7 +200,7 @@ class FakeClever:
             users = [user for user in users if user.role == query["role"]]
         after = query.get("starting_after")
         start = sum(1 for user in users if after is not None and user.id <= after)
-        page_number = start // max(limit, 1)
+        page_number = start // max(min(limit, self.max_page_size or limit), 1)
         if self._dead:
             return answer(
                 JSONResponse({"message": "unavailable"}, status_code=503, headers=headers)
@@ -211,13 +215,16 @@ class FakeClever:
         if page_number in self.fail_500_once:
             self.fail_500_once.discard(page_number)
             return answer(Response("Internal Server Error", status_code=500, headers=headers))
-        page = users[start : start + limit]
-        links = [{"rel": "self", "uri": f"/v3.0/users?{urlencode(query)}"}]
-        if page and len(page) == limit:
+        served = min(limit, self.max_page_size or limit)
+        page = users[start : start + served]
+        links = [{"rel": "self", "uri": f"/v3.1/users?{urlencode(query)}"}]
+        if page and len(page) == served:
             left_out = ("starting_after", "ending_before", *self.drop_from_next)
             following = {k: v for k, v in query.items() if k not in left_out}
             following["starting_after"] = page[-1].id
-            links.append({"rel": "next", "uri": f"/v3.0/users?{urlencode(following)}"})
+            links.append(
+                {"rel": "next", "uri": f"{self.next_host or ''}/v3.1/users?{urlencode(following)}"}
+            )
         if page_number in self.malformed_at:
             response: Response = Response(
                 '{"data": [{"data": {"id": "c-', media_type="application/json", headers=headers
@@ -225,7 +232,7 @@ class FakeClever:
         else:
             body = {
                 "data": [
-                    {"data": user.as_json(), "uri": f"/v3.0/users/{user.id}"} for user in page
+                    {"data": user.as_json(), "uri": f"/v3.1/users/{user.id}"} for user in page
                 ],
                 "links": links,
             }

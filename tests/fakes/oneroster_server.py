@@ -11,7 +11,20 @@ It speaks the protocol as a district's SIS does:
 - ``GET /ims/oneroster/v1p1/{students,teachers}`` signed with OAuth 1.0a (HMAC-SHA256 by default;
   timestamp window and nonce replay checked), or with a bearer token when ``v1p1_auth="oauth2"``;
 - paging with ``limit`` (default 100, capped at ``max_page_size``), ``offset`` and ``sort``;
-  ``{"users": [...]}`` and the total in ``X-Total-Count``.
+  ``{"users": [...]}`` and the total in ``X-Total-Count`` (``total_count_header``: another name,
+  such as ``x-count``, or None for no total at all).
+
+Paging modes: ``link_paging`` answers with ``Link: <...?cursor=...>; rel="next"`` (an opaque
+cursor, absolute URL; ``link_host`` puts it on another server) and ``rel="first"``, the last page
+without a next link; ``overstate_total_by`` states a total larger than what it sends.
+
+Vendor layouts and quirks: ``api_prefix`` serves the collections under a path (Infinite Campus:
+``/campus/api``), ``token_path`` and ``token_query`` place the token endpoint and the query it
+requires (Infinite Campus: ``/campus/oauth2/token`` with ``appName``); ``client_auth`` is how it
+takes the client id and secret (``"basic"``, ``"post"`` as PowerSchool's token endpoint, which
+refuses Basic, or ``"either"``); ``session_cookie`` sets a load balancer's cookie with each token
+and refuses requests without it (Aeries); ``requires_scope`` refuses a token request that names
+no scope (Aeries).
 
 Faults (all on the students collection, by the page's ``offset``): ``storm_429`` (offset -> how
 many 429s, with ``Retry-After: retry_after`` when set), ``fail_500_once`` (offsets that fail once),
@@ -219,6 +232,15 @@ class FakeOneRoster:
     token_lifetime_seconds: float = 3600
     token_503: int = 0  # how many token requests fail with 503 first
     max_page_size: int | None = None
+    link_paging: bool = False
+    link_host: str | None = None  # e.g. "https://elsewhere.example": next links on another server
+    overstate_total_by: int = 0
+    api_prefix: str = ""
+    token_path: str = "/token"
+    token_query: dict[str, str] = field(default_factory=dict)
+    client_auth: str = "basic"  # "basic", "post" or "either"
+    session_cookie: bool = False
+    requires_scope: bool = False
     ignores_offset: bool = False  # a broken server that always answers the first page
     total_count_header: str | None = "X-Total-Count"
     storm_429: dict[int, int] = field(default_factory=dict)
@@ -237,11 +259,14 @@ class FakeOneRoster:
         self._tokens: dict[str, _Token] = {}
         self._nonces: set[tuple[str, str]] = set()
         self._dead = False
+        self._cursors: dict[str, int] = {}
+        self._cookies: set[str] = set()
+        prefix = self.api_prefix
         self.app = Starlette(
             routes=[
-                Route("/token", self.token, methods=["POST"]),
-                Route(f"{V1P2}/{{collection}}", self.collection_v1p2, methods=["GET"]),
-                Route(f"{V1P1}/{{collection}}", self.collection_v1p1, methods=["GET"]),
+                Route(self.token_path, self.token, methods=["POST"]),
+                Route(f"{prefix}{V1P2}/{{collection}}", self.collection_v1p2, methods=["GET"]),
+                Route(f"{prefix}{V1P1}/{{collection}}", self.collection_v1p1, methods=["GET"]),
             ]
         )
 
@@ -281,7 +306,20 @@ class FakeOneRoster:
         if self.token_503 > 0:
             self.token_503 -= 1
             return self._log(request, JSONResponse({"error": "unavailable"}, status_code=503))
-        client = _basic_credentials(request.headers.get("Authorization"))
+        for name, value in self.token_query.items():
+            if request.query_params.get(name) != value:
+                return self._log(
+                    request,
+                    JSONResponse(
+                        {"error": "invalid_request", "error_description": f"unknown {name}"},
+                        status_code=400,
+                    ),
+                )
+        basic = _basic_credentials(request.headers.get("Authorization"))
+        posted = (form.get("client_id"), form.get("client_secret"))
+        client = {"basic": basic, "post": posted}.get(self.client_auth, basic or posted)
+        if self.client_auth == "post" and basic is not None:
+            client = None  # PowerSchool's endpoint: credentials in the body, never Basic
         if client != (self.client_id, self.client_secret):
             return self._log(
                 request,
@@ -298,6 +336,8 @@ class FakeOneRoster:
             return self._log(
                 request, JSONResponse({"error": "unsupported_grant_type"}, status_code=400)
             )
+        if self.requires_scope and not form.get("scope"):
+            return self._log(request, JSONResponse({"error": "invalid_scope"}, status_code=400))
         requested = str(form.get("scope") or SCOPE_V1P2).split()
         if not requested or not set(requested) <= KNOWN_SCOPES:
             return self._log(request, JSONResponse({"error": "invalid_scope"}, status_code=400))
@@ -311,7 +351,12 @@ class FakeOneRoster:
             "expires_in": int(self.token_lifetime_seconds),
             "scope": " ".join(requested),
         }
-        return self._log(request, JSONResponse(body, headers={"Cache-Control": "no-store"}))
+        response = JSONResponse(body, headers={"Cache-Control": "no-store"})
+        if self.session_cookie:
+            node = secrets.token_hex(8)
+            self._cookies.add(node)
+            response.set_cookie("ARRAffinity", node, httponly=True)
+        return self._log(request, response)
 
     # The rostering collections.
 
@@ -336,6 +381,9 @@ class FakeOneRoster:
     def _collection(self, request: Request, *, version: str, problem: str | None) -> Response:
         collection = request.path_params["collection"]
         offset = _int(request.query_params.get("offset"), 0)
+        cursor = request.query_params.get("cursor")
+        if cursor is not None:
+            offset = self._cursors.get(cursor, -1)
         limit = _int(request.query_params.get("limit"), DEFAULT_LIMIT)
         students = collection == "students"
 
@@ -377,7 +425,11 @@ class FakeOneRoster:
         page = people[start : start + limit]
         headers = {}
         if self.total_count_header:
-            headers[self.total_count_header] = str(len(people))
+            headers[self.total_count_header] = str(len(people) + self.overstate_total_by)
+        if self.link_paging:
+            headers["Link"] = self._links(
+                request, offset=offset + len(page), limit=limit, more=start + limit < len(people)
+            )
         if students and offset in self.malformed_at:
             response: Response = Response(
                 '{"users": [{"sourcedId": "s-0', media_type="application/json", headers=headers
@@ -394,7 +446,19 @@ class FakeOneRoster:
             self.app.state.served.request_stop()
         return answer(response)
 
+    def _links(self, request: Request, *, offset: int, limit: int, more: bool) -> str:
+        """RFC 8288 links to the first page and, while records remain, the next one."""
+        here = self.link_host or f"{request.url.scheme}://{request.url.netloc}"
+        first = f'<{here}{request.url.path}?limit={limit}>; rel="first"'
+        if not more:
+            return first
+        cursor = secrets.token_urlsafe(8)
+        self._cursors[cursor] = offset
+        return f'<{here}{request.url.path}?cursor={cursor}&limit={limit}>; rel="next", {first}'
+
     def _bearer_problem(self, request: Request) -> str | None:
+        if self.session_cookie and request.cookies.get("ARRAffinity") not in self._cookies:
+            return "no session cookie: this node does not know the token"
         header = request.headers.get("Authorization", "")
         if not header.lower().startswith("bearer "):
             return "no bearer token"

@@ -1,4 +1,4 @@
-"""The Clever source against a Clever Data API v3.0 server on 127.0.0.1 (tests/fakes): paging by
+"""The Clever source against a Clever Data API v3.1 server on 127.0.0.1 (tests/fakes): paging by
 links, the rate limit, retries that resume the failed page, and failures that change nothing."""
 
 from __future__ import annotations
@@ -266,6 +266,16 @@ async def test_students_who_vanish_count_as_removed(service, district_id, source
     assert counts.active_students == 2
 
 
+@pytest.mark.parametrize("path", ["", "/", "/v3.1", "/v3.1/users", "/v3.0/users/"])
+async def test_a_pasted_api_address_reads_the_v3_1_users(source, path):
+    fake = FakeClever()
+    with running(fake) as url:
+        records = await fetch(source, options(url + path, fake, profile="clever"))
+
+    assert len(records) == 4
+    assert {seen.path for seen in fake.requests} == {"/v3.1/users"}
+
+
 async def test_a_next_link_without_the_filter_keeps_it(source):
     """Only students are asked for, even if a next link dropped ``role`` or ``limit``."""
     fake = FakeClever(
@@ -286,6 +296,7 @@ async def test_a_next_link_without_the_filter_keeps_it(source):
         ({"base_url": "http://api.example.org"}, "plain http"),
         ({"page_size": 20_000}, "page_size"),
         ({"person_key_fields": "sis_id"}, "person_key_fields"),
+        ({"profile": "powerschool"}, "powerschool belong to the OneRoster REST source"),
     ],
 )
 async def test_options_are_checked_before_any_request(source, bad, message):

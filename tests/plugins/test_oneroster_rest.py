@@ -175,13 +175,15 @@ async def test_pages_are_asked_for_with_limit_offset_and_sort(source):
         {"limit": "3", "offset": "0", "sort": "sourcedId"},
         {"limit": "3", "offset": "3", "sort": "sourcedId"},
         {"limit": "3", "offset": "6", "sort": "sourcedId"},
+        # The page at 6 held two: only an empty page ends the listing.
+        {"limit": "3", "offset": "8", "sort": "sourcedId"},
     ]
     assert fake.tokens_issued == 1  # one token, reused for every page
 
 
 @pytest.mark.parametrize(
     ("count", "offsets"),
-    [(0, [0]), (1, [0]), (4, [0, 4]), (5, [0, 4])],
+    [(0, [0]), (1, [0, 1]), (4, [0, 4]), (5, [0, 4, 5])],
     ids=["no students", "one", "exactly a page", "a page plus one"],
 )
 async def test_paging_boundaries(service, district_id, source, count, offsets):
@@ -218,12 +220,12 @@ async def test_x_count_is_read_too_and_no_header_means_no_server_count(source):
 
 
 async def test_a_server_that_caps_the_page_size_is_read_to_the_end(source):
-    """A server may answer fewer records than asked; its own total says whether more follow."""
+    """A server may answer fewer records than asked: the next page starts where it stopped."""
     fake = FakeOneRoster(max_page_size=2)
     with running(fake) as url:
         items = await fetch(source, options(url, fake, page_size=3))
 
-    assert fake.offsets() == [0, 2, 4, 6]
+    assert fake.offsets() == [0, 2, 4, 6, 8]
     assert len(people_of(items)) == 8
 
 
@@ -242,7 +244,7 @@ async def test_a_429_storm_is_waited_out_and_the_page_is_asked_for_again(
     with running(fake) as url:
         items = await fetch(source, options(url, fake))
 
-    assert fake.offsets() == [0, 3, 3, 3, 3, 6]
+    assert fake.offsets() == [0, 3, 3, 3, 3, 6, 8]
     assert fake.offsets(status=429) == [3, 3, 3]
     assert sync(service, district_id, items).active_students == SAMPLE_ACTIVE_STUDENTS
 
@@ -271,7 +273,7 @@ async def test_a_500_mid_sync_resumes_from_the_same_offset(service, district_id,
     with running(fake) as url:
         items = await fetch(source, options(url, fake))
 
-    assert fake.offsets() == [0, 3, 3, 6]
+    assert fake.offsets() == [0, 3, 3, 6, 8]
     assert fake.offsets(status=500) == [3]
     assert fake.offsets().count(0) == 1  # never restarted from the beginning
     assert sync(service, district_id, items).active_students == SAMPLE_ACTIVE_STUDENTS
@@ -304,9 +306,20 @@ async def test_an_expired_token_is_renewed_once_and_the_page_asked_again(
         items = await fetch(source, options(url, fake))
 
     assert fake.tokens_issued == 2
-    assert fake.offsets() == [0, 3, 6, 6]
+    assert fake.offsets() == [0, 3, 6, 6, 8]
     assert fake.offsets(status=401) == [6]
     assert sync(service, district_id, items).active_students == SAMPLE_ACTIVE_STUDENTS
+
+
+async def test_a_token_about_to_expire_is_renewed_before_the_next_request(source):
+    # 30 s is within the renewal margin: every request finds the token about to expire.
+    fake = FakeOneRoster(token_lifetime_seconds=30)
+    with running(fake) as url:
+        items = await fetch(source, options(url, fake))
+
+    assert len(people_of(items)) == 8
+    assert fake.offsets(status=401) == []  # renewed before, never refused
+    assert fake.tokens_issued == 1 + len(fake.offsets())
 
 
 async def test_a_token_refused_even_when_new_is_a_source_error(source):
@@ -395,7 +408,7 @@ async def test_a_1_1_roster_signed_with_oauth_1(service, district_id, source):
         items = await fetch(source, options(url, fake, version="1.1", auth="oauth1"))
 
     # The retried page is signed afresh: the server refuses a reused nonce.
-    assert fake.offsets("/v1p1/students") == [0, 3, 3, 6]
+    assert fake.offsets("/v1p1/students") == [0, 3, 3, 6, 8]
     assert fake.offsets("/v1p1/students", status=401) == []
     assert fake.tokens_issued == 0
     records = {record.source_id: record for record in people_of(items)}

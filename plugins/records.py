@@ -96,6 +96,40 @@ class ServerCount:
 
 
 @dataclass(frozen=True)
+class IntakeWarning:
+    """Yielded among the records for something a source read past without changing the count:
+    an unknown or misspelt column, a date it could not read, a file in another encoding.
+
+    ``file`` names the file or collection (``users.csv``; never a path of the server), ``line``
+    the first line it happened at, ``column`` the column, and ``rows`` on how many rows: a
+    source reports one warning per kind of problem, not one per row. The host stores it with the
+    sync run and shows it to the administrator; it never changes what is counted."""
+
+    message: str
+    file: str | None = None
+    line: int | None = None
+    column: str | None = None
+    rows: int = 1
+
+
+@dataclass(frozen=True)
+class QuarantinedRow:
+    """Yielded among the records for a row that cannot be classified (no id, or no role at
+    all): it is not counted, and the host lists it with its file, line and reason. ``source_id``
+    is the row's id when it has one. A sync whose quarantined rows exceed the source's
+    ``max_quarantined_share`` of its rows is held for an administrator's confirmation."""
+
+    reason: str
+    file: str | None = None
+    line: int | None = None
+    source_id: str | None = None
+
+
+# What a source may yield among its records besides them: facts about the reading itself.
+INTAKE_FACTS = (ServerCount, IntakeWarning, QuarantinedRow)
+
+
+@dataclass(frozen=True)
 class SignedLicense:
     """A license document exactly as signed: the payload bytes and their Ed25519 signature.
 

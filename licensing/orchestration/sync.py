@@ -6,7 +6,8 @@ run is settled by ``licensing.storage.roster_changes`` like every other change o
 would drop too many active students, superseded when a newer run came first, else swapped in
 with the new counts and alerts in one transaction. Any error discards the staging rows and leaves
 the previous roster and counts exactly as they were; a run whose process died is found by its
-old heartbeat and cleaned up by the next sync of its source or by the scheduler.
+old heartbeat and cleaned up by the next sync of its source or by the scheduler. What the source
+read past (warnings) and could not classify (quarantined rows) is kept with the run.
 """
 
 from __future__ import annotations
@@ -27,10 +28,11 @@ from licensing.problems import Problem, internal_error_text, is_unique_violation
 from licensing.settings import RosterSourceConfig, Settings
 from licensing.storage import roster_changes
 from licensing.storage.districts import district_ref
+from licensing.storage.intake import IntakeTally
 from licensing.storage.roster import normalize, row_problems
 from licensing.storage.roster_changes import SYNC_ACTION, RunAbandoned, SyncOutcome
 from plugins.manager import PluginManager, UnknownSourceError, source_options
-from plugins.records import RosterFileError, RowProblem, ServerCount, SourceError
+from plugins.records import INTAKE_FACTS, RosterFileError, RowProblem, ServerCount, SourceError
 
 __all__ = ["BATCH_SIZE", "RosterSync", "SyncOutcome"]
 
@@ -44,6 +46,7 @@ class _Tally:
     other_role: int = 0
     server_count: int | None = None
     problems: list[RowProblem] = field(default_factory=list)
+    intake: IntakeTally = field(default_factory=IntakeTally)
 
 
 class RosterSync:
@@ -164,8 +167,11 @@ class RosterSync:
     def _normalize_batch(self, batch: list[Any], tally: _Tally) -> list[dict[str, Any]]:
         rows = []
         for record in batch:
-            if isinstance(record, ServerCount):
-                tally.server_count = record.total
+            if isinstance(record, INTAKE_FACTS):  # facts about the reading, not people
+                if isinstance(record, ServerCount):
+                    tally.server_count = record.total
+                else:
+                    tally.intake.add(record)
                 continue
             tally.seen += 1
             try:
@@ -199,6 +205,7 @@ class RosterSync:
                 records=tally.seen,
                 other_role=tally.other_role,
                 server_count=tally.server_count,
+                intake=tally.intake,
             )
 
     def _fail(self, run_id: int, tally: _Tally, problem: Problem, actor: str) -> None:
@@ -210,6 +217,7 @@ class RosterSync:
                 records=tally.seen,
                 actor=actor,
                 now=self.clock(),
+                intake=tally.intake,
             )
 
     def _confirm(

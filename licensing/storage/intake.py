@@ -233,3 +233,50 @@ def _shown(row: RosterIntakeIssue) -> IntakeIssue:
         rows=row.rows,
         source_id=row.source_id,
     )
+
+
+@dataclass(frozen=True)
+class IntakeRun:
+    """A sync run whose intake is exported: its source, id and totals."""
+
+    source: str
+    run_id: int
+    status: str
+    warnings: int
+    quarantined: int
+
+
+def intake_runs(
+    session: Session, *, district_id: int, source: str | None = None, run_id: int | None = None
+) -> list[IntakeRun]:
+    """The run ``run_id`` (LookupError when the district has no such run of ``source``), or
+    else each source's latest finished run (one source's when ``source`` is given)."""
+    if run_id is not None:
+        run = session.get(RosterSyncRun, run_id)
+        if run is None or run.district_id != district_id or source not in (None, run.source):
+            raise LookupError(
+                f"There is no sync run {run_id}" + (f" of {source!r}." if source else ".")
+            )
+        return [_intake_run(run)]
+    if source is not None:
+        sources = [source]
+    else:
+        sources = sorted(
+            session.exec(
+                select(RosterSyncRun.source)
+                .where(RosterSyncRun.district_id == district_id)
+                .distinct()
+            ).all()
+        )
+    found = []
+    for name in sources:
+        latest = latest_finished_run(session, district_id=district_id, source=name)
+        run = session.get(RosterSyncRun, latest) if latest is not None else None
+        if run is not None:
+            found.append(_intake_run(run))
+    return found
+
+
+def _intake_run(run: RosterSyncRun) -> IntakeRun:
+    assert run.id is not None
+    return IntakeRun(run.source, run.id, run.status, run.warnings, run.quarantined)

@@ -248,23 +248,50 @@ class RosterSync:
 
 
 async def _batches(result: Any) -> AsyncIterator[list[Any]]:
-    """Batches of what a source returned: an iterable, an async iterable, or an awaitable."""
+    """Batches of what a source returned: an iterable, an async iterable, or an awaitable.
+
+    When the source fails part-way, the facts about its reading it gave in the unfinished batch
+    (warnings, quarantined rows) are still handed on, to be kept with the failed run; then the
+    failure. Its records are not: nothing of a failed sync is staged after the failure."""
     if hasattr(result, "__await__"):
         result = await result
     if hasattr(result, "__aiter__"):
-        batch: list[Any] = []
-        async for record in result:
-            batch.append(record)
-            if len(batch) >= BATCH_SIZE:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
+        pending: list[Any] = []
+        try:
+            async for record in result:
+                pending.append(record)
+                if len(pending) >= BATCH_SIZE:
+                    yield pending
+                    pending = []
+        except Exception:
+            if facts := _facts(pending):
+                yield facts
+            raise
+        if pending:
+            yield pending
         return
     iterator: Iterator[Any] = iter(result)
     while True:
         # A blocking source (files, a sync client) is read in a worker thread.
-        batch = await to_thread.run_sync(lambda: list(islice(iterator, BATCH_SIZE)))
+        batch, failure = await to_thread.run_sync(_read_batch, iterator)
+        if failure is not None:
+            if facts := _facts(batch):
+                yield facts
+            raise failure
         if not batch:
             return
         yield batch
+
+
+def _read_batch(iterator: Iterator[Any]) -> tuple[list[Any], Exception | None]:
+    """The next batch, and the error that ended it early (what came before is kept)."""
+    batch: list[Any] = []
+    try:
+        batch.extend(islice(iterator, BATCH_SIZE))
+    except Exception as error:
+        return batch, error
+    return batch, None
+
+
+def _facts(items: list[Any]) -> list[Any]:
+    return [item for item in items if isinstance(item, INTAKE_FACTS)]

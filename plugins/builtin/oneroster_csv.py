@@ -675,12 +675,13 @@ def _rows(
         except UnicodeDecodeError:
             if encoding.name is None and not bundle.starts_as_utf8(name):
                 # Plain ASCII until here, then a byte UTF-8 does not have: a Windows export.
+                # (The same text as if read so from the start: what came before is ASCII.)
                 encoding = Encoding("cp1252", "Windows-1252 (Latin-1)")
-                intake.note(_encoding_message(name, encoding), line + 1)
+                intake.note(_encoding_message(name, encoding))
                 continue
             if encoding.codec == "cp1252":
                 encoding = LATIN_1  # which reads any byte
-                intake.note(_encoding_message(name, encoding), line + 1)
+                intake.note(_encoding_message(name, encoding))
                 continue
             problems.add(
                 line + 1,

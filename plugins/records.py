@@ -63,8 +63,9 @@ class StudentRecord:
 
     ``role`` and ``status`` are the source's own words (``student``, ``teacher``, ``guardian``;
     ``active``, ``graduated``, ``tobedeleted`` ...) and ``raw_status`` keeps the source's status
-    exactly as sent, for audit. ``enabled`` is False for a disabled account: sources must read their
-    flag exactly and raise RosterFileError for a value that is neither true nor false.
+    exactly as sent, for audit. ``enabled`` is False for a disabled account: sources read their
+    flag by the intake rule (true/false, 1/0, yes/no in any case: ``intake.flag``) and raise
+    RosterFileError for any other value.
     ``person_key`` identifies the same person across sources and records; when empty,
     ``source_id`` is used. ``schools`` are the person's organisations (sourcedIds or names), and
     ``primary_school`` the primary one when the source says.

@@ -79,3 +79,25 @@ def test_before_any_sync_the_report_is_a_header_only(tmp_path):
 
     assert result.stdout_bytes == (",".join(COLUMNS) + "\r\n").encode()
     assert "Exported 0 quarantined row(s) from no sync yet." in result.stderr
+
+
+def test_an_imported_bundle_is_held_the_same_way(tmp_path):
+    configure(tmp_path)
+
+    held = run(
+        "roster",
+        "import",
+        str(BUNDLE),
+        "--district",
+        "riverside",
+        "--source",
+        "oneroster_csv",
+        "--replace",
+        expect=1,
+    )
+
+    assert "0 warning(s), 2 row(s) quarantined (not counted)" in held.stderr
+    assert (
+        "Nothing imported yet: 2 of the 20 rows 'oneroster_csv' gave (10%) could not be "
+        "classified (no id or no role) and were quarantined" in held.stderr
+    )

@@ -17,6 +17,7 @@ import json
 import os
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 from itertools import islice
@@ -32,7 +33,7 @@ from db.models import District
 from db.session import Database, get_existing
 from licensing.domain.error_codes import ErrorCode
 from licensing.domain.rules import district_today
-from licensing.storage import student_report as report
+from licensing.storage import intake, report
 from licensing.storage.student_report import (
     EXPORT_COLUMNS,
     ActiveStudentFilter,
@@ -317,3 +318,79 @@ def active_students_csv(service: LicensingService) -> Callable[[Request], Awaita
         )
 
     return endpoint
+
+
+# The quarantined rows of roster syncs (`licensing report quarantined`)
+
+QUARANTINED_COLUMNS = ("source", "run", "file", "line", "reason", "source_id")
+
+
+@dataclass(frozen=True)
+class QuarantineExport:
+    rows: int  # rows written
+    quarantined: int  # rows the runs quarantined (more than written past the kept first ones)
+    runs: list[intake.IntakeRun]
+
+
+def write_quarantined(
+    database: Database,
+    out: TextIO,
+    *,
+    district_id: int,
+    source: str | None,
+    run_id: int | None,
+    export_format: ExportFormat,
+) -> QuarantineExport:
+    """Write the kept quarantined rows of each source's latest finished sync (or of the run
+    ``run_id``) to ``out``, a batch at a time; LookupError for a run the district has not."""
+    with database.read() as session:
+        runs = intake.intake_runs(session, district_id=district_id, source=source, run_id=run_id)
+        by_id = {run.run_id: run for run in runs}
+        if export_format is ExportFormat.CSV:
+            out.write(_csv_text([QUARANTINED_COLUMNS]))
+        written = 0
+        batch: list[list[Any]] = []
+        issues = intake.iter_issues(
+            session, district_id=district_id, run_ids=list(by_id), kind=intake.QUARANTINED
+        )
+        for number, (found_run, issue) in enumerate(issues, start=1):
+            values = [
+                by_id[found_run].source,
+                found_run,
+                issue.file,
+                issue.line,
+                issue.message,
+                issue.source_id,
+            ]
+            batch.append(values)
+            if number % report.EXPORT_BATCH == 0:
+                written += _write_quarantined_batch(out, batch, export_format)
+                batch = []
+        written += _write_quarantined_batch(out, batch, export_format)
+    return QuarantineExport(written, sum(run.quarantined for run in runs), runs)
+
+
+def _write_quarantined_batch(
+    out: TextIO, batch: list[list[Any]], export_format: ExportFormat
+) -> int:
+    if export_format is ExportFormat.CSV:
+        out.write(
+            _csv_text(
+                [
+                    "'" + value
+                    if isinstance(value, str) and value.startswith(FORMULA_TRIGGERS)
+                    else ("" if value is None else value)
+                    for value in values
+                ]
+                for values in batch
+            )
+        )
+    else:
+        out.write(
+            "".join(
+                json.dumps(dict(zip(QUARANTINED_COLUMNS, values, strict=True)), ensure_ascii=False)
+                + "\n"
+                for values in batch
+            )
+        )
+    return len(batch)

@@ -132,6 +132,29 @@ class RosterSyncRun(SQLModel, table=True):
     server_count: int | None = None
     error: str | None = Field(default=None, max_length=4000)
     actor: str = Field(default="", max_length=200)
+    # What the source read past (warnings) and could not classify (quarantined rows): totals;
+    # the first ones are kept in roster_intake_issue.
+    warnings: int = 0
+    quarantined: int = 0
+
+
+class RosterIntakeIssue(SQLModel, table=True):
+    """A warning or a quarantined row of one sync run, as the source reported it: where in its
+    input (file, line, column) and what. Kept for the runs an administrator may look at."""
+
+    __tablename__ = "roster_intake_issue"
+    __table_args__ = (Index("ix_roster_intake_issue_run", "run_id", "kind", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    district_id: int = Field(foreign_key="district.id")
+    run_id: int = Field(foreign_key="roster_sync_run.id")
+    kind: str = Field(max_length=16)  # warning, quarantined
+    file: str | None = Field(default=None, max_length=255)
+    line: int | None = None
+    column_name: str | None = Field(default=None, max_length=255)
+    message: str = Field(max_length=1000)
+    rows: int = 1  # how many rows a warning stands for
+    source_id: str | None = Field(default=None, max_length=255)
 
 
 class RosterStaging(SQLModel, table=True):

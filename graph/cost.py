@@ -78,6 +78,7 @@ from licensing.domain.error_codes import ErrorCode
 from licensing.domain.rules import AlertKind
 from licensing.storage.audit import MAX_AUDIT_PAGE
 from licensing.storage.count_review import ReviewReason
+from licensing.storage.data_sources import INTAKE_SAMPLE
 from licensing.storage.history import MAX_HISTORY_DAYS
 from licensing.storage.student_report import MAX_PAGE_SIZE
 
@@ -154,6 +155,8 @@ LIST_SIZES: dict[str, ListSize] = {
     # One per roster source and a few per district: no fixed bound, so an estimate.
     "Query.dataSources": ListSize(maximum=DEFAULT_LIST_SIZE),
     "Query.scheduledJobs": ListSize(maximum=DEFAULT_LIST_SIZE),
+    # A sample of stored rows, each narrow.
+    "IntakeIssues.sample": ListSize(maximum=INTAKE_SAMPLE, items_per_point=CHEAP_ROWS_PER_POINT),
 }
 
 

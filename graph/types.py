@@ -11,9 +11,9 @@ from licensing.domain import error_codes, rules
 from licensing.problems import Problem
 from licensing.storage import count_review as review
 from licensing.storage.alert_state import AlertRecord
-from licensing.storage.data_sources import DataSourceView
+from licensing.storage.data_sources import INTAKE_SAMPLE, DataSourceView, IntakeView
 from licensing.storage.district_state import LicenseView, ThresholdSettingsView
-from licensing.storage.roster import UsageCounts
+from licensing.storage.intake import IntakeIssue as StoredIntakeIssue
 from licensing.storage.student_report import (
     ActiveStudentFilter,
     ActiveStudentPage,
@@ -204,7 +204,64 @@ class SourceExclusions:
     duplicate: int = strawberry.field(
         description="Extra records of students already counted (another school or id)."
     )
-    other_role: int = strawberry.field(description="Guardians, parents and relatives.")
+    other_role: int = strawberry.field(
+        description="Guardians, parents, relatives, and people with only extension (ext:) roles."
+    )
+
+
+@strawberry.type(
+    description="A warning or a quarantined row of a sync: where in the source's input, and what."
+)
+class IntakeIssue:
+    file: str | None = strawberry.field(description="The file or collection, e.g. users.csv.")
+    line: int | None = strawberry.field(
+        description="The line in the file (for a warning that stands for many rows, the first)."
+    )
+    column: str | None
+    reason: str = strawberry.field(description="What was wrong, and what the sync did about it.")
+    rows: int = strawberry.field(
+        description="How many rows it stands for (1 for a quarantined row)."
+    )
+    source_id: str | None = strawberry.field(
+        description="The row's id in its source, when it has one."
+    )
+
+    @classmethod
+    def from_issue(cls, issue: StoredIntakeIssue) -> IntakeIssue:
+        return cls(
+            file=issue.file,
+            line=issue.line,
+            column=issue.column,
+            reason=issue.message,
+            rows=issue.rows,
+            source_id=issue.source_id,
+        )
+
+
+@strawberry.type(
+    description="Warnings, or quarantined rows, of a source's latest finished sync: how many, "
+    "and the first few."
+)
+class IntakeIssues:
+    run_id: int | None = strawberry.field(
+        description="The sync run they belong to: the source's latest finished one (none before "
+        "its first sync)."
+    )
+    total: int
+    sample: list[IntakeIssue] = strawberry.field(
+        description=f"The first {INTAKE_SAMPLE}, in the order the source reported them."
+    )
+
+    @classmethod
+    def of(cls, view: IntakeView | None, *, quarantined: bool) -> IntakeIssues:
+        if view is None:
+            return cls(run_id=None, total=0, sample=[])
+        issues = view.quarantined_sample if quarantined else view.warning_sample
+        return cls(
+            run_id=view.run_id,
+            total=view.quarantined if quarantined else view.warnings,
+            sample=[IntakeIssue.from_issue(issue) for issue in issues],
+        )
 
 
 @strawberry.type(description="A roster source of the district and how its syncs went.")
@@ -228,6 +285,14 @@ class DataSource:
         description="The source server's own total, when it states one (a cross-check)."
     )
     held: bool
+    warnings: IntakeIssues = strawberry.field(
+        description="What the latest finished sync read past without changing the count: "
+        "unknown or misspelt columns, unreadable dates, another text encoding."
+    )
+    quarantined: IntakeIssues = strawberry.field(
+        description="Rows the latest finished sync could not classify (no id, no role): not "
+        "counted. More than the source's max_quarantined_share holds the sync."
+    )
 
     @classmethod
     def from_view(cls, view: DataSourceView) -> DataSource:
@@ -253,6 +318,8 @@ class DataSource:
             else None,
             server_count=view.server_count,
             held=view.held,
+            warnings=IntakeIssues.of(view.intake, quarantined=False),
+            quarantined=IntakeIssues.of(view.intake, quarantined=True),
         )
 
 
@@ -361,16 +428,24 @@ ReviewReason = review.ReviewReason
 strawberry.enum(review.ReviewReason, description="Why a group is worth a look.")
 
 
-@strawberry.type(description="Counted students worth a look, and what fixing them would free.")
+@strawberry.type(
+    description="Counted students worth a look, and what fixing them would free; or "
+    "(QUARANTINED_ROWS, INTAKE_WARNINGS) what the rosters in force could not classify or read "
+    "past."
+)
 class ReviewGroup:
     reason: ReviewReason
     explanation: str
-    students: int
-    records: int
+    students: int = strawberry.field(description="Counted students in the group (0 for intake).")
+    records: int = strawberry.field(
+        description="Roster records in the group; quarantined rows or warnings for intake."
+    )
     licenses_freed: int = strawberry.field(
         description="Licenses freed if these students were made inactive at their source."
     )
-    examples: list[str] = strawberry.field(description='A few of them, as "source:id".')
+    examples: list[str] = strawberry.field(
+        description='A few of them, as "source:id" (intake: "source:file:line: reason").'
+    )
 
     @classmethod
     def from_group(cls, group: review.ReviewGroup) -> ReviewGroup:

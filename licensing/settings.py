@@ -53,6 +53,14 @@ class RosterSourceConfig(BaseModel):
         description="A sync removing more than this share of the source's active students is "
         "held for an administrator to confirm.",
     )
+    max_quarantined_share: float = Field(
+        default=0.01,
+        ge=0,
+        le=1,
+        description="A sync whose quarantined rows (rows that cannot be classified: no id, no "
+        "role) are more than this share of the rows it read is held for an administrator to "
+        "confirm.",
+    )
 
 
 WebhookEvent = Literal["alert_raised", "alert_resolved"]

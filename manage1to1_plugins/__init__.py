@@ -6,12 +6,14 @@ A plugin imports from here and from nothing else of the service's::
 
 The service's own modules (``licensing``, ``graph``, ``db``, ``app`` and ``plugins``) are not an
 API and change without notice; the names below keep their meaning. Helpers for reading what a
-server sends (texts, dates, base URLs) are in ``manage1to1_plugins.fields``. See docs/plugins.md.
+server sends (texts, dates, base URLs) are in ``manage1to1_plugins.fields``, and the intake
+rules (booleans, role words, headers, encodings) in ``manage1to1_plugins.intake``. See
+docs/plugins.md.
 """
 
 from __future__ import annotations
 
-from manage1to1_plugins import fields
+from manage1to1_plugins import fields, intake
 from plugins.hookspecs import PROJECT_NAME, hookimpl
 from plugins.host import HostSettings, HttpPolicy, PluginHost, RecordChecks
 from plugins.http import USER_AGENT
@@ -21,6 +23,8 @@ from plugins.records import (
     DamagedLicenseError,
     DistrictRef,
     FieldProblem,
+    IntakeWarning,
+    QuarantinedRow,
     RosterFileError,
     RowProblem,
     ServerCount,
@@ -51,10 +55,12 @@ __all__ = [
     "FieldProblem",
     "HostSettings",
     "HttpPolicy",
+    "IntakeWarning",
     "LicenseSource",
     "NoOptions",
     "PathOption",
     "PluginHost",
+    "QuarantinedRow",
     "RecordChecks",
     "RosterFileError",
     "RosterRecords",
@@ -67,5 +73,6 @@ __all__ = [
     "StudentRecord",
     "fields",
     "hookimpl",
+    "intake",
     "options_problems",
 ]

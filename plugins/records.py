@@ -63,8 +63,9 @@ class StudentRecord:
 
     ``role`` and ``status`` are the source's own words (``student``, ``teacher``, ``guardian``;
     ``active``, ``graduated``, ``tobedeleted`` ...) and ``raw_status`` keeps the source's status
-    exactly as sent, for audit. ``enabled`` is False for a disabled account: sources must read their
-    flag exactly and raise RosterFileError for a value that is neither true nor false.
+    exactly as sent, for audit. ``enabled`` is False for a disabled account: sources read their
+    flag by the intake rule (true/false, 1/0, yes/no in any case: ``intake.flag``) and raise
+    RosterFileError for any other value.
     ``person_key`` identifies the same person across sources and records; when empty,
     ``source_id`` is used. ``schools`` are the person's organisations (sourcedIds or names), and
     ``primary_school`` the primary one when the source says.
@@ -93,6 +94,40 @@ class ServerCount:
     OneRoster's ``X-Total-Count``): the host shows it beside its count, as a cross-check only."""
 
     total: int
+
+
+@dataclass(frozen=True)
+class IntakeWarning:
+    """Yielded among the records for something a source read past without changing the count:
+    an unknown or misspelt column, a date it could not read, a file in another encoding.
+
+    ``file`` names the file or collection (``users.csv``; never a path of the server), ``line``
+    the first line it happened at, ``column`` the column, and ``rows`` on how many rows: a
+    source reports one warning per kind of problem, not one per row. The host stores it with the
+    sync run and shows it to the administrator; it never changes what is counted."""
+
+    message: str
+    file: str | None = None
+    line: int | None = None
+    column: str | None = None
+    rows: int = 1
+
+
+@dataclass(frozen=True)
+class QuarantinedRow:
+    """Yielded among the records for a row that cannot be classified (no id, or no role at
+    all): it is not counted, and the host lists it with its file, line and reason. ``source_id``
+    is the row's id when it has one. A sync whose quarantined rows exceed the source's
+    ``max_quarantined_share`` of its rows is held for an administrator's confirmation."""
+
+    reason: str
+    file: str | None = None
+    line: int | None = None
+    source_id: str | None = None
+
+
+# What a source may yield among its records besides them: facts about the reading itself.
+INTAKE_FACTS = (ServerCount, IntakeWarning, QuarantinedRow)
 
 
 @dataclass(frozen=True)

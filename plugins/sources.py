@@ -14,6 +14,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 from plugins.records import (
     DistrictRef,
+    IntakeWarning,
+    QuarantinedRow,
     ServerCount,
     SignedLicense,
     SourceError,
@@ -21,11 +23,10 @@ from plugins.records import (
 )
 
 # What ``fetch_students`` may return: records (or mappings with the same keys), with at most one
-# ServerCount among them, as an iterable, an async iterable or an awaitable of either.
-RosterRecords = (
-    Iterable[StudentRecord | Mapping[str, Any] | ServerCount]
-    | AsyncIterable[StudentRecord | Mapping[str, Any] | ServerCount]
-)
+# ServerCount among them and any intake facts (warnings, quarantined rows), as an iterable, an
+# async iterable or an awaitable of either.
+RosterItem = StudentRecord | Mapping[str, Any] | ServerCount | IntakeWarning | QuarantinedRow
+RosterRecords = Iterable[RosterItem] | AsyncIterable[RosterItem]
 
 
 def _blank_is_none(value: Any) -> Any:

@@ -61,6 +61,11 @@ def roster_import(
             f"The roster source {source_name!r} failed unexpectedly "
             f"({internal_error_text(error)}). Nothing was imported."
         ) from None
+    if outcome.warnings or outcome.quarantined:
+        say(
+            f"{outcome.warnings:,} warning(s), {outcome.quarantined:,} row(s) quarantined (not "
+            "counted); dataSources shows them, `licensing report quarantined` exports the rows."
+        )
     if outcome.status != "applied":
         message = outcome.problem.message if outcome.problem else outcome.status
         raise fail(f"Nothing imported yet: {message}")

@@ -97,11 +97,23 @@ def _report_sync(slug: str, outcome: SyncOutcome) -> bool:
             f"{slug}: {outcome.source}: {outcome.records:,} records, "
             f"{outcome.active_after:,} active students (excluded: {excluded})."
         )
+        _report_intake(slug, outcome)
         return True
     message = outcome.problem.message if outcome.problem else outcome.status
     word = outcome.status if outcome.status in ("held", "superseded") else "failed"
     say(f"{slug}: {outcome.source}: {word}: {message}")
+    _report_intake(slug, outcome)
     return False
+
+
+def _report_intake(slug: str, outcome: SyncOutcome) -> None:
+    """What the source read past and could not classify, when anything."""
+    if outcome.warnings or outcome.quarantined:
+        say(
+            f"{slug}: {outcome.source}: {outcome.warnings:,} warning(s), "
+            f"{outcome.quarantined:,} row(s) quarantined (not counted); dataSources shows them, "
+            "`licensing report quarantined` exports the quarantined rows."
+        )
 
 
 @sync_cli.command("confirm")

@@ -6,7 +6,8 @@ run is settled by ``licensing.storage.roster_changes`` like every other change o
 would drop too many active students, superseded when a newer run came first, else swapped in
 with the new counts and alerts in one transaction. Any error discards the staging rows and leaves
 the previous roster and counts exactly as they were; a run whose process died is found by its
-old heartbeat and cleaned up by the next sync of its source or by the scheduler.
+old heartbeat and cleaned up by the next sync of its source or by the scheduler. What the source
+read past (warnings) and could not classify (quarantined rows) is kept with the run.
 """
 
 from __future__ import annotations
@@ -27,10 +28,11 @@ from licensing.problems import Problem, internal_error_text, is_unique_violation
 from licensing.settings import RosterSourceConfig, Settings
 from licensing.storage import roster_changes
 from licensing.storage.districts import district_ref
+from licensing.storage.intake import IntakeTally
 from licensing.storage.roster import normalize, row_problems
 from licensing.storage.roster_changes import SYNC_ACTION, RunAbandoned, SyncOutcome
 from plugins.manager import PluginManager, UnknownSourceError, source_options
-from plugins.records import RosterFileError, RowProblem, ServerCount, SourceError
+from plugins.records import INTAKE_FACTS, RosterFileError, RowProblem, ServerCount, SourceError
 
 __all__ = ["BATCH_SIZE", "RosterSync", "SyncOutcome"]
 
@@ -44,6 +46,7 @@ class _Tally:
     other_role: int = 0
     server_count: int | None = None
     problems: list[RowProblem] = field(default_factory=list)
+    intake: IntakeTally = field(default_factory=IntakeTally)
 
 
 class RosterSync:
@@ -164,8 +167,11 @@ class RosterSync:
     def _normalize_batch(self, batch: list[Any], tally: _Tally) -> list[dict[str, Any]]:
         rows = []
         for record in batch:
-            if isinstance(record, ServerCount):
-                tally.server_count = record.total
+            if isinstance(record, INTAKE_FACTS):  # facts about the reading, not people
+                if isinstance(record, ServerCount):
+                    tally.server_count = record.total
+                else:
+                    tally.intake.add(record)
                 continue
             tally.seen += 1
             try:
@@ -199,6 +205,7 @@ class RosterSync:
                 records=tally.seen,
                 other_role=tally.other_role,
                 server_count=tally.server_count,
+                intake=tally.intake,
             )
 
     def _fail(self, run_id: int, tally: _Tally, problem: Problem, actor: str) -> None:
@@ -210,6 +217,7 @@ class RosterSync:
                 records=tally.seen,
                 actor=actor,
                 now=self.clock(),
+                intake=tally.intake,
             )
 
     def _confirm(
@@ -240,23 +248,50 @@ class RosterSync:
 
 
 async def _batches(result: Any) -> AsyncIterator[list[Any]]:
-    """Batches of what a source returned: an iterable, an async iterable, or an awaitable."""
+    """Batches of what a source returned: an iterable, an async iterable, or an awaitable.
+
+    When the source fails part-way, the facts about its reading it gave in the unfinished batch
+    (warnings, quarantined rows) are still handed on, to be kept with the failed run; then the
+    failure. Its records are not: nothing of a failed sync is staged after the failure."""
     if hasattr(result, "__await__"):
         result = await result
     if hasattr(result, "__aiter__"):
-        batch: list[Any] = []
-        async for record in result:
-            batch.append(record)
-            if len(batch) >= BATCH_SIZE:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
+        pending: list[Any] = []
+        try:
+            async for record in result:
+                pending.append(record)
+                if len(pending) >= BATCH_SIZE:
+                    yield pending
+                    pending = []
+        except Exception:
+            if facts := _facts(pending):
+                yield facts
+            raise
+        if pending:
+            yield pending
         return
     iterator: Iterator[Any] = iter(result)
     while True:
         # A blocking source (files, a sync client) is read in a worker thread.
-        batch = await to_thread.run_sync(lambda: list(islice(iterator, BATCH_SIZE)))
+        batch, failure = await to_thread.run_sync(_read_batch, iterator)
+        if failure is not None:
+            if facts := _facts(batch):
+                yield facts
+            raise failure
         if not batch:
             return
         yield batch
+
+
+def _read_batch(iterator: Iterator[Any]) -> tuple[list[Any], Exception | None]:
+    """The next batch, and the error that ended it early (what came before is kept)."""
+    batch: list[Any] = []
+    try:
+        batch.extend(islice(iterator, BATCH_SIZE))
+    except Exception as error:
+        return batch, error
+    return batch, None
+
+
+def _facts(items: list[Any]) -> list[Any]:
+    return [item for item in items if isinstance(item, INTAKE_FACTS)]

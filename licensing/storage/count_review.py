@@ -2,8 +2,10 @@
 
 The product doc's "License Count Seems Wrong" scenario: graduated seniors still marked active,
 accounts from previous years, test accounts, the same person twice. Each group says how many
-students it holds and how many licenses fixing it would free. Nothing here changes data: the
-source system is where students are fixed, and the next sync shows the effect.
+students it holds and how many licenses fixing it would free. Two more groups come from how the
+rosters in force were read: rows their sources could not classify (quarantined, not counted) and
+what they read past (warnings). Nothing here changes data: the source system is where students
+are fixed, and the next sync shows the effect.
 """
 
 from __future__ import annotations
@@ -15,10 +17,13 @@ from typing import Any
 
 from sqlalchemy import and_, case, false, func, or_, select
 from sqlmodel import Session
+from sqlmodel import select as select_model
 
+from db.models import RosterSyncRun
 from db.rules_sql import counts_against_license
 from licensing.domain.rules import district_today
 from licensing.settings import DistrictConfig
+from licensing.storage.intake import QUARANTINED, WARNING, IntakeIssue, issues, run_in_force
 from licensing.storage.student_report import roster
 
 EXAMPLES_PER_GROUP = 5
@@ -33,6 +38,8 @@ class ReviewReason(StrEnum):
     TEST_ACCOUNT = "TEST_ACCOUNT"
     DUPLICATE_PERSON = "DUPLICATE_PERSON"
     CLOSED_SCHOOL = "CLOSED_SCHOOL"
+    QUARANTINED_ROWS = "QUARANTINED_ROWS"
+    INTAKE_WARNINGS = "INTAKE_WARNINGS"
 
 
 @dataclass(frozen=True)
@@ -116,7 +123,75 @@ def count_review(
             "Their only school has closed: " + ", ".join(closed) + ".",
         )
     )
-    return _groups(session, counted, candidates)
+    return _groups(session, counted, candidates) + _intake_groups(session, district_id)
+
+
+def _intake_groups(session: Session, district_id: int) -> list[ReviewGroup]:
+    """The rows the rosters in force left out as unclassifiable, and what their syncs read
+    past, each as a group (they free no license: quarantined rows are not counted)."""
+    sources = session.exec(
+        select_model(RosterSyncRun.source)
+        .where(RosterSyncRun.district_id == district_id)
+        .distinct()
+    ).all()
+    totals = {QUARANTINED: 0, WARNING: 0}
+    examples: dict[str, list[str]] = {QUARANTINED: [], WARNING: []}
+    names: dict[str, list[str]] = {QUARANTINED: [], WARNING: []}
+    for source in sorted(sources):
+        run_id = run_in_force(session, district_id=district_id, source=source)
+        run = session.get(RosterSyncRun, run_id) if run_id is not None else None
+        if run is None or run.id is None:
+            continue
+        for kind, total in ((QUARANTINED, run.quarantined), (WARNING, run.warnings)):
+            if not total:
+                continue
+            totals[kind] += total
+            names[kind].append(source)
+            room = EXAMPLES_PER_GROUP - len(examples[kind])
+            if room > 0:
+                examples[kind] += [
+                    _example(source, issue)
+                    for issue in issues(
+                        session, district_id=district_id, run_id=run.id, kind=kind, limit=room
+                    )
+                ]
+    groups = []
+    if totals[QUARANTINED]:
+        groups.append(
+            ReviewGroup(
+                reason=ReviewReason.QUARANTINED_ROWS,
+                explanation=f"{totals[QUARANTINED]:,} row(s) of "
+                + ", ".join(names[QUARANTINED])
+                + " could not be classified (no id or no role) and are not counted: if they "
+                "are active students, the count is too low. Fix them at their source; "
+                "`licensing report quarantined` lists them all.",
+                students=0,
+                records=totals[QUARANTINED],
+                licenses_freed=0,
+                examples=examples[QUARANTINED],
+            )
+        )
+    if totals[WARNING]:
+        groups.append(
+            ReviewGroup(
+                reason=ReviewReason.INTAKE_WARNINGS,
+                explanation=f"{totals[WARNING]:,} warning(s) from reading "
+                + ", ".join(names[WARNING])
+                + ": unknown or misspelt columns, unreadable dates or another text encoding. "
+                "They did not change the count; dataSources shows them.",
+                students=0,
+                records=totals[WARNING],
+                licenses_freed=0,
+                examples=examples[WARNING],
+            )
+        )
+    return groups
+
+
+def _example(source: str, issue: IntakeIssue) -> str:
+    """ "sis:users.csv:7: no role ...": where the row or warning is, and what."""
+    where = ":".join(str(part) for part in (issue.file, issue.line) if part is not None)
+    return f"{source}:{where}: {issue.message}" if where else f"{source}: {issue.message}"
 
 
 def _escape(text: str) -> str:

@@ -10,6 +10,17 @@ from sqlmodel import Session, col, select
 
 from db.models import RosterRecord, RosterSyncRun
 from licensing.settings import RosterSourceConfig
+from licensing.storage.intake import (
+    FINISHED,
+    QUARANTINED,
+    WARNING,
+    IntakeIssue,
+    issues,
+    latest_finished_run,
+)
+
+# How many warnings and quarantined rows dataSources shows of each source (all are counted).
+INTAKE_SAMPLE = 20
 
 
 @dataclass(frozen=True)
@@ -26,6 +37,18 @@ class DataSourceView:
     excluded: dict[str, int] = field(default_factory=dict)
     server_count: int | None = None
     held: bool = False
+    intake: IntakeView | None = None  # of the latest finished run
+
+
+@dataclass(frozen=True)
+class IntakeView:
+    """What one sync run read past and could not classify: totals, and the first of each."""
+
+    run_id: int
+    warnings: int
+    quarantined: int
+    warning_sample: list[IntakeIssue] = field(default_factory=list)
+    quarantined_sample: list[IntakeIssue] = field(default_factory=list)
 
 
 def data_sources(
@@ -69,4 +92,32 @@ def _view(
         excluded=json.loads(applied.excluded) if applied and applied.excluded else {},
         server_count=applied.server_count if applied else None,
         held=bool(latest and latest.status == "held"),
+        intake=_intake(session, district_id, name, latest),
+    )
+
+
+def _intake(
+    session: Session, district_id: int, name: str, latest: RosterSyncRun | None
+) -> IntakeView | None:
+    """The intake of the source's latest finished run (the one before a run still reading)."""
+    run = latest
+    if run is not None and run.status not in FINISHED:
+        run_id = latest_finished_run(session, district_id=district_id, source=name)
+        run = session.get(RosterSyncRun, run_id) if run_id is not None else None
+    if run is None or run.id is None:
+        return None
+    return IntakeView(
+        run_id=run.id,
+        warnings=run.warnings,
+        quarantined=run.quarantined,
+        warning_sample=issues(
+            session, district_id=district_id, run_id=run.id, kind=WARNING, limit=INTAKE_SAMPLE
+        )
+        if run.warnings
+        else [],
+        quarantined_sample=issues(
+            session, district_id=district_id, run_id=run.id, kind=QUARANTINED, limit=INTAKE_SAMPLE
+        )
+        if run.quarantined
+        else [],
     )

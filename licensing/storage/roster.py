@@ -36,6 +36,8 @@ STAFF_ROLES = {
 }
 # People a roster may list who are neither students nor staff: never counted, never stored.
 OTHER_ROLES = {"guardian", "parent", "relative"}
+# OneRoster extension roles ("ext:counselor"): a person known only by one is no student.
+EXTENSION_ROLE_PREFIX = "ext:"
 LIFECYCLE_WORDS = {
     "active": (Lifecycle.ACTIVE, True),
     "pre-registered": (Lifecycle.PRE_REGISTERED, True),
@@ -114,8 +116,9 @@ async def collect_records(result: Any) -> list[Any]:
 
 
 def role_of(word: str | None) -> Role | None:
-    """The counting rule's role for a source's role word (None for guardians, parents and
-    relatives, who are neither), or ValueError naming a word it does not know."""
+    """The counting rule's role for a source's role word (None for guardians, parents,
+    relatives and ``ext:`` extension roles, who are neither), or ValueError naming a word it
+    does not know."""
     if not isinstance(word, str):
         raise ValueError(f"the role must be a word such as student or teacher, not {word!r}")
     role_word = word.strip().lower()
@@ -124,6 +127,8 @@ def role_of(word: str | None) -> Role | None:
     if role_word in STAFF_ROLES:
         return Role.STAFF
     if role_word in OTHER_ROLES:
+        return None
+    if role_word.startswith(EXTENSION_ROLE_PREFIX) and len(role_word) > len(EXTENSION_ROLE_PREFIX):
         return None
     raise ValueError(
         f"role {word!r} is neither a student nor a staff role "

@@ -7,7 +7,9 @@ under the district lock:
 - a newer applied or held run of the same source supersedes this one (an older run never
   overwrites newer data);
 - a change that would stop counting more than the source's ``max_drop_share`` of its active
-  students is held until an administrator confirms it (``confirm_held_run``);
+  students, or whose source quarantined more than its ``max_quarantined_share`` of the rows it
+  read (rows that cannot be classified), is held until an administrator confirms it
+  (``confirm_held_run``);
 - otherwise the staged roster is swapped in, usage is recounted and the alerts re-evaluated;
 - either way the audit log records who, which source, the counts before and after and the outcome,
   and the change log tells live subscribers.
@@ -37,8 +39,9 @@ from licensing.settings import RosterSourceConfig, Settings
 from licensing.storage.alert_state import record_change
 from licensing.storage.audit import record_event
 from licensing.storage.district_state import reevaluate_alerts
+from licensing.storage.intake import IntakeTally, forget_old_issues, store_intake
 from licensing.storage.roster import UsageCounts, current_usage, normalize_all, refresh_usage
-from plugins.records import StudentRecord
+from plugins.records import INTAKE_FACTS, IntakeWarning, QuarantinedRow, StudentRecord
 
 RUNNING = "running"
 APPLIED = "applied"
@@ -57,6 +60,9 @@ CONFIRM_ACTION = "roster_sync_confirm"
 # counts is also written on the license topic, by the alert re-evaluation.
 ROSTER_TOPIC = "roster_sync"
 DEFAULT_MAX_DROP_SHARE: float = RosterSourceConfig.model_fields["max_drop_share"].default
+DEFAULT_MAX_QUARANTINED_SHARE: float = RosterSourceConfig.model_fields[
+    "max_quarantined_share"
+].default
 DEFAULT_SYNC_FAILING_TOLERANCE = Settings.model_construct().sync_failing_tolerance
 
 
@@ -66,6 +72,7 @@ class RosterGuard:
 
     max_drop_share: float
     sync_failing_tolerance: timedelta
+    max_quarantined_share: float = DEFAULT_MAX_QUARANTINED_SHARE
 
 
 @dataclass(frozen=True)
@@ -82,6 +89,8 @@ class SyncOutcome:
     problem: Problem | None = None
     used_before: int | None = None  # the district's count before and after (or unchanged)
     used_after: int | None = None
+    warnings: int = 0  # what the source read past, and the rows it could not classify
+    quarantined: int = 0
 
 
 class RunAbandoned(Exception):
@@ -92,11 +101,14 @@ DEFAULT_GUARD = RosterGuard(DEFAULT_MAX_DROP_SHARE, DEFAULT_SYNC_FAILING_TOLERAN
 
 
 def guard_for(settings: Settings, *, slug: str, source: str) -> RosterGuard:
-    """The guard of one source of one district: its own ``max_drop_share`` when configured."""
+    """The guard of one source of one district: its own shares when configured."""
     config = settings.district(slug).roster_sources.get(source)
     return RosterGuard(
         max_drop_share=config.max_drop_share if config else DEFAULT_MAX_DROP_SHARE,
         sync_failing_tolerance=settings.sync_failing_tolerance,
+        max_quarantined_share=(
+            config.max_quarantined_share if config else DEFAULT_MAX_QUARANTINED_SHARE
+        ),
     )
 
 
@@ -152,8 +164,11 @@ def settle_run(
     records: int,
     other_role: int = 0,
     server_count: int | None = None,
+    intake: IntakeTally | None = None,
 ) -> SyncOutcome:
-    """Hold, apply or supersede a run whose staging rows are the source's whole new roster."""
+    """Hold, apply or supersede a run whose staging rows are the source's whole new roster;
+    ``intake`` is what the source read past and could not classify, kept with the run."""
+    intake = intake or IntakeTally()
     run = get_existing(session, RosterSyncRun, run_id)
     lock_district(session, run.district_id)
     if not _still_running(session, run_id=run_id, now=now):  # reaped while it staged
@@ -178,12 +193,48 @@ def settle_run(
     run.removed_active = removed
     run.excluded = json.dumps(excluded, sort_keys=True)
     run.server_count = server_count
+    run.warnings = intake.warnings
+    run.quarantined = intake.quarantined
     newer = _newer_decided_run(session, run)
     if newer is not None:
-        return _supersede(session, run, newer, actor=actor, action=action, now=now)
+        outcome = _supersede(session, run, newer, actor=actor, action=action, now=now)
+    else:
+        reasons = _hold_reasons(run, intake, guard)
+        if reasons:
+            outcome = _hold(session, run, excluded, reasons, action=action, now=now)
+        else:
+            outcome = _apply(
+                session, run, excluded, actor=actor, action=action, now=now, guard=guard
+            )
+    store_intake(session, run=run, tally=intake)
+    return outcome
+
+
+def _hold_reasons(run: RosterSyncRun, intake: IntakeTally, guard: RosterGuard) -> list[str]:
+    """Why the run waits for a person: too many active students dropped, too many rows
+    quarantined (none: it is applied)."""
+    reasons = []
+    before, removed = run.active_before, run.removed_active or 0
     if before and removed / before > guard.max_drop_share:
-        return _hold(session, run, excluded, guard.max_drop_share, action=action, now=now)
-    return _apply(session, run, excluded, actor=actor, action=action, now=now, guard=guard)
+        reasons.append(
+            f"This change would stop counting {removed} of the {before} active students of "
+            f"{run.source!r} (more than {guard.max_drop_share:.0%})."
+        )
+    share = intake.quarantined_share(run.records)
+    if intake.quarantined and share > guard.max_quarantined_share:
+        rows = run.records + intake.quarantined
+        reasons.append(
+            f"{intake.quarantined:,} of the {rows:,} rows {run.source!r} gave ({_percent(share)}) "
+            "could not be classified (no id or no role) and were quarantined, more than "
+            f"{_percent(guard.max_quarantined_share)}: they would not count. See them in "
+            "dataSources or with `licensing report quarantined`."
+        )
+    return reasons
+
+
+def _percent(share: float) -> str:
+    """0.2 -> "20%", 0.015 -> "1.5%", 0.0196 -> "1.96%"."""
+    return f"{share * 100:.2f}".rstrip("0").rstrip(".") + "%"
 
 
 def confirm_held_run(
@@ -253,7 +304,12 @@ def confirm_held_run(
             ),
         )
     excluded = json.loads(run.excluded or "{}")
-    return _apply(session, run, excluded, actor=actor, action=CONFIRM_ACTION, now=now, guard=guard)
+    outcome = _apply(
+        session, run, excluded, actor=actor, action=CONFIRM_ACTION, now=now, guard=guard
+    )
+    # The run applied is now the one in force: older runs' intake is no longer looked at.
+    forget_old_issues(session, district_id=district_id, source=source)
+    return outcome
 
 
 def apply_roster(
@@ -276,7 +332,14 @@ def apply_roster(
     ``RosterFileError`` before anything changes. ``kind`` names the plugin that read the records
     (a metric label, so never a district's own name for a source).
     """
-    rows = normalize_all(records, district_id=district_id, source=source)
+    intake = IntakeTally()
+    people = []
+    for record in records:
+        if isinstance(record, IntakeWarning | QuarantinedRow):
+            intake.add(record)
+        elif not isinstance(record, INTAKE_FACTS):  # a server's count means nothing here
+            people.append(record)
+    rows = normalize_all(people, district_id=district_id, source=source)
     lock_district(session, district_id)
     run = start_run(
         session, district_id=district_id, source=source, kind=kind, actor=actor, now=now
@@ -294,6 +357,7 @@ def apply_roster(
         now=now,
         guard=guard,
         records=len(rows),
+        intake=intake,
     )
 
 
@@ -334,14 +398,23 @@ def apply_enabled_switch(
 
 
 def fail_run(
-    session: Session, *, run_id: int, problem: Problem, records: int, actor: str, now: datetime
+    session: Session,
+    *,
+    run_id: int,
+    problem: Problem,
+    records: int,
+    actor: str,
+    now: datetime,
+    intake: IntakeTally | None = None,
 ) -> None:
-    """Mark a running run failed and drop its staging rows (nothing of it is applied)."""
+    """Mark a running run failed and drop its staging rows (nothing of it is applied); what
+    the source read past before it failed is kept with the run."""
     run = session.get(RosterSyncRun, run_id)
     if run is None or not _still_running(session, run_id=run_id, now=now):
         return  # already reaped: it was recorded then
     run.records = records
     _fail(session, run, problem.message, actor=actor, now=now)
+    store_intake(session, run=run, tally=intake or IntakeTally())
 
 
 def reap_stale_runs(
@@ -455,7 +528,7 @@ def _hold(
     session: Session,
     run: RosterSyncRun,
     excluded: dict[str, int],
-    share: float,
+    reasons: list[str],
     *,
     action: str,
     now: datetime,
@@ -465,9 +538,8 @@ def _hold(
     _supersede_older_held(session, run, now=now)
     used = current_usage(session, district_id=run.district_id).active_students
     message = (
-        f"This change would stop counting {run.removed_active} of the {run.active_before} "
-        f"active students of {run.source!r} (more than {share:.0%}). It is held as sync run "
-        f"{run.id}: apply it with `licensing sync confirm --source {run.source} --run {run.id}` "
+        " ".join(reasons) + f" It is held as sync run {run.id}: apply it with "
+        f"`licensing sync confirm --source {run.source} --run {run.id}` "
         "or the confirmRosterSync mutation."
     )
     run.error = message
@@ -593,4 +665,6 @@ def _outcome(
         problem=problem,
         used_before=used[0] if used else None,
         used_after=used[1] if used else None,
+        warnings=run.warnings,
+        quarantined=run.quarantined,
     )

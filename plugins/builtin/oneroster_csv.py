@@ -1,31 +1,49 @@
 """OneRoster CSV bundles: students and staff from an IMS OneRoster 1.1 or 1.2 CSV export.
 
 A bundle is a ``.zip`` file or a folder holding ``manifest.csv`` and ``users.csv`` (and, for
-OneRoster 1.2, ``roles.csv``). The source reads it as a stream: ``fetch_students`` checks the
-manifest and the headers at once, then returns a generator that reads ``users.csv`` one row at a
-time and yields one ``StudentRecord`` per user, so memory does not grow with the roster. Only a
-1.2 bundle keeps something per user: its ``roles.csv`` is read first into a compact dictionary
-(one small tuple per user), because a user's role and organisations live there.
+OneRoster 1.2, ``roles.csv``); other files (``orgs.csv``, ``enrollments.csv`` ...) are not read.
+The source reads it as a stream: ``fetch_students`` checks the manifest and the headers at once,
+then returns a generator that reads ``users.csv`` one row at a time and yields one
+``StudentRecord`` per user, so memory does not grow with the roster. Only a 1.2 bundle keeps
+something per user: its ``roles.csv`` is read first into a compact dictionary (one small tuple per
+user), because a user's role and organisations live there.
 
-What it reads:
+Intake (docs/roster-sync.md, "What a bundle may get wrong"): strict where it changes the count,
+forgiving everywhere else. The rules shared with the other sources are in
+``manage1to1_plugins.intake``.
 
-- ``manifest.csv`` (``propertyName,value``): ``manifest.version`` must be ``1.0``;
-  ``oneroster.version`` ``1.1`` or ``1.2`` (when absent, the users.csv header tells);
-  ``file.users`` (and ``file.roles`` for 1.2) ``bulk``, ``delta`` or ``absent``.
-- ``users.csv``: the standard header of its version, names exactly as the specification writes
-  them, in any order; extension columns ``metadata.*`` are allowed and ignored.
-- ``roles.csv`` (1.2): a user's role and organisations; ``roleType`` ``primary`` marks the
-  primary one, and a student role wins over any other (the host counts such a person as a
-  student anyway); ``endDate`` becomes ``enrollment_end``.
+- Files are UTF-8 with or without a byte-order mark, lines end in LF or CRLF. A file in UTF-16,
+  UTF-32 or Windows-1252 is read, with a warning naming its encoding; bytes that are no text
+  are an error.
+- Column names match regardless of letter case and surrounding spaces, in any order. Unknown
+  columns (a vendor's ``ext_vendor_x``, a misspelt ``grdes``) are ignored with a warning, which
+  names the standard column a misspelt one looks like; ``metadata.*`` extension columns are
+  ignored silently. A missing column the count depends on (``COUNTED_COLUMNS``: the id, status,
+  ``enabledUser``, the role and the person keys) is an error; any other missing column leaves
+  its field blank.
+- ``enabledUser`` is true/false, 1/0 or yes/no in any letter case; any other value (a blank
+  included) is a bad row. ``status`` blank is ``active`` in a bulk file; a word other than
+  ``active`` or ``tobedeleted`` is a bad row.
+- Role words of either OneRoster version keep their meaning (``principal`` in a 1.1 file is
+  staff); ``ext:`` roles are passed on as they are, and the host counts nobody by one, so a
+  user whose only roles are extensions is a non-student. An unknown other word is a bad row.
+- Dates the source cannot read (``dateLastModified``, ``endDate``) are left blank, with a
+  warning: counting does not use them. So are an unknown ``roleType`` (taken as secondary) and a
+  blank ``orgSourcedId`` of a role.
+- A row that cannot be classified (no ``sourcedId``, no role at all, or fields that do not line
+  up with the header) is yielded as a ``QuarantinedRow``: not counted, listed with its file, line
+  and reason. The host holds the sync when too many are.
 
 Mapping: ``sourcedId`` -> ``source_id``; the person key (how the same person is recognised in
 other sources) is 1.2's ``userMasterIdentifier``, else ``identifier`` (the district's student
 number), else the ``sourcedId``; ``status`` blank -> ``active`` and ``tobedeleted`` is passed on
 (the host reads it as deleted), ``raw_status`` keeping the text exactly as in the file;
-``enabledUser`` must be ``true`` or ``false`` in any letter case; ``orgSourcedIds`` -> schools,
-the first being the primary one; the first of ``grades`` -> grade; ``dateLastModified`` ->
-``last_modified`` (UTC). Role words are passed on as they are (``guardian``, ``parent`` and
-``relative`` are people the host neither stores nor counts).
+``orgSourcedIds`` -> schools, the first being the primary one; the first of ``grades`` -> grade;
+``dateLastModified`` -> ``last_modified`` (UTC). In 1.2, ``roles.csv`` gives a user's role and
+organisations: ``roleType`` ``primary`` marks the primary one, and a student role wins over any
+other (the host counts such a person as a student anyway); ``endDate`` becomes
+``enrollment_end``. Role words are passed on in their standard spelling (``guardian``,
+``parent`` and ``relative`` are people the host neither stores nor counts).
 
 Every bad row is collected (line, column, what is wrong) and raised as ``RosterFileError`` naming
 the file, once the file is read or as soon as there are more than 1000. The host applies nothing
@@ -47,17 +65,19 @@ import csv
 import io
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path, PurePosixPath
-from typing import Any, ClassVar
+from typing import IO, Any, ClassVar
 
 from manage1to1_plugins import (
     DistrictRef,
+    IntakeWarning,
     PathOption,
     PluginHost,
+    QuarantinedRow,
     RecordChecks,
     RosterFileError,
     RosterSource,
@@ -69,6 +89,20 @@ from manage1to1_plugins import (
 )
 from manage1to1_plugins.fields import day as _date
 from manage1to1_plugins.fields import timestamp as _timestamp
+from manage1to1_plugins.intake import (
+    BOOLEAN_CHOICES,
+    BOOLEAN_WORDS,
+    ONEROSTER_ROLES,
+    SNIFF_BYTES,
+    Encoding,
+    UnreadableText,
+    column_key,
+    detect_encoding,
+    is_extension_role,
+    match_columns,
+    oneroster_role_choices,
+    starts_valid_utf8,
+)
 
 MANIFEST = "manifest.csv"
 USERS = "users.csv"
@@ -135,47 +169,41 @@ ROLES_V1P2 = (
     "orgSourcedId",
     "userProfileSourcedId",
 )
-# Published versions of the 1.2 CSV binding differ on users.csv's resourceSourcedIds (1.2.1 moved
-# a user's resources to userResources.csv): a header may have it or not.
-OPTIONAL_COLUMNS = {"1.1": frozenset(), "1.2": frozenset({"resourceSourcedIds"})}
 USER_COLUMNS = {"1.1": USERS_V1P1, "1.2": USERS_V1P2}
+# The columns whose values decide who counts, or who is the same person: a file without one of
+# them cannot be counted exactly, so it is refused (a file missing any other column is read, the
+# column's field left blank).
+COUNTED_COLUMNS = {
+    (USERS, "1.1"): ("sourcedId", "status", "enabledUser", "role", "identifier"),
+    (USERS, "1.2"): ("sourcedId", "status", "enabledUser", "identifier", "userMasterIdentifier"),
+    (ROLES, "1.2"): ("userSourcedId", "status", "role"),
+}
+# The other columns read; the rest of the standard columns are allowed and not read.
+READ_COLUMNS = {
+    (USERS, "1.1"): (
+        "dateLastModified",
+        "orgSourcedIds",
+        "username",
+        "givenName",
+        "familyName",
+        "grades",
+    ),
+    (USERS, "1.2"): (
+        "dateLastModified",
+        "username",
+        "givenName",
+        "familyName",
+        "grades",
+        "primaryOrgSourcedId",
+    ),
+    (ROLES, "1.2"): ("roleType", "orgSourcedId", "endDate"),
+}
 EXTENSION_PREFIX = "metadata."
 
-ROLES_V1P1_WORDS = {
-    word.lower(): word
-    for word in (
-        "administrator",
-        "aide",
-        "guardian",
-        "parent",
-        "proctor",
-        "relative",
-        "student",
-        "teacher",
-    )
-}
-ROLES_V1P2_WORDS = {
-    word.lower(): word
-    for word in (
-        "aide",
-        "counselor",
-        "districtAdministrator",
-        "guardian",
-        "parent",
-        "principal",
-        "proctor",
-        "relative",
-        "siteAdministrator",
-        "student",
-        "systemAdministrator",
-        "teacher",
-    )
-}
 ROLE_TYPES = ("primary", "secondary")
-ENABLED_WORDS = {"true": True, "false": False}
 STATUS_WORDS = ("active", "tobedeleted")
 MAX_PROBLEMS = 1000
-DELETED_RANK = 4  # roles.csv rows ranked this or worse are roles being removed
+LATIN_1 = Encoding("latin-1", "ISO-8859-1 (Latin-1)")
 
 
 class OneRosterCsvOptions(SourceOptions):
@@ -195,7 +223,7 @@ class OneRosterCsvSource:
 
     def fetch_students(
         self, *, district: DistrictRef, options: OneRosterCsvOptions
-    ) -> Iterator[StudentRecord]:
+    ) -> Iterator[StudentRecord | IntakeWarning | QuarantinedRow]:
         config = OneRosterCsvOptions.parse(options)
         if not config.path:
             raise SourceError(
@@ -206,8 +234,9 @@ class OneRosterCsvSource:
 
 def read_bundle(
     path: Path, *, checks: RecordChecks, allow_delta: bool = False
-) -> Iterator[StudentRecord]:
-    """Check the bundle's manifest and headers now, then a generator of its users' records.
+) -> Iterator[StudentRecord | IntakeWarning | QuarantinedRow]:
+    """Check the bundle's manifest and headers now, then a generator of its users' records,
+    with the intake's warnings and quarantined rows among them.
 
     Raises SourceError (a missing file, a damaged zip, a manifest it cannot use) or
     RosterFileError (a bad header) before anything is read; the generator raises RosterFileError
@@ -246,6 +275,8 @@ class Bundle:
     path: Path
     members: dict[str, str]  # file name -> where it is (a zip member name, or a file path)
     is_zip: bool
+    # Each file's encoding, found from its first bytes when it is first opened.
+    encodings: dict[str, Encoding] = field(default_factory=dict)
 
     @classmethod
     def open(cls, path: Path) -> Bundle:
@@ -276,21 +307,17 @@ class Bundle:
         return name in self.members
 
     @contextmanager
-    def text(self, name: str) -> Iterator[io.TextIOBase]:
-        """The file as UTF-8 text (a byte-order mark allowed), streamed, never read whole."""
+    def raw(self, name: str) -> Iterator[IO[bytes]]:
+        """The file's bytes, streamed, never read whole."""
         if name not in self.members:
             raise SourceError(f"The OneRoster bundle {self.path} has no {name}.")
         try:
             if self.is_zip:
-                with (
-                    zipfile.ZipFile(self.path) as archive,
-                    archive.open(self.members[name]) as raw,
-                    io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as handle,
-                ):
-                    yield handle
+                with zipfile.ZipFile(self.path) as archive, archive.open(self.members[name]) as raw:
+                    yield raw
             else:
-                with open(self.members[name], encoding="utf-8-sig", newline="") as handle:
-                    yield handle
+                with open(self.members[name], "rb") as raw:
+                    yield raw
         except (zipfile.BadZipFile, zlib.error, EOFError) as error:
             raise SourceError(
                 f"{self.where(name)} is damaged and cannot be read ({error}); the previous "
@@ -300,6 +327,41 @@ class Bundle:
             raise SourceError(
                 f"Cannot read {self.where(name)}: {error.strerror or error}."
             ) from None
+
+    def encoding(self, name: str) -> Encoding:
+        """The file's encoding, from its first bytes (SourceError when they are no text)."""
+        found = self.encodings.get(name)
+        if found is None:
+            with self.raw(name) as raw:
+                sample = raw.read(SNIFF_BYTES)
+            try:
+                found = detect_encoding(sample)
+            except UnreadableText as error:
+                raise SourceError(
+                    f"{self.where(name)} cannot be read as text: {error}. Export the roster as "
+                    "CSV files in UTF-8."
+                ) from None
+            self.encodings[name] = found
+        return found
+
+    @contextmanager
+    def text(self, name: str, encoding: Encoding | None = None) -> Iterator[io.TextIOBase]:
+        """The file as text, streamed: in ``encoding``, else in the one its first bytes show."""
+        chosen = encoding or self.encoding(name)
+        with (
+            self.raw(name) as raw,
+            io.TextIOWrapper(raw, encoding=chosen.codec, newline="") as text,
+        ):
+            yield text
+
+    def starts_as_utf8(self, name: str) -> bool:
+        """Whether the file's first non-ASCII byte begins UTF-8 text (read only when a later
+        byte turned out not to be UTF-8: the text before it was then not plain ASCII)."""
+        with self.raw(name) as raw:
+            while chunk := raw.read(SNIFF_BYTES):
+                if not chunk.isascii():
+                    return starts_valid_utf8(chunk + raw.read(4))
+        return True
 
 
 def _zip_members(names: list[str]) -> dict[str, str]:
@@ -322,12 +384,24 @@ def _zip_members(names: list[str]) -> dict[str, str]:
 
 
 @dataclass(frozen=True)
+class Columns:
+    """How one file's rows are read: each standard column read, by name, to its position (a
+    column the file lacks points at the blank field added to each row when ``padded``)."""
+
+    indexes: dict[str, int]
+    width: int
+    padded: bool
+
+
+@dataclass(frozen=True)
 class Plan:
     version: str
     users_mode: str
     roles_mode: str | None
-    users_columns: dict[str, int]
-    roles_columns: dict[str, int] | None
+    users_columns: Columns
+    roles_columns: Columns | None
+    # Warnings about the headers, yielded before any record.
+    warnings: list[IntakeWarning] = field(default_factory=list)
 
 
 def _plan(bundle: Bundle, *, allow_delta: bool) -> Plan:
@@ -356,10 +430,12 @@ def _plan(bundle: Bundle, *, allow_delta: bool) -> Plan:
         )
     header = _header(bundle, USERS)
     if version is None:
-        version = "1.2" if "role" not in header and "userMasterIdentifier" in header else "1.1"
-    users_columns = _columns(bundle, USERS, header, USER_COLUMNS[version], version)
+        keys = {column_key(column) for column in header}
+        version = "1.2" if "role" not in keys and "usermasteridentifier" in keys else "1.1"
+    warnings: list[IntakeWarning] = []
+    users_columns = _columns(bundle, USERS, header, version, warnings)
     if version == "1.1":
-        return Plan(version, users_mode, None, users_columns, None)
+        return Plan(version, users_mode, None, users_columns, None, warnings)
     roles_mode = _mode(manifest, "file.roles", where)
     if roles_mode == "absent":
         raise SourceError(
@@ -372,11 +448,12 @@ def _plan(bundle: Bundle, *, allow_delta: bool) -> Plan:
             f"The OneRoster 1.2 bundle {bundle.path} has no {ROLES}, although {MANIFEST} lists "
             f"it as {roles_mode}."
         )
-    roles_columns = _columns(bundle, ROLES, _header(bundle, ROLES), ROLES_V1P2, version)
-    return Plan(version, users_mode, roles_mode, users_columns, roles_columns)
+    roles_columns = _columns(bundle, ROLES, _header(bundle, ROLES), version, warnings)
+    return Plan(version, users_mode, roles_mode, users_columns, roles_columns, warnings)
 
 
 def _read_manifest(bundle: Bundle) -> dict[str, str]:
+    """The manifest's properties, their names in lower case (``file.users`` ...)."""
     if not bundle.has(MANIFEST):
         raise SourceError(
             f"The OneRoster bundle {bundle.path} has no {MANIFEST}; every OneRoster CSV bundle "
@@ -388,14 +465,16 @@ def _read_manifest(bundle: Bundle) -> dict[str, str]:
         reader = csv.reader(handle)
         try:
             header = next(reader, None)
-            if header is None or tuple(header) != MANIFEST_COLUMNS:
+            if header is None or tuple(map(column_key, header[:2])) != tuple(
+                map(column_key, MANIFEST_COLUMNS)
+            ):
                 raise SourceError(
                     f"{where}: the header is {','.join(header or [])!r}; a manifest's is "
                     f"{','.join(MANIFEST_COLUMNS)!r}."
                 )
             for row in reader:
                 if len(row) >= 2 and row[0].strip():
-                    properties[row[0].strip()] = row[1].strip()
+                    properties[column_key(row[0])] = row[1].strip()
         except (csv.Error, UnicodeDecodeError) as error:
             raise SourceError(
                 f"{where} is not a readable CSV file (line {reader.line_num}: {error})."
@@ -407,9 +486,9 @@ def _mode(manifest: dict[str, str], name: str, where: str) -> str:
     mode = manifest.get(name)
     if mode is None:
         raise SourceError(f"{where} has no {name} property (bulk, delta or absent).")
-    if mode not in MODES:
+    if mode.lower() not in MODES:
         raise SourceError(f"{where}: {name} is {mode!r}, not bulk, delta or absent.")
-    return mode
+    return mode.lower()
 
 
 def _check_delta(mode: str, name: str, where: str, allow_delta: bool) -> None:
@@ -429,39 +508,66 @@ def _header(bundle: Bundle, name: str) -> list[str]:
             raise RosterFileError(
                 bundle.where(name), [RowProblem(1, None, f"the header cannot be read: {error}")]
             ) from None
-    if not header:
+    if not header or not any(column.strip() for column in header):
         raise RosterFileError(bundle.where(name), [RowProblem(1, None, "the file is empty")])
     return header
 
 
 def _columns(
-    bundle: Bundle, name: str, header: list[str], expected: tuple[str, ...], version: str
-) -> dict[str, int]:
-    """Column name -> index, or RosterFileError naming each missing, unknown or repeated one."""
+    bundle: Bundle, name: str, header: list[str], version: str, warnings: list[IntakeWarning]
+) -> Columns:
+    """How the file's rows are read, its header's warnings added to ``warnings``; or
+    RosterFileError naming each counted column that is missing or repeated."""
+    standard = USER_COLUMNS[version] if name == USERS else ROLES_V1P2
+    counted = COUNTED_COLUMNS[name, version]
+    read = READ_COLUMNS[name, version]
+    match = match_columns(header, standard, extension_prefix=EXTENSION_PREFIX)
+    looks_like = {suggestion: written for written, suggestion in match.unknown if suggestion}
     problems: list[RowProblem] = []
-    seen: set[str] = set()
-    optional = OPTIONAL_COLUMNS[version] if name == USERS else frozenset()
-    for column in header:
-        if column in seen:
-            problems.append(RowProblem(1, column, "the column appears twice"))
-        seen.add(column)
-        if column not in expected and not column.startswith(EXTENSION_PREFIX):
+    for column in counted:
+        if column in match.repeated:
+            problems.append(
+                RowProblem(1, column, "the column appears twice: which one counts is unclear")
+            )
+        elif column not in match.indexes:
+            hint = f"; is {looks_like[column]!r} it, misspelt?" if column in looks_like else ""
             problems.append(
                 RowProblem(
                     1,
                     column,
-                    f"unknown column for {name} of OneRoster {version} (names are "
-                    "case-sensitive; extensions start with metadata.)",
+                    f"missing column: {name} of OneRoster {version} has it, and the count "
+                    f"depends on it{hint}",
                 )
-            )
-    for column in expected:
-        if column not in seen and column not in optional:
-            problems.append(
-                RowProblem(1, column, f"missing column: {name} of OneRoster {version} has it")
             )
     if problems:
         raise RosterFileError(bundle.where(name), problems)
-    return {column: index for index, column in enumerate(header)}
+    for written, suggestion in match.unknown:
+        if suggestion:
+            message = (
+                f"{written!r} is not a column of {name} (OneRoster {version}) and is ignored: "
+                f"did you mean {suggestion!r}?"
+            )
+            if suggestion in read:
+                message += f" Without it, {suggestion} is left blank."
+        else:
+            message = f"{written!r} is not a column of {name} (OneRoster {version}) and is ignored."
+        warnings.append(IntakeWarning(message, name, 1, written.strip() or None))
+    for column in match.repeated:
+        warnings.append(
+            IntakeWarning(
+                f"{column} appears twice in the header; the first one is read.", name, 1, column
+            )
+        )
+    for column in read:
+        if column not in match.indexes and column not in looks_like:
+            warnings.append(
+                IntakeWarning(
+                    f"{name} has no {column} column: {column} is left blank.", name, 1, column
+                )
+            )
+    width = len(header)
+    indexes = {column: match.indexes.get(column, width) for column in (*counted, *read)}
+    return Columns(indexes=indexes, width=width, padded=any(i == width for i in indexes.values()))
 
 
 # --- Rows --------------------------------------------------------------------------------------
@@ -484,46 +590,141 @@ class _Problems:
             raise RosterFileError(self.where, self.problems)
 
 
+class _Intake:
+    """What reading one file found besides its records and bad rows: quarantined rows and
+    warnings, waiting in ``pending`` to be yielded among the records. A warning repeated on many
+    rows (an unreadable date, say) is one warning: its first line, and on how many rows."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.pending: list[IntakeWarning | QuarantinedRow] = []
+        self.repeated: dict[str, list[Any]] = {}  # kind -> [line, column, message, rows]
+
+    def quarantine(self, line: int, reason: str, source_id: str | None = None) -> None:
+        self.pending.append(QuarantinedRow(reason, self.file, line, source_id or None))
+
+    def note(self, message: str, line: int | None = None, column: str | None = None) -> None:
+        self.pending.append(IntakeWarning(message, self.file, line, column))
+
+    def warn(self, kind: str, line: int, column: str | None, message: str) -> None:
+        found = self.repeated.get(kind)
+        if found is None:
+            self.repeated[kind] = [line, column, message, 1]
+        else:
+            found[3] += 1
+
+    def drain(self) -> list[IntakeWarning | QuarantinedRow]:
+        """What is pending, handed over once (the list itself stays, bound by readers)."""
+        items = list(self.pending)
+        self.pending.clear()
+        return items
+
+    def finish(self) -> list[IntakeWarning | QuarantinedRow]:
+        """Everything left: what is pending, then each repeated warning once."""
+        items = self.drain()
+        for line, column, message, rows in self.repeated.values():
+            if rows > 1:
+                message += f" ({rows} rows like this; the first is shown.)"
+            items.append(IntakeWarning(message, self.file, line, column, rows))
+        self.repeated.clear()
+        return items
+
+
 def _rows(
-    bundle: Bundle, name: str, width: int, problems: _Problems
+    bundle: Bundle, name: str, columns: Columns, problems: _Problems, intake: _Intake
 ) -> Iterator[tuple[int, list[str]]]:
-    """(line, fields) for every data row, the header skipped; short and long rows reported."""
-    with bundle.text(name) as handle:
-        reader = csv.reader(handle)
+    """(line, fields) for every data row, the header skipped, a blank field added when the
+    plan reads a column the file lacks. Rows whose fields do not line up with the header are
+    quarantined (a row that only ends in empty fields is read). A file found not to be UTF-8
+    part-way is read on in Windows-1252 when everything before was plain ASCII."""
+    width = columns.width
+    padded = columns.padded
+    encoding = bundle.encoding(name)
+    if encoding.name:
+        intake.note(_encoding_message(name, encoding))
+    line = 1  # the last line fully read: the header's, at first
+    while True:
         try:
-            next(reader, None)
-            for row in reader:
-                if len(row) != width:
-                    if not row or (len(row) == 1 and not row[0]):
-                        continue  # a blank line
-                    problems.add(
-                        reader.line_num,
-                        None,
-                        f"{len(row)} fields where the header has {width}",
-                    )
-                    continue
-                yield reader.line_num, row
+            with bundle.text(name, encoding) as handle:
+                reader = csv.reader(handle)
+                for _ in reader:  # the header, and on a second reading the lines already read
+                    if reader.line_num >= line:
+                        break
+                for row in reader:
+                    line = reader.line_num
+                    if len(row) != width:
+                        if not row or (len(row) == 1 and not row[0].strip()):
+                            continue  # a blank line
+                        if len(row) < width or any(value.strip() for value in row[width:]):
+                            intake.quarantine(
+                                line, f"{len(row)} fields where the header has {width}"
+                            )
+                            continue
+                        intake.warn(
+                            "trailing",
+                            line,
+                            None,
+                            f"rows end in empty fields the header does not have; they are "
+                            f"ignored (line {line} has {len(row)} fields, the header {width})",
+                        )
+                        del row[width:]
+                    if padded:
+                        row.append("")
+                    yield line, row
+            return
         except UnicodeDecodeError:
-            problems.add(reader.line_num + 1, None, "the file is not UTF-8 text")
+            if encoding.name is None and not bundle.starts_as_utf8(name):
+                # Plain ASCII until here, then a byte UTF-8 does not have: a Windows export.
+                # (The same text as if read so from the start: what came before is ASCII.)
+                encoding = Encoding("cp1252", "Windows-1252 (Latin-1)")
+                intake.note(_encoding_message(name, encoding))
+                continue
+            if encoding.codec == "cp1252":
+                encoding = LATIN_1  # which reads any byte
+                intake.note(_encoding_message(name, encoding))
+                continue
+            problems.add(
+                line + 1,
+                None,
+                f"the file is not {encoding.name or 'UTF-8'} text from about here on, though "
+                "the lines before are: it mixes encodings. Export it again as UTF-8",
+            )
+            return
         except csv.Error as error:
-            problems.add(reader.line_num, None, f"not valid CSV: {error}")
+            problems.add(line + 1, None, f"not valid CSV: {error}")
+            return
 
 
-def _records(bundle: Bundle, plan: Plan, checks: RecordChecks) -> Iterator[StudentRecord]:
-    roles = _read_roles(bundle, plan, checks) if plan.version == "1.2" else None
+def _encoding_message(name: str, encoding: Encoding) -> str:
+    return (
+        f"{name} is {encoding.name} text, not UTF-8: it is read as {encoding.name}. Export it "
+        "as UTF-8 to be sure names with accents come out right."
+    )
+
+
+def _records(
+    bundle: Bundle, plan: Plan, checks: RecordChecks
+) -> Iterator[StudentRecord | IntakeWarning | QuarantinedRow]:
+    yield from plan.warnings
+    roles = (yield from _read_roles(bundle, plan, checks)) if plan.version == "1.2" else None
     problems = _Problems(bundle.where(USERS))
-    columns = plan.users_columns
+    intake = _Intake(USERS)
+    pending = intake.pending
+    columns = plan.users_columns.indexes
     delta = plan.users_mode == "delta"
     if plan.version == "1.1":
-        make = _v1p1_maker(columns, delta, problems)
+        make = _v1p1_maker(columns, delta, problems, intake)
     else:
         assert roles is not None
-        make = _v1p2_maker(columns, delta, problems, roles)
+        make = _v1p2_maker(columns, delta, problems, intake, roles)
     stored_from = STORED_FROM[plan.version]
-    for line, row in _rows(bundle, USERS, len(columns), problems):
+    for line, row in _rows(bundle, USERS, plan.users_columns, problems, intake):
         record = make(line, row)
         if record is not None and _fits(record, line, row, columns, stored_from, problems, checks):
             yield record
+        if pending:
+            yield from intake.drain()
+    yield from intake.finish()
     problems.raise_if_any()
 
 
@@ -559,52 +760,50 @@ def _key_column(record: StudentRecord, row: list[str], columns: dict[str, int]) 
 
 
 def _common(
-    columns: dict[str, int], delta: bool, problems: _Problems
-) -> Callable[[int, list[str]], tuple[str, str, str, bool, datetime | None] | None]:
-    """Reads what both versions share: (sourcedId, status, raw status, enabled, modified)."""
-    i_id = columns["sourcedId"]
+    columns: dict[str, int], delta: bool, problems: _Problems, intake: _Intake
+) -> Callable[[int, list[str]], tuple[str, str, bool, datetime | None] | None]:
+    """Reads what both versions share but the id: (status, raw status, enabled, modified)."""
     i_status = columns["status"]
     i_enabled = columns["enabledUser"]
     i_modified = columns["dateLastModified"]
     add = problems.add
+    enabled_words = BOOLEAN_WORDS
 
-    def common(line: int, row: list[str]) -> tuple[str, str, str, bool, datetime | None] | None:
+    def common(line: int, row: list[str]) -> tuple[str, str, bool, datetime | None] | None:
         bad = False
-        source_id = row[i_id].strip()
-        if not source_id:
-            add(line, "sourcedId", "the sourcedId is empty")
-            bad = True
         raw_status = row[i_status]
         status = _status(raw_status, delta)
         if status is None:
             add(line, "status", _status_message(raw_status, delta))
             bad = True
-        enabled = ENABLED_WORDS.get(row[i_enabled].strip().lower())
+        enabled = enabled_words.get(row[i_enabled].strip().lower())
         if enabled is None:
-            add(line, "enabledUser", f"{row[i_enabled]!r} is not true or false")
+            add(line, "enabledUser", f"{row[i_enabled]!r} is not {BOOLEAN_CHOICES}")
             bad = True
         modified_text = row[i_modified].strip()
         modified = None
         if modified_text:
             modified = _timestamp(modified_text)
             if modified is None:
-                add(
+                intake.warn(
+                    "dateLastModified",
                     line,
                     "dateLastModified",
-                    f"{modified_text!r} is not an ISO 8601 date and time",
+                    f"{modified_text!r} is not an ISO 8601 date and time: dateLastModified is "
+                    "left blank",
                 )
-                bad = True
         if bad:
             return None
-        return source_id, status, raw_status, enabled, modified  # type: ignore[return-value]
+        return status, raw_status, enabled, modified  # type: ignore[return-value]
 
     return common
 
 
 def _v1p1_maker(
-    columns: dict[str, int], delta: bool, problems: _Problems
+    columns: dict[str, int], delta: bool, problems: _Problems, intake: _Intake
 ) -> Callable[[int, list[str]], StudentRecord | None]:
-    common = _common(columns, delta, problems)
+    common = _common(columns, delta, problems, intake)
+    i_id = columns["sourcedId"]
     i_role = columns["role"]
     i_orgs = columns["orgSourcedIds"]
     i_identifier = columns["identifier"]
@@ -612,17 +811,28 @@ def _v1p1_maker(
     i_username = columns["username"]
     i_given = columns["givenName"]
     i_family = columns["familyName"]
-    words = ", ".join(ROLES_V1P1_WORDS.values())
+    words = ONEROSTER_ROLES
+    choices = oneroster_role_choices("1.1")
 
     def make(line: int, row: list[str]) -> StudentRecord | None:
-        shared = common(line, row)
-        role = row[i_role].strip()
-        if role.lower() not in ROLES_V1P1_WORDS:
-            problems.add(line, "role", f"{role!r} is not a OneRoster 1.1 role ({words})")
+        source_id = row[i_id].strip()
+        if not source_id:
+            intake.quarantine(line, "no sourcedId: the row cannot be told apart from others")
             return None
+        role_text = row[i_role].strip()
+        if not role_text:
+            intake.quarantine(line, "no role: the row cannot be classified", source_id)
+            return None
+        shared = common(line, row)
+        role = words.get(role_text.lower())
+        if role is None:
+            if not is_extension_role(role_text):
+                problems.add(line, "role", f"{role_text!r} is not a OneRoster role ({choices})")
+                return None
+            role = role_text  # an extension role: the host counts nobody by one
         if shared is None:
             return None
-        source_id, status, raw_status, enabled, modified = shared
+        status, raw_status, enabled, modified = shared
         schools = _split(row[i_orgs])
         grades = _split(row[i_grades])
         return StudentRecord(
@@ -645,9 +855,14 @@ def _v1p1_maker(
 
 
 def _v1p2_maker(
-    columns: dict[str, int], delta: bool, problems: _Problems, roles: dict[str, _RoleInfo]
+    columns: dict[str, int],
+    delta: bool,
+    problems: _Problems,
+    intake: _Intake,
+    roles: dict[str, _RoleInfo],
 ) -> Callable[[int, list[str]], StudentRecord | None]:
-    common = _common(columns, delta, problems)
+    common = _common(columns, delta, problems, intake)
+    i_id = columns["sourcedId"]
     i_master = columns["userMasterIdentifier"]
     i_identifier = columns["identifier"]
     i_primary_org = columns["primaryOrgSourcedId"]
@@ -657,25 +872,27 @@ def _v1p2_maker(
     i_family = columns["familyName"]
 
     def make(line: int, row: list[str]) -> StudentRecord | None:
+        source_id = row[i_id].strip()
+        if not source_id:
+            intake.quarantine(line, "no sourcedId: the row cannot be told apart from others")
+            return None
         shared = common(line, row)
         if shared is None:
             return None
-        source_id, status, raw_status, enabled, modified = shared
+        status, raw_status, enabled, modified = shared
         info = roles.get(source_id)
         if info is None:
-            problems.add(
-                line,
-                "sourcedId",
-                f"user {source_id!r} has no role in {ROLES} (a OneRoster 1.2 bundle gives "
-                "each user's roles there; ext: roles alone are not enough)",
+            intake.quarantine(
+                line, f"no role: the user has no row in {ROLES}, so cannot be classified", source_id
             )
             return None
         role, org, end, rank, others = info
-        schools = (org, *others) if others else (org,)
+        # Most users: one role in one school.
+        schools = (org,) if org and not others else tuple(filter(None, (org, *others)))
         # The chosen role's org when roles.csv marks that role primary; else the user's own
         # primaryOrgSourcedId when it gives one.
         primary_school = org if rank % 2 == 0 else (row[i_primary_org].strip() or org)
-        if primary_school not in schools:
+        if primary_school and primary_school not in schools:
             schools = (primary_school, *schools)
         grades = _split(row[i_grades])
         return StudentRecord(
@@ -689,7 +906,7 @@ def _v1p2_maker(
             username=row[i_username].strip() or None,
             grade=grades[0] if grades else None,
             schools=schools,
-            primary_school=primary_school,
+            primary_school=primary_school or None,
             enrollment_end=end,
             last_modified=modified,
             raw_status=raw_status,
@@ -698,10 +915,19 @@ def _v1p2_maker(
     return make
 
 
-# One user's roles, kept compact for 1,000,000 users: the chosen role, its org, its end date, how
-# it was chosen (lower is better), and the user's other orgs. Equal values (and most users' whole
-# tuples: the same role in the same school until the same day) are stored once.
+# One user's roles, kept compact for 1,000,000 users: the chosen role, its org ("" when the role
+# names none), its end date, how it was chosen (lower is better), and the user's other orgs.
+# Equal values (and most users' whole tuples: the same role in the same school until the same
+# day) are stored once.
 _RoleInfo = tuple[str, str, date | None, int, tuple[str, ...]]
+
+# How a role is ranked: by tier first (current roles, then current extension roles, then roles
+# being removed, then extension roles being removed: a role of a later tier is used only when the
+# user has none of an earlier one, and adds none of its orgs), then a student role before any
+# other, then a primary role before a secondary one.
+_TIER = 4
+_EXTENSION_TIER = 1
+_DELETED_TIER = 2
 
 
 class _Shared:
@@ -721,18 +947,23 @@ class _Shared:
         return value
 
 
-def _read_roles(bundle: Bundle, plan: Plan, checks: RecordChecks) -> dict[str, _RoleInfo]:
-    """userSourcedId -> the user's chosen role, from roles.csv (RosterFileError for bad rows).
+def _read_roles(
+    bundle: Bundle, plan: Plan, checks: RecordChecks
+) -> Generator[IntakeWarning | QuarantinedRow, None, dict[str, _RoleInfo]]:
+    """userSourcedId -> the user's chosen role, from roles.csv (RosterFileError for bad rows);
+    yields the file's warnings and quarantined rows as it reads.
 
     A student role wins over any other (the host counts such a person as a student anyway), and
     a primary role over a secondary one; the first row wins a tie. Roles with status
     ``tobedeleted`` are being removed: they are used only for a user with no current role (a
     user being deleted, in a delta file), and their orgs are not the user's. ``ext:`` roles are
-    extensions the service cannot classify and are skipped.
+    extensions the host counts nobody by: they are used only for a user with no other role.
     """
     assert plan.roles_columns is not None
-    columns = plan.roles_columns
+    columns = plan.roles_columns.indexes
     problems = _Problems(bundle.where(ROLES))
+    intake = _Intake(ROLES)
+    pending = intake.pending
     delta = plan.roles_mode == "delta"
     i_user = columns["userSourcedId"]
     i_type = columns["roleType"]
@@ -742,67 +973,87 @@ def _read_roles(bundle: Bundle, plan: Plan, checks: RecordChecks) -> dict[str, _
     i_status = columns["status"]
     share = _Shared()
     dates = _Shared()
-    words = ", ".join(ROLES_V1P2_WORDS.values())
+    words = ONEROSTER_ROLES
+    choices = oneroster_role_choices("1.2")
     roles: dict[str, _RoleInfo] = {}
-    for line, row in _rows(bundle, ROLES, len(columns), problems):
+    for line, row in _rows(bundle, ROLES, plan.roles_columns, problems, intake):
+        if pending:
+            yield from intake.drain()
         user = row[i_user].strip()
         if not user:
-            problems.add(line, "userSourcedId", "the userSourcedId is empty")
+            intake.quarantine(line, "no userSourcedId: the role belongs to nobody")
             continue
         status = _status(row[i_status], delta)
         if status is None:
             problems.add(line, "status", _status_message(row[i_status], delta))
             continue
-        role_type = row[i_type].strip()
-        if role_type not in ROLE_TYPES:
-            problems.add(line, "roleType", f"{role_type!r} is not primary or secondary")
-            continue
         role_text = row[i_role].strip()
-        role = ROLES_V1P2_WORDS.get(role_text.lower())
+        role = words.get(role_text.lower())
+        extension = False
         if role is None:
-            if role_text.startswith("ext:"):
+            if not role_text:
+                intake.quarantine(line, f"no role: the role of user {user!r} is blank", user)
                 continue
-            problems.add(line, "role", f"{role_text!r} is not a OneRoster 1.2 role ({words})")
-            continue
+            if not is_extension_role(role_text):
+                problems.add(line, "role", f"{role_text!r} is not a OneRoster role ({choices})")
+                continue
+            role, extension = role_text, True
+        role_type = row[i_type].strip().lower()
+        if role_type not in ROLE_TYPES:
+            intake.warn(
+                "roleType",
+                line,
+                "roleType",
+                f"{row[i_type].strip()!r} is not primary or secondary: the role is taken as "
+                "secondary",
+            )
+            role_type = "secondary"
         org = row[i_org].strip()
         if not org:
-            problems.add(line, "orgSourcedId", "the orgSourcedId is empty")
-            continue
-        unfit = checks.unfit_values({"school": org})
-        if unfit:
-            problems.add(line, "orgSourcedId", unfit[0].message)
-            continue
+            intake.warn(
+                "orgSourcedId", line, "orgSourcedId", "the role names no org: no school is known"
+            )
+        else:
+            unfit = checks.unfit_values({"school": org})
+            if unfit:
+                problems.add(line, "orgSourcedId", unfit[0].message)
+                continue
         end_text = row[i_end].strip()
         end = None
         if end_text:
             end = _date(end_text)
             if end is None:
-                problems.add(line, "endDate", f"{end_text!r} is not an ISO 8601 date")
-                continue
-            end = dates(end)
-        deleted = status == "tobedeleted"
-        rank = (
-            (0 if role == "student" else 2)
-            + (0 if role_type == "primary" else 1)
-            + (DELETED_RANK if deleted else 0)
+                intake.warn(
+                    "endDate",
+                    line,
+                    "endDate",
+                    f"{end_text!r} is not an ISO 8601 date: the role's endDate is left blank",
+                )
+            else:
+                end = dates(end)
+        tier = (_DELETED_TIER if status == "tobedeleted" else 0) + (
+            _EXTENSION_TIER if extension else 0
         )
+        rank = tier * _TIER + (0 if role == "student" else 2) + (0 if role_type == "primary" else 1)
         org = share(org)
         earlier = roles.get(user)
         if earlier is None:
             roles[user] = share((role, org, end, rank, ()))
             continue
         chosen_role, chosen_org, chosen_end, chosen_rank, others = earlier
-        if deleted and chosen_rank < DELETED_RANK:
-            continue  # the user has a current role: one being removed adds nothing
-        if not deleted and chosen_rank >= DELETED_RANK:
-            roles[user] = share((role, org, end, rank, ()))  # the first current role
+        chosen_tier = chosen_rank // _TIER
+        if tier > chosen_tier:
+            continue  # the user has a role of an earlier tier: this one adds nothing
+        if tier < chosen_tier:
+            roles[user] = share((role, org, end, rank, ()))  # the first role of this tier
             continue
         if rank < chosen_rank:
-            others = tuple(school for school in (chosen_org, *others) if school != org)
+            others = tuple(school for school in (chosen_org, *others) if school and school != org)
             roles[user] = share((role, org, end, rank, share(others)))
-        elif org != chosen_org and org not in others:
+        elif org and org != chosen_org and org not in others:
             others = share((*others, org))
             roles[user] = share((chosen_role, chosen_org, chosen_end, chosen_rank, others))
+    yield from intake.finish()
     problems.raise_if_any()
     return roles
 

@@ -87,6 +87,7 @@ from manage1to1_plugins.fields import day as _date
 from manage1to1_plugins.fields import describe_error as _describe
 from manage1to1_plugins.fields import text as _text
 from manage1to1_plugins.fields import timestamp as _timestamp
+from manage1to1_plugins.intake import BOOLEAN_CHOICES, flag, is_extension_role
 from plugins.builtin.oneroster_profiles import (
     CLIENT_AUTH_METHODS,
     PATHS,
@@ -122,8 +123,7 @@ SIGNATURE_METHODS = ("HMAC-SHA256", "HMAC-SHA1")
 MAX_REPORTED_PROBLEMS = 1000
 TOTAL_COUNT_HEADERS = ("X-Total-Count", "x-count")
 # A token is renewed this long before the server says it expires, so it never lapses mid-request.
-TOKEN_EXPIRY_MARGIN_SECONDS = 30
-ENABLED_WORDS = {"true": True, "false": False}
+TOKEN_EXPIRY_MARGIN_SECONDS = 30.0
 HOW_CREDENTIALS_TRAVEL = {
     "client_secret_basic": "in HTTP Basic authentication (client_secret_basic)",
     "client_secret_post": "as form fields of the request (client_secret_post)",
@@ -587,11 +587,11 @@ class _BadRecord(Exception):
 def _record_v1p2(user: Any, *, role: str, key_fields: Sequence[str]) -> StudentRecord:
     """A OneRoster 1.2 user: ``roles`` is a list of {roleType, role, org, beginDate, endDate}."""
     source_id = _source_id(user)
-    roles = [
-        entry
-        for entry in user.get("roles") or ()
-        if isinstance(entry, dict) and not str(entry.get("role", "")).startswith("ext:")
-    ]
+    listed = [entry for entry in user.get("roles") or () if isinstance(entry, dict)]
+    roles = [entry for entry in listed if not is_extension_role(str(entry.get("role", "")))]
+    if not roles and listed:
+        # Only extension roles: the user is passed on with one, and the host counts nobody by it.
+        roles = listed[:1]
     student_roles = [entry for entry in roles if str(entry.get("role", "")).lower() == "student"]
     # A student role wins over any other (the host counts a student who is also staff as a
     # student), then a primary role over a secondary one.
@@ -657,18 +657,18 @@ def _status(user: dict[str, Any]) -> str:
 
 
 def _enabled(user: dict[str, Any]) -> bool:
-    """``enabledUser`` read exactly: "true"/"false" in any letter case, or a JSON boolean."""
+    """``enabledUser`` read by the intake rule: a JSON boolean, or true/false, 1/0, yes/no in
+    any letter case."""
     value = user.get("enabledUser")
     if value is None:
         return True
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ENABLED_WORDS:
-        return ENABLED_WORDS[value.strip().lower()]
-    raise _BadRecord(
-        "enabledUser",
-        f"enabledUser {value!r} of {user.get('sourcedId')!r} is neither true nor false",
-    )
+    enabled = flag(value)
+    if enabled is None:
+        raise _BadRecord(
+            "enabledUser",
+            f"enabledUser {value!r} of {user.get('sourcedId')!r} is not {BOOLEAN_CHOICES}",
+        )
+    return enabled
 
 
 def _person_key(user: dict[str, Any], fields: Sequence[str]) -> str | None:

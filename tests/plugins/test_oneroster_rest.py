@@ -454,8 +454,8 @@ async def test_enabled_user_neither_true_nor_false_is_reported_with_its_position
         students=[
             Person("s-1"),
             Person("s-2", enabled="FALSE"),
-            Person("s-3", enabled="yes"),
-            Person("s-4", enabled=1),
+            Person("s-3", enabled="sometimes"),
+            Person("s-4", enabled=2),
         ]
     )
     with running(fake) as url, pytest.raises(RosterFileError) as raised:
@@ -466,7 +466,29 @@ async def test_enabled_user_neither_true_nor_false_is_reported_with_its_position
         (4, "enabledUser"),
     ]
     assert isinstance(raised.value.problems[0], RowProblem)
-    assert "'yes'" in raised.value.problems[0].message
+    assert "'sometimes'" in raised.value.problems[0].message
+
+
+async def test_enabled_user_and_role_words_follow_the_intake_rules(source):
+    fake = FakeOneRoster(
+        students=[
+            Person("s-1", enabled="yes"),
+            Person("s-2", enabled="0"),
+            Person("s-3", enabled=1),
+            Person("s-4", enabled="No"),
+            Person("s-5", role="ext:counselor"),  # only an extension role: no student
+        ]
+    )
+    with running(fake) as url:
+        records = people_of(await fetch(source, options(url, fake)))
+
+    assert [(r.source_id, r.enabled, r.role) for r in records] == [
+        ("s-1", True, "student"),
+        ("s-2", False, "student"),
+        ("s-3", True, "student"),
+        ("s-4", False, "student"),
+        ("s-5", True, "ext:counselor"),
+    ]
 
 
 async def test_a_1_2_student_role_wins_over_a_primary_staff_role(source):

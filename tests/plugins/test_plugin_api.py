@@ -77,3 +77,34 @@ def test_the_public_module_exports_what_a_plugin_needs():
     for name in ("RosterFileError", "RowProblem", "RosterSource", "LicenseSource", "PluginHost"):
         assert name in manage1to1_plugins.__all__
     assert all(hasattr(manage1to1_plugins, name) for name in manage1to1_plugins.__all__)
+
+
+def test_the_intake_rules_are_public_for_any_source():
+    from manage1to1_plugins import intake
+
+    assert [intake.flag(word) for word in ("TRUE", " yes", "1", "False", "no ", "0", True)] == [
+        True,
+        True,
+        True,
+        False,
+        False,
+        False,
+        True,
+    ]
+    assert [intake.flag(word) for word in ("", "maybe", "2", None, 2)] == [None] * 5
+    assert intake.oneroster_role(" Principal ") == "principal"
+    assert intake.oneroster_role("ADMINISTRATOR") == "administrator"
+    assert intake.oneroster_role("ext:counselor") == "ext:counselor"
+    assert intake.oneroster_role("janitor") is None
+    assert intake.oneroster_role("ext:") is None
+    header = intake.match_columns(
+        [" SourcedID ", "grdes", "ext_vendor_x", "Metadata.room", "role", "ROLE"],
+        ["sourcedId", "role", "grades"],
+        extension_prefix="metadata.",
+    )
+    assert header.indexes == {"sourcedId": 0, "role": 4}
+    assert header.unknown == [("grdes", "grades"), ("ext_vendor_x", None)]
+    assert (header.missing, header.repeated) == (["grades"], ["role"])
+    assert intake.detect_encoding(b"\xef\xbb\xbfid\r\n").name is None
+    assert intake.detect_encoding("id,név\n".encode("cp1252")).codec == "cp1252"
+    assert intake.detect_encoding("id\n".encode("utf-16")).name == "UTF-16"

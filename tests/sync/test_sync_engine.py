@@ -530,3 +530,40 @@ def _die_while_staging(service, district_id: int, clock, *, rows: int) -> int:
         )
     assert staged_rows(service) == rows
     return run_id
+
+
+async def test_a_plugins_warnings_and_quarantined_rows_are_kept_as_storable_text(
+    service, district_id, source, client
+):
+    from plugins.records import IntakeWarning, QuarantinedRow
+
+    source.records = [
+        *roster(300),
+        IntakeWarning("x" * 5000, file="people.json", line=-3, column="\x00col", rows=0),
+        QuarantinedRow("no id \x00 at all", file="people.json", line=7),
+        QuarantinedRow(reason=None, line="seven"),  # type: ignore[arg-type]  # a careless plugin
+    ]
+
+    outcome = await sync(service, district_id)
+
+    assert (outcome.status, outcome.warnings, outcome.quarantined) == ("applied", 1, 2)
+    token = token_for(service, district_id, Permission.MANAGE_SETTINGS)
+    data = await graphql_data(
+        client,
+        token,
+        "{ dataSources { name warnings { total sample { file line column reason rows } } "
+        "quarantined { total sample { file line reason } } } }",
+    )
+    sis = next(item for item in data["dataSources"] if item["name"] == "sis")
+    (warning,) = sis["warnings"]["sample"]
+    assert (warning["file"], warning["line"], warning["column"], warning["rows"]) == (
+        "people.json",
+        None,
+        "col",
+        1,
+    )
+    assert len(warning["reason"]) == 1000 and warning["reason"].endswith("…")
+    assert sis["quarantined"]["sample"] == [
+        {"file": "people.json", "line": 7, "reason": "no id  at all"},
+        {"file": None, "line": None, "reason": "(no reason given)"},
+    ]

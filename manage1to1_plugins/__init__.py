@@ -17,11 +17,14 @@ from plugins.host import HostSettings, HttpPolicy, PluginHost, RecordChecks
 from plugins.http import USER_AGENT
 from plugins.records import (
     ALERT_EVENTS,
+    KEPT_OUTCOMES,
+    AfterSync,
     AlertNotice,
     DamagedLicenseError,
     DistrictRef,
     FieldProblem,
     RosterFileError,
+    RosterUnchanged,
     RowProblem,
     ServerCount,
     SignedLicense,
@@ -44,7 +47,9 @@ ENTRY_POINT_GROUP = PROJECT_NAME
 __all__ = [
     "ALERT_EVENTS",
     "ENTRY_POINT_GROUP",
+    "KEPT_OUTCOMES",
     "USER_AGENT",
+    "AfterSync",
     "AlertNotice",
     "DamagedLicenseError",
     "DistrictRef",
@@ -59,6 +64,7 @@ __all__ = [
     "RosterFileError",
     "RosterRecords",
     "RosterSource",
+    "RosterUnchanged",
     "RowProblem",
     "ServerCount",
     "SignedLicense",

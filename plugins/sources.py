@@ -13,6 +13,7 @@ from typing import Annotated, Any, ClassVar, Protocol, Self, runtime_checkable
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 from plugins.records import (
+    AfterSync,
     DistrictRef,
     ServerCount,
     SignedLicense,
@@ -21,10 +22,11 @@ from plugins.records import (
 )
 
 # What ``fetch_students`` may return: records (or mappings with the same keys), with at most one
-# ServerCount among them, as an iterable, an async iterable or an awaitable of either.
+# ServerCount and one AfterSync among them, as an iterable, an async iterable or an awaitable of
+# either.
 RosterRecords = (
-    Iterable[StudentRecord | Mapping[str, Any] | ServerCount]
-    | AsyncIterable[StudentRecord | Mapping[str, Any] | ServerCount]
+    Iterable[StudentRecord | Mapping[str, Any] | ServerCount | AfterSync]
+    | AsyncIterable[StudentRecord | Mapping[str, Any] | ServerCount | AfterSync]
 )
 
 

@@ -247,14 +247,14 @@ STORED_FROM = {
 
 @dataclass(frozen=True)
 class Bundle:
-    path: Path  # the bundle as messages name it
+    path: Path | str  # the bundle as messages name it (a URL is a str: a Path would alter it)
     members: dict[str, str]  # file name -> where it is (a zip member name, or a file path)
     is_zip: bool
-    file: Path | None = None  # where a zip is read from (``path`` may name it otherwise)
+    file: Path | None = None  # where a zip is read from
 
     @classmethod
     def open(cls, path: Path, *, shown_as: str | None = None) -> Bundle:
-        shown = path if shown_as is None else Path(shown_as)
+        shown = path if shown_as is None else shown_as
         if path.is_dir():
             members = {
                 entry.name: str(entry) for entry in path.iterdir() if entry.name.endswith(".csv")
@@ -276,7 +276,7 @@ class Bundle:
 
     def where(self, name: str) -> str:
         """How messages name one of the bundle's files."""
-        return str(self.path / name)
+        return f"{self.path}/{name}"
 
     def has(self, name: str) -> bool:
         return name in self.members
@@ -289,7 +289,7 @@ class Bundle:
         try:
             if self.is_zip:
                 with (
-                    zipfile.ZipFile(self.file or self.path) as archive,
+                    zipfile.ZipFile(self.file or Path(self.path)) as archive,
                     archive.open(self.members[name]) as raw,
                     io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as handle,
                 ):

@@ -52,6 +52,7 @@ class _Account(asyncssh.SSHServer):
     def __init__(self, fake: FakeSftp, client_key: asyncssh.SSHKey) -> None:
         self.fake = fake
         self.client_key = client_key
+        self.method = ""
 
     def begin_auth(self, username: str) -> bool:
         return True  # every login must authenticate
@@ -60,19 +61,19 @@ class _Account(asyncssh.SSHServer):
         return True
 
     def validate_password(self, username: str, password: str) -> bool:
-        accepted = username == self.fake.username and password == self.fake.password
-        if accepted:
-            self.fake.logins.append("password")
-        return accepted
+        self.method = "password"
+        return username == self.fake.username and password == self.fake.password
 
     def public_key_auth_supported(self) -> bool:
         return True
 
     def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
-        accepted = username == self.fake.username and key == self.client_key
-        if accepted:
-            self.fake.logins.append("publickey")
-        return accepted
+        # Asked twice per login (is the key acceptable, then its signature checked).
+        self.method = "publickey"
+        return username == self.fake.username and key.public_data == self.client_key.public_data
+
+    def auth_completed(self) -> None:
+        self.fake.logins.append(self.method)
 
 
 @contextmanager

@@ -850,9 +850,11 @@ class _Look:
     def _after_sync(self, file: DropFile) -> Any:
         async def read_and_kept(outcome: str) -> None:
             state = DropState.load(self.state_file)
-            state.read = Read(file.name, file.size, file.mtime, self.host.clock())
+            # A newer file read by a sync that finished first stays the one last read.
+            if state.read is None or file.order >= (state.read.mtime, state.read.name):
+                state.read = Read(file.name, file.size, file.mtime, self.host.clock())
+                state.tidy_problem = None
             state.seen.pop(file.name, None)
-            state.tidy_problem = None
             state.save(self.state_file)
             if self.config.after_sync == "keep":
                 return

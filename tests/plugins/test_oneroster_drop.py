@@ -18,6 +18,7 @@ from licensing.storage.roster import current_usage
 from licensing.storage.tokens import Permission
 from tests.fakes.sftp_server import FakeSftp, serve_sftp
 from tests.plugins.test_oneroster_csv import manifest, user_v1p1, users_csv
+from tests.utils.cli import run
 from tests.utils.districts import token_for
 from tests.utils.graphql import graphql_data
 
@@ -132,9 +133,7 @@ async def test_the_newest_file_is_synced_with_exact_counts(service, settings, sf
     assert downloads(settings) == []  # the private copy is gone
 
 
-async def test_a_file_is_read_once_it_has_settled_across_two_looks(
-    service, sftp, district, clock
-):
+async def test_a_file_is_read_once_it_has_settled_across_two_looks(service, sftp, district, clock):
     folder = sftp.root / "drop"
     riverside = await district(sftp_options(sftp, settle_seconds=120, after_sync="keep"))
     growing = drop(folder, "export.zip", active=4, hour=1)
@@ -226,9 +225,7 @@ async def test_an_empty_folder_is_nothing_new(service, sftp, district):
 # --- After the sync: archive, delete or keep -------------------------------------------------
 
 
-async def test_after_a_sync_the_file_is_archived_in_the_processed_folder(
-    service, sftp, district
-):
+async def test_after_a_sync_the_file_is_archived_in_the_processed_folder(service, sftp, district):
     folder = sftp.root / "drop"
     drop(folder, "export.zip", active=5, hour=1)
     riverside = await district(sftp_options(sftp))
@@ -447,3 +444,110 @@ async def test_data_sources_shows_a_folder_with_nothing_new_as_unchanged(
     data = await graphql_data(client, token, "{ dataSources { name lastStatus lastError } }")
 
     assert data["dataSources"] == [{"name": "drop", "lastStatus": "unchanged", "lastError": None}]
+
+
+# --- Configuration: checked when it loads, as documented -------------------------------------
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+
+
+def documented_examples() -> str:
+    """The TOML examples of the drop-folder section of docs/roster-sync.md, together."""
+    text = (REPOSITORY / "docs" / "roster-sync.md").read_text(encoding="utf-8")
+    section = text.split("## SFTP drop folders and watched folders", 1)[1].split("\n## ", 1)[0]
+    blocks = [block.split("```", 1)[0] for block in section.split("```toml\n")[1:]]
+    assert len(blocks) == 2
+    return "\n".join(blocks)
+
+
+def check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, expect: int = 0):
+    config = tmp_path / "licensing.toml"
+    config.write_text(text, encoding="utf-8")
+    monkeypatch.setenv("LICENSING_CONFIG", str(config))
+    return run("config", "check", expect=expect)
+
+
+def test_the_documented_examples_are_valid(tmp_path, monkeypatch):
+    result = check(tmp_path, monkeypatch, documented_examples())
+
+    assert "the configuration is valid (2 district(s)" in result.stdout
+
+
+MISTAKES = """
+[districts.riverside.roster_sources.ftp]
+kind = "oneroster_drop"
+options = { folder = "ftp://files.example.org/exports", password = "pw" }
+
+[districts.riverside.roster_sources.nologin]
+kind = "oneroster_drop"
+options = { folder = "sftp://sis@files.example.org/exports" }
+
+[districts.riverside.roster_sources.pin]
+kind = "oneroster_drop"
+options = { folder = "sftp://sis@files.example.org/exports", password = "pw", host_key_fingerprint = "MD5:12:34" }
+
+[districts.riverside.roster_sources.local]
+kind = "oneroster_drop"
+options = { folder = "/srv/drop", password = "pw", after_sync = "move", pattern = "in/*.zip" }
+
+[districts.riverside.roster_sources.secret]
+kind = "oneroster_drop"
+options = { folder = "sftp://sis:hunter2@files.example.org/exports" }
+"""
+
+
+def test_config_check_names_each_mistake_before_anything_runs(tmp_path, monkeypatch):
+    result = check(tmp_path, monkeypatch, MISTAKES, expect=1)
+
+    problems = result.stderr
+    assert "source ftp, field options: folder 'ftp://files.example.org/exports': only sftp://" in (
+        problems
+    )
+    assert (
+        "source nologin, field options: The SFTP folder sftp://files.example.org:22/exports "
+        in (problems)
+    )
+    assert "needs option password or private_key" in problems
+    assert "source pin, field options.host_key_fingerprint: 'MD5:12:34' is not a SHA256" in problems
+    assert (
+        "source local, field options.after_sync: Input should be 'archive', 'delete' or 'keep'"
+        in (problems)
+    )
+    assert "source local, field options.pattern: 'in/*.zip' is not a file name pattern" in problems
+    assert "must not carry a password" in problems
+    assert "hunter2" not in problems
+
+
+def test_sftp_options_are_refused_for_a_local_folder(tmp_path, monkeypatch):
+    result = check(
+        tmp_path,
+        monkeypatch,
+        "[districts.riverside.roster_sources.local]\n"
+        'kind = "oneroster_drop"\n'
+        'options = { folder = "/srv/drop", password = "pw", known_hosts = "/etc/kh" }\n',
+        expect=1,
+    )
+
+    assert "Options password, known_hosts are for an sftp:// folder" in result.stderr
+
+
+def test_the_command_line_says_when_nothing_is_new(settings, tmp_path, monkeypatch):
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    config = tmp_path / "licensing.toml"
+    config.write_text(
+        f'data_dir = "{settings.data_dir}"\n'
+        f'database_url = "{settings.database_url}"\n'
+        "[districts.riverside.roster_sources.drop]\n"
+        'kind = "oneroster_drop"\n'
+        f"options = {{ folder = {str(uploads)!r}, settle_seconds = 0 }}\n",
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("LICENSING_CONFIG", str(config))
+    run("district", "create", "riverside", "--name", "Riverside")
+
+    result = run("sync", "--district", "riverside", "--source", "drop")
+
+    assert f"riverside: drop: unchanged: Nothing new in {uploads}: no file matches" in (
+        result.stderr
+    )

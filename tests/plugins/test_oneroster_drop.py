@@ -268,6 +268,27 @@ async def test_after_a_sync_the_file_is_deleted_when_the_options_say(service, sf
     assert used(service, riverside) == 5
 
 
+async def test_an_archive_that_fails_is_reported_and_tried_again_at_the_next_look(
+    service, sftp, district
+):
+    folder = sftp.root / "drop"
+    drop(folder, "export.zip", active=5, hour=1)
+    (folder / "processed").write_text("a file where the archive folder should be")
+    riverside = await district(sftp_options(sftp))
+
+    assert (await sync(service, riverside)).status == "applied"  # the roster is in force
+    assert (folder / "export.zip").exists()
+
+    again = await sync(service, riverside)
+    assert again.status == "unchanged"  # read already: not synced twice
+    assert "It could not be tidied away: export.zip could not be archived" in again.note
+
+    (folder / "processed").unlink()
+    assert (await sync(service, riverside)).status == "unchanged"
+    assert os.listdir(folder / "processed") == ["export.zip"]
+    assert used(service, riverside) == 5
+
+
 async def test_a_failed_sync_leaves_the_file_where_it_is_to_be_read_again(
     service, settings, sftp, district
 ):

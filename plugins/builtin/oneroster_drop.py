@@ -59,7 +59,7 @@ from typing import Any, ClassVar, Literal, Protocol
 from urllib.parse import unquote, urlsplit
 
 import asyncssh
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from manage1to1_plugins import (
     AfterSync,
@@ -107,9 +107,9 @@ class OneRosterDropOptions(SourceOptions):
     archive_folder: str = DEFAULT_ARCHIVE_FOLDER
     allow_delta: bool = False
     username: str | None = None
-    password: str | None = None
+    password: SecretStr | None = None  # hidden from the options' repr and logs
     private_key: str | None = None
-    passphrase: str | None = None
+    passphrase: SecretStr | None = None
     host_key_fingerprint: tuple[str, ...] = ()
     known_hosts: str | None = None
     timeout_seconds: float = Field(default=DEFAULT_TIMEOUT_SECONDS, gt=0, le=600)
@@ -476,7 +476,7 @@ async def sftp_session(
             location.host,
             location.port,
             username=location.username,
-            password=options.password,
+            password=_secret(options.password),
             client_keys=keys,
             known_hosts=known_hosts,
             client_factory=lambda: client,
@@ -545,7 +545,7 @@ def _client_keys(options: OneRosterDropOptions) -> list[asyncssh.SSHKey] | None:
     if not options.private_key:
         return None
     try:
-        return [asyncssh.read_private_key(options.private_key, options.passphrase)]
+        return [asyncssh.read_private_key(options.private_key, _secret(options.passphrase))]
     except FileNotFoundError:
         raise SourceError(f"private_key: no key file at {options.private_key}.") from None
     except asyncssh.KeyEncryptionError:
@@ -566,6 +566,10 @@ def _client_keys(options: OneRosterDropOptions) -> list[asyncssh.SSHKey] | None:
         raise SourceError(
             f"private_key: cannot read {options.private_key}: {error.strerror or error}."
         ) from None
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value else None
 
 
 def _known_hosts(options: OneRosterDropOptions) -> Any:

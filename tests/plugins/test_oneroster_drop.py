@@ -5,6 +5,7 @@ unpinned host key, a wrong password and partial uploads are each refused or igno
 from __future__ import annotations
 
 import os
+import stat
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -131,6 +132,11 @@ async def test_the_newest_file_is_synced_with_exact_counts(service, settings, sf
     assert used(service, riverside) == 7
     assert sftp.logins == ["password"]  # one visit: a kept file needs no second
     assert downloads(settings) == []  # the private copy is gone
+    # What the service keeps of a drop folder is its owner's only.
+    kept = Path(settings.data_dir) / "drop-folders"
+    assert stat.S_IMODE((kept / "downloads").stat().st_mode) == 0o700
+    [state] = (kept / "riverside").iterdir()
+    assert stat.S_IMODE(state.stat().st_mode) == 0o600
 
 
 async def test_a_file_is_read_once_it_has_settled_across_two_looks(service, sftp, district, clock):

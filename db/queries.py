@@ -246,7 +246,8 @@ def discard_unneeded_staging(
 
 def roster_failing_since(session: Session, *, district_id: int) -> datetime | None:
     """When the earliest still-unresolved roster sync failure began: the first failed run of
-    any source since that source's last applied run, or None when every source is healthy."""
+    any source since that source's last applied or unchanged run (a source that answered it had
+    nothing new is healthy), or None when every source is healthy."""
     return session.execute(select(_roster_failing_since(district_id))).scalar_one()
 
 
@@ -259,7 +260,7 @@ def _roster_failing_since(district_id: Any) -> ScalarSelect[Any]:
         .where(
             applied.c.district_id == runs.c.district_id,
             applied.c.source == runs.c.source,
-            applied.c.status == "applied",
+            applied.c.status.in_(("applied", "unchanged")),
         )
         .scalar_subquery()
     )

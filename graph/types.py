@@ -271,7 +271,8 @@ class DataSource:
     configured: bool
     last_status: str | None = strawberry.field(
         description="applied, held (waiting for confirmation), failed, superseded (a newer sync "
-        "came first) or running."
+        "came first), unchanged (the source had nothing new; the roster in force is kept) or "
+        "running."
     )
     last_attempt_at: datetime.datetime | None
     last_success_at: datetime.datetime | None

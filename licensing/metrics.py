@@ -14,7 +14,7 @@ from prometheus_client import Counter
 
 ROSTER_SYNCS = Counter(
     "licensing_roster_syncs",
-    "Roster syncs finished, by outcome (applied, held, failed) and roster source plugin.",
+    "Roster syncs finished, by outcome (applied, held, failed, unchanged) and roster source plugin.",
     ["outcome", "plugin"],
 )
 LICENSE_REFRESHES = Counter(
@@ -27,7 +27,7 @@ LICENSE_REFRESHES = Counter(
 
 
 def count_roster_sync(*, outcome: str, plugin: str) -> None:
-    """A roster sync ended: ``outcome`` is the sync run's status (applied, held or failed)."""
+    """A roster sync ended: ``outcome`` is the sync run's status (applied, held, failed or unchanged)."""
     ROSTER_SYNCS.labels(outcome=outcome, plugin=plugin).inc()
 
 

@@ -19,6 +19,8 @@ from plugins.host import HostSettings, HttpPolicy, PluginHost, RecordChecks
 from plugins.http import USER_AGENT
 from plugins.records import (
     ALERT_EVENTS,
+    KEPT_OUTCOMES,
+    AfterSync,
     AlertNotice,
     DamagedLicenseError,
     DistrictRef,
@@ -26,6 +28,7 @@ from plugins.records import (
     IntakeWarning,
     QuarantinedRow,
     RosterFileError,
+    RosterUnchanged,
     RowProblem,
     ServerCount,
     SignedLicense,
@@ -48,7 +51,9 @@ ENTRY_POINT_GROUP = PROJECT_NAME
 __all__ = [
     "ALERT_EVENTS",
     "ENTRY_POINT_GROUP",
+    "KEPT_OUTCOMES",
     "USER_AGENT",
+    "AfterSync",
     "AlertNotice",
     "DamagedLicenseError",
     "DistrictRef",
@@ -65,6 +70,7 @@ __all__ = [
     "RosterFileError",
     "RosterRecords",
     "RosterSource",
+    "RosterUnchanged",
     "RowProblem",
     "ServerCount",
     "SignedLicense",

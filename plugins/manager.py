@@ -35,6 +35,7 @@ DEFAULT_PLUGINS = {
     "license_file": "plugins.builtin.license_file",
     "oneroster_csv": "plugins.builtin.oneroster_csv",
     "oneroster_rest": "plugins.builtin.oneroster_rest",
+    "oneroster_drop": "plugins.builtin.oneroster_drop",
     "clever": "plugins.builtin.clever",
     "licensing_server": "plugins.builtin.licensing_server",
 }

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
@@ -94,6 +94,28 @@ class ServerCount:
     OneRoster's ``X-Total-Count``): the host shows it beside its count, as a cross-check only."""
 
     total: int
+
+
+# The outcomes of a sync after which a source's input counts as read: its records were applied,
+# held for an administrator (kept in the database, applied when confirmed), or superseded by a
+# newer sync. A failed sync is not among them: its input is to be read again.
+KEPT_OUTCOMES = ("applied", "held", "superseded")
+
+
+@dataclass(frozen=True)
+class AfterSync:
+    """Yielded among the records (once, usually last) by a source that must tidy up its input
+    once the service has kept what it read: a drop folder moving the file it read to an archive,
+    say.
+
+    The host calls ``callback(outcome)`` after the sync's transaction is committed, with the
+    outcome, one of ``KEPT_OUTCOMES`` (``"applied"``, ``"held"`` or ``"superseded"``), and never
+    when the sync failed: the input is then left as it was, to be read again. The callback may be
+    a coroutine function (awaited) or a plain function (run in a worker thread). An exception it
+    raises is logged and does not change the sync's outcome: the roster is already applied.
+    """
+
+    callback: Callable[[str], Awaitable[None] | None]
 
 
 @dataclass(frozen=True)
@@ -186,6 +208,17 @@ class SignedLicense:
 
 class SourceError(Exception):
     """A source could not deliver; the message is shown to the administrator as it is."""
+
+
+class RosterUnchanged(Exception):
+    """Raised by ``fetch_students`` (before yielding any record) when the source has nothing new
+    since its last sync: a drop folder whose newest file was already read, say.
+
+    Not a failure: the host keeps the roster in force, records the sync as ``unchanged`` with
+    the message (shown to the administrator as it is), and a source that was failing is healthy
+    again. The message says what was found, e.g. "Nothing new: roster-0612.zip was synced on
+    2026-06-12."
+    """
 
 
 class DamagedLicenseError(SourceError):

@@ -13,6 +13,7 @@ from typing import Annotated, Any, ClassVar, Protocol, Self, runtime_checkable
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 from plugins.records import (
+    AfterSync,
     DistrictRef,
     IntakeWarning,
     QuarantinedRow,
@@ -23,9 +24,11 @@ from plugins.records import (
 )
 
 # What ``fetch_students`` may return: records (or mappings with the same keys), with at most one
-# ServerCount among them and any intake facts (warnings, quarantined rows), as an iterable, an
-# async iterable or an awaitable of either.
-RosterItem = StudentRecord | Mapping[str, Any] | ServerCount | IntakeWarning | QuarantinedRow
+# ServerCount and one AfterSync among them, and any intake facts (warnings, quarantined rows), as
+# an iterable, an async iterable or an awaitable of either.
+RosterItem = (
+    StudentRecord | Mapping[str, Any] | ServerCount | AfterSync | IntakeWarning | QuarantinedRow
+)
 RosterRecords = Iterable[RosterItem] | AsyncIterable[RosterItem]
 
 

@@ -99,6 +99,9 @@ def _report_sync(slug: str, outcome: SyncOutcome) -> bool:
         )
         _report_intake(slug, outcome)
         return True
+    if outcome.status == "unchanged":
+        say(f"{slug}: {outcome.source}: unchanged: {outcome.note or 'nothing new'}")
+        return True
     message = outcome.problem.message if outcome.problem else outcome.status
     word = outcome.status if outcome.status in ("held", "superseded") else "failed"
     say(f"{slug}: {outcome.source}: {word}: {message}")

@@ -106,6 +106,8 @@ class ServiceJobs:
             name = f"roster_sync:{district_id}:{source}"
             if outcome.status == "failed":
                 return JobOutcome(name, False, outcome.problem.message if outcome.problem else None)
+            if outcome.note:  # unchanged: what the source found, e.g. a file still uploading
+                return JobOutcome(name, True, f"{outcome.status}: {outcome.note}")
             return JobOutcome(name, True, outcome.status)
 
         return run

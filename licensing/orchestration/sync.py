@@ -12,6 +12,8 @@ read past (warnings) and could not classify (quarantined rows) is kept with the 
 
 from __future__ import annotations
 
+import inspect
+import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -32,9 +34,20 @@ from licensing.storage.intake import IntakeTally
 from licensing.storage.roster import normalize, row_problems
 from licensing.storage.roster_changes import SYNC_ACTION, RunAbandoned, SyncOutcome
 from plugins.manager import PluginManager, UnknownSourceError, source_options
-from plugins.records import INTAKE_FACTS, RosterFileError, RowProblem, ServerCount, SourceError
+from plugins.records import (
+    INTAKE_FACTS,
+    KEPT_OUTCOMES,
+    AfterSync,
+    RosterFileError,
+    RosterUnchanged,
+    RowProblem,
+    ServerCount,
+    SourceError,
+)
 
 __all__ = ["BATCH_SIZE", "RosterSync", "SyncOutcome"]
+
+logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 5_000
 MAX_REPORTED_PROBLEMS = 1_000
@@ -47,6 +60,7 @@ class _Tally:
     server_count: int | None = None
     problems: list[RowProblem] = field(default_factory=list)
     intake: IntakeTally = field(default_factory=IntakeTally)
+    after_sync: AfterSync | None = None
 
 
 class RosterSync:
@@ -110,6 +124,11 @@ class RosterSync:
                     on_progress(tally.seen)
             if tally.problems:
                 raise RosterFileError(f"roster source {source!r}", tally.problems)
+        except RosterUnchanged as unchanged:
+            note = str(unchanged) or f"The roster source {source!r} has nothing new."
+            return await to_thread.run_sync(
+                self._unchanged, district_id, source, run_id, note, actor
+            )
         except RunAbandoned:
             problem = Problem(
                 ErrorCode.SOURCE_FAILED,
@@ -127,7 +146,12 @@ class RosterSync:
                 )
             problem = Problem(ErrorCode.SOURCE_FAILED, f"{message}; nothing was applied.")
         else:
-            return await to_thread.run_sync(self._finish, district_id, source, run_id, tally, actor)
+            outcome = await to_thread.run_sync(
+                self._finish, district_id, source, run_id, tally, actor
+            )
+            if tally.after_sync is not None and outcome.status in KEPT_OUTCOMES:
+                await _call_after_sync(tally.after_sync, outcome, config.kind)
+            return outcome
         await to_thread.run_sync(self._fail, run_id, tally, problem, actor)
         return SyncOutcome(
             source=source, status="failed", run_id=run_id, records=tally.seen, problem=problem
@@ -173,6 +197,9 @@ class RosterSync:
                 else:
                     tally.intake.add(record)
                 continue
+            if isinstance(record, AfterSync):
+                tally.after_sync = record
+                continue
             tally.seen += 1
             try:
                 row = normalize(record, position=tally.seen)
@@ -206,6 +233,15 @@ class RosterSync:
                 other_role=tally.other_role,
                 server_count=tally.server_count,
                 intake=tally.intake,
+            )
+
+    def _unchanged(
+        self, district_id: int, source: str, run_id: int, note: str, actor: str
+    ) -> SyncOutcome:
+        guard = self._guard(district_id, source)
+        with self.database.write() as session:
+            return roster_changes.mark_unchanged(
+                session, run_id=run_id, note=note, actor=actor, now=self.clock(), guard=guard
             )
 
     def _fail(self, run_id: int, tally: _Tally, problem: Problem, actor: str) -> None:
@@ -245,6 +281,25 @@ class RosterSync:
             return roster_changes.reap_stale_runs(
                 session, now=self.clock(), stale_after=self.stale_after, actor=actor
             )
+
+
+async def _call_after_sync(after_sync: AfterSync, outcome: SyncOutcome, kind: str) -> None:
+    """The source's tidying-up once its records are kept; its failure changes no outcome."""
+    try:
+        if inspect.iscoroutinefunction(after_sync.callback):
+            await after_sync.callback(outcome.status)
+        else:
+            result = await to_thread.run_sync(after_sync.callback, outcome.status)
+            if inspect.isawaitable(result):
+                await result
+    except Exception:
+        logger.exception(
+            "The %s source of %r could not finish after its sync (run %s, %s)",
+            kind,
+            outcome.source,
+            outcome.run_id,
+            outcome.status,
+        )
 
 
 async def _batches(result: Any) -> AsyncIterator[list[Any]]:

@@ -76,6 +76,10 @@ def _view(
             col(RosterSyncRun.finished_at).desc(), col(RosterSyncRun.id).desc()
         )
     ).first()
+    # A sync that found nothing new changes nothing: a sync held before it is still waiting.
+    decisive = session.exec(
+        runs.where(RosterSyncRun.status != "unchanged").order_by(col(RosterSyncRun.id).desc())
+    ).first()
     kind = config.kind if config else (latest.kind if latest else name)
     return DataSourceView(
         name=name,
@@ -91,8 +95,8 @@ def _view(
         active_students=applied.active_students if applied else None,
         excluded=json.loads(applied.excluded) if applied and applied.excluded else {},
         server_count=applied.server_count if applied else None,
-        held=bool(latest and latest.status == "held"),
-        intake=_intake(session, district_id, name, latest),
+        held=bool(decisive and decisive.status == "held"),
+        intake=_intake(session, district_id, name, decisive),
     )
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -48,6 +48,7 @@ APPLIED = "applied"
 HELD = "held"
 FAILED = "failed"
 SUPERSEDED = "superseded"
+UNCHANGED = "unchanged"  # the source had nothing new: the roster in force is kept
 # Runs whose staging rows are still needed: being staged, or waiting for confirmation.
 STAGING_KEPT = (RUNNING, HELD)
 # Runs that describe the roster in force or a roster waiting to be: newer ones supersede older.
@@ -78,7 +79,7 @@ class RosterGuard:
 @dataclass(frozen=True)
 class SyncOutcome:
     source: str
-    status: str  # applied, held, failed, superseded
+    status: str  # applied, held, failed, superseded, unchanged
     run_id: int | None
     records: int = 0
     active_before: int | None = None
@@ -91,6 +92,7 @@ class SyncOutcome:
     used_after: int | None = None
     warnings: int = 0  # what the source read past, and the rows it could not classify
     quarantined: int = 0
+    note: str | None = None  # what an unchanged source said (nothing new, and why)
 
 
 class RunAbandoned(Exception):
@@ -415,6 +417,51 @@ def fail_run(
     run.records = records
     _fail(session, run, problem.message, actor=actor, now=now)
     store_intake(session, run=run, tally=intake or IntakeTally())
+
+
+def mark_unchanged(
+    session: Session,
+    *,
+    run_id: int,
+    note: str,
+    actor: str,
+    now: datetime,
+    guard: RosterGuard,
+) -> SyncOutcome:
+    """Settle a run whose source had nothing new: the roster in force stays, and the source is
+    healthy again (a failure before it no longer makes the numbers stale)."""
+    run = get_existing(session, RosterSyncRun, run_id)
+    lock_district(session, run.district_id)
+    if not _still_running(session, run_id=run_id, now=now):  # reaped meanwhile
+        session.refresh(run)
+        return _outcome(
+            run, {}, Problem(ErrorCode.SOURCE_FAILED, run.error or "The sync was stopped.")
+        )
+    queries.discard_staging(session, run_id=run_id)
+    used = current_usage(session, district_id=run.district_id).active_students
+    run.status = UNCHANGED
+    run.finished_at = now
+    run.records = 0
+    run.error = note[:4000]
+    reevaluate_alerts(
+        session,
+        district_id=run.district_id,
+        now=now,
+        sync_failing_tolerance=guard.sync_failing_tolerance,
+    )
+    _record(
+        session,
+        run,
+        action=SYNC_ACTION,
+        actor=actor,
+        outcome=UNCHANGED,
+        now=now,
+        used=(used, used),
+        detail=f"{run.source}: {note}",
+    )
+    count_roster_sync(outcome=UNCHANGED, plugin=run.kind)
+    outcome = _outcome(run, {}, None, used=(used, used))
+    return replace(outcome, note=note)
 
 
 def reap_stale_runs(

@@ -233,16 +233,20 @@ class OneRosterCsvSource:
 
 
 def read_bundle(
-    path: Path, *, checks: RecordChecks, allow_delta: bool = False
+    path: Path, *, checks: RecordChecks, allow_delta: bool = False, shown_as: str | None = None
 ) -> Iterator[StudentRecord | IntakeWarning | QuarantinedRow]:
     """Check the bundle's manifest and headers now, then a generator of its users' records,
     with the intake's warnings and quarantined rows among them.
 
     Raises SourceError (a missing file, a damaged zip, a manifest it cannot use) or
     RosterFileError (a bad header) before anything is read; the generator raises RosterFileError
-    for bad rows.
+    for bad rows. ``shown_as`` is how messages name the bundle when ``path`` is not for
+    administrators' eyes (a private copy of a downloaded file); the path by default.
+
+    The one reader of OneRoster CSV bundles: the drop-folder source (``oneroster_drop``) reads
+    the files it picks up with it too.
     """
-    bundle = Bundle.open(path)
+    bundle = Bundle.open(path, shown_as=shown_as)
     plan = _plan(bundle, allow_delta=allow_delta)
     return _records(bundle, plan, checks)
 
@@ -272,36 +276,38 @@ STORED_FROM = {
 
 @dataclass(frozen=True)
 class Bundle:
-    path: Path
+    path: Path | str  # the bundle as messages name it (a URL is a str: a Path would alter it)
     members: dict[str, str]  # file name -> where it is (a zip member name, or a file path)
     is_zip: bool
     # Each file's encoding, found from its first bytes when it is first opened.
     encodings: dict[str, Encoding] = field(default_factory=dict)
+    file: Path | None = None  # where a zip is read from
 
     @classmethod
-    def open(cls, path: Path) -> Bundle:
+    def open(cls, path: Path, *, shown_as: str | None = None) -> Bundle:
+        shown = path if shown_as is None else shown_as
         if path.is_dir():
             members = {
                 entry.name: str(entry) for entry in path.iterdir() if entry.name.endswith(".csv")
             }
-            return cls(path=path, members=members, is_zip=False)
+            return cls(path=shown, members=members, is_zip=False)
         if not path.exists():
-            raise SourceError(f"No OneRoster bundle at {path}: no such file or folder.")
+            raise SourceError(f"No OneRoster bundle at {shown}: no such file or folder.")
         try:
             with zipfile.ZipFile(path) as archive:
                 names = [info.filename for info in archive.infolist() if not info.is_dir()]
         except (zipfile.BadZipFile, zlib.error, EOFError) as error:
             raise SourceError(
-                f"{path} is not a readable zip file ({error}); a OneRoster bundle is a .zip "
+                f"{shown} is not a readable zip file ({error}); a OneRoster bundle is a .zip "
                 "file or a folder of CSV files."
             ) from None
         except OSError as error:
-            raise SourceError(f"Cannot read {path}: {error.strerror or error}.") from None
-        return cls(path=path, members=_zip_members(names), is_zip=True)
+            raise SourceError(f"Cannot read {shown}: {error.strerror or error}.") from None
+        return cls(path=shown, members=_zip_members(names), is_zip=True, file=path)
 
     def where(self, name: str) -> str:
         """How messages name one of the bundle's files."""
-        return str(self.path / name)
+        return f"{self.path}/{name}"
 
     def has(self, name: str) -> bool:
         return name in self.members
@@ -313,7 +319,10 @@ class Bundle:
             raise SourceError(f"The OneRoster bundle {self.path} has no {name}.")
         try:
             if self.is_zip:
-                with zipfile.ZipFile(self.path) as archive, archive.open(self.members[name]) as raw:
+                with (
+                    zipfile.ZipFile(self.file or Path(self.path)) as archive,
+                    archive.open(self.members[name]) as raw,
+                ):
                     yield raw
             else:
                 with open(self.members[name], "rb") as raw:

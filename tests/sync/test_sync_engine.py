@@ -19,7 +19,7 @@ from licensing.storage import roster_changes
 from licensing.storage.roster import current_usage, usage_mismatch
 from licensing.storage.tokens import Permission
 from plugins.hookspecs import hookimpl
-from plugins.records import ServerCount, SourceError, StudentRecord
+from plugins.records import AfterSync, RosterUnchanged, ServerCount, SourceError, StudentRecord
 from tests.utils.districts import create_district, token_for
 from tests.utils.graphql import graphql_data
 
@@ -35,8 +35,11 @@ class ScriptedSource:
     def __init__(self) -> None:
         self.records: list[Any] = []
         self.fail_after: int | None = None
+        self.nothing_new: str | None = None  # answer RosterUnchanged with this
 
     def fetch_students(self, *, district, options):
+        if self.nothing_new is not None:
+            raise RosterUnchanged(self.nothing_new)
         for position, record in enumerate(self.records):
             if self.fail_after is not None and position == self.fail_after:
                 raise SourceError("The SIS stopped answering (connection reset).")
@@ -295,6 +298,119 @@ async def test_a_source_failing_beyond_the_tolerance_raises_sync_failing_until_i
     source.fail_after = None
     assert (await sync(service, district_id)).status == "applied"
     assert "SYNC_FAILING" not in open_kinds()
+
+
+# --- A source with nothing new, and a source that tidies up once its records are kept --------
+
+
+async def test_a_source_with_nothing_new_keeps_the_roster_and_says_so(
+    service, district_id, source, client
+):
+    source.records = roster(10)
+    await sync(service, district_id)
+
+    source.nothing_new = "Nothing new: roster-0612.zip was read on 2026-06-12."
+    outcome = await sync(service, district_id)
+
+    assert outcome.status == "unchanged"
+    assert outcome.note == "Nothing new: roster-0612.zip was read on 2026-06-12."
+    assert outcome.problem is None
+    assert used(service, district_id) == 10
+    token = token_for(service, district_id, Permission.MANAGE_SETTINGS)
+    data = await graphql_data(
+        client, token, "{ dataSources { name lastStatus lastError records activeStudents } }"
+    )
+    sis = next(item for item in data["dataSources"] if item["name"] == "sis")
+    assert sis == {
+        "name": "sis",
+        "lastStatus": "unchanged",
+        "lastError": None,
+        "records": 10,
+        "activeStudents": 10,
+    }
+    with service.database.read() as session:
+        last = session.exec(select(AuditEvent).order_by(col(AuditEvent.id).desc())).first()
+    assert (last.action, last.outcome) == ("roster_sync", "unchanged")
+    assert "roster-0612.zip" in last.detail
+
+
+async def test_nothing_new_after_a_held_sync_leaves_it_waiting(
+    service, district_id, source, client
+):
+    source.records = roster(100)
+    await sync(service, district_id)
+    source.records = roster(50)
+    held = await sync(service, district_id)
+    assert held.status == "held"
+
+    source.nothing_new = "Nothing new."
+    assert (await sync(service, district_id)).status == "unchanged"
+
+    token = token_for(service, district_id, Permission.MANAGE_SETTINGS)
+    assert (await sis_source(client, token))["held"] is True
+    confirmed = await service.roster_sync.confirm(
+        district_id=district_id, source="sis", actor="administrator", run_id=held.run_id
+    )
+    assert confirmed.status == "applied"
+    assert used(service, district_id) == 50
+
+
+async def test_a_failing_source_that_answers_nothing_new_is_healthy_again(
+    service, district_id, source, clock, issuer
+):
+    from db.models import Alert
+
+    issuer.write("riverside", seats=100)
+    await service.license_updater.refresh(district_id=district_id, actor="test")
+    source.records = roster(10)
+    await sync(service, district_id)
+    source.fail_after = 0
+    await sync(service, district_id)
+    clock.advance(hours=25)
+
+    def open_kinds() -> set[str]:
+        service.read_district_state(district_id)
+        with service.database.read() as session:
+            rows = session.exec(
+                select(Alert).where(Alert.district_id == district_id, Alert.resolved_at.is_(None))
+            ).all()
+        return {row.kind for row in rows}
+
+    assert "SYNC_FAILING" in open_kinds()
+
+    source.nothing_new = "Nothing new."
+    assert (await sync(service, district_id)).status == "unchanged"
+
+    assert "SYNC_FAILING" not in open_kinds()
+    assert used(service, district_id) == 10
+
+
+async def test_after_sync_runs_once_the_records_are_kept_and_never_after_a_failure(
+    service, district_id, source
+):
+    told: list[str] = []
+
+    async def tidy(outcome: str) -> None:
+        told.append(outcome)
+
+    source.records = [*roster(100), AfterSync(tidy)]
+    assert (await sync(service, district_id)).status == "applied"
+    source.records = [*roster(50), AfterSync(told.append)]  # a plain function works too
+    assert (await sync(service, district_id)).status == "held"
+    source.records = [*roster(100), StudentRecord(source_id="W", role="wizard"), AfterSync(tidy)]
+    assert (await sync(service, district_id)).status == "failed"
+
+    assert told == ["applied", "held"]
+
+
+async def test_a_failing_after_sync_step_changes_no_outcome(service, district_id, source):
+    def broken(outcome: str) -> None:
+        raise OSError("permission denied")
+
+    source.records = [*roster(10), AfterSync(broken)]
+
+    assert (await sync(service, district_id)).status == "applied"
+    assert used(service, district_id) == 10
 
 
 # --- Held syncs never overwrite newer data; syncs whose process died are cleaned up ---------

@@ -329,8 +329,9 @@ def measure_size(students: int, arguments: argparse.Namespace) -> SizeResult:
             check_same_numbers(graphql_url, bare_url, secret)
             load = {"connections": arguments.connections}
             log(f"{students:,} students: warming up both servers")
-            run_wrk(bare_url, bare_script, seconds=2, **load)
-            run_wrk(graphql_url, graphql_script, seconds=2, **load)
+            warm_up_seconds = min(2, arguments.seconds)
+            run_wrk(bare_url, bare_script, seconds=warm_up_seconds, **load)
+            run_wrk(graphql_url, graphql_script, seconds=warm_up_seconds, **load)
             bare_rounds: list[Measurement] = []
             graphql_rounds: list[Measurement] = []
             for round_number in range(1, arguments.rounds + 1):

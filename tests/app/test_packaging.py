@@ -8,18 +8,25 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
+# One pip at a time: the example plugin's install shares this xdist group.
+pytestmark = pytest.mark.xdist_group("pip")
+
 REPOSITORY = Path(__file__).resolve().parents[2]
 
 
 def test_the_wheel_carries_the_licensing_tab_and_the_migrations(tmp_path: Path) -> None:
-    subprocess.run(
+    built = subprocess.run(
         [
             *[sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps"],
             *["--wheel-dir", str(tmp_path), str(REPOSITORY)],
         ],
-        check=True,
+        check=False,
         capture_output=True,
+        text=True,
     )
+    assert built.returncode == 0, built.stderr[-4000:]
     (wheel,) = tmp_path.glob("*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     # app/factory.py serves web/ from beside the app package; a wheel without it cannot start.

@@ -16,7 +16,9 @@ from licensing.storage.tokens import Permission
 from tests.utils.districts import create_district, token_for
 from tests.utils.graphql import graphql_data
 
-pytestmark = pytest.mark.anyio
+# pip builds packages: one pip at a time (the wheel test shares this xdist group), so two builds
+# never compete for pip's cache and the package index.
+pytestmark = [pytest.mark.anyio, pytest.mark.xdist_group("pip")]
 
 PACKAGE = Path(__file__).resolve().parent.parent / "example_package"
 
@@ -25,7 +27,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "example_package"
 def installed_package(tmp_path_factory) -> Path:
     """pip-install the example package into a folder of its own (its build backend comes from the package index, as for any install)."""
     target = tmp_path_factory.mktemp("site")
-    subprocess.run(
+    installed = subprocess.run(
         [
             sys.executable,
             "-m",
@@ -37,9 +39,11 @@ def installed_package(tmp_path_factory) -> Path:
             str(target),
             str(PACKAGE),
         ],
-        check=True,
+        check=False,
         capture_output=True,
+        text=True,
     )
+    assert installed.returncode == 0, installed.stderr[-4000:]
     return target
 
 

@@ -33,7 +33,8 @@ from db.models import District
 from db.session import Database, get_existing
 from licensing.domain.error_codes import ErrorCode
 from licensing.domain.rules import district_today
-from licensing.storage import intake, report
+from licensing.storage import intake
+from licensing.storage import student_report as report
 from licensing.storage.student_report import (
     EXPORT_COLUMNS,
     ActiveStudentFilter,

@@ -14,6 +14,7 @@ from licensing.storage.alert_state import AlertRecord
 from licensing.storage.data_sources import INTAKE_SAMPLE, DataSourceView, IntakeView
 from licensing.storage.district_state import LicenseView, ThresholdSettingsView
 from licensing.storage.intake import IntakeIssue as StoredIntakeIssue
+from licensing.storage.roster import UsageCounts
 from licensing.storage.student_report import (
     ActiveStudentFilter,
     ActiveStudentPage,

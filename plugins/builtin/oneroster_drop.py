@@ -64,7 +64,9 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from manage1to1_plugins import (
     AfterSync,
     DistrictRef,
+    IntakeWarning,
     PluginHost,
+    QuarantinedRow,
     RosterSource,
     RosterUnchanged,
     SourceError,
@@ -773,7 +775,7 @@ class OneRosterDropSource:
 
     async def fetch_students(
         self, *, district: DistrictRef, options: OneRosterDropOptions | Mapping[str, Any]
-    ) -> Iterator[StudentRecord | AfterSync]:
+    ) -> Iterator[StudentRecord | IntakeWarning | QuarantinedRow | AfterSync]:
         config = OneRosterDropOptions.parse(options, district_slug=district.slug)
         return await _Look(self.host, district, config).records()
 
@@ -790,7 +792,7 @@ class _Look:
         self.state_file = state_root / district.slug / f"{key[:24]}.json"
         self.downloads = state_root / DOWNLOADS_FOLDER
 
-    async def records(self) -> Iterator[StudentRecord | AfterSync]:
+    async def records(self) -> Iterator[StudentRecord | IntakeWarning | QuarantinedRow | AfterSync]:
         state = DropState.load(self.state_file)
         async with folder_session(self.folder, self.config) as session:
             files = await session.files()
@@ -902,8 +904,10 @@ def _remove_forgotten_downloads(folder: Path) -> None:
 
 
 def _then_after_sync(
-    records: Iterator[StudentRecord], copy: Path, after_sync: AfterSync
-) -> Iterator[StudentRecord | AfterSync]:
+    records: Iterator[StudentRecord | IntakeWarning | QuarantinedRow],
+    copy: Path,
+    after_sync: AfterSync,
+) -> Iterator[StudentRecord | IntakeWarning | QuarantinedRow | AfterSync]:
     """The bundle's records, the private copy removed once they are read (or the reading
     stopped), then the step that archives or deletes the file once the service kept them."""
     try:

@@ -323,7 +323,7 @@ async def test_a_bundle_with_bad_rows_names_the_dropped_file_and_line(service, s
     path = folder / "export.zip"
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("manifest.csv", manifest())
-        archive.writestr("users.csv", users_csv(user_v1p1("s1"), user_v1p1("s2", enabled="yes")))
+        archive.writestr("users.csv", users_csv(user_v1p1("s1"), user_v1p1("s2", enabled="maybe")))
     riverside = await district(sftp_options(sftp))
 
     outcome = await sync(service, riverside)

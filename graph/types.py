@@ -41,6 +41,46 @@ LicenseCheckReason = rules.LicenseCheckReason
 strawberry.enum(rules.LicenseCheckReason)
 ErrorCode = error_codes.ErrorCode
 strawberry.enum(error_codes.ErrorCode, description="Why a request, or part of it, was refused.")
+RosterState = rules.RosterState
+strawberry.enum(
+    rules.RosterState,
+    description="Whether the students of a roster are in the counts: CURRENT (its last sync was "
+    "applied), NEVER_SYNCED (no sync has completed: its students are not counted yet), FAILED "
+    "(its last sync failed: the counts are from the last good one, if any), HELD (its last sync "
+    "waits for an administrator's confirmation).",
+)
+
+
+@strawberry.type(
+    description="How the roster behind the counts stands: a source's, or the district's (its "
+    "most pressing source's). A district whose roster is kept here (no synced source) is "
+    "CURRENT with no source."
+)
+class RosterStatus:
+    state: RosterState
+    counts_known: bool = strawberry.field(
+        description="False while a synced source has never completed a sync: its students are "
+        "missing from the counts, which are then not the district's (the license count shows "
+        '"? / 1000").'
+    )
+    source: str | None = strawberry.field(description="The roster source this status is about.")
+    since: datetime.datetime | None = strawberry.field(
+        description="CURRENT: when the last sync was applied (for the district, the oldest of "
+        "its sources'); FAILED: when the syncs began failing; HELD: when the sync was held."
+    )
+    reason: str | None = strawberry.field(
+        description="Why: the failed or held sync's message, or that no sync has completed."
+    )
+
+    @classmethod
+    def from_status(cls, status: rules.RosterStatus) -> RosterStatus:
+        return cls(
+            state=status.state,
+            counts_known=status.counts_known,
+            source=status.source,
+            since=status.since,
+            reason=status.reason,
+        )
 
 
 @strawberry.type(description="The district's license as the Licensing tab shows it.")
@@ -71,6 +111,10 @@ class License:
     stale: bool = strawberry.field(
         description="True when the last refresh failed: the figures are the last good license."
     )
+    roster_status: RosterStatus = strawberry.field(
+        description="Whether used (and so display, remaining and level) counts every student: "
+        "see countsKnown and state."
+    )
 
     @classmethod
     def from_view(cls, view: LicenseView) -> License:
@@ -93,6 +137,7 @@ class License:
             last_sync_status=view.last_sync_status,
             last_sync_error=view.last_sync_error,
             stale=view.stale,
+            roster_status=RosterStatus.from_status(view.roster),
         )
 
 
@@ -110,9 +155,12 @@ class Usage:
     duplicates_collapsed: int = strawberry.field(
         description="Extra records of active students (another school or source) counted once."
     )
+    roster_status: RosterStatus = strawberry.field(
+        description="Whether these counts hold every student: see countsKnown and state."
+    )
 
     @classmethod
-    def from_counts(cls, counts: UsageCounts) -> Usage:
+    def from_counts(cls, counts: UsageCounts, *, roster: rules.RosterStatus) -> Usage:
         return cls(
             active_students=counts.active_students,
             inactive_students=counts.inactive_students,
@@ -120,6 +168,7 @@ class Usage:
             devices=counts.devices,
             disabled_students=counts.disabled_students,
             duplicates_collapsed=counts.duplicates_collapsed,
+            roster_status=RosterStatus.from_status(roster),
         )
 
 
@@ -228,6 +277,10 @@ class DataSource:
         description="The source server's own total, when it states one (a cross-check)."
     )
     held: bool
+    roster_status: RosterStatus = strawberry.field(
+        description="This source's state: NEVER_SYNCED, FAILED, HELD or CURRENT, since when "
+        "and why."
+    )
 
     @classmethod
     def from_view(cls, view: DataSourceView) -> DataSource:
@@ -253,6 +306,7 @@ class DataSource:
             else None,
             server_count=view.server_count,
             held=view.held,
+            roster_status=RosterStatus.from_status(view.roster),
         )
 
 

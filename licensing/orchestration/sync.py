@@ -125,7 +125,7 @@ class RosterSync:
             problem = Problem(ErrorCode.SOURCE_FAILED, f"{message}; nothing was applied.")
         else:
             return await to_thread.run_sync(self._finish, district_id, source, run_id, tally, actor)
-        await to_thread.run_sync(self._fail, run_id, tally, problem, actor)
+        await to_thread.run_sync(self._fail, district_id, source, run_id, tally, problem, actor)
         return SyncOutcome(
             source=source, status="failed", run_id=run_id, records=tally.seen, problem=problem
         )
@@ -201,7 +201,16 @@ class RosterSync:
                 server_count=tally.server_count,
             )
 
-    def _fail(self, run_id: int, tally: _Tally, problem: Problem, actor: str) -> None:
+    def _fail(
+        self,
+        district_id: int,
+        source: str,
+        run_id: int,
+        tally: _Tally,
+        problem: Problem,
+        actor: str,
+    ) -> None:
+        guard = self._guard(district_id, source)
         with self.database.write() as session:
             roster_changes.fail_run(
                 session,
@@ -210,6 +219,7 @@ class RosterSync:
                 records=tally.seen,
                 actor=actor,
                 now=self.clock(),
+                alerts=guard.alerts,
             )
 
     def _confirm(

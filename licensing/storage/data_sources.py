@@ -9,7 +9,9 @@ from datetime import datetime
 from sqlmodel import Session, col, select
 
 from db.models import RosterRecord, RosterSyncRun
+from licensing.domain import rules
 from licensing.settings import RosterSourceConfig
+from licensing.storage.roster_status import roster_sync_facts
 
 
 @dataclass(frozen=True)
@@ -17,6 +19,7 @@ class DataSourceView:
     name: str
     kind: str
     configured: bool
+    roster: rules.RosterStatus
     last_status: str | None = None
     last_attempt_at: datetime | None = None
     last_success_at: datetime | None = None
@@ -36,11 +39,25 @@ def data_sources(
         select(RosterRecord.source).where(RosterRecord.district_id == district_id).distinct()
     ).all()
     names = sorted(configured) + sorted(set(holding) - set(configured))
-    return [_view(session, district_id, name, configured.get(name)) for name in names]
+    facts = roster_sync_facts(session, district_id=district_id)
+    return [
+        _view(
+            session,
+            district_id,
+            name,
+            configured.get(name),
+            rules.roster_status(facts.get(name) or rules.RosterSyncFacts(name)),
+        )
+        for name in names
+    ]
 
 
 def _view(
-    session: Session, district_id: int, name: str, config: RosterSourceConfig | None
+    session: Session,
+    district_id: int,
+    name: str,
+    config: RosterSourceConfig | None,
+    roster: rules.RosterStatus,
 ) -> DataSourceView:
     runs = select(RosterSyncRun).where(
         RosterSyncRun.district_id == district_id, RosterSyncRun.source == name
@@ -69,4 +86,5 @@ def _view(
         excluded=json.loads(applied.excluded) if applied and applied.excluded else {},
         server_count=applied.server_count if applied else None,
         held=bool(latest and latest.status == "held"),
+        roster=roster,
     )

@@ -36,7 +36,7 @@ from licensing.problems import Problem
 from licensing.settings import RosterSourceConfig, Settings
 from licensing.storage.alert_state import record_change
 from licensing.storage.audit import record_event
-from licensing.storage.district_view import reevaluate_alerts
+from licensing.storage.district_view import AlertPolicy, reevaluate_alerts
 from licensing.storage.roster import UsageCounts, current_usage, normalize_all, refresh_usage
 from plugins.records import StudentRecord
 
@@ -57,15 +57,15 @@ CONFIRM_ACTION = "roster_sync_confirm"
 # counts is also written on the license topic, by the alert re-evaluation.
 ROSTER_TOPIC = "roster_sync"
 DEFAULT_MAX_DROP_SHARE: float = RosterSourceConfig.model_fields["max_drop_share"].default
-DEFAULT_SYNC_FAILING_TOLERANCE = Settings.model_construct().sync_failing_tolerance
 
 
 @dataclass(frozen=True)
 class RosterGuard:
-    """What settling a change needs besides the change: the hold's limit and the alert rule's."""
+    """What settling a change needs besides the change: the hold's limit and what the alerts
+    depend on."""
 
     max_drop_share: float
-    sync_failing_tolerance: timedelta
+    alerts: AlertPolicy
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,8 @@ class RunAbandoned(Exception):
     """The run was declared dead (no heartbeat for too long) while it was still staging."""
 
 
-DEFAULT_GUARD = RosterGuard(DEFAULT_MAX_DROP_SHARE, DEFAULT_SYNC_FAILING_TOLERANCE)
+# For imports outside a configured service (tests, the demo): no synced roster sources.
+DEFAULT_GUARD = RosterGuard(DEFAULT_MAX_DROP_SHARE, AlertPolicy())
 
 
 def guard_for(settings: Settings, *, slug: str, source: str) -> RosterGuard:
@@ -96,7 +97,7 @@ def guard_for(settings: Settings, *, slug: str, source: str) -> RosterGuard:
     config = settings.district(slug).roster_sources.get(source)
     return RosterGuard(
         max_drop_share=config.max_drop_share if config else DEFAULT_MAX_DROP_SHARE,
-        sync_failing_tolerance=settings.sync_failing_tolerance,
+        alerts=AlertPolicy.from_settings(settings),
     )
 
 
@@ -182,7 +183,7 @@ def settle_run(
     if newer is not None:
         return _supersede(session, run, newer, actor=actor, action=action, now=now)
     if before and removed / before > guard.max_drop_share:
-        return _hold(session, run, excluded, guard.max_drop_share, action=action, now=now)
+        return _hold(session, run, excluded, guard, action=action, now=now)
     return _apply(session, run, excluded, actor=actor, action=action, now=now, guard=guard)
 
 
@@ -334,14 +335,25 @@ def apply_enabled_switch(
 
 
 def fail_run(
-    session: Session, *, run_id: int, problem: Problem, records: int, actor: str, now: datetime
+    session: Session,
+    *,
+    run_id: int,
+    problem: Problem,
+    records: int,
+    actor: str,
+    now: datetime,
+    alerts: AlertPolicy | None = None,
 ) -> None:
-    """Mark a running run failed and drop its staging rows (nothing of it is applied)."""
+    """Mark a running run failed and drop its staging rows (nothing of it is applied); with the
+    alert policy, bring the district's alerts in line at once (a first sync that failed raises
+    SYNC_FAILING in the same transaction)."""
     run = session.get(RosterSyncRun, run_id)
     if run is None or not _still_running(session, run_id=run_id, now=now):
         return  # already reaped: it was recorded then
     run.records = records
     _fail(session, run, problem.message, actor=actor, now=now)
+    if alerts is not None:
+        reevaluate_alerts(session, district_id=run.district_id, now=now, policy=alerts)
 
 
 def reap_stale_runs(
@@ -455,11 +467,12 @@ def _hold(
     session: Session,
     run: RosterSyncRun,
     excluded: dict[str, int],
-    share: float,
+    guard: RosterGuard,
     *,
     action: str,
     now: datetime,
 ) -> SyncOutcome:
+    share = guard.max_drop_share
     run.status = HELD
     run.finished_at = now
     _supersede_older_held(session, run, now=now)
@@ -481,6 +494,8 @@ def _hold(
         used=(used, used),
         detail=message,
     )
+    # A held roster is not the source's: SYNC_FAILING says so at once.
+    reevaluate_alerts(session, district_id=run.district_id, now=now, policy=guard.alerts)
     count_roster_sync(outcome=HELD, plugin=run.kind)
     return _outcome(run, excluded, Problem(ErrorCode.SYNC_HELD, message), used=(used, used))
 
@@ -504,12 +519,7 @@ def _apply(
         session, district_id=run.district_id, source=run.source, run_id=stored_id(run)
     )
     after = refresh_usage(session, district_id=run.district_id, now=now)
-    reevaluate_alerts(
-        session,
-        district_id=run.district_id,
-        now=now,
-        sync_failing_tolerance=guard.sync_failing_tolerance,
-    )
+    reevaluate_alerts(session, district_id=run.district_id, now=now, policy=guard.alerts)
     used = (before.active_students, after.active_students)
     _record(session, run, action=action, actor=actor, outcome=APPLIED, now=now, used=used)
     count_roster_sync(outcome=APPLIED, plugin=run.kind)

@@ -12,7 +12,7 @@ from db import queries
 from db.models import District, License, LicenseSyncState
 from db.session import lock_district
 from licensing.domain import rules
-from licensing.settings import Settings
+from licensing.settings import DistrictConfig, Settings
 from licensing.storage.alert_state import (
     LICENSE_TOPIC,
     AlertRecord,
@@ -43,25 +43,23 @@ class AlertPolicy:
     settings, for every district."""
 
     sync_failing_tolerance: timedelta = rules.SYNC_FAILING_TOLERANCE
-    # District slug -> the roster sources the scheduler syncs for it (configured ones). A
-    # district with none keeps its roster here (the local roster): nothing to wait for.
-    synced_sources: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    districts: Mapping[str, DistrictConfig] = field(default_factory=dict)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AlertPolicy:
-        return cls(
-            sync_failing_tolerance=settings.sync_failing_tolerance,
-            synced_sources={
-                slug: tuple(sorted(district.roster_sources))
-                for slug, district in settings.districts.items()
-            },
-        )
+        return cls(settings.sync_failing_tolerance, settings.districts)
+
+    def synced_sources(self, slug: str) -> tuple[str, ...]:
+        """The roster sources the scheduler syncs for a district (its configured ones). A
+        district with none keeps its roster here (the local roster): nothing to wait for."""
+        config = self.districts.get(slug)
+        return tuple(sorted(config.roster_sources)) if config else ()
 
     def roster_statuses(self, snapshot: DistrictSnapshot) -> tuple[rules.RosterStatus, ...]:
         """The status of each roster source synced for the snapshot's district."""
         return tuple(
             rules.roster_status(snapshot.roster_syncs.get(name) or rules.RosterSyncFacts(name))
-            for name in self.synced_sources.get(snapshot.district.slug, ())
+            for name in self.synced_sources(snapshot.district.slug)
         )
 
     def district_roster(self, snapshot: DistrictSnapshot) -> rules.RosterStatus:

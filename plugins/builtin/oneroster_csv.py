@@ -16,7 +16,12 @@ What it reads:
   them, in any order; extension columns ``metadata.*`` are allowed and ignored.
 - ``roles.csv`` (1.2): a user's role and organisations; ``roleType`` ``primary`` marks the
   primary one, and a student role wins over any other (the host counts such a person as a
-  student anyway); ``endDate`` becomes ``enrollment_end``.
+  student anyway); the last ``endDate`` of the user's roles of that kind becomes
+  ``enrollment_end`` (none while one of them is open-ended).
+- ``enrollments.csv`` (1.1, when the manifest lists it as ``bulk``): the last ``endDate`` of the
+  user's student enrollments becomes ``enrollment_end`` (none while one is open-ended). Only
+  ``userSourcedId``, ``role``, ``status`` and ``endDate`` are read, and forgivingly: enrollment
+  dates never change the count, so a file or row that cannot be read leaves them unknown.
 
 Mapping: ``sourcedId`` -> ``source_id``; the person key (how the same person is recognised in
 other sources) is 1.2's ``userMasterIdentifier``, else ``identifier`` (the district's student
@@ -49,7 +54,7 @@ import zipfile
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
@@ -520,8 +525,11 @@ def _records(bundle: Bundle, plan: Plan, checks: RecordChecks) -> Iterator[Stude
         assert roles is not None
         make = _v1p2_maker(columns, delta, problems, roles)
     stored_from = STORED_FROM[plan.version]
+    ends = _read_enrollment_ends(bundle) if plan.version == "1.1" else {}
     for line, row in _rows(bundle, USERS, len(columns), problems):
         record = make(line, row)
+        if ends and record is not None and record.source_id in ends:
+            record = replace(record, enrollment_end=ends[record.source_id])
         if record is not None and _fits(record, line, row, columns, stored_from, problems, checks):
             yield record
     problems.raise_if_any()
@@ -799,12 +807,26 @@ def _read_roles(bundle: Bundle, plan: Plan, checks: RecordChecks) -> dict[str, _
             continue
         if rank < chosen_rank:
             others = tuple(school for school in (chosen_org, *others) if school != org)
+            end = _last_end(end, chosen_end) if _same_kind(rank, chosen_rank) else end
             roles[user] = share((role, org, end, rank, share(others)))
-        elif org != chosen_org and org not in others:
-            others = share((*others, org))
+        else:
+            if org != chosen_org and org not in others:
+                others = share((*others, org))
+            if _same_kind(rank, chosen_rank):
+                chosen_end = _last_end(chosen_end, end)
             roles[user] = share((chosen_role, chosen_org, chosen_end, chosen_rank, others))
     problems.raise_if_any()
     return roles
+
+
+def _same_kind(rank: int, other: int) -> bool:
+    """Whether two ranked roles are both a student's, or both another role's."""
+    return (rank % DELETED_RANK) // 2 == (other % DELETED_RANK) // 2
+
+
+def _last_end(first: date | None, second: date | None) -> date | None:
+    """The later of two enrollment ends; None (open-ended) when either is."""
+    return None if first is None or second is None else max(first, second)
 
 
 # --- Field values ------------------------------------------------------------------------------
@@ -833,6 +855,47 @@ def _split(text: str) -> tuple[str, ...]:
         item = text.strip()
         return (item,) if item else ()
     return tuple(item for item in (part.strip() for part in text.split(",")) if item)
+
+
+# --- Enrollment ends (OneRoster 1.1's enrollments.csv) ------------------------------------------
+
+ENROLLMENTS = "enrollments.csv"
+_OPEN = object()  # marks a user not seen yet
+
+
+def _read_enrollment_ends(bundle: Bundle) -> dict[str, date | None]:
+    """userSourcedId -> the last endDate of the user's student enrollments (None while one is
+    open-ended or unreadable), when the manifest lists enrollments.csv as bulk; else nothing.
+
+    Forgiving throughout: the dates only feed the count review, so a file or row that cannot be
+    read is passed over. Keeps one small entry per enrolled student."""
+    if not bundle.has(ENROLLMENTS) or _read_manifest(bundle).get("file.enrollments") != "bulk":
+        return {}
+    ends: dict[str, Any] = {}
+    dates = _Shared()
+    with bundle.text(ENROLLMENTS) as handle:
+        reader = csv.reader(handle)
+        try:
+            header = [name.strip().lower() for name in next(reader, [])]
+            if "usersourcedid" not in header or "enddate" not in header:
+                return {}
+            i_user, i_end = header.index("usersourcedid"), header.index("enddate")
+            i_role = header.index("role") if "role" in header else None
+            i_status = header.index("status") if "status" in header else None
+            for row in reader:
+                if len(row) != len(header):
+                    continue
+                if i_role is not None and row[i_role].strip().lower() != "student":
+                    continue
+                if i_status is not None and row[i_status].strip().lower() == "tobedeleted":
+                    continue
+                user = row[i_user].strip()
+                end = dates(_date(row[i_end])) if row[i_end].strip() else None
+                known = ends.get(user, _OPEN)
+                ends[user] = end if known is _OPEN else _last_end(known, end)
+        except (csv.Error, UnicodeDecodeError):
+            return {}
+    return ends
 
 
 @hookimpl(trylast=True)

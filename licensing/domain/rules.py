@@ -716,7 +716,6 @@ class RosterSyncFacts:
     source: str
     last_outcome: RunOutcome | None = None  # of the latest sync that finished
     last_outcome_at: datetime | None = None
-    last_reason: str | None = None  # why that sync failed or is held
     last_applied_at: datetime | None = None  # when the roster in force was applied
     failing_since: datetime | None = None  # the first failure since then
 
@@ -727,7 +726,9 @@ class RosterStatus:
 
     ``since``: when the last good sync was applied (CURRENT), when the syncs began failing
     (FAILED), when the sync was held (HELD); none while NEVER_SYNCED. ``counts_known`` is False
-    while a source has never completed a sync: its students are missing from the counts."""
+    while a source has never completed a sync: its students are missing from the counts.
+    ``reason`` is a sentence of the rules', never the source's own error (which may name files
+    or people, and is shown only to Manage Settings in dataSources)."""
 
     state: RosterState
     counts_known: bool
@@ -752,21 +753,35 @@ def roster_status(facts: RosterSyncFacts) -> RosterStatus:
     """Return one roster source's status from how its syncs went: HELD or FAILED after its
     latest finished sync, NEVER_SYNCED before any was applied, else CURRENT."""
     known = facts.last_applied_at is not None
+    source = facts.source
     if facts.last_outcome is RunOutcome.HELD:
+        then = "the counts are from before it" if known else "its students are not counted"
         return RosterStatus(
-            RosterState.HELD, known, facts.source, facts.last_outcome_at, facts.last_reason
+            RosterState.HELD,
+            known,
+            source,
+            facts.last_outcome_at,
+            f"The latest sync of roster source '{source}' is held for an administrator's "
+            f"confirmation; {then}.",
         )
     if facts.last_outcome is RunOutcome.FAILED:
+        reason = (
+            f"The last sync of roster source '{source}' failed; the counts are from its last "
+            "good sync."
+            if known
+            else f"Roster source '{source}' has never synced successfully; its students are "
+            "not counted."
+        )
         since = facts.failing_since or facts.last_outcome_at
-        return RosterStatus(RosterState.FAILED, known, facts.source, since, facts.last_reason)
+        return RosterStatus(RosterState.FAILED, known, source, since, reason)
     if not known:
         return RosterStatus(
             RosterState.NEVER_SYNCED,
             False,
-            facts.source,
-            reason=f"Roster source '{facts.source}' has not completed a sync yet.",
+            source,
+            reason=f"Roster source '{source}' has not completed a sync yet.",
         )
-    return RosterStatus(RosterState.CURRENT, True, facts.source, facts.last_applied_at)
+    return RosterStatus(RosterState.CURRENT, True, source, facts.last_applied_at)
 
 
 def district_roster_status(statuses: Iterable[RosterStatus]) -> RosterStatus:

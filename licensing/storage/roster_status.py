@@ -3,8 +3,8 @@
 when the syncs fail.
 
 The dashboard reads this on every request, so the usual case (every source's last sync
-applied) is one grouped query; the reason and the start of a failure are read only for a source
-whose last sync failed or is held.
+applied) is one grouped query; the start of a failure is read only for a source whose last sync
+failed.
 """
 
 from __future__ import annotations
@@ -56,9 +56,6 @@ def _facts(
     outcome, latest = max(outcomes.items(), key=lambda item: (item[1].latest_at, item[1].latest_id))
     if outcome is RunOutcome.APPLIED:
         return RosterSyncFacts(source, outcome, latest.latest_at, last_applied_at=last_applied_at)
-    reason = session.execute(
-        select(runs.c.error).where(runs.c.id == latest.latest_id)
-    ).scalar_one_or_none()
     failing_since = None
     if outcome is RunOutcome.FAILED:
         failed = [
@@ -80,7 +77,6 @@ def _facts(
         source,
         outcome,
         latest.latest_at,
-        last_reason=reason,
         last_applied_at=last_applied_at,
         failing_since=failing_since,
     )

@@ -101,7 +101,9 @@ async def test_a_first_sync_that_fails_is_alerted_at_once_with_its_reason(
     assert status["state"] == "FAILED"
     assert status["countsKnown"] is False
     assert failed_at <= datetime.fromisoformat(status["since"]) <= clock()
-    assert "No OneRoster bundle" in status["reason"]
+    assert status["reason"] == (
+        "Roster source 'sis' has never synced successfully; its students are not counted."
+    )
     assert data["usage"]["rosterStatus"] == status
     assert data["dataSources"][0]["lastStatus"] == "failed"
     assert data["dataSources"][0]["rosterStatus"] == status
@@ -156,7 +158,7 @@ async def test_a_held_sync_is_shown_and_alerted_at_once_until_confirmed(
     assert status["state"] == "HELD"
     assert status["countsKnown"] is True
     assert datetime.fromisoformat(status["since"]) == clock()
-    assert "held as sync run" in status["reason"]
+    assert "held for an administrator's confirmation" in status["reason"]
     assert data["license"]["display"] == "960 / 1000"
     assert data["dataSources"][0]["rosterStatus"]["state"] == "HELD"
     [sync_failing] = [alert for alert in data["alerts"] if alert["kind"] == "SYNC_FAILING"]

@@ -69,7 +69,8 @@ class RosterStatus:
         "its sources'); FAILED: when the syncs began failing; HELD: when the sync was held."
     )
     reason: str | None = strawberry.field(
-        description="Why: the failed or held sync's message, or that no sync has completed."
+        description="What the state means for the counts, in a sentence; the source's own "
+        "error is dataSources.lastError (Manage Settings)."
     )
 
     @classmethod

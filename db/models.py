@@ -312,8 +312,12 @@ class ScheduledJob(SQLModel, table=True):
     consecutive_failures: int = 0
     cursor: int | None = None  # how far a job that follows a log (change events) has read
     # The interval next_run_at was computed with: when the configured one differs, the job is
-    # rescheduled. None for jobs created before it was kept.
+    # rescheduled. None for jobs on a cron schedule, and for jobs created before it was kept.
     interval_seconds: int | None = None
+    # For jobs on a cron schedule (roster syncs, license refreshes): the schedule next_run_at was
+    # computed with (licensing.schedules.CronSchedule.key); when the configured one differs, the
+    # job is rescheduled.
+    schedule: str | None = Field(default=None, max_length=300)
 
 
 class WebhookDelivery(SQLModel, table=True):

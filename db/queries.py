@@ -13,7 +13,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, bindparam, delete, distinct, func, literal, select, update
-from sqlalchemy.sql.selectable import ScalarSelect
 from sqlmodel import Session, col
 
 from db.models import (
@@ -244,37 +243,6 @@ def discard_unneeded_staging(
     session.execute(delete(staging).where(staging.c.run_id.in_(done)))
 
 
-def roster_failing_since(session: Session, *, district_id: int) -> datetime | None:
-    """When the earliest still-unresolved roster sync failure began: the first failed run of
-    any source since that source's last applied or unchanged run (a source that answered it had
-    nothing new is healthy), or None when every source is healthy."""
-    return session.execute(select(_roster_failing_since(district_id))).scalar_one()
-
-
-def _roster_failing_since(district_id: Any) -> ScalarSelect[Any]:
-    """``roster_failing_since`` as a scalar subquery, for ``district_id`` a value or a column."""
-    runs = table_of(RosterSyncRun).alias("failed_run")
-    applied = table_of(RosterSyncRun).alias("applied_run")
-    last_applied = (
-        select(func.coalesce(func.max(applied.c.id), 0))
-        .where(
-            applied.c.district_id == runs.c.district_id,
-            applied.c.source == runs.c.source,
-            applied.c.status.in_(("applied", "unchanged")),
-        )
-        .scalar_subquery()
-    )
-    return (
-        select(func.min(runs.c.started_at))
-        .where(
-            runs.c.district_id == district_id,
-            runs.c.status == "failed",
-            runs.c.id > last_applied,
-        )
-        .scalar_subquery()
-    )
-
-
 @dataclass(frozen=True)
 class DistrictRows:
     """A district's stored licensing rows, as read together by ``district_rows``."""
@@ -284,12 +252,11 @@ class DistrictRows:
     sync: LicenseSyncState | None
     settings: LicenseSettings | None
     usage: DistrictUsage | None
-    roster_failing_since: datetime | None
 
 
 def district_rows(session: Session, *, district_id: int) -> DistrictRows | None:
-    """The district with its license, sync state, settings and stored counts, and when its
-    roster sync began failing: one statement, since the dashboard reads them on every request."""
+    """The district with its license, sync state, settings and stored counts: one statement,
+    since the dashboard reads them on every request."""
     row = session.execute(_DISTRICT_ROWS, {"district_id": district_id}).first()
     return None if row is None else DistrictRows(*row)
 
@@ -302,7 +269,6 @@ _DISTRICT_ROWS = (
         LicenseSyncState,
         LicenseSettings,
         DistrictUsage,
-        _roster_failing_since(District.id),
     )
     .outerjoin(License, col(License.district_id) == District.id)
     .outerjoin(LicenseSyncState, col(LicenseSyncState.district_id) == District.id)

@@ -42,6 +42,47 @@ LicenseCheckReason = rules.LicenseCheckReason
 strawberry.enum(rules.LicenseCheckReason)
 ErrorCode = error_codes.ErrorCode
 strawberry.enum(error_codes.ErrorCode, description="Why a request, or part of it, was refused.")
+RosterState = rules.RosterState
+strawberry.enum(
+    rules.RosterState,
+    description="Whether the students of a roster are in the counts: CURRENT (its last sync was "
+    "applied), NEVER_SYNCED (no sync has completed: its students are not counted yet), FAILED "
+    "(its last sync failed: the counts are from the last good one, if any), HELD (its last sync "
+    "waits for an administrator's confirmation).",
+)
+
+
+@strawberry.type(
+    description="How the roster behind the counts stands: a source's, or the district's (its "
+    "most pressing source's). A district whose roster is kept here (no synced source) is "
+    "CURRENT with no source."
+)
+class RosterStatus:
+    state: RosterState
+    counts_known: bool = strawberry.field(
+        description="False while a synced source has never completed a sync: its students are "
+        "missing from the counts, which are then not the district's (the license count shows "
+        '"? / 1000").'
+    )
+    source: str | None = strawberry.field(description="The roster source this status is about.")
+    since: datetime.datetime | None = strawberry.field(
+        description="CURRENT: when the last sync was applied (for the district, the oldest of "
+        "its sources'); FAILED: when the syncs began failing; HELD: when the sync was held."
+    )
+    reason: str | None = strawberry.field(
+        description="What the state means for the counts, in a sentence; the source's own "
+        "error is dataSources.lastError (Manage Settings)."
+    )
+
+    @classmethod
+    def from_status(cls, status: rules.RosterStatus) -> RosterStatus:
+        return cls(
+            state=status.state,
+            counts_known=status.counts_known,
+            source=status.source,
+            since=status.since,
+            reason=status.reason,
+        )
 
 
 @strawberry.type(description="The district's license as the Licensing tab shows it.")
@@ -72,6 +113,10 @@ class License:
     stale: bool = strawberry.field(
         description="True when the last refresh failed: the figures are the last good license."
     )
+    roster_status: RosterStatus = strawberry.field(
+        description="Whether used (and so display, remaining and level) counts every student: "
+        "see countsKnown and state."
+    )
 
     @classmethod
     def from_view(cls, view: LicenseView) -> License:
@@ -94,6 +139,7 @@ class License:
             last_sync_status=view.last_sync_status,
             last_sync_error=view.last_sync_error,
             stale=view.stale,
+            roster_status=RosterStatus.from_status(view.roster),
         )
 
 
@@ -111,9 +157,12 @@ class Usage:
     duplicates_collapsed: int = strawberry.field(
         description="Extra records of active students (another school or source) counted once."
     )
+    roster_status: RosterStatus = strawberry.field(
+        description="Whether these counts hold every student: see countsKnown and state."
+    )
 
     @classmethod
-    def from_counts(cls, counts: UsageCounts) -> Usage:
+    def from_counts(cls, counts: UsageCounts, *, roster: rules.RosterStatus) -> Usage:
         return cls(
             active_students=counts.active_students,
             inactive_students=counts.inactive_students,
@@ -121,6 +170,7 @@ class Usage:
             devices=counts.devices,
             disabled_students=counts.disabled_students,
             duplicates_collapsed=counts.duplicates_collapsed,
+            roster_status=RosterStatus.from_status(roster),
         )
 
 
@@ -295,6 +345,10 @@ class DataSource:
         description="Rows the latest finished sync could not classify (no id, no role): not "
         "counted. More than the source's max_quarantined_share holds the sync."
     )
+    roster_status: RosterStatus = strawberry.field(
+        description="This source's state: NEVER_SYNCED, FAILED, HELD or CURRENT, since when "
+        "and why."
+    )
 
     @classmethod
     def from_view(cls, view: DataSourceView) -> DataSource:
@@ -322,6 +376,7 @@ class DataSource:
             held=view.held,
             warnings=IntakeIssues.of(view.intake, quarantined=False),
             quarantined=IntakeIssues.of(view.intake, quarantined=True),
+            roster_status=RosterStatus.from_status(view.roster),
         )
 
 

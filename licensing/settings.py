@@ -23,6 +23,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from licensing.schedules import cron_expression, quiet_hours
 from plugins.fields import is_loopback as _is_loopback
 
 CONFIG_FILE_VARIABLE = "LICENSING_CONFIG"
@@ -43,8 +44,13 @@ class RosterSourceConfig(BaseModel):
     options: dict[str, Any] = Field(
         default_factory=dict, description="Passed to the source: paths, URLs, credentials."
     )
-    sync_interval_hours: float = Field(
-        default=24, gt=0, description="How often the scheduler syncs this source (nightly)."
+    schedule: str | None = Field(
+        default=None,
+        description="When the scheduler syncs this source: a cron expression in the district's "
+        "time zone; defaults to roster_sync_schedule (nightly at 02:00).",
+    )
+    sync_interval_hours: float | None = Field(
+        default=None, description="Replaced by schedule; setting it is an error naming the fix."
     )
     max_drop_share: float = Field(
         default=0.2,
@@ -60,6 +66,36 @@ class RosterSourceConfig(BaseModel):
         description="A sync whose quarantined rows (rows that cannot be classified: no id, no "
         "role) are more than this share of the rows it read is held for an administrator to "
         "confirm.",
+    )
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        return None if value is None else cron_expression(value)
+
+    @field_validator("sync_interval_hours")
+    @classmethod
+    def _interval_replaced(cls, value: float | None) -> None:
+        if value is not None:
+            raise ValueError(
+                replaced_interval("sync_interval_hours", timedelta(hours=value), "schedule")
+            )
+        return None
+
+
+def replaced_interval(key: str, interval: timedelta, replacement: str) -> str:
+    """The configuration error for an interval setting the cron schedules replaced."""
+    hours = interval.total_seconds() / 3600
+    if hours == 1:
+        cron, meaning = "0 * * * *", "every hour, on the hour"
+    elif hours.is_integer() and 0 < hours < 24 and 24 % hours == 0:
+        cron, meaning = f"0 */{int(hours)} * * *", f"every {int(hours)} hours, on the hour"
+    else:
+        cron, meaning = "0 2 * * *", "every day at 02:00"
+    return (
+        f"{key} is no longer read: scheduled runs follow a cron expression on the district's "
+        f'clock, so they keep their time of day. Write {replacement} = "{cron}" ({meaning}) '
+        "in its place (see docs/configuration.md)"
     )
 
 
@@ -140,6 +176,18 @@ class DistrictConfig(BaseModel):
         default_factory=list,
         description="Endpoints that receive the district's alerts, signed (built-in webhooks).",
     )
+    quiet_hours: str | None = Field(
+        default=None,
+        description='The district\'s own quiet hours ("07:00-16:00", its local time; "" for '
+        "none); defaults to the top-level quiet_hours.",
+    )
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet_hours(cls, value: str | None) -> str | None:
+        if value is not None:
+            quiet_hours(value)
+        return value
 
     @field_validator("webhooks")
     @classmethod
@@ -275,8 +323,31 @@ class Settings(BaseSettings):
         description="How long Force License Update waits for the license source before it answers "
         "that the update is in progress and finishes it in the background.",
     )
-    license_refresh_interval_seconds: int = Field(
-        default=6 * 3600, ge=60, description="How often the scheduler refreshes each license."
+    license_refresh_schedule: str = Field(
+        default="0 */6 * * *",
+        description="When the scheduler refreshes each license: a cron expression in the "
+        "district's time zone (every 6 hours by default).",
+    )
+    roster_sync_schedule: str = Field(
+        default="0 2 * * *",
+        description="When the scheduler syncs each roster source that sets no schedule of its "
+        "own: a cron expression in the district's time zone (nightly at 02:00 by default).",
+    )
+    schedule_jitter_minutes: float = Field(
+        default=30,
+        ge=0,
+        le=360,
+        description="Scheduled syncs and refreshes start up to this many minutes after their "
+        "cron time: a fixed delay per district and job, so the fleet spreads out.",
+    )
+    quiet_hours: str = Field(
+        default="",
+        description="When scheduled syncs and refreshes never run, on each district's clock: "
+        '"07:00-16:00" (a run due then waits for the end); empty for none.',
+    )
+    license_refresh_interval_seconds: int | None = Field(
+        default=None,
+        description="Replaced by license_refresh_schedule; setting it is an error naming the fix.",
     )
     scheduler_enabled: bool = Field(
         default=True,
@@ -338,6 +409,30 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown IANA time zone {value!r}") from None
         return value
 
+    @field_validator("license_refresh_schedule", "roster_sync_schedule")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        return cron_expression(value)
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet_hours(cls, value: str) -> str:
+        quiet_hours(value)
+        return value
+
+    @field_validator("license_refresh_interval_seconds")
+    @classmethod
+    def _interval_replaced(cls, value: int | None) -> None:
+        if value is not None:
+            raise ValueError(
+                replaced_interval(
+                    "license_refresh_interval_seconds",
+                    timedelta(seconds=value),
+                    "license_refresh_schedule",
+                )
+            )
+        return None
+
     @field_validator("license_public_keys")
     @classmethod
     def _public_keys(cls, keys: list[str]) -> list[str]:
@@ -372,6 +467,21 @@ class Settings(BaseSettings):
 
     def district(self, slug: str) -> DistrictConfig:
         return self.districts.get(slug, DistrictConfig())
+
+    @property
+    def schedule_jitter(self) -> timedelta:
+        """The window each scheduled job's fixed delay is drawn from."""
+        return timedelta(minutes=self.schedule_jitter_minutes)
+
+    def quiet_hours_for(self, slug: str) -> str:
+        """The district's quiet hours setting: its own, else the top-level one."""
+        own = self.district(slug).quiet_hours
+        return self.quiet_hours if own is None else own
+
+    def roster_sync_schedule_for(self, slug: str, source: str) -> str:
+        """The cron expression a district's roster source is synced on."""
+        config = self.district(slug).roster_sources.get(source)
+        return (config.schedule if config else None) or self.roster_sync_schedule
 
     def license_file_for(self, slug: str) -> Path:
         return self.district(slug).license_file or self.data_dir / "licenses" / f"{slug}.license"

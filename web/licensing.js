@@ -9,12 +9,16 @@ const RENEWAL_WINDOW_DAYS = 90;
 
 const LICENSE_FIELDS = `
   status licensedTo legalEntityName used total remaining overage display level accessLevel
-  createdAt expiresAt daysUntilExpiration lastSyncedAt stale lastSyncError`;
+  createdAt expiresAt daysUntilExpiration lastSyncedAt stale lastSyncError
+  rosterStatus { countsKnown }`;
 const SETTINGS_FIELDS = `
   studentsRemainingThreshold recommendedThresholdMin recommendedThresholdMax maximumThreshold`;
 const TAB_QUERY = `query LicensingTab($manage: Boolean!) {
   license { ${LICENSE_FIELDS} }
-  usage { activeStudents inactiveStudents staff devices }
+  usage {
+    activeStudents inactiveStudents staff devices
+    rosterStatus { state countsKnown source since reason }
+  }
   alerts(placement: LICENSE_BANNER) { id kind severity message }
   licenseSettings @include(if: $manage) { ${SETTINGS_FIELDS} }
 }`;
@@ -38,6 +42,8 @@ const LEVELS = {
   YELLOW: { word: "Approaching threshold", icon: "⚠", css: "level-yellow" },
   RED: { word: "At or over limit", icon: "✖", css: "level-red" },
 };
+// While a roster source has never completed a sync, the count leaves its students out: no colour.
+const UNKNOWN_LEVEL = { word: "Count not known yet", icon: "?", css: "level-unknown" };
 const STATUSES = {
   ACTIVE: { word: "Active", icon: "✓", css: "badge-active", guidance: "" },
   EXPIRED: {
@@ -68,6 +74,7 @@ const $ = (id) => document.getElementById(id);
 const numbers = new Intl.NumberFormat("en-US");
 const dates = new Intl.DateTimeFormat("en-US", { dateStyle: "long", timeZone: "UTC" });
 const times = new Intl.DateTimeFormat("en-US", { timeStyle: "medium" });
+const moments = new Intl.DateTimeFormat("en-US", { dateStyle: "medium", timeStyle: "short" });
 
 const state = {
   session: null, // {district, tokenName, permissions}
@@ -228,6 +235,7 @@ async function refresh() {
     if (noLicense) $("no-license").textContent = noLicense.message;
     if (data?.license) renderLicense(data.license);
     if (data?.usage) renderUsage(data.usage);
+    if (data?.usage) renderRoster(data.usage.rosterStatus);
     if (data?.alerts) renderAlerts(data.alerts);
     if (data?.licenseSettings) renderSettings(data.licenseSettings);
     state.failures = 0;
@@ -287,7 +295,8 @@ function renderLicense(license) {
   show($("legal-entity"), showLegal);
 
   $("license-count").textContent = license.display;
-  const level = LEVELS[license.level] || LEVELS.RED;
+  const known = license.rosterStatus?.countsKnown !== false;
+  const level = known ? LEVELS[license.level] || LEVELS.RED : UNKNOWN_LEVEL;
   const bar = $("usage-bar");
   bar.className = `usage-bar ${level.css}`;
   const percent = license.total > 0 ? Math.min(100, (license.used / license.total) * 100) : 100;
@@ -301,8 +310,9 @@ function renderLicense(license) {
   $("usage-level").className = `usage-level ${level.css}`;
   $("usage-level-icon").textContent = level.icon;
   $("usage-level-text").textContent = level.word;
-  $("license-remaining").textContent =
-    license.remaining >= 0
+  $("license-remaining").textContent = !known
+    ? "Licenses remaining are not known until every roster source has synced."
+    : license.remaining >= 0
       ? `${plural(license.remaining, "license")} remaining`
       : `Over the limit by ${plural(license.overage, "license")}: purchase additional licenses promptly.`;
 
@@ -336,6 +346,34 @@ function renderLicense(license) {
   show(stale, license.stale);
 }
 
+// A banner line for a roster whose last sync did not apply: never synced, failed or held.
+function renderRoster(roster) {
+  const note = $("roster-note");
+  const source = roster?.source ? `“${roster.source}”` : "";
+  const since = roster?.since ? moments.format(new Date(roster.since)) : "";
+  let text = "";
+  if (roster?.state === "NEVER_SYNCED") {
+    text =
+      `Student counts are not known yet: the roster source ${source} has not completed a sync. ` +
+      "The license count leaves out its students until it does.";
+  } else if (roster?.state === "FAILED" && !roster.countsKnown) {
+    text =
+      `Student counts are not known: the roster source ${source} has never synced ` +
+      `successfully (failing since ${since}). Its students are not counted until it does.`;
+  } else if (roster?.state === "FAILED") {
+    text =
+      `The last sync of the roster source ${source} failed (failing since ${since}); the ` +
+      "figures are from its last good sync.";
+  } else if (roster?.state === "HELD") {
+    text =
+      `The latest sync of the roster source ${source} is held for an administrator's ` +
+      `confirmation (since ${since}); the figures are from before it.`;
+  }
+  note.textContent = text;
+  note.className = `notice ${roster?.countsKnown === false ? "notice-bad" : "notice-warn"}`;
+  show(note, Boolean(text));
+}
+
 function renderUsage(usage) {
   $("usage-breakdown").textContent =
     `In your district now: ${plural(usage.activeStudents, "active student")} (counted); ` +
@@ -366,7 +404,9 @@ function renderAlerts(alerts) {
       const note = document.createElement("p");
       note.className = "alert-note";
       note.textContent =
-        "This alert stays until licenses are added or the active count drops below your threshold.";
+        alert.kind === "SYNC_FAILING"
+          ? "This alert stays until the source syncs again."
+          : "This alert stays until licenses are added or the active count drops below your threshold.";
       text.append(message, note);
       box.append(icon, text);
       return box;

@@ -26,7 +26,7 @@ async def _set_enabled(info: Info, ids: list[str], *, enabled: bool) -> Students
     return StudentsPayload(
         changed=update.changed,
         license=License.from_view(state.license) if state.license else None,
-        usage=Usage.from_counts(state.usage),
+        usage=Usage.from_counts(state.usage, roster=state.roster),
         errors=[UserError.from_problem(problem) for problem in update.problems],
     )
 

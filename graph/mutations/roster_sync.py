@@ -44,6 +44,6 @@ class RosterSyncMutation:
             status=outcome.status,
             run_id=outcome.run_id,
             license=License.from_view(state.license) if state.license else None,
-            usage=Usage.from_counts(state.usage),
+            usage=Usage.from_counts(state.usage, roster=state.roster),
             errors=[UserError.from_problem(outcome.problem)] if outcome.problem else [],
         )

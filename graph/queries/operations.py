@@ -63,6 +63,10 @@ class ScheduledJob:
     kind: str = strawberry.field(
         description="license_refresh, roster_sync, usage_snapshot, alerts."
     )
+    schedule: str | None = strawberry.field(
+        description="For roster syncs and license refreshes: the cron expression, the district's "
+        "time zone, the job's fixed delay and the quiet hours its next run was computed from."
+    )
     next_run_at: datetime.datetime
     last_started_at: datetime.datetime | None
     last_finished_at: datetime.datetime | None
@@ -75,6 +79,7 @@ class ScheduledJob:
         return cls(
             name=state.name,
             kind=state.kind,
+            schedule=state.schedule,
             next_run_at=state.next_run_at,
             last_started_at=state.last_started_at,
             last_finished_at=state.last_finished_at,

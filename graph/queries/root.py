@@ -41,7 +41,7 @@ class Query:
     @strawberry.field(permission_classes=[CanViewLicense])
     async def usage(self, info: Info) -> Usage:
         state = await info.context.district_state()
-        return Usage.from_counts(state.usage)
+        return Usage.from_counts(state.usage, roster=state.roster)
 
     @strawberry.field(
         permission_classes=[CanViewLicense],

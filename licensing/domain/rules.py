@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from fractions import Fraction
@@ -34,6 +34,10 @@ __all__ = [
     "Role",
     "RosterCounts",
     "RosterEntry",
+    "RosterState",
+    "RosterStatus",
+    "RosterSyncFacts",
+    "RunOutcome",
     "ThresholdProblem",
     "ThresholdRange",
     "UsageLevel",
@@ -42,6 +46,7 @@ __all__ = [
     "count_roster",
     "counts_against_license",
     "days_until_expiration",
+    "district_roster_status",
     "license_check",
     "license_status",
     "licenses_low_message",
@@ -49,8 +54,11 @@ __all__ = [
     "overage",
     "recommended_threshold_range",
     "remaining_licenses",
+    "roster_status",
+    "sync_failing_alert",
     "threshold_lowered_message",
     "threshold_problems",
+    "unknown_usage_display",
     "usage_display",
     "usage_level",
 ]
@@ -179,6 +187,12 @@ def usage_display(used: int, total: int) -> str:
     """Return the License Count as shown on the tab, e.g. "487 / 1000"."""
     _require_counts(used, total)
     return f"{used} / {total}"
+
+
+def unknown_usage_display(total: int) -> str:
+    """Return the License Count while the students are not known yet, "? / 1000"."""
+    _require_counts(0, total)
+    return f"? / {total}"
 
 
 def usage_level(used: int, total: int, threshold: int) -> UsageLevel:
@@ -383,7 +397,8 @@ class LicenseFacts:
     expires_on: date
     overage_allowance: float
     time_zone: str
-    sync_failing_since: datetime | None = None
+    sync_failing_since: datetime | None = None  # when refreshing the license began failing
+    rosters: tuple[RosterStatus, ...] = ()  # each synced roster source's status
 
 
 @dataclass(frozen=True)
@@ -436,22 +451,89 @@ def _renewal_due_alert(expires_on: date, days_left: int) -> AlertSpec:
     return AlertSpec(AlertKind.RENEWAL_DUE, severity, message, placements)
 
 
-def _sync_failing_alert(
-    since: datetime | None, now: datetime, tolerance: timedelta
+_SYNC_FAILING_PLACEMENTS = (AlertPlacement.LICENSE_BANNER, AlertPlacement.SYSTEM_INDICATOR)
+
+
+def _aware(moment: datetime) -> datetime:
+    """``moment`` in UTC; ValueError for a naive one."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError("sync times must be timezone-aware")
+    return moment.astimezone(UTC)
+
+
+def _utc(moment: datetime) -> str:
+    """A stored moment as alerts show it, "2026-11-27 10:00 UTC"."""
+    return f"{_aware(moment):%Y-%m-%d %H:%M} UTC"
+
+
+def _roster_alert_message(status: RosterStatus) -> str | None:
+    """What SYNC_FAILING says at once about a roster whose counts cannot be shown as current:
+    never synced, held, or failing without an earlier good sync; None for any other."""
+    source = status.source
+    if status.state is RosterState.NEVER_SYNCED:
+        return (
+            f"Student counts are not known yet: roster source '{source}' has not completed a "
+            "sync. The license count leaves out its students until it does."
+        )
+    if status.state is RosterState.FAILED and not status.counts_known:
+        since = f" since {_utc(status.since)}" if status.since else ""
+        return (
+            f"Student counts are not known: roster source '{source}' has never synced "
+            f"successfully; its syncs have failed{since}. See Data Sources for the reason."
+        )
+    if status.state is RosterState.HELD:
+        since = f" since {_utc(status.since)}" if status.since else ""
+        then = (
+            "the counts shown are from before it."
+            if status.counts_known
+            else "student counts are not known until it is applied."
+        )
+        return (
+            f"The latest sync of roster source '{source}' is held for an administrator's "
+            f"confirmation{since}: confirm it or fix the source (Data Sources); {then}"
+        )
+    return None
+
+
+def sync_failing_alert(
+    *,
+    rosters: Iterable[RosterStatus] = (),
+    license_failing_since: datetime | None = None,
+    now: datetime,
+    tolerance: timedelta = SYNC_FAILING_TOLERANCE,
 ) -> AlertSpec | None:
-    """Return the stale-numbers alert once a source has failed for the tolerance, else None."""
-    if since is None:
+    """Return SYNC_FAILING, or None.
+
+    Raised at once for a synced roster source that has never completed a sync, whose last sync
+    failed with no earlier good one, or whose last sync is held: the counts shown leave its
+    students out, or are not what the source says now. Raised once ``tolerance`` has passed for
+    the license source failing, or for a roster source failing after a good sync (the numbers
+    shown are the last good ones, and may be out of date)."""
+    statuses = sorted(rosters, key=_pressing_first)
+    for status in statuses:
+        message = _roster_alert_message(status)
+        if message is not None:
+            return AlertSpec(
+                AlertKind.SYNC_FAILING, AlertSeverity.WARNING, message, _SYNC_FAILING_PLACEMENTS
+            )
+    failing = [
+        status.since
+        for status in statuses
+        if status.state is RosterState.FAILED and status.since is not None
+    ]
+    if license_failing_since is not None:
+        failing.append(license_failing_since)
+    if not failing:
         return None
-    if since.tzinfo is None or since.utcoffset() is None:
-        raise ValueError("sync_failing_since must be timezone-aware")
+    since = min(_aware(moment) for moment in failing)
     if now - since < tolerance:
         return None
     return AlertSpec(
         AlertKind.SYNC_FAILING,
         AlertSeverity.WARNING,
-        "License information could not be refreshed since "
-        f"{since.astimezone(UTC):%Y-%m-%d %H:%M} UTC; the numbers shown may be out of date.",
-        (AlertPlacement.LICENSE_BANNER, AlertPlacement.SYSTEM_INDICATOR),
+        f"License information could not be refreshed since {_utc(since)}; the numbers shown "
+        "may be out of date.",
+        _SYNC_FAILING_PLACEMENTS,
     )
 
 
@@ -523,7 +605,12 @@ def alerts_for(
                 _ALL_PLACEMENTS,
             )
         )
-    sync_failing = _sync_failing_alert(facts.sync_failing_since, now, sync_failing_tolerance)
+    sync_failing = sync_failing_alert(
+        rosters=facts.rosters,
+        license_failing_since=facts.sync_failing_since,
+        now=now,
+        tolerance=sync_failing_tolerance,
+    )
     if sync_failing is not None:
         alerts.append(sync_failing)
 
@@ -600,3 +687,117 @@ def count_roster(entries: Iterable[RosterEntry]) -> RosterCounts:
         staff=sum(1 for person in people.values() if person.is_staff and not person.is_student),
         duplicates_collapsed=sum(person.records - 1 for person in active),
     )
+
+
+# --- Roster status -------------------------------------------------------------------------------
+
+
+class RosterState(StrEnum):
+    """Whether a roster's students are in the counts, as its syncs went."""
+
+    CURRENT = "CURRENT"  # its last sync was applied: the counts are the source's
+    NEVER_SYNCED = "NEVER_SYNCED"  # no sync has completed: its students are not counted yet
+    FAILED = "FAILED"  # its last sync failed: the counts are from the last good one, if any
+    HELD = "HELD"  # its last sync waits for an administrator: the counts are from before it
+
+
+class RunOutcome(StrEnum):
+    """How a roster sync that finished ended."""
+
+    APPLIED = "applied"
+    HELD = "held"
+    FAILED = "failed"
+    # The source answered and had nothing new: the roster in force stays, and a failure before
+    # it is over (a sync held before it still waits, though).
+    UNCHANGED = "unchanged"
+
+
+@dataclass(frozen=True)
+class RosterSyncFacts:
+    """How one roster source's syncs have gone, as stored: the input to ``roster_status``."""
+
+    source: str
+    last_outcome: RunOutcome | None = None  # of the latest sync that finished
+    last_outcome_at: datetime | None = None
+    last_applied_at: datetime | None = None  # when the roster in force was applied
+    failing_since: datetime | None = None  # the first failure since then
+
+
+@dataclass(frozen=True)
+class RosterStatus:
+    """A roster source's state, or a district's (its most pressing source's), for the tab.
+
+    ``since``: when the last good sync was applied (CURRENT), when the syncs began failing
+    (FAILED), when the sync was held (HELD); none while NEVER_SYNCED. ``counts_known`` is False
+    while a source has never completed a sync: its students are missing from the counts.
+    ``reason`` is a sentence of the rules', never the source's own error (which may name files
+    or people, and is shown only to Manage Settings in dataSources)."""
+
+    state: RosterState
+    counts_known: bool
+    source: str | None = None
+    since: datetime | None = None
+    reason: str | None = None
+
+
+_STATE_RANK = {
+    RosterState.FAILED: 0,
+    RosterState.HELD: 1,
+    RosterState.NEVER_SYNCED: 2,
+    RosterState.CURRENT: 3,
+}
+
+
+def _pressing_first(status: RosterStatus) -> tuple[bool, int, str]:
+    return (status.counts_known, _STATE_RANK[status.state], status.source or "")
+
+
+def roster_status(facts: RosterSyncFacts) -> RosterStatus:
+    """Return one roster source's status from how its syncs went: HELD or FAILED after its
+    latest finished sync, NEVER_SYNCED before any was applied, else CURRENT."""
+    known = facts.last_applied_at is not None
+    source = facts.source
+    if facts.last_outcome is RunOutcome.HELD:
+        then = "the counts are from before it" if known else "its students are not counted"
+        return RosterStatus(
+            RosterState.HELD,
+            known,
+            source,
+            facts.last_outcome_at,
+            f"The latest sync of roster source '{source}' is held for an administrator's "
+            f"confirmation; {then}.",
+        )
+    if facts.last_outcome is RunOutcome.FAILED:
+        reason = (
+            f"The last sync of roster source '{source}' failed; the counts are from its last "
+            "good sync."
+            if known
+            else f"Roster source '{source}' has never synced successfully; its students are "
+            "not counted."
+        )
+        since = facts.failing_since or facts.last_outcome_at
+        return RosterStatus(RosterState.FAILED, known, source, since, reason)
+    if not known:
+        return RosterStatus(
+            RosterState.NEVER_SYNCED,
+            False,
+            source,
+            reason=f"Roster source '{source}' has not completed a sync yet.",
+        )
+    return RosterStatus(RosterState.CURRENT, True, source, facts.last_applied_at)
+
+
+def district_roster_status(statuses: Iterable[RosterStatus]) -> RosterStatus:
+    """Return the district's roster status from its synced sources' statuses.
+
+    The most pressing source's status (a source whose students are not counted first, then
+    FAILED, HELD, NEVER_SYNCED); when every source is CURRENT, the one synced longest ago. A
+    district that syncs no source (its roster is kept in this database) is CURRENT, with no
+    source or time: there is nothing to wait for."""
+    listed = sorted(statuses, key=_pressing_first)
+    if not listed:
+        return RosterStatus(RosterState.CURRENT, True)
+    pressing = listed[0]
+    if pressing.state is RosterState.CURRENT:
+        return min(listed, key=lambda status: status.since or datetime.max.replace(tzinfo=UTC))
+    return replace(pressing, counts_known=all(status.counts_known for status in listed))

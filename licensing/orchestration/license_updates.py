@@ -33,7 +33,7 @@ from licensing.problems import Problem
 from licensing.settings import Settings
 from licensing.storage import signing
 from licensing.storage.audit import record_event
-from licensing.storage.district_state import reevaluate_alerts
+from licensing.storage.district_state import AlertPolicy, reevaluate_alerts
 from licensing.storage.districts import district_ref
 from licensing.storage.threshold import lower_threshold_to_license
 from plugins.manager import PluginManager, UnknownSourceError, source_options
@@ -345,7 +345,7 @@ class LicenseUpdater:
             session,
             district_id=district_id,
             now=now,
-            sync_failing_tolerance=self.settings.sync_failing_tolerance,
+            policy=AlertPolicy.from_settings(self.settings),
         )
 
 

@@ -25,6 +25,7 @@ from licensing.orchestration.scheduler import (
     Scheduler,
 )
 from licensing.orchestration.service import LicensingService
+from licensing.schedules import CronSchedule, QuietHours, quiet_hours, spread_delay
 
 
 def service_scheduler(service: LicensingService, *, holder: str | None = None) -> Scheduler:
@@ -41,21 +42,29 @@ class ServiceJobs:
     def job_specs(self) -> list[JobSpec]:
         settings = self.service.settings
         with self.service.database.read() as session:
-            districts = [(stored_id(row), row.slug) for row in session.exec(select(District)).all()]
+            districts = [
+                (stored_id(row), row.slug, row.time_zone)
+                for row in session.exec(select(District)).all()
+            ]
         specs = [
             JobSpec("notifications", "notifications", None, timedelta(0), self._notifications),
             JobSpec(
                 "roster_cleanup", "roster_cleanup", None, ROSTER_CLEANUP_EVERY, self._roster_cleanup
             ),
         ]
-        for district_id, slug in districts:
+        for district_id, slug, time_zone in districts:
+            quiet = quiet_hours(settings.quiet_hours_for(slug))
+            refresh = f"license_refresh:{district_id}"
             specs += [
                 JobSpec(
-                    f"license_refresh:{district_id}",
+                    refresh,
                     "license_refresh",
                     district_id,
-                    timedelta(seconds=settings.license_refresh_interval_seconds),
+                    timedelta(0),
                     self._license_refresh(district_id),
+                    schedule=self._schedule(
+                        settings.license_refresh_schedule, refresh, time_zone, quiet
+                    ),
                 ),
                 JobSpec(
                     f"alerts:{district_id}",
@@ -72,17 +81,28 @@ class ServiceJobs:
                     self._usage_snapshot(district_id),
                 ),
             ]
-            for source, config in sorted(settings.district(slug).roster_sources.items()):
+            for source in sorted(settings.district(slug).roster_sources):
+                sync = f"roster_sync:{district_id}:{source}"
                 specs.append(
                     JobSpec(
-                        f"roster_sync:{district_id}:{source}",
+                        sync,
                         "roster_sync",
                         district_id,
-                        timedelta(hours=config.sync_interval_hours),
+                        timedelta(0),
                         self._roster_sync(district_id, source),
+                        schedule=self._schedule(
+                            settings.roster_sync_schedule_for(slug, source), sync, time_zone, quiet
+                        ),
                     )
                 )
         return specs
+
+    def _schedule(
+        self, expression: str, name: str, time_zone: str, quiet: QuietHours | None
+    ) -> CronSchedule:
+        """A job's cron schedule on its district's clock, with the job's own fixed delay."""
+        delay = spread_delay(name, self.service.settings.schedule_jitter)
+        return CronSchedule(expression, time_zone, delay, quiet)
 
     def _license_refresh(self, district_id: int) -> Callable[[], Awaitable[JobOutcome]]:
         async def run() -> JobOutcome:

@@ -5,7 +5,12 @@ pressing a button.
 Jobs live in the ``scheduled_job`` table. A runner claims a due job by taking its lease in one
 conditional UPDATE, so with several workers or hosts each run happens once; a runner that dies
 loses its lease when it expires and another takes over. Failed jobs back off exponentially (never
-longer than their interval), and every job's last outcome is kept for ``scheduledJobs``.
+longer than their interval, nor past their next scheduled run), and every job's last outcome is
+kept for ``scheduledJobs``.
+
+Roster syncs and license refreshes run on a cron schedule in the district's time zone
+(``licensing.schedules``): each next run comes from the expression, never from when the last one
+ended, so they do not drift into the school day. The other jobs run at fixed intervals.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from db.models import ScheduledJob
 from db.outage import is_database_unavailable
 from db.session import Database, affected_rows
 from licensing.problems import internal_error_text
+from licensing.schedules import CronSchedule
 
 logger = logging.getLogger("licensing.scheduler")
 
@@ -49,11 +55,23 @@ class JobOutcome:
 
 @dataclass(frozen=True)
 class JobSpec:
+    """A job as configured now: it runs on its cron ``schedule`` when it has one, else every
+    ``every`` (every tick for zero)."""
+
     name: str
     kind: str
     district_id: int | None
     every: timedelta
     run: Callable[[], Awaitable[JobOutcome]]
+    schedule: CronSchedule | None = None
+
+    @property
+    def stored_interval(self) -> int | None:
+        return None if self.schedule else interval_seconds(self.every)
+
+    @property
+    def stored_schedule(self) -> str | None:
+        return self.schedule.key if self.schedule else None
 
 
 def interval_seconds(every: timedelta) -> int:
@@ -134,50 +152,68 @@ class Scheduler:
         return outcomes
 
     def _ensure_jobs(self, specs: list[JobSpec]) -> None:
-        """Add the jobs that are new, and reschedule those whose configured interval changed."""
+        """Add the jobs that are new, and reschedule those whose configured timing changed."""
         now = self.clock()
         with self.database.write() as session:
-            intervals = dict(
-                session.exec(select(ScheduledJob.name, ScheduledJob.interval_seconds)).all()
-            )
+            stored = {
+                name: (interval, schedule)
+                for name, interval, schedule in session.exec(
+                    select(ScheduledJob.name, ScheduledJob.interval_seconds, ScheduledJob.schedule)
+                ).all()
+            }
             for spec in specs:
-                if spec.name not in intervals:
-                    # New jobs start soon, spread out so a restart does not stampede.
-                    first_run = now + self._jitter(min(spec.every, timedelta(minutes=1)))
+                if spec.name not in stored:
                     session.add(
                         ScheduledJob(
                             name=spec.name,
                             kind=spec.kind,
                             district_id=spec.district_id,
-                            next_run_at=first_run if spec.every else now,
-                            interval_seconds=interval_seconds(spec.every),
+                            next_run_at=self._first_run(spec, now),
+                            interval_seconds=spec.stored_interval,
+                            schedule=spec.stored_schedule,
                         )
                     )
-                elif intervals[spec.name] != interval_seconds(spec.every):
+                elif stored[spec.name] != (spec.stored_interval, spec.stored_schedule):
                     self._reschedule(session, spec, now)
+
+    def _first_run(self, spec: JobSpec, now: datetime) -> datetime:
+        """New jobs start soon (a new district needs its roster and license), spread out so a
+        restart does not stampede; a scheduled one waits for the end of quiet hours."""
+        if spec.schedule is not None:
+            return spec.schedule.allowed(now + self._jitter(timedelta(minutes=1)))
+        return now + self._jitter(min(spec.every, timedelta(minutes=1))) if spec.every else now
 
     def _reschedule(self, session: Session, spec: JobSpec, now: datetime) -> None:
         job = session.get(ScheduledJob, spec.name)
         if job is None:
             return
         if job.lease_holder is not None and job.lease_expires_at and job.lease_expires_at > now:
-            return  # running: it is rescheduled with the new interval when it finishes
-        planned = rescheduled_run(
-            next_run_at=job.next_run_at,
-            last_finished_at=job.last_finished_at,
-            failing=job.consecutive_failures > 0,
-            every=spec.every,
-        )
-        if planned != job.next_run_at:  # spread out, as after any run
-            job.next_run_at = planned + self._jitter(spec.every / 10)
+            return  # running: it is rescheduled with the new timing when it finishes
+        before = job.schedule or f"every {job.interval_seconds} s"
+        if spec.schedule is not None:
+            if job.last_finished_at is not None and job.next_run_at > now:
+                # A job that never ran keeps its first run, and a due one stays due.
+                planned = spec.schedule.next_run(now)
+                failing = job.consecutive_failures > 0
+                job.next_run_at = min(job.next_run_at, planned) if failing else planned
+        else:
+            planned = rescheduled_run(
+                next_run_at=job.next_run_at,
+                last_finished_at=job.last_finished_at,
+                failing=job.consecutive_failures > 0,
+                every=spec.every,
+            )
+            if planned != job.next_run_at:  # spread out, as after any run
+                job.next_run_at = planned + self._jitter(spec.every / 10)
         logger.info(
-            "Job %s rescheduled for %s: its interval changed from %s s to %s s",
+            "Job %s rescheduled for %s: its timing changed from %s to %s",
             spec.name,
             job.next_run_at.isoformat(),
-            job.interval_seconds,
-            interval_seconds(spec.every),
+            before,
+            spec.stored_schedule or f"every {spec.stored_interval} s",
         )
-        job.interval_seconds = interval_seconds(spec.every)
+        job.interval_seconds = spec.stored_interval
+        job.schedule = spec.stored_schedule
 
     def _claim(self, name: str) -> bool:
         now = self.clock()
@@ -210,17 +246,29 @@ class Scheduler:
             job.lease_holder = None
             job.lease_expires_at = None
             job.last_finished_at = now
-            job.interval_seconds = interval_seconds(spec.every)
+            job.interval_seconds = spec.stored_interval
+            job.schedule = spec.stored_schedule
             job.last_outcome = "ok" if outcome.ok else "failed"
             job.last_error = None if outcome.ok else (outcome.detail or "failed")[:2000]
             if outcome.ok:
                 job.consecutive_failures = 0
-                job.next_run_at = now + spec.every + self._jitter(spec.every / 10)
             else:
                 job.consecutive_failures += 1
-                backoff = FIRST_RETRY * 2 ** min(job.consecutive_failures - 1, 16)
-                wait = min(backoff, spec.every) if spec.every else FIRST_RETRY
-                job.next_run_at = now + self._jitter(wait)
+            job.next_run_at = self._next_run(spec, now, failures=job.consecutive_failures)
+
+    def _next_run(self, spec: JobSpec, now: datetime, *, failures: int) -> datetime:
+        """After a run: the next scheduled one, or after a failure a retry backing off
+        exponentially (never past the next scheduled run, nor into quiet hours)."""
+        backoff = FIRST_RETRY * 2 ** min(max(failures - 1, 0), 16)
+        if spec.schedule is not None:
+            scheduled = spec.schedule.next_run(now)
+            if not failures:
+                return scheduled
+            return min(spec.schedule.allowed(now + self._jitter(backoff)), scheduled)
+        if not failures:
+            return now + spec.every + self._jitter(spec.every / 10)
+        wait = min(backoff, spec.every) if spec.every else FIRST_RETRY
+        return now + self._jitter(wait)
 
     def _jitter(self, span: timedelta) -> timedelta:
         return timedelta(seconds=self.random.uniform(0, span.total_seconds()))
@@ -230,6 +278,7 @@ class Scheduler:
 class JobState:
     name: str
     kind: str
+    schedule: str | None
     next_run_at: datetime
     last_started_at: datetime | None
     last_finished_at: datetime | None
@@ -249,6 +298,7 @@ def district_jobs(database, district_id: int) -> list[JobState]:
         JobState(
             name=row.name,
             kind=row.kind,
+            schedule=row.schedule,
             next_run_at=row.next_run_at,
             last_started_at=row.last_started_at,
             last_finished_at=row.last_finished_at,

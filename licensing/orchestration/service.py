@@ -19,7 +19,7 @@ from licensing.domain import rules
 from licensing.domain.clock import utc_now
 from licensing.domain.error_codes import ErrorCode
 from licensing.domain.forecast import DailyPoint, Forecast, forecast
-from licensing.domain.rules import AlertSpec
+from licensing.domain.rules import AlertSpec, RosterStatus
 from licensing.orchestration.license_updates import ForceUpdateOutcome, LicenseUpdater
 from licensing.orchestration.notifications import dispatch_alert_changes
 from licensing.orchestration.scheduler import JobState, district_jobs
@@ -41,6 +41,7 @@ from licensing.storage.dashboard_sessions import (
 )
 from licensing.storage.data_sources import DataSourceView, data_sources
 from licensing.storage.district_state import (
+    AlertPolicy,
     DistrictSnapshot,
     LicenseView,
     ThresholdSettingsView,
@@ -95,6 +96,7 @@ class DistrictState:
     usage: UsageCounts
     settings: ThresholdSettingsView
     alerts: list[AlertRecord]
+    roster: RosterStatus
 
 
 @dataclass(frozen=True)
@@ -138,10 +140,7 @@ class LicensingService:
         self.failed_sign_ins = FailedSignIns(
             settings=settings.sign_in, database=database, clock=clock
         )
-
-    @property
-    def sync_failing_tolerance(self) -> timedelta:
-        return self.settings.sync_failing_tolerance
+        self.alert_policy = AlertPolicy.from_settings(settings)
 
     async def authenticate(self, secret: str) -> Principal | None:
         return await self._quick_read(self._authenticate, secret)
@@ -224,9 +223,7 @@ class LicensingService:
         with self.database.read() as session:
             snapshot = read_snapshot(session, district_id=district_id)
         now = self.clock()
-        alerts = current_alerts(
-            snapshot, now=now, sync_failing_tolerance=self.sync_failing_tolerance
-        )
+        alerts = current_alerts(snapshot, now=now, policy=self.alert_policy)
         if not agrees(snapshot.open_alerts, alerts):
             return None
         return self._state(snapshot, alerts, snapshot.open_alerts, now=now)
@@ -237,17 +234,13 @@ class LicensingService:
         now = self.clock()
         with self.database.read() as session:
             snapshot = read_snapshot(session, district_id=district_id)
-        alerts = current_alerts(
-            snapshot, now=now, sync_failing_tolerance=self.sync_failing_tolerance
-        )
+        alerts = current_alerts(snapshot, now=now, policy=self.alert_policy)
         open_alerts = snapshot.open_alerts
         if not agrees(open_alerts, alerts):
             with self.database.write() as session:
                 lock_district(session, district_id)
                 snapshot = read_snapshot(session, district_id=district_id)
-                alerts = current_alerts(
-                    snapshot, now=now, sync_failing_tolerance=self.sync_failing_tolerance
-                )
+                alerts = current_alerts(snapshot, now=now, policy=self.alert_policy)
                 open_alerts = reconcile_alerts(
                     session, district_id=district_id, current=alerts, now=now
                 )
@@ -262,12 +255,14 @@ class LicensingService:
         now: datetime,
     ) -> DistrictState:
         order = {spec.kind: index for index, spec in enumerate(alerts)}
+        roster = self.alert_policy.district_roster(snapshot)
         return DistrictState(
             snapshot=snapshot,
-            license=license_view(snapshot, now=now),
+            license=license_view(snapshot, now=now, roster=roster),
             usage=snapshot.usage,
             settings=threshold_settings_view(snapshot),
             alerts=sorted(open_alerts, key=lambda alert: order.get(alert.kind, len(order))),
+            roster=roster,
         )
 
     def apply_roster(
@@ -530,10 +525,7 @@ class LicensingService:
             if not problems:
                 save_threshold(session, district_id=district_id, value=students_remaining, now=now)
                 reevaluate_alerts(
-                    session,
-                    district_id=district_id,
-                    now=now,
-                    sync_failing_tolerance=self.sync_failing_tolerance,
+                    session, district_id=district_id, now=now, policy=self.alert_policy
                 )
         return ThresholdChange(state=self.read_district_state(district_id), problems=problems)
 

@@ -152,7 +152,7 @@ class RosterSync:
             if tally.after_sync is not None and outcome.status in KEPT_OUTCOMES:
                 await _call_after_sync(tally.after_sync, outcome, config.kind)
             return outcome
-        await to_thread.run_sync(self._fail, run_id, tally, problem, actor)
+        await to_thread.run_sync(self._fail, district_id, source, run_id, tally, problem, actor)
         return SyncOutcome(
             source=source, status="failed", run_id=run_id, records=tally.seen, problem=problem
         )
@@ -244,7 +244,16 @@ class RosterSync:
                 session, run_id=run_id, note=note, actor=actor, now=self.clock(), guard=guard
             )
 
-    def _fail(self, run_id: int, tally: _Tally, problem: Problem, actor: str) -> None:
+    def _fail(
+        self,
+        district_id: int,
+        source: str,
+        run_id: int,
+        tally: _Tally,
+        problem: Problem,
+        actor: str,
+    ) -> None:
+        guard = self._guard(district_id, source)
         with self.database.write() as session:
             roster_changes.fail_run(
                 session,
@@ -254,6 +263,7 @@ class RosterSync:
                 actor=actor,
                 now=self.clock(),
                 intake=tally.intake,
+                alerts=guard.alerts,
             )
 
     def _confirm(

@@ -40,6 +40,7 @@ class ReviewReason(StrEnum):
     CLOSED_SCHOOL = "CLOSED_SCHOOL"
     QUARANTINED_ROWS = "QUARANTINED_ROWS"
     INTAKE_WARNINGS = "INTAKE_WARNINGS"
+    ENROLLMENT_ENDED = "ENROLLMENT_ENDED"
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,12 @@ def count_review(
                 false(),  # no patterns: nothing matches
             ),
             "Their name or username starts like a test account (" + ", ".join(patterns) + ").",
+        ),
+        (
+            ReviewReason.ENROLLMENT_ENDED,
+            and_(roster.c.enrollment_end.is_not(None), roster.c.enrollment_end < today),
+            f"Every enrollment of theirs has ended (the last before {today.isoformat()}), but "
+            "their source still marks them active: students who left, to make inactive there.",
         ),
     ]
     closed = config.closed_schools

@@ -9,6 +9,7 @@ from datetime import datetime
 from sqlmodel import Session, col, select
 
 from db.models import RosterRecord, RosterSyncRun
+from licensing.domain import rules
 from licensing.settings import RosterSourceConfig
 from licensing.storage.intake import (
     FINISHED,
@@ -18,6 +19,7 @@ from licensing.storage.intake import (
     issues,
     latest_finished_run,
 )
+from licensing.storage.roster_status import roster_sync_facts
 
 # How many warnings and quarantined rows dataSources shows of each source (all are counted).
 INTAKE_SAMPLE = 20
@@ -28,6 +30,7 @@ class DataSourceView:
     name: str
     kind: str
     configured: bool
+    roster: rules.RosterStatus
     last_status: str | None = None
     last_attempt_at: datetime | None = None
     last_success_at: datetime | None = None
@@ -59,11 +62,25 @@ def data_sources(
         select(RosterRecord.source).where(RosterRecord.district_id == district_id).distinct()
     ).all()
     names = sorted(configured) + sorted(set(holding) - set(configured))
-    return [_view(session, district_id, name, configured.get(name)) for name in names]
+    facts = roster_sync_facts(session, district_id=district_id)
+    return [
+        _view(
+            session,
+            district_id,
+            name,
+            configured.get(name),
+            rules.roster_status(facts.get(name) or rules.RosterSyncFacts(name)),
+        )
+        for name in names
+    ]
 
 
 def _view(
-    session: Session, district_id: int, name: str, config: RosterSourceConfig | None
+    session: Session,
+    district_id: int,
+    name: str,
+    config: RosterSourceConfig | None,
+    roster: rules.RosterStatus,
 ) -> DataSourceView:
     runs = select(RosterSyncRun).where(
         RosterSyncRun.district_id == district_id, RosterSyncRun.source == name
@@ -97,6 +114,7 @@ def _view(
         server_count=applied.server_count if applied else None,
         held=bool(decisive and decisive.status == "held"),
         intake=_intake(session, district_id, name, decisive),
+        roster=roster,
     )
 
 

@@ -4,7 +4,8 @@ transaction of the change that moved it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from sqlmodel import Session
@@ -13,6 +14,7 @@ from db import queries
 from db.models import District, License, LicenseSyncState
 from db.session import lock_district
 from licensing.domain import rules
+from licensing.settings import DistrictConfig, Settings
 from licensing.storage.alert_state import (
     LICENSE_TOPIC,
     AlertRecord,
@@ -21,6 +23,7 @@ from licensing.storage.alert_state import (
     record_change,
 )
 from licensing.storage.roster import UsageCounts, usage_counts
+from licensing.storage.roster_status import roster_sync_facts
 
 
 @dataclass(frozen=True)
@@ -33,7 +36,37 @@ class DistrictSnapshot:
     usage: UsageCounts
     threshold: int
     open_alerts: list[AlertRecord]
-    roster_failing_since: datetime | None = None
+    roster_syncs: Mapping[str, rules.RosterSyncFacts] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AlertPolicy:
+    """What a district's alerts and roster status depend on besides its stored rows: from the
+    settings, for every district."""
+
+    sync_failing_tolerance: timedelta = rules.SYNC_FAILING_TOLERANCE
+    districts: Mapping[str, DistrictConfig] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AlertPolicy:
+        return cls(settings.sync_failing_tolerance, settings.districts)
+
+    def synced_sources(self, slug: str) -> tuple[str, ...]:
+        """The roster sources the scheduler syncs for a district (its configured ones). A
+        district with none keeps its roster here (the local roster): nothing to wait for."""
+        config = self.districts.get(slug)
+        return tuple(sorted(config.roster_sources)) if config else ()
+
+    def roster_statuses(self, snapshot: DistrictSnapshot) -> tuple[rules.RosterStatus, ...]:
+        """The status of each roster source synced for the snapshot's district."""
+        return tuple(
+            rules.roster_status(snapshot.roster_syncs.get(name) or rules.RosterSyncFacts(name))
+            for name in self.synced_sources(snapshot.district.slug)
+        )
+
+    def district_roster(self, snapshot: DistrictSnapshot) -> rules.RosterStatus:
+        """The district's roster status: its most pressing synced source's."""
+        return rules.district_roster_status(self.roster_statuses(snapshot))
 
 
 @dataclass(frozen=True)
@@ -57,6 +90,7 @@ class LicenseView:
     last_sync_status: str | None
     last_sync_error: str | None
     stale: bool
+    roster: rules.RosterStatus
 
 
 @dataclass(frozen=True)
@@ -79,11 +113,11 @@ def read_snapshot(session: Session, *, district_id: int) -> DistrictSnapshot:
         if rows.settings
         else rules.DEFAULT_THRESHOLD,
         open_alerts=open_alerts(session, district_id=district_id),
-        roster_failing_since=rows.roster_failing_since,
+        roster_syncs=roster_sync_facts(session, district_id=district_id),
     )
 
 
-def facts_for(snapshot: DistrictSnapshot) -> rules.LicenseFacts | None:
+def facts_for(snapshot: DistrictSnapshot, policy: AlertPolicy) -> rules.LicenseFacts | None:
     license_row = snapshot.license
     if license_row is None:
         return None
@@ -96,40 +130,40 @@ def facts_for(snapshot: DistrictSnapshot) -> rules.LicenseFacts | None:
         expires_on=license_row.expires_on,
         overage_allowance=license_row.overage_allowance,
         time_zone=snapshot.district.time_zone,
-        sync_failing_since=_earliest(
-            snapshot.sync.failing_since if snapshot.sync else None, snapshot.roster_failing_since
-        ),
+        sync_failing_since=snapshot.sync.failing_since if snapshot.sync else None,
+        rosters=policy.roster_statuses(snapshot),
     )
 
 
 def current_alerts(
-    snapshot: DistrictSnapshot, *, now: datetime, sync_failing_tolerance: timedelta
+    snapshot: DistrictSnapshot, *, now: datetime, policy: AlertPolicy
 ) -> list[rules.AlertSpec]:
-    facts = facts_for(snapshot)
+    facts = facts_for(snapshot, policy)
     if facts is None:
         return []
-    return rules.alerts_for(facts, now=now, sync_failing_tolerance=sync_failing_tolerance)
-
-
-def _earliest(*moments: datetime | None) -> datetime | None:
-    known = [moment for moment in moments if moment is not None]
-    return min(known) if known else None
+    return rules.alerts_for(facts, now=now, sync_failing_tolerance=policy.sync_failing_tolerance)
 
 
 def reevaluate_alerts(
-    session: Session, *, district_id: int, now: datetime, sync_failing_tolerance: timedelta
+    session: Session, *, district_id: int, now: datetime, policy: AlertPolicy
 ) -> list[AlertRecord]:
     """Bring stored alerts in line with the facts, in the transaction that changed them, and
     note the change for live subscribers."""
     lock_district(session, district_id)  # re-entrant: callers normally took it at their start
     snapshot = read_snapshot(session, district_id=district_id)
-    current = current_alerts(snapshot, now=now, sync_failing_tolerance=sync_failing_tolerance)
+    current = current_alerts(snapshot, now=now, policy=policy)
     record_change(session, district_id=district_id, topic=LICENSE_TOPIC, now=now)
     return reconcile_alerts(session, district_id=district_id, current=current, now=now)
 
 
-def license_view(snapshot: DistrictSnapshot, *, now: datetime) -> LicenseView | None:
-    """The License Information section, or None when no license has been received yet."""
+def license_view(
+    snapshot: DistrictSnapshot, *, now: datetime, roster: rules.RosterStatus
+) -> LicenseView | None:
+    """The License Information section, or None when no license has been received yet.
+
+    While a synced roster source has never completed a sync (``roster.counts_known`` is False)
+    the count is shown as "? / 1000": the numbers are computed from the students known, but the
+    tab must not present them as the district's."""
     license_row = snapshot.license
     if license_row is None:
         return None
@@ -150,7 +184,9 @@ def license_view(snapshot: DistrictSnapshot, *, now: datetime) -> LicenseView | 
         total=total,
         remaining=rules.remaining_licenses(used, total),
         overage=rules.overage(used, total),
-        display=rules.usage_display(used, total),
+        display=rules.usage_display(used, total)
+        if roster.counts_known
+        else rules.unknown_usage_display(total),
         level=rules.usage_level(used, total, snapshot.threshold),
         access_level=rules.access_level(
             status=status,
@@ -170,6 +206,7 @@ def license_view(snapshot: DistrictSnapshot, *, now: datetime) -> LicenseView | 
         last_sync_error=sync.last_error if sync else None,
         # The last good license is still shown when a refresh fails; it is only marked stale.
         stale=bool(sync and sync.failing_since is not None),
+        roster=roster,
     )
 
 

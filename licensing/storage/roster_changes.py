@@ -38,7 +38,7 @@ from licensing.problems import Problem
 from licensing.settings import RosterSourceConfig, Settings
 from licensing.storage.alert_state import record_change
 from licensing.storage.audit import record_event
-from licensing.storage.district_state import reevaluate_alerts
+from licensing.storage.district_state import AlertPolicy, reevaluate_alerts
 from licensing.storage.intake import IntakeTally, forget_old_issues, store_intake
 from licensing.storage.roster import UsageCounts, current_usage, normalize_all, refresh_usage
 from plugins.records import INTAKE_FACTS, IntakeWarning, QuarantinedRow, StudentRecord
@@ -64,15 +64,15 @@ DEFAULT_MAX_DROP_SHARE: float = RosterSourceConfig.model_fields["max_drop_share"
 DEFAULT_MAX_QUARANTINED_SHARE: float = RosterSourceConfig.model_fields[
     "max_quarantined_share"
 ].default
-DEFAULT_SYNC_FAILING_TOLERANCE = Settings.model_construct().sync_failing_tolerance
 
 
 @dataclass(frozen=True)
 class RosterGuard:
-    """What settling a change needs besides the change: the hold's limit and the alert rule's."""
+    """What settling a change needs besides the change: the hold's limit and what the alerts
+    depend on."""
 
     max_drop_share: float
-    sync_failing_tolerance: timedelta
+    alerts: AlertPolicy
     max_quarantined_share: float = DEFAULT_MAX_QUARANTINED_SHARE
 
 
@@ -99,7 +99,8 @@ class RunAbandoned(Exception):
     """The run was declared dead (no heartbeat for too long) while it was still staging."""
 
 
-DEFAULT_GUARD = RosterGuard(DEFAULT_MAX_DROP_SHARE, DEFAULT_SYNC_FAILING_TOLERANCE)
+# For imports outside a configured service (tests, the demo): no synced roster sources.
+DEFAULT_GUARD = RosterGuard(DEFAULT_MAX_DROP_SHARE, AlertPolicy())
 
 
 def guard_for(settings: Settings, *, slug: str, source: str) -> RosterGuard:
@@ -107,7 +108,7 @@ def guard_for(settings: Settings, *, slug: str, source: str) -> RosterGuard:
     config = settings.district(slug).roster_sources.get(source)
     return RosterGuard(
         max_drop_share=config.max_drop_share if config else DEFAULT_MAX_DROP_SHARE,
-        sync_failing_tolerance=settings.sync_failing_tolerance,
+        alerts=AlertPolicy.from_settings(settings),
         max_quarantined_share=(
             config.max_quarantined_share if config else DEFAULT_MAX_QUARANTINED_SHARE
         ),
@@ -203,7 +204,7 @@ def settle_run(
     else:
         reasons = _hold_reasons(run, intake, guard)
         if reasons:
-            outcome = _hold(session, run, excluded, reasons, action=action, now=now)
+            outcome = _hold(session, run, excluded, reasons, guard=guard, action=action, now=now)
         else:
             outcome = _apply(
                 session, run, excluded, actor=actor, action=action, now=now, guard=guard
@@ -408,15 +409,20 @@ def fail_run(
     actor: str,
     now: datetime,
     intake: IntakeTally | None = None,
+    alerts: AlertPolicy | None = None,
 ) -> None:
     """Mark a running run failed and drop its staging rows (nothing of it is applied); what
-    the source read past before it failed is kept with the run."""
+    the source read past before it failed is kept with the run. With the alert policy, bring the
+    district's alerts in line at once (a first sync that failed raises SYNC_FAILING in the same
+    transaction)."""
     run = session.get(RosterSyncRun, run_id)
     if run is None or not _still_running(session, run_id=run_id, now=now):
         return  # already reaped: it was recorded then
     run.records = records
     _fail(session, run, problem.message, actor=actor, now=now)
     store_intake(session, run=run, tally=intake or IntakeTally())
+    if alerts is not None:
+        reevaluate_alerts(session, district_id=run.district_id, now=now, policy=alerts)
 
 
 def mark_unchanged(
@@ -447,7 +453,7 @@ def mark_unchanged(
         session,
         district_id=run.district_id,
         now=now,
-        sync_failing_tolerance=guard.sync_failing_tolerance,
+        policy=guard.alerts,
     )
     _record(
         session,
@@ -577,6 +583,7 @@ def _hold(
     excluded: dict[str, int],
     reasons: list[str],
     *,
+    guard: RosterGuard,
     action: str,
     now: datetime,
 ) -> SyncOutcome:
@@ -600,6 +607,8 @@ def _hold(
         used=(used, used),
         detail=message,
     )
+    # A held roster is not the source's: SYNC_FAILING says so at once.
+    reevaluate_alerts(session, district_id=run.district_id, now=now, policy=guard.alerts)
     count_roster_sync(outcome=HELD, plugin=run.kind)
     return _outcome(run, excluded, Problem(ErrorCode.SYNC_HELD, message), used=(used, used))
 
@@ -623,12 +632,7 @@ def _apply(
         session, district_id=run.district_id, source=run.source, run_id=stored_id(run)
     )
     after = refresh_usage(session, district_id=run.district_id, now=now)
-    reevaluate_alerts(
-        session,
-        district_id=run.district_id,
-        now=now,
-        sync_failing_tolerance=guard.sync_failing_tolerance,
-    )
+    reevaluate_alerts(session, district_id=run.district_id, now=now, policy=guard.alerts)
     used = (before.active_students, after.active_students)
     _record(session, run, action=action, actor=actor, outcome=APPLIED, now=now, used=used)
     count_roster_sync(outcome=APPLIED, plugin=run.kind)

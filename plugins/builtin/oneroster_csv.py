@@ -33,6 +33,10 @@ forgiving everywhere else. The rules shared with the other sources are in
 - A row that cannot be classified (no ``sourcedId``, no role at all, or fields that do not line
   up with the header) is yielded as a ``QuarantinedRow``: not counted, listed with its file, line
   and reason. The host holds the sync when too many are.
+- ``enrollments.csv`` (1.1, when the manifest lists it as ``bulk``): the last ``endDate`` of the
+  user's student enrollments becomes ``enrollment_end`` (none while one is open-ended). Only
+  ``userSourcedId``, ``role``, ``status`` and ``endDate`` are read, and forgivingly: enrollment
+  dates never change the count, so a file or row that cannot be read leaves them unknown.
 
 Mapping: ``sourcedId`` -> ``source_id``; the person key (how the same person is recognised in
 other sources) is 1.2's ``userMasterIdentifier``, else ``identifier`` (the district's student
@@ -41,8 +45,8 @@ number), else the ``sourcedId``; ``status`` blank -> ``active`` and ``tobedelete
 ``orgSourcedIds`` -> schools, the first being the primary one; the first of ``grades`` -> grade;
 ``dateLastModified`` -> ``last_modified`` (UTC). In 1.2, ``roles.csv`` gives a user's role and
 organisations: ``roleType`` ``primary`` marks the primary one, and a student role wins over any
-other (the host counts such a person as a student anyway); ``endDate`` becomes
-``enrollment_end``. Role words are passed on in their standard spelling (``guardian``,
+other (the host counts such a person as a student anyway); the last ``endDate`` of the user's
+roles of that kind becomes ``enrollment_end`` (none while one of them is open-ended). Role words are passed on in their standard spelling (``guardian``,
 ``parent`` and ``relative`` are people the host neither stores nor counts).
 
 Every bad row is collected (line, column, what is wrong) and raised as ``RosterFileError`` naming
@@ -67,7 +71,7 @@ import zipfile
 import zlib
 from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, ClassVar
@@ -727,8 +731,11 @@ def _records(
         assert roles is not None
         make = _v1p2_maker(columns, delta, problems, intake, roles)
     stored_from = STORED_FROM[plan.version]
+    ends = _read_enrollment_ends(bundle) if plan.version == "1.1" else {}
     for line, row in _rows(bundle, USERS, plan.users_columns, problems, intake):
         record = make(line, row)
+        if ends and record is not None and record.source_id in ends:
+            record = replace(record, enrollment_end=ends[record.source_id])
         if record is not None and _fits(record, line, row, columns, stored_from, problems, checks):
             yield record
         if pending:
@@ -1058,13 +1065,27 @@ def _read_roles(
             continue
         if rank < chosen_rank:
             others = tuple(school for school in (chosen_org, *others) if school and school != org)
+            end = _last_end(end, chosen_end) if _same_kind(rank, chosen_rank) else end
             roles[user] = share((role, org, end, rank, share(others)))
-        elif org and org != chosen_org and org not in others:
-            others = share((*others, org))
+        else:
+            if org and org != chosen_org and org not in others:
+                others = share((*others, org))
+            if _same_kind(rank, chosen_rank):
+                chosen_end = _last_end(chosen_end, end)
             roles[user] = share((chosen_role, chosen_org, chosen_end, chosen_rank, others))
     yield from intake.finish()
     problems.raise_if_any()
     return roles
+
+
+def _same_kind(rank: int, other: int) -> bool:
+    """Whether two ranked roles of one tier are both a student's, or both another role's."""
+    return (rank % _TIER) // 2 == (other % _TIER) // 2
+
+
+def _last_end(first: date | None, second: date | None) -> date | None:
+    """The later of two enrollment ends; None (open-ended) when either is."""
+    return None if first is None or second is None else max(first, second)
 
 
 # --- Field values ------------------------------------------------------------------------------
@@ -1093,6 +1114,47 @@ def _split(text: str) -> tuple[str, ...]:
         item = text.strip()
         return (item,) if item else ()
     return tuple(item for item in (part.strip() for part in text.split(",")) if item)
+
+
+# --- Enrollment ends (OneRoster 1.1's enrollments.csv) ------------------------------------------
+
+ENROLLMENTS = "enrollments.csv"
+_OPEN = object()  # marks a user not seen yet
+
+
+def _read_enrollment_ends(bundle: Bundle) -> dict[str, date | None]:
+    """userSourcedId -> the last endDate of the user's student enrollments (None while one is
+    open-ended or unreadable), when the manifest lists enrollments.csv as bulk; else nothing.
+
+    Forgiving throughout: the dates only feed the count review, so a file or row that cannot be
+    read is passed over. Keeps one small entry per enrolled student."""
+    if not bundle.has(ENROLLMENTS) or _read_manifest(bundle).get("file.enrollments") != "bulk":
+        return {}
+    ends: dict[str, Any] = {}
+    dates = _Shared()
+    with bundle.text(ENROLLMENTS) as handle:
+        reader = csv.reader(handle)
+        try:
+            header = [name.strip().lower() for name in next(reader, [])]
+            if "usersourcedid" not in header or "enddate" not in header:
+                return {}
+            i_user, i_end = header.index("usersourcedid"), header.index("enddate")
+            i_role = header.index("role") if "role" in header else None
+            i_status = header.index("status") if "status" in header else None
+            for row in reader:
+                if len(row) != len(header):
+                    continue
+                if i_role is not None and row[i_role].strip().lower() != "student":
+                    continue
+                if i_status is not None and row[i_status].strip().lower() == "tobedeleted":
+                    continue
+                user = row[i_user].strip()
+                end = dates(_date(row[i_end])) if row[i_end].strip() else None
+                known = ends.get(user, _OPEN)
+                ends[user] = end if known is _OPEN else _last_end(known, end)
+        except (csv.Error, UnicodeDecodeError):
+            return {}
+    return ends
 
 
 @hookimpl(trylast=True)

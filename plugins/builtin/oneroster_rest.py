@@ -603,7 +603,9 @@ def _record_v1p2(user: Any, *, role: str, key_fields: Sequence[str]) -> StudentR
     primary_school = _org_id(chosen.get("org")) if chosen else None
     primary_school = primary_school or _org_id(user.get("primaryOrg"))
     schools = _unique([primary_school, *(_org_id(entry.get("org")) for entry in roles)])
-    end = _date(chosen.get("endDate")) if chosen else None
+    # The last of the roles' ends (students' roles for a student): none while one is open.
+    ends = [_date(entry.get("endDate")) for entry in candidates]
+    end = None if not ends or None in ends else max(day for day in ends if day is not None)
     return StudentRecord(
         source_id=source_id,
         role=str(chosen.get("role")) if chosen and chosen.get("role") else role,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import pytest
 from sqlalchemy import event
@@ -224,6 +224,10 @@ def every_reason() -> list[StudentRecord]:
         StudentRecord(source_id="E2", schools=["Old Mill", "Hilltop"]),  # Hilltop is open
         StudentRecord(source_id="E3", schools=["Old Mill", "Elm Street"]),
         StudentRecord(source_id="F1", status="graduated", graduation_year=2000),  # not counted
+        StudentRecord(source_id="G1", enrollment_end=date(2026, 6, 12)),  # left in June
+        StudentRecord(source_id="G2", enrollment_end=date(2027, 6, 15)),  # enrolled this year
+        StudentRecord(source_id="G3", enrollment_end=date(2026, 6, 12)),
+        StudentRecord(source_id="G3-other", person_key="G3"),  # enrolled elsewhere still
         *(StudentRecord(source_id=f"P{number}", grade="5") for number in range(20)),
     ]
 
@@ -247,13 +251,20 @@ async def test_every_group_is_counted_with_its_licenses_freed_and_examples(
         ("GRADE_BEYOND_LAST", 2, 2, 2),
         ("CLOSED_SCHOOL", 2, 2, 2),
         ("GRADUATION_YEAR_PASSED", 2, 2, 1),  # A2 has a counted record that has not graduated
+        ("ENROLLMENT_ENDED", 2, 2, 1),  # G3 has a counted record with no end
         ("NOT_MODIFIED_RECENTLY", 1, 1, 1),
-        ("DUPLICATE_PERSON", 1, 2, 0),
+        ("DUPLICATE_PERSON", 2, 4, 0),
     ]
     examples = {group["reason"]: group["examples"] for group in data["countReview"]}
     assert examples["TEST_ACCOUNT"] == ["local:D1", "local:D2", "local:D3"]
     assert examples["CLOSED_SCHOOL"] == ["local:E1", "local:E3"]
-    assert examples["DUPLICATE_PERSON"] == ["local:A2", "local:A2-new"]
+    assert examples["DUPLICATE_PERSON"] == [
+        "local:A2",
+        "local:A2-new",
+        "local:G3",
+        "local:G3-other",
+    ]
+    assert examples["ENROLLMENT_ENDED"] == ["local:G1", "local:G3"]
 
 
 async def test_the_roster_is_read_once_for_every_groups_counts(
@@ -278,3 +289,29 @@ async def test_the_roster_is_read_once_for_every_groups_counts(
     groups = len(data["countReview"])
     # The closed schools' candidates, the counts, and each group's examples.
     assert len(statements) == 1 + 1 + groups
+
+
+async def test_students_whose_enrollments_all_ended_are_suggested_after_a_sync(
+    client, make_district, settings, service, tmp_path
+):
+    from licensing.settings import RosterSourceConfig
+    from tests.plugins.test_oneroster_csv import (
+        ENROLLMENT_ROWS,
+        v1p1_with_enrollments,
+    )
+
+    bundle = v1p1_with_enrollments(tmp_path, ENROLLMENT_ROWS)  # "left" left in June 2026
+    settings.districts["riverside"] = DistrictConfig(
+        roster_sources={
+            "sis": RosterSourceConfig(kind="oneroster_csv", options={"path": str(bundle)})
+        }
+    )
+    district = await make_district("riverside", seats=100)
+    outcome = await service.roster_sync.sync(district_id=district.id, source="sis", actor="test")
+    assert outcome.status == "applied"
+
+    data = await graphql_data(client, district.manager_token, REVIEW)
+
+    [ended] = [group for group in data["countReview"] if group["reason"] == "ENROLLMENT_ENDED"]
+    assert (ended["students"], ended["licensesFreed"], ended["examples"]) == (1, 1, ["sis:left"])
+    assert "Every enrollment of theirs has ended" in ended["explanation"]

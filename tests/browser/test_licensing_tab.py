@@ -398,6 +398,44 @@ async def test_banner_appears_past_the_threshold_and_goes_when_capacity_rises(
     await tab.screenshot("12-banner-gone-after-capacity-rises")
 
 
+async def test_a_roster_that_never_synced_or_failed_is_said_and_the_count_not_coloured(
+    make_district, service, settings, open_tab, tmp_path
+):
+    from licensing.settings import DistrictConfig, RosterSourceConfig
+
+    export = tmp_path / "export"  # the SIS has not delivered its bundle yet
+    settings.districts["valley"] = DistrictConfig(
+        roster_sources={
+            "sis": RosterSourceConfig(kind="oneroster_csv", options={"path": str(export)})
+        }
+    )
+    district = await make_district("valley", seats=1000)
+    tab = await open_tab()
+    await tab.sign_in(district.manager_token)
+    page = tab.page
+
+    assert await text(page, "#license-count") == "? / 1000"
+    assert "Count not known yet" in await text(page, "#usage-level")
+    assert await page.locator("#usage-bar").get_attribute("class") == "usage-bar level-unknown"
+    note = await text(page, "#roster-note")
+    assert "Student counts are not known yet" in note and "“sis”" in note
+    await (
+        page.get_by_role("region", name="License alerts")
+        .filter(has_text="has not completed a sync")
+        .wait_for()
+    )
+    await tab.screenshot("14-roster-never-synced")
+
+    # The first sync fails: the banner says so, with the reason.
+    await service.roster_sync.sync(district_id=district.id, source="sis", actor="scheduler")
+    await tab.refresh()
+    await page.locator("#roster-note").filter(has_text="has never synced successfully").wait_for()
+    assert "not known until every roster source has synced" in await text(
+        page, "#license-remaining"
+    )
+    await tab.screenshot("15-roster-first-sync-failed")
+
+
 async def test_polling_picks_up_changes_without_a_reload(make_district, service, open_tab):
     district = await make_district("poll", seats=100, active=10, threshold=5)
     tab = await open_tab()

@@ -121,3 +121,62 @@ def test_a_misconfigured_source_stops_every_command_at_start_up(tmp_path, monkey
     assert "Invalid configuration" in result.stderr
     assert "district riverside, source sis, field options.page_sise" in result.stderr
     assert "licensing config check" in result.stderr
+
+
+def test_config_check_reports_bad_schedules_and_quiet_hours(tmp_path, monkeypatch):
+    configure(
+        tmp_path,
+        monkeypatch,
+        'license_refresh_schedule = "0 */6 * *"\n'
+        'quiet_hours = "7am-4pm"\n'
+        "[districts.riverside]\n"
+        'quiet_hours = "16:00-16:00"\n'
+        "[districts.riverside.roster_sources.sis]\n"
+        'kind = "clever"\n'
+        'options = { token = "t0ken" }\n'
+        'schedule = "0 2 30 2 *"\n',
+    )
+
+    result = run("config", "check", expect=1)
+
+    text = result.stderr
+    assert "4 problem(s)" in text
+    assert "field license_refresh_schedule: '0 */6 * *' is not a cron expression of five" in text
+    assert "field quiet_hours: '7am-4pm' is not a period of the day; write it as HH:MM-HH:MM" in (
+        text
+    )
+    assert "district riverside, field quiet_hours: '16:00-16:00' starts and ends" in text
+    assert "district riverside, source sis, field schedule: '0 2 30 2 *' never matches" in text
+
+
+def test_the_replaced_interval_settings_name_their_replacement(tmp_path, monkeypatch):
+    configure(
+        tmp_path,
+        monkeypatch,
+        "license_refresh_interval_seconds = 21600\n"
+        "[districts.riverside.roster_sources.sis]\n"
+        'kind = "clever"\n'
+        'options = { token = "t0ken" }\n'
+        "sync_interval_hours = 24\n",
+    )
+
+    result = run("config", "check", expect=1)
+
+    text = result.stderr
+    assert "2 problem(s)" in text
+    assert (
+        "field license_refresh_interval_seconds: license_refresh_interval_seconds is no longer "
+        "read" in text
+    )
+    assert 'Write license_refresh_schedule = "0 */6 * * *" (every 6 hours, on the hour)' in text
+    assert "district riverside, source sis, field sync_interval_hours:" in text
+    assert 'Write schedule = "0 2 * * *" (every day at 02:00)' in text
+
+
+def test_a_replaced_interval_variable_stops_the_service_with_its_replacement(tmp_path, monkeypatch):
+    monkeypatch.setenv("LICENSING_LICENSE_REFRESH_INTERVAL_SECONDS", "3600")
+
+    result = run("district", "list", expect=2)
+
+    assert "license_refresh_interval_seconds is no longer read" in result.stderr
+    assert 'license_refresh_schedule = "0 * * * *"' in result.stderr

@@ -44,7 +44,9 @@ async def test_a_scheduled_refresh_applies_a_new_license(
     assert data["alerts"] == []
     refreshed = job(service, f"license_refresh:{district.id}")
     assert refreshed.last_outcome == "ok"
-    assert timedelta(hours=6) <= refreshed.next_run_at - clock() <= timedelta(hours=6, minutes=36)
+    # The next six-hourly run of the cron schedule (15:02 now: 18:00), plus the district's delay.
+    six_pm = clock().replace(hour=18, minute=0, second=0)
+    assert six_pm <= refreshed.next_run_at <= six_pm + timedelta(minutes=30)
 
 
 async def test_each_due_job_runs_once_across_runners(service, clock, make_district):
@@ -204,7 +206,7 @@ async def test_the_passing_of_midnight_expires_a_license_without_a_sync(
     assert "EXPIRED" in kinds
 
 
-# --- A changed refresh interval ------------------------------------------------------------------
+# --- A changed refresh schedule ------------------------------------------------------------------
 
 
 def restarted_with(service, clock, **changes):
@@ -225,51 +227,32 @@ async def refreshed_once(service, clock, district_id: int) -> ScheduledJob:
     return refreshed
 
 
-async def test_a_shorter_refresh_interval_reschedules_the_existing_jobs(
+async def test_a_changed_refresh_schedule_reschedules_the_existing_jobs(
     service, clock, make_district
 ):
     district = await make_district("riverside")
     name = f"license_refresh:{district.id}"
-    before = await refreshed_once(service, clock, district.id)
-    assert before.next_run_at - before.last_finished_at >= timedelta(hours=6)
+    before = await refreshed_once(service, clock, district.id)  # at 15:02 UTC
+    assert before.next_run_at >= clock().replace(hour=18, minute=0, second=0)
 
-    restarted = restarted_with(service, clock, license_refresh_interval_seconds=3600)
+    restarted = restarted_with(
+        service, clock, license_refresh_schedule="30 15 * * *", schedule_jitter_minutes=0
+    )
     try:
         scheduler = service_scheduler(restarted, holder="restarted")
-        ran = {outcome.name for outcome in await scheduler.tick()}
-        assert name not in ran
-        after = job(service, name)
-        assert timedelta(hours=1) <= after.next_run_at - after.last_finished_at
-        assert after.next_run_at - after.last_finished_at <= timedelta(hours=1, minutes=6)
-
-        clock.advance(hours=1, minutes=7)
-        assert name in {outcome.name for outcome in await scheduler.tick()}
-        again = job(service, name)
-        assert timedelta(hours=1) <= again.next_run_at - clock() <= timedelta(hours=1, minutes=6)
-    finally:
-        restarted.database.dispose()
-
-
-async def test_a_longer_refresh_interval_puts_the_next_run_off(service, clock, make_district):
-    district = await make_district("riverside")
-    name = f"license_refresh:{district.id}"
-    await refreshed_once(service, clock, district.id)
-
-    restarted = restarted_with(service, clock, license_refresh_interval_seconds=24 * 3600)
-    try:
-        scheduler = service_scheduler(restarted, holder="restarted")
-        await scheduler.tick()
-        after = job(service, name)
-        assert timedelta(hours=24) <= after.next_run_at - after.last_finished_at
-        assert after.next_run_at - after.last_finished_at <= timedelta(hours=26, minutes=24)
-
-        clock.advance(hours=7)  # past the old interval, well within the new one
         assert name not in {outcome.name for outcome in await scheduler.tick()}
+        after = job(service, name)
+        assert after.next_run_at == clock().replace(hour=15, minute=30, second=0)
+        assert after.schedule.startswith("30 15 * * * | UTC")
+
+        clock.set(after.next_run_at)
+        assert name in {outcome.name for outcome in await scheduler.tick()}
+        assert job(service, name).next_run_at == after.next_run_at + timedelta(days=1)
     finally:
         restarted.database.dispose()
 
 
-async def test_an_unchanged_interval_leaves_the_schedule_alone(service, clock, make_district):
+async def test_an_unchanged_schedule_leaves_the_next_run_alone(service, clock, make_district):
     district = await make_district("riverside")
     before = await refreshed_once(service, clock, district.id)
 

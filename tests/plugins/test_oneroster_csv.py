@@ -575,7 +575,7 @@ DISTRICT_V1P2_ROLES = (
     + "\n".join(
         [
             role_row("u1", "student", "org1", end="2026-06-15"),
-            role_row("u1", "student", "org2", role_type="secondary"),
+            role_row("u1", "student", "org2", role_type="secondary", end="2026-06-30"),
             role_row("u2", "student", "org1"),
             role_row("u3", "student", "org2"),
             role_row("u4", "student", "org1"),
@@ -621,7 +621,7 @@ def test_a_v1p2_bundle_takes_roles_and_orgs_from_roles_csv(tmp_path, service, ki
         grade="07",
         schools=("org1", "org2"),
         primary_school="org1",
-        enrollment_end=date(2026, 6, 15),
+        enrollment_end=date(2026, 6, 30),  # the last end of u1's student roles
         raw_status="",
     )
     assert records["u3"].person_key == "1001"
@@ -1110,3 +1110,106 @@ def test_unreadable_dates_are_left_blank_with_one_warning_for_all_such_rows(tmp_
     (warning,) = facts(items)
     assert (warning.line, warning.column, warning.rows) == (2, "dateLastModified", 2)
     assert "'15/08/2026' is not an ISO 8601 date and time" in warning.message
+
+
+# --- Enrollment ends: the last end of a user's enrollments (1.1) or roles (1.2) ---------------------
+
+ENROLLMENTS_HEADER = (
+    "sourcedId,status,dateLastModified,classSourcedId,schoolSourcedId,userSourcedId,role,"
+    "primary,beginDate,endDate"
+)
+
+
+def enrollment(user: str, end: str, *, role: str = "student", status: str = "active") -> str:
+    return f"e-{user}-{end or 'open'},{status},,class1,org1,{user},{role},false,2025-08-20,{end}"
+
+
+def v1p1_with_enrollments(tmp_path, rows: list[str], *, listed: str = "bulk") -> Path:
+    return write_bundle(
+        tmp_path,
+        {
+            "manifest.csv": manifest().replace(
+                "file.enrollments,absent", f"file.enrollments,{listed}"
+            ),
+            "users.csv": users_csv(
+                *(user_v1p1(name) for name in ("left", "enrolled", "no-classes")),
+                user_v1p1("teacher", role="teacher"),
+            ),
+            "enrollments.csv": "\n".join([ENROLLMENTS_HEADER, *rows]) + "\n",
+        },
+    )
+
+
+ENROLLMENT_ROWS = [
+    enrollment("left", "2026-01-15"),
+    enrollment("left", "2026-06-12"),
+    enrollment("left", "2027-06-15", status="tobedeleted"),  # being removed: not an enrollment
+    enrollment("enrolled", "2026-06-12"),
+    enrollment("enrolled", ""),  # open-ended
+    enrollment("teacher", "2026-06-12", role="teacher"),
+]
+
+
+def test_a_v1p1_bundle_takes_the_last_end_of_each_students_enrollments(tmp_path):
+    path = v1p1_with_enrollments(tmp_path, ENROLLMENT_ROWS)
+
+    ends = {record.source_id: record.enrollment_end for record in fetch(path)}
+
+    assert ends == {
+        "left": date(2026, 6, 12),
+        "enrolled": None,  # still enrolled in one class
+        "no-classes": None,  # the file does not say
+        "teacher": None,  # only students' enrollments are read
+    }
+
+
+def test_enrollments_are_read_only_when_the_manifest_lists_them_in_bulk(tmp_path):
+    path = v1p1_with_enrollments(tmp_path, ENROLLMENT_ROWS, listed="absent")
+
+    assert {record.enrollment_end for record in fetch(path)} == {None}
+
+
+def test_an_unreadable_enrollment_date_is_taken_as_still_enrolled_and_fails_nothing(tmp_path):
+    path = v1p1_with_enrollments(
+        tmp_path,
+        [enrollment("left", "2026-06-12"), enrollment("left", "June 30"), "a,row,too,short"],
+    )
+
+    ends = {record.source_id: record.enrollment_end for record in fetch(path)}
+
+    assert ends["left"] is None
+
+
+def test_a_v1p2_students_end_is_the_last_of_their_student_roles(tmp_path):
+    path = write_bundle(
+        tmp_path,
+        {
+            "manifest.csv": manifest("1.2", roles="bulk"),
+            "users.csv": users_csv(
+                *(user_v1p2(name) for name in ("left", "enrolled", "also-teaching")),
+                header=HEADER_V1P2,
+            ),
+            "roles.csv": "\n".join(
+                [
+                    HEADER_ROLES,
+                    role_row("left", "student", "org1", end="2026-06-12"),
+                    role_row("left", "student", "org2", role_type="secondary", end="2026-01-15"),
+                    role_row("enrolled", "student", "org1", end="2026-06-12"),
+                    role_row("enrolled", "student", "org2", role_type="secondary"),
+                    role_row("also-teaching", "teacher", "org1"),
+                    role_row(
+                        "also-teaching", "student", "org2", role_type="secondary", end="2026-06-12"
+                    ),
+                ]
+            )
+            + "\n",
+        },
+    )
+
+    ends = {record.source_id: record.enrollment_end for record in fetch(path)}
+
+    assert ends == {
+        "left": date(2026, 6, 12),
+        "enrolled": None,
+        "also-teaching": date(2026, 6, 12),  # a student: the open teacher role is not theirs
+    }

@@ -572,3 +572,19 @@ async def test_local_students_and_the_sis_count_together(service, source):
         counts = sync(service, district_id, await fetch(source, options(url, fake)))
 
     assert counts.active_students == 2 + SAMPLE_ACTIVE_STUDENTS
+
+
+async def test_a_students_enrollment_end_is_the_last_of_their_student_roles(source):
+    fake = FakeOneRoster(
+        students=[
+            Person("left", orgs=("sch-oak", "sch-river"), end_date="2026-06-12"),
+            # Still enrolled at Elm: a student role with no end.
+            Person("enrolled", end_date="2026-06-12", other_roles=(("student", "sch-elm"),)),
+            Person("open"),
+        ]
+    )
+    with running(fake) as url:
+        items = await fetch(source, options(url, fake))
+
+    ends = {record.source_id: record.enrollment_end for record in people_of(items)}
+    assert ends == {"left": date(2026, 6, 12), "enrolled": None, "open": None}

@@ -277,6 +277,7 @@ async def test_a_source_failing_beyond_the_tolerance_raises_sync_failing_until_i
     await service.license_updater.refresh(district_id=district_id, actor="test")
     source.records = roster(10)
     await sync(service, district_id)
+    await sync(service, district_id, "second")  # both sources have synced once: counts known
 
     def open_kinds() -> set[str]:
         service.read_district_state(district_id)

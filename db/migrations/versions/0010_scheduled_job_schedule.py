@@ -2,7 +2,7 @@
 
 Revision ID: 0010
 Revises: 0009
-Create Date: 2026-12-02
+Create Date: 2026-11-29
 """
 
 from collections.abc import Sequence

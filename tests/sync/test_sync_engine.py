@@ -365,6 +365,7 @@ async def test_a_failing_source_that_answers_nothing_new_is_healthy_again(
     await service.license_updater.refresh(district_id=district_id, actor="test")
     source.records = roster(10)
     await sync(service, district_id)
+    await sync(service, district_id, "second")  # both sources have synced once: counts known
     source.fail_after = 0
     await sync(service, district_id)
     clock.advance(hours=25)

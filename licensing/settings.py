@@ -53,6 +53,13 @@ class RosterSourceConfig(BaseModel):
         description="A sync removing more than this share of the source's active students is "
         "held for an administrator to confirm.",
     )
+    full_sync_every_days: float = Field(
+        default=7,
+        gt=0,
+        description="A source that delivers changes (OneRoster REST, Clever) is asked for its "
+        "whole roster when its last full sync is older than this; the full sync corrects "
+        "anything the deltas missed (weekly).",
+    )
 
 
 WebhookEvent = Literal["alert_raised", "alert_resolved"]

@@ -19,7 +19,14 @@ from db import queries
 from db.limits import INTEGER_RANGE, ColumnShape, column_shapes
 from db.models import DistrictUsage, RosterRecord, RosterStaging
 from licensing.domain.rules import Lifecycle, Role
-from plugins.records import FieldProblem, RosterFileError, RowProblem, StudentRecord
+from plugins.records import (
+    FieldProblem,
+    RosterDelta,
+    RosterFileError,
+    RowProblem,
+    SourceError,
+    StudentRecord,
+)
 
 STUDENT_ROLES = {"student"}
 STAFF_ROLES = {
@@ -108,6 +115,11 @@ async def collect_records(result: Any) -> list[Any]:
     """
     if inspect.isawaitable(result):
         result = await result
+    if isinstance(result, RosterDelta):
+        raise SourceError(
+            "The source delivered changes (a delta), not a roster: an import takes whole "
+            "records; configure the source and run `licensing sync` to apply changes."
+        )
     if hasattr(result, "__aiter__"):
         return [record async for record in result]
     return list(result)

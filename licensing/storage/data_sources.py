@@ -26,6 +26,8 @@ class DataSourceView:
     excluded: dict[str, int] = field(default_factory=dict)
     server_count: int | None = None
     held: bool = False
+    last_sync_mode: str | None = None  # full or delta: the last applied sync's
+    last_full_sync_at: datetime | None = None
 
 
 def data_sources(
@@ -53,6 +55,11 @@ def _view(
             col(RosterSyncRun.finished_at).desc(), col(RosterSyncRun.id).desc()
         )
     ).first()
+    last_full = session.exec(
+        runs.where(RosterSyncRun.status == "applied", RosterSyncRun.mode == "full").order_by(
+            col(RosterSyncRun.finished_at).desc(), col(RosterSyncRun.id).desc()
+        )
+    ).first()
     kind = config.kind if config else (latest.kind if latest else name)
     return DataSourceView(
         name=name,
@@ -69,4 +76,6 @@ def _view(
         excluded=json.loads(applied.excluded) if applied and applied.excluded else {},
         server_count=applied.server_count if applied else None,
         held=bool(latest and latest.status == "held"),
+        last_sync_mode=applied.mode if applied else None,
+        last_full_sync_at=last_full.finished_at if last_full else None,
     )

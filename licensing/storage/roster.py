@@ -26,6 +26,7 @@ from plugins.records import (
     RowProblem,
     SourceError,
     StudentRecord,
+    SyncCursor,
 )
 
 STUDENT_ROLES = {"student"}
@@ -120,9 +121,10 @@ async def collect_records(result: Any) -> list[Any]:
             "The source delivered changes (a delta), not a roster: an import takes whole "
             "records; configure the source and run `licensing sync` to apply changes."
         )
+    # A cursor says where a delta would start: an import has no use for it.
     if hasattr(result, "__aiter__"):
-        return [record async for record in result]
-    return list(result)
+        return [record async for record in result if not isinstance(record, SyncCursor)]
+    return [record for record in result if not isinstance(record, SyncCursor)]
 
 
 def role_of(word: str | None) -> Role | None:

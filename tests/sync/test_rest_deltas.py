@@ -227,26 +227,21 @@ async def test_a_clever_delta_applies_user_events_and_counts_as_a_full_sync(
         fake.remove("u-00004")
         fake.create(CleverUser("u-00012", sis_id="U-00012"))
         fake.remove("u-00012")  # created and deleted between two syncs: the last event wins
-        fake.requests.clear()
+        fake.event_requests.clear()
         delta = await sync(service, district)
         after_delta = await shown(service, client, district)
-        event_pages = [seen for seen in fake.requests if seen.path.endswith("/events")]
+        event_pages = list(fake.event_requests)
 
         full = await sync(service, district, full=True)
         after_full = await shown(service, client, district)
 
     assert (delta.status, delta.mode) == ("applied", "delta")
     assert after_delta["used"] == 10 + 1 - 2
-    # The events were read from the one after the first sync's, page by page (2 a page).
-    assert event_pages[0].query["starting_after"] == first_event_id(fake)
+    # The events were read from the one newest at the first sync, page by page (2 a page).
+    assert event_pages[0].query["starting_after"] == fake.initial_event_id
     assert len(event_pages) >= 3
     assert full.mode == "full"
     assert comparable(after_delta) == comparable(after_full)
-
-
-def first_event_id(fake: FakeClever) -> str:
-    """The newest event when the first sync began (none was made before it: the fake's zero)."""
-    return fake.initial_event_id
 
 
 async def test_a_clever_cursor_too_old_for_the_events_api_falls_back_to_a_full_sync(

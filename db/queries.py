@@ -332,6 +332,11 @@ def apply_staged_delta(session: Session, *, district_id: int, source: str, run_i
     )
 
 
+# What says how a record was exported rather than who the person is: a bulk file leaves the
+# status and dateLastModified blank where a delta file fills them, so they are not corrections.
+_EXPORT_METADATA = ("source_id", "raw_status", "last_modified")
+
+
 @dataclass(frozen=True)
 class RosterDifferences:
     """How a staged whole roster differs from the source's stored one, record by record."""
@@ -348,8 +353,8 @@ class RosterDifferences:
 def staged_differences(
     session: Session, *, district_id: int, source: str, run_id: int
 ) -> RosterDifferences:
-    """Records the staged roster adds, removes and changes (any stored field) against the
-    source's stored roster: what a full sync corrects after deltas."""
+    """Records the staged roster adds, removes and changes (any stored field but the export's
+    metadata) against the source's stored roster: what a full sync corrects after deltas."""
     in_source = _source_rows(district_id, source)
     in_run = staging.c.run_id == run_id
     stored_ids = select(roster.c.source_id).where(in_source)
@@ -364,7 +369,7 @@ def staged_differences(
         *[
             roster.c[name].is_distinct_from(staging.c[name])
             for name in ROW_COLUMNS
-            if name != "source_id"
+            if name not in _EXPORT_METADATA
         ]
     )
     changed = session.execute(

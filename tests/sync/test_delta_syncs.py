@@ -1,13 +1,15 @@
-"""Delta syncs from REST sources, through real syncs against servers on 127.0.0.1.
+"""Delta syncs through real syncs: OneRoster REST and Clever servers on 127.0.0.1, and OneRoster
+CSV delta bundles.
 
-After a first full sync, OneRoster REST reads only what changed (``dateLastModified>``) and
-Clever its events; the district's ``used`` and ``dataSources`` come out as a full sync of the
+After a first full sync, OneRoster REST reads only what changed (``dateLastModified>``), Clever
+its events, and a delta bundle lists changes; the district's ``used`` and ``dataSources`` come out as a full sync of the
 same server gives them, a delta that stops counting too many students is held, and the weekly
 full sync corrects (and the audit log says so) what the deltas could not see.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 from dataclasses import replace
 from typing import Any
@@ -16,6 +18,7 @@ import pytest
 
 from licensing.settings import DistrictConfig, HttpSettings, RosterSourceConfig
 from licensing.storage.tokens import Permission
+from plugins.builtin.oneroster_csv import USERS_V1P1
 from tests.fakes.clever_server import CleverUser, FakeClever, numbered_users
 from tests.fakes.oneroster_server import (
     SAMPLE_ACTIVE_STUDENTS,
@@ -256,4 +259,124 @@ async def test_a_clever_cursor_too_old_for_the_events_api_falls_back_to_a_full_s
         outcome = await sync(service, district)
 
     assert (outcome.status, outcome.mode) == ("applied", "full")
+    assert (await shown(service, client, district))["used"] == 5
+
+
+# --- OneRoster CSV: delta bundles ----------------------------------------------------------------
+
+
+def write_csv_bundle(folder, mode: str, rows: list[tuple[str, str, str]]) -> None:
+    """A OneRoster 1.1 bundle of students: (sourcedId, status, enabledUser) each."""
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest = [
+        ("propertyName", "value"),
+        ("manifest.version", "1.0"),
+        ("oneroster.version", "1.1"),
+        ("file.users", mode),
+    ]
+    with open(folder / "manifest.csv", "w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows(manifest)
+    with open(folder / "users.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(USERS_V1P1)
+        for sourced_id, status, enabled in rows:
+            user = dict.fromkeys(USERS_V1P1, "")
+            modified = "2026-11-20T10:00:00Z" if mode == "delta" else ""
+            user.update(
+                sourcedId=sourced_id,
+                status=status,
+                dateLastModified=modified,
+                enabledUser=enabled,
+                orgSourcedIds="org1",
+                role="student",
+                username=sourced_id,
+                givenName="Given",
+                familyName="Family",
+                identifier=f"ID-{sourced_id}",
+                grades="7",
+            )
+            writer.writerow([user[column] for column in USERS_V1P1])
+
+
+async def test_a_csv_delta_bundle_changes_the_roster_as_a_full_bundle_would(
+    service, client, riverside, tmp_path
+):
+    bundle = tmp_path / "export"
+    students = [(f"stu-{number:02d}", "", "true") for number in range(1, 11)]
+    write_csv_bundle(bundle, "bulk", students)
+    district = await riverside("oneroster_csv", {"path": str(bundle), "allow_delta": True})
+    assert (await sync(service, district)).mode == "full"
+
+    write_csv_bundle(
+        bundle,
+        "delta",
+        [
+            ("stu-01", "tobedeleted", "true"),  # removed
+            ("stu-02", "active", "false"),  # disabled: kept, no longer counted
+            ("stu-11", "active", "true"),  # new
+        ],
+    )
+    delta = await sync(service, district)
+    after_delta = await shown(service, client, district)
+
+    # The roster the SIS now has, as a bulk export gives it.
+    final = [("stu-02", "", "false"), *students[2:], ("stu-11", "", "true")]
+    write_csv_bundle(bundle, "bulk", final)
+    full = await sync(service, district)
+    after_full = await shown(service, client, district)
+
+    assert (delta.status, delta.mode, full.mode) == ("applied", "delta", "full")
+    assert after_delta["used"] == 10 - 2 + 1
+    assert comparable(after_delta) == comparable(after_full)
+    (reconcile, delta_event, *_) = await audit(service, client, district)
+    assert "matched the source exactly" in reconcile["detail"]
+    assert delta_event["detail"] == (
+        "sis: delta of 3 change(s): 2 record(s) added or updated, 1 removed."
+    )
+    assert json.loads(delta_event["newValue"])["mode"] == "delta"
+
+
+async def test_a_csv_delta_removing_too_many_is_held_until_confirmed(
+    service, client, riverside, tmp_path
+):
+    bundle = tmp_path / "export"
+    write_csv_bundle(bundle, "bulk", [(f"stu-{n:02d}", "", "true") for n in range(1, 11)])
+    district = await riverside("oneroster_csv", {"path": str(bundle), "allow_delta": True})
+    await sync(service, district)
+    write_csv_bundle(bundle, "delta", [(f"stu-{n:02d}", "tobedeleted", "true") for n in (1, 2, 3)])
+
+    held = await sync(service, district)
+    while_held = await shown(service, client, district)
+    (event, *_) = await audit(service, client, district)
+    token = token_for(service, district.id, Permission.MANAGE_SETTINGS)
+    confirmed = await graphql_data(
+        client,
+        token,
+        'mutation { confirmRosterSync(source: "sis") { status license { used } errors { code } } }',
+    )
+
+    assert (held.status, held.mode) == ("held", "delta")
+    assert (while_held["used"], while_held["held"]) == (10, True)
+    assert (event["action"], event["outcome"]) == ("roster_sync", "held")
+    assert "would stop counting 3 of the 10 active students" in event["detail"]
+    assert confirmed["confirmRosterSync"] == {
+        "status": "applied",
+        "license": {"used": 7},
+        "errors": [],
+    }
+
+
+async def test_a_delta_bundle_is_refused_unless_the_source_allows_deltas(
+    service, client, riverside, tmp_path
+):
+    bundle = tmp_path / "export"
+    write_csv_bundle(bundle, "bulk", [(f"stu-{n:02d}", "", "true") for n in range(1, 6)])
+    district = await riverside("oneroster_csv", {"path": str(bundle)})
+    await sync(service, district)
+    write_csv_bundle(bundle, "delta", [("stu-06", "active", "true")])
+
+    outcome = await sync(service, district)
+
+    assert outcome.status == "failed"
+    assert "set allow_delta = true" in outcome.problem.message
     assert (await shown(service, client, district))["used"] == 5

@@ -236,6 +236,13 @@ class DeltaEffect:
     people_gained: int  # people the source would count and does not now
 
 
+def _in_source_by_person(district_id: int, source: str) -> Any:
+    """Rows of the source, written so that a query that also names people reads the roster by
+    person: with ``source = ?`` itself, SQLite reads the whole source through its (district,
+    source, id) index to find the few people a delta touches."""
+    return and_(roster.c.district_id == district_id, case((roster.c.source == source, 1)) == 1)
+
+
 def delta_effect(session: Session, *, district_id: int, source: str, run_id: int) -> DeltaEffect:
     """How a staged delta would change its source's roster, from the changed rows alone."""
     in_source = _source_rows(district_id, source)
@@ -246,13 +253,14 @@ def delta_effect(session: Session, *, district_id: int, source: str, run_id: int
         select(func.count()).where(staging.c.run_id == run_id, staging.c.removed.is_(True))
     ).scalar_one()
     touched = delta_people(run_id)
+    by_person = _in_source_by_person(district_id, source)
     counted_now = select(roster.c.person_key).where(
-        in_source, counts_against_license(roster), roster.c.person_key.in_(touched)
+        by_person, counts_against_license(roster), roster.c.person_key.in_(touched)
     )
     counted_after = (
         select(roster.c.person_key)
         .where(
-            in_source,
+            by_person,
             counts_against_license(roster),
             roster.c.person_key.in_(touched),
             roster.c.source_id.not_in(changed),
@@ -267,7 +275,7 @@ def delta_effect(session: Session, *, district_id: int, source: str, run_id: int
     )
     lost = session.execute(
         select(func.count(distinct(roster.c.person_key))).where(
-            in_source,
+            by_person,
             counts_against_license(roster),
             roster.c.person_key.in_(touched),
             roster.c.person_key.not_in(counted_after),

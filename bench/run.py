@@ -60,6 +60,7 @@ class Benchmark:
 BENCHMARKS = (
     Benchmark("dashboard", "Dashboard query: GraphQL against a bare Starlette endpoint"),
     Benchmark("oneroster_csv_sync", "Full OneRoster CSV sync and re-syncs"),
+    Benchmark("delta_sync", "A 1% delta against the full sync"),
     Benchmark("force_update", "Concurrent Force License Update"),
     Benchmark("neighbour", "Neighbour safety: one token floods, another district's dashboard"),
 )

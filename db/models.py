@@ -137,6 +137,11 @@ class RosterSyncRun(SQLModel, table=True):
     warnings: int = 0
     quarantined: int = 0
 
+    # full: the source delivered its whole roster; delta: changes to the roster it had.
+    mode: str = Field(default="full", max_length=8, sa_column_kwargs={"server_default": "full"})
+    # Where the source's next delta starts (its own terms), kept once the run is applied.
+    cursor: str | None = Field(default=None, max_length=500)
+
 
 class RosterIntakeIssue(SQLModel, table=True):
     """A warning or a quarantined row of one sync run, as the source reported it: where in its
@@ -166,6 +171,10 @@ class RosterStaging(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     run_id: int = Field(foreign_key="roster_sync_run.id")
     source_id: str = Field(max_length=255)
+    # Delta runs only: the record is removed (its other fields mean nothing), and the person key
+    # the stored record had before the change, so the counts of both people can be adjusted.
+    removed: bool = Field(default=False, sa_column_kwargs={"server_default": text("false")})
+    previous_person_key: str | None = Field(default=None, max_length=255)
     person_key: str = Field(max_length=255)
     role: str = Field(max_length=16)
     lifecycle: str = Field(max_length=32)

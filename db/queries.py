@@ -12,7 +12,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, distinct, func, literal, select, update
+from sqlalchemy import (
+    Table,
+    and_,
+    bindparam,
+    case,
+    delete,
+    distinct,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlmodel import Session, col
 
 from db.models import (
@@ -62,9 +74,17 @@ def _chunks(rows: Iterable[Mapping[str, Any]]) -> Iterable[list[Mapping[str, Any
         yield chunk
 
 
-def recount_usage(session: Session, *, district_id: int) -> dict[str, int]:
-    """Count the district's roster and devices from scratch (the counting rule, in SQL)."""
+def recount_usage(
+    session: Session, *, district_id: int, people: Any | None = None
+) -> dict[str, int]:
+    """Count the district's roster and devices from scratch (the counting rule, in SQL).
+
+    With ``people`` (a select of person keys), only those people are counted and devices are
+    left out (0): every count is a sum over people, so a change that touches only these people
+    changes the district's counts by exactly the difference of two such counts."""
     in_district = roster.c.district_id == district_id
+    if people is not None:
+        in_district = and_(in_district, roster.c.person_key.in_(people))
     students_here = and_(in_district, is_student(roster))
     counts_as_active = and_(in_district, counts_against_license(roster))
     active_people = select(roster.c.person_key).where(counts_as_active).distinct()
@@ -94,9 +114,11 @@ def recount_usage(session: Session, *, district_id: int) -> dict[str, int]:
     records_of_active_people = session.execute(
         select(func.count()).where(in_district, roster.c.person_key.in_(active_people))
     ).scalar_one()
-    devices = session.execute(
-        select(func.count()).select_from(Device).where(col(Device.district_id) == district_id)
-    ).scalar_one()
+    devices = 0
+    if people is None:
+        devices = session.execute(
+            select(func.count()).select_from(Device).where(col(Device.district_id) == district_id)
+        ).scalar_one()
     return {
         "active_students": active,
         "inactive_students": students - active,
@@ -130,6 +152,239 @@ def insert_staging_rows(
     session: Session, *, run_id: int, rows: Sequence[Mapping[str, Any]]
 ) -> None:
     session.execute(staging.insert(), [{**row, "run_id": run_id} for row in rows])
+
+
+# --- Deltas: a run's staging rows are changes to the source's roster, applied in place --------
+
+
+@dataclass(frozen=True)
+class RowSplit:
+    """How some roster or staging rows split by the counting rule, row by row."""
+
+    records: int = 0
+    staff: int = 0
+    inactive: int = 0  # students whose lifecycle is not active
+    disabled: int = 0  # students active in the SIS whose account is disabled
+    counted: int = 0  # rows that count against the license (before collapsing people)
+
+
+def _row_split(session: Session, table: Table, *conditions: Any) -> RowSplit:
+    students = is_student(table)
+
+    def tally(condition: Any) -> Any:
+        return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+    row = session.execute(
+        select(
+            func.count(),
+            tally(table.c.role == STAFF),
+            tally(and_(students, table.c.lifecycle != ACTIVE_LIFECYCLE)),
+            tally(
+                and_(students, table.c.lifecycle == ACTIVE_LIFECYCLE, table.c.enabled.is_(False))
+            ),
+            tally(counts_against_license(table)),
+        ).where(*conditions)
+    ).one()
+    return RowSplit(*(int(value) for value in row))
+
+
+def _changed_ids(run_id: int) -> Any:
+    return select(staging.c.source_id).where(staging.c.run_id == run_id)
+
+
+def _source_rows(district_id: int, source: str) -> Any:
+    return and_(roster.c.district_id == district_id, roster.c.source == source)
+
+
+def delta_people(run_id: int) -> Any:
+    """The person keys a delta run touches: those of its new records and those the changed
+    records had (set by ``note_previous_people``)."""
+    return (
+        select(staging.c.person_key)
+        .where(staging.c.run_id == run_id, staging.c.removed.is_(False))
+        .union(
+            select(staging.c.previous_person_key).where(
+                staging.c.run_id == run_id, staging.c.previous_person_key.is_not(None)
+            )
+        )
+    )
+
+
+def note_previous_people(session: Session, *, district_id: int, source: str, run_id: int) -> None:
+    """Write on each staged change the person key its stored record has now, if any."""
+    session.execute(
+        update(staging)
+        .where(staging.c.run_id == run_id)
+        .values(
+            previous_person_key=select(roster.c.person_key)
+            .where(_source_rows(district_id, source), roster.c.source_id == staging.c.source_id)
+            .scalar_subquery()
+        )
+    )
+
+
+@dataclass(frozen=True)
+class DeltaEffect:
+    """What a delta run would change in its source's roster."""
+
+    replaced: RowSplit  # the stored rows it replaces or removes
+    added: RowSplit  # the rows it stores
+    upserts: int
+    removals: int
+    people_lost: int  # people the source counts now and would no longer count
+    people_gained: int  # people the source would count and does not now
+
+
+def _in_source_by_person(district_id: int, source: str) -> Any:
+    """Rows of the source, written so that a query that also names people reads the roster by
+    person: with ``source = ?`` itself, SQLite reads the whole source through its (district,
+    source, id) index to find the few people a delta touches."""
+    return and_(roster.c.district_id == district_id, case((roster.c.source == source, 1)) == 1)
+
+
+def delta_effect(session: Session, *, district_id: int, source: str, run_id: int) -> DeltaEffect:
+    """How a staged delta would change its source's roster, from the changed rows alone."""
+    in_source = _source_rows(district_id, source)
+    changed = _changed_ids(run_id)
+    replaced = _row_split(session, roster, in_source, roster.c.source_id.in_(changed))
+    added = _row_split(session, staging, staging.c.run_id == run_id, staging.c.removed.is_(False))
+    removals = session.execute(
+        select(func.count()).where(staging.c.run_id == run_id, staging.c.removed.is_(True))
+    ).scalar_one()
+    touched = delta_people(run_id)
+    by_person = _in_source_by_person(district_id, source)
+    counted_now = select(roster.c.person_key).where(
+        by_person, counts_against_license(roster), roster.c.person_key.in_(touched)
+    )
+    counted_after = (
+        select(roster.c.person_key)
+        .where(
+            by_person,
+            counts_against_license(roster),
+            roster.c.person_key.in_(touched),
+            roster.c.source_id.not_in(changed),
+        )
+        .union(
+            select(staging.c.person_key).where(
+                staging.c.run_id == run_id,
+                staging.c.removed.is_(False),
+                counts_against_license(staging),
+            )
+        )
+    )
+    lost = session.execute(
+        select(func.count(distinct(roster.c.person_key))).where(
+            by_person,
+            counts_against_license(roster),
+            roster.c.person_key.in_(touched),
+            roster.c.person_key.not_in(counted_after),
+        )
+    ).scalar_one()
+    gained_rows = counted_after.subquery()
+    gained = session.execute(
+        select(func.count())
+        .select_from(gained_rows)
+        .where(gained_rows.c.person_key.not_in(counted_now))
+    ).scalar_one()
+    return DeltaEffect(
+        replaced=replaced,
+        added=added,
+        upserts=added.records,
+        removals=removals,
+        people_lost=lost,
+        people_gained=gained,
+    )
+
+
+def source_split(session: Session, *, district_id: int, source: str) -> tuple[RowSplit, int]:
+    """The source's stored rows split by the counting rule, and the people it counts: what a
+    delta starts from when no applied sync recorded it (a roster loaded otherwise)."""
+    in_source = _source_rows(district_id, source)
+    people = session.execute(
+        select(func.count(distinct(roster.c.person_key))).where(
+            in_source, counts_against_license(roster)
+        )
+    ).scalar_one()
+    return _row_split(session, roster, in_source), people
+
+
+def staged_change_counts(session: Session, *, run_id: int) -> tuple[int, int]:
+    """(records a delta run adds or replaces, records it removes)."""
+    row = session.execute(
+        select(
+            func.coalesce(func.sum(case((staging.c.removed.is_(False), 1), else_=0)), 0),
+            func.coalesce(func.sum(case((staging.c.removed.is_(True), 1), else_=0)), 0),
+        ).where(staging.c.run_id == run_id)
+    ).one()
+    return int(row[0]), int(row[1])
+
+
+def apply_staged_delta(session: Session, *, district_id: int, source: str, run_id: int) -> None:
+    """Replace and remove the changed records of the source and store the new ones (in the
+    caller's transaction; the staging rows stay until ``discard_staging``)."""
+    session.execute(
+        delete(roster).where(
+            _source_rows(district_id, source), roster.c.source_id.in_(_changed_ids(run_id))
+        )
+    )
+    session.execute(
+        roster.insert().from_select(
+            ["district_id", "source", *ROW_COLUMNS],
+            select(
+                literal(district_id),
+                literal(source),
+                *[staging.c[name] for name in ROW_COLUMNS],
+            ).where(staging.c.run_id == run_id, staging.c.removed.is_(False)),
+        )
+    )
+
+
+# What says how a record was exported rather than who the person is: a bulk file leaves the
+# status and dateLastModified blank where a delta file fills them, so they are not corrections.
+_EXPORT_METADATA = ("source_id", "raw_status", "last_modified")
+
+
+@dataclass(frozen=True)
+class RosterDifferences:
+    """How a staged whole roster differs from the source's stored one, record by record."""
+
+    added: int
+    removed: int
+    changed: int
+
+    @property
+    def total(self) -> int:
+        return self.added + self.removed + self.changed
+
+
+def staged_differences(
+    session: Session, *, district_id: int, source: str, run_id: int
+) -> RosterDifferences:
+    """Records the staged roster adds, removes and changes (any stored field but the export's
+    metadata) against the source's stored roster: what a full sync corrects after deltas."""
+    in_source = _source_rows(district_id, source)
+    in_run = staging.c.run_id == run_id
+    stored_ids = select(roster.c.source_id).where(in_source)
+    staged_ids = select(staging.c.source_id).where(in_run)
+    added = session.execute(
+        select(func.count()).where(in_run, staging.c.source_id.not_in(stored_ids))
+    ).scalar_one()
+    removed = session.execute(
+        select(func.count()).where(in_source, roster.c.source_id.not_in(staged_ids))
+    ).scalar_one()
+    differs = or_(
+        *[
+            roster.c[name].is_distinct_from(staging.c[name])
+            for name in ROW_COLUMNS
+            if name not in _EXPORT_METADATA
+        ]
+    )
+    changed = session.execute(
+        select(func.count())
+        .select_from(staging.join(roster, roster.c.source_id == staging.c.source_id))
+        .where(in_run, in_source, differs)
+    ).scalar_one()
+    return RosterDifferences(added=added, removed=removed, changed=changed)
 
 
 def staged_statistics(session: Session, *, run_id: int) -> dict[str, int]:

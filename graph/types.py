@@ -328,9 +328,20 @@ class DataSource:
     last_attempt_at: datetime.datetime | None
     last_success_at: datetime.datetime | None
     last_error: str | None
-    records: int | None = strawberry.field(description="Records read by the last applied sync.")
+    records: int | None = strawberry.field(
+        description="Records of the source's roster as its last applied sync left it (after a "
+        "delta: those of the full sync before it, with the changes applied)."
+    )
     active_students: int | None = strawberry.field(
         description="Distinct active students in this source at its last applied sync."
+    )
+    last_sync_mode: str | None = strawberry.field(
+        description="full (the source delivered its whole roster) or delta (only changes) for "
+        "the last applied sync."
+    )
+    last_full_sync_at: datetime.datetime | None = strawberry.field(
+        description="When the source's whole roster was last applied; deltas in between are "
+        "reconciled by the next full sync."
     )
     excluded: SourceExclusions | None
     server_count: int | None = strawberry.field(
@@ -377,6 +388,8 @@ class DataSource:
             warnings=IntakeIssues.of(view.intake, quarantined=False),
             quarantined=IntakeIssues.of(view.intake, quarantined=True),
             roster_status=RosterStatus.from_status(view.roster),
+            last_sync_mode=view.last_sync_mode,
+            last_full_sync_at=view.last_full_sync_at,
         )
 
 

@@ -68,6 +68,14 @@ class RosterSourceConfig(BaseModel):
         "confirm.",
     )
 
+    full_sync_every_days: float = Field(
+        default=7,
+        gt=0,
+        description="A source that delivers changes (OneRoster REST, Clever) is asked for its "
+        "whole roster when its last full sync is older than this; the full sync corrects "
+        "anything the deltas missed (weekly).",
+    )
+
     @field_validator("schedule")
     @classmethod
     def _cron(cls, value: str | None) -> str | None:

@@ -12,6 +12,7 @@ import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import Any
 
 LICENSE_ENVELOPE_FORMAT = "manage1to1-license"
 LICENSE_ENVELOPE_VERSION = 1
@@ -150,6 +151,58 @@ class QuarantinedRow:
 
 # What a source may yield among its records besides them: facts about the reading itself.
 INTAKE_FACTS = (ServerCount, IntakeWarning, QuarantinedRow)
+
+
+@dataclass(frozen=True)
+class RemovedRecord:
+    """Yielded among the records of a ``RosterDelta``: the record with this id is gone from the
+    source (deleted in the SIS, no longer shared). In a whole roster it means nothing: whoever a
+    whole roster leaves out is removed anyway."""
+
+    source_id: str
+
+
+@dataclass(frozen=True)
+class SyncCursor:
+    """Yielded among the records (a whole roster or a delta): where the source's next delta
+    starts, in the source's own terms (a timestamp, an event id). The host stores it with the
+    sync once the sync is applied, and hands it back as ``SyncState.cursor``; the last one
+    yielded wins. A sync that is held, fails or is superseded never moves it."""
+
+    value: str
+
+
+@dataclass(frozen=True)
+class SyncState:
+    """What the host remembers of a source's syncs, passed to ``fetch_students`` as
+    ``sync_state`` when the method accepts that keyword.
+
+    ``cursor`` is the ``SyncCursor`` of the source's last applied sync, and is None when the
+    host wants the whole roster: the first sync, a full sync due (the source's
+    ``full_sync_every_days`` have passed since the last full one), one asked for (``licensing
+    sync --full``), or the source's plugin changed. ``last_full_sync_at`` is when the last
+    whole roster was applied (UTC), None before the first.
+    """
+
+    cursor: str | None = None
+    last_full_sync_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class RosterDelta:
+    """What ``fetch_students`` returns to report changes instead of the whole roster.
+
+    ``records`` is what a whole roster would be (an iterable or async iterable of
+    ``StudentRecord`` or mappings), plus ``RemovedRecord`` for records that are gone and
+    ``SyncCursor``: each record replaces the stored record of the same ``source_id`` (or is
+    added), each ``RemovedRecord`` removes one, and every record it does not mention stays as
+    it is. A record of someone the host does not store (a guardian) removes that id too, as a
+    whole roster would. Each id appears at most once. The host applies the changes through the
+    same hold, audit event and change event as a whole roster, and the counts come out exactly
+    as a full sync of the resulting roster would give them.
+    """
+
+    records: Any
 
 
 @dataclass(frozen=True)

@@ -17,17 +17,28 @@ from plugins.records import (
     DistrictRef,
     IntakeWarning,
     QuarantinedRow,
+    RemovedRecord,
+    RosterDelta,
     ServerCount,
     SignedLicense,
     SourceError,
     StudentRecord,
+    SyncCursor,
 )
 
 # What ``fetch_students`` may return: records (or mappings with the same keys), with at most one
-# ServerCount and one AfterSync among them, and any intake facts (warnings, quarantined rows), as
-# an iterable, an async iterable or an awaitable of either.
+# ServerCount, one AfterSync, any SyncCursor and any intake facts (warnings, quarantined rows)
+# among them, as an iterable, an async iterable or an awaitable of either; or a RosterDelta wrapping
+# such records (and RemovedRecord) when it reports changes only.
 RosterItem = (
-    StudentRecord | Mapping[str, Any] | ServerCount | AfterSync | IntakeWarning | QuarantinedRow
+    StudentRecord
+    | Mapping[str, Any]
+    | ServerCount
+    | AfterSync
+    | IntakeWarning
+    | QuarantinedRow
+    | SyncCursor
+    | RemovedRecord
 )
 RosterRecords = Iterable[RosterItem] | AsyncIterable[RosterItem]
 
@@ -95,10 +106,18 @@ class RosterSource(Protocol):
 
     def fetch_students(
         self, *, district: DistrictRef, options: Any
-    ) -> RosterRecords | Awaitable[RosterRecords]:
+    ) -> RosterRecords | RosterDelta | Awaitable[RosterRecords | RosterDelta]:
         """The district's records. ``options`` is an instance of ``options_model``. Raises
         SourceError (RosterFileError for bad rows) when it cannot deliver; the host then keeps
-        the previous roster untouched."""
+        the previous roster untouched.
+
+        Delta syncs: a method that also accepts the keyword ``sync_state`` receives a
+        ``SyncState`` (its ``cursor`` is what the source yielded as ``SyncCursor`` at its last
+        applied sync, None when the host wants the whole roster). It may then return a
+        ``RosterDelta``: the changes since that cursor (records replacing those of the same id,
+        ``RemovedRecord`` for records that are gone), applied to the source's roster as it
+        stands. Returning the whole roster is always correct; a source that cannot deliver
+        changes (its cursor expired) simply does that."""
         ...
 
 

@@ -31,6 +31,10 @@ def sync(
     source: Annotated[
         str | None, typer.Option("--source", help="Only this roster source (no license refresh).")
     ] = None,
+    full: Annotated[
+        bool,
+        typer.Option("--full", help="Ask each source for its whole roster, not only what changed."),
+    ] = False,
 ) -> None:
     """Refresh each district's license and sync its configured roster sources."""
     if context.invoked_subcommand is not None:
@@ -53,7 +57,7 @@ def sync(
             known = ", ".join(sorted(configured)) or "none"
             raise fail(f"{slug} has no roster source {source!r} (configured: {known}).")
         for name in [source] if source else sorted(configured):
-            failed |= not _sync_source(built, target, slug, name)
+            failed |= not _sync_source(built, target, slug, name, full=full)
     if failed:
         raise typer.Exit(1)
 
@@ -69,7 +73,9 @@ def _districts(built: LicensingService, slug: str | None) -> list[tuple[int, str
     return targets
 
 
-def _sync_source(built: LicensingService, district_id: int, slug: str, source: str) -> bool:
+def _sync_source(
+    built: LicensingService, district_id: int, slug: str, source: str, *, full: bool
+) -> bool:
     with Progress(
         SpinnerColumn(),
         TextColumn("[progress.description]{task.description}"),
@@ -85,6 +91,7 @@ def _sync_source(built: LicensingService, district_id: int, slug: str, source: s
                 source=source,
                 actor=COMMAND_LINE,
                 on_progress=lambda seen: progress.update(task, completed=seen),
+                full=full,
             )
         )
     return _report_sync(slug, outcome)
@@ -93,8 +100,9 @@ def _sync_source(built: LicensingService, district_id: int, slug: str, source: s
 def _report_sync(slug: str, outcome: SyncOutcome) -> bool:
     if outcome.status == "applied":
         excluded = ", ".join(f"{reason} {count}" for reason, count in outcome.excluded.items())
+        how = "delta applied: " if outcome.mode == "delta" else ""
         say(
-            f"{slug}: {outcome.source}: {outcome.records:,} records, "
+            f"{slug}: {outcome.source}: {how}{outcome.records:,} records, "
             f"{outcome.active_after:,} active students (excluded: {excluded})."
         )
         _report_intake(slug, outcome)

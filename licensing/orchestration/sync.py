@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import islice
@@ -31,18 +31,24 @@ from licensing.settings import RosterSourceConfig, Settings
 from licensing.storage import roster_changes
 from licensing.storage.districts import district_ref
 from licensing.storage.intake import IntakeTally
-from licensing.storage.roster import normalize, row_problems
+from licensing.storage.roster import normalize, row_problems, unfit_values
 from licensing.storage.roster_changes import SYNC_ACTION, RunAbandoned, SyncOutcome
 from plugins.manager import PluginManager, UnknownSourceError, source_options
 from plugins.records import (
     INTAKE_FACTS,
     KEPT_OUTCOMES,
     AfterSync,
+    IntakeWarning,
+    QuarantinedRow,
+    RemovedRecord,
+    RosterDelta,
     RosterFileError,
     RosterUnchanged,
     RowProblem,
     ServerCount,
     SourceError,
+    SyncCursor,
+    SyncState,
 )
 
 __all__ = ["BATCH_SIZE", "RosterSync", "SyncOutcome"]
@@ -61,6 +67,8 @@ class _Tally:
     problems: list[RowProblem] = field(default_factory=list)
     intake: IntakeTally = field(default_factory=IntakeTally)
     after_sync: AfterSync | None = None
+    delta: bool = False  # the source returned a RosterDelta: the rows are changes
+    cursor: str | None = None  # the last SyncCursor the source yielded
 
 
 class RosterSync:
@@ -92,8 +100,13 @@ class RosterSync:
         source: str,
         actor: str,
         on_progress: Callable[[int], None] | None = None,
+        full: bool = False,
     ) -> SyncOutcome:
-        """Read the source now and apply what it returns (or hold it, or keep the old roster)."""
+        """Read the source now and apply what it returns (or hold it, or keep the old roster).
+
+        A source that can deliver changes is handed the cursor of its last applied sync, unless
+        ``full`` asks for the whole roster or its last full sync is older than the source's
+        ``full_sync_every_days``."""
         district = await to_thread.run_sync(self._district, district_id)
         config = self.configured_sources(district.slug).get(source)
         if config is None:
@@ -111,11 +124,24 @@ class RosterSync:
         run_id = await to_thread.run_sync(self._start_run, district_id, source, config.kind, actor)
         tally = _Tally()
         try:
+            state = await to_thread.run_sync(self._sync_state, district_id, source, config, full)
             plugin_source = self.plugins.roster_source(config.kind)
-            result = plugin_source.fetch_students(
-                district=district_ref(district),
-                options=source_options(plugin_source, config.options, district_slug=district.slug),
-            )
+            arguments: dict[str, Any] = {
+                "district": district_ref(district),
+                "options": source_options(
+                    plugin_source, config.options, district_slug=district.slug
+                ),
+            }
+            if _accepts_sync_state(plugin_source.fetch_students):
+                arguments["sync_state"] = state
+            result = plugin_source.fetch_students(**arguments)
+            if inspect.isawaitable(result):
+                result = await result
+            if isinstance(result, RosterDelta):
+                tally.delta = True
+                tally.cursor = state.cursor  # kept unless the delta yields a newer one
+                await to_thread.run_sync(self._mark_delta, run_id)
+                result = result.records
             async for batch in _batches(result):
                 rows = self._normalize_batch(batch, tally)
                 if rows:
@@ -188,19 +214,53 @@ class RosterSync:
             )
             return stored_id(run)
 
+    def _sync_state(
+        self, district_id: int, source: str, config: RosterSourceConfig, full: bool
+    ) -> SyncState:
+        """What the source is told of its last syncs: the cursor of the last applied one, or
+        none when a full sync is asked for, due, or the source's plugin changed."""
+        with self.database.read() as session:
+            last = roster_changes.last_applied_run(session, district_id=district_id, source=source)
+            last_full = roster_changes.last_applied_run(
+                session, district_id=district_id, source=source, mode=roster_changes.FULL
+            )
+        last_full_at = last_full.finished_at if last_full else None
+        due = last_full_at is None or (
+            self.clock() - last_full_at >= timedelta(days=config.full_sync_every_days)
+        )
+        if full or due or last is None or last.kind != config.kind or not last.cursor:
+            return SyncState(cursor=None, last_full_sync_at=last_full_at)
+        return SyncState(cursor=last.cursor, last_full_sync_at=last_full_at)
+
+    def _mark_delta(self, run_id: int) -> None:
+        with self.database.write() as session:
+            roster_changes.mark_delta(session, run_id=run_id)
+
     def _normalize_batch(self, batch: list[Any], tally: _Tally) -> list[dict[str, Any]]:
         rows = []
         for record in batch:
-            if isinstance(record, INTAKE_FACTS):  # facts about the reading, not people
-                if isinstance(record, ServerCount):
+            if isinstance(record, ServerCount):
+                if not tally.delta:  # a delta's total is of its changes, not of the roster
                     tally.server_count = record.total
-                else:
-                    tally.intake.add(record)
+                continue
+            if isinstance(
+                record, IntakeWarning | QuarantinedRow
+            ):  # facts of the reading, not people
+                tally.intake.add(record)
                 continue
             if isinstance(record, AfterSync):
                 tally.after_sync = record
                 continue
+            if isinstance(record, SyncCursor):
+                tally.cursor = record.value
+                continue
             tally.seen += 1
+            if isinstance(record, RemovedRecord):
+                if tally.delta:  # a whole roster removes whoever it leaves out anyway
+                    removal = _removal(record.source_id, tally)
+                    if removal is not None:
+                        rows.append(removal)
+                continue
             try:
                 row = normalize(record, position=tally.seen)
             except ValueError as error:
@@ -209,7 +269,13 @@ class RosterSync:
                 continue
             if row is None:
                 tally.other_role += 1
+                if tally.delta:  # not stored: the id's stored record, if any, goes
+                    removal = _removal(_source_id_of(record), tally)
+                    if removal is not None:
+                        rows.append(removal)
             else:
+                if tally.delta:
+                    row["removed"] = False
                 rows.append(row)
         return rows
 
@@ -233,6 +299,7 @@ class RosterSync:
                 other_role=tally.other_role,
                 server_count=tally.server_count,
                 intake=tally.intake,
+                cursor=tally.cursor,
             )
 
     def _unchanged(
@@ -310,6 +377,36 @@ async def _call_after_sync(after_sync: AfterSync, outcome: SyncOutcome, kind: st
             outcome.run_id,
             outcome.status,
         )
+
+
+def _accepts_sync_state(method: Callable[..., Any]) -> bool:
+    """Whether a source's ``fetch_students`` takes the ``sync_state`` keyword (sources written
+    before delta syncs do not, and are called as before)."""
+    try:
+        parameters = inspect.signature(method).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(
+        parameter.name == "sync_state" or parameter.kind is inspect.Parameter.VAR_KEYWORD
+        for parameter in parameters
+    )
+
+
+def _source_id_of(record: Any) -> Any:
+    return record.get("source_id") if isinstance(record, Mapping) else record.source_id
+
+
+def _removal(source_id: Any, tally: _Tally) -> dict[str, Any] | None:
+    """The staging row that removes a record of a delta, or None (a problem noted) when the id
+    is not an id."""
+    text = "" if source_id is None else str(source_id).strip()
+    problems = unfit_values({"source_id": text}) if text else []
+    if not text or problems:
+        reason = problems[0].message if problems else "the id is empty"
+        if len(tally.problems) < MAX_REPORTED_PROBLEMS:
+            tally.problems.append(RowProblem(tally.seen, "source_id", f"removal: {reason}"))
+        return None
+    return roster_changes.removal_row(text)
 
 
 async def _batches(result: Any) -> AsyncIterator[list[Any]]:

@@ -42,6 +42,9 @@ class DataSourceView:
     held: bool = False
     intake: IntakeView | None = None  # of the latest finished run
 
+    last_sync_mode: str | None = None  # full or delta: the last applied sync's
+    last_full_sync_at: datetime | None = None
+
 
 @dataclass(frozen=True)
 class IntakeView:
@@ -97,6 +100,11 @@ def _view(
     decisive = session.exec(
         runs.where(RosterSyncRun.status != "unchanged").order_by(col(RosterSyncRun.id).desc())
     ).first()
+    last_full = session.exec(
+        runs.where(RosterSyncRun.status == "applied", RosterSyncRun.mode == "full").order_by(
+            col(RosterSyncRun.finished_at).desc(), col(RosterSyncRun.id).desc()
+        )
+    ).first()
     kind = config.kind if config else (latest.kind if latest else name)
     return DataSourceView(
         name=name,
@@ -115,6 +123,8 @@ def _view(
         held=bool(decisive and decisive.status == "held"),
         intake=_intake(session, district_id, name, decisive),
         roster=roster,
+        last_sync_mode=applied.mode if applied else None,
+        last_full_sync_at=last_full.finished_at if last_full else None,
     )
 
 

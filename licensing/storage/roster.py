@@ -19,7 +19,15 @@ from db import queries
 from db.limits import INTEGER_RANGE, ColumnShape, column_shapes
 from db.models import DistrictUsage, RosterRecord, RosterStaging
 from licensing.domain.rules import Lifecycle, Role
-from plugins.records import FieldProblem, RosterFileError, RowProblem, StudentRecord
+from plugins.records import (
+    FieldProblem,
+    RosterDelta,
+    RosterFileError,
+    RowProblem,
+    SourceError,
+    StudentRecord,
+    SyncCursor,
+)
 
 STUDENT_ROLES = {"student"}
 STAFF_ROLES = {
@@ -110,9 +118,15 @@ async def collect_records(result: Any) -> list[Any]:
     """
     if inspect.isawaitable(result):
         result = await result
+    if isinstance(result, RosterDelta):
+        raise SourceError(
+            "The source delivered changes (a delta), not a roster: an import takes whole "
+            "records; configure the source and run `licensing sync` to apply changes."
+        )
+    # A cursor says where a delta would start: an import has no use for it.
     if hasattr(result, "__aiter__"):
-        return [record async for record in result]
-    return list(result)
+        return [record async for record in result if not isinstance(record, SyncCursor)]
+    return [record for record in result if not isinstance(record, SyncCursor)]
 
 
 def role_of(word: str | None) -> Role | None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -30,7 +30,7 @@ from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
 from db import queries
-from db.models import RosterSyncRun
+from db.models import DistrictUsage, RosterSyncRun
 from db.session import affected_rows, get_existing, lock_district, stored_id
 from licensing.domain.error_codes import ErrorCode
 from licensing.metrics import count_roster_sync
@@ -53,6 +53,10 @@ UNCHANGED = "unchanged"  # the source had nothing new: the roster in force is ke
 STAGING_KEPT = (RUNNING, HELD)
 # Runs that describe the roster in force or a roster waiting to be: newer ones supersede older.
 DECIDED = (APPLIED, HELD)
+
+# What a run's staging rows are: the source's whole roster, or changes to the roster it has.
+FULL = "full"
+DELTA = "delta"
 
 SYNC_ACTION = "roster_sync"
 IMPORT_ACTION = "roster_import"
@@ -93,6 +97,7 @@ class SyncOutcome:
     warnings: int = 0  # what the source read past, and the rows it could not classify
     quarantined: int = 0
     note: str | None = None  # what an unchanged source said (nothing new, and why)
+    mode: str = FULL  # full (the whole roster) or delta (changes to the roster it had)
 
 
 class RunAbandoned(Exception):
@@ -168,9 +173,11 @@ def settle_run(
     other_role: int = 0,
     server_count: int | None = None,
     intake: IntakeTally | None = None,
+    cursor: str | None = None,
 ) -> SyncOutcome:
-    """Hold, apply or supersede a run whose staging rows are the source's whole new roster;
-    ``intake`` is what the source read past and could not classify, kept with the run."""
+    """Hold, apply or supersede a run whose staging rows are the source's whole new roster, or
+    (a run marked ``delta``) changes to the roster the source has; ``intake`` is what the source
+    read past and could not classify, kept with the run."""
     intake = intake or IntakeTally()
     run = get_existing(session, RosterSyncRun, run_id)
     lock_district(session, run.district_id)
@@ -179,6 +186,15 @@ def settle_run(
         return _outcome(
             run, {}, Problem(ErrorCode.SOURCE_FAILED, run.error or "The sync was stopped.")
         )
+    run.cursor = cursor
+    run.warnings = intake.warnings
+    run.quarantined = intake.quarantined
+    if run.mode == DELTA:
+        outcome = _settle_delta(
+            session, run, action=action, actor=actor, now=now, guard=guard, intake=intake
+        )
+        store_intake(session, run=run, tally=intake)
+        return outcome
     statistics = queries.staged_statistics(session, run_id=run_id)
     before, removed = queries.removed_active_people(
         session, district_id=run.district_id, source=run.source, run_id=run_id
@@ -238,6 +254,132 @@ def _hold_reasons(run: RosterSyncRun, intake: IntakeTally, guard: RosterGuard) -
 def _percent(share: float) -> str:
     """0.2 -> "20%", 0.015 -> "1.5%", 0.0196 -> "1.96%"."""
     return f"{share * 100:.2f}".rstrip("0").rstrip(".") + "%"
+
+
+def removal_row(source_id: str) -> dict[str, Any]:
+    """The staging row of a delta that removes the source's record ``source_id``."""
+    row: dict[str, Any] = dict.fromkeys(queries.ROW_COLUMNS)
+    row.update(
+        source_id=source_id,
+        person_key=source_id,
+        role="removed",
+        lifecycle="removed",
+        enabled=False,
+        removed=True,
+    )
+    return row
+
+
+def mark_delta(session: Session, *, run_id: int) -> None:
+    """Say that a running run stages changes, not a whole roster (its source returned a
+    ``RosterDelta``)."""
+    session.execute(update(RosterSyncRun).where(col(RosterSyncRun.id) == run_id).values(mode=DELTA))
+
+
+@dataclass(frozen=True)
+class _SourceFigures:
+    """A source's roster as its last applied sync described it (what dataSources shows)."""
+
+    active: int
+    records: int
+    excluded: dict[str, int]
+    server_count: int | None
+
+
+def last_applied_run(
+    session: Session,
+    *,
+    district_id: int,
+    source: str,
+    before: int | None = None,
+    mode: str | None = None,
+) -> RosterSyncRun | None:
+    """The run whose roster is in force for the source (the last applied), optionally among the
+    runs older than run ``before``, or the last applied of a ``mode`` (full or delta)."""
+    query = select(RosterSyncRun).where(
+        RosterSyncRun.district_id == district_id,
+        RosterSyncRun.source == source,
+        RosterSyncRun.status == APPLIED,
+    )
+    if before is not None:
+        query = query.where(col(RosterSyncRun.id) < before)
+    if mode is not None:
+        query = query.where(RosterSyncRun.mode == mode)
+    return session.exec(
+        query.order_by(col(RosterSyncRun.finished_at).desc(), col(RosterSyncRun.id).desc())
+    ).first()
+
+
+def _source_figures(session: Session, run: RosterSyncRun) -> _SourceFigures:
+    last = last_applied_run(session, district_id=run.district_id, source=run.source)
+    if last is not None and last.active_students is not None:
+        return _SourceFigures(
+            active=last.active_students,
+            records=last.records,
+            excluded=json.loads(last.excluded or "{}"),
+            server_count=last.server_count,
+        )
+    # No sync described the roster (it was loaded otherwise): count it once.
+    split, people = queries.source_split(session, district_id=run.district_id, source=run.source)
+    excluded = {
+        "staff": split.staff,
+        "inactive": split.inactive,
+        "disabled": split.disabled,
+        "duplicate": split.counted - people,
+        "other_role": 0,
+    }
+    return _SourceFigures(
+        active=people, records=split.records, excluded=excluded, server_count=None
+    )
+
+
+def _settle_delta(
+    session: Session,
+    run: RosterSyncRun,
+    *,
+    action: str,
+    actor: str,
+    now: datetime,
+    guard: RosterGuard,
+    intake: IntakeTally,
+) -> SyncOutcome:
+    """Settle changes to the source's roster from the changed records alone: the figures a full
+    sync would store (people counted, records, exclusions) are those of the last applied sync
+    adjusted by what the changes replace and add, and the hold looks at the people the changes
+    would stop counting, exactly as for a whole roster."""
+    run_id = stored_id(run)
+    queries.note_previous_people(
+        session, district_id=run.district_id, source=run.source, run_id=run_id
+    )
+    base = _source_figures(session, run)
+    effect = queries.delta_effect(
+        session, district_id=run.district_id, source=run.source, run_id=run_id
+    )
+    active = base.active - effect.people_lost + effect.people_gained
+    old, new = effect.replaced, effect.added
+    excluded = {
+        "staff": base.excluded.get("staff", 0) - old.staff + new.staff,
+        "inactive": base.excluded.get("inactive", 0) - old.inactive + new.inactive,
+        "disabled": base.excluded.get("disabled", 0) - old.disabled + new.disabled,
+        "duplicate": base.excluded.get("duplicate", 0)
+        + (new.counted - old.counted)
+        - (active - base.active),
+        # Guardians are never stored: their number is the last full sync's.
+        "other_role": base.excluded.get("other_role", 0),
+    }
+    run.records = base.records - old.records + new.records
+    run.active_students = active
+    run.active_before = base.active
+    run.removed_active = effect.people_lost
+    run.excluded = json.dumps(excluded, sort_keys=True)
+    run.server_count = base.server_count
+    newer = _newer_decided_run(session, run)
+    if newer is not None:
+        return _supersede(session, run, newer, actor=actor, action=action, now=now)
+    reasons = _hold_reasons(run, intake, guard)
+    if reasons:
+        return _hold(session, run, excluded, reasons, guard=guard, action=action, now=now)
+    return _apply(session, run, excluded, actor=actor, action=action, now=now, guard=guard)
 
 
 def confirm_held_run(
@@ -624,19 +766,96 @@ def _apply(
     guard: RosterGuard,
 ) -> SyncOutcome:
     before: UsageCounts = current_usage(session, district_id=run.district_id)
+    run_id = stored_id(run)
+    if run.mode == DELTA:
+        after, change = _apply_delta_rows(session, run, before, now=now)
+    else:
+        change = _reconciled(session, run)
+        queries.swap_in_staged_roster(
+            session, district_id=run.district_id, source=run.source, run_id=run_id
+        )
+        after = refresh_usage(session, district_id=run.district_id, now=now)
     run.status = APPLIED
     run.finished_at = now
     run.error = None
     _supersede_older_held(session, run, now=now)
-    queries.swap_in_staged_roster(
-        session, district_id=run.district_id, source=run.source, run_id=stored_id(run)
-    )
-    after = refresh_usage(session, district_id=run.district_id, now=now)
     reevaluate_alerts(session, district_id=run.district_id, now=now, policy=guard.alerts)
     used = (before.active_students, after.active_students)
-    _record(session, run, action=action, actor=actor, outcome=APPLIED, now=now, used=used)
+    _record(
+        session,
+        run,
+        action=action,
+        actor=actor,
+        outcome=APPLIED,
+        now=now,
+        used=used,
+        detail=change.detail,
+        extra=change.figures,
+    )
     count_roster_sync(outcome=APPLIED, plugin=run.kind)
     return _outcome(run, excluded, None, used=used)
+
+
+@dataclass(frozen=True)
+class _Change:
+    """What the audit event says of an applied run besides the counts."""
+
+    detail: str | None
+    figures: dict[str, Any]
+
+
+def _apply_delta_rows(
+    session: Session, run: RosterSyncRun, before: UsageCounts, *, now: datetime
+) -> tuple[UsageCounts, _Change]:
+    """Apply a delta's rows in place and adjust the district's counts by the people it touched
+    (counted before and after the change), so nothing is recounted but them."""
+    run_id = stored_id(run)
+    upserts, removals = queries.staged_change_counts(session, run_id=run_id)
+    people = queries.delta_people(run_id)
+    stored = session.get(DistrictUsage, run.district_id)
+    touched_before = queries.recount_usage(session, district_id=run.district_id, people=people)
+    queries.apply_staged_delta(
+        session, district_id=run.district_id, source=run.source, run_id=run_id
+    )
+    touched_after = queries.recount_usage(session, district_id=run.district_id, people=people)
+    queries.discard_staging(session, run_id=run_id)
+    if stored is None:  # no counts kept yet: count once
+        after = refresh_usage(session, district_id=run.district_id, now=now)
+    else:
+        counts = asdict(before)
+        for name, value in touched_after.items():
+            if name != "devices":
+                counts[name] += value - touched_before[name]
+        queries.store_usage(session, district_id=run.district_id, counts=counts, now=now)
+        after = UsageCounts(**counts)
+    detail = (
+        f"{run.source}: delta of {upserts + removals} change(s): {upserts} record(s) added or "
+        f"updated, {removals} removed."
+    )
+    return after, _Change(detail, {"mode": DELTA, "upserts": upserts, "removals": removals})
+
+
+def _reconciled(session: Session, run: RosterSyncRun) -> _Change:
+    """A full sync after deltas compares the whole roster with the one the deltas kept: the
+    audit event says how many records it corrected."""
+    last = last_applied_run(session, district_id=run.district_id, source=run.source, before=run.id)
+    if last is None or last.mode != DELTA:
+        return _Change(None, {"mode": FULL})
+    found = queries.staged_differences(
+        session, district_id=run.district_id, source=run.source, run_id=stored_id(run)
+    )
+    if found.total == 0:
+        detail = (
+            f"{run.source}: full sync after delta syncs: the roster the deltas kept matched "
+            "the source exactly; nothing to correct."
+        )
+    else:
+        detail = (
+            f"{run.source}: full sync corrected {found.total} record(s) that the delta syncs "
+            f"had not delivered ({found.added} missing, {found.removed} no longer in the "
+            f"source, {found.changed} changed)."
+        )
+    return _Change(detail, {"mode": FULL, "corrected": found.total})
 
 
 def _fail(session: Session, run: RosterSyncRun, message: str, *, actor: str, now: datetime) -> None:
@@ -668,6 +887,7 @@ def _record(
     now: datetime,
     used: tuple[int, int],
     detail: str | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> None:
     """The audit event and the change event every settled run writes."""
     record_event(
@@ -684,6 +904,8 @@ def _record(
             "source": run.source,
             "records": run.records,
             "run": run.id,
+            "mode": run.mode,
+            **(extra or {}),
         },
         detail=detail,
     )
@@ -718,4 +940,5 @@ def _outcome(
         used_after=used[1] if used else None,
         warnings=run.warnings,
         quarantined=run.quarantined,
+        mode=run.mode,
     )

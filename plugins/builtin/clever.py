@@ -7,6 +7,17 @@ next link to another server is refused (the token is never sent there). Clever l
 ``active``; a student who is no longer listed is simply not reported, and the host's
 replace-on-sync removes them ("students who vanish count as removed").
 
+Delta syncs use Clever's events API (``GET <base_url>/v3.1/events``), which keeps 30 days of
+changes. A full sync first asks for the newest event (``ending_before=last&limit=1``) and hands
+its id to the host as the cursor, so a change made while the users are listed is read again by
+the next delta. A delta reads ``/v3.1/events?starting_after=<cursor>`` page by page (``links``
+rel "next", until there is none or a page is empty) and keeps the ``users.created``,
+``users.updated`` and ``users.deleted`` events, the last one of each user winning: a user who
+has a student role is a record as the listing gives it, a user without one (now only a teacher)
+or deleted is removed. The id of the last event read is the next cursor. When Clever no longer
+has the cursor's event (past its 30 days) or the application may not read events, the source
+reads the whole roster instead; a district without events enabled simply gets full syncs.
+
 Clever allows 1200 requests a minute per token and says so in ``X-RateLimit-Limit``,
 ``X-RateLimit-Remaining`` and ``X-RateLimit-Reset`` (Unix seconds). When a response leaves no
 request, the next one waits until the reset. A 429 is retried by ``plugins.http`` after
@@ -29,7 +40,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, ClassVar
@@ -43,12 +54,17 @@ from pydantic import model_validator
 from manage1to1_plugins import (
     DistrictRef,
     PluginHost,
+    RemovedRecord,
+    RosterDelta,
     RosterFileError,
+    RosterItem,
     RosterSource,
     RowProblem,
     SourceError,
     SourceOptions,
     StudentRecord,
+    SyncCursor,
+    SyncState,
     hookimpl,
 )
 from manage1to1_plugins.fields import checked_base_url
@@ -59,6 +75,11 @@ from manage1to1_plugins.fields import timestamp as _timestamp
 
 DEFAULT_BASE_URL = "https://api.clever.com"
 USERS_PATH = "/v3.1/users"
+EVENTS_PATH = "/v3.1/events"
+# How a cursor this source wrote starts: the id of the last event read follows (none: no event
+# existed yet, and the next delta reads the events from the oldest Clever keeps).
+CURSOR_PREFIX = "event:"
+USER_EVENTS = ("users.created", "users.updated", "users.deleted")
 # A pasted address may go on with an API version and a collection: the server is what precedes.
 API_VERSION_PATH = re.compile(r"/v\d+(\.\d+)?(/[A-Za-z_]+)?/?$")
 DEFAULT_PAGE_SIZE = 1000
@@ -159,10 +180,15 @@ class CleverSource:
         self.host = host
 
     def fetch_students(
-        self, *, district: DistrictRef, options: CleverOptions | Mapping[str, Any]
-    ) -> AsyncIterator[StudentRecord]:
+        self,
+        *,
+        district: DistrictRef,
+        options: CleverOptions | Mapping[str, Any],
+        sync_state: SyncState | None = None,
+    ) -> Awaitable[AsyncIterator[RosterItem] | RosterDelta]:
         config = CleverConfig.read(CleverOptions.parse(options).model_dump())
-        return _Sync(self.host, config).records()
+        cursor = sync_state.cursor if sync_state else None
+        return _Sync(self.host, config).start(cursor)
 
 
 class RateLimitRetry(Retry):
@@ -230,14 +256,93 @@ class _Sync:
         self.remaining: int | None = None
         self.reset_at: float | None = None
 
-    async def records(self) -> AsyncIterator[StudentRecord]:
-        config = self.config
-        client = self.host.create_client(
-            base_url=config.base_url,
-            headers={"Authorization": f"Bearer {config.token}", "Accept": "application/json"},
+    def _client(self) -> httpx.AsyncClient:
+        return self.host.create_client(
+            base_url=self.config.base_url,
+            headers={
+                "Authorization": f"Bearer {self.config.token}",
+                "Accept": "application/json",
+            },
             retry=rate_limit_retry(self.host),
         )
-        async with client:
+
+    async def start(self, cursor: str | None) -> AsyncIterator[RosterItem] | RosterDelta:
+        """The changes since ``cursor`` when Clever still has its event, else the whole roster."""
+        if cursor is None or not cursor.startswith(CURSOR_PREFIX):
+            return self.records()
+        after = cursor.removeprefix(CURSOR_PREFIX)
+        first = _events_uri(after, self.config.page_size)
+        async with self._client() as client:
+            answer = await self._get(client, first)
+        if answer.status_code in (400, 403, 404):
+            # The event is past Clever's 30 days, or events are not enabled: read everything.
+            return self.records()
+        return RosterDelta(self.changes(first))
+
+    async def _newest_event(self, client: httpx.AsyncClient) -> str | None:
+        """The cursor of a full sync: the newest event's id before the listing begins, or None
+        when the application may not read events (the next sync is then a full one too)."""
+        uri = _with_query(EVENTS_PATH, {"ending_before": "last", "limit": "1"})
+        response = await self._get(client, uri)
+        if response.status_code in (400, 403, 404):
+            return None
+        events, _next = self._data(response, f"{self.config.base_url}{uri}")
+        ids = [_text(_object(_object(item).get("data")).get("id")) for item in events]
+        newest = next((event_id for event_id in reversed(ids) if event_id), "")
+        return CURSOR_PREFIX + newest
+
+    async def changes(self, first: str) -> AsyncIterator[RosterItem]:
+        """Users changed since the cursor's event: the last event of each user wins."""
+        latest: dict[str, StudentRecord | RemovedRecord] = {}
+        last_event: str | None = None
+        async with self._client() as client:
+            uri: str | None = first
+            seen: set[str] = set()
+            while uri is not None:
+                if uri in seen:
+                    raise SourceError(
+                        f"Clever sent {uri} as the next page twice; nothing was changed."
+                    )
+                seen.add(uri)
+                events, next_uri = await self._page(client, uri)
+                for item in events:
+                    event = _object(_object(item).get("data"))
+                    last_event = _text(event.get("id")) or last_event
+                    change = self._change(event)
+                    if change is not None:
+                        latest.pop(change.source_id, None)  # kept in the order of last events
+                        latest[change.source_id] = change
+                uri = _events_next(next_uri, self.config.page_size) if events else None
+        if self.problems:
+            raise RosterFileError(f"{self.config.base_url}{EVENTS_PATH}", self.problems)
+        for change in latest.values():
+            yield change
+        if last_event is not None:
+            yield SyncCursor(CURSOR_PREFIX + last_event)
+
+    def _change(self, event: dict[str, Any]) -> StudentRecord | RemovedRecord | None:
+        """A user event as a change of the roster (None for other events)."""
+        kind = _text(event.get("type"))
+        if kind not in USER_EVENTS:
+            return None
+        user = _object(_object(event.get("data")).get("object"))
+        self.position += 1
+        user_id = _text(user.get("id"))
+        if not user_id:
+            if len(self.problems) < MAX_REPORTED_PROBLEMS:
+                self.problems.append(RowProblem(self.position, "id", f"{kind}: the user has no id"))
+            return None
+        if kind == "users.deleted" or not isinstance(
+            _object(user.get("roles")).get("student"), dict
+        ):
+            # The listing (role=student) would no longer give them.
+            return RemovedRecord(user_id)
+        return self._record({"data": user})
+
+    async def records(self) -> AsyncIterator[RosterItem]:
+        config = self.config
+        async with self._client() as client:
+            cursor = await self._newest_event(client)
             uri: str | None = _with_query(
                 USERS_PATH, {"role": "student", "limit": str(config.page_size)}
             )
@@ -257,6 +362,8 @@ class _Sync:
                 uri = _next_uri(next_uri, config.page_size) if users else None
         if self.problems:
             raise RosterFileError(f"{config.base_url}{USERS_PATH}", self.problems)
+        if cursor is not None:
+            yield SyncCursor(cursor)
 
     async def _wait_for_rate_limit(self) -> None:
         if self.remaining is None or self.remaining > 0 or self.reset_at is None:
@@ -265,7 +372,7 @@ class _Sync:
         if wait > 0:
             await anyio.sleep(wait + RESET_MARGIN_SECONDS)
 
-    async def _page(self, client: httpx.AsyncClient, uri: str) -> tuple[list[Any], str | None]:
+    async def _get(self, client: httpx.AsyncClient, uri: str) -> httpx.Response:
         where = f"{self.config.base_url}{uri}"
         await self._wait_for_rate_limit()
         try:
@@ -276,6 +383,16 @@ class _Sync:
                 "Nothing was changed; the previous roster is kept."
             ) from None
         self._note_rate_limit(response)
+        return response
+
+    async def _page(self, client: httpx.AsyncClient, uri: str) -> tuple[list[Any], str | None]:
+        where = f"{self.config.base_url}{uri}"
+        response = await self._get(client, uri)
+        _check_status(response, where)
+        return self._data(response, where)
+
+    def _data(self, response: httpx.Response, where: str) -> tuple[list[Any], str | None]:
+        """A page's ``data`` list and its next link (checked to stay on Clever's server)."""
         _check_status(response, where)
         try:
             body = response.json()
@@ -392,6 +509,19 @@ def _next_uri(uri: str | None, page_size: int) -> str | None:
     if not uri:
         return None
     return _with_query(uri, {"role": "student", "limit": str(page_size)}, keep=True)
+
+
+def _events_uri(after: str, page_size: int) -> str:
+    params = {"limit": str(page_size)}
+    if after:
+        params["starting_after"] = after
+    return _with_query(EVENTS_PATH, params)
+
+
+def _events_next(uri: str | None, page_size: int) -> str | None:
+    if not uri:
+        return None
+    return _with_query(uri, {"limit": str(page_size)}, keep=True)
 
 
 def _with_query(uri: str, params: dict[str, str], *, keep: bool = False) -> str:

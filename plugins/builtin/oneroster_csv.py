@@ -53,14 +53,18 @@ Every bad row is collected (line, column, what is wrong) and raised as ``RosterF
 the file, once the file is read or as soon as there are more than 1000. The host applies nothing
 from a sync that raised, so records already yielded are discarded.
 
-A **delta** bundle lists only what changed since the last export: made a source's whole roster
-it would remove everyone it does not mention. It is refused unless the options say
-``allow_delta = true`` (for imports that add and update rather than replace).
+A **delta** bundle (``file.users`` ``delta`` in the manifest) lists only what changed since the
+last export. With ``allow_delta = true`` it is returned as a ``RosterDelta``: each user row
+replaces the stored record of its ``sourcedId`` (or adds it), a row whose ``status`` is
+``tobedeleted`` removes the record (a ``RemovedRecord``; in a 1.2 delta such a row needs no
+role in ``roles.csv``), and everyone it does not mention stays as they are. In a bulk bundle
+``tobedeleted`` still means a record kept but never counted. Without ``allow_delta`` a delta
+bundle is refused, so a district that expects whole rosters never applies changes by mistake.
 
 Options (``[districts.<slug>.roster_sources.<name>.options]``):
 
 - ``path`` (required): the bundle, a ``.zip`` file or a folder;
-- ``allow_delta``: read a delta bundle, false by default.
+- ``allow_delta``: apply delta bundles as changes, false by default.
 """
 
 from __future__ import annotations
@@ -83,6 +87,8 @@ from manage1to1_plugins import (
     PluginHost,
     QuarantinedRow,
     RecordChecks,
+    RemovedRecord,
+    RosterDelta,
     RosterFileError,
     RosterSource,
     RowProblem,
@@ -227,7 +233,7 @@ class OneRosterCsvSource:
 
     def fetch_students(
         self, *, district: DistrictRef, options: OneRosterCsvOptions
-    ) -> Iterator[StudentRecord | IntakeWarning | QuarantinedRow]:
+    ) -> Iterator[StudentRecord | IntakeWarning | QuarantinedRow] | RosterDelta:
         config = OneRosterCsvOptions.parse(options)
         if not config.path:
             raise SourceError(
@@ -238,9 +244,10 @@ class OneRosterCsvSource:
 
 def read_bundle(
     path: Path, *, checks: RecordChecks, allow_delta: bool = False, shown_as: str | None = None
-) -> Iterator[StudentRecord | IntakeWarning | QuarantinedRow]:
+) -> Iterator[StudentRecord | IntakeWarning | QuarantinedRow] | RosterDelta:
     """Check the bundle's manifest and headers now, then a generator of its users' records,
-    with the intake's warnings and quarantined rows among them.
+    with the intake's warnings and quarantined rows among them (a ``RosterDelta`` of them for a
+    delta bundle).
 
     Raises SourceError (a missing file, a damaged zip, a manifest it cannot use) or
     RosterFileError (a bad header) before anything is read; the generator raises RosterFileError
@@ -252,7 +259,21 @@ def read_bundle(
     """
     bundle = Bundle.open(path, shown_as=shown_as)
     plan = _plan(bundle, allow_delta=allow_delta)
+    if plan.users_mode == "delta":
+        return RosterDelta(_changes(_records(bundle, plan, checks)))
     return _records(bundle, plan, checks)
+
+
+def _changes(
+    records: Iterator[StudentRecord | IntakeWarning | QuarantinedRow],
+) -> Iterator[StudentRecord | IntakeWarning | QuarantinedRow | RemovedRecord]:
+    """A delta file's records as changes: ``tobedeleted`` removes the record (the intake's
+    warnings and quarantined rows pass through)."""
+    for record in records:
+        if isinstance(record, StudentRecord) and record.status == "tobedeleted":
+            yield RemovedRecord(record.source_id)
+        else:
+            yield record
 
 
 # The column of users.csv each stored field is read from, to report a value the host cannot
@@ -507,9 +528,9 @@ def _mode(manifest: dict[str, str], name: str, where: str) -> str:
 def _check_delta(mode: str, name: str, where: str, allow_delta: bool) -> None:
     if mode == "delta" and not allow_delta:
         raise SourceError(
-            f"{where}: {name} is delta, a file of changes only. Made the source's whole roster "
-            "it would remove everyone it does not mention; export a bulk bundle (or set "
-            "allow_delta for an import that adds and updates)."
+            f"{where}: {name} is delta, a file of changes only, and this source takes whole "
+            "rosters: export a bulk bundle, or set allow_delta = true to apply delta bundles "
+            "as changes to the roster."
         )
 
 
@@ -897,6 +918,9 @@ def _v1p2_maker(
             return None
         status, raw_status, enabled, modified = shared
         info = roles.get(source_id)
+        if info is None and delta and status == "tobedeleted":
+            # A removal in a delta: the user's roles go with them.
+            return StudentRecord(source_id=source_id, status=status, raw_status=raw_status)
         if info is None:
             intake.quarantine(
                 line, f"no role: the user has no row in {ROLES}, so cannot be classified", source_id

@@ -67,6 +67,7 @@ from manage1to1_plugins import (
     IntakeWarning,
     PluginHost,
     QuarantinedRow,
+    RosterDelta,
     RosterSource,
     RosterUnchanged,
     SourceError,
@@ -775,7 +776,7 @@ class OneRosterDropSource:
 
     async def fetch_students(
         self, *, district: DistrictRef, options: OneRosterDropOptions | Mapping[str, Any]
-    ) -> Iterator[StudentRecord | IntakeWarning | QuarantinedRow | AfterSync]:
+    ) -> Iterator[StudentRecord | IntakeWarning | QuarantinedRow | AfterSync] | RosterDelta:
         config = OneRosterDropOptions.parse(options, district_slug=district.slug)
         return await _Look(self.host, district, config).records()
 
@@ -792,7 +793,9 @@ class _Look:
         self.state_file = state_root / district.slug / f"{key[:24]}.json"
         self.downloads = state_root / DOWNLOADS_FOLDER
 
-    async def records(self) -> Iterator[StudentRecord | IntakeWarning | QuarantinedRow | AfterSync]:
+    async def records(
+        self,
+    ) -> Iterator[StudentRecord | IntakeWarning | QuarantinedRow | AfterSync] | RosterDelta:
         state = DropState.load(self.state_file)
         async with folder_session(self.folder, self.config) as session:
             files = await session.files()
@@ -823,7 +826,10 @@ class _Look:
         except BaseException:
             copy.unlink(missing_ok=True)
             raise
-        return _then_after_sync(records, copy, AfterSync(self._after_sync(choice.file)))
+        after_sync = AfterSync(self._after_sync(choice.file))
+        if isinstance(records, RosterDelta):  # a delta bundle (allow_delta): its changes
+            return RosterDelta(_then_after_sync(records.records, copy, after_sync))
+        return _then_after_sync(records, copy, after_sync)
 
     async def _download(self, session: FolderSession, file: DropFile, state: DropState) -> Path:
         _make_private_folder(self.downloads)
@@ -903,11 +909,7 @@ def _remove_forgotten_downloads(folder: Path) -> None:
                     os.unlink(entry.path)
 
 
-def _then_after_sync(
-    records: Iterator[StudentRecord | IntakeWarning | QuarantinedRow],
-    copy: Path,
-    after_sync: AfterSync,
-) -> Iterator[StudentRecord | IntakeWarning | QuarantinedRow | AfterSync]:
+def _then_after_sync(records: Iterator[Any], copy: Path, after_sync: AfterSync) -> Iterator[Any]:
     """The bundle's records, the private copy removed once they are read (or the reading
     stopped), then the step that archives or deletes the file once the service kept them."""
     try:

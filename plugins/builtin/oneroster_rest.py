@@ -15,6 +15,20 @@ one. A short page alone never ends a collection (servers cap the page size silen
 ``X-Total-Count`` (or ``x-count``) is passed on once as a ``ServerCount`` and checked at the end: a
 collection that delivered fewer records than its server reported fails the sync.
 
+Delta syncs: after a first full sync the host hands back the source's cursor, and each
+collection is read with ``filter=dateLastModified>'<cursor>'`` (the OneRoster 1.1 and 1.2 filter
+syntax): only the records modified since, returned as a ``RosterDelta``. A record the server
+marks ``tobedeleted`` is passed on as it is, exactly as a full listing gives it (kept, never
+counted), so a delta and a full sync store the same record. The cursor is the time the sync
+started by the server's own clock (the ``Date`` header of its first answer; the host's clock
+when it sends none) minus ``DELTA_OVERLAP``: not the newest ``dateLastModified`` seen, because
+a record changed on a page already read while later pages were being read has a timestamp
+older than the newest one seen and would be missed for ever; the overlap covers a SIS whose
+database clock differs a little from its web server's and changes committed after they were
+stamped. Records read twice are applied twice, which changes nothing. A person who leaves the
+collection without a ``tobedeleted`` record (a student who becomes a teacher) is seen by the
+weekly full sync (``full_sync_every_days``), which corrects whatever the deltas missed.
+
 OAuth 2 tokens come from authlib's ``AsyncOAuth2Client`` (client-credentials grant, the profile's
 ``token_endpoint_auth_method``), built with the host's client options, so every request,
 the token's included, goes through the project's timeouts and retries (``plugins.http``): HTTP 429
@@ -41,6 +55,8 @@ Options (``[districts.<slug>.roster_sources.<name>.options]``; docs/plugins.md a
 - ``page_size``: records per request, the profile's (1000) by default;
 - ``requests_per_minute``: at most this many requests a minute (none by default);
 - ``include_staff``: also read ``/teachers`` (never counted; shown as staff), false by default;
+- ``delta_syncs``: read only the records modified since the last sync, true by default (false
+  for a server that does not filter by ``dateLastModified``: every sync is then a full one);
 - ``person_key_fields``: the fields that identify a person across sources, first present wins:
   ``["userMasterIdentifier", "identifier"]`` for 1.2, ``["identifier"]`` for 1.1; the
   ``sourcedId`` when none is present.
@@ -56,6 +72,8 @@ import time
 import warnings
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
 from urllib.parse import urljoin, urlsplit
 
@@ -73,13 +91,17 @@ from pydantic import model_validator
 from manage1to1_plugins import (
     DistrictRef,
     PluginHost,
+    RosterDelta,
     RosterFileError,
+    RosterItem,
     RosterSource,
     RowProblem,
     ServerCount,
     SourceError,
     SourceOptions,
     StudentRecord,
+    SyncCursor,
+    SyncState,
     hookimpl,
 )
 from manage1to1_plugins.fields import checked_base_url
@@ -124,6 +146,8 @@ MAX_REPORTED_PROBLEMS = 1000
 TOTAL_COUNT_HEADERS = ("X-Total-Count", "x-count")
 # A token is renewed this long before the server says it expires, so it never lapses mid-request.
 TOKEN_EXPIRY_MARGIN_SECONDS = 30.0
+# A delta re-reads this much before the last sync's start (see the module's docstring).
+DELTA_OVERLAP = timedelta(minutes=10)
 HOW_CREDENTIALS_TRAVEL = {
     "client_secret_basic": "in HTTP Basic authentication (client_secret_basic)",
     "client_secret_post": "as form fields of the request (client_secret_post)",
@@ -150,6 +174,7 @@ class OneRosterConfig:
     requests_per_minute: int | None
     include_staff: bool
     person_key_fields: tuple[str, ...]
+    delta_syncs: bool = True
 
     @classmethod
     def read(cls, options: Mapping[str, Any]) -> OneRosterConfig:
@@ -222,6 +247,11 @@ class OneRosterConfig:
             raise SourceError(
                 f"OneRoster REST: include_staff must be true or false, not {include_staff!r}."
             )
+        delta_syncs = options.get("delta_syncs", True)
+        if not isinstance(delta_syncs, bool):
+            raise SourceError(
+                f"OneRoster REST: delta_syncs must be true or false, not {delta_syncs!r}."
+            )
         fields = options.get("person_key_fields") or PERSON_KEY_FIELDS[version]
         if not isinstance(fields, (list, tuple)) or not all(isinstance(n, str) for n in fields):
             raise SourceError(
@@ -245,6 +275,7 @@ class OneRosterConfig:
             requests_per_minute=pace,
             include_staff=include_staff,
             person_key_fields=tuple(fields),
+            delta_syncs=delta_syncs,
         )
 
 
@@ -266,6 +297,7 @@ class OneRosterRestOptions(SourceOptions):
     page_size: int | None = None
     requests_per_minute: int | None = None
     include_staff: bool = False
+    delta_syncs: bool = True
     person_key_fields: tuple[str, ...] | None = None
 
     @model_validator(mode="before")
@@ -291,19 +323,29 @@ class OneRosterRestSource:
         self.host = host
 
     def fetch_students(
-        self, *, district: DistrictRef, options: OneRosterRestOptions | Mapping[str, Any]
-    ) -> AsyncIterator[StudentRecord | ServerCount]:
+        self,
+        *,
+        district: DistrictRef,
+        options: OneRosterRestOptions | Mapping[str, Any],
+        sync_state: SyncState | None = None,
+    ) -> AsyncIterator[RosterItem] | RosterDelta:
         given = OneRosterRestOptions.parse(options).model_dump(exclude_none=True)
         config = OneRosterConfig.read(given)
-        return _Sync(self.host, config).records()
+        since = sync_state.cursor if sync_state and config.delta_syncs else None
+        if since is not None and _timestamp(since) is None:
+            since = None  # not a cursor this source wrote: read everything
+        records = _Sync(self.host, config, since=since).records()
+        return RosterDelta(records) if since is not None else records
 
 
 class _Sync:
     """One reading of the roster: one HTTP client, one token, the problems found so far."""
 
-    def __init__(self, host: PluginHost, config: OneRosterConfig) -> None:
+    def __init__(self, host: PluginHost, config: OneRosterConfig, *, since: str | None) -> None:
         self.host = host
         self.config = config
+        self.since = since  # read only what was modified after this (a delta)
+        self.started_at: datetime | None = None  # by the server's clock, from its first answer
         self.position = 0
         self.problems: list[RowProblem] = []
         self.token_status: int | None = None  # the last token response's, for messages
@@ -345,17 +387,35 @@ class _Sync:
         self.token_status = response.status_code
         return response
 
-    async def records(self) -> AsyncIterator[StudentRecord | ServerCount]:
+    async def records(self) -> AsyncIterator[RosterItem]:
         async with self._client() as client:
             if isinstance(client, AsyncOAuth2Client):
                 await self._fetch_token(client)
-            async for item in self._read(client, "students", role="student", count=True):
+            # A delta's total is of its changes: only a whole listing's is the roster's.
+            count = self.since is None
+            async for item in self._read(client, "students", role="student", count=count):
                 yield item
             if self.config.include_staff:
                 async for item in self._read(client, "teachers", role="teacher", count=False):
                     yield item
         if self.problems:
             raise RosterFileError(self.config.service_url, self.problems)
+        started = self.started_at or self.host.clock()
+        yield SyncCursor(_filter_time(started - DELTA_OVERLAP))
+
+    def _params(self, offset: int) -> dict[str, str | int]:
+        params: dict[str, str | int] = {
+            "limit": self.config.page_size,
+            "offset": offset,
+            "sort": "sourcedId",
+        }
+        if self.since is not None:
+            params["filter"] = f"dateLastModified>'{self.since}'"
+        return params
+
+    def _note_start(self, response: httpx.Response) -> None:
+        if self.started_at is None:
+            self.started_at = _server_time(response) or self.host.clock()
 
     async def _read(
         self, client: httpx.AsyncClient, collection: str, *, role: str, count: bool
@@ -366,11 +426,7 @@ class _Sync:
         on by what each page held, until an empty page. A server that pages by links and sends
         none has said the collection ends."""
         url = f"{self.config.service_url}/{collection}"
-        params: dict[str, str | int] | None = {
-            "limit": self.config.page_size,
-            "offset": 0,
-            "sort": "sourcedId",
-        }
+        params: dict[str, str | int] | None = self._params(0)
         offset = 0
         received = 0
         reported: tuple[int, str] | None = None  # the largest total a page stated, and its header
@@ -381,6 +437,7 @@ class _Sync:
         while True:
             where = f"{url} (offset {offset})" if params is not None else url
             page, response = await self._page(client, url, params, where)
+            self._note_start(response)
             stated = _total_count(response)
             if stated is not None:
                 if count and not counted:
@@ -419,7 +476,7 @@ class _Sync:
             if by_links or "link" in response.headers:
                 break
             offset += len(page)
-            params = {"limit": self.config.page_size, "offset": offset, "sort": "sourcedId"}
+            params = self._params(offset)
         if reported is not None and received < reported[0]:
             total, header = reported
             raise SourceError(
@@ -571,6 +628,22 @@ class _Sync:
             if len(self.problems) < MAX_REPORTED_PROBLEMS:
                 self.problems.append(RowProblem(position, bad.column, bad.message))
             return None
+
+
+def _server_time(response: httpx.Response) -> datetime | None:
+    """The server's clock when it answered (its ``Date`` header), or None."""
+    try:
+        moment = parsedate_to_datetime(response.headers.get("Date", ""))
+    except (TypeError, ValueError, IndexError):
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _filter_time(moment: datetime) -> str:
+    """A time as a OneRoster filter compares it: ISO 8601 in UTC, milliseconds, ``Z``."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + (
+        f"{moment.microsecond // 1000:03d}Z"
+    )
 
 
 def _first_id(page: list[Any]) -> Any:

@@ -8,6 +8,14 @@ page is full, as Clever does (so the last full page leads to an empty one). ``ma
 caps pages below the ``limit`` asked for (a short page that still has a next link), and
 ``next_host`` makes next links absolute URIs on another server. Only ``/v3.1`` is served.
 
+Events (``GET /v3.1/events``): each change made through ``create``, ``update`` and ``remove`` is
+an event ``{"id", "type": "users.created|updated|deleted", "created", "data": {"object": <user>}}``
+(``previous_attributes`` too for updates), listed oldest first as ``{"data": [{"data": <event>,
+"uri"}], "links"}``; ``starting_after`` an event id pages on (an id Clever no longer keeps answers
+404, as after its 30 days: ``expire_events``), ``ending_before=last`` gives the newest, ``limit``
+as for users and ``events_page_size`` caps a page. The history starts with one event of another
+kind (``initial_event_id``), as a district's does. Its requests are logged in ``event_requests``.
+
 Every response carries ``X-RateLimit-Limit``, ``X-RateLimit-Remaining`` and ``X-RateLimit-Reset``
 (Unix seconds) for a fixed window of ``window_seconds`` per token; a request over the limit gets
 HTTP 429 (with ``Retry-After`` only when ``retry_after`` is set; Clever documents the reset header).
@@ -133,12 +141,97 @@ class FakeClever:
     max_page_size: int | None = None  # serve at most this many users a page, whatever the limit
     next_host: str | None = None  # e.g. "https://elsewhere.example": absolute next links there
     requests: list[Seen] = field(default_factory=list)
+    events_page_size: int | None = None
+    event_requests: list[Seen] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._window_reset: float | None = None
         self._used = 0
         self._dead = False
-        self.app = Starlette(routes=[Route("/v3.1/users", self.list_users, methods=["GET"])])
+        self._events: list[dict[str, Any]] = []
+        self._event_number = 0
+        self.initial_event_id = self._event("schools.updated", {"id": "sch-oak"})
+        self.app = Starlette(
+            routes=[
+                Route("/v3.1/users", self.list_users, methods=["GET"]),
+                Route("/v3.1/events", self.list_events, methods=["GET"]),
+            ]
+        )
+
+    # Changes, as a district's SIS makes them through Clever: each is an event.
+
+    def _event(self, kind: str, user: dict[str, Any], **more: Any) -> str:
+        self._event_number += 1
+        event_id = f"{self._event_number:024x}"
+        created = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+        self._events.append(
+            {"id": event_id, "type": kind, "created": created, "data": {"object": user, **more}}
+        )
+        return event_id
+
+    def create(self, user: CleverUser) -> None:
+        self.users.append(user)
+        self._event("users.created", user.as_json())
+
+    def update(self, user: CleverUser) -> None:
+        self.users = [user if known.id == user.id else known for known in self.users]
+        self._event("users.updated", user.as_json(), previous_attributes={})
+
+    def remove(self, user_id: str) -> None:
+        (user,) = [known for known in self.users if known.id == user_id]
+        self.users.remove(user)
+        self._event("users.deleted", user.as_json())
+
+    def expire_events(self) -> None:
+        """Forget every event so far, as Clever does after 30 days."""
+        self._events.clear()
+
+    async def list_events(self, request: Request) -> Response:
+        query = dict(request.query_params)
+
+        def answer(response: Response) -> Response:
+            self.event_requests.append(
+                Seen(request.url.path, query, None, response.status_code, time.time(), None)
+            )
+            return response
+
+        if request.headers.get("Authorization") != f"Bearer {self.token}":
+            return answer(JSONResponse({"message": "Unauthorized"}, status_code=401))
+        headers, allowed = self._rate_headers()
+        if not allowed:
+            return answer(
+                JSONResponse({"message": "Rate limit exceeded"}, status_code=429, headers=headers)
+            )
+        try:
+            limit = int(query.get("limit", DEFAULT_LIMIT))
+        except ValueError:
+            return answer(JSONResponse({"message": "bad limit"}, status_code=400, headers=headers))
+        if limit > MAX_LIMIT:
+            return answer(JSONResponse({"message": "too large"}, status_code=413, headers=headers))
+        served = min(limit, self.events_page_size or limit)
+        ids = [event["id"] for event in self._events]
+        if query.get("ending_before") == "last":
+            page = self._events[-served:]
+        else:
+            after = query.get("starting_after")
+            if after is not None and after not in ids:
+                return answer(
+                    JSONResponse(
+                        {"message": f"event {after} not found"}, status_code=404, headers=headers
+                    )
+                )
+            start = ids.index(after) + 1 if after is not None else 0
+            page = self._events[start : start + served]
+        links = [{"rel": "self", "uri": f"/v3.1/events?{urlencode(query)}"}]
+        if page and len(page) == served and query.get("ending_before") != "last":
+            following = {"limit": query.get("limit", str(DEFAULT_LIMIT))}
+            following["starting_after"] = page[-1]["id"]
+            links.append({"rel": "next", "uri": f"/v3.1/events?{urlencode(following)}"})
+        body = {
+            "data": [{"data": event, "uri": f"/v3.1/events/{event['id']}"} for event in page],
+            "links": links,
+        }
+        return answer(JSONResponse(body, headers=headers))
 
     def pages(self, *, status: int | None = None) -> list[int | None]:
         return [seen.page for seen in self.requests if status is None or seen.status == status]

@@ -14,6 +14,12 @@ It speaks the protocol as a district's SIS does:
   ``{"users": [...]}`` and the total in ``X-Total-Count`` (``total_count_header``: another name,
   such as ``x-count``, or None for no total at all).
 
+Filters: ``filter=dateLastModified>'<ISO 8601 time>'`` (also ``>=``, ``<``, ``<=``, ``=``,
+``!=``, and on ``status``), the OneRoster 1.1/1.2 filter syntax: only the users modified after
+that time, ``tobedeleted`` ones included (a deleted user keeps being listed, marked so, as real
+servers do for consumers of deltas). A filter it cannot read answers 400. ``add``, ``change``
+and ``delete`` edit the roster as the SIS would, stamping ``dateLastModified`` with the time.
+
 Paging modes: ``link_paging`` answers with ``Link: <...?cursor=...>; rel="next"`` (an opaque
 cursor, absolute URL; ``link_host`` puts it on another server) and ``rel="first"``, the last page
 without a next link; ``overstate_total_by`` states a total larger than what it sends.
@@ -41,9 +47,13 @@ import base64
 import binascii
 import hashlib
 import hmac
+import operator
+import re
 import secrets
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -270,6 +280,33 @@ class FakeOneRoster:
             ]
         )
 
+    # Changes, as the SIS makes them: each stamps dateLastModified with the time.
+
+    def add(self, person: Person, *, teacher: bool = False) -> None:
+        people = self.teachers if teacher else self.students
+        people.append(replace(person, modified=_now()))
+
+    def change(self, sourced_id: str, **changes: Any) -> None:
+        for people in (self.students, self.teachers):
+            for index, person in enumerate(people):
+                if person.sourced_id == sourced_id:
+                    people[index] = replace(person, **changes, modified=_now())
+                    return
+        raise KeyError(sourced_id)
+
+    def delete(self, sourced_id: str) -> None:
+        """Mark the user tobedeleted, as OneRoster servers do before forgetting them."""
+        self.change(sourced_id, status="tobedeleted")
+
+    def forget(self, sourced_id: str) -> None:
+        """Drop the user without a trace (no tobedeleted record): only a full sync notices."""
+        self.students = [p for p in self.students if p.sourced_id != sourced_id]
+        self.teachers = [p for p in self.teachers if p.sourced_id != sourced_id]
+
+    def filters(self, path_end: str = "/students") -> list[str | None]:
+        """The filter of each request to a collection, in order (None for none)."""
+        return [seen.query.get("filter") for seen in self.requests if seen.path.endswith(path_end)]
+
     # What tests ask about.
 
     def offsets(self, path_end: str = "/students", *, status: int | None = None) -> list[int]:
@@ -416,6 +453,16 @@ class FakeOneRoster:
         if offset < 0 or limit < 1:
             return answer(JSONResponse({"imsx_codeMajor": "failure"}, status_code=400))
         people = list(self.students if students else self.teachers)
+        if "filter" in request.query_params:
+            keep = _filter(request.query_params["filter"])
+            if keep is None:
+                return answer(
+                    JSONResponse(
+                        {"imsx_codeMajor": "failure", "imsx_description": "invalid filter"},
+                        status_code=400,
+                    )
+                )
+            people = [person for person in people if keep(person)]
         sort = request.query_params.get("sort")
         if sort == "sourcedId":
             people.sort(key=lambda person: person.sourced_id)
@@ -527,6 +574,45 @@ class FakeOneRoster:
             )
         )
         return response
+
+
+_FILTER = re.compile(r"^\s*(\w+)\s*(>=|<=|!=|>|<|=)\s*'([^']*)'\s*$")
+_COMPARE = {
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+    "=": operator.eq,
+    "!=": operator.ne,
+}
+
+
+def _filter(text: str) -> Callable[[Person], bool] | None:
+    """The users a OneRoster filter keeps, or None for a filter this server cannot read."""
+    match = _FILTER.match(text)
+    if match is None:
+        return None
+    field_name, word, value = match.groups()
+    compare = _COMPARE[word]
+    if field_name == "status":
+        return lambda person: compare(person.status, value)
+    if field_name != "dateLastModified":
+        return None
+    try:
+        since = _instant(value)
+    except ValueError:
+        return None
+    return lambda person: compare(_instant(person.modified), since)
+
+
+def _instant(text: str) -> datetime:
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _now() -> str:
+    now = datetime.now(UTC)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
 
 
 def _basic_credentials(header: str | None) -> tuple[str, str] | None:

@@ -174,10 +174,13 @@ async def test_an_exhausted_rate_limit_waits_for_the_reset(source):
 
     assert len(records) == 3
     assert [seen.status for seen in fake.requests] == [200, 200, 200, 200]
-    second, third = fake.requests[1], fake.requests[2]
-    assert second.reset is not None
-    assert third.at >= second.reset
-    assert third.at >= fake.requests[0].at  # and no 429 on the way
+    # The newest event (the delta cursor) and the first page use the first window: the second
+    # page waits for its reset; the second and third pages use the next, and the last waits.
+    assert [seen.status for seen in fake.event_requests] == [200]
+    first, second, third, last = fake.requests
+    assert first.reset is not None and third.reset is not None
+    assert second.at >= first.reset
+    assert last.at >= third.reset  # and no 429 on the way
 
 
 async def test_a_429_without_retry_after_waits_for_x_ratelimit_reset(source):

@@ -8,6 +8,7 @@ import io
 import zipfile
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,6 +26,8 @@ from plugins.builtin.oneroster_csv import (
 from plugins.records import (
     DistrictRef,
     QuarantinedRow,
+    RemovedRecord,
+    RosterDelta,
     RosterFileError,
     SourceError,
     StudentRecord,
@@ -109,12 +112,12 @@ def write_bundle(tmp_path: Path, files: dict[str, str], *, kind: str = "folder")
     return path
 
 
-def fetch(path: Path, **options: object) -> list[StudentRecord]:
-    return list(
-        OneRosterCsvSource(plugin_host(Settings())).fetch_students(
-            district=DISTRICT, options={"path": str(path), **options}
-        )
+def fetch(path: Path, **options: object) -> list[Any]:
+    """The records a bundle gives (a delta bundle's changes, RemovedRecord included)."""
+    result = OneRosterCsvSource(plugin_host(Settings())).fetch_students(
+        district=DISTRICT, options={"path": str(path), **options}
     )
+    return list(result.records if isinstance(result, RosterDelta) else result)
 
 
 def problems_of(path: Path, **options: object) -> RosterFileError:
@@ -484,10 +487,11 @@ def test_a_delta_bundle_is_refused_unless_allowed(tmp_path):
     with pytest.raises(SourceError, match=r"file\.users is delta"):
         fetch(path)
     records = fetch(path, allow_delta=True)
-    assert [(record.source_id, record.status) for record in records] == [
-        ("s1", "active"),
-        ("s2", "tobedeleted"),
-    ]
+    # Applied as changes: s1 is added or updated, s2 (tobedeleted) is removed.
+    assert [
+        (record.source_id, record.status) if isinstance(record, StudentRecord) else record
+        for record in records
+    ] == [("s1", "active"), RemovedRecord("s2")]
 
 
 def test_a_delta_file_must_give_every_status(tmp_path):
@@ -762,11 +766,34 @@ def test_a_v1p2_delta_deletes_a_user_with_the_roles_being_removed(tmp_path):
 
     records = fetch(path, allow_delta=True)
 
-    assert [(r.source_id, r.status, r.role, r.schools) for r in records] == [
-        ("u1", "tobedeleted", "student", ("org1",)),
-        # u2 moved from student to teacher: the role being removed is not theirs any more.
+    assert records[0] == RemovedRecord("u1")
+    # u2 moved from student to teacher: the role being removed is not theirs any more.
+    assert [(r.source_id, r.status, r.role, r.schools) for r in records[1:]] == [
         ("u2", "active", "teacher", ("org2",)),
     ]
+
+
+def test_a_v1p2_delta_removes_a_user_without_any_role_left(tmp_path):
+    path = write_bundle(
+        tmp_path,
+        {
+            "manifest.csv": manifest("1.2", users="delta", roles="delta"),
+            "users.csv": users_csv(
+                user_v1p2("u1", status="tobedeleted"),
+                user_v1p2("u2", status="active"),
+                header=HEADER_V1P2,
+            ),
+            "roles.csv": HEADER_ROLES
+            + "\n"
+            + role_row("u2", "student", "org1", status="active")
+            + "\n",
+        },
+    )
+
+    records = fetch(path, allow_delta=True)
+
+    assert records[0] == RemovedRecord("u1")
+    assert [(r.source_id, r.role) for r in records[1:]] == [("u2", "student")]
 
 
 def test_a_v1p2_user_with_only_extension_roles_is_passed_on_with_one(tmp_path, service):

@@ -85,7 +85,7 @@ async def fetch(source: OneRosterRestSource, opts: dict[str, Any]) -> list[Any]:
 
 
 def people_of(items: list[Any]) -> list[StudentRecord]:
-    return [item for item in items if not isinstance(item, ServerCount)]
+    return [item for item in items if isinstance(item, StudentRecord)]
 
 
 def server_counts(items: list[Any]) -> list[ServerCount]:

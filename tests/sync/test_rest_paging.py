@@ -140,7 +140,10 @@ async def test_a_later_sync_short_of_its_total_keeps_the_previous_roster(
     )
     with serve(short.app) as url:
         service.settings.districts["riverside"].roster_sources["sis"].options["base_url"] = url
-        outcome = await sync(service, district)
+        # A full sync (a delta's total would be of its changes).
+        outcome = await service.roster_sync.sync(
+            district_id=district.id, source="sis", actor="test", full=True
+        )
 
     assert outcome.status == "failed"
     assert "reported 131 students (x-count) but sent 130" in outcome.problem.message

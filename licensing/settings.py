@@ -317,6 +317,14 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, le=64)
+    keep_alive_seconds: int = Field(
+        default=75,
+        gt=0,
+        le=3600,
+        description="How long an idle client connection stays open. Longer than a load "
+        "balancer's idle timeout (often 60 s), so the server never closes a connection the "
+        "balancer is about to reuse (which the balancer would answer with a 502).",
+    )
     development: bool = Field(
         default=False, description="Serves the GraphiQL explorer at /graphql when true."
     )

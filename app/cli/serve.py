@@ -38,6 +38,7 @@ def serve(
             host=host,
             port=port,
             workers=workers,
+            timeout_keep_alive=config.keep_alive_seconds,
             log_config=log_config,  # applied again in each worker process
             log_level=config.log_level.lower(),
             access_log=False,  # the app writes its own access line (licensing.access)

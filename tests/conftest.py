@@ -43,6 +43,16 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"{REQUIRE_VARIABLE} is set, so {SERVER_VARIABLE} must be too.")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # The tests that start server processes run one after another on one xdist worker (their
+    # group, "servers"): handed out first, they run while the other worker takes everything else,
+    # instead of starting last and leaving one worker idle at the end.
+    def starts_servers(item: pytest.Item) -> bool:
+        return any(mark.args == ("servers",) for mark in item.iter_markers("xdist_group"))
+
+    items.sort(key=lambda item: not starts_servers(item))
+
+
 def pytest_report_header() -> str:
     if SERVER_URL:
         return (

@@ -44,11 +44,13 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # The tests that start server processes run one after another on one xdist worker (their
-    # group, "servers"): handed out first, they run while the other worker takes everything else,
-    # instead of starting last and leaving one worker idle at the end.
+    # The tests that start server processes run one after another in their xdist groups
+    # ("servers", "bench"), one group per worker: handed out first, they run beside everything
+    # else, instead of starting last and leaving a worker idle at the end.
     def starts_servers(item: pytest.Item) -> bool:
-        return any(mark.args == ("servers",) for mark in item.iter_markers("xdist_group"))
+        return any(
+            mark.args[:1] in (("servers",), ("bench",)) for mark in item.iter_markers("xdist_group")
+        )
 
     items.sort(key=lambda item: not starts_servers(item))
 

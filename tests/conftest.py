@@ -43,6 +43,18 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"{REQUIRE_VARIABLE} is set, so {SERVER_VARIABLE} must be too.")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # The tests that start server processes run one after another in their xdist groups
+    # ("servers", "bench"), one group per worker: handed out first, they run beside everything
+    # else, instead of starting last and leaving a worker idle at the end.
+    def starts_servers(item: pytest.Item) -> bool:
+        return any(
+            mark.args[:1] in (("servers",), ("bench",)) for mark in item.iter_markers("xdist_group")
+        )
+
+    items.sort(key=lambda item: not starts_servers(item))
+
+
 def pytest_report_header() -> str:
     if SERVER_URL:
         return (

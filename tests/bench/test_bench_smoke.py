@@ -18,8 +18,9 @@ import pytest
 
 from bench.run import BENCHMARKS, DOCS, REPOSITORY, RESULTS_END, RESULTS_START, rewrite
 
-# Starts server processes: runs on the same xdist worker as the other such tests.
-pytestmark = pytest.mark.xdist_group("servers")
+# Starts servers and loads them: one benchmark at a time, on one xdist worker (while the other
+# tests that start server processes run on the other).
+pytestmark = pytest.mark.xdist_group("bench")
 
 
 def run_bench(*arguments: str) -> subprocess.CompletedProcess[str]:

@@ -327,16 +327,7 @@ def apply_staged_delta(session: Session, *, district_id: int, source: str, run_i
             _source_rows(district_id, source), roster.c.source_id.in_(_changed_ids(run_id))
         )
     )
-    session.execute(
-        roster.insert().from_select(
-            ["district_id", "source", *ROW_COLUMNS],
-            select(
-                literal(district_id),
-                literal(source),
-                *[staging.c[name] for name in ROW_COLUMNS],
-            ).where(staging.c.run_id == run_id, staging.c.removed.is_(False)),
-        )
-    )
+    _store_staged(session, district_id, source, run_id, staging.c.removed.is_(False))
 
 
 # What says how a record was exported rather than who the person is: a bulk file leaves the
@@ -439,6 +430,14 @@ def swap_in_staged_roster(session: Session, *, district_id: int, source: str, ru
     session.execute(
         delete(roster).where(roster.c.district_id == district_id, roster.c.source == source)
     )
+    _store_staged(session, district_id, source, run_id)
+    discard_staging(session, run_id=run_id)
+
+
+def _store_staged(
+    session: Session, district_id: int, source: str, run_id: int, *conditions: Any
+) -> None:
+    """Copy a run's staging rows (those meeting ``conditions``) into the source's roster."""
     session.execute(
         roster.insert().from_select(
             ["district_id", "source", *ROW_COLUMNS],
@@ -446,10 +445,9 @@ def swap_in_staged_roster(session: Session, *, district_id: int, source: str, ru
                 literal(district_id),
                 literal(source),
                 *[staging.c[name] for name in ROW_COLUMNS],
-            ).where(staging.c.run_id == run_id),
+            ).where(staging.c.run_id == run_id, *conditions),
         )
     )
-    discard_staging(session, run_id=run_id)
 
 
 def discard_staging(session: Session, *, run_id: int) -> None:

@@ -40,7 +40,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, ClassVar
@@ -296,15 +296,7 @@ class _Sync:
         latest: dict[str, StudentRecord | RemovedRecord] = {}
         last_event: str | None = None
         async with self._client() as client:
-            uri: str | None = first
-            seen: set[str] = set()
-            while uri is not None:
-                if uri in seen:
-                    raise SourceError(
-                        f"Clever sent {uri} as the next page twice; nothing was changed."
-                    )
-                seen.add(uri)
-                events, next_uri = await self._page(client, uri)
+            async for events in self._pages(client, first, _events_next):
                 for item in events:
                     event = _object(_object(item).get("data"))
                     last_event = _text(event.get("id")) or last_event
@@ -312,7 +304,6 @@ class _Sync:
                     if change is not None:
                         latest.pop(change.source_id, None)  # kept in the order of last events
                         latest[change.source_id] = change
-                uri = _events_next(next_uri, self.config.page_size) if events else None
         if self.problems:
             raise RosterFileError(f"{self.config.base_url}{EVENTS_PATH}", self.problems)
         for change in latest.values():
@@ -343,27 +334,36 @@ class _Sync:
         config = self.config
         async with self._client() as client:
             cursor = await self._newest_event(client)
-            uri: str | None = _with_query(
-                USERS_PATH, {"role": "student", "limit": str(config.page_size)}
-            )
-            seen: set[str] = set()
-            while uri is not None:
-                if uri in seen:
-                    raise SourceError(
-                        f"Clever sent {uri} as the next page twice; nothing was changed."
-                    )
-                seen.add(uri)
-                users, next_uri = await self._page(client, uri)
+            first = _with_query(USERS_PATH, {"role": "student", "limit": str(config.page_size)})
+            async for users in self._pages(client, first, _next_uri):
                 for user in users:
                     self.position += 1
                     record = self._record(user)
                     if record is not None:
                         yield record
-                uri = _next_uri(next_uri, config.page_size) if users else None
         if self.problems:
             raise RosterFileError(f"{config.base_url}{USERS_PATH}", self.problems)
         if cursor is not None:
             yield SyncCursor(cursor)
+
+    async def _pages(
+        self,
+        client: httpx.AsyncClient,
+        first: str,
+        following: Callable[[str | None, int], str | None],
+    ) -> AsyncIterator[list[Any]]:
+        """Each page's items from ``first`` on, to the page Clever links no next page from (or an
+        empty one): ``following(next link, page size)`` is the next page's address. A page
+        linked twice fails the sync rather than loop."""
+        uri: str | None = first
+        seen: set[str] = set()
+        while uri is not None:
+            if uri in seen:
+                raise SourceError(f"Clever sent {uri} as the next page twice; nothing was changed.")
+            seen.add(uri)
+            items, next_uri = await self._page(client, uri)
+            yield items
+            uri = following(next_uri, self.config.page_size) if items else None
 
     async def _wait_for_rate_limit(self) -> None:
         if self.remaining is None or self.remaining > 0 or self.reset_at is None:

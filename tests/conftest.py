@@ -44,15 +44,15 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # The tests that start server processes run one after another in their xdist groups
-    # ("servers", "bench"), one group per worker: handed out first, they run beside everything
-    # else, instead of starting last and leaving a worker idle at the end.
-    def starts_servers(item: pytest.Item) -> bool:
-        return any(
-            mark.args[:1] in (("servers",), ("bench",)) for mark in item.iter_markers("xdist_group")
-        )
+    # Under xdist the tests that start server processes run in their groups, one after another:
+    # "servers" (several workers, a database restart) is handed out first and runs beside the
+    # light tests on the other worker; "bench" (load generators) is handed out last, once the
+    # "servers" group is done, so the two never load the machine at the same time.
+    def order(item: pytest.Item) -> int:
+        groups = {mark.args[0] for mark in item.iter_markers("xdist_group") if mark.args}
+        return 0 if "servers" in groups else 2 if "bench" in groups else 1
 
-    items.sort(key=lambda item: not starts_servers(item))
+    items.sort(key=order)
 
 
 def pytest_report_header() -> str:

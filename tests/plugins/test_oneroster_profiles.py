@@ -6,7 +6,6 @@ Aeries needs its load balancer's cookie)."""
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
-from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -305,8 +304,10 @@ async def test_requests_per_minute_spaces_the_requests(source):
 
     pages = [seen.at for seen in fake.requests if seen.method == "GET"]
     assert len(pages) == 4
-    # 600 a minute: one each 0.1 s at most (a little slack for the clocks of two threads).
-    assert all(later - earlier >= 0.09 for earlier, later in pairwise(pages))
+    # 600 a minute: one each 0.1 s at most. Measured where the requests arrive, one may come
+    # late and the next on time on a busy machine; the four together span at least three gaps
+    # (less a little slack for the first arriving late).
+    assert pages[-1] - pages[0] >= 0.25
 
 
 @pytest.mark.parametrize(

@@ -16,15 +16,18 @@ run: $(INSTALLED)
 	$(BIN)/licensing demo
 	$(BIN)/licensing serve
 
-# The suite runs on every core; the tests that start several server processes share one
-# worker (xdist_group "servers"), so they never load the machine at the same time.
-PYTEST_PARALLEL := -n auto --dist loadgroup
+# The suite runs on every core, but for the tests that start several server processes and
+# measure them under load (marker "servers"): they run on their own afterwards, so no other
+# test competes with them for the machine. The benchmarks' smoke runs share one worker.
+PYTEST_PARALLEL := -n auto --dist loadgroup -m "not servers"
+PYTEST_SERVERS := -m servers
 
 test: $(INSTALLED)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_PARALLEL)
+	$(BIN)/pytest $(PYTEST_SERVERS)
 
 # The suite again on PostgreSQL: LICENSING_TEST_DATABASE_URL names a server where the role may create
 # databases (each test gets a new one), e.g. postgresql+psycopg://USER:PASSWORD@127.0.0.1:5432/postgres
@@ -32,6 +35,7 @@ test-postgres: $(INSTALLED)
 	@test -n "$$LICENSING_TEST_DATABASE_URL" || \
 		{ echo "Set LICENSING_TEST_DATABASE_URL to a PostgreSQL server URL." >&2; exit 2; }
 	LICENSING_REQUIRE_POSTGRES=1 $(BIN)/pytest $(PYTEST_PARALLEL)
+	LICENSING_REQUIRE_POSTGRES=1 $(BIN)/pytest $(PYTEST_SERVERS)
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .

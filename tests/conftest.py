@@ -44,13 +44,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # Under xdist the tests that start server processes run in their groups, one after another:
-    # "servers" (several workers, a database restart) is handed out first and runs beside the
-    # light tests on the other worker; "bench" (load generators) is handed out last, once the
-    # "servers" group is done, so the two never load the machine at the same time.
+    # Under xdist the benchmarks' smoke runs go one after another on one worker (their group,
+    # "bench"): handed out first, they run beside the light tests on the other worker instead of
+    # starting last and leaving one worker idle at the end.
     def order(item: pytest.Item) -> int:
         groups = {mark.args[0] for mark in item.iter_markers("xdist_group") if mark.args}
-        return 0 if "servers" in groups else 2 if "bench" in groups else 1
+        return 0 if "bench" in groups else 1
 
     items.sort(key=order)
 

@@ -45,8 +45,9 @@ from tests.utils.server_process import (
     stop_process_group,
 )
 
-# Starts server processes: runs on the same xdist worker as the other such tests.
-pytestmark = pytest.mark.xdist_group("servers")
+# Starts several server processes and measures them under load: `make test` runs these tests
+# on their own, after the rest (marker "servers").
+pytestmark = pytest.mark.servers
 
 WORKERS = 2
 CLIENTS = 8

@@ -28,8 +28,9 @@ from tests.utils.server_process import (
     stop_process_group,
 )
 
-# Starts server processes: runs on the same xdist worker as the other such tests.
-pytestmark = [pytest.mark.anyio, pytest.mark.xdist_group("servers")]
+# Starts several server processes and measures them under load: `make test` runs these tests
+# on their own, after the rest (marker "servers").
+pytestmark = [pytest.mark.anyio, pytest.mark.servers]
 
 GENERATED_ID = re.compile(r"[0-9a-f]{32}")
 FORCE_UPDATE = "mutation { forceLicenseUpdate { updated throttled errors { code } } }"

@@ -18,8 +18,8 @@ import pytest
 
 from bench.run import BENCHMARKS, DOCS, REPOSITORY, RESULTS_END, RESULTS_START, rewrite
 
-# Starts servers and loads them: one benchmark at a time, on one xdist worker, after the other
-# tests that start server processes (tests/conftest.py orders them).
+# Starts servers and loads them: one benchmark at a time, on one xdist worker (handed out first:
+# tests/conftest.py).
 pytestmark = pytest.mark.xdist_group("bench")
 
 

@@ -22,10 +22,10 @@ run: $(INSTALLED)
 PYTEST_PARALLEL := -n auto --dist loadgroup -m "not servers"
 PYTEST_SERVERS := -m servers
 
+# mypy runs as a test (tests/architecture/test_types.py), beside the others.
 test: $(INSTALLED)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_PARALLEL)
 	$(BIN)/pytest $(PYTEST_SERVERS)
 

@@ -412,7 +412,7 @@ def main() -> None:
         "--markdown", action="store_true", help="Print the result section as markdown."
     )
     arguments = parser.parse_args()
-    arguments.students = arguments.students or ([200, 2_000] if arguments.quick else SIZES)
+    arguments.students = arguments.students or ([500] if arguments.quick else SIZES)
     arguments.seconds = arguments.seconds or (1 if arguments.quick else 8)
     arguments.rounds = arguments.rounds or (1 if arguments.quick else 3)
     if shutil.which("wrk") is None:

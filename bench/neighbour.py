@@ -457,9 +457,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes, short floods")
     parser.add_argument("--markdown", action="store_true", help="print the section as markdown")
     arguments = parser.parse_args()
-    arguments.students = arguments.students or (2_000 if arguments.quick else 200_000)
-    arguments.seconds = arguments.seconds or (1.5 if arguments.quick else 8)
-    arguments.runs = arguments.runs or (2 if arguments.quick else 5)
+    arguments.students = arguments.students or (1_000 if arguments.quick else 200_000)
+    arguments.seconds = arguments.seconds or (0.5 if arguments.quick else 8)
+    arguments.runs = arguments.runs or (1 if arguments.quick else 5)
     for name in [name for name in os.environ if name.startswith("LICENSING_")]:
         del os.environ[name]
     data_dir = Path(tempfile.mkdtemp(prefix="licensing-bench-neighbour-"))

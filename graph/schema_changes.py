@@ -33,9 +33,13 @@ VERSION_HEADING = re.compile(
 ENTRY = re.compile(r"^- (?P<label>[A-Z][a-z]+): (?P<text>.+)$")
 ENTRY_LABELS = ("Breaking", "Deprecated", "Dangerous", "Added", "Changed", "Fixed")
 # A schema coordinate in backticks: `Type`, `Type.field`, `Type.field(arg:)`, `@directive(arg:)`.
-COORDINATE = re.compile(r"`(@?[_A-Za-z][_0-9A-Za-z]*(?:\.[_A-Za-z][_0-9A-Za-z]*)?(?:\([_A-Za-z][_0-9A-Za-z]*:\))?)`")
+COORDINATE = re.compile(
+    r"`(@?[_A-Za-z][_0-9A-Za-z]*(?:\.[_A-Za-z][_0-9A-Za-z]*)?(?:\([_A-Za-z][_0-9A-Za-z]*:\))?)`"
+)
 # A coordinate inside graphql-core's description of a change.
-_BARE_COORDINATE = r"(@?[_A-Za-z][_0-9A-Za-z]*(?:\.[_A-Za-z][_0-9A-Za-z]*)?(?:\([_A-Za-z][_0-9A-Za-z]*:\))?)"
+_BARE_COORDINATE = (
+    r"(@?[_A-Za-z][_0-9A-Za-z]*(?:\.[_A-Za-z][_0-9A-Za-z]*)?(?:\([_A-Za-z][_0-9A-Za-z]*:\))?)"
+)
 
 # How graphql-core (3.3) words each change, with the coordinate the change is about. A union or an
 # interface list is named by the type that holds it.

@@ -31,6 +31,9 @@ VERSION_HEADING = re.compile(
 )
 # `- Breaking: ...`; an indented line after it continues the entry.
 ENTRY = re.compile(r"^- (?P<label>[A-Z][a-z]+): (?P<text>.+)$")
+# The deprecation period of docs/api-changes.md, from 1.0 on.
+DEPRECATION_MINOR_RELEASES = 2
+DEPRECATION_MONTHS = 6
 ENTRY_LABELS = ("Breaking", "Deprecated", "Dangerous", "Added", "Changed", "Fixed")
 # A schema coordinate in backticks: `Type`, `Type.field`, `Type.field(arg:)`, `@directive(arg:)`.
 COORDINATE = re.compile(
@@ -107,10 +110,12 @@ class ChangeReport:
     unlisted_breaking: tuple[SchemaChange, ...]
     unlisted_dangerous: tuple[SchemaChange, ...]
     sections_since: tuple[str, ...] = field(default=())
+    # From 1.0: breaking changes listed, but made before their deprecation period ended.
+    too_early: tuple[SchemaChange, ...] = field(default=())
 
     @property
     def passed(self) -> bool:
-        return not self.unlisted_breaking
+        return not (self.unlisted_breaking or self.too_early)
 
     def text(self) -> str:
         """The report a person reads: what fails, what to add to the changelog, the warnings."""
@@ -134,6 +139,15 @@ class ChangeReport:
                 f"- Breaking: `{change.coordinate}`: {change.description}"
                 for change in self.unlisted_breaking
             )
+        if self.too_early:
+            lines.append("")
+            lines.append(
+                f"FAILED: {len(self.too_early)} breaking change(s) made before the deprecation "
+                f"period ended. Since 1.0 a coordinate is removed or changed only after a "
+                f"`Deprecated:` entry in a release at least {DEPRECATION_MINOR_RELEASES} minor "
+                f"releases and {DEPRECATION_MONTHS} months earlier:"
+            )
+            lines.extend(f"  {c.coordinate}: {c.description}" for c in self.too_early)
         listed_breaking = [c for c in self.breaking if c not in self.unlisted_breaking]
         if listed_breaking:
             lines.append("")
@@ -236,8 +250,13 @@ def parse_changelog(text: str) -> list[ChangelogSection]:
     return sections
 
 
-def check_changes(*, current_sdl: str, released_sdl: str, changelog: str) -> ChangeReport:
-    """Compare schema.graphql with the released schema and hold the changes to the changelog."""
+def check_changes(
+    *, current_sdl: str, released_sdl: str, changelog: str, today: date
+) -> ChangeReport:
+    """Compare schema.graphql with the released schema and hold the changes to the changelog.
+
+    `today` is the day the change would ship, for the deprecation period.
+    """
     baseline_version, baseline_date = parse_released_header(released_sdl)
     sections = parse_changelog(changelog)
     since = _sections_since(sections, baseline_version)
@@ -245,19 +264,28 @@ def check_changes(*, current_sdl: str, released_sdl: str, changelog: str) -> Cha
     breaking = tuple(c for c in changes if c.kind in BreakingChangeType.__members__)
     dangerous = tuple(c for c in changes if c.kind in DangerousChangeType.__members__)
     safe = tuple(c for c in changes if c.kind in SafeChangeType.__members__)
+    unlisted_breaking = tuple(
+        c for c in breaking if not any(s.names(c.coordinate, label="Breaking") for s in since)
+    )
+    too_early: tuple[SchemaChange, ...] = ()
+    if _version(baseline_version) >= (1, 0, 0):
+        too_early = tuple(
+            c
+            for c in breaking
+            if c not in unlisted_breaking and not _deprecated_long_enough(c, sections, today)
+        )
     return ChangeReport(
         baseline_version=baseline_version,
         baseline_released_on=baseline_date,
         breaking=breaking,
         dangerous=dangerous,
         safe=safe,
-        unlisted_breaking=tuple(
-            c for c in breaking if not any(s.names(c.coordinate, label="Breaking") for s in since)
-        ),
+        unlisted_breaking=unlisted_breaking,
         unlisted_dangerous=tuple(
             c for c in dangerous if not any(s.names(c.coordinate) for s in since)
         ),
         sections_since=tuple(s.version for s in since),
+        too_early=too_early,
     )
 
 
@@ -286,7 +314,7 @@ def release(*, current_sdl: str, changelog: str, released_on: date) -> Release:
                 "add `### X.Y.Z (unreleased)` above it with this release's entries."
             )
         version = heading["version"]
-        major, minor, _patch = (int(part) for part in version.split("."))
+        major, minor, _patch = _version(version)
         next_version = f"{major}.{minor + 1}.0"
         lines[index : index + 1] = [
             f"### {next_version} (unreleased)\n",
@@ -309,6 +337,48 @@ def release(*, current_sdl: str, changelog: str, released_on: date) -> Release:
         changelog="".join(lines),
         next_version=next_version,
     )
+
+
+def _deprecated_long_enough(
+    change: SchemaChange, sections: list[ChangelogSection], today: date
+) -> bool:
+    """Whether a release at least two minor releases and six months ago deprecated the coordinate.
+
+    `sections` is newest first; the newest is the release the change goes into.
+    """
+    if not sections:
+        return False
+    shipping = _version(sections[0].version)[:2]
+    for index, section in enumerate(sections):
+        if section.released_on is None or not section.names(change.coordinate, label="Deprecated"):
+            continue
+        deprecated_in = _version(section.version)[:2]
+        # Minor releases after the deprecating one, up to and including the one shipping this.
+        releases_since = {_version(s.version)[:2] for s in sections[:index]} - {deprecated_in}
+        if (
+            shipping in releases_since
+            and len(releases_since) >= DEPRECATION_MINOR_RELEASES
+            and _months_later(section.released_on, DEPRECATION_MONTHS) <= today
+        ):
+            return True
+    return False
+
+
+def _version(text: str) -> tuple[int, int, int]:
+    major, minor, patch = (int(part) for part in text.split("."))
+    return major, minor, patch
+
+
+def _months_later(day: date, months: int) -> date:
+    month_index = day.month - 1 + months
+    year, month = day.year + month_index // 12, month_index % 12 + 1
+    # The 31st of August plus six months is the last day of February.
+    for last_day in (day.day, 30, 29, 28):
+        try:
+            return date(year, month, min(day.day, last_day))
+        except ValueError:
+            continue
+    raise AssertionError("unreachable: every month has 28 days")
 
 
 def _sections_since(sections: list[ChangelogSection], baseline: str) -> list[ChangelogSection]:

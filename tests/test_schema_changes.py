@@ -4,6 +4,7 @@ release fails the suite until the changelog names it; a dangerous one is a warni
 from __future__ import annotations
 
 import warnings
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ def test_schema_graphql_has_no_breaking_change_the_changelog_does_not_name():
         current_sdl=(ROOT / "schema.graphql").read_text(),
         released_sdl=(ROOT / "docs/schema/released.graphql").read_text(),
         changelog=(ROOT / "docs/api-changes.md").read_text(),
+        today=datetime.now(UTC).date(),
     )
     assert report.passed, report.text()
     if report.unlisted_dangerous:
@@ -237,3 +239,40 @@ def test_release_needs_an_unreleased_section(contract: Contract):
 
     result = run("schema", "--release", *contract.options(), expect=1)
     assert "The newest changelog section (0.1.0) is already released" in result.stderr
+
+
+DEPRECATED_IN_1_2 = """### 1.4.0 (unreleased)
+
+- Breaking: `License.total` is removed; read `License.capacity`.
+
+### 1.3.0 (2027-06-01)
+
+- Added: `License.capacity`.
+
+### 1.2.0 (2027-03-01)
+
+- Deprecated: `License.total`, for `License.capacity`.
+"""
+
+
+def test_from_1_0_a_removal_waits_two_minor_releases_and_six_months(contract: Contract):
+    contract.released.write_text(RELEASED.replace("0.1.0 (2026-11-29)", "1.3.0 (2027-06-01)"))
+    contract.changelog.write_text(DEPRECATED_IN_1_2)
+    contract.change("  total: Int!\n", "")
+    check = ["schema", "--check-changes", *contract.options()]
+
+    output = run(*check, "--date=2027-08-31", expect=1).stdout
+    assert "FAILED: 1 breaking change(s) made before the deprecation period ended" in output
+    assert "License.total: Field License.total was removed." in output
+
+    assert "FAILED" not in run(*check, "--date=2027-09-01").stdout
+
+    # Deprecated one minor release ago only: too early, however long ago.
+    contract.changelog.write_text(
+        DEPRECATED_IN_1_2.replace(
+            "- Added: `License.capacity`.", "- Deprecated: `License.total`."
+        ).replace(
+            "- Deprecated: `License.total`, for `License.capacity`.", "- Added: `License.capacity`."
+        )
+    )
+    assert "License.total" in run(*check, "--date=2029-01-01", expect=1).stdout

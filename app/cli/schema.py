@@ -37,7 +37,11 @@ def schema(
     ] = False,
     release_date: Annotated[
         str | None,
-        typer.Option("--date", help="The release date, YYYY-MM-DD (default: today, UTC)."),
+        typer.Option(
+            "--date",
+            help="The day the schema ships, YYYY-MM-DD: the release date, and the end of "
+            "deprecation periods (default: today, UTC).",
+        ),
     ] = None,
     schema_file: Annotated[
         Path, typer.Option(help="The current schema (with --check-changes, --release).")
@@ -89,7 +93,10 @@ def _check_or_release(
     changelog_text = _read(changelog)
     try:
         report = schema_changes.check_changes(
-            current_sdl=current_sdl, released_sdl=_read(released_file), changelog=changelog_text
+            current_sdl=current_sdl,
+            released_sdl=_read(released_file),
+            changelog=changelog_text,
+            today=on,
         )
         # The report is what a person asked for: on standard output.
         sys.stdout.write(report.text())

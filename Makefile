@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test test-postgres lint format schema bench clean
+.PHONY: run test test-postgres lint format schema release-schema bench clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,12 @@ format: $(INSTALLED)
 
 schema: $(INSTALLED)
 	$(BIN)/licensing schema --write schema.graphql
+
+# Releases the changelog's unreleased version (docs/api-changes.md): stops on a breaking change the
+# changelog does not name; copies schema.graphql to docs/schema/released.graphql; opens the next section.
+release-schema: $(INSTALLED)
+	$(BIN)/licensing schema --write schema.graphql
+	$(BIN)/licensing schema --release
 
 # The benchmarks in bench/: prints their tables and writes the figures into docs/benchmarks.md.
 bench: $(INSTALLED)

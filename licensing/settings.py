@@ -30,6 +30,9 @@ CONFIG_FILE_VARIABLE = "LICENSING_CONFIG"
 DEFAULT_CONFIG_FILE = Path("licensing.toml")
 ED25519_PUBLIC_KEY_BYTES = 32
 
+# More worker processes than this is a typo, not a deployment (each holds its own connections).
+MAX_WORKERS = 64
+
 
 class ConfigurationError(Exception):
     """The configuration cannot be used; the message names each bad key."""
@@ -316,7 +319,7 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=Path(".data"), description="Where local files are kept.")
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
-    workers: int = Field(default=1, ge=1, le=64)
+    workers: int = Field(default=1, ge=1, le=MAX_WORKERS)
     keep_alive_seconds: int = Field(
         default=75,
         gt=0,

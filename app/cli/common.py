@@ -31,7 +31,9 @@ EXIT_TRY_AGAIN = 75
 
 logger = logging.getLogger("licensing.server")
 
-DistrictOption = Annotated[str, typer.Option("--district", "-d", help="The district's slug.")]
+DistrictOption = Annotated[
+    str, typer.Option("--district", "-d", metavar="SLUG", help="The district's slug.")
+]
 
 
 def say(message: str) -> None:
@@ -41,6 +43,16 @@ def say(message: str) -> None:
 def fail(message: str, code: int = 1) -> typer.Exit:
     say(f"Error: {message}")
     return typer.Exit(code)
+
+
+def local_url(host: str, port: int) -> str:
+    """The address to reach a server listening on ``host``: this machine's loopback when it
+    listens on every interface, an IPv6 address in brackets."""
+    if host in ("", "0.0.0.0", "::"):
+        host = "127.0.0.1"
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
 
 
 def start_logging(config: Settings) -> dict[str, Any]:

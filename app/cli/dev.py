@@ -14,21 +14,28 @@ from licensing.storage import signing
 dev_cli = typer.Typer(help="Tools for developing against this service.", no_args_is_help=True)
 
 
-@dev_cli.command("license-server")
+@dev_cli.command("license-server", short_help="Serve the licensing-server contract on loopback.")
 def dev_license_server(
     host: Annotated[
-        str, typer.Option(help="Loopback interface only: 127.0.0.1, localhost or ::1.")
+        str,
+        typer.Option(metavar="HOST", help="Loopback interface only: 127.0.0.1, localhost or ::1."),
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8765,
+    port: Annotated[
+        int, typer.Option(min=1, max=65535, metavar="PORT", help="Port to listen on.")
+    ] = 8765,
     key: Annotated[
-        Path | None, typer.Option(help="Ed25519 private key (PEM); default: the demo key.")
+        Path | None,
+        typer.Option(metavar="FILE", help="Ed25519 private key (PEM); default: the demo key."),
     ] = None,
     licenses: Annotated[
         Path | None,
-        typer.Option(help="Folder of <slug>.license files; default: <data_dir>/licenses."),
+        typer.Option(
+            metavar="FOLDER", help="Folder of <slug>.license files; default: <data_dir>/licenses."
+        ),
     ] = None,
     api_key: Annotated[
-        str | None, typer.Option(help="The API key to accept; default: a new random one.")
+        str | None,
+        typer.Option(metavar="KEY", help="The API key to accept; default: a new random one."),
     ] = None,
 ) -> None:
     """Serve the licensing-server contract on loopback, for development (docs/licensing-server.md).

@@ -15,16 +15,20 @@ from licensing.storage import signing
 license_cli = typer.Typer(help="Issue signed license files.", no_args_is_help=True)
 
 
-@license_cli.command("issue")
+@license_cli.command("issue", short_help="Sign a license and write the district's license file.")
 def license_issue(
     district: DistrictOption,
-    seats: Annotated[int, typer.Option(min=0, help="Licensed seats.")],
+    seats: Annotated[int, typer.Option(min=0, metavar="SEATS", help="Licensed seats.")],
     expires: Annotated[
-        str | None, typer.Option(help="Last valid day, YYYY-MM-DD (default: keep the current).")
+        str | None,
+        typer.Option(
+            metavar="DATE", help="Last valid day, YYYY-MM-DD (default: keep the current)."
+        ),
     ] = None,
     deactivated: Annotated[bool, typer.Option(help="Issue a deactivated license.")] = False,
     key: Annotated[
-        Path | None, typer.Option(help="Ed25519 private key (PEM); default: the demo key.")
+        Path | None,
+        typer.Option(metavar="FILE", help="Ed25519 private key (PEM); default: the demo key."),
     ] = None,
 ) -> None:
     """Sign a license and write it where the district's license file is read.

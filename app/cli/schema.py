@@ -12,7 +12,9 @@ from app.cli.common import say
 
 
 def schema(
-    write: Annotated[Path | None, typer.Option(help="Write the SDL to this file.")] = None,
+    write: Annotated[
+        Path | None, typer.Option(metavar="FILE", help="Write the SDL to this file.")
+    ] = None,
 ) -> None:
     """Print the GraphQL schema (SDL), or write it to a file."""
     from graph.schema import schema_sdl

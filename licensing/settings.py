@@ -398,10 +398,11 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Plugins not to load, by name (a built-in's short name or an entry-point name).",
     )
-    log_format: Literal["json", "text"] = Field(
-        default="json",
+    log_format: Literal["auto", "json", "text"] = Field(
+        default="auto",
         description="How `licensing serve` and `licensing worker` write log lines: one JSON "
-        "object a line, or plain text.",
+        "object a line, or readable text; auto: text in a terminal, JSON under a service "
+        "manager (systemd) or when standard error is not a terminal.",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
         default="INFO", description="The least severe log lines written."
@@ -418,6 +419,11 @@ class Settings(BaseSettings):
     @classmethod
     def _log_level_any_case(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _log_format_any_case(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
 
     @field_validator("default_time_zone")
     @classmethod

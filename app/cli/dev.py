@@ -25,12 +25,16 @@ def dev_license_server(
     ] = 8765,
     key: Annotated[
         Path | None,
-        typer.Option(metavar="FILE", help="Ed25519 private key (PEM); default: the demo key."),
+        typer.Option(
+            metavar="FILE", dir_okay=False, help="Ed25519 private key (PEM); default: the demo key."
+        ),
     ] = None,
     licenses: Annotated[
         Path | None,
         typer.Option(
-            metavar="FOLDER", help="Folder of <slug>.license files; default: <data_dir>/licenses."
+            metavar="FOLDER",
+            file_okay=False,
+            help="Folder of <slug>.license files; default: <data_dir>/licenses.",
         ),
     ] = None,
     api_key: Annotated[
@@ -62,7 +66,7 @@ def dev_license_server(
     try:
         private_key = signing.load_signing_key(key_path)
     except ValueError as error:
-        raise fail(str(error)) from None
+        raise fail(f"{error}.") from None
     folder = (licenses or config.data_dir / "licenses").resolve()
     accepted = api_key or secrets.token_urlsafe(32)
     app = create_license_server(

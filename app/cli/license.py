@@ -28,7 +28,9 @@ def license_issue(
     deactivated: Annotated[bool, typer.Option(help="Issue a deactivated license.")] = False,
     key: Annotated[
         Path | None,
-        typer.Option(metavar="FILE", help="Ed25519 private key (PEM); default: the demo key."),
+        typer.Option(
+            metavar="FILE", dir_okay=False, help="Ed25519 private key (PEM); default: the demo key."
+        ),
     ] = None,
 ) -> None:
     """Sign a license and write it where the district's license file is read.
@@ -64,9 +66,13 @@ def license_issue(
         overage_allowance=held.overage_allowance if held else 0.0,
         issued_at=built.clock(),
     )
+    try:
+        private_key = signing.load_signing_key(key_path)
+    except ValueError as error:
+        raise fail(f"{error}.") from None
     path = demo_district.issue_license_file(
         built.settings,
-        private_key=signing.load_signing_key(key_path),
+        private_key=private_key,
         district_slug=district,
         terms=terms,
         key_id=key_path.stem if key else demo_district.DEMO_KEY_ID,

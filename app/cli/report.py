@@ -67,7 +67,11 @@ def report_active_students(
     output: Annotated[
         Path | None,
         typer.Option(
-            "--output", "-o", metavar="FILE", help="Write to this file instead of standard output."
+            "--output",
+            "-o",
+            metavar="FILE",
+            dir_okay=False,
+            help="Write to this file instead of standard output.",
         ),
     ] = None,
 ) -> None:
@@ -144,7 +148,11 @@ def report_quarantined(
     output: Annotated[
         Path | None,
         typer.Option(
-            "--output", "-o", metavar="FILE", help="Write to this file instead of standard output."
+            "--output",
+            "-o",
+            metavar="FILE",
+            dir_okay=False,
+            help="Write to this file instead of standard output.",
         ),
     ] = None,
 ) -> None:

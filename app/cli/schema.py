@@ -8,12 +8,13 @@ from typing import Annotated
 
 import typer
 
-from app.cli.common import say
+from app.cli.common import fail, say
 
 
 def schema(
     write: Annotated[
-        Path | None, typer.Option(metavar="FILE", help="Write the SDL to this file.")
+        Path | None,
+        typer.Option(metavar="FILE", dir_okay=False, help="Write the SDL to this file."),
     ] = None,
 ) -> None:
     """Print the GraphQL schema (SDL), or write it to a file."""
@@ -23,5 +24,8 @@ def schema(
     if write is None:
         sys.stdout.write(sdl)
     else:
-        write.write_text(sdl)
+        try:
+            write.write_text(sdl)
+        except OSError as error:
+            raise fail(f"Cannot write {write}: {error.strerror}.") from None
         say(f"Wrote {write}.")

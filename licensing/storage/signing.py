@@ -331,7 +331,17 @@ def generate_signing_key(private_path: Path, public_path: Path) -> Ed25519Privat
 
 
 def load_signing_key(path: Path) -> Ed25519PrivateKey:
-    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    """The Ed25519 private key in the PEM file at ``path``; ValueError saying in one line why not."""
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not a private key file")
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except FileNotFoundError:
+        raise ValueError(f"there is no key file at {path}") from None
+    except OSError as error:
+        raise ValueError(f"cannot read {path}: {error.strerror}") from None
+    except (ValueError, TypeError):  # not PEM, or a key protected by a password
+        raise ValueError(f"{path} is not an unencrypted PEM private key") from None
     if not isinstance(key, Ed25519PrivateKey):
         raise ValueError(f"{path} is not an Ed25519 private key")
     return key

@@ -295,14 +295,15 @@ def logging_config(*, log_format: str, level: str) -> dict[str, Any]:
 
 
 class CommandLineHandler(logging.StreamHandler):
-    """The log handler of a command run by hand (not ``serve`` or ``worker``): warnings and errors
-    on standard error, one line each. The traceback of an unexpected error is left out unless
-    ``log_level = "DEBUG"``: the command prints its own one-line error, with the reference."""
+    """The log handler of a command run by hand (not ``serve`` or ``worker``): errors on standard
+    error, one line each (the command reports warnings in its own words). Everything, with
+    tracebacks, when ``log_level = "DEBUG"``; otherwise the command's own one-line error, with
+    the reference, is what the operator reads."""
 
     def __init__(self, *, tracebacks: bool) -> None:
         super().__init__(sys.stderr)
         self.tracebacks = tracebacks
-        self.setLevel(logging.DEBUG if tracebacks else logging.WARNING)
+        self.setLevel(logging.DEBUG if tracebacks else logging.ERROR)
         self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
 
     def emit(self, record: logging.LogRecord) -> None:

@@ -54,6 +54,8 @@ def sync(
             if outcome.problem:
                 failed = True
                 say(f"{slug}: license not refreshed: {outcome.problem.message}")
+                if outcome.detail:  # the operator's own terminal: where and why, in full
+                    say(f"{slug}: detail: {outcome.detail}")
             else:
                 say(f"{slug}: license {'updated' if outcome.updated else 'unchanged'}.")
         configured = built.settings.district(slug).roster_sources

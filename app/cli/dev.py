@@ -42,9 +42,11 @@ def dev_license_server(
         typer.Option(metavar="KEY", help="The API key to accept; default: a new random one."),
     ] = None,
 ) -> None:
-    """Serve the licensing-server contract on loopback, for development (docs/licensing-server.md).
+    """Serve the licensing-server contract on loopback, for development.
 
     Serves the terms of each <slug>.license file in the folder, signed anew on every request.
+
+    See docs/licensing-server.md.
     """
     import secrets
 

@@ -25,7 +25,9 @@ def license_issue(
             metavar="DATE", help="Last valid day, YYYY-MM-DD (default: keep the current)."
         ),
     ] = None,
-    deactivated: Annotated[bool, typer.Option(help="Issue a deactivated license.")] = False,
+    deactivated: Annotated[
+        bool, typer.Option(show_default=False, help="Issue a deactivated license.")
+    ] = False,
     key: Annotated[
         Path | None,
         typer.Option(

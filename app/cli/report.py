@@ -76,10 +76,12 @@ def report_active_students(
     ] = None,
 ) -> None:
     """Export the students who count against the license: active, enabled students, with why
-    each counts and where the record came from (docs/active-student-report.md).
+    each counts and where the record came from.
 
     Streams a batch at a time, so a roster of any size exports with flat memory. The export goes
     to standard output (or --output); messages go to standard error.
+
+    See docs/active-student-report.md.
     """
     try:
         before = parse_day(modified_before) if modified_before else None
@@ -158,7 +160,10 @@ def report_quarantined(
 ) -> None:
     """Export the rows roster syncs quarantined: rows that could not be classified (no id, no
     role), so are not counted, each with its file, line and reason. Those of each source's
-    latest finished sync, as dataSources shows them (docs/roster-sync.md)."""
+    latest finished sync, as dataSources shows them.
+
+    See docs/roster-sync.md.
+    """
     built = service()
     target = district_id(built, district)
     try:

@@ -32,11 +32,14 @@ def roster_import(
     district: DistrictOption,
     replace: Annotated[
         bool,
-        typer.Option(help="Make the file the source's whole roster (remove people not in it)."),
+        typer.Option(
+            show_default=False,
+            help="Make the file the source's whole roster (remove people not in it).",
+        ),
     ] = False,
     source_name: Annotated[
         str,
-        typer.Option("--source", metavar="SOURCE", help="The roster source that reads the file."),
+        typer.Option("--source", metavar="SOURCE", help="The source that reads the file."),
     ] = "local",
 ) -> None:
     """Import students and staff from a file; nothing is imported if any row is bad.

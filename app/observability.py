@@ -295,36 +295,28 @@ def logging_config(*, log_format: str, level: str) -> dict[str, Any]:
 
 
 class CommandLineHandler(logging.StreamHandler):
-    """The log handler of a command run by hand (not ``serve`` or ``worker``): errors on standard
-    error, one line each (the command reports warnings in its own words). Everything, with
-    tracebacks, when ``log_level = "DEBUG"``; otherwise the command's own one-line error, with
-    the reference, is what the operator reads."""
+    """Every log line of a command run by hand, with tracebacks, on whatever standard error is
+    when the line is written (a test runner replaces it per command)."""
 
-    def __init__(self, *, tracebacks: bool) -> None:
+    def __init__(self) -> None:
         super().__init__(sys.stderr)
-        self.tracebacks = tracebacks
-        self.setLevel(logging.DEBUG if tracebacks else logging.ERROR)
         self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.stream = sys.stderr  # whatever it is now: a test runner replaces it per command
-        if not self.tracebacks:
-            # The first line only: a database error's message carries its stack as text.
-            message = record.getMessage().split("\n", 1)[0]
-            record = logging.makeLogRecord(
-                {
-                    **record.__dict__,
-                    "msg": message,
-                    "args": None,
-                    "exc_info": None,
-                    "exc_text": None,
-                }
-            )
+        self.stream = sys.stderr
         super().emit(record)
 
 
 def start_command_line_logging(level: str) -> None:
-    """Give a command run by hand its log handler, once per process."""
+    """Logging for a command run by hand (not ``serve`` or ``worker``). The command says what
+    happened in its own one-line messages; its log lines (a database error's statement, a
+    traceback) are written only with ``log_level = "DEBUG"``, and otherwise dropped rather than
+    left to Python's last-resort handler, which would print them."""
     root = logging.getLogger()
-    root.handlers = [h for h in root.handlers if not isinstance(h, CommandLineHandler)]
-    root.addHandler(CommandLineHandler(tracebacks=level == "DEBUG"))
+    for earlier in [h for h in root.handlers if getattr(h, "_command_line", False)]:
+        root.removeHandler(earlier)
+    handler: logging.Handler = CommandLineHandler() if level == "DEBUG" else logging.NullHandler()
+    handler._command_line = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    if level == "DEBUG":
+        root.setLevel(logging.DEBUG)

@@ -64,5 +64,8 @@ def main() -> None:
             )
             sys.exit(EXIT_TRY_AGAIN)
         # Typer would print the exception's text, and a database error's holds SQL and rows.
-        say(f"Error: the command failed unexpectedly ({internal_error_text(error)}).")
+        say(
+            f"Error: the command failed unexpectedly ({internal_error_text(error)}). "
+            "With LICENSING_LOG_LEVEL=DEBUG the command shows the details."
+        )
         sys.exit(1)

@@ -18,6 +18,7 @@ import logging
 import os
 import re
 import shutil
+import sys
 import tempfile
 import time
 import uuid
@@ -211,11 +212,51 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+class TextFormatter(logging.Formatter):
+    """One readable line: time, level, logger, request id (``-`` for none), message, then the
+    record's extra fields as ``key=value`` (an access line's are already in its message)."""
+
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT, defaults={"request_id": "-"})
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        shown = _ACCESS_FIELDS if record.name == access_logger.name else _NOT_EXTRA
+        fields = [
+            f"{name}={value}"
+            for name, value in record.__dict__.items()
+            if name not in shown and not name.startswith("_")
+        ]
+        if not fields:
+            return line
+        # The traceback, if any, stays last.
+        head, newline, traceback_text = line.partition("\n")
+        return f"{head} {' '.join(fields)}{newline}{traceback_text}"
+
+
+_NOT_EXTRA = frozenset({*RESERVED_ATTRS, "message", "asctime", "request_id", "color_message"})
+_ACCESS_FIELDS = _NOT_EXTRA | {"method", "path", "status", "duration_ms"}
+
+
+def resolved_log_format(configured: str, *, stream: Any = None, environ: Any = None) -> str:
+    """The log format to write: ``json`` or ``text`` as configured, and for ``auto`` readable text
+    in a terminal, JSON under a service manager (systemd sets ``JOURNAL_STREAM`` and
+    ``INVOCATION_ID``) or when standard error is not a terminal (a container's log, a pipe)."""
+    if configured != "auto":
+        return configured
+    environ = os.environ if environ is None else environ
+    if environ.get("JOURNAL_STREAM") or environ.get("INVOCATION_ID"):
+        return "json"
+    stream = sys.stderr if stream is None else stream
+    is_terminal = getattr(stream, "isatty", None)
+    return "text" if is_terminal is not None and is_terminal() else "json"
+
+
 def log_formatter(log_format: str = "json") -> logging.Formatter:
     """JSON: one object a line with timestamp, level, logger, message, pid, request_id (during a
     request) and the record's extra fields. Text: one readable line, ``-`` for no request."""
     if log_format == "text":
-        return logging.Formatter(TEXT_FORMAT, defaults={"request_id": "-"})
+        return TextFormatter()
     return JsonFormatter(
         ["levelname", "name", "message", "process"],
         rename_fields={"levelname": "level", "name": "logger", "process": "pid"},
@@ -251,3 +292,31 @@ def logging_config(*, log_format: str, level: str) -> dict[str, Any]:
             "httpcore": {"level": "WARNING"},
         },
     }
+
+
+class CommandLineHandler(logging.StreamHandler):
+    """Every log line of a command run by hand, with tracebacks, on whatever standard error is
+    when the line is written (a test runner replaces it per command)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
+def start_command_line_logging(level: str) -> None:
+    """Logging for a command run by hand (not ``serve`` or ``worker``). The command says what
+    happened in its own one-line messages; its log lines (a database error's statement, a
+    traceback) are written only with ``log_level = "DEBUG"``, and otherwise dropped rather than
+    left to Python's last-resort handler, which would print them."""
+    root = logging.getLogger()
+    for earlier in [h for h in root.handlers if getattr(h, "_command_line", False)]:
+        root.removeHandler(earlier)
+    handler: logging.Handler = CommandLineHandler() if level == "DEBUG" else logging.NullHandler()
+    handler._command_line = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    if level == "DEBUG":
+        root.setLevel(logging.DEBUG)

@@ -30,6 +30,9 @@ CONFIG_FILE_VARIABLE = "LICENSING_CONFIG"
 DEFAULT_CONFIG_FILE = Path("licensing.toml")
 ED25519_PUBLIC_KEY_BYTES = 32
 
+# More worker processes than this is a typo, not a deployment (each holds its own connections).
+MAX_WORKERS = 64
+
 
 class ConfigurationError(Exception):
     """The configuration cannot be used; the message names each bad key."""
@@ -316,7 +319,7 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=Path(".data"), description="Where local files are kept.")
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
-    workers: int = Field(default=1, ge=1, le=64)
+    workers: int = Field(default=1, ge=1, le=MAX_WORKERS)
     keep_alive_seconds: int = Field(
         default=75,
         gt=0,
@@ -395,10 +398,11 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Plugins not to load, by name (a built-in's short name or an entry-point name).",
     )
-    log_format: Literal["json", "text"] = Field(
-        default="json",
+    log_format: Literal["auto", "json", "text"] = Field(
+        default="auto",
         description="How `licensing serve` and `licensing worker` write log lines: one JSON "
-        "object a line, or plain text.",
+        "object a line, or readable text; auto: text in a terminal, JSON under a service "
+        "manager (systemd) or when standard error is not a terminal.",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
         default="INFO", description="The least severe log lines written."
@@ -415,6 +419,11 @@ class Settings(BaseSettings):
     @classmethod
     def _log_level_any_case(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _log_format_any_case(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
 
     @field_validator("default_time_zone")
     @classmethod

@@ -227,23 +227,25 @@ class SignedLicense:
             envelope = json.loads(data)
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
             raise SourceError(
-                f"The license is not a license document (not JSON: {error})."
+                "The license is not a license document.", detail=f"not JSON: {error}"
             ) from None
         if not isinstance(envelope, dict) or envelope.get("format") != LICENSE_ENVELOPE_FORMAT:
             raise SourceError(
-                f'The license is not a license document (its "format" is not '
-                f'"{LICENSE_ENVELOPE_FORMAT}").'
+                "The license is not a license document.",
+                detail=f'its "format" is not "{LICENSE_ENVELOPE_FORMAT}"',
             )
         if envelope.get("version") != LICENSE_ENVELOPE_VERSION:
             raise SourceError(
-                f"License document version {envelope.get('version')!r} is not supported."
+                "The license document is of a version this service does not read.",
+                detail=f"envelope version {str(envelope.get('version'))[:20]!r}",
             )
         try:
             payload = base64.b64decode(envelope["payload"], validate=True)
             signature = base64.b64decode(envelope["signature"], validate=True)
         except (KeyError, TypeError, binascii.Error):
             raise DamagedLicenseError(
-                "The license document has no valid payload or signature."
+                "The license document is damaged: its payload or signature cannot be read.",
+                detail="no valid base64 payload or signature in the envelope",
             ) from None
         key_id = envelope.get("key_id")
         return cls(payload=payload, signature=signature, key_id=key_id if key_id else None)
@@ -260,7 +262,13 @@ class SignedLicense:
 
 
 class SourceError(Exception):
-    """A source could not deliver; the message is shown to the administrator as it is."""
+    """A source could not deliver. The message is shown to the administrator as it is: what went
+    wrong and what to do, in words. ``detail`` is for the operator only and goes to the server
+    log: a file path on the server, an address, a parser's or a library's error text."""
+
+    def __init__(self, message: str = "", *, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.detail = detail
 
 
 class RosterUnchanged(Exception):

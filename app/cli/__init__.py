@@ -29,11 +29,15 @@ cli = typer.Typer(
     help="Manage1to1 Licensing API: serve it, set up districts, tokens and rosters.",
     no_args_is_help=True,
     add_completion=False,
+    # Click's plain help: paragraphs re-wrapped to the terminal, no type column (`<bool>`),
+    # and a usage mistake is one `Error:` line rather than a box.
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
 )
-# In the order `licensing --help` lists them.
-cli.command()(serve.serve)
-cli.command()(serve.worker)
-cli.command()(demo.demo)
+# In the order `licensing --help` lists them; a short help where the first sentence would be cut.
+cli.command(short_help="Serve the dashboard and the GraphQL API.")(serve.serve)
+cli.command(short_help="Run the scheduler alone, without serving.")(serve.worker)
+cli.command(short_help="Create the demo district.")(demo.demo)
 cli.command()(schema.schema)
 cli.add_typer(token_cli, name="token")
 cli.add_typer(roster_cli, name="roster")
@@ -60,5 +64,8 @@ def main() -> None:
             )
             sys.exit(EXIT_TRY_AGAIN)
         # Typer would print the exception's text, and a database error's holds SQL and rows.
-        say(f"Error: the command failed unexpectedly ({internal_error_text(error)}).")
+        say(
+            f"Error: the command failed unexpectedly ({internal_error_text(error)}). "
+            "With LICENSING_LOG_LEVEL=DEBUG the command shows the details."
+        )
         sys.exit(1)

@@ -18,7 +18,7 @@ from licensing.settings import Settings
 config_cli = typer.Typer(help="Check the configuration.", no_args_is_help=True)
 
 
-@config_cli.command("check")
+@config_cli.command("check", short_help="Check the settings and every source's options.")
 def config_check() -> None:
     """Check the configuration: the settings and every district's every source's options.
 

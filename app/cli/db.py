@@ -21,7 +21,7 @@ def db_upgrade() -> None:
     say(f"Database at revision {migrate.current_revision(built.database)}.")
 
 
-@db_cli.command("check")
+@db_cli.command("check", short_help="Recount every district's usage and compare.")
 def db_check() -> None:
     """Recount every district's usage and compare with the maintained counts."""
     built = service()

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from app import demo as demo_district
-from app.cli.common import COMMAND_LINE, district_id, say, service
+from app.cli.common import COMMAND_LINE, district_id, local_url, say, service
 from licensing.orchestration.service import LicensingService
 from licensing.storage.tokens import Permission, issue_token
 
@@ -38,10 +38,11 @@ def demo(
         sign_in_link = sys.stderr.isatty()
     if sign_in_link:
         print_sign_in_link(built)
+    url = local_url(built.settings.host, built.settings.port)
     say(
         "Or sign in with a token:\n"
         "  TOKEN=$(.venv/bin/licensing token create --district demo --permission MANAGE_SETTINGS)\n"
-        '  curl -s http://127.0.0.1:8000/graphql -H "Authorization: Bearer $TOKEN" \\\n'
+        f'  curl -s {url}/graphql -H "Authorization: Bearer $TOKEN" \\\n'
         "    -H 'Content-Type: application/json' \\\n"
         '    -d \'{"query": "{ license { display level status } alerts { message } }"}\''
     )
@@ -60,8 +61,7 @@ def print_sign_in_link(built: LicensingService) -> None:
         actor=COMMAND_LINE,
         now=built.clock(),
     )
-    host = "127.0.0.1" if config.host in ("0.0.0.0", "::", "") else config.host
     say(
         "Open the Licensing tab with this one-time sign-in link (once `licensing serve` runs):\n"
-        f"  http://{host}:{config.port}/#token={secret}\n"
+        f"  {local_url(config.host, config.port)}/#token={secret}\n"
     )

@@ -14,26 +14,39 @@ from licensing.storage import signing
 dev_cli = typer.Typer(help="Tools for developing against this service.", no_args_is_help=True)
 
 
-@dev_cli.command("license-server")
+@dev_cli.command("license-server", short_help="Serve the licensing-server contract on loopback.")
 def dev_license_server(
     host: Annotated[
-        str, typer.Option(help="Loopback interface only: 127.0.0.1, localhost or ::1.")
+        str,
+        typer.Option(metavar="HOST", help="Loopback interface only: 127.0.0.1, localhost or ::1."),
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8765,
+    port: Annotated[
+        int, typer.Option(min=1, max=65535, metavar="PORT", help="Port to listen on.")
+    ] = 8765,
     key: Annotated[
-        Path | None, typer.Option(help="Ed25519 private key (PEM); default: the demo key.")
+        Path | None,
+        typer.Option(
+            metavar="FILE", dir_okay=False, help="Ed25519 private key (PEM); default: the demo key."
+        ),
     ] = None,
     licenses: Annotated[
         Path | None,
-        typer.Option(help="Folder of <slug>.license files; default: <data_dir>/licenses."),
+        typer.Option(
+            metavar="FOLDER",
+            file_okay=False,
+            help="Folder of <slug>.license files; default: <data_dir>/licenses.",
+        ),
     ] = None,
     api_key: Annotated[
-        str | None, typer.Option(help="The API key to accept; default: a new random one.")
+        str | None,
+        typer.Option(metavar="KEY", help="The API key to accept; default: a new random one."),
     ] = None,
 ) -> None:
-    """Serve the licensing-server contract on loopback, for development (docs/licensing-server.md).
+    """Serve the licensing-server contract on loopback, for development.
 
     Serves the terms of each <slug>.license file in the folder, signed anew on every request.
+
+    See docs/licensing-server.md.
     """
     import secrets
 
@@ -55,7 +68,7 @@ def dev_license_server(
     try:
         private_key = signing.load_signing_key(key_path)
     except ValueError as error:
-        raise fail(str(error)) from None
+        raise fail(f"{error}.") from None
     folder = (licenses or config.data_dir / "licenses").resolve()
     accepted = api_key or secrets.token_urlsafe(32)
     app = create_license_server(

@@ -14,19 +14,26 @@ from licensing.storage.districts import DistrictError, add_district
 district_cli = typer.Typer(help="Create and list districts.", no_args_is_help=True)
 
 
-@district_cli.command("create")
+@district_cli.command("create", short_help="Create a district.")
 def district_create(
-    slug: Annotated[str, typer.Argument(help="Short name used in commands, e.g. riverside.")],
-    name: Annotated[str, typer.Option("--name", help="The district's official name.")],
+    slug: Annotated[str, typer.Argument(metavar="SLUG", hidden=True)],
+    name: Annotated[
+        str, typer.Option("--name", metavar="NAME", help="The district's official name.")
+    ],
     legal_entity_name: Annotated[
-        str | None, typer.Option(help="Legal entity name, when different.")
+        str | None, typer.Option(metavar="NAME", help="Legal entity name, when different.")
     ] = None,
     time_zone: Annotated[
         str | None,
-        typer.Option(help="IANA time zone; licenses expire at the end of the day there."),
+        typer.Option(
+            metavar="ZONE", help="IANA time zone; licenses expire at the end of the day there."
+        ),
     ] = None,
 ) -> None:
-    """Create a district; then put its license file in place and run `licensing sync`."""
+    """Create a district; then put its license file in place and run `licensing sync`.
+
+    SLUG is the short name used in commands, e.g. riverside.
+    """
     built = service()
     try:
         add_district(

@@ -15,16 +15,24 @@ from licensing.storage import signing
 license_cli = typer.Typer(help="Issue signed license files.", no_args_is_help=True)
 
 
-@license_cli.command("issue")
+@license_cli.command("issue", short_help="Sign a license and write the district's license file.")
 def license_issue(
     district: DistrictOption,
-    seats: Annotated[int, typer.Option(min=0, help="Licensed seats.")],
+    seats: Annotated[int, typer.Option(min=0, metavar="SEATS", help="Licensed seats.")],
     expires: Annotated[
-        str | None, typer.Option(help="Last valid day, YYYY-MM-DD (default: keep the current).")
+        str | None,
+        typer.Option(
+            metavar="DATE", help="Last valid day, YYYY-MM-DD (default: keep the current)."
+        ),
     ] = None,
-    deactivated: Annotated[bool, typer.Option(help="Issue a deactivated license.")] = False,
+    deactivated: Annotated[
+        bool, typer.Option(show_default=False, help="Issue a deactivated license.")
+    ] = False,
     key: Annotated[
-        Path | None, typer.Option(help="Ed25519 private key (PEM); default: the demo key.")
+        Path | None,
+        typer.Option(
+            metavar="FILE", dir_okay=False, help="Ed25519 private key (PEM); default: the demo key."
+        ),
     ] = None,
 ) -> None:
     """Sign a license and write it where the district's license file is read.
@@ -60,9 +68,13 @@ def license_issue(
         overage_allowance=held.overage_allowance if held else 0.0,
         issued_at=built.clock(),
     )
+    try:
+        private_key = signing.load_signing_key(key_path)
+    except ValueError as error:
+        raise fail(f"{error}.") from None
     path = demo_district.issue_license_file(
         built.settings,
-        private_key=signing.load_signing_key(key_path),
+        private_key=private_key,
         district_slug=district,
         terms=terms,
         key_id=key_path.stem if key else demo_district.DEMO_KEY_ID,

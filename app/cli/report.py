@@ -25,47 +25,63 @@ from licensing.storage.student_report import ActiveStudentFilter
 report_cli = typer.Typer(help="Reports on who counts against the license.", no_args_is_help=True)
 
 
-@report_cli.command("active-students")
+@report_cli.command("active-students", short_help="Export the students who count.")
 def report_active_students(
     district: DistrictOption,
     export_format: Annotated[
         ExportFormat,
         typer.Option(
             "--format",
+            metavar="FORMAT",
             help="csv: the dashboard's download, a header row then one row per student. "
             "json: JSON Lines, one object per line and student, keyed by the CSV's columns.",
         ),
     ] = ExportFormat.CSV,
     source: Annotated[
-        str | None, typer.Option(help="Only students from this roster source.")
+        str | None, typer.Option(metavar="SOURCE", help="Only students from this roster source.")
     ] = None,
     school: Annotated[
-        str | None, typer.Option(help="Only students in this school (primary or other).")
+        str | None,
+        typer.Option(metavar="SCHOOL", help="Only students in this school (primary or other)."),
     ] = None,
-    grade: Annotated[str | None, typer.Option(help="Only students in this grade.")] = None,
+    grade: Annotated[
+        str | None, typer.Option(metavar="GRADE", help="Only students in this grade.")
+    ] = None,
     graduation_year: Annotated[
-        int | None, typer.Option(min=0, max=9999, help="Only students graduating this year.")
+        int | None,
+        typer.Option(min=0, max=9999, metavar="YEAR", help="Only students graduating this year."),
     ] = None,
     modified_before: Annotated[
         str | None,
         typer.Option(
-            help="Only students last modified at their source before this day (YYYY-MM-DD)."
+            metavar="DATE",
+            help="Only students last modified at their source before this day (YYYY-MM-DD).",
         ),
     ] = None,
     search: Annotated[
         str | None,
-        typer.Option(help="Part of a name, username or id; letter case does not matter."),
+        typer.Option(
+            metavar="TEXT", help="Part of a name, username or id; letter case does not matter."
+        ),
     ] = None,
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="Write to this file instead of standard output."),
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="FILE",
+            dir_okay=False,
+            help="Write to this file instead of standard output.",
+        ),
     ] = None,
 ) -> None:
     """Export the students who count against the license: active, enabled students, with why
-    each counts and where the record came from (docs/active-student-report.md).
+    each counts and where the record came from.
 
     Streams a batch at a time, so a roster of any size exports with flat memory. The export goes
     to standard output (or --output); messages go to standard error.
+
+    See docs/active-student-report.md.
     """
     try:
         before = parse_day(modified_before) if modified_before else None
@@ -110,30 +126,44 @@ def report_active_students(
     say(f"Exported {count:,} active student(s).")
 
 
-@report_cli.command("quarantined")
+@report_cli.command("quarantined", short_help="Export the rows syncs quarantined.")
 def report_quarantined(
     district: DistrictOption,
     export_format: Annotated[
         ExportFormat,
         typer.Option(
             "--format",
+            metavar="FORMAT",
             help="csv: a header row, then one row per quarantined row (source, run, file, line, "
             "reason, source_id). json: JSON Lines, one object per line, keyed by those columns.",
         ),
     ] = ExportFormat.CSV,
-    source: Annotated[str | None, typer.Option(help="Only this roster source.")] = None,
+    source: Annotated[
+        str | None, typer.Option(metavar="SOURCE", help="Only this roster source.")
+    ] = None,
     run_id: Annotated[
         int | None,
-        typer.Option("--run", help="This sync run (its number is in dataSources) instead."),
+        typer.Option(
+            "--run", metavar="RUN", help="This sync run (its number is in dataSources) instead."
+        ),
     ] = None,
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="Write to this file instead of standard output."),
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="FILE",
+            dir_okay=False,
+            help="Write to this file instead of standard output.",
+        ),
     ] = None,
 ) -> None:
     """Export the rows roster syncs quarantined: rows that could not be classified (no id, no
     role), so are not counted, each with its file, line and reason. Those of each source's
-    latest finished sync, as dataSources shows them (docs/roster-sync.md)."""
+    latest finished sync, as dataSources shows them.
+
+    See docs/roster-sync.md.
+    """
     built = service()
     target = district_id(built, district)
     try:

@@ -18,22 +18,34 @@ from licensing.storage.tokens import Permission, Principal
 from plugins.manager import source_options
 from plugins.records import SourceError
 
-roster_cli = typer.Typer(help="Import the local roster.", no_args_is_help=True)
+roster_cli = typer.Typer(
+    help="Import the local roster; deactivate and reactivate its students.", no_args_is_help=True
+)
 
 
-@roster_cli.command("import")
+@roster_cli.command("import", short_help="Import students and staff from a CSV file.")
 def roster_import(
-    file: Annotated[Path, typer.Argument(help="CSV file with a header row; see docs/plugins.md.")],
+    file: Annotated[
+        Path,
+        typer.Argument(metavar="FILE", hidden=True),
+    ],
     district: DistrictOption,
     replace: Annotated[
         bool,
-        typer.Option(help="Make the file the source's whole roster (remove people not in it)."),
+        typer.Option(
+            show_default=False,
+            help="Make the file the source's whole roster (remove people not in it).",
+        ),
     ] = False,
     source_name: Annotated[
-        str, typer.Option("--source", help="The roster source that reads the file.")
+        str,
+        typer.Option("--source", metavar="SOURCE", help="The source that reads the file."),
     ] = "local",
 ) -> None:
-    """Import students and staff from a file; nothing is imported if any row is bad."""
+    """Import students and staff from a file; nothing is imported if any row is bad.
+
+    FILE is a CSV file with a header row (docs/plugins.md), read by the roster source.
+    """
     built = service()
     target = district_id(built, district)
     try:
@@ -96,19 +108,25 @@ def _set_students(district: str, ids: list[str], *, enabled: bool) -> None:
     )
 
 
-@roster_cli.command("deactivate")
+@roster_cli.command("deactivate", short_help="Deactivate local-roster students.")
 def roster_deactivate(
-    ids: Annotated[list[str], typer.Argument(help="Local-roster student ids.")],
+    ids: Annotated[list[str], typer.Argument(metavar="STUDENT_ID", hidden=True)],
     district: DistrictOption,
 ) -> None:
-    """Deactivate local-roster students (all or none); they stop counting at once."""
+    """Deactivate local-roster students (all or none); they stop counting at once.
+
+    Each STUDENT_ID is a local-roster student's id.
+    """
     _set_students(district, ids, enabled=False)
 
 
-@roster_cli.command("reactivate")
+@roster_cli.command("reactivate", short_help="Reactivate local-roster students.")
 def roster_reactivate(
-    ids: Annotated[list[str], typer.Argument(help="Local-roster student ids.")],
+    ids: Annotated[list[str], typer.Argument(metavar="STUDENT_ID", hidden=True)],
     district: DistrictOption,
 ) -> None:
-    """Reactivate local-roster students (all or none)."""
+    """Reactivate local-roster students (all or none).
+
+    Each STUDENT_ID is a local-roster student's id.
+    """
     _set_students(district, ids, enabled=True)

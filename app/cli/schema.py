@@ -18,7 +18,10 @@ CHANGELOG_FILE = Path("docs/api-changes.md")
 
 
 def schema(
-    write: Annotated[Path | None, typer.Option(help="Write the SDL to this file.")] = None,
+    write: Annotated[
+        Path | None,
+        typer.Option(metavar="FILE", dir_okay=False, help="Write the SDL to this file."),
+    ] = None,
     check_changes: Annotated[
         bool,
         typer.Option(
@@ -39,18 +42,30 @@ def schema(
         str | None,
         typer.Option(
             "--date",
+            metavar="YYYY-MM-DD",
             help="The day the schema ships, YYYY-MM-DD: the release date, and the end of "
             "deprecation periods (default: today, UTC).",
         ),
     ] = None,
     schema_file: Annotated[
-        Path, typer.Option(help="The current schema (with --check-changes, --release).")
+        Path,
+        typer.Option(
+            metavar="FILE",
+            dir_okay=False,
+            help="The current schema (with --check-changes, --release).",
+        ),
     ] = SCHEMA_FILE,
     released_file: Annotated[
-        Path, typer.Option(help="The last released schema, the baseline.")
+        Path,
+        typer.Option(
+            metavar="FILE", dir_okay=False, help="The last released schema, the baseline."
+        ),
     ] = RELEASED_FILE,
     changelog: Annotated[
-        Path, typer.Option(help="The policy and changelog the check reads.")
+        Path,
+        typer.Option(
+            metavar="FILE", dir_okay=False, help="The policy and changelog the check reads."
+        ),
     ] = CHANGELOG_FILE,
 ) -> None:
     """Print the GraphQL schema (SDL) or write it to a file; check it against the last release,
@@ -71,7 +86,10 @@ def schema(
     if write is None:
         sys.stdout.write(sdl)
     else:
-        write.write_text(sdl)
+        try:
+            write.write_text(sdl)
+        except OSError as error:
+            raise fail(f"Cannot write {write}: {error.strerror}.") from None
         say(f"Wrote {write}.")
 
 

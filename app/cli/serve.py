@@ -9,15 +9,32 @@ from typing import Annotated
 import typer
 
 from app import observability
-from app.cli.common import logger, service, settings, start_logging
+from app.cli.common import local_url, logger, service, settings, start_logging
 from licensing.orchestration.scheduled_jobs import service_scheduler
 from licensing.orchestration.scheduler import runner_name
+from licensing.settings import MAX_WORKERS
 
 
 def serve(
-    host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
-    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
-    workers: Annotated[int | None, typer.Option(help="Worker processes.")] = None,
+    host: Annotated[
+        str | None,
+        typer.Option(metavar="HOST", help="Interface to listen on; default: the host setting."),
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            min=1, max=65535, metavar="PORT", help="Port to listen on; default: the port setting."
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=MAX_WORKERS,
+            metavar="N",
+            help="Worker processes; default: the workers setting.",
+        ),
+    ] = None,
 ) -> None:
     """Serve the dashboard and the GraphQL API (upgrading an empty database first)."""
     import uvicorn
@@ -29,8 +46,12 @@ def serve(
     with observability.shared_metrics_directory(workers) as metrics_directory:
         if metrics_directory is not None:
             logger.info("Metrics of every worker are kept in %s.", metrics_directory)
+        url = local_url(host, port)
         logger.info(
-            "Serving the Licensing API at http://%s:%s/graphql (dashboard at /).", host, port
+            "Serving the Licensing API at %s/graphql (dashboard at %s/).",
+            url,
+            url,
+            extra={"host": host, "port": port, "workers": workers},
         )
         uvicorn.run(
             "app.factory:create_app",

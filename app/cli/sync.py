@@ -18,6 +18,7 @@ from licensing.orchestration.sync import SyncOutcome
 
 sync_cli = typer.Typer(
     help="Refresh licenses and roster sources now; `sync confirm` applies a held roster sync.",
+    short_help="Refresh licenses and roster sources now.",
     invoke_without_command=True,
 )
 
@@ -26,10 +27,13 @@ sync_cli = typer.Typer(
 def sync(
     context: typer.Context,
     district: Annotated[
-        str | None, typer.Option("--district", "-d", help="Only this district.")
+        str | None, typer.Option("--district", "-d", metavar="SLUG", help="Only this district.")
     ] = None,
     source: Annotated[
-        str | None, typer.Option("--source", help="Only this roster source (no license refresh).")
+        str | None,
+        typer.Option(
+            "--source", metavar="SOURCE", help="Only this roster source (no license refresh)."
+        ),
     ] = None,
     full: Annotated[
         bool,
@@ -50,6 +54,8 @@ def sync(
             if outcome.problem:
                 failed = True
                 say(f"{slug}: license not refreshed: {outcome.problem.message}")
+                if outcome.detail:  # the operator's own terminal: where and why, in full
+                    say(f"{slug}: detail: {outcome.detail}")
             else:
                 say(f"{slug}: license {'updated' if outcome.updated else 'unchanged'}.")
         configured = built.settings.district(slug).roster_sources
@@ -127,14 +133,19 @@ def _report_intake(slug: str, outcome: SyncOutcome) -> None:
         )
 
 
-@sync_cli.command("confirm")
+@sync_cli.command("confirm", short_help="Apply a held roster sync.")
 def sync_confirm(
     district: DistrictOption,
-    source: Annotated[str, typer.Option("--source", help="The roster source whose sync is held.")],
+    source: Annotated[
+        str,
+        typer.Option("--source", metavar="SOURCE", help="The roster source whose sync is held."),
+    ],
     run_id: Annotated[
         int | None,
         typer.Option(
-            "--run", help="The held sync run you reviewed (its number is in the message)."
+            "--run",
+            metavar="RUN",
+            help="The held sync run you reviewed (its number is in the message).",
         ),
     ] = None,
 ) -> None:

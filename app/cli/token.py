@@ -13,14 +13,22 @@ from licensing.storage.tokens import Permission, issue_token, list_tokens, withd
 token_cli = typer.Typer(help="Create, list and revoke API tokens.", no_args_is_help=True)
 
 
-@token_cli.command("create")
+@token_cli.command("create", short_help="Create a token and print it (shown only once).")
 def token_create(
     district: DistrictOption,
     permission: Annotated[
         list[Permission],
-        typer.Option("--permission", "-p", help="MANAGE_SETTINGS or VIEW_LICENSE; repeatable."),
+        typer.Option(
+            "--permission",
+            "-p",
+            case_sensitive=False,
+            metavar="PERMISSION",
+            help="MANAGE_SETTINGS or VIEW_LICENSE, in any letter case; repeatable.",
+        ),
     ],
-    name: Annotated[str, typer.Option(help="A label to recognise the token by.")] = "",
+    name: Annotated[
+        str, typer.Option(metavar="LABEL", help="A label to recognise the token by.")
+    ] = "",
 ) -> None:
     """Create a token and print it alone on standard output (it is shown only this once)."""
     built = service()
@@ -55,11 +63,15 @@ def token_list(district: DistrictOption) -> None:
 def token_revoke(
     token_id: Annotated[
         int,
-        typer.Argument(min=1, max=MAX_ROW_ID, help="The token's number, from `token list`."),
+        # Described in the docstring: an argument's help row would show its Python type.
+        typer.Argument(min=1, max=MAX_ROW_ID, metavar="TOKEN_ID", hidden=True),
     ],
     district: DistrictOption,
 ) -> None:
-    """Revoke a token; it stops working at once."""
+    """Revoke a token; it stops working at once.
+
+    TOKEN_ID is the token's number, from `licensing token list`.
+    """
     built = service()
     revoked = withdraw_token(
         built.database,

@@ -49,6 +49,9 @@ logger = logging.getLogger(__name__)
 class RefreshOutcome:
     updated: bool
     problem: Problem | None = None
+    # For the operator (the command line), never stored or shown in the API: the file path,
+    # address or parser text behind a failure, as written to the log.
+    detail: str | None = None
     # What the update changed besides the license, for the administrator (a lowered threshold).
     notices: tuple[Problem, ...] = ()
 
@@ -165,6 +168,10 @@ class LicenseUpdater:
         """Ask the district's license source now and keep what it returns, if it is valid."""
         district_ref, source_name = await to_thread.run_sync(self._district_ref, district_id)
         options = dict(self.settings.district(district_ref.slug).license_options)
+        # What is stored and shown (lastSyncError, the payload's errors, the audit log) is the
+        # problem's message, written for the administrator; ``detail`` (a path on this server,
+        # an address, a parser's or library's words) goes only to the log, with the request id.
+        detail: str | None = None
         try:
             source = self.plugins.license_source(source_name)
             options = source_options(source, options, district_slug=district_ref.slug)
@@ -177,32 +184,34 @@ class LicenseUpdater:
             )
         except signing.LicenseRejected as rejected:
             problem = Problem(rejected.code, rejected.message)
-            logger.warning(
-                "License for district %s from %r refused: %s: %s",
-                district_ref.slug,
-                source_name,
-                rejected.code,
-                rejected.message,
-            )
+            detail = rejected.detail
         except DamagedLicenseError as error:
             # The source answered, but with an altered document: refused like a bad signature.
             problem = Problem(
                 ErrorCode.BAD_SIGNATURE,
-                "The license signature does not match: the document was altered or damaged "
-                f"({error}). The last good license is kept.",
+                str(error)
+                or "The license document was altered or damaged, so its signature cannot "
+                "match. The last good license is kept.",
             )
-            logger.warning(
-                "License for district %s from %r refused: BAD_SIGNATURE: %s",
-                district_ref.slug,
-                source_name,
-                error,
-            )
-        except (SourceError, UnknownSourceError) as error:
+            detail = error.detail
+        except SourceError as error:
+            problem = Problem(ErrorCode.LICENSE_SOURCE_UNAVAILABLE, str(error))
+            detail = error.detail
+        except UnknownSourceError as error:
             problem = Problem(ErrorCode.LICENSE_SOURCE_UNAVAILABLE, str(error))
         except Exception as error:  # a plugin's bug must not lose the last good license
             problem = Problem(
                 ErrorCode.LICENSE_SOURCE_UNAVAILABLE,
-                f"The license source {source_name!r} failed unexpectedly ({type(error).__name__}).",
+                f"The license source {source_name!r} failed unexpectedly; the last good license "
+                "is kept. The service log has the details.",
+            )
+            detail = f"{type(error).__name__}: {error}"
+            logger.error(
+                "The license source %r of district %s failed unexpectedly",
+                source_name,
+                district_ref.slug,
+                exc_info=error,
+                extra={"district": district_ref.slug, "code": problem.code.value},
             )
         else:
             try:
@@ -214,8 +223,17 @@ class LicenseUpdater:
                     error, district_id=district_id, actor=actor, forced=forced
                 )
                 return RefreshOutcome(updated=False, problem=problem)
+        logger.warning(
+            "License refresh of district %s from %r failed: %s: %s%s",
+            district_ref.slug,
+            source_name,
+            problem.code,
+            problem.message,
+            f" ({detail})" if detail else "",
+            extra={"district": district_ref.slug, "code": problem.code.value},
+        )
         await to_thread.run_sync(self._record_failure, district_id, problem, actor, forced)
-        return RefreshOutcome(updated=False, problem=problem)
+        return RefreshOutcome(updated=False, problem=problem, detail=detail)
 
     async def _unexpected_failure(
         self, error: Exception, *, district_id: int, actor: str, forced: bool
@@ -226,8 +244,8 @@ class LicenseUpdater:
         logger.error("The license update of district %s failed", district_id, exc_info=error)
         problem = Problem(
             ErrorCode.LICENSE_UPDATE_FAILED,
-            f"The license update failed unexpectedly ({type(error).__name__}); the last good "
-            "license is kept. Try again later; the service log has the details.",
+            "The license update failed unexpectedly; the last good license is kept. Try again "
+            "later; the service log has the details.",
         )
         try:
             await to_thread.run_sync(self._record_failure, district_id, problem, actor, forced)
@@ -363,7 +381,10 @@ async def _fetch(source: object, district: DistrictRef, options: Any) -> SignedL
     if inspect.isawaitable(result):
         result = await result
     if not isinstance(result, SignedLicense):
-        raise SourceError(f"The license source returned {type(result).__name__}, not a license.")
+        raise SourceError(
+            "The license source did not return a license; the last good license is kept.",
+            detail=f"it returned {type(result).__name__}",
+        )
     return result
 
 

@@ -163,6 +163,16 @@ class RosterSync:
             )
         except (SourceError, UnknownSourceError) as error:
             problem = Problem(ErrorCode.SOURCE_FAILED, str(error))
+            detail = getattr(error, "detail", None)
+            if detail:  # the source's words for the operator only: never stored or shown
+                logger.warning(
+                    "Roster sync of %r for district %s failed: %s (%s)",
+                    source,
+                    district_id,
+                    problem.message,
+                    detail,
+                    extra={"code": problem.code.value},
+                )
         except Exception as error:  # a plugin's bug (or the database's) never touches the roster
             if isinstance(error, IntegrityError) and is_unique_violation(error):
                 message = f"The roster source {source!r} listed the same id twice"

@@ -38,12 +38,15 @@ from plugins.records import SignedLicense
 
 
 class LicenseRejected(Exception):
-    """A license document that must not be believed; ``code`` says why, the message how to fix it."""
+    """A license document that must not be believed; ``code`` says why, the message how to fix it
+    (shown to the administrator), ``detail`` what only the server log gets (a path, a parser's
+    words)."""
 
-    def __init__(self, code: ErrorCode, message: str) -> None:
+    def __init__(self, code: ErrorCode, message: str, *, detail: str | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.detail = detail
 
 
 @dataclass(frozen=True)
@@ -81,8 +84,10 @@ def trusted_keys(configured: list[str], keys_dir: Path) -> list[TrustedKey]:
             except (ValueError, OSError):
                 raise LicenseRejected(
                     ErrorCode.BAD_TRUSTED_KEY,
-                    f"The trusted key file {path} is not a base64 Ed25519 public key; "
-                    "fix or remove it. The last good license is kept.",
+                    "One of the license signing keys this service trusts is not a valid key, "
+                    "so no license can be checked. Ask whoever runs this service to fix or "
+                    "remove it; the last good license is kept.",
+                    detail=f"The trusted key file {path} is not a base64 Ed25519 public key.",
                 ) from None
     return keys
 
@@ -252,13 +257,22 @@ def parse_terms(payload: bytes) -> LicenseTerms:
     try:
         return LicenseDocument.model_validate_json(payload).terms()
     except ValidationError as error:
-        reasons = [_reason(item) for item in error.errors(include_url=False, include_input=False)]
+        items = error.errors(include_url=False, include_input=False)
+        reasons = [_reason(item) for item in items]
         more = len(reasons) - MAX_REASONS
         listed = "; ".join(reasons[:MAX_REASONS]) + (f"; and {more} more" if more > 0 else "")
+        # The administrator is told which values are wrong; the validator's words go to the log.
+        fields = list(dict.fromkeys(str(item["loc"][0]) for item in items if item["loc"]))
+        wrong = (
+            f"these values in it are not valid: {', '.join(fields[:MAX_REASONS])}"
+            if fields
+            else "its contents are not valid"
+        )
         raise LicenseRejected(
             ErrorCode.MALFORMED_LICENSE,
-            f"The license is signed but its contents are not valid: {listed}. "
-            "The last good license is kept; ask Manage1to1 for a corrected license.",
+            f"The license is signed but {wrong}. The last good license is kept; ask Manage1to1 "
+            "for a corrected license.",
+            detail=f"The license's contents are not valid: {listed}.",
         ) from None
 
 
@@ -331,7 +345,17 @@ def generate_signing_key(private_path: Path, public_path: Path) -> Ed25519Privat
 
 
 def load_signing_key(path: Path) -> Ed25519PrivateKey:
-    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    """The Ed25519 private key in the PEM file at ``path``; ValueError saying in one line why not."""
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not a private key file")
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except FileNotFoundError:
+        raise ValueError(f"there is no key file at {path}") from None
+    except OSError as error:
+        raise ValueError(f"cannot read {path}: {error.strerror}") from None
+    except (ValueError, TypeError):  # not PEM, or a key protected by a password
+        raise ValueError(f"{path} is not an unencrypted PEM private key") from None
     if not isinstance(key, Ed25519PrivateKey):
         raise ValueError(f"{path} is not an Ed25519 private key")
     return key

@@ -52,19 +52,37 @@ class LicenseFileSource:
         district: DistrictRef,
         options: LicenseFileOptions | Mapping[str, Any] | None = None,
     ) -> SignedLicense:
+        # The messages are the administrator's; the file's path on this server is in ``detail``,
+        # which only the server log gets.
         path = self.path_for(district, options)
         try:
             data = path.read_bytes()
         except FileNotFoundError:
-            raise SourceError(f"No license file at {path}.") from None
+            raise SourceError(
+                "There is no license file yet. Put the license file from Manage1to1 in place, "
+                "then update the license again.",
+                detail=f"No license file at {path}.",
+            ) from None
         except OSError as error:
-            raise SourceError(f"Cannot read the license file {path}: {error.strerror}.") from None
+            raise SourceError(
+                "The license file cannot be read. Ask whoever runs this service to check it; "
+                "the last good license is kept.",
+                detail=f"Cannot read the license file {path}: {error.strerror}.",
+            ) from None
         try:
             return SignedLicense.from_envelope(data)
         except DamagedLicenseError as error:
-            raise DamagedLicenseError(f"{path}: {error}") from None
+            raise DamagedLicenseError(
+                "The license file is damaged: its signature cannot match. Ask for a new "
+                "license file; the last good license is kept.",
+                detail=f"{path}: {error}: {error.detail}",
+            ) from None
         except SourceError as error:
-            raise SourceError(f"{path}: {error}") from None
+            raise SourceError(
+                "The license file is not a license document. Ask for a new license file; the "
+                "last good license is kept.",
+                detail=f"{path}: {error}: {error.detail}",
+            ) from None
 
 
 @hookimpl(trylast=True)

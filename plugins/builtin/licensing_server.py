@@ -128,9 +128,9 @@ class LicensingServerSource:
         wait = breaker.seconds_until_trial()
         if wait is not None:
             raise SourceError(
-                f"The licensing server at {base_url} failed {breaker.failure_count} times in a "
-                f"row: circuit open, retry after {wait} s. No request "
-                "was sent; the last good license is kept."
+                f"The licensing server failed {breaker.failure_count} times in a row: circuit "
+                f"open, retry after {wait} s. No request was sent; the last good license is kept.",
+                detail=f"circuit open for {base_url}",
             )
         # ServerUnavailable counts as a failure; any other outcome, even a refused API key,
         # shows a working server and closes the circuit again.
@@ -170,14 +170,15 @@ class LicensingServerSource:
                 return await client.get(url)
         except httpx.TimeoutException as error:
             raise ServerUnavailable(
-                f"The licensing server at {base_url} did not answer in time ({str(error) or 'timeout'}) "
-                f"after {retry.total + 1} attempt(s); the last good license is kept."
+                f"The licensing server did not answer in time after {retry.total + 1} "
+                "attempt(s); the last good license is kept. Try again later.",
+                detail=f"{base_url}: {type(error).__name__}: {str(error) or 'timeout'}",
             ) from None
         except httpx.HTTPError as error:
             raise ServerUnavailable(
-                f"Cannot reach the licensing server at {base_url} "
-                f"({type(error).__name__}: {str(error) or 'no detail'}) after {retry.total + 1} "
-                "attempt(s); the last good license is kept."
+                f"Cannot reach the licensing server after {retry.total + 1} attempt(s); the "
+                "last good license is kept. Try again later.",
+                detail=f"{base_url}: {type(error).__name__}: {str(error) or 'no detail'}",
             ) from None
 
 
@@ -231,51 +232,59 @@ def _license_from(response: httpx.Response, *, base_url: str) -> SignedLicense:
     if status == HTTPStatus.OK:
         if len(response.content) > MAX_BODY_BYTES:
             raise DamagedLicenseError(
-                f"The licensing server at {base_url} answered with {len(response.content)} "
-                "bytes, far more than a license document."
+                "The licensing server's answer is far larger than a license document, so it "
+                "was refused; the last good license is kept.",
+                detail=f"{base_url}: {len(response.content)} bytes",
             )
         try:
             return SignedLicense.from_envelope(response.content)
         except SourceError as error:  # not an envelope at all: damaged on the way
             raise DamagedLicenseError(
-                f"The licensing server at {base_url} answered HTTP 200 without a license "
-                f"document: {error}"
+                "The licensing server answered without a license document, so it was "
+                "refused; the last good license is kept.",
+                detail=f"{base_url}: HTTP 200: {error}: {error.detail}",
             ) from None
+    # The server's own words (the contract's error body) go to the log, not to the district.
     reason = _reason(status)
-    detail = _error_detail(response)
-    said = f": {detail}" if detail else ""
+    said = _error_detail(response)
+    detail = f"{base_url}: HTTP {status}" + (f": {said}" if said else "")
     if status == HTTPStatus.UNAUTHORIZED:
         raise SourceError(
-            f"The licensing server at {base_url} refused the API key (HTTP 401{said}). Check "
-            "license_options.api_key for this district; the last good license is kept."
+            "The licensing server refused the API key (HTTP 401). Check "
+            "license_options.api_key for this district; the last good license is kept.",
+            detail=detail,
         )
     if status == HTTPStatus.FORBIDDEN:
         raise SourceError(
-            f"The licensing server at {base_url} does not allow this API key to read this "
-            f"district's license (HTTP 403{said}); the last good license is kept."
+            "The licensing server does not allow this API key to read this district's license "
+            "(HTTP 403); the last good license is kept.",
+            detail=detail,
         )
     if status == HTTPStatus.NOT_FOUND:
         raise SourceError(
-            f"The licensing server at {base_url} has no license for this district (HTTP 404"
-            f"{said}). Check the district's slug and license_options.url; the last good license "
-            "is kept."
+            "The licensing server has no license for this district (HTTP 404). Check the "
+            "district's slug and license_options.url; the last good license is kept.",
+            detail=detail,
         )
     attempts = _attempts(response)
     if status == HTTPStatus.TOO_MANY_REQUESTS:
         wait = response.headers.get("Retry-After")
         later = f"; it asks to wait {wait} s" if wait and wait.strip().isdigit() else ""
         raise ServerUnavailable(
-            f"The licensing server at {base_url} is rate limiting (HTTP 429{said}) after "
-            f"{attempts} attempt(s){later}. The last good license is kept."
+            f"The licensing server is rate limiting (HTTP 429) after {attempts} attempt(s)"
+            f"{later}. The last good license is kept.",
+            detail=detail,
         )
     if status >= 500:
         raise ServerUnavailable(
-            f"The licensing server at {base_url} answered HTTP {status} ({reason}{said}) after "
-            f"{attempts} attempt(s); the last good license is kept."
+            f"The licensing server answered HTTP {status} ({reason}) after {attempts} "
+            "attempt(s); the last good license is kept. Try again later.",
+            detail=detail,
         )
     raise SourceError(
-        f"The licensing server at {base_url} answered HTTP {status} ({reason}{said}), which the "
-        "license contract does not use; the last good license is kept."
+        f"The licensing server answered HTTP {status} ({reason}), which the license contract "
+        "does not use; the last good license is kept.",
+        detail=detail,
     )
 
 

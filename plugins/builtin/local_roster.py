@@ -82,6 +82,10 @@ def read_roster_csv(path: Path, *, checks: RecordChecks) -> list[StudentRecord]:
             return _parse(str(path), handle, checks)
     except FileNotFoundError:
         raise SourceError(f"No such file: {path}") from None
+    except IsADirectoryError:
+        raise SourceError(f"{path} is a folder; give the roster's CSV file.") from None
+    except PermissionError:
+        raise SourceError(f"Cannot read {path}: permission denied.") from None
     except UnicodeDecodeError:
         raise RosterFileError(
             str(path), [RowProblem(1, None, "the file is not UTF-8 text")]

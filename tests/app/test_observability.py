@@ -17,9 +17,14 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.observability import RequestIdFilter, log_formatter, request_id_var
+from app.observability import (
+    RequestIdFilter,
+    log_formatter,
+    request_id_var,
+    resolved_log_format,
+)
 from licensing.orchestration.service import LicensingService
-from licensing.settings import DistrictConfig, RosterSourceConfig
+from licensing.settings import DistrictConfig, RosterSourceConfig, Settings
 from tests.utils.graphql import graphql_data
 from tests.utils.server_process import (
     free_port,
@@ -194,6 +199,50 @@ def test_text_lines_show_the_request_id_or_a_dash():
     during, outside = stream.getvalue().splitlines()
     assert during.endswith("WARNING tests.observability.text [abc-123] during")
     assert outside.endswith("WARNING tests.observability.text [-] outside")
+
+
+def test_text_lines_end_with_the_records_key_fields():
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(log_formatter("text"))
+    logger = logging.getLogger("tests.observability.fields")
+    logger.addHandler(handler)
+    try:
+        logger.warning("Refused", extra={"district": "riverside", "code": "BAD_SIGNATURE"})
+    finally:
+        logger.removeHandler(handler)
+
+    [line] = stream.getvalue().splitlines()
+    assert line.endswith("[-] Refused district=riverside code=BAD_SIGNATURE")
+    assert re.match(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}", line)  # starts with the time
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(
+    ("configured", "stream", "environ", "written"),
+    [
+        ("auto", Terminal(), {}, "text"),
+        ("auto", io.StringIO(), {}, "json"),  # a pipe, a file, a container's log
+        ("auto", Terminal(), {"INVOCATION_ID": "6f1c"}, "json"),  # systemd
+        ("auto", Terminal(), {"JOURNAL_STREAM": "8:12345"}, "json"),  # systemd's journal
+        ("json", Terminal(), {}, "json"),
+        ("text", io.StringIO(), {"INVOCATION_ID": "6f1c"}, "text"),
+    ],
+)
+def test_auto_log_format_is_text_in_a_terminal_and_json_under_a_service_manager(
+    configured, stream, environ, written
+):
+    assert resolved_log_format(configured, stream=stream, environ=environ) == written
+
+
+def test_log_format_auto_is_the_default_and_any_case_is_accepted(monkeypatch):
+    assert Settings().log_format == "auto"
+    monkeypatch.setenv("LICENSING_LOG_FORMAT", "Text")
+    assert Settings().log_format == "text"
 
 
 # --- Metrics ---------------------------------------------------------------------------------

@@ -516,7 +516,11 @@ def test_sync_reports_a_failing_source_and_keeps_the_license(demo, built):
 
     result = run("sync", "--district", "demo", expect=1)
 
-    assert "demo: license not refreshed: No license file at" in result.stderr
+    assert "demo: license not refreshed: There is no license file yet." in result.stderr
+    # The operator's terminal also says where the file was looked for.
+    assert f"demo: detail: No license file at {built.settings.license_file_for('demo')}" in (
+        result.stderr
+    )
     license = built.read_district_state(demo_id(built)).license
     assert license.total == 1000
     assert license.stale

@@ -161,7 +161,7 @@ async def test_a_failing_job_backs_off_and_its_outcome_is_queryable(
     await scheduler.tick()
     failed = job(service, f"license_refresh:{district.id}")
     assert failed.last_outcome == "failed"
-    assert "No license file" in failed.last_error
+    assert "There is no license file yet" in failed.last_error
     assert failed.consecutive_failures == 1
     assert failed.next_run_at - clock() <= timedelta(minutes=1)
 

@@ -38,7 +38,7 @@ cli = typer.Typer(
 cli.command(short_help="Serve the dashboard and the GraphQL API.")(serve.serve)
 cli.command(short_help="Run the scheduler alone, without serving.")(serve.worker)
 cli.command(short_help="Create the demo district.")(demo.demo)
-cli.command()(schema.schema)
+cli.command(short_help="Print, write, check or release the GraphQL schema.")(schema.schema)
 cli.add_typer(token_cli, name="token")
 cli.add_typer(roster_cli, name="roster")
 cli.add_typer(db_cli, name="db")

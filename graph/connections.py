@@ -18,7 +18,7 @@ from licensing.problems import Problem
 from licensing.storage.paging import KeysetList, Page, PageRequest, encode
 
 Row = TypeVar("Row")
-NodeT = TypeVar("NodeT")
+NodeT = TypeVar("NodeT", bound=relay.Node)
 
 FIRST = "The first n items after `after` (default {default}, at most {maximum})."
 AFTER = "A cursor: the items after it."
@@ -45,12 +45,13 @@ async def read_page(read: Awaitable[Page[Row]]) -> Page[Row]:
 
 
 def page_parts(
-    page: Page[Row], keyset: KeysetList, node_of: Callable[[Row], NodeT], key_of: Callable[[Row], int]
+    page: Page[Row],
+    keyset: KeysetList,
+    node_of: Callable[[Row], NodeT],
+    key_of: Callable[[Row], int],
 ) -> tuple[list[relay.Edge[NodeT]], relay.PageInfo]:
     """The page's edges and its pageInfo."""
-    edges = [
-        relay.Edge(cursor=encode(keyset, key_of(row)), node=node_of(row)) for row in page.rows
-    ]
+    edges = [relay.Edge(cursor=encode(keyset, key_of(row)), node=node_of(row)) for row in page.rows]
     page_info = relay.PageInfo(
         has_next_page=page.has_next_page,
         has_previous_page=page.has_previous_page,
@@ -67,4 +68,3 @@ def page_request(
 
 
 Counter = Callable[[], Awaitable[int]]
-

@@ -105,9 +105,7 @@ class Query:
                 request=page_request(first, after, last, before),
             )
         )
-        edges, page_info = page_parts(
-            page, REPORT_LIST, ActiveStudent.from_row, lambda row: row.id
-        )
+        edges, page_info = page_parts(page, REPORT_LIST, ActiveStudent.from_row, lambda row: row.id)
 
         async def count_rows() -> int:
             return await service.count_active_students(district_id, report_filter=report_filter)

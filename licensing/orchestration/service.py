@@ -71,6 +71,7 @@ from licensing.storage.history import (
     usage_history,
 )
 from licensing.storage.local_students import LOCAL_SOURCE, check_local_students
+from licensing.storage.paging import Page, PageRequest
 from licensing.storage.roster import UsageCounts, current_usage
 from licensing.storage.roster_changes import (
     RosterGuard,
@@ -80,7 +81,6 @@ from licensing.storage.roster_changes import (
     guard_for,
 )
 from licensing.storage.sign_in_limit import FailedSignIns
-from licensing.storage.paging import Page, PageRequest
 from licensing.storage.student_report import (
     ActiveStudentFilter,
     ActiveStudentRow,

@@ -113,7 +113,7 @@ def keyset_page(
         base.where(*bounds).order_by(list_order if forwards else reverse_order).limit(size + 1)
     ).all()
     more = len(fetched) > size
-    kept = fetched[:size]
+    kept = list(fetched[:size])
     if not forwards:
         kept.reverse()
 

@@ -239,7 +239,9 @@ def active_students_by_id(
     if not record_ids:
         return {}
     conditions = [*_filtered(district_id, ActiveStudentFilter()), roster.c.id.in_(record_ids)]
-    return {values.id: _row(values) for values in session.execute(select(roster).where(*conditions))}
+    return {
+        values.id: _row(values) for values in session.execute(select(roster).where(*conditions))
+    }
 
 
 def iter_active_students(

@@ -62,12 +62,12 @@ def objects_of(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "DataSource": data["dataSources"],
         "ScheduledJob": data["scheduledJobs"],
     }
-    return {item["id"]: {"__typename": kind, **item} for kind, items in listed.items() for item in items}
+    return {
+        item["id"]: {"__typename": kind, **item} for kind, items in listed.items() for item in items
+    }
 
 
-async def test_every_node_type_round_trips_through_node_and_nodes(
-    client, make_district, service
-):
+async def test_every_node_type_round_trips_through_node_and_nodes(client, make_district, service):
     district = await district_with_every_node(make_district, service, "riverside")
     objects = objects_of(await graphql_data(client, district.manager_token, EVERY_NODE))
     assert {item["__typename"] for item in objects.values()} == {
@@ -108,9 +108,7 @@ async def test_another_districts_ids_find_nothing_like_ids_that_never_existed(
     riverside_ids = list(
         objects_of(await graphql_data(client, riverside.manager_token, EVERY_NODE))
     )
-    hillcrest_ids = set(
-        objects_of(await graphql_data(client, hillcrest.manager_token, EVERY_NODE))
-    )
+    hillcrest_ids = set(objects_of(await graphql_data(client, hillcrest.manager_token, EVERY_NODE)))
 
     for object_id in riverside_ids:
         if object_id in hillcrest_ids:
@@ -262,9 +260,7 @@ async def walk(client, token: str, document: str, field: str, *, backwards: bool
     pages = []
     cursor = None
     while True:
-        variables = (
-            {"last": 3, "before": cursor} if backwards else {"first": 3, "after": cursor}
-        )
+        variables = {"last": 3, "before": cursor} if backwards else {"first": 3, "after": cursor}
         connection = (await graphql_data(client, token, document, variables))[field]
         ids = [edge["node"]["id"] for edge in connection["edges"]]
         info = connection["pageInfo"]

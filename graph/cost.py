@@ -328,11 +328,12 @@ class _CostWalk:
         size = LIST_SIZES.get(coordinate)
         items = size.charged_items(self.arguments(node, definition)) if size else None
         if is_list_type(get_nullable_type(definition.type)):
-            # A connection's page (its `edges`) holds `first` items; an edge only wraps its node,
-            # so it costs what its fields cost and a page costs about a point a row.
+            # A connection's page (its `edges`, its `nodes`) holds `first` or `last` items; an
+            # edge only wraps its node, so it costs what its fields cost, and a node is an object:
+            # a page costs about a point a row either way.
             own = OBJECT_COST
             if items is None and page_size is not None:
-                items, own = page_size, 0
+                items, own = page_size, (0 if name == "edges" else OBJECT_COST)
             elif items is None:
                 items = DEFAULT_LIST_SIZE
             return items * (own + self.selection_set(node.selection_set, item_type, page_size=None))

@@ -7,6 +7,7 @@ import base64
 from typing import Any
 
 import pytest
+from sqlalchemy import event
 
 from licensing.orchestration.scheduled_jobs import service_scheduler
 from tests.utils.graphql import graphql, graphql_data
@@ -417,3 +418,68 @@ async def test_a_cursor_of_one_list_is_refused_by_the_other(client, make_distric
     )
 
     assert response.json()["errors"][0]["extensions"]["code"] == "INVALID_ARGUMENT"
+
+
+class Statements:
+    """The SQL statements run on the service's database while in the block, by table."""
+
+    def __init__(self, service: Any) -> None:
+        self.engine = service.database.engine
+        self.seen: list[str] = []
+
+    def __enter__(self) -> Statements:
+        event.listen(self.engine, "before_cursor_execute", self.record)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        event.remove(self.engine, "before_cursor_execute", self.record)
+
+    def record(self, _connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        self.seen.append(statement)
+
+    def on(self, table: str) -> list[str]:
+        return [statement for statement in self.seen if f"FROM {table}" in statement]
+
+
+async def test_the_last_page_is_read_without_reading_the_rest(client, make_district, service):
+    district = await make_district("riverside", active=60)
+
+    with Statements(service) as statements:
+        data = await graphql_data(
+            client, district.manager_token, "{ activeStudents(last: 2) { nodes { sourceId } } }"
+        )
+
+    assert [node["sourceId"] for node in data["activeStudents"]["nodes"]] == [
+        "riverside-000059",
+        "riverside-000060",
+    ]
+    reads = statements.on("roster_record")
+    assert reads  # the page itself, and no count: totalCount was not asked for
+    assert all("LIMIT" in statement and "count(" not in statement for statement in reads)
+
+
+async def test_nodes_reads_each_type_once_however_many_ids(client, make_district, service):
+    district = await make_district("riverside", active=12)
+    token = district.manager_token
+    data = await graphql_data(
+        client,
+        token,
+        "{ activeStudents(first: 10) { nodes { id } } auditLog(first: 2) { nodes { id } } }",
+    )
+    ids = [node["id"] for node in data["activeStudents"]["nodes"]] + [
+        node["id"] for node in data["auditLog"]["nodes"]
+    ]
+
+    with Statements(service) as statements:
+        nodes = (await graphql_data(client, token, NODES, {"ids": ids}))["nodes"]
+        aliased = await graphql_data(
+            client,
+            token,
+            "query($a: ID!, $b: ID!) { a: node(id: $a) { id } b: node(id: $b) { id } }",
+            {"a": ids[0], "b": ids[1]},
+        )
+
+    assert [node["id"] for node in nodes] == ids
+    assert (aliased["a"]["id"], aliased["b"]["id"]) == (ids[0], ids[1])
+    assert len(statements.on("roster_record")) == 2  # one per request
+    assert len(statements.on("audit_event")) == 1

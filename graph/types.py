@@ -414,13 +414,15 @@ class DataSource(relay.Node):
 
     @classmethod
     def resolve_id(cls, root: Self, *, info: Info) -> str:
-        return root.name  # unique within the district
+        # A name is unique only within its district (every district has "local"): with the
+        # district's slug the id is unique across districts too, as a client's cache expects.
+        return f"{info.context.principal.district_slug}/{root.name}"
 
     @classmethod
     async def load(cls, context: GraphContext, keys: Sequence[str]) -> list[DataSource | None]:
         views = await context.service.data_sources(context.principal.district_id)
-        by_name = {view.name: view for view in views}
-        return [cls.from_view(by_name[key]) if key in by_name else None for key in keys]
+        by_key = {f"{context.principal.district_slug}/{view.name}": view for view in views}
+        return [cls.from_view(by_key[key]) if key in by_key else None for key in keys]
 
     @classmethod
     def resolve_nodes(  # type: ignore[override]

@@ -8,12 +8,16 @@ null as well: no answer tells an unknown id from another district's.
 
 Reading a Node needs the permission its root field needs (``DistrictNode.permission``); that is
 decided from the id's type alone, before anything is looked up.
+
+The types are strawberry ``relay.Node``s (their ``id`` is strawberry's GlobalID), but the root
+fields are not ``relay.node()``: that one takes a ``GlobalID`` argument, which refuses a malformed
+id as invalid input and an unknown type with an error, where this API answers null.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, cast
 
 from graphql import GraphQLError
 from strawberry import relay
@@ -56,7 +60,7 @@ def row_id_of(key: str) -> int | None:
     return value if fits_row_id(value) and value > 0 else None
 
 
-def node_type_of(info: Info, global_id: str) -> tuple[type[relay.Node], str] | None:
+def node_type_of(info: Info, global_id: str) -> tuple[type[DistrictNode], str] | None:
     """The Node type and key a global id names, or None for anything else."""
     if len(global_id) > MAX_GLOBAL_ID_LENGTH:
         return None
@@ -70,16 +74,16 @@ def node_type_of(info: Info, global_id: str) -> tuple[type[relay.Node], str] | N
     origin = definition.origin
     if not (isinstance(origin, type) and issubclass(origin, relay.Node)):
         return None
-    if not hasattr(origin, "load"):
+    if not (hasattr(origin, "load") and hasattr(origin, "permission")):
         return None
-    return origin, parsed.node_id
+    return cast("type[DistrictNode]", origin), parsed.node_id
 
 
 def forbidden(permission: Permission) -> GraphQLError:
     return GraphQLError(PERMISSION_MESSAGES[permission], extensions={"code": ErrorCode.FORBIDDEN})
 
 
-def _loader(context: GraphContext, node_type: type[Any]) -> DataLoader[str, Any]:
+def _loader(context: GraphContext, node_type: type[DistrictNode]) -> DataLoader[str, Any]:
     """One loader per type and request: every node(id:) and nodes(ids:) of a request that
     names the type is answered by one read."""
     loader = context.node_loaders.get(node_type)
@@ -100,10 +104,9 @@ async def resolve_global_id(info: Info, global_id: str) -> relay.Node | None:
     if found is None:
         return None
     node_type, key = found
-    permission: Permission = node_type.permission  # type: ignore[attr-defined]
     context: GraphContext = info.context
-    if not context.principal.may(permission):
-        raise forbidden(permission)
+    if not context.principal.may(node_type.permission):
+        raise forbidden(node_type.permission)
     node: relay.Node | None = await _loader(context, node_type).load(key)
     return node
 
@@ -112,17 +115,3 @@ def resolve_global_ids(info: Info, global_ids: Sequence[str]) -> list[Awaitable[
     """One awaitable per id: the executor resolves each on its own, so an id the caller may
     not read is null with its own error while the others are answered."""
     return [resolve_global_id(info, global_id) for global_id in global_ids]
-
-
-def load_nodes(
-    node_type: type[Any], info: Info, node_ids: Sequence[str]
-) -> Awaitable[list[Any | None]]:
-    """``relay.Node.resolve_nodes`` for our types (GlobalID.resolve_node uses it)."""
-
-    async def load() -> list[Any | None]:
-        context: GraphContext = info.context
-        if not context.principal.may(node_type.permission):
-            raise forbidden(node_type.permission)
-        return list(await _loader(context, node_type).load_many(list(node_ids)))
-
-    return load()

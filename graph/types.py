@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Sequence
-from typing import Any, ClassVar, Self
+from typing import ClassVar, Self
 
 import strawberry
 from strawberry import relay
@@ -12,7 +12,7 @@ from strawberry.types import Info
 
 from graph.connections import Counter
 from graph.context import GraphContext
-from graph.nodes import load_nodes, row_id_of
+from graph.nodes import row_id_of
 from licensing.domain import error_codes, rules
 from licensing.problems import Problem
 from licensing.storage import count_review as review
@@ -207,12 +207,6 @@ class Alert(relay.Node):
             context.principal.district_id, [row_id for row_id in ids if row_id is not None]
         )
         return [cls.from_record(found[row_id]) if row_id in found else None for row_id in ids]
-
-    @classmethod
-    def resolve_nodes(  # type: ignore[override]
-        cls, *, info: Info, node_ids: Sequence[str], required: bool = False
-    ) -> Any:
-        return load_nodes(cls, info, node_ids)
 
 
 @strawberry.type(description="The Licensing Settings section.")
@@ -424,12 +418,6 @@ class DataSource(relay.Node):
         by_key = {f"{context.principal.district_slug}/{view.name}": view for view in views}
         return [cls.from_view(by_key[key]) if key in by_key else None for key in keys]
 
-    @classmethod
-    def resolve_nodes(  # type: ignore[override]
-        cls, *, info: Info, node_ids: Sequence[str], required: bool = False
-    ) -> Any:
-        return load_nodes(cls, info, node_ids)
-
 
 @strawberry.type(description="A student who counts against the license, and why.")
 class ActiveStudent(relay.Node):
@@ -485,12 +473,6 @@ class ActiveStudent(relay.Node):
             context.principal.district_id, [row_id for row_id in ids if row_id is not None]
         )
         return [cls.from_row(found[row_id]) if row_id in found else None for row_id in ids]
-
-    @classmethod
-    def resolve_nodes(  # type: ignore[override]
-        cls, *, info: Info, node_ids: Sequence[str], required: bool = False
-    ) -> Any:
-        return load_nodes(cls, info, node_ids)
 
 
 @strawberry.type(description="A page of the active-student report, in record order.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Sequence
-from typing import Annotated, Any, ClassVar, Self
+from typing import Annotated, ClassVar, Self
 
 import strawberry
 from strawberry import relay
@@ -18,7 +18,7 @@ from graph.connections import (
     read_page,
 )
 from graph.context import GraphContext
-from graph.nodes import load_nodes, row_id_of
+from graph.nodes import row_id_of
 from graph.permissions import CanManageSettings
 from licensing.orchestration.scheduler import JobState
 from licensing.storage.audit import AUDIT_LIST, AuditEntry
@@ -64,12 +64,6 @@ class AuditEvent(relay.Node):
             context.principal.district_id, [row_id for row_id in ids if row_id is not None]
         )
         return [cls.from_entry(found[row_id]) if row_id in found else None for row_id in ids]
-
-    @classmethod
-    def resolve_nodes(  # type: ignore[override]
-        cls, *, info: Info, node_ids: Sequence[str], required: bool = False
-    ) -> Any:
-        return load_nodes(cls, info, node_ids)
 
 
 @strawberry.type(description="The audit log, newest first. It is append-only.")
@@ -129,12 +123,6 @@ class ScheduledJob(relay.Node):
         states = await context.service.scheduled_jobs(context.principal.district_id)
         by_name = {state.name: state for state in states}
         return [cls.from_state(by_name[key]) if key in by_name else None for key in keys]
-
-    @classmethod
-    def resolve_nodes(  # type: ignore[override]
-        cls, *, info: Info, node_ids: Sequence[str], required: bool = False
-    ) -> Any:
-        return load_nodes(cls, info, node_ids)
 
 
 @strawberry.type

@@ -67,4 +67,5 @@ def page_request(
     return PageRequest(first=first, after=after, last=last, before=before)
 
 
+# Counts the rows of a whole connection; run only when its totalCount is asked for.
 Counter = Callable[[], Awaitable[int]]

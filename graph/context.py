@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from strawberry.dataloader import DataLoader
 
@@ -15,6 +16,8 @@ class GraphContext:
     principal: Principal
     service: LicensingService
     district_states: DataLoader[int, DistrictState] = field(init=False)
+    # By Node type (graph.nodes): the objects node(id:) and nodes(ids:) name, read once.
+    node_loaders: dict[type[Any], DataLoader[str, Any]] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         async def load_states(district_ids: list[int]) -> list[DistrictState]:

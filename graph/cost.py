@@ -7,9 +7,11 @@ calculated query cost and GitHub's node limit (docs/limits.md explains it to int
 - an object field costs 1 plus its fields; a mutation costs 10 plus its fields;
 - a list of objects costs the most items it can return times (1 + the fields of each), so a list
   inside a list multiplies. The most items is its argument (``days``), or ``LIST_SIZES``;
-- a connection (a field taking ``first``) costs 1 plus its fields, its ``edges`` holding ``first``
-  items (the page size's maximum when ``first`` asks for more); an edge costs only its fields
-  (its ``node`` is the object), so a page costs about a point a row;
+- a connection (a field taking ``first`` or ``last``) costs 1 plus its fields, its ``edges`` and
+  its ``nodes`` each holding ``first`` (or ``last``) items (the page size's maximum when it asks
+  for more, its default when neither is given); an edge costs only its fields (its ``node`` is
+  the object), so a page costs about a point a row;
+- ``nodes(ids:)`` costs as many objects as it is given ids; ``node(id:)`` is one object;
 - a list of cheap stored rows (``ListSize.items_per_point``, e.g. ``auditLog``, ``usageHistory``)
   counts a point per so many items, rounded up, in place of a point per item;
 - ``__typename`` costs nothing and introspection (``__schema``, ``__type``) 1.
@@ -67,6 +69,7 @@ from strawberry.extensions import SchemaExtension
 from graph.context import GraphContext
 from graph.http import HttpContext
 from graph.limits import is_large_document, prepared_document
+from graph.nodes import MAX_NODE_IDS
 from graph.rate_limit import (
     COSTLY_RETRY_AFTER_SECONDS,
     CostlyOperationSlot,
@@ -76,11 +79,11 @@ from graph.rate_limit import (
 from graph.strawberry_compat import graphql_core_schema
 from licensing.domain.error_codes import ErrorCode
 from licensing.domain.rules import AlertKind
-from licensing.storage.audit import MAX_AUDIT_PAGE
+from licensing.storage.audit import DEFAULT_AUDIT_PAGE, MAX_AUDIT_PAGE
 from licensing.storage.count_review import ReviewReason
 from licensing.storage.data_sources import INTAKE_SAMPLE
 from licensing.storage.history import MAX_HISTORY_DAYS
-from licensing.storage.student_report import MAX_PAGE_SIZE
+from licensing.storage.student_report import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
 QUERY_TOO_COSTLY = ErrorCode.QUERY_TOO_COSTLY
 # Measured on SQLite (bench/neighbour.py, as the client sees it, HTTP included): the dashboard
@@ -113,8 +116,14 @@ class ListSize:
     """The most items a list field (or a connection's page) can return."""
 
     maximum: int
-    # An Int argument asking for fewer, e.g. `first` or `days`.
+    # An Int argument asking for fewer, e.g. `days`.
     argument: str | None = None
+    # Int arguments of which one asks for fewer (a connection's `first` or `last`); without
+    # either, `default` items.
+    either: tuple[str, ...] = ()
+    default: int | None = None
+    # A list argument asking for as many items as it holds, e.g. the `ids` of nodes.
+    length_of: str | None = None
     # A Boolean argument that, when true, adds `flag_adds` items.
     flag: str | None = None
     flag_adds: int = 0
@@ -123,10 +132,18 @@ class ListSize:
 
     def items(self, arguments: Mapping[str, object]) -> int:
         count = self.maximum
-        if self.argument is not None:
-            asked = arguments.get(self.argument)
+        asking = [self.argument] if self.argument is not None else list(self.either)
+        if self.either and self.default is not None:
+            count = min(self.default, self.maximum)
+        for name in asking:
+            asked = arguments.get(name)
             if isinstance(asked, int) and not isinstance(asked, bool):
                 count = max(0, min(asked, self.maximum))
+                break
+        if self.length_of is not None:
+            listed = arguments.get(self.length_of)
+            if isinstance(listed, list):
+                count = min(len(listed), self.maximum)
         if self.flag is not None and arguments.get(self.flag) is True:
             count += self.flag_adds
         return count
@@ -136,13 +153,23 @@ class ListSize:
         return -(-self.items(arguments) // self.items_per_point)
 
 
+# A connection's page size is its `first` or its `last`.
+PAGE_ARGUMENTS = ("first", "last")
+
 # By schema coordinate ("Type.field"). Every list of objects and every connection in the schema
 # is here or falls to DEFAULT_LIST_SIZE (tests/api/test_query_cost.py checks the connections).
 LIST_SIZES: dict[str, ListSize] = {
-    "Query.activeStudents": ListSize(maximum=MAX_PAGE_SIZE, argument="first"),
-    "Query.auditLog": ListSize(
-        maximum=MAX_AUDIT_PAGE, argument="first", items_per_point=CHEAP_ROWS_PER_POINT
+    "Query.activeStudents": ListSize(
+        maximum=MAX_PAGE_SIZE, either=PAGE_ARGUMENTS, default=DEFAULT_PAGE_SIZE
     ),
+    "Query.auditLog": ListSize(
+        maximum=MAX_AUDIT_PAGE,
+        either=PAGE_ARGUMENTS,
+        default=DEFAULT_AUDIT_PAGE,
+        items_per_point=CHEAP_ROWS_PER_POINT,
+    ),
+    # As many objects as ids: each one of some Node type.
+    "Query.nodes": ListSize(maximum=MAX_NODE_IDS, length_of="ids"),
     "Query.usageHistory": ListSize(
         maximum=MAX_HISTORY_DAYS, argument="days", items_per_point=CHEAP_ROWS_PER_POINT
     ),
@@ -301,11 +328,12 @@ class _CostWalk:
         size = LIST_SIZES.get(coordinate)
         items = size.charged_items(self.arguments(node, definition)) if size else None
         if is_list_type(get_nullable_type(definition.type)):
-            # A connection's page (its `edges`) holds `first` items; an edge only wraps its node,
-            # so it costs what its fields cost and a page costs about a point a row.
+            # A connection's page (its `edges`, its `nodes`) holds `first` or `last` items; an
+            # edge only wraps its node, so it costs what its fields cost, and a node is an object:
+            # a page costs about a point a row either way.
             own = OBJECT_COST
             if items is None and page_size is not None:
-                items, own = page_size, 0
+                items, own = page_size, (0 if name == "edges" else OBJECT_COST)
             elif items is None:
                 items = DEFAULT_LIST_SIZE
             return items * (own + self.selection_set(node.selection_set, item_type, page_size=None))

@@ -20,11 +20,19 @@ class _RequiresPermission(BasePermission):
         return info.context.principal.may(self.required)
 
 
+PERMISSION_MESSAGES = {
+    Permission.VIEW_LICENSE: "This token may not view the license: it needs VIEW_LICENSE or "
+    "MANAGE_SETTINGS.",
+    Permission.MANAGE_SETTINGS: "This token may not change licensing settings: it needs "
+    "MANAGE_SETTINGS.",
+}
+
+
 class CanViewLicense(_RequiresPermission):
     required = Permission.VIEW_LICENSE
-    message = "This token may not view the license: it needs VIEW_LICENSE or MANAGE_SETTINGS."
+    message = PERMISSION_MESSAGES[Permission.VIEW_LICENSE]
 
 
 class CanManageSettings(_RequiresPermission):
     required = Permission.MANAGE_SETTINGS
-    message = "This token may not change licensing settings: it needs MANAGE_SETTINGS."
+    message = PERMISSION_MESSAGES[Permission.MANAGE_SETTINGS]

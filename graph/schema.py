@@ -19,6 +19,7 @@ from graph.mutations.set_threshold import SetThresholdMutation
 from graph.outage import DatabaseOutageStatus
 from graph.queries import Query
 from graph.queries.history import HistoryQuery
+from graph.queries.nodes import NodeQuery
 from graph.queries.operations import OperationsQuery
 from graph.strawberry_compat import SchemaWithoutSubscriptionsOverHttp
 from graph.subscriptions import Subscription
@@ -45,7 +46,7 @@ class LicensingSchema(SchemaWithoutSubscriptionsOverHttp):
 def build_schema(limits: GraphQLLimits | None = None) -> strawberry.Schema:
     limits = limits or GraphQLLimits()
     return LicensingSchema(
-        query=merge_types("Query", (Query, OperationsQuery, HistoryQuery)),
+        query=merge_types("Query", (Query, OperationsQuery, HistoryQuery, NodeQuery)),
         mutation=Mutation,
         subscription=Subscription,
         # Factories: strawberry builds fresh extensions per request (the caches are shared).

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import datetime
-from typing import Self
+from collections.abc import Sequence
+from typing import ClassVar, Self
 
 import strawberry
+from strawberry import relay
+from strawberry.types import Info
 
+from graph.connections import Counter
+from graph.context import GraphContext
+from graph.nodes import row_id_of
 from licensing.domain import error_codes, rules
 from licensing.problems import Problem
 from licensing.storage import count_review as review
@@ -15,12 +21,8 @@ from licensing.storage.data_sources import INTAKE_SAMPLE, DataSourceView, Intake
 from licensing.storage.district_state import LicenseView, ThresholdSettingsView
 from licensing.storage.intake import IntakeIssue as StoredIntakeIssue
 from licensing.storage.roster import UsageCounts
-from licensing.storage.student_report import (
-    ActiveStudentFilter,
-    ActiveStudentPage,
-    ActiveStudentRow,
-    encode_cursor,
-)
+from licensing.storage.student_report import ActiveStudentFilter, ActiveStudentRow
+from licensing.storage.tokens import Permission
 
 # The domain's enums are the schema's: strawberry.enum registers each one (and returns it
 # unchanged). The names are plain aliases so that type checkers read them as types.
@@ -175,8 +177,8 @@ class Usage:
 
 
 @strawberry.type(description="A license alert; it persists while its condition holds.")
-class Alert:
-    id: strawberry.ID
+class Alert(relay.Node):
+    id: relay.NodeID[int]
     kind: AlertKind
     severity: AlertSeverity
     message: str
@@ -187,7 +189,7 @@ class Alert:
     @classmethod
     def from_record(cls, record: AlertRecord) -> Alert:
         return cls(
-            id=strawberry.ID(str(record.id)),
+            id=record.id,
             kind=record.kind,
             severity=record.severity,
             message=record.message,
@@ -195,6 +197,16 @@ class Alert:
             raised_at=record.raised_at,
             resolved_at=record.resolved_at,
         )
+
+    permission: ClassVar[Permission] = Permission.VIEW_LICENSE
+
+    @classmethod
+    async def load(cls, context: GraphContext, keys: Sequence[str]) -> list[Alert | None]:
+        ids = [row_id_of(key) for key in keys]
+        found = await context.service.alerts_by_id(
+            context.principal.district_id, [row_id for row_id in ids if row_id is not None]
+        )
+        return [cls.from_record(found[row_id]) if row_id in found else None for row_id in ids]
 
 
 @strawberry.type(description="The Licensing Settings section.")
@@ -316,7 +328,7 @@ class IntakeIssues:
 
 
 @strawberry.type(description="A roster source of the district and how its syncs went.")
-class DataSource:
+class DataSource(relay.Node):
     name: str
     kind: str
     configured: bool
@@ -392,10 +404,24 @@ class DataSource:
             last_full_sync_at=view.last_full_sync_at,
         )
 
+    permission: ClassVar[Permission] = Permission.MANAGE_SETTINGS
+
+    @classmethod
+    def resolve_id(cls, root: Self, *, info: Info) -> str:
+        # A name is unique only within its district (every district has "local"): with the
+        # district's slug the id is unique across districts too, as a client's cache expects.
+        return f"{info.context.principal.district_slug}/{root.name}"
+
+    @classmethod
+    async def load(cls, context: GraphContext, keys: Sequence[str]) -> list[DataSource | None]:
+        views = await context.service.data_sources(context.principal.district_id)
+        by_key = {f"{context.principal.district_slug}/{view.name}": view for view in views}
+        return [cls.from_view(by_key[key]) if key in by_key else None for key in keys]
+
 
 @strawberry.type(description="A student who counts against the license, and why.")
-class ActiveStudent:
-    id: strawberry.ID
+class ActiveStudent(relay.Node):
+    id: relay.NodeID[int]
     source: str = strawberry.field(description="The roster source the record came from.")
     source_id: str = strawberry.field(description="The student's id in that source.")
     person_key: str = strawberry.field(description="Records sharing it are one person.")
@@ -418,7 +444,7 @@ class ActiveStudent:
     @classmethod
     def from_row(cls, row: ActiveStudentRow) -> ActiveStudent:
         return cls(
-            id=strawberry.ID(str(row.id)),
+            id=row.id,
             source=row.source,
             source_id=row.source_id,
             person_key=row.person_key,
@@ -437,39 +463,30 @@ class ActiveStudent:
             why_counted=row.why_counted,
         )
 
-
-@strawberry.type
-class ActiveStudentEdge:
-    cursor: str
-    node: ActiveStudent
-
-
-@strawberry.type
-class PageInfo:
-    has_next_page: bool
-    end_cursor: str | None
-
-
-@strawberry.type(description="A page of the active-student report.")
-class ActiveStudentConnection:
-    edges: list[ActiveStudentEdge]
-    page_info: PageInfo
-    total_count: int = strawberry.field(description="Rows matching the filter, on every page.")
+    permission: ClassVar[Permission] = Permission.MANAGE_SETTINGS
 
     @classmethod
-    def from_page(cls, page: ActiveStudentPage) -> ActiveStudentConnection:
-        edges = [
-            ActiveStudentEdge(cursor=encode_cursor(row.id), node=ActiveStudent.from_row(row))
-            for row in page.rows
-        ]
-        return cls(
-            edges=edges,
-            page_info=PageInfo(
-                has_next_page=page.has_next_page,
-                end_cursor=edges[-1].cursor if edges else None,
-            ),
-            total_count=page.total_count,
+    async def load(cls, context: GraphContext, keys: Sequence[str]) -> list[ActiveStudent | None]:
+        """Records of the district that count against its license now; any other is null."""
+        ids = [row_id_of(key) for key in keys]
+        found = await context.service.active_students_by_id(
+            context.principal.district_id, [row_id for row_id in ids if row_id is not None]
         )
+        return [cls.from_row(found[row_id]) if row_id in found else None for row_id in ids]
+
+
+@strawberry.type(description="A page of the active-student report, in record order.")
+class ActiveStudentConnection(relay.Connection[ActiveStudent]):
+    nodes: list[ActiveStudent] = strawberry.field(
+        description="The page's students: edges without the cursors."
+    )
+    count_rows: strawberry.Private[Counter]
+
+    @strawberry.field(
+        description="Students matching the filter, on every page (counted only when asked for)."
+    )
+    async def total_count(self) -> int:
+        return await self.count_rows()
 
 
 @strawberry.input(description="Narrows the active-student report; fields combine with AND.")

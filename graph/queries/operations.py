@@ -3,22 +3,33 @@
 from __future__ import annotations
 
 import datetime
+from collections.abc import Sequence
+from typing import Annotated, ClassVar, Self
 
 import strawberry
+from strawberry import relay
 from strawberry.types import Info
 
-from graph.errors import ClientError
+from graph.connections import (
+    Counter,
+    argument_descriptions,
+    page_parts,
+    page_request,
+    read_page,
+)
+from graph.context import GraphContext
+from graph.nodes import row_id_of
 from graph.permissions import CanManageSettings
-from graph.types import PageInfo
-from licensing.domain.error_codes import ErrorCode
 from licensing.orchestration.scheduler import JobState
-from licensing.problems import Problem
-from licensing.storage.audit import AuditEntry, encode_audit_cursor
+from licensing.storage.audit import AUDIT_LIST, AuditEntry
+from licensing.storage.tokens import Permission
+
+AUDIT_ARGUMENTS = argument_descriptions(AUDIT_LIST)
 
 
 @strawberry.type(description="One entry of the audit log: who did what, when, and how it went.")
-class AuditEvent:
-    id: strawberry.ID
+class AuditEvent(relay.Node):
+    id: relay.NodeID[int]
     occurred_at: datetime.datetime
     actor: str
     action: str = strawberry.field(
@@ -34,7 +45,7 @@ class AuditEvent:
     @classmethod
     def from_entry(cls, entry: AuditEntry) -> AuditEvent:
         return cls(
-            id=strawberry.ID(str(entry.id)),
+            id=entry.id,
             occurred_at=entry.occurred_at,
             actor=entry.actor,
             action=entry.action,
@@ -44,21 +55,34 @@ class AuditEvent:
             detail=entry.detail,
         )
 
+    permission: ClassVar[Permission] = Permission.MANAGE_SETTINGS
 
-@strawberry.type
-class AuditEventEdge:
-    cursor: str
-    node: AuditEvent
+    @classmethod
+    async def load(cls, context: GraphContext, keys: Sequence[str]) -> list[AuditEvent | None]:
+        ids = [row_id_of(key) for key in keys]
+        found = await context.service.audit_entries_by_id(
+            context.principal.district_id, [row_id for row_id in ids if row_id is not None]
+        )
+        return [cls.from_entry(found[row_id]) if row_id in found else None for row_id in ids]
 
 
 @strawberry.type(description="The audit log, newest first. It is append-only.")
-class AuditEventConnection:
-    edges: list[AuditEventEdge]
-    page_info: PageInfo
+class AuditEventConnection(relay.Connection[AuditEvent]):
+    nodes: list[AuditEvent] = strawberry.field(
+        description="The page's events: edges without the cursors."
+    )
+    count_rows: strawberry.Private[Counter]
+
+    @strawberry.field(
+        description="Events in the whole log (counted only when asked for: one indexed count of "
+        "the district's events)."
+    )
+    async def total_count(self) -> int:
+        return await self.count_rows()
 
 
 @strawberry.type(description="A periodic job of the district and how its last run went.")
-class ScheduledJob:
+class ScheduledJob(relay.Node):
     name: str
     kind: str = strawberry.field(
         description="license_refresh, roster_sync, usage_snapshot, alerts."
@@ -88,6 +112,18 @@ class ScheduledJob:
             consecutive_failures=state.consecutive_failures,
         )
 
+    permission: ClassVar[Permission] = Permission.MANAGE_SETTINGS
+
+    @classmethod
+    def resolve_id(cls, root: Self, *, info: Info) -> str:
+        return root.name
+
+    @classmethod
+    async def load(cls, context: GraphContext, keys: Sequence[str]) -> list[ScheduledJob | None]:
+        states = await context.service.scheduled_jobs(context.principal.district_id)
+        by_name = {state.name: state for state in states}
+        return [cls.from_state(by_name[key]) if key in by_name else None for key in keys]
+
 
 @strawberry.type
 class OperationsQuery:
@@ -96,23 +132,38 @@ class OperationsQuery:
         description="Every settings change, license update, sync and token change, newest first.",
     )
     async def audit_log(
-        self, info: Info, first: int = 50, after: str | None = None
+        self,
+        info: Info,
+        first: Annotated[
+            int | None, strawberry.argument(description=AUDIT_ARGUMENTS["first"])
+        ] = None,
+        after: Annotated[
+            str | None, strawberry.argument(description=AUDIT_ARGUMENTS["after"])
+        ] = None,
+        last: Annotated[
+            int | None, strawberry.argument(description=AUDIT_ARGUMENTS["last"])
+        ] = None,
+        before: Annotated[
+            str | None, strawberry.argument(description=AUDIT_ARGUMENTS["before"])
+        ] = None,
     ) -> AuditEventConnection:
-        try:
-            page = await info.context.service.audit_log(
-                info.context.principal.district_id, first=first, after=after
-            )
-        except ValueError as error:
-            raise ClientError(Problem(ErrorCode.INVALID_ARGUMENT, str(error))) from None
-        edges = [
-            AuditEventEdge(cursor=encode_audit_cursor(entry.id), node=AuditEvent.from_entry(entry))
-            for entry in page.entries
-        ]
+        service = info.context.service
+        district_id = info.context.principal.district_id
+        page = await read_page(
+            service.audit_log(district_id, request=page_request(first, after, last, before))
+        )
+        edges, page_info = page_parts(
+            page, AUDIT_LIST, AuditEvent.from_entry, lambda entry: entry.id
+        )
+
+        async def count_rows() -> int:
+            return await service.count_audit_events(district_id)
+
         return AuditEventConnection(
             edges=edges,
-            page_info=PageInfo(
-                has_next_page=page.has_next_page, end_cursor=edges[-1].cursor if edges else None
-            ),
+            page_info=page_info,
+            nodes=[edge.node for edge in edges],
+            count_rows=count_rows,
         )
 
     @strawberry.field(

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import strawberry
 from strawberry.types import Info
 
+from graph.connections import argument_descriptions, page_parts, page_request, read_page
 from graph.errors import ClientError
 from graph.permissions import CanManageSettings, CanViewLicense
 from graph.types import (
+    ActiveStudent,
     ActiveStudentConnection,
     ActiveStudentFilterInput,
     Alert,
@@ -22,7 +26,9 @@ from graph.types import (
 from licensing.domain.error_codes import ErrorCode
 from licensing.orchestration.service import NO_LICENSE
 from licensing.problems import Problem
-from licensing.storage.student_report import ActiveStudentFilter
+from licensing.storage.student_report import REPORT_LIST, ActiveStudentFilter
+
+REPORT_ARGUMENTS = argument_descriptions(REPORT_LIST)
 
 MAX_ADDITIONAL_STUDENTS = 10_000_000
 
@@ -75,21 +81,41 @@ class Query:
     async def active_students(
         self,
         info: Info,
-        first: int = 50,
-        after: str | None = None,
+        first: Annotated[
+            int | None, strawberry.argument(description=REPORT_ARGUMENTS["first"])
+        ] = None,
+        after: Annotated[
+            str | None, strawberry.argument(description=REPORT_ARGUMENTS["after"])
+        ] = None,
+        last: Annotated[
+            int | None, strawberry.argument(description=REPORT_ARGUMENTS["last"])
+        ] = None,
+        before: Annotated[
+            str | None, strawberry.argument(description=REPORT_ARGUMENTS["before"])
+        ] = None,
         filter: ActiveStudentFilterInput | None = None,
     ) -> ActiveStudentConnection:
         report_filter = filter.to_filter() if filter else ActiveStudentFilter()
-        try:
-            page = await info.context.service.active_students(
-                info.context.principal.district_id,
+        service = info.context.service
+        district_id = info.context.principal.district_id
+        page = await read_page(
+            service.active_students(
+                district_id,
                 report_filter=report_filter,
-                first=first,
-                after=after,
+                request=page_request(first, after, last, before),
             )
-        except ValueError as error:
-            raise ClientError(Problem(ErrorCode.INVALID_ARGUMENT, str(error))) from None
-        return ActiveStudentConnection.from_page(page)
+        )
+        edges, page_info = page_parts(page, REPORT_LIST, ActiveStudent.from_row, lambda row: row.id)
+
+        async def count_rows() -> int:
+            return await service.count_active_students(district_id, report_filter=report_filter)
+
+        return ActiveStudentConnection(
+            edges=edges,
+            page_info=page_info,
+            nodes=[edge.node for edge in edges],
+            count_rows=count_rows,
+        )
 
     @strawberry.field(
         permission_classes=[CanManageSettings],

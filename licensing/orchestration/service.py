@@ -27,8 +27,20 @@ from licensing.orchestration.sync import RosterSync
 from licensing.orchestration.webhooks import WebhookDeliveryRecord, deliver_pending, delivery_log
 from licensing.problems import Problem
 from licensing.settings import Settings
-from licensing.storage.alert_state import AlertRecord, agrees, reconcile_alerts, resolved_alerts
-from licensing.storage.audit import AuditPage, audit_page, record_event
+from licensing.storage.alert_state import (
+    AlertRecord,
+    agrees,
+    alerts_by_id,
+    reconcile_alerts,
+    resolved_alerts,
+)
+from licensing.storage.audit import (
+    AuditEntry,
+    audit_entries_by_id,
+    audit_page,
+    count_audit_events,
+    record_event,
+)
 from licensing.storage.changes import latest_change_id
 from licensing.storage.count_review import ReviewGroup, count_review
 from licensing.storage.dashboard_sessions import (
@@ -59,6 +71,7 @@ from licensing.storage.history import (
     usage_history,
 )
 from licensing.storage.local_students import LOCAL_SOURCE, check_local_students
+from licensing.storage.paging import Page, PageRequest
 from licensing.storage.roster import UsageCounts, current_usage
 from licensing.storage.roster_changes import (
     RosterGuard,
@@ -70,8 +83,10 @@ from licensing.storage.roster_changes import (
 from licensing.storage.sign_in_limit import FailedSignIns
 from licensing.storage.student_report import (
     ActiveStudentFilter,
-    ActiveStudentPage,
+    ActiveStudentRow,
     active_student_page,
+    active_students_by_id,
+    count_active_students,
 )
 from licensing.storage.threshold import THRESHOLD_ACTION, THRESHOLD_FIELD, save_threshold
 from licensing.storage.tokens import Principal, authenticate
@@ -373,24 +388,67 @@ class LicensingService:
         return await to_thread.run_sync(read)
 
     async def active_students(
-        self, district_id: int, *, report_filter: ActiveStudentFilter, first: int, after: str | None
-    ) -> ActiveStudentPage:
-        def read() -> ActiveStudentPage:
+        self, district_id: int, *, report_filter: ActiveStudentFilter, request: PageRequest
+    ) -> Page[ActiveStudentRow]:
+        def read() -> Page[ActiveStudentRow]:
             with self.database.read() as session:
                 return active_student_page(
-                    session,
-                    district_id=district_id,
-                    report_filter=report_filter,
-                    first=first,
-                    after=after,
+                    session, district_id=district_id, report_filter=report_filter, request=request
                 )
 
         return await to_thread.run_sync(read)
 
-    async def audit_log(self, district_id: int, *, first: int, after: str | None) -> AuditPage:
-        def read() -> AuditPage:
+    async def count_active_students(
+        self, district_id: int, *, report_filter: ActiveStudentFilter
+    ) -> int:
+        def read() -> int:
             with self.database.read() as session:
-                return audit_page(session, district_id=district_id, first=first, after=after)
+                return count_active_students(
+                    session, district_id=district_id, report_filter=report_filter
+                )
+
+        return await to_thread.run_sync(read)
+
+    async def active_students_by_id(
+        self, district_id: int, record_ids: list[int]
+    ) -> dict[int, ActiveStudentRow]:
+        """Those of the records that are the district's and count against its license now."""
+
+        def read() -> dict[int, ActiveStudentRow]:
+            with self.database.read() as session:
+                return active_students_by_id(
+                    session, district_id=district_id, record_ids=record_ids
+                )
+
+        return await to_thread.run_sync(read)
+
+    async def audit_log(self, district_id: int, *, request: PageRequest) -> Page[AuditEntry]:
+        def read() -> Page[AuditEntry]:
+            with self.database.read() as session:
+                return audit_page(session, district_id=district_id, request=request)
+
+        return await to_thread.run_sync(read)
+
+    async def count_audit_events(self, district_id: int) -> int:
+        def read() -> int:
+            with self.database.read() as session:
+                return count_audit_events(session, district_id=district_id)
+
+        return await to_thread.run_sync(read)
+
+    async def audit_entries_by_id(
+        self, district_id: int, event_ids: list[int]
+    ) -> dict[int, AuditEntry]:
+        def read() -> dict[int, AuditEntry]:
+            with self.database.read() as session:
+                return audit_entries_by_id(session, district_id=district_id, event_ids=event_ids)
+
+        return await to_thread.run_sync(read)
+
+    async def alerts_by_id(self, district_id: int, alert_ids: list[int]) -> dict[int, AlertRecord]:
+        def read() -> dict[int, AlertRecord]:
+            with self.database.read() as session:
+                return alerts_by_id(session, district_id=district_id, alert_ids=alert_ids)
 
         return await to_thread.run_sync(read)
 

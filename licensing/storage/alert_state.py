@@ -66,6 +66,18 @@ def resolved_alerts(session: Session, *, district_id: int, limit: int = 200) -> 
     return [_record(row) for row in rows]
 
 
+def alerts_by_id(
+    session: Session, *, district_id: int, alert_ids: list[int]
+) -> dict[int, AlertRecord]:
+    """The district's alerts, open or resolved, among ``alert_ids``."""
+    if not alert_ids:
+        return {}
+    rows = session.exec(
+        select(Alert).where(Alert.district_id == district_id, col(Alert.id).in_(alert_ids))
+    ).all()
+    return {stored_id(row): _record(row) for row in rows}
+
+
 def agrees(stored: Sequence[AlertRecord], current: Sequence[AlertSpec]) -> bool:
     """True when the stored open alerts say exactly what the current alerts say."""
 

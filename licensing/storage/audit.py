@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import Session, col, select
+from sqlalchemy import func, select
+from sqlmodel import Session
 
-from db.models import AuditEvent
-from db.session import stored_id
+from db.models import AuditEvent, table_of
 from licensing.storage import cursors
+from licensing.storage.paging import KeysetList, Page, PageRequest, keyset_page
 
 
 def record_event(
@@ -58,6 +59,16 @@ def _value_text(value: Any) -> str | None:
 
 
 MAX_AUDIT_PAGE = 100
+DEFAULT_AUDIT_PAGE = 50
+
+# Newest first.
+AUDIT_LIST = KeysetList(
+    cursor_kind="audit",
+    where="the audit log",
+    descending=True,
+    default_size=DEFAULT_AUDIT_PAGE,
+    max_size=MAX_AUDIT_PAGE,
+)
 
 
 @dataclass(frozen=True)
@@ -72,41 +83,55 @@ class AuditEntry:
     detail: str | None
 
 
-@dataclass(frozen=True)
-class AuditPage:
-    entries: list[AuditEntry]
-    has_next_page: bool
+def _entry(row: Any) -> AuditEntry:
+    return AuditEntry(
+        id=row.id,
+        occurred_at=row.occurred_at,
+        actor=row.actor,
+        action=row.action,
+        outcome=row.outcome,
+        old_value=row.old_value,
+        new_value=row.new_value,
+        detail=row.detail,
+    )
 
 
 def encode_audit_cursor(event_id: int) -> str:
-    return cursors.encode_cursor("audit", event_id)
+    return cursors.encode_cursor(AUDIT_LIST.cursor_kind, event_id)
 
 
-def decode_audit_cursor(cursor: str) -> int:
-    return cursors.decode_cursor("audit", cursor, where="the audit log")
+audit_events = table_of(AuditEvent)
 
 
-def audit_page(session: Session, *, district_id: int, first: int, after: str | None) -> AuditPage:
-    """The district's audit log, newest first, ``first`` events after the cursor ``after``."""
-    if not 1 <= first <= MAX_AUDIT_PAGE:
-        raise ValueError(f"first must be between 1 and {MAX_AUDIT_PAGE}.")
-    query = select(AuditEvent).where(AuditEvent.district_id == district_id)
-    if after:
-        query = query.where(col(AuditEvent.id) < decode_audit_cursor(after))
-    rows = session.exec(query.order_by(col(AuditEvent.id).desc()).limit(first + 1)).all()
-    return AuditPage(
-        entries=[
-            AuditEntry(
-                id=stored_id(row),
-                occurred_at=row.occurred_at,
-                actor=row.actor,
-                action=row.action,
-                outcome=row.outcome,
-                old_value=row.old_value,
-                new_value=row.new_value,
-                detail=row.detail,
-            )
-            for row in rows[:first]
-        ],
-        has_next_page=len(rows) > first,
+def audit_page(session: Session, *, district_id: int, request: PageRequest) -> Page[AuditEntry]:
+    """A page of the district's audit log (newest first), forwards or backwards from a cursor;
+    ValueError for a page size out of range or a cursor the audit log did not issue."""
+    return keyset_page(
+        session,
+        keyset=AUDIT_LIST,
+        base=select(audit_events),
+        conditions=[audit_events.c.district_id == district_id],
+        key=audit_events.c.id,
+        request=request,
+        row_of=_entry,
     )
+
+
+def count_audit_events(session: Session, *, district_id: int) -> int:
+    return session.execute(
+        select(func.count()).where(audit_events.c.district_id == district_id)
+    ).scalar_one()
+
+
+def audit_entries_by_id(
+    session: Session, *, district_id: int, event_ids: list[int]
+) -> dict[int, AuditEntry]:
+    """The district's audit events among ``event_ids``."""
+    if not event_ids:
+        return {}
+    rows = session.execute(
+        select(audit_events).where(
+            audit_events.c.district_id == district_id, audit_events.c.id.in_(event_ids)
+        )
+    )
+    return {row.id: _entry(row) for row in rows}

@@ -19,8 +19,10 @@ from db.models import RosterRecord, table_of
 from db.rules_sql import counts_against_license
 from db.session import Database
 from licensing.storage import cursors
+from licensing.storage.paging import KeysetList, Page, PageRequest, keyset_page
 
 MAX_PAGE_SIZE = 100
+DEFAULT_PAGE_SIZE = 50
 EXPORT_BATCH = 5_000
 
 roster = table_of(RosterRecord)
@@ -102,13 +104,18 @@ def export_values(row: ActiveStudentRow) -> list[Any]:
     ]
 
 
+# In record id order, the order of the export.
+REPORT_LIST = KeysetList(
+    cursor_kind="student",
+    where="this report",
+    descending=False,
+    default_size=DEFAULT_PAGE_SIZE,
+    max_size=MAX_PAGE_SIZE,
+)
+
+
 def encode_cursor(record_id: int) -> str:
-    return cursors.encode_cursor("student", record_id)
-
-
-def decode_cursor(cursor: str) -> int:
-    """The record id a cursor points after; ValueError for a cursor this API did not issue."""
-    return cursors.decode_cursor("student", cursor, where="this report")
+    return cursors.encode_cursor(REPORT_LIST.cursor_kind, record_id)
 
 
 def _filtered(district_id: int, report_filter: ActiveStudentFilter) -> list[Any]:
@@ -197,33 +204,44 @@ def _page_query(conditions: list[Any], after_id: int | None, limit: int) -> Sele
     return query.order_by(roster.c.id).limit(limit)
 
 
-@dataclass(frozen=True)
-class ActiveStudentPage:
-    rows: list[ActiveStudentRow]
-    has_next_page: bool
-    total_count: int
-
-
 def active_student_page(
     session: Session,
     *,
     district_id: int,
     report_filter: ActiveStudentFilter,
-    first: int,
-    after: str | None,
-) -> ActiveStudentPage:
-    """One page of the report (at most MAX_PAGE_SIZE rows) after the cursor ``after``."""
-    if not 1 <= first <= MAX_PAGE_SIZE:
-        raise ValueError(f"first must be between 1 and {MAX_PAGE_SIZE}.")
-    after_id = decode_cursor(after) if after else None
-    conditions = _filtered(district_id, report_filter)
-    fetched = session.execute(_page_query(conditions, after_id, first + 1)).all()
-    total = session.execute(select(func.count()).where(*conditions)).scalar_one()
-    return ActiveStudentPage(
-        rows=[_row(values) for values in fetched[:first]],
-        has_next_page=len(fetched) > first,
-        total_count=total,
+    request: PageRequest,
+) -> Page[ActiveStudentRow]:
+    """One page of the report (at most MAX_PAGE_SIZE rows), forwards or backwards from a
+    cursor; ValueError for a page size out of range or a cursor this report did not issue."""
+    return keyset_page(
+        session,
+        keyset=REPORT_LIST,
+        base=select(roster),
+        conditions=_filtered(district_id, report_filter),
+        key=roster.c.id,
+        request=request,
+        row_of=_row,
     )
+
+
+def count_active_students(
+    session: Session, *, district_id: int, report_filter: ActiveStudentFilter
+) -> int:
+    """Rows of the report matching the filter, on every page."""
+    conditions = _filtered(district_id, report_filter)
+    return session.execute(select(func.count()).where(*conditions)).scalar_one()
+
+
+def active_students_by_id(
+    session: Session, *, district_id: int, record_ids: list[int]
+) -> dict[int, ActiveStudentRow]:
+    """The district's records among ``record_ids`` that count against the license now."""
+    if not record_ids:
+        return {}
+    conditions = [*_filtered(district_id, ActiveStudentFilter()), roster.c.id.in_(record_ids)]
+    return {
+        values.id: _row(values) for values in session.execute(select(roster).where(*conditions))
+    }
 
 
 def iter_active_students(

@@ -109,6 +109,23 @@ async def test_without_first_a_connection_costs_its_default_page(client, token):
     assert cost == 1 + 50 // CHEAP_ROWS_PER_POINT  # auditLog's `first` defaults to 50
 
 
+async def test_last_costs_like_first(client, token):
+    first = await cost_of(client, token, "{ activeStudents(first: 7) { edges { node { id } } } }")
+    last = await cost_of(client, token, "{ activeStudents(last: 7) { edges { node { id } } } }")
+    nodes = await cost_of(client, token, "{ activeStudents(last: 7) { nodes { id } } }")
+
+    assert first == last == nodes == 1 + 7
+
+
+async def test_nodes_costs_an_object_per_id_and_node_one(client, token):
+    one = await cost_of(client, token, 'query { node(id: "x") { id } }')
+    three = await cost_of(
+        client, token, "query($ids: [ID!]!) { nodes(ids: $ids) { id } }", {"ids": ["a", "b", "c"]}
+    )
+
+    assert (one, three) == (1, 3)
+
+
 async def test_first_beyond_the_largest_page_costs_the_largest_page(client, token):
     response = await graphql(
         client, token, "{ activeStudents(first: 100000) { edges { node { id } } } }"

@@ -51,6 +51,7 @@ from licensing.storage.district_state import (
     reevaluate_alerts,
     threshold_settings_view,
 )
+from licensing.storage.district_version import DistrictVersion, district_version
 from licensing.storage.history import (
     KEEP_DAYS,
     UsageDay,
@@ -206,6 +207,14 @@ class LicensingService:
         if state is None:  # the stored alerts must be brought in line: a write, in a thread
             state = await to_thread.run_sync(self.read_district_state, district_id)
         return state
+
+    async def district_version(self, district_id: int) -> DistrictVersion:
+        """The district's version now (licensing/storage/district_version.py): one statement."""
+        return await self._quick_read(self._district_version, district_id)
+
+    def _district_version(self, district_id: int) -> DistrictVersion:
+        with self.database.read() as session:
+            return district_version(session, district_id, now=self.clock())
 
     async def _quick_read(self, read: Callable[[Any], _Read], argument: Any) -> _Read:
         """Run a short read of every request: in place on SQLite, in a thread otherwise.

@@ -12,6 +12,7 @@ from sqlmodel import Session, col, select
 from db.models import AuditEvent
 from db.session import stored_id
 from licensing.storage import cursors
+from licensing.storage.district_version import district_changed
 
 
 def record_event(
@@ -26,7 +27,8 @@ def record_event(
     new: Any = None,
     detail: str | None = None,
 ) -> None:
-    """Add one event to the district's audit log, in the caller's transaction."""
+    """Add one event to the district's audit log, in the caller's transaction; the district's
+    version changes with it (the log itself is shown by ``auditLog``)."""
     session.add(
         AuditEvent(
             district_id=district_id,
@@ -39,6 +41,7 @@ def record_event(
             detail=detail[:2000] if detail else None,
         )
     )
+    district_changed(session, district_id)
 
 
 # The size of the old_value and new_value columns.

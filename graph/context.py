@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from strawberry.dataloader import DataLoader
 
 from licensing.orchestration.service import DistrictState, LicensingService
 from licensing.storage.tokens import Principal
+
+if TYPE_CHECKING:
+    from graph.persisted import PersistedDocument
 
 
 @dataclass
@@ -15,6 +19,12 @@ class GraphContext:
     principal: Principal
     service: LicensingService
     district_states: DataLoader[int, DistrictState] = field(init=False)
+    # A document sent by its hash (graph/persisted.py): already parsed and validated.
+    persisted: PersistedDocument | None = field(default=None, kw_only=True)
+    # The entity tag a GET query's answer would carry (graph/conditional.py), and whether the
+    # operation, once run, may carry it.
+    etag: str | None = field(default=None, kw_only=True)
+    etag_allowed: bool = field(default=False, kw_only=True)
 
     def __post_init__(self) -> None:
         async def load_states(district_ids: list[int]) -> list[DistrictState]:

@@ -30,11 +30,11 @@ class RegisteredDocument:
     registered_at: datetime
 
 
-def find_document(session: Session, *, sha256: str, district_id: int) -> str | None:
+def find_document(session: Session, *, sha256: str, district_id: int) -> RegisteredDocument | None:
     """The document with this hash the district may run (its own or the operator's), or None.
     Served by the unique (district_id, sha256) and operator sha256 indexes."""
-    return session.exec(
-        select(PersistedQuery.document)
+    row = session.exec(
+        select(PersistedQuery)
         .where(
             PersistedQuery.sha256 == sha256,
             or_(
@@ -44,6 +44,17 @@ def find_document(session: Session, *, sha256: str, district_id: int) -> str | N
         )
         .limit(1)
     ).first()
+    return _registered(row) if row is not None else None
+
+
+def _registered(row: PersistedQuery) -> RegisteredDocument:
+    return RegisteredDocument(
+        sha256=row.sha256,
+        document=row.document,
+        district_id=row.district_id,
+        registered_by=row.registered_by,
+        registered_at=row.registered_at,
+    )
 
 
 def register_document(
@@ -101,13 +112,4 @@ def registered_documents(session: Session) -> list[RegisteredDocument]:
             col(PersistedQuery.id),
         )
     ).all()
-    return [
-        RegisteredDocument(
-            sha256=row.sha256,
-            document=row.document,
-            district_id=row.district_id,
-            registered_by=row.registered_by,
-            registered_at=row.registered_at,
-        )
-        for row in rows
-    ]
+    return [_registered(row) for row in rows]

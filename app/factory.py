@@ -24,8 +24,8 @@ from app.security_headers import SecurityHeaders
 from app.sessions import session_routes
 from graph.conditional import server_fingerprint
 from graph.http import LicensingGraphQL
-from graph.persisted import PersistedQueries, documents_in_module
 from graph.outage import DATABASE_UNAVAILABLE, DatabaseOutageAnswers, outage_headers
+from graph.persisted import PersistedQueries, documents_in_module
 from graph.schema import build_schema
 from licensing.orchestration.scheduled_jobs import service_scheduler
 from licensing.orchestration.service import LicensingService

@@ -48,7 +48,7 @@ CACHE_SIZE = 256
 NOT_FOUND_MESSAGE = "PersistedQueryNotFound"
 _HASH = re.compile(r"^[0-9a-f]{64}$")
 # ``export const NAME = `...`;`` in web/operations.js: the tab's documents, as plain text.
-_MODULE_DOCUMENT = re.compile(r"^export const (\w+) = `([^`$\\]*)`;", re.MULTILINE)
+_MODULE_DOCUMENT = re.compile(r"^export const (\w+) = `((?:[^`\\$]|\$(?!\{))*)`;", re.MULTILINE)
 
 
 def document_hash(document: str) -> str:

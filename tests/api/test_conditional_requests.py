@@ -171,13 +171,14 @@ async def test_an_alert_raised_with_the_passing_of_time_reaches_the_answer_with_
     assert [alert["kind"] for alert in data["alerts"]] == ["SYNC_FAILING"]
 
 
-async def test_midnight_in_the_districts_time_zone_gives_a_new_answer(
-    client, make_district, clock
-):
+async def test_midnight_in_the_districts_time_zone_gives_a_new_answer(client, make_district, clock):
     # 23:59 in Chicago (05:59 UTC): the license expires at the end of the day.
     clock.set(datetime(2026, 11, 29, 5, 59, tzinfo=UTC))
     district = await make_district(
-        seats=1000, active=960, time_zone="America/Chicago", expires_on=datetime(2026, 11, 28).date()
+        seats=1000,
+        active=960,
+        time_zone="America/Chicago",
+        expires_on=datetime(2026, 11, 28).date(),
     )
     etag, data = await tagged(client, district.viewer_token, TAB)
     assert data["license"]["status"] == "ACTIVE"

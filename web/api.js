@@ -70,13 +70,15 @@ export async function graphql(query, variables = {}) {
     return { data: body.data || null, errors: body.errors || [] };
   }
   const extensions = { persistedQuery: { version: 1, sha256Hash: hash } };
+  const operationName = (/^\s*(?:query|mutation)\s+(\w+)/.exec(query) || [])[1] || null;
+  const request = { operationName, variables, extensions };
   let body = isMutation
-    ? await send("/graphql", { method: "POST", json: { variables, extensions } })
-    : await getQuery({ variables, extensions }, hash);
+    ? await send("/graphql", { method: "POST", json: request })
+    : await getQuery(request, hash);
   if (notFound(body)) {
     body = isMutation
-      ? await send("/graphql", { method: "POST", json: { query, variables, extensions } })
-      : await getQuery({ query, variables, extensions }, hash);
+      ? await send("/graphql", { method: "POST", json: { ...request, query } })
+      : await getQuery({ ...request, query }, hash);
   }
   return { data: body.data || null, errors: body.errors || [] };
 }
@@ -89,6 +91,7 @@ async function getQuery(request, hash) {
     variables: JSON.stringify(request.variables),
     extensions: JSON.stringify(request.extensions),
   });
+  if (request.operationName) params.set("operationName", request.operationName);
   if (request.query !== undefined) params.set("query", request.query);
   const key = `${hash} ${params.get("variables")}`;
   const last = lastAnswers.get(key);

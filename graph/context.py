@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from strawberry.dataloader import DataLoader
 
+from graph.limits import PersistedDocument
 from licensing.orchestration.service import DistrictState, LicensingService
 from licensing.storage.tokens import Principal
-
-if TYPE_CHECKING:
-    from graph.persisted import PersistedDocument
 
 
 @dataclass

@@ -37,8 +37,8 @@ from graph.auth import (
 from graph.conditional import conditional_headers, entity_tag, none_match
 from graph.context import GraphContext
 from graph.errors import ClientError, refusal_for
+from graph.limits import PersistedDocument
 from graph.persisted import (
-    PersistedDocument,
     PersistedQueries,
     PersistedQueryRefusal,
     document_hash,

@@ -344,6 +344,18 @@ class PreparedDocument:
     merges: int
 
 
+@dataclass(frozen=True)
+class PersistedDocument:
+    """A document a client sent by its hash (graph/persisted.py): its text and, when it
+    parsed, the prepared document; ``valid`` when it is within the limits and valid for the
+    schema, so it runs without being parsed or validated again."""
+
+    sha256: str
+    text: str
+    prepared: PreparedDocument | None  # None: it did not parse
+    valid: bool
+
+
 @lru_cache(maxsize=DOCUMENT_CACHE_SIZE)
 def prepared_document(query: str, max_tokens: int) -> PreparedDocument:
     """``query`` parsed (at most ``max_tokens`` tokens), merged and measured; cached by text."""

@@ -23,7 +23,6 @@ import hashlib
 import re
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
 from threading import Lock
 
 from anyio import to_thread
@@ -33,7 +32,7 @@ from strawberry.extensions import SchemaExtension
 from strawberry.schema import BaseSchema
 
 from graph.context import GraphContext
-from graph.limits import PreparedDocument, document_errors, prepared_document
+from graph.limits import PersistedDocument, document_errors, prepared_document
 from graph.responses import error_response
 from graph.strawberry_compat import graphql_core_schema
 from licensing.domain.error_codes import ErrorCode
@@ -60,16 +59,6 @@ def documents_in_module(text: str) -> dict[str, str]:
     """The GraphQL documents a JavaScript module exports as plain template literals (no
     ``${}``, no escapes), by name: the Licensing tab's operations (web/operations.js)."""
     return {name: body for name, body in _MODULE_DOCUMENT.findall(text)}
-
-
-@dataclass(frozen=True)
-class PersistedDocument:
-    """A document found by its hash: its text, and, when it may run, parsed and validated."""
-
-    sha256: str
-    text: str
-    prepared: PreparedDocument | None  # None: it did not parse
-    valid: bool  # parsed, within the limits and valid for the schema
 
 
 class PersistedQueryRefusal(Exception):

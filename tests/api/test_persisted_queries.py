@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 import pytest
+import strawberry.schema.schema
 from sqlmodel import select
 
 import graph.limits
@@ -179,6 +180,9 @@ async def test_a_registered_document_is_not_parsed_or_validated_again(
 
     monkeypatch.setattr(graph.limits, "parse", no_parsing)
     monkeypatch.setattr(graph.limits, "_validated", no_parsing)
+    # And strawberry's own parsing and validation, which run unless an extension did the work.
+    monkeypatch.setattr(strawberry.schema.schema, "parse", no_parsing)
+    monkeypatch.setattr(strawberry.schema.schema, "validate_document", no_parsing)
 
     response = await get(client, district.viewer_token, extensions=persisted(DOCUMENT))
 

@@ -22,14 +22,23 @@ from app.report_export import REPORT_PATH, active_students_csv
 from app.runtime import build_service
 from app.security_headers import SecurityHeaders
 from app.sessions import session_routes
+from graph.conditional import server_fingerprint
 from graph.http import LicensingGraphQL
 from graph.outage import DATABASE_UNAVAILABLE, DatabaseOutageAnswers, outage_headers
+from graph.persisted import PersistedQueries, documents_in_module
 from graph.schema import build_schema
 from licensing.orchestration.scheduled_jobs import service_scheduler
 from licensing.orchestration.service import LicensingService
 from licensing.settings import load_settings
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+# The Licensing tab's GraphQL documents: every district may run them by hash, registered or not.
+TAB_OPERATIONS = WEB_DIR / "operations.js"
+
+
+def tab_documents() -> dict[str, str]:
+    """The Licensing tab's GraphQL documents, by name."""
+    return documents_in_module(TAB_OPERATIONS.read_text(encoding="utf-8"))
 
 
 class LicensingApp(Starlette):
@@ -45,11 +54,20 @@ def create_app(service: LicensingService | None = None) -> Starlette:
     if service is None:
         service = build_service(load_settings())
     settings = service.settings
+    schema = build_schema(settings.graphql)
     graphql = LicensingGraphQL(
-        build_schema(settings.graphql),
+        schema,
         service=service,
         max_body_bytes=settings.graphql.max_body_bytes,
         development=settings.development,
+        persisted=PersistedQueries(
+            schema=schema,
+            service=service,
+            limits=settings.graphql,
+            settings=settings.persisted_queries,
+            builtin=tab_documents(),
+        ),
+        fingerprint=server_fingerprint(schema.as_str(), settings.model_dump_json()),
     )
 
     async def healthz(_request: Request) -> JSONResponse:

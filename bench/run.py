@@ -59,6 +59,7 @@ class Benchmark:
 # In the order the docs show them.
 BENCHMARKS = (
     Benchmark("dashboard", "Dashboard query: GraphQL against a bare Starlette endpoint"),
+    Benchmark("conditional", "Dashboard query: plain, persisted, and 304"),
     Benchmark("oneroster_csv_sync", "Full OneRoster CSV sync and re-syncs"),
     Benchmark("delta_sync", "A 1% delta against the full sync"),
     Benchmark("force_update", "Concurrent Force License Update"),

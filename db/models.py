@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import Column, Index, LargeBinary, MetaData, Table, UniqueConstraint, text
+from sqlalchemy import Column, Index, LargeBinary, MetaData, Table, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 # Stable constraint names, so migrations read the same on SQLite and PostgreSQL.
@@ -35,6 +35,10 @@ class District(SQLModel, table=True):
     legal_entity_name: str | None = Field(default=None, max_length=200)
     time_zone: str = Field(default="UTC", max_length=64)
     created_at: datetime
+    # Raised in the transaction of every change the Licensing tab (or any query) would show
+    # (licensing/storage/district_version.py); with the district's date it is the district's
+    # version, which HTTP answers' ETags are built from.
+    version: int = Field(default=0, sa_column_kwargs={"server_default": text("0")})
 
 
 class License(SQLModel, table=True):
@@ -390,3 +394,29 @@ class FailedSignIn(SQLModel, table=True):
     client_address: str = Field(primary_key=True, max_length=64)
     window_start: datetime = Field(primary_key=True, index=True)
     failures: int = 0
+
+
+class PersistedQuery(SQLModel, table=True):
+    """A GraphQL document registered for automatic persisted queries (graph/persisted.py),
+    found by its SHA-256. A district's own registrations are seen by that district only; those
+    the operator registers (``district_id`` NULL) by every district."""
+
+    __tablename__ = "persisted_query"
+    __table_args__ = (
+        UniqueConstraint("district_id", "sha256"),
+        # NULLs never collide in a unique constraint: the operator's documents get their own.
+        Index(
+            "uq_persisted_query_operator_sha256",
+            "sha256",
+            unique=True,
+            sqlite_where=text("district_id IS NULL"),
+            postgresql_where=text("district_id IS NULL"),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    district_id: int | None = Field(default=None, foreign_key="district.id")
+    sha256: str = Field(max_length=64)
+    document: str = Field(sa_column=Column(Text, nullable=False))
+    registered_by: str = Field(max_length=200)
+    registered_at: datetime

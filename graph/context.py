@@ -7,6 +7,7 @@ from typing import Any
 
 from strawberry.dataloader import DataLoader
 
+from graph.limits import PersistedDocument
 from licensing.orchestration.service import DistrictState, LicensingService
 from licensing.storage.tokens import Principal
 
@@ -18,6 +19,12 @@ class GraphContext:
     district_states: DataLoader[int, DistrictState] = field(init=False)
     # By Node type (graph.nodes): the objects node(id:) and nodes(ids:) name, read once.
     node_loaders: dict[type[Any], DataLoader[str, Any]] = field(init=False, default_factory=dict)
+    # A document sent by its hash (graph/persisted.py): already parsed and validated.
+    persisted: PersistedDocument | None = field(default=None, kw_only=True)
+    # The entity tag a GET query's answer would carry (graph/conditional.py), and whether the
+    # operation, once run, may carry it.
+    etag: str | None = field(default=None, kw_only=True)
+    etag_allowed: bool = field(default=False, kw_only=True)
 
     def __post_init__(self) -> None:
         async def load_states(district_ids: list[int]) -> list[DistrictState]:

@@ -406,12 +406,19 @@ class QueryCost(SchemaExtension):
     async def on_execute(self) -> AsyncIterator[None]:
         execution = self.execution_context
         assert execution.graphql_document is not None
-        # Counted as written, though the merged document runs (graph/limits.py).
-        written = (
-            prepared_document(execution.query, self.max_tokens).written
-            if execution.query
-            else execution.graphql_document
+        # Counted as written, though the merged document runs (graph/limits.py). A persisted
+        # document (graph/persisted.py) comes prepared; any other is in the document cache.
+        persisted = (
+            execution.context.persisted if isinstance(execution.context, GraphContext) else None
         )
+        prepared = (
+            persisted.prepared
+            if persisted is not None and persisted.prepared is not None
+            else prepared_document(execution.query, self.max_tokens)
+            if execution.query
+            else None
+        )
+        written = prepared.written if prepared is not None else execution.graphql_document
         try:
             measured = measure_operation(
                 graphql_core_schema(execution.schema),
@@ -424,9 +431,7 @@ class QueryCost(SchemaExtension):
                 "The query is nested too deeply to measure its cost.",
                 extensions={"code": QUERY_TOO_COSTLY},
             ) from None
-        merges = (
-            prepared_document(execution.query, self.max_tokens).merges if execution.query else 0
-        )
+        merges = prepared.merges if prepared is not None else 0
         self.cost = measured.cost + merges // MERGES_PER_POINT
         # Raised errors end the operation before execution (strawberry answers them as errors).
         if self.cost > self.maximum:

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from graphql import GraphQLError
 from starlette.requests import HTTPConnection, Request
@@ -33,8 +34,17 @@ from graph.auth import (
     client_address,
     sign_in,
 )
+from graph.conditional import conditional_headers, entity_tag, none_match
 from graph.context import GraphContext
 from graph.errors import ClientError, refusal_for
+from graph.limits import PersistedDocument
+from graph.persisted import (
+    PersistedQueries,
+    PersistedQueryRefusal,
+    document_hash,
+    persisted_query_hash,
+)
+from graph.rate_limit import rate_limited_response, token_budgets
 from graph.responses import error_response
 from graph.strawberry_compat import UNSET, GraphQLView, HTTPException, UnsetType
 from graph.subscriptions import TOKEN_REVOKED
@@ -44,6 +54,11 @@ from licensing.storage.tokens import Principal
 
 PRINCIPAL_SCOPE_KEY = "licensing.principal"
 SECRET_SCOPE_KEY = "licensing.token_secret"
+PERSISTED_SCOPE_KEY = "licensing.persisted_document"
+ETAG_SCOPE_KEY = "licensing.etag"
+CONTEXT_SCOPE_KEY = "licensing.context"
+# What a 304 answer draws from the token's budget: it runs nothing, but it is a request.
+NOT_MODIFIED_COST = 1
 
 GRAPHIQL_POLICY = (
     "default-src 'self'; script-src 'self' 'unsafe-inline' https://unpkg.com; "
@@ -116,6 +131,8 @@ class LicensingGraphQL(GraphQLView[GraphContext]):
         service: LicensingService,
         max_body_bytes: int,
         development: bool,
+        persisted: PersistedQueries | None = None,
+        fingerprint: str = "",
     ) -> None:
         super().__init__(
             schema,
@@ -128,6 +145,14 @@ class LicensingGraphQL(GraphQLView[GraphContext]):
         self.service = service
         self.max_body_bytes = max_body_bytes
         self.development = development
+        self.persisted = persisted or PersistedQueries(
+            schema=schema,
+            service=service,
+            limits=service.settings.graphql,
+            settings=service.settings.persisted_queries,
+        )
+        # Every entity tag depends on it: a new schema or configuration changes every tag.
+        self.fingerprint = fingerprint
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
@@ -157,7 +182,80 @@ class LicensingGraphQL(GraphQLView[GraphContext]):
             await principal(scope, receive, send)
             return
         scope[PRINCIPAL_SCOPE_KEY] = principal
-        await super().__call__(scope, _replay(body), send)
+        head = scope["method"] == "HEAD"
+        if head:  # answered as GET, without the body
+            scope["method"] = "GET"
+            request = Request(scope, receive)
+        try:
+            prepared = await self._prepare(request, body, principal)
+        except PersistedQueryRefusal as refusal:
+            await refusal.response(scope, receive, send)
+            return
+        if isinstance(prepared, Response):
+            await prepared(scope, receive, send)
+            return
+        if request.method == "GET":
+            send = _with_conditional_headers(scope, send, head=head)
+        await super().__call__(scope, _replay(prepared), send)
+
+    async def _prepare(
+        self, request: Request, body: bytes, principal: Principal
+    ) -> bytes | Response:
+        """Before strawberry runs: find a persisted query's document (graph/persisted.py) and,
+        for a GET, answer 304 when the client's copy is current (graph/conditional.py). Returns
+        the body to hand strawberry; a request strawberry will refuse is handed over as it is."""
+        params = _request_params(request, body)
+        if params is None:
+            return body
+        query = params.get("query")
+        if query is not None and not isinstance(query, str):
+            return body
+        sha256 = persisted_query_hash(params.get("extensions"))
+        if sha256 is None:
+            if query and self.persisted.registered_only:
+                return error_response(
+                    400,
+                    ErrorCode.PERSISTED_QUERY_REQUIRED,
+                    "This server runs only registered documents: send the document's SHA-256 in "
+                    'extensions.persistedQuery ({"version": 1, "sha256Hash": ...}).',
+                )
+            if not query:
+                return body
+            sha256 = document_hash(query)
+        else:
+            document = await self.persisted.document(principal, sha256, query)
+            request.scope[PERSISTED_SCOPE_KEY] = document
+            if query is None:
+                body = _with_document(request, params, document)
+        if request.method != "GET":
+            return body
+        variables = params.get("variables")
+        if variables is not None and not isinstance(variables, dict):
+            return body
+        operation_name = params.get("operationName")
+        tag = entity_tag(
+            fingerprint=self.fingerprint,
+            principal=principal,
+            version=await self.service.district_version(principal.district_id),
+            document_sha256=sha256,
+            operation_name=operation_name if isinstance(operation_name, str) else None,
+            variables=variables,
+        )
+        request.scope[ETAG_SCOPE_KEY] = tag
+        if none_match(request.headers.get("if-none-match"), tag):
+            return await self._not_modified(principal, tag)
+        return body
+
+    async def _not_modified(self, principal: Principal, tag: str) -> Response:
+        """304: the client's copy is current. Nothing runs; the request still draws a point."""
+        headers = {name.decode(): value.decode() for name, value in conditional_headers(tag)}
+        budgets = token_budgets(self.service)
+        if budgets is not None:
+            receipt = await budgets.draw_async(principal.token_id, NOT_MODIFIED_COST)
+            if not receipt.allowed:
+                return rate_limited_response(receipt)
+            headers |= receipt.headers()
+        return Response(status_code=304, headers=headers)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Sign in from the handshake's header when it has one; otherwise strawberry accepts the
@@ -226,7 +324,15 @@ class LicensingGraphQL(GraphQLView[GraphContext]):
         # Only the GraphiQL page (development mode) comes here without signing in; strawberry
         # builds a context for it too, but runs no operation.
         principal = request.scope.get(PRINCIPAL_SCOPE_KEY, NOT_SIGNED_IN)
-        return HttpContext(principal=principal, service=self.service, response=response)
+        http_context = HttpContext(
+            principal=principal,
+            service=self.service,
+            response=response,
+            persisted=request.scope.get(PERSISTED_SCOPE_KEY),
+            etag=request.scope.get(ETAG_SCOPE_KEY),
+        )
+        request.scope[CONTEXT_SCOPE_KEY] = http_context
+        return http_context
 
 
 def _authorization_param(params: Mapping[str, object] | None) -> object:
@@ -336,6 +442,54 @@ def _has_unpaired_surrogate(value: Any) -> bool:
         elif isinstance(item, list):
             pending.extend(item)
     return False
+
+
+def _request_params(request: Request, body: bytes) -> dict[str, Any] | None:
+    """The GraphQL request's fields (query, variables, operationName, extensions), or None when
+    strawberry will refuse the request anyway (and say why)."""
+    try:
+        if request.method == "GET":
+            params: dict[str, Any] = dict(request.query_params)
+            for name in ("variables", "extensions"):
+                if params.get(name):
+                    params[name] = _strict_json(params[name])
+            return params
+        if "application/json" not in request.headers.get("content-type", ""):
+            return None
+        parsed = _strict_json(body)
+    except HTTPException:
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
+def _with_document(request: Request, params: dict[str, Any], document: PersistedDocument) -> bytes:
+    """The request as strawberry reads it, with the persisted document's text in ``query``: the
+    query string of a GET (the body is empty), the JSON body of a POST."""
+    if request.method == "GET":
+        items = [(k, v) for k, v in request.query_params.multi_items() if k != "query"]
+        request.scope["query_string"] = urlencode([*items, ("query", document.text)]).encode()
+        return b""
+    return json.dumps({**params, "query": document.text}).encode("utf-8")
+
+
+def _with_conditional_headers(scope: Scope, send: Send, *, head: bool) -> Send:
+    """A GET answer says how it may be kept (``Cache-Control``, ``Vary``) and, when the
+    operation allows it (graph/conditional.py), carries its ``ETag``. HEAD sends no body."""
+
+    async def send_with_headers(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            context = scope.get(CONTEXT_SCOPE_KEY)
+            allowed = isinstance(context, GraphContext) and context.etag_allowed
+            tag = scope.get(ETAG_SCOPE_KEY) if allowed and message["status"] == 200 else None
+            headers = list(message.get("headers", ()))
+            present = {name.lower() for name, _value in headers}
+            headers.extend(h for h in conditional_headers(tag) if h[0] not in present)
+            message["headers"] = headers
+        elif message["type"] == "http.response.body" and head:
+            message = {**message, "body": b""}
+        await send(message)
+
+    return send_with_headers
 
 
 def _replay(body: bytes) -> Receive:

@@ -344,6 +344,18 @@ class PreparedDocument:
     merges: int
 
 
+@dataclass(frozen=True)
+class PersistedDocument:
+    """A document a client sent by its hash (graph/persisted.py): its text and, when it
+    parsed, the prepared document; ``valid`` when it is within the limits and valid for the
+    schema, so it runs without being parsed or validated again."""
+
+    sha256: str
+    text: str
+    prepared: PreparedDocument | None  # None: it did not parse
+    valid: bool
+
+
 @lru_cache(maxsize=DOCUMENT_CACHE_SIZE)
 def prepared_document(query: str, max_tokens: int) -> PreparedDocument:
     """``query`` parsed (at most ``max_tokens`` tokens), merged and measured; cached by text."""
@@ -424,14 +436,33 @@ class DocumentLimits(SchemaExtension):
     def _errors(
         self, schema: GraphQLSchema, prepared: PreparedDocument, rules: tuple[Any, ...]
     ) -> list[GraphQLError]:
-        limits = depth_and_alias_errors(
-            prepared.written, max_depth=self.max_depth, max_aliases=self.max_aliases
+        return document_errors(
+            schema,
+            prepared,
+            rules,
+            max_depth=self.max_depth,
+            max_aliases=self.max_aliases,
+            max_field_merges=self.max_field_merges,
         )
-        if limits:
-            return limits
-        if prepared.merges > self.max_field_merges:
-            return [too_many_merges(prepared.merges, self.max_field_merges)]
-        return _validated(schema, prepared.merged, rules)
+
+
+def document_errors(
+    schema: GraphQLSchema,
+    prepared: PreparedDocument,
+    rules: tuple[Any, ...],
+    *,
+    max_depth: int,
+    max_aliases: int,
+    max_field_merges: int,
+) -> list[GraphQLError]:
+    """Why the document may not run: over the depth, alias or merge limits (checked first,
+    so such a document is never validated), or invalid for the schema; [] when it may."""
+    limits = depth_and_alias_errors(prepared.written, max_depth=max_depth, max_aliases=max_aliases)
+    if limits:
+        return limits
+    if prepared.merges > max_field_merges:
+        return [too_many_merges(prepared.merges, max_field_merges)]
+    return _validated(schema, prepared.merged, rules)
 
 
 def is_large_document(query: str | None) -> bool:

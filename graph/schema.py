@@ -9,6 +9,7 @@ from graphql import GraphQLError
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
+from graph.conditional import VersionedAnswers
 from graph.cost import QueryCost
 from graph.errors import mask_internal_errors
 from graph.limits import DocumentLimits
@@ -17,6 +18,7 @@ from graph.mutations.local_students import LocalStudentsMutation
 from graph.mutations.roster_sync import RosterSyncMutation
 from graph.mutations.set_threshold import SetThresholdMutation
 from graph.outage import DatabaseOutageStatus
+from graph.persisted import PersistedDocuments
 from graph.queries import Query
 from graph.queries.history import HistoryQuery
 from graph.queries.nodes import NodeQuery
@@ -55,6 +57,9 @@ def build_schema(limits: GraphQLLimits | None = None) -> strawberry.Schema:
             # token's budget cannot pay for. After validation, before any resolver: refuses
             # costly operations, charges budgets.
             lambda: QueryCost(maximum=limits.max_query_cost, max_tokens=limits.max_tokens),
+            # A document sent by its hash comes parsed and validated: DocumentLimits and
+            # strawberry's validation leave it alone.
+            PersistedDocuments,
             # Parses, checks depth, aliases and field merges, then validates (cached; a large
             # document in a worker thread).
             lambda: DocumentLimits(
@@ -65,6 +70,8 @@ def build_schema(limits: GraphQLLimits | None = None) -> strawberry.Schema:
             ),
             # Outside the masking (its exit runs after): answers an outage with 503.
             DatabaseOutageStatus,
+            # Whether a GET query's answer may carry its ETag (graph/conditional.py).
+            VersionedAnswers,
             mask_internal_errors,
         ],
     )

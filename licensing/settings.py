@@ -248,6 +248,30 @@ class GraphQLLimits(BaseModel):
     )
 
 
+class PersistedQuerySettings(BaseModel):
+    """Automatic persisted queries (docs/caching.md): documents sent once, then by their hash."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    registered_only: bool = Field(
+        default=False,
+        description="Run only documents already registered (by `licensing queries register`, or "
+        "the Licensing tab's own): nothing is registered on first use and a document sent as "
+        "text alone is refused.",
+    )
+    max_document_bytes: int = Field(
+        default=16 * 1024,
+        ge=1024,
+        description="The largest document a client may register, in bytes of UTF-8.",
+    )
+    max_per_district: int = Field(
+        default=200,
+        ge=1,
+        description="The most documents one district's clients may register; the operator's "
+        "registrations do not count.",
+    )
+
+
 class RateLimitSettings(BaseModel):
     """Each API token's budget of cost points: a token bucket shared by every worker."""
 
@@ -391,6 +415,7 @@ class Settings(BaseSettings):
         description="Base64 Ed25519 public keys whose license signatures are trusted.",
     )
     graphql: GraphQLLimits = Field(default_factory=GraphQLLimits)
+    persisted_queries: PersistedQuerySettings = Field(default_factory=PersistedQuerySettings)
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
     sign_in: SignInSettings = Field(default_factory=SignInSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)

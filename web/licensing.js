@@ -2,40 +2,11 @@
 // Plain ES module, no build step. Live numbers: polled every 30 s, backing off on errors.
 
 import { ApiError, currentSession, graphql, signIn, signOut } from "./api.js";
+import { FORCE_UPDATE, SET_THRESHOLD, TAB_QUERY } from "./operations.js";
 
 const POLL_MS = 30_000;
 const MAX_BACKOFF_MS = 5 * 60_000;
 const RENEWAL_WINDOW_DAYS = 90;
-
-const LICENSE_FIELDS = `
-  status licensedTo legalEntityName used total remaining overage display level accessLevel
-  createdAt expiresAt daysUntilExpiration lastSyncedAt stale lastSyncError
-  rosterStatus { countsKnown }`;
-const SETTINGS_FIELDS = `
-  studentsRemainingThreshold recommendedThresholdMin recommendedThresholdMax maximumThreshold`;
-const TAB_QUERY = `query LicensingTab($manage: Boolean!) {
-  license { ${LICENSE_FIELDS} }
-  usage {
-    activeStudents inactiveStudents staff devices
-    rosterStatus { state countsKnown source since reason }
-  }
-  alerts(placement: LICENSE_BANNER) { id kind severity message }
-  licenseSettings @include(if: $manage) { ${SETTINGS_FIELDS} }
-}`;
-const SET_THRESHOLD = `mutation SetThreshold($value: Int!) {
-  setThreshold(studentsRemaining: $value) {
-    licenseSettings { ${SETTINGS_FIELDS} }
-    errors { field code message }
-  }
-}`;
-const FORCE_UPDATE = `mutation ForceLicenseUpdate {
-  forceLicenseUpdate {
-    updated throttled retryAfterSeconds inProgress
-    license { ${LICENSE_FIELDS} }
-    errors { field code message }
-    notices { code message }
-  }
-}`;
 
 const LEVELS = {
   GREEN: { word: "Well below limit", icon: "✓", css: "level-green" },

@@ -18,6 +18,7 @@ from app.cli.db import db_cli
 from app.cli.dev import dev_cli
 from app.cli.district import district_cli
 from app.cli.license import license_cli
+from app.cli.queries import queries_cli
 from app.cli.report import report_cli
 from app.cli.roster import roster_cli
 from app.cli.sync import sync_cli
@@ -47,6 +48,7 @@ cli.add_typer(district_cli, name="district")
 cli.add_typer(config_cli, name="config")
 cli.add_typer(sync_cli, name="sync")
 cli.add_typer(report_cli, name="report")
+cli.add_typer(queries_cli, name="queries")
 cli.add_typer(dev_cli, name="dev")
 
 __all__ = ["cli", "main"]

@@ -63,6 +63,7 @@ from licensing.storage.district_state import (
     reevaluate_alerts,
     threshold_settings_view,
 )
+from licensing.storage.district_version import DistrictVersion, district_version
 from licensing.storage.history import (
     KEEP_DAYS,
     UsageDay,
@@ -72,6 +73,11 @@ from licensing.storage.history import (
 )
 from licensing.storage.local_students import LOCAL_SOURCE, check_local_students
 from licensing.storage.paging import Page, PageRequest
+from licensing.storage.persisted_queries import (
+    RegisteredDocument,
+    find_document,
+    register_document,
+)
 from licensing.storage.roster import UsageCounts, current_usage
 from licensing.storage.roster_changes import (
     RosterGuard,
@@ -221,6 +227,43 @@ class LicensingService:
         if state is None:  # the stored alerts must be brought in line: a write, in a thread
             state = await to_thread.run_sync(self.read_district_state, district_id)
         return state
+
+    async def district_version(self, district_id: int) -> DistrictVersion:
+        """The district's version now (licensing/storage/district_version.py): one statement."""
+        return await self._quick_read(self._district_version, district_id)
+
+    def _district_version(self, district_id: int) -> DistrictVersion:
+        with self.database.read() as session:
+            return district_version(session, district_id, now=self.clock())
+
+    async def find_document(self, district_id: int, sha256: str) -> RegisteredDocument | None:
+        """The registered GraphQL document with this hash the district may run, if any."""
+
+        def read() -> RegisteredDocument | None:
+            with self.database.read() as session:
+                return find_document(session, sha256=sha256, district_id=district_id)
+
+        return await self._quick_read(lambda _: read(), None)
+
+    async def register_document(
+        self, district_id: int, sha256: str, document: str, *, registered_by: str
+    ) -> bool:
+        """Register a client's document for its district; RegistrationRefused past the limit."""
+
+        def write() -> bool:
+            with self.database.write() as session:
+                lock_district(session, district_id)  # the limit holds under concurrent clients
+                return register_document(
+                    session,
+                    sha256=sha256,
+                    document=document,
+                    district_id=district_id,
+                    registered_by=registered_by,
+                    now=self.clock(),
+                    max_per_district=self.settings.persisted_queries.max_per_district,
+                )
+
+        return await to_thread.run_sync(write)
 
     async def _quick_read(self, read: Callable[[Any], _Read], argument: Any) -> _Read:
         """Run a short read of every request: in place on SQLite, in a thread otherwise.

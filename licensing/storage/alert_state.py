@@ -16,6 +16,7 @@ from sqlmodel import Session, col, select
 from db.models import Alert, ChangeEvent
 from db.session import lock_district, stored_id
 from licensing.domain.rules import AlertKind, AlertPlacement, AlertSeverity, AlertSpec
+from licensing.storage.district_version import district_changed
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,9 @@ LICENSE_TOPIC = "license"
 def record_change(
     session: Session, *, district_id: int, topic: str, now: datetime, subject_id: int | None = None
 ) -> None:
-    """Note in the change log that something a subscriber or notifier follows has changed."""
+    """Note in the change log that something a subscriber or notifier follows has changed;
+    the district's version changes with it."""
     session.add(
         ChangeEvent(district_id=district_id, topic=topic, subject_id=subject_id, created_at=now)
     )
+    district_changed(session, district_id)

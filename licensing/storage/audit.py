@@ -13,6 +13,7 @@ from sqlmodel import Session
 from db.models import AuditEvent, table_of
 from licensing.storage import cursors
 from licensing.storage.paging import KeysetList, Page, PageRequest, keyset_page
+from licensing.storage.district_version import district_changed
 
 
 def record_event(
@@ -27,7 +28,8 @@ def record_event(
     new: Any = None,
     detail: str | None = None,
 ) -> None:
-    """Add one event to the district's audit log, in the caller's transaction."""
+    """Add one event to the district's audit log, in the caller's transaction; the district's
+    version changes with it (the log itself is shown by ``auditLog``)."""
     session.add(
         AuditEvent(
             district_id=district_id,
@@ -40,6 +42,7 @@ def record_event(
             detail=detail[:2000] if detail else None,
         )
     )
+    district_changed(session, district_id)
 
 
 # The size of the old_value and new_value columns.

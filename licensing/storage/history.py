@@ -18,6 +18,7 @@ from db.models import License, UsageSnapshot, table_of
 from db.session import affected_rows
 from licensing.domain.forecast import DailyPoint
 from licensing.domain.rules import district_today
+from licensing.storage.district_version import district_changed
 from licensing.storage.roster import current_usage
 
 __all__ = [
@@ -72,6 +73,15 @@ def take_usage_snapshot(
         "total": total,
         "taken_at": now,
     }
+    kept = session.exec(
+        select(UsageSnapshot).where(
+            UsageSnapshot.district_id == district_id, UsageSnapshot.day == day
+        )
+    ).first()
+    if kept is None or any(
+        getattr(kept, name) != value for name, value in values.items() if name != "taken_at"
+    ):
+        district_changed(session, district_id)  # usageHistory shows the day's counts
     # One statement, so two workers snapshotting the same day cannot both insert.
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     statement = insert(snapshots).values(district_id=district_id, day=day, **values)

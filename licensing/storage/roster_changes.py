@@ -39,6 +39,7 @@ from licensing.settings import RosterSourceConfig, Settings
 from licensing.storage.alert_state import record_change
 from licensing.storage.audit import record_event
 from licensing.storage.district_state import AlertPolicy, reevaluate_alerts
+from licensing.storage.district_version import district_changed
 from licensing.storage.intake import IntakeTally, forget_old_issues, store_intake
 from licensing.storage.roster import UsageCounts, current_usage, normalize_all, refresh_usage
 from plugins.records import INTAKE_FACTS, IntakeWarning, QuarantinedRow, StudentRecord
@@ -134,6 +135,7 @@ def start_run(
     )
     session.add(run)
     session.flush()
+    district_changed(session, district_id)  # dataSources shows the run from its start
     return run
 
 

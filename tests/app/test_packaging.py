@@ -30,7 +30,7 @@ def test_the_wheel_carries_the_licensing_tab_and_the_migrations(tmp_path: Path) 
     (wheel,) = tmp_path.glob("*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     # app/factory.py serves web/ from beside the app package; a wheel without it cannot start.
-    for page in ("index.html", "licensing.js", "api.js", "licensing.css"):
+    for page in ("index.html", "licensing.js", "api.js", "operations.js", "licensing.css"):
         assert f"web/{page}" in names
     migrations = {name for name in names if name.startswith("db/migrations/versions/")}
     shipped = {

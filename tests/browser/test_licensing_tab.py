@@ -339,7 +339,8 @@ async def test_force_update_shows_progress_while_it_runs(make_district, open_tab
 
     async def hold(route: Any) -> None:
         body = route.request.post_data or ""
-        if "forceLicenseUpdate" in body:
+        # The tab sends its documents by hash (docs/caching.md), with their operation's name.
+        if "ForceLicenseUpdate" in body:
             release.append(route)
         else:
             await route.continue_()
@@ -452,6 +453,41 @@ async def test_polling_picks_up_changes_without_a_reload(make_district, service,
     await page.locator("#license-count").filter(has_text="100 / 100").wait_for()
     assert "At or over limit" in await text(page, "#usage-level")
     await tab.screenshot("13-at-limit-red")
+
+
+async def test_polling_sends_the_query_by_hash_and_reuses_a_304(make_district, service, open_tab):
+    district = await make_district("etag", seats=100, active=10, threshold=5)
+    tab = await open_tab()
+    page = tab.page
+    await page.add_init_script(
+        "const realSetTimeout = window.setTimeout.bind(window);"
+        "window.setTimeout = (fn, ms, ...args) => realSetTimeout(fn, Math.min(ms, 200), ...args);"
+    )
+    answers: list[tuple[str, int, str, str | None]] = []
+
+    async def note(response: Any) -> None:
+        if "/graphql" in response.url:
+            sent = await response.request.all_headers()
+            answers.append(
+                (response.request.method, response.status, response.url, sent.get("if-none-match"))
+            )
+
+    page.on("response", note)
+    await tab.sign_in(district.manager_token)
+    await page.locator("body[data-refreshes='4']").wait_for(state="attached")
+
+    queries = [answer for answer in answers if answer[0] == "GET"]
+    assert queries and all(
+        "persistedQuery" in url and "query=" not in url for _m, _s, url, _e in queries
+    )
+    assert [status for _m, status, _u, _e in queries][:1] == [200]
+    assert any(status == 304 and etag for _m, status, _u, etag in queries)
+    assert await text(page, "#license-count") == "10 / 100"
+    # A change reaches the tab with the next poll: a 200 with a new ETag.
+    service.apply_roster(
+        district.id, source="local", records=students(90, prefix="more-"), replace=False
+    )
+    await page.locator("#license-count").filter(has_text="100 / 100").wait_for()
 
 
 # ---------------------------------------------------------------- read-only and accessibility

@@ -456,6 +456,7 @@ def test_every_setting_is_documented():
         DistrictConfig,
         GraphQLLimits,
         HttpSettings,
+        PersistedQuerySettings,
         RosterSourceConfig,
         Settings,
         SignInSettings,
@@ -467,6 +468,7 @@ def test_every_setting_is_documented():
     names += [f"graphql.{name}" for name in GraphQLLimits.model_fields]
     names += [f"http.{name}" for name in HttpSettings.model_fields]
     names += [f"sign_in.{name}" for name in SignInSettings.model_fields]
+    names += [f"persisted_queries.{name}" for name in PersistedQuerySettings.model_fields]
     names += list(DistrictConfig.model_fields)
     names += list(RosterSourceConfig.model_fields)
     for name in names:

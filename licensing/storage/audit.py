@@ -12,8 +12,8 @@ from sqlmodel import Session
 
 from db.models import AuditEvent, table_of
 from licensing.storage import cursors
-from licensing.storage.paging import KeysetList, Page, PageRequest, keyset_page
 from licensing.storage.district_version import district_changed
+from licensing.storage.paging import KeysetList, Page, PageRequest, keyset_page
 
 
 def record_event(

@@ -5,11 +5,12 @@ from __future__ import annotations
 import datetime
 
 import strawberry
+from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from graph.errors import ClientError
 from graph.permissions import CanManageSettings
-from graph.types import PageInfo
+from graph.types import AuditAction, AuditOutcome, PageInfo, ScheduledJobKind, ScheduledJobOutcome
 from licensing.domain.error_codes import ErrorCode
 from licensing.orchestration.scheduler import JobState
 from licensing.problems import Problem
@@ -21,14 +22,13 @@ class AuditEvent:
     id: strawberry.ID
     occurred_at: datetime.datetime
     actor: str
-    action: str = strawberry.field(
-        description="set_threshold, force_license_update, license_refresh, roster_sync, "
-        "roster_import, roster_sync_confirm, deactivate_students, reactivate_students, "
-        "token_created, token_revoked, ..."
+    action: AuditAction
+    outcome: AuditOutcome
+    old_value: JSON | None = strawberry.field(
+        description="The value before, as recorded: an object, a number or text. One too large "
+        'to keep is {"truncated": "<the start of its JSON text>"}.'
     )
-    outcome: str
-    old_value: str | None = strawberry.field(description="JSON of the value before.")
-    new_value: str | None = strawberry.field(description="JSON of the value after.")
+    new_value: JSON | None = strawberry.field(description="The value after, as recorded.")
     detail: str | None
 
     @classmethod
@@ -60,9 +60,7 @@ class AuditEventConnection:
 @strawberry.type(description="A periodic job of the district and how its last run went.")
 class ScheduledJob:
     name: str
-    kind: str = strawberry.field(
-        description="license_refresh, roster_sync, usage_snapshot, alerts."
-    )
+    kind: ScheduledJobKind
     schedule: str | None = strawberry.field(
         description="For roster syncs and license refreshes: the cron expression, the district's "
         "time zone, the job's fixed delay and the quiet hours its next run was computed from."
@@ -70,7 +68,9 @@ class ScheduledJob:
     next_run_at: datetime.datetime
     last_started_at: datetime.datetime | None
     last_finished_at: datetime.datetime | None
-    last_outcome: str | None
+    last_outcome: ScheduledJobOutcome | None = strawberry.field(
+        description="How the last run ended; null before the first."
+    )
     last_error: str | None
     consecutive_failures: int
 
@@ -97,7 +97,7 @@ class OperationsQuery:
     )
     async def audit_log(
         self, info: Info, first: int = 50, after: str | None = None
-    ) -> AuditEventConnection:
+    ) -> AuditEventConnection | None:
         try:
             page = await info.context.service.audit_log(
                 info.context.principal.district_id, first=first, after=after
@@ -119,6 +119,6 @@ class OperationsQuery:
         permission_classes=[CanManageSettings],
         description="The district's scheduled jobs and the last outcome of each.",
     )
-    async def scheduled_jobs(self, info: Info) -> list[ScheduledJob]:
+    async def scheduled_jobs(self, info: Info) -> list[ScheduledJob] | None:
         states = await info.context.service.scheduled_jobs(info.context.principal.district_id)
         return [ScheduledJob.from_state(state) for state in states]

@@ -11,6 +11,7 @@ from sqlmodel import Session, col, select
 
 from db.models import AuditEvent
 from db.session import stored_id
+from licensing.domain.audit import AuditAction, AuditOutcome
 from licensing.storage import cursors
 
 
@@ -19,8 +20,8 @@ def record_event(
     *,
     district_id: int,
     actor: str,
-    action: str,
-    outcome: str,
+    action: AuditAction,
+    outcome: AuditOutcome,
     now: datetime,
     old: Any = None,
     new: Any = None,
@@ -32,10 +33,11 @@ def record_event(
             district_id=district_id,
             occurred_at=now,
             actor=actor,
-            action=action,
+            # The plain text: a database driver may store an enum member by its name.
+            action=action.value,
             old_value=_value_text(old),
             new_value=_value_text(new),
-            outcome=outcome,
+            outcome=outcome.value,
             detail=detail[:2000] if detail else None,
         )
     )
@@ -57,6 +59,10 @@ def _value_text(value: Any) -> str | None:
     return json.dumps({"truncated": text[: MAX_VALUE_TEXT // 2 - 50]})
 
 
+def _value_of(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
 MAX_AUDIT_PAGE = 100
 
 
@@ -65,10 +71,10 @@ class AuditEntry:
     id: int
     occurred_at: datetime
     actor: str
-    action: str
-    outcome: str
-    old_value: str | None
-    new_value: str | None
+    action: AuditAction
+    outcome: AuditOutcome
+    old_value: Any  # the JSON value recorded, decoded
+    new_value: Any
     detail: str | None
 
 
@@ -100,10 +106,10 @@ def audit_page(session: Session, *, district_id: int, first: int, after: str | N
                 id=stored_id(row),
                 occurred_at=row.occurred_at,
                 actor=row.actor,
-                action=row.action,
-                outcome=row.outcome,
-                old_value=row.old_value,
-                new_value=row.new_value,
+                action=AuditAction(row.action),
+                outcome=AuditOutcome(row.outcome),
+                old_value=_value_of(row.old_value),
+                new_value=_value_of(row.new_value),
                 detail=row.detail,
             )
             for row in rows[:first]

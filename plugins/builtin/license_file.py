@@ -53,18 +53,24 @@ class LicenseFileSource:
         options: LicenseFileOptions | Mapping[str, Any] | None = None,
     ) -> SignedLicense:
         path = self.path_for(district, options)
+        # The message reaches administrators through the API: the file's name, never the
+        # server's folders (the operator finds those in the configuration).
         try:
             data = path.read_bytes()
         except FileNotFoundError:
-            raise SourceError(f"No license file at {path}.") from None
+            raise SourceError(
+                f"No license file at {path.name} in the server's license folder."
+            ) from None
         except OSError as error:
-            raise SourceError(f"Cannot read the license file {path}: {error.strerror}.") from None
+            raise SourceError(
+                f"Cannot read the license file {path.name}: {error.strerror}."
+            ) from None
         try:
             return SignedLicense.from_envelope(data)
         except DamagedLicenseError as error:
-            raise DamagedLicenseError(f"{path}: {error}") from None
+            raise DamagedLicenseError(f"{path.name}: {error}") from None
         except SourceError as error:
-            raise SourceError(f"{path}: {error}") from None
+            raise SourceError(f"{path.name}: {error}") from None
 
 
 @hookimpl(trylast=True)

@@ -217,6 +217,6 @@ async def test_a_database_error_in_a_scheduled_job_stores_only_a_safe_coded_mess
     jobs = await graphql_data(client, manager, JOBS_QUERY)
     by_name = {job["name"]: job for job in jobs["scheduledJobs"]}
     failed = by_name[f"roster_sync:{district_id}:sis"]
-    assert failed["lastOutcome"] == "failed"
+    assert failed["lastOutcome"] == "FAILED"
     assert "INTERNAL_ERROR" in failed["lastError"]
     assert_safe(visible_texts(jobs, outcomes))

@@ -33,11 +33,11 @@ def record_event(
             district_id=district_id,
             occurred_at=now,
             actor=actor,
-            # The plain text: a database driver may store an enum member by its name.
-            action=action.value,
+            # Checked against the vocabulary (a caller may pass the text), stored as plain text.
+            action=AuditAction(action).value,
             old_value=_value_text(old),
             new_value=_value_text(new),
-            outcome=outcome.value,
+            outcome=AuditOutcome(outcome).value,
             detail=detail[:2000] if detail else None,
         )
     )

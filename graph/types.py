@@ -13,7 +13,7 @@ from strawberry.types import Info
 from graph.connections import Counter
 from graph.context import GraphContext
 from graph.nodes import row_id_of
-from licensing.domain import error_codes, rules
+from licensing.domain import audit, error_codes, license_absence, rules, states
 from licensing.problems import Problem
 from licensing.storage import count_review as review
 from licensing.storage.alert_state import AlertRecord
@@ -22,7 +22,7 @@ from licensing.storage.district_state import LicenseView, ThresholdSettingsView
 from licensing.storage.intake import IntakeIssue as StoredIntakeIssue
 from licensing.storage.roster import UsageCounts
 from licensing.storage.student_report import ActiveStudentFilter, ActiveStudentRow
-from licensing.storage.tokens import Permission
+from licensing.storage.tokens import Permission as TokenPermission
 
 # The domain's enums are the schema's: strawberry.enum registers each one (and returns it
 # unchanged). The names are plain aliases so that type checkers read them as types.
@@ -51,6 +51,61 @@ strawberry.enum(
     "applied), NEVER_SYNCED (no sync has completed: its students are not counted yet), FAILED "
     "(its last sync failed: the counts are from the last good one, if any), HELD (its last sync "
     "waits for an administrator's confirmation).",
+)
+LicenseSyncStatus = states.LicenseSyncStatus
+strawberry.enum(
+    states.LicenseSyncStatus,
+    description="How the last license refresh went: UPDATED (the license source sent changes), "
+    "UNCHANGED (it sent the license already held), FAILED (it could not be asked, or its answer "
+    "was refused: see lastSyncError).",
+)
+SyncRunStatus = states.SyncRunStatus
+strawberry.enum(
+    states.SyncRunStatus,
+    description="Where a roster sync stands: RUNNING, APPLIED (in the counts), HELD (waiting for "
+    "an administrator's confirmation), FAILED, SUPERSEDED (a newer sync of the source came "
+    "first), UNCHANGED (the source had nothing new; the roster in force is kept).",
+)
+SyncMode = states.SyncMode
+strawberry.enum(
+    states.SyncMode,
+    description="What a sync delivered: FULL (the source's whole roster) or DELTA (only changes).",
+)
+ScheduledJobKind = states.ScheduledJobKind
+strawberry.enum(states.ScheduledJobKind, description="What a scheduled job does.")
+ScheduledJobOutcome = states.ScheduledJobOutcome
+strawberry.enum(states.ScheduledJobOutcome, description="How a scheduled job's last run ended.")
+AuditAction = audit.AuditAction
+strawberry.enum(audit.AuditAction, description="What an audit event records.")
+AuditOutcome = audit.AuditOutcome
+strawberry.enum(
+    audit.AuditOutcome,
+    description="How the recorded action went. CHANGED: a setting was saved; REJECTED: refused, "
+    "nothing changed; LOWERED: a smaller license lowered the alert threshold; UPDATED or "
+    "UNCHANGED: what the license source or roster source sent; THROTTLED: pressed again within "
+    "the cooldown; APPLIED, HELD, SUPERSEDED: what became of a roster change.",
+)
+RosterRole = rules.Role
+strawberry.enum(rules.Role, name="RosterRole", description="A roster record's role.")
+EnrollmentStatus = rules.Lifecycle
+strawberry.enum(
+    rules.Lifecycle,
+    name="EnrollmentStatus",
+    description="A roster record's enrolment state; only ACTIVE students count against the "
+    "license.",
+)
+Permission = TokenPermission
+strawberry.enum(
+    TokenPermission,
+    description="What an API token may do: VIEW_LICENSE (read the Licensing tab) or "
+    "MANAGE_SETTINGS (also change its settings, Force License Update, rosters and reports).",
+)
+LicenseUnavailableReason = license_absence.LicenseUnavailableReason
+strawberry.enum(
+    license_absence.LicenseUnavailableReason,
+    description="Why a district has no license to show: NOT_REQUESTED (the license source has "
+    "not been asked yet), UPDATE_FAILED (the last request failed), NOT_RECEIVED (asked, but no "
+    "license has been stored).",
 )
 
 
@@ -110,7 +165,7 @@ class License:
     )
     days_until_expiration: int
     last_synced_at: datetime.datetime | None
-    last_sync_status: str | None
+    last_sync_status: LicenseSyncStatus | None
     last_sync_error: str | None
     stale: bool = strawberry.field(
         description="True when the last refresh failed: the figures are the last good license."
@@ -143,6 +198,64 @@ class License:
             stale=view.stale,
             roster_status=RosterStatus.from_status(view.roster),
         )
+
+
+@strawberry.type(
+    description="Why the district has no license to show, and what to do: `license` is null "
+    "until the license source has answered once. The rest of the tab (usage, alerts, settings) "
+    "still answers."
+)
+class LicenseUnavailable:
+    reason: LicenseUnavailableReason
+    message: str = strawberry.field(
+        description="What happened and what to do next, in plain words for an administrator."
+    )
+    last_attempt_at: datetime.datetime | None = strawberry.field(
+        description="When the license source was last asked; null if it never was."
+    )
+    last_error: str | None = strawberry.field(
+        description="For UPDATE_FAILED: what the last request ran into."
+    )
+
+    @classmethod
+    def from_absence(cls, absence: license_absence.LicenseAbsence) -> LicenseUnavailable:
+        return cls(
+            reason=absence.reason,
+            message=absence.message,
+            last_attempt_at=absence.last_attempt_at,
+            last_error=absence.last_error,
+        )
+
+
+@strawberry.type(description="The caller's district.")
+class District:
+    slug: str = strawberry.field(description="The district's short name, as in the command line.")
+    name: str = strawberry.field(description="The district's official name.")
+    time_zone: str = strawberry.field(
+        description="IANA time zone name: license expiry and daily counts follow its days."
+    )
+
+
+@strawberry.type(description="The API token the caller signed in with.")
+class ApiToken:
+    name: str
+    permissions: list[Permission] = strawberry.field(
+        description="What it may do, with what that implies (MANAGE_SETTINGS includes "
+        "VIEW_LICENSE)."
+    )
+    expires_at: datetime.datetime | None = strawberry.field(
+        description="Always null: API tokens do not expire; they work until revoked "
+        "(`licensing token revoke`)."
+    )
+
+
+@strawberry.type(
+    description="Who is calling: the district and the API token behind the request (for the "
+    "Licensing tab's session, the token that signed in)."
+)
+class Viewer:
+    district: District
+    token: ApiToken
 
 
 @strawberry.type(
@@ -330,12 +443,13 @@ class IntakeIssues:
 @strawberry.type(description="A roster source of the district and how its syncs went.")
 class DataSource(relay.Node):
     name: str
-    kind: str
+    kind: str = strawberry.field(
+        description="The roster source plugin that reads it, e.g. local, oneroster_csv, "
+        "oneroster_drop, oneroster_rest, clever. A String, not an enum: third-party plugins add kinds."
+    )
     configured: bool
-    last_status: str | None = strawberry.field(
-        description="applied, held (waiting for confirmation), failed, superseded (a newer sync "
-        "came first), unchanged (the source had nothing new; the roster in force is kept) or "
-        "running."
+    last_status: SyncRunStatus | None = strawberry.field(
+        description="How the latest sync went; null before the first."
     )
     last_attempt_at: datetime.datetime | None
     last_success_at: datetime.datetime | None
@@ -347,9 +461,8 @@ class DataSource(relay.Node):
     active_students: int | None = strawberry.field(
         description="Distinct active students in this source at its last applied sync."
     )
-    last_sync_mode: str | None = strawberry.field(
-        description="full (the source delivered its whole roster) or delta (only changes) for "
-        "the last applied sync."
+    last_sync_mode: SyncMode | None = strawberry.field(
+        description="What the last applied sync delivered: the whole roster, or only changes."
     )
     last_full_sync_at: datetime.datetime | None = strawberry.field(
         description="When the source's whole roster was last applied; deltas in between are "
@@ -433,8 +546,8 @@ class ActiveStudent(relay.Node):
     schools: list[str]
     graduation_year: int | None
     last_modified: datetime.datetime | None
-    role: str
-    status: str
+    role: RosterRole
+    status: EnrollmentStatus
     raw_status: str | None = strawberry.field(
         description="The status exactly as the source sent it."
     )

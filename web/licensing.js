@@ -198,13 +198,13 @@ async function refresh() {
   state.loading = true;
   try {
     const { data, errors } = await graphql(TAB_QUERY, { manage: state.canManage });
-    const noLicense = errors.find((error) => error.extensions?.code === "NO_LICENSE");
-    if (!data && !noLicense) {
-      throw new ApiError(errors[0]?.message || "The license could not be read.");
-    }
-    show($("no-license"), Boolean(noLicense));
-    if (noLicense) $("no-license").textContent = noLicense.message;
-    if (data?.license) renderLicense(data.license);
+    if (!data) throw new ApiError(errors[0]?.message || "The license could not be read.");
+    // No license yet is a normal state: license is null and licenseUnavailable says why.
+    const unavailable = data.licenseUnavailable;
+    show($("no-license"), Boolean(unavailable));
+    if (unavailable) $("no-license").textContent = unavailable.message;
+    show($("license-facts"), Boolean(data.license));
+    if (data.license) renderLicense(data.license);
     if (data?.usage) renderUsage(data.usage);
     if (data?.usage) renderRoster(data.usage.rosterStatus);
     if (data?.alerts) renderAlerts(data.alerts);

@@ -8,6 +8,7 @@ export const TAB_QUERY = `query LicensingTab($manage: Boolean!) {
     createdAt expiresAt daysUntilExpiration lastSyncedAt stale lastSyncError
     rosterStatus { countsKnown }
   }
+  licenseUnavailable { reason message }
   usage {
     activeStudents inactiveStudents staff devices
     rosterStatus { state countsKnown source since reason }

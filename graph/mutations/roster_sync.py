@@ -8,13 +8,14 @@ import strawberry
 from strawberry.types import Info
 
 from graph.permissions import CanManageSettings
-from graph.types import License, Usage, UserError
+from graph.types import License, SyncRunStatus, Usage, UserError
 
 
 @strawberry.type
 class ConfirmRosterSyncPayload:
-    status: str = strawberry.field(
-        description="applied, or failed when the run was refused (see errors)."
+    status: SyncRunStatus = strawberry.field(
+        description="APPLIED, or what the run is now when it was refused (see errors): FAILED, "
+        "or SUPERSEDED when a newer sync of the source came first."
     )
     run_id: int | None = strawberry.field(description="The sync run confirmed or refused.")
     license: License | None
@@ -41,7 +42,7 @@ class RosterSyncMutation:
         )
         info.context.remember_district_state(state)
         return ConfirmRosterSyncPayload(
-            status=outcome.status,
+            status=SyncRunStatus(outcome.status),
             run_id=outcome.run_id,
             license=License.from_view(state.license) if state.license else None,
             usage=Usage.from_counts(state.usage, roster=state.roster),

@@ -11,7 +11,6 @@ from graph.errors import ClientError
 from graph.permissions import CanViewLicense
 from licensing.domain import forecast as forecasting
 from licensing.domain.error_codes import ErrorCode
-from licensing.orchestration.service import NO_LICENSE
 from licensing.problems import Problem
 from licensing.storage.history import MAX_HISTORY_DAYS
 from licensing.storage.history import UsageDay as UsageDayView
@@ -100,7 +99,7 @@ class HistoryQuery:
         description="The daily counts of the last `days` days, oldest first (days without a "
         "snapshot are absent). At most 800 days are kept.",
     )
-    async def usage_history(self, info: Info, days: int = 90) -> list[UsageDay]:
+    async def usage_history(self, info: Info, days: int = 90) -> list[UsageDay] | None:
         _check_range("days", days, 1, MAX_HISTORY_DAYS)
         views = await info.context.service.usage_history(info.context.principal.district_id, days)
         return [UsageDay.from_view(view) for view in views]
@@ -108,15 +107,14 @@ class HistoryQuery:
     @strawberry.field(
         permission_classes=[CanViewLicense],
         description="When the license runs out at the recent growth rate, and when to start "
-        "purchasing given `leadTimeDays` (the product doc advises 2-4 weeks).",
+        "purchasing given `leadTimeDays` (the product doc advises 2-4 weeks). Null while the "
+        "district has no license (see licenseUnavailable).",
     )
     async def forecast(
         self, info: Info, lead_time_days: int = forecasting.DEFAULT_LEAD_TIME_DAYS
-    ) -> Forecast:
+    ) -> Forecast | None:
         _check_range("leadTimeDays", lead_time_days, 1, MAX_LEAD_TIME_DAYS)
         result = await info.context.service.forecast(
             info.context.principal.district_id, lead_time_days
         )
-        if result is None:
-            raise ClientError(NO_LICENSE)
-        return Forecast.from_forecast(result)
+        return Forecast.from_forecast(result) if result is not None else None

@@ -8,6 +8,7 @@ from typing import Annotated, ClassVar, Self
 
 import strawberry
 from strawberry import relay
+from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from graph.connections import (
@@ -20,6 +21,7 @@ from graph.connections import (
 from graph.context import GraphContext
 from graph.nodes import row_id_of
 from graph.permissions import CanManageSettings
+from graph.types import AuditAction, AuditOutcome, ScheduledJobKind, ScheduledJobOutcome
 from licensing.orchestration.scheduler import JobState
 from licensing.storage.audit import AUDIT_LIST, AuditEntry
 from licensing.storage.tokens import Permission
@@ -32,14 +34,13 @@ class AuditEvent(relay.Node):
     id: relay.NodeID[int]
     occurred_at: datetime.datetime
     actor: str
-    action: str = strawberry.field(
-        description="set_threshold, force_license_update, license_refresh, roster_sync, "
-        "roster_import, roster_sync_confirm, deactivate_students, reactivate_students, "
-        "token_created, token_revoked, ..."
+    action: AuditAction
+    outcome: AuditOutcome
+    old_value: JSON | None = strawberry.field(
+        description="The value before, as recorded: an object, a number or text. One too large "
+        'to keep is {"truncated": "<the start of its JSON text>"}.'
     )
-    outcome: str
-    old_value: str | None = strawberry.field(description="JSON of the value before.")
-    new_value: str | None = strawberry.field(description="JSON of the value after.")
+    new_value: JSON | None = strawberry.field(description="The value after, as recorded.")
     detail: str | None
 
     @classmethod
@@ -84,9 +85,7 @@ class AuditEventConnection(relay.Connection[AuditEvent]):
 @strawberry.type(description="A periodic job of the district and how its last run went.")
 class ScheduledJob(relay.Node):
     name: str
-    kind: str = strawberry.field(
-        description="license_refresh, roster_sync, usage_snapshot, alerts."
-    )
+    kind: ScheduledJobKind
     schedule: str | None = strawberry.field(
         description="For roster syncs and license refreshes: the cron expression, the district's "
         "time zone, the job's fixed delay and the quiet hours its next run was computed from."
@@ -94,7 +93,9 @@ class ScheduledJob(relay.Node):
     next_run_at: datetime.datetime
     last_started_at: datetime.datetime | None
     last_finished_at: datetime.datetime | None
-    last_outcome: str | None
+    last_outcome: ScheduledJobOutcome | None = strawberry.field(
+        description="How the last run ended; null before the first."
+    )
     last_error: str | None
     consecutive_failures: int
 
@@ -146,7 +147,7 @@ class OperationsQuery:
         before: Annotated[
             str | None, strawberry.argument(description=AUDIT_ARGUMENTS["before"])
         ] = None,
-    ) -> AuditEventConnection:
+    ) -> AuditEventConnection | None:
         service = info.context.service
         district_id = info.context.principal.district_id
         page = await read_page(
@@ -170,6 +171,6 @@ class OperationsQuery:
         permission_classes=[CanManageSettings],
         description="The district's scheduled jobs and the last outcome of each.",
     )
-    async def scheduled_jobs(self, info: Info) -> list[ScheduledJob]:
+    async def scheduled_jobs(self, info: Info) -> list[ScheduledJob] | None:
         states = await info.context.service.scheduled_jobs(info.context.principal.district_id)
         return [ScheduledJob.from_state(state) for state in states]

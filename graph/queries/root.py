@@ -16,15 +16,21 @@ from graph.types import (
     ActiveStudentFilterInput,
     Alert,
     AlertPlacement,
+    ApiToken,
     DataSource,
+    District,
     License,
     LicenseCheck,
     LicenseSettings,
+    LicenseSyncStatus,
+    LicenseUnavailable,
+    Permission,
     ReviewGroup,
     Usage,
+    Viewer,
 )
 from licensing.domain.error_codes import ErrorCode
-from licensing.orchestration.service import NO_LICENSE
+from licensing.domain.license_absence import license_absence
 from licensing.problems import Problem
 from licensing.storage.student_report import REPORT_LIST, ActiveStudentFilter
 
@@ -36,13 +42,52 @@ MAX_ADDITIONAL_STUDENTS = 10_000_000
 @strawberry.type
 class Query:
     @strawberry.field(
-        permission_classes=[CanViewLicense], description="The caller's district's license."
+        permission_classes=[CanViewLicense],
+        description="The caller's district's license; null until the license source has answered "
+        "once: licenseUnavailable then says why and what to do.",
     )
-    async def license(self, info: Info) -> License:
+    async def license(self, info: Info) -> License | None:
         state = await info.context.district_state()
-        if state.license is None:
-            raise ClientError(NO_LICENSE)
-        return License.from_view(state.license)
+        return License.from_view(state.license) if state.license else None
+
+    @strawberry.field(
+        permission_classes=[CanViewLicense],
+        description="Why `license` is null, and what to do; null when there is a license.",
+    )
+    async def license_unavailable(self, info: Info) -> LicenseUnavailable | None:
+        state = await info.context.district_state()
+        if state.license is not None:
+            return None
+        sync = state.snapshot.sync
+        return LicenseUnavailable.from_absence(
+            license_absence(
+                last_status=LicenseSyncStatus(sync.last_status)
+                if sync and sync.last_status
+                else None,
+                last_attempt_at=sync.last_attempt_at if sync else None,
+                last_error=sync.last_error if sync else None,
+            )
+        )
+
+    @strawberry.field(
+        permission_classes=[CanViewLicense],
+        description="Who is calling: the district and the API token (the Licensing tab's "
+        "session answers with the token that signed in).",
+    )
+    async def viewer(self, info: Info) -> Viewer:
+        principal = info.context.principal
+        district = (await info.context.district_state()).snapshot.district
+        return Viewer(
+            district=District(
+                slug=district.slug, name=district.official_name, time_zone=district.time_zone
+            ),
+            token=ApiToken(
+                name=principal.token_name,
+                # In the enum's order, so the answer is stable.
+                permissions=[p for p in Permission if principal.may(p)],
+                expires_at=None,
+            ),
+        )
 
     @strawberry.field(permission_classes=[CanViewLicense])
     async def usage(self, info: Info) -> Usage:
@@ -69,8 +114,12 @@ class Query:
             if placement is None or placement in record.placements
         ]
 
-    @strawberry.field(permission_classes=[CanManageSettings])
-    async def license_settings(self, info: Info) -> LicenseSettings:
+    @strawberry.field(
+        permission_classes=[CanManageSettings],
+        description="The Licensing Settings section; null (with a FORBIDDEN error) for a token "
+        "without MANAGE_SETTINGS.",
+    )
+    async def license_settings(self, info: Info) -> LicenseSettings | None:
         state = await info.context.district_state()
         return LicenseSettings.from_view(state.settings)
 
@@ -94,7 +143,7 @@ class Query:
             str | None, strawberry.argument(description=REPORT_ARGUMENTS["before"])
         ] = None,
         filter: ActiveStudentFilterInput | None = None,
-    ) -> ActiveStudentConnection:
+    ) -> ActiveStudentConnection | None:
         report_filter = filter.to_filter() if filter else ActiveStudentFilter()
         service = info.context.service
         district_id = info.context.principal.district_id
@@ -121,7 +170,7 @@ class Query:
         permission_classes=[CanManageSettings],
         description="Groups of counted students worth a look, largest saving first.",
     )
-    async def count_review(self, info: Info) -> list[ReviewGroup]:
+    async def count_review(self, info: Info) -> list[ReviewGroup] | None:
         groups = await info.context.service.count_review(info.context.principal.district_id)
         return [ReviewGroup.from_group(group) for group in groups]
 
@@ -129,7 +178,7 @@ class Query:
         permission_classes=[CanManageSettings],
         description="The district's roster sources and how their syncs went.",
     )
-    async def data_sources(self, info: Info) -> list[DataSource]:
+    async def data_sources(self, info: Info) -> list[DataSource] | None:
         views = await info.context.service.data_sources(info.context.principal.district_id)
         return [DataSource.from_view(view) for view in views]
 
@@ -137,7 +186,7 @@ class Query:
         permission_classes=[CanViewLicense],
         description="May the district activate this many more students?",
     )
-    async def license_check(self, info: Info, additional_students: int = 1) -> LicenseCheck:
+    async def license_check(self, info: Info, additional_students: int = 1) -> LicenseCheck | None:
         if not 0 <= additional_students <= MAX_ADDITIONAL_STUDENTS:
             raise ClientError(
                 Problem(

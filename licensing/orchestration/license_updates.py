@@ -27,7 +27,9 @@ from sqlmodel import Session, select
 
 from db.models import District, License, LicenseSyncState
 from db.session import Database, lock_district
+from licensing.domain.audit import AuditAction, AuditOutcome
 from licensing.domain.error_codes import ErrorCode
+from licensing.domain.states import LicenseSyncStatus
 from licensing.metrics import count_license_refresh
 from licensing.problems import Problem
 from licensing.settings import Settings
@@ -39,8 +41,8 @@ from licensing.storage.threshold import lower_threshold_to_license
 from plugins.manager import PluginManager, UnknownSourceError, source_options
 from plugins.records import DamagedLicenseError, DistrictRef, SignedLicense, SourceError
 
-FORCED_ACTION = "force_license_update"
-REFRESH_ACTION = "license_refresh"
+FORCED_ACTION = AuditAction.FORCE_LICENSE_UPDATE
+REFRESH_ACTION = AuditAction.LICENSE_REFRESH
 
 logger = logging.getLogger(__name__)
 
@@ -154,7 +156,7 @@ class LicenseUpdater:
                         district_id=district_id,
                         actor=actor,
                         action=FORCED_ACTION,
-                        outcome="throttled",
+                        outcome=AuditOutcome.THROTTLED,
                         now=now,
                         detail=f"Pressed again within the cooldown; retry in {seconds} s.",
                     )
@@ -303,7 +305,9 @@ class LicenseUpdater:
             state = _sync_state(session, district_id)
             state.last_attempt_at = now
             state.last_success_at = now
-            state.last_status = "updated" if changed else "unchanged"
+            state.last_status = (
+                LicenseSyncStatus.UPDATED if changed else LicenseSyncStatus.UNCHANGED
+            ).value
             state.last_error = None
             state.failing_since = None
             session.flush()
@@ -312,7 +316,7 @@ class LicenseUpdater:
                 district_id=district_id,
                 actor=actor,
                 action=action,
-                outcome="updated" if changed else "unchanged",
+                outcome=AuditOutcome.UPDATED if changed else AuditOutcome.UNCHANGED,
                 now=now,
                 old=old,
                 new=_summary(held),
@@ -337,12 +341,12 @@ class LicenseUpdater:
         district_id: int,
         problem: Problem,
         actor: str,
-        action: str,
+        action: AuditAction,
         now: datetime,
     ) -> None:
         state = _sync_state(session, district_id)
         state.last_attempt_at = now
-        state.last_status = "failed"
+        state.last_status = LicenseSyncStatus.FAILED.value
         state.last_error = problem.message[:1000]
         state.failing_since = state.failing_since or now
         count_license_refresh(outcome="failed", action=action)
@@ -353,7 +357,7 @@ class LicenseUpdater:
             district_id=district_id,
             actor=actor,
             action=action,
-            outcome="failed",
+            outcome=AuditOutcome.FAILED,
             now=now,
             detail=f"{problem.code}: {problem.message}",
         )

@@ -21,6 +21,7 @@ from sqlmodel import Session, col, select
 
 from db.models import Alert, ChangeEvent, District, ScheduledJob
 from db.session import Database, stored_id
+from licensing.domain.states import ScheduledJobKind
 from licensing.orchestration.webhooks import enqueue_alert
 from licensing.settings import Settings
 from plugins.manager import PluginManager
@@ -123,7 +124,9 @@ def _notification_job(session: Session, now: datetime) -> ScheduledJob:
         return job
     try:
         with session.begin_nested():
-            job = ScheduledJob(name=NOTIFICATIONS_JOB, kind="notifications", next_run_at=now)
+            job = ScheduledJob(
+                name=NOTIFICATIONS_JOB, kind=ScheduledJobKind.NOTIFICATIONS.value, next_run_at=now
+            )
             session.add(job)
     except IntegrityError:  # created meanwhile by another worker
         job = session.get(ScheduledJob, NOTIFICATIONS_JOB)

@@ -16,6 +16,7 @@ from sqlmodel import select
 
 from db.models import District
 from db.session import stored_id
+from licensing.domain.states import ScheduledJobKind
 from licensing.orchestration.scheduler import (
     ALERTS_EVERY,
     ROSTER_CLEANUP_EVERY,
@@ -47,9 +48,19 @@ class ServiceJobs:
                 for row in session.exec(select(District)).all()
             ]
         specs = [
-            JobSpec("notifications", "notifications", None, timedelta(0), self._notifications),
             JobSpec(
-                "roster_cleanup", "roster_cleanup", None, ROSTER_CLEANUP_EVERY, self._roster_cleanup
+                "notifications",
+                ScheduledJobKind.NOTIFICATIONS,
+                None,
+                timedelta(0),
+                self._notifications,
+            ),
+            JobSpec(
+                "roster_cleanup",
+                ScheduledJobKind.ROSTER_CLEANUP,
+                None,
+                ROSTER_CLEANUP_EVERY,
+                self._roster_cleanup,
             ),
         ]
         for district_id, slug, time_zone in districts:
@@ -58,7 +69,7 @@ class ServiceJobs:
             specs += [
                 JobSpec(
                     refresh,
-                    "license_refresh",
+                    ScheduledJobKind.LICENSE_REFRESH,
                     district_id,
                     timedelta(0),
                     self._license_refresh(district_id),
@@ -68,14 +79,14 @@ class ServiceJobs:
                 ),
                 JobSpec(
                     f"alerts:{district_id}",
-                    "alerts",
+                    ScheduledJobKind.ALERTS,
                     district_id,
                     ALERTS_EVERY,
                     self._alerts(district_id),
                 ),
                 JobSpec(
                     f"usage_snapshot:{district_id}",
-                    "usage_snapshot",
+                    ScheduledJobKind.USAGE_SNAPSHOT,
                     district_id,
                     SNAPSHOT_EVERY,
                     self._usage_snapshot(district_id),
@@ -86,7 +97,7 @@ class ServiceJobs:
                 specs.append(
                     JobSpec(
                         sync,
-                        "roster_sync",
+                        ScheduledJobKind.ROSTER_SYNC,
                         district_id,
                         timedelta(0),
                         self._roster_sync(district_id, source),

@@ -33,6 +33,7 @@ from sqlmodel import Session, col, select
 from db.models import ScheduledJob
 from db.outage import is_database_unavailable
 from db.session import Database, affected_rows
+from licensing.domain.states import ScheduledJobKind, ScheduledJobOutcome
 from licensing.problems import internal_error_text
 from licensing.schedules import CronSchedule
 
@@ -59,7 +60,7 @@ class JobSpec:
     ``every`` (every tick for zero)."""
 
     name: str
-    kind: str
+    kind: ScheduledJobKind
     district_id: int | None
     every: timedelta
     run: Callable[[], Awaitable[JobOutcome]]
@@ -166,7 +167,7 @@ class Scheduler:
                     session.add(
                         ScheduledJob(
                             name=spec.name,
-                            kind=spec.kind,
+                            kind=spec.kind.value,
                             district_id=spec.district_id,
                             next_run_at=self._first_run(spec, now),
                             interval_seconds=spec.stored_interval,
@@ -248,7 +249,9 @@ class Scheduler:
             job.last_finished_at = now
             job.interval_seconds = spec.stored_interval
             job.schedule = spec.stored_schedule
-            job.last_outcome = "ok" if outcome.ok else "failed"
+            job.last_outcome = (
+                ScheduledJobOutcome.OK if outcome.ok else ScheduledJobOutcome.FAILED
+            ).value
             job.last_error = None if outcome.ok else (outcome.detail or "failed")[:2000]
             if outcome.ok:
                 job.consecutive_failures = 0
@@ -277,12 +280,12 @@ class Scheduler:
 @dataclass(frozen=True)
 class JobState:
     name: str
-    kind: str
+    kind: ScheduledJobKind
     schedule: str | None
     next_run_at: datetime
     last_started_at: datetime | None
     last_finished_at: datetime | None
-    last_outcome: str | None
+    last_outcome: ScheduledJobOutcome | None
     last_error: str | None
     consecutive_failures: int
 
@@ -297,12 +300,12 @@ def district_jobs(database, district_id: int) -> list[JobState]:
     return [
         JobState(
             name=row.name,
-            kind=row.kind,
+            kind=ScheduledJobKind(row.kind),
             schedule=row.schedule,
             next_run_at=row.next_run_at,
             last_started_at=row.last_started_at,
             last_finished_at=row.last_finished_at,
-            last_outcome=row.last_outcome,
+            last_outcome=ScheduledJobOutcome(row.last_outcome) if row.last_outcome else None,
             last_error=row.last_error,
             consecutive_failures=row.consecutive_failures,
         )

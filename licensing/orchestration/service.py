@@ -16,6 +16,7 @@ from anyio import to_thread
 
 from db.session import Database, lock_district
 from licensing.domain import rules
+from licensing.domain.audit import AuditAction, AuditOutcome
 from licensing.domain.clock import utc_now
 from licensing.domain.error_codes import ErrorCode
 from licensing.domain.forecast import DailyPoint, Forecast, forecast
@@ -374,7 +375,7 @@ class LicensingService:
     ) -> StudentsUpdate:
         now = self.clock()
         district_id = principal.district_id
-        action = "reactivate_students" if enabled else "deactivate_students"
+        action = AuditAction.REACTIVATE_STUDENTS if enabled else AuditAction.DEACTIVATE_STUDENTS
         guard = self._roster_guard(district_id, LOCAL_SOURCE)
         changed = 0
         with self.database.write() as session:
@@ -388,7 +389,7 @@ class LicensingService:
                     district_id=district_id,
                     actor=principal.actor,
                     action=action,
-                    outcome="rejected",
+                    outcome=AuditOutcome.REJECTED,
                     now=now,
                     old={"used": used},
                     new={"used": used, "ids": ids[:100], "changed": 0},
@@ -617,7 +618,7 @@ class LicensingService:
                 district_id=district_id,
                 actor=principal.actor,
                 action=THRESHOLD_ACTION,
-                outcome="rejected" if problems else "changed",
+                outcome=AuditOutcome.REJECTED if problems else AuditOutcome.CHANGED,
                 now=now,
                 old=old,
                 new=students_remaining,

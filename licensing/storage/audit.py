@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlmodel import Session
 
 from db.models import AuditEvent, table_of
+from licensing.domain.audit import AuditAction, AuditOutcome
 from licensing.storage import cursors
 from licensing.storage.district_version import district_changed
 from licensing.storage.paging import KeysetList, Page, PageRequest, keyset_page
@@ -21,8 +22,8 @@ def record_event(
     *,
     district_id: int,
     actor: str,
-    action: str,
-    outcome: str,
+    action: AuditAction,
+    outcome: AuditOutcome,
     now: datetime,
     old: Any = None,
     new: Any = None,
@@ -35,10 +36,11 @@ def record_event(
             district_id=district_id,
             occurred_at=now,
             actor=actor,
-            action=action,
+            # Checked against the vocabulary (a caller may pass the text), stored as plain text.
+            action=AuditAction(action).value,
             old_value=_value_text(old),
             new_value=_value_text(new),
-            outcome=outcome,
+            outcome=AuditOutcome(outcome).value,
             detail=detail[:2000] if detail else None,
         )
     )
@@ -61,6 +63,10 @@ def _value_text(value: Any) -> str | None:
     return json.dumps({"truncated": text[: MAX_VALUE_TEXT // 2 - 50]})
 
 
+def _value_of(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
 MAX_AUDIT_PAGE = 100
 DEFAULT_AUDIT_PAGE = 50
 
@@ -79,10 +85,10 @@ class AuditEntry:
     id: int
     occurred_at: datetime
     actor: str
-    action: str
-    outcome: str
-    old_value: str | None
-    new_value: str | None
+    action: AuditAction
+    outcome: AuditOutcome
+    old_value: Any  # the JSON value recorded, decoded
+    new_value: Any
     detail: str | None
 
 
@@ -91,10 +97,10 @@ def _entry(row: Any) -> AuditEntry:
         id=row.id,
         occurred_at=row.occurred_at,
         actor=row.actor,
-        action=row.action,
-        outcome=row.outcome,
-        old_value=row.old_value,
-        new_value=row.new_value,
+        action=AuditAction(row.action),
+        outcome=AuditOutcome(row.outcome),
+        old_value=_value_of(row.old_value),
+        new_value=_value_of(row.new_value),
         detail=row.detail,
     )
 

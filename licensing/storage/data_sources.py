@@ -10,6 +10,7 @@ from sqlmodel import Session, col, select
 
 from db.models import RosterRecord, RosterSyncRun
 from licensing.domain import rules
+from licensing.domain.states import SyncMode, SyncRunStatus
 from licensing.settings import RosterSourceConfig
 from licensing.storage.intake import (
     FINISHED,
@@ -31,7 +32,7 @@ class DataSourceView:
     kind: str
     configured: bool
     roster: rules.RosterStatus
-    last_status: str | None = None
+    last_status: SyncRunStatus | None = None
     last_attempt_at: datetime | None = None
     last_success_at: datetime | None = None
     last_error: str | None = None
@@ -42,7 +43,7 @@ class DataSourceView:
     held: bool = False
     intake: IntakeView | None = None  # of the latest finished run
 
-    last_sync_mode: str | None = None  # full or delta: the last applied sync's
+    last_sync_mode: SyncMode | None = None  # the last applied sync's
     last_full_sync_at: datetime | None = None
 
 
@@ -110,7 +111,7 @@ def _view(
         name=name,
         kind=kind,
         configured=config is not None,
-        last_status=latest.status if latest else None,
+        last_status=SyncRunStatus(latest.status) if latest else None,
         last_attempt_at=latest.started_at if latest else None,
         last_success_at=applied.finished_at if applied else None,
         last_error=latest.error
@@ -123,7 +124,7 @@ def _view(
         held=bool(decisive and decisive.status == "held"),
         intake=_intake(session, district_id, name, decisive),
         roster=roster,
-        last_sync_mode=applied.mode if applied else None,
+        last_sync_mode=SyncMode(applied.mode) if applied else None,
         last_full_sync_at=last_full.finished_at if last_full else None,
     )
 

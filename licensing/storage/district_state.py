@@ -14,6 +14,7 @@ from db import queries
 from db.models import District, License, LicenseSyncState
 from db.session import lock_district
 from licensing.domain import rules
+from licensing.domain.states import LicenseSyncStatus
 from licensing.settings import DistrictConfig, Settings
 from licensing.storage.alert_state import (
     LICENSE_TOPIC,
@@ -87,7 +88,7 @@ class LicenseView:
     days_until_expiration: int
     source: str
     last_synced_at: datetime | None
-    last_sync_status: str | None
+    last_sync_status: LicenseSyncStatus | None
     last_sync_error: str | None
     stale: bool
     roster: rules.RosterStatus
@@ -202,7 +203,7 @@ def license_view(
         ),
         source=license_row.source,
         last_synced_at=sync.last_success_at if sync else None,
-        last_sync_status=sync.last_status if sync else None,
+        last_sync_status=LicenseSyncStatus(sync.last_status) if sync and sync.last_status else None,
         last_sync_error=sync.last_error if sync else None,
         # The last good license is still shown when a refresh fails; it is only marked stale.
         stale=bool(sync and sync.failing_since is not None),

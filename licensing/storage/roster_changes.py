@@ -32,7 +32,9 @@ from sqlmodel import Session, col, select
 from db import queries
 from db.models import DistrictUsage, RosterSyncRun
 from db.session import affected_rows, get_existing, lock_district, stored_id
+from licensing.domain.audit import AuditAction, AuditOutcome
 from licensing.domain.error_codes import ErrorCode
+from licensing.domain.states import SyncMode, SyncRunStatus
 from licensing.metrics import count_roster_sync
 from licensing.problems import Problem
 from licensing.settings import RosterSourceConfig, Settings
@@ -44,24 +46,25 @@ from licensing.storage.intake import IntakeTally, forget_old_issues, store_intak
 from licensing.storage.roster import UsageCounts, current_usage, normalize_all, refresh_usage
 from plugins.records import INTAKE_FACTS, IntakeWarning, QuarantinedRow, StudentRecord
 
-RUNNING = "running"
-APPLIED = "applied"
-HELD = "held"
-FAILED = "failed"
-SUPERSEDED = "superseded"
-UNCHANGED = "unchanged"  # the source had nothing new: the roster in force is kept
+# A run's status as stored (plain text, compared in SQL).
+RUNNING = SyncRunStatus.RUNNING.value
+APPLIED = SyncRunStatus.APPLIED.value
+HELD = SyncRunStatus.HELD.value
+FAILED = SyncRunStatus.FAILED.value
+SUPERSEDED = SyncRunStatus.SUPERSEDED.value
+UNCHANGED = SyncRunStatus.UNCHANGED.value  # the source had nothing new: the roster in force is kept
 # Runs whose staging rows are still needed: being staged, or waiting for confirmation.
 STAGING_KEPT = (RUNNING, HELD)
 # Runs that describe the roster in force or a roster waiting to be: newer ones supersede older.
 DECIDED = (APPLIED, HELD)
 
 # What a run's staging rows are: the source's whole roster, or changes to the roster it has.
-FULL = "full"
-DELTA = "delta"
+FULL = SyncMode.FULL.value
+DELTA = SyncMode.DELTA.value
 
-SYNC_ACTION = "roster_sync"
-IMPORT_ACTION = "roster_import"
-CONFIRM_ACTION = "roster_sync_confirm"
+SYNC_ACTION = AuditAction.ROSTER_SYNC
+IMPORT_ACTION = AuditAction.ROSTER_IMPORT
+CONFIRM_ACTION = AuditAction.ROSTER_SYNC_CONFIRM
 # Followed by anything that shows how a source's syncs went (dataSources); a change of the
 # counts is also written on the license topic, by the alert re-evaluation.
 ROSTER_TOPIC = "roster_sync"
@@ -167,7 +170,7 @@ def settle_run(
     session: Session,
     *,
     run_id: int,
-    action: str,
+    action: AuditAction,
     actor: str,
     now: datetime,
     guard: RosterGuard,
@@ -339,7 +342,7 @@ def _settle_delta(
     session: Session,
     run: RosterSyncRun,
     *,
-    action: str,
+    action: AuditAction,
     actor: str,
     now: datetime,
     guard: RosterGuard,
@@ -470,7 +473,7 @@ def apply_roster(
     actor: str = "system",
     kind: str = "import",
     guard: RosterGuard = DEFAULT_GUARD,
-    action: str = IMPORT_ACTION,
+    action: AuditAction = IMPORT_ACTION,
 ) -> SyncOutcome:
     """Apply records held in memory (an import) through the same run, hold and audit as a sync.
 
@@ -516,7 +519,7 @@ def apply_enabled_switch(
     kind: str,
     ids: list[str],
     enabled: bool,
-    action: str,
+    action: AuditAction,
     actor: str,
     now: datetime,
     guard: RosterGuard,
@@ -695,7 +698,7 @@ def _supersede(
     newer: RosterSyncRun,
     *,
     actor: str,
-    action: str,
+    action: AuditAction,
     now: datetime,
 ) -> SyncOutcome:
     used = current_usage(session, district_id=run.district_id).active_students
@@ -728,7 +731,7 @@ def _hold(
     reasons: list[str],
     *,
     guard: RosterGuard,
-    action: str,
+    action: AuditAction,
     now: datetime,
 ) -> SyncOutcome:
     run.status = HELD
@@ -763,7 +766,7 @@ def _apply(
     excluded: dict[str, int],
     *,
     actor: str,
-    action: str,
+    action: AuditAction,
     now: datetime,
     guard: RosterGuard,
 ) -> SyncOutcome:
@@ -883,7 +886,7 @@ def _record(
     session: Session,
     run: RosterSyncRun,
     *,
-    action: str,
+    action: AuditAction,
     actor: str,
     outcome: str,
     now: datetime,
@@ -897,7 +900,7 @@ def _record(
         district_id=run.district_id,
         actor=actor,
         action=action,
-        outcome=outcome,
+        outcome=AuditOutcome(outcome),
         now=now,
         old={"used": used[0], "source_active": run.active_before},
         new={

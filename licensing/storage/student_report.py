@@ -18,6 +18,7 @@ from sqlmodel import Session
 from db.models import RosterRecord, table_of
 from db.rules_sql import counts_against_license
 from db.session import Database
+from licensing.domain import rules
 from licensing.storage import cursors
 from licensing.storage.paging import KeysetList, Page, PageRequest, keyset_page
 
@@ -54,8 +55,8 @@ class ActiveStudentRow:
     schools: tuple[str, ...]
     graduation_year: int | None
     last_modified: datetime | None
-    role: str
-    status: str
+    role: rules.Role
+    status: rules.Lifecycle
     raw_status: str | None
     enabled: bool
 
@@ -190,8 +191,8 @@ def _row(values: Any) -> ActiveStudentRow:
         schools=tuple(values.schools.split(",")) if values.schools else (),
         graduation_year=values.graduation_year,
         last_modified=values.last_modified,
-        role=values.role,
-        status=values.lifecycle,
+        role=rules.Role(values.role),
+        status=rules.Lifecycle(values.lifecycle),
         raw_status=values.raw_status,
         enabled=values.enabled,
     )

@@ -13,11 +13,12 @@ from sqlmodel import Session
 
 from db.models import LicenseSettings
 from licensing.domain import rules
+from licensing.domain.audit import AuditAction, AuditOutcome
 from licensing.domain.error_codes import ErrorCode
 from licensing.problems import Problem
 from licensing.storage.audit import record_event
 
-THRESHOLD_ACTION = "set_threshold"
+THRESHOLD_ACTION = AuditAction.SET_THRESHOLD
 THRESHOLD_FIELD = "studentsRemaining"
 MAX_ACTOR = 200  # the audit log's actor column
 
@@ -50,7 +51,7 @@ def lower_threshold_to_license(
         district_id=district_id,
         actor=f"license update ({actor})"[:MAX_ACTOR],
         action=THRESHOLD_ACTION,
-        outcome="lowered",
+        outcome=AuditOutcome.LOWERED,
         now=now,
         old=old,
         new=new,

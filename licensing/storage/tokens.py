@@ -13,6 +13,7 @@ from sqlmodel import Session, col, select
 
 from db.models import ApiToken, DashboardSession, District
 from db.session import Database, stored_id
+from licensing.domain.audit import AuditAction, AuditOutcome
 from licensing.storage.audit import record_event
 
 TOKEN_PREFIX = "m1t1_"
@@ -175,8 +176,8 @@ def issue_token(
             session,
             district_id=district_id,
             actor=actor,
-            action="token_created",
-            outcome="created",
+            action=AuditAction.TOKEN_CREATED,
+            outcome=AuditOutcome.CREATED,
             now=now,
             new={"id": token.id, "name": token.name, "permissions": token.permissions},
         )
@@ -194,8 +195,8 @@ def withdraw_token(
                 session,
                 district_id=district_id,
                 actor=actor,
-                action="token_revoked",
-                outcome="revoked",
+                action=AuditAction.TOKEN_REVOKED,
+                outcome=AuditOutcome.REVOKED,
                 now=now,
                 old={"id": token_id},
             )

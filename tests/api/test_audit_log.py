@@ -38,14 +38,20 @@ async def test_the_audit_log_shows_each_action_newest_first(client, make_distric
         after = page["pageInfo"]["endCursor"]
 
     assert [(entry["action"], entry["outcome"]) for entry in actions] == [
-        ("force_license_update", "unchanged"),
-        ("set_threshold", "rejected"),
-        ("set_threshold", "changed"),
-        ("license_refresh", "updated"),
-        ("roster_import", "applied"),  # the district's first roster
+        ("FORCE_LICENSE_UPDATE", "UNCHANGED"),
+        ("SET_THRESHOLD", "REJECTED"),
+        ("SET_THRESHOLD", "CHANGED"),
+        ("LICENSE_REFRESH", "UPDATED"),
+        ("ROSTER_IMPORT", "APPLIED"),  # the district's first roster
     ]
     changed = actions[2]
-    assert (changed["oldValue"], changed["newValue"]) == ("50", "20")
+    # JSON values arrive as JSON: numbers and objects, not text holding them.
+    assert (changed["oldValue"], changed["newValue"]) == (50, 20)
+    refreshed = actions[3]
+    assert refreshed["oldValue"] is None
+    assert refreshed["newValue"]["total"] == 1000
+    imported = actions[4]
+    assert imported["oldValue"] == {"used": 0, "source_active": 0}
     assert changed["actor"].startswith("token:")
     assert changed["occurredAt"].startswith("2026-11-28T15:00")
 

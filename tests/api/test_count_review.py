@@ -103,7 +103,7 @@ async def test_deactivating_the_local_ones_turns_red_to_the_right_number_at_once
     )
 
     payload = confirmed["confirmRosterSync"]
-    assert (payload["status"], payload["errors"]) == ("applied", [])
+    assert (payload["status"], payload["errors"]) == ("APPLIED", [])
     assert payload["license"] == {"display": "795 / 1000", "level": "GREEN"}
     assert payload["usage"]["disabledStudents"] == 205
     after = await graphql_data(client, district.manager_token, REVIEW)
@@ -175,8 +175,8 @@ async def test_the_report_pages_with_stable_cursors_and_filters(client, district
     node = connection["edges"][0]["node"]
     assert (node["source"], node["status"], node["role"], node["enabled"]) == (
         "local",
-        "active",
-        "student",
+        "ACTIVE",
+        "STUDENT",
         True,
     )
 

@@ -134,14 +134,16 @@ async def test_mutations_are_refused_over_get(client, make_district):
     assert settings["licenseSettings"]["studentsRemainingThreshold"] == 50
 
 
-async def test_no_license_yet_is_a_clear_error(client, service):
+async def test_no_license_yet_is_said_without_an_error(client, service):
     from licensing.storage.tokens import Permission
     from tests.utils.districts import create_district, token_for
 
     district_id = create_district(service, slug="new")
     token = token_for(service, district_id, Permission.VIEW_LICENSE)
 
-    response = await graphql(client, token, "{ license { display } }")
+    response = await graphql(client, token, "{ license { display } licenseUnavailable { reason } }")
 
     assert response.status_code == 200
-    assert response.json()["errors"][0]["extensions"]["code"] == "LICENSE_NOT_AVAILABLE"
+    body = response.json()
+    assert "errors" not in body
+    assert body["data"] == {"license": None, "licenseUnavailable": {"reason": "NOT_REQUESTED"}}

@@ -116,7 +116,7 @@ async def test_buy_more_replace_file_force_update_see_new_total(client, make_dis
 
     after = await read_license(client, district.manager_token)
     assert after["license"]["display"] == "960 / 1100"
-    assert after["license"]["lastSyncStatus"] == "updated"
+    assert after["license"]["lastSyncStatus"] == "UPDATED"
     assert after["alerts"] == []
     history = (await graphql_data(client, district.manager_token, HISTORY))["alerts"]
     [resolved] = [alert for alert in history if alert["id"] == low_alert_id]
@@ -197,7 +197,7 @@ async def test_press_after_cooldown_with_nothing_new_is_not_an_update(
     assert again["errors"] == []
     assert again["retryAfterSeconds"] is None
     assert again["license"]["display"] == "960 / 1100"
-    assert again["license"]["lastSyncStatus"] == "unchanged"
+    assert again["license"]["lastSyncStatus"] == "UNCHANGED"
 
 
 async def test_throttled_press_does_not_ask_the_source(
@@ -344,7 +344,7 @@ async def assert_kept_and_stale(client, token: str, payload: dict, code: str) ->
     assert license["display"] == "960 / 1000"
     assert license["status"] == "ACTIVE"
     assert license["stale"] is True
-    assert license["lastSyncStatus"] == "failed"
+    assert license["lastSyncStatus"] == "FAILED"
     assert license["lastSyncError"]
 
     shown = (await read_license(client, token))["license"]
@@ -352,7 +352,7 @@ async def assert_kept_and_stale(client, token: str, payload: dict, code: str) ->
     assert shown["status"] == "ACTIVE"
     assert shown["accessLevel"] == "FULL"
     assert shown["stale"] is True
-    assert shown["lastSyncStatus"] == "failed"
+    assert shown["lastSyncStatus"] == "FAILED"
     assert shown["lastSyncError"]
 
 
@@ -420,7 +420,7 @@ async def test_stale_clears_after_a_later_good_update(
     shown = (await read_license(client, district.manager_token))["license"]
     assert shown["total"] == 1100
     assert shown["stale"] is False
-    assert shown["lastSyncStatus"] == "updated"
+    assert shown["lastSyncStatus"] == "UPDATED"
     assert shown["lastSyncError"] is None
     assert shown["lastSyncedAt"] is not None
 
@@ -638,7 +638,7 @@ async def test_a_slow_source_is_answered_in_progress_and_finished_in_the_backgro
 
     shown = (await read_license(client, district.manager_token))["license"]
     assert shown["display"] == "960 / 1100"
-    assert shown["lastSyncStatus"] == "updated"
+    assert shown["lastSyncStatus"] == "UPDATED"
     assert shown["stale"] is False
     assert [event.outcome for event in forced_events(service, district.id)] == ["updated"]
     # The cooldown started with the request: a press now is throttled, not asked again.
@@ -667,7 +667,7 @@ async def test_a_background_update_that_fails_is_recorded_like_any_refresh_failu
     shown = (await read_license(client, district.manager_token))["license"]
     assert shown["total"] == 1000
     assert shown["stale"] is True
-    assert shown["lastSyncStatus"] == "failed"
+    assert shown["lastSyncStatus"] == "FAILED"
     assert shown["lastSyncError"]
     [event] = forced_events(service, district.id)
     assert event.outcome == "failed"

@@ -105,7 +105,7 @@ async def test_a_first_sync_that_fails_is_alerted_at_once_with_its_reason(
         "Roster source 'sis' has never synced successfully; its students are not counted."
     )
     assert data["usage"]["rosterStatus"] == status
-    assert data["dataSources"][0]["lastStatus"] == "failed"
+    assert data["dataSources"][0]["lastStatus"] == "FAILED"
     assert data["dataSources"][0]["rosterStatus"] == status
     assert data["license"]["display"] == "? / 1000"
     [alert] = data["alerts"]
@@ -170,7 +170,7 @@ async def test_a_held_sync_is_shown_and_alerted_at_once_until_confirmed(
         'mutation($run: Int) { confirmRosterSync(source: "sis", runId: $run) { status } }',
         {"run": held.run_id},
     )
-    assert confirmed["confirmRosterSync"]["status"] == "applied"
+    assert confirmed["confirmRosterSync"]["status"] == "APPLIED"
     data = await state(client, district)
     assert data["license"]["rosterStatus"]["state"] == "CURRENT"
     assert data["license"]["display"] == "400 / 1000"

@@ -469,20 +469,20 @@ def check_thresholds(storm: Storm, events: list[dict[str, Any]], initial: int) -
     for sent in acknowledged:
         payload = sent.data()["setThreshold"]
         assert payload["errors"] == [], payload
-    changes = [e for e in events if e["action"] == "set_threshold"]
-    assert {e["outcome"] for e in changes} == {"changed"}
-    applied = [json.loads(e["newValue"]) for e in changes]
+    changes = [e for e in events if e["action"] == "SET_THRESHOLD"]
+    assert {e["outcome"] for e in changes} == {"CHANGED"}
+    applied = [e["newValue"] for e in changes]
     assert Counter(applied) == Counter(sent.value for sent in acknowledged), (
         "the audit log must hold exactly one event per acknowledged change"
     )
     previous = initial
     for event in changes:
-        assert json.loads(event["oldValue"]) == previous, "a change was lost or applied twice"
-        previous = json.loads(event["newValue"])
+        assert event["oldValue"] == previous, "a change was lost or applied twice"
+        previous = event["newValue"]
 
     by_value = {sent.value: sent for sent in acknowledged}
     for event in changes:
-        assert event["actor"].endswith(f"({by_value[json.loads(event['newValue'])].token.name})")
+        assert event["actor"].endswith(f"({by_value[event['newValue']].token.name})")
     in_order = [by_value[value] for value in applied]
     # Real-time order: no change applied before another whose acknowledgement came first had
     # reached the client (earliest acknowledgement among the later-applied ones, by suffix).
@@ -524,14 +524,14 @@ def check_force_updates(
     for payload in throttled:
         assert payload["updated"] is False
         assert 1 <= payload["retryAfterSeconds"] <= COOLDOWN_SECONDS
-    forced = [e for e in events if e["action"] == "force_license_update"]
+    forced = [e for e in events if e["action"] == "FORCE_LICENSE_UPDATE"]
     outcomes = Counter(e["outcome"] for e in forced)
-    assert outcomes["updated"] == 1, outcomes
-    assert set(outcomes) <= {"updated", "throttled"}, outcomes
+    assert outcomes["UPDATED"] == 1, outcomes
+    assert set(outcomes) <= {"UPDATED", "THROTTLED"}, outcomes
     # Presses of one worker that meet a claim in flight share its answer (and its one event).
-    assert (outcomes["throttled"] >= 1) == bool(throttled)
-    assert outcomes["throttled"] <= len(throttled)
-    refreshes = [e for e in events if e["action"] == "license_refresh"]
+    assert (outcomes["THROTTLED"] >= 1) == bool(throttled)
+    assert outcomes["THROTTLED"] <= len(throttled)
+    refreshes = [e for e in events if e["action"] == "LICENSE_REFRESH"]
     assert len(refreshes) == 1, "only the setup's `licensing sync` refreshed the license"
     return len(served), len(throttled)
 
@@ -550,10 +550,8 @@ def check_storm(storm: Storm, deployment: Deployment, *, initial_threshold: int)
     last_ack_was_last_applied = check_thresholds(storm, events, initial_threshold)
     went_upstream, throttled = check_force_updates(storm, events, deployment)
     final = query(deployment, SETTINGS)
-    last_change = [e for e in events if e["action"] == "set_threshold"][-1]
-    assert final["licenseSettings"]["studentsRemainingThreshold"] == json.loads(
-        last_change["newValue"]
-    )
+    last_change = [e for e in events if e["action"] == "SET_THRESHOLD"][-1]
+    assert final["licenseSettings"]["studentsRemainingThreshold"] == last_change["newValue"]
     assert final["license"]["total"] == UPDATED_SEATS
     return Findings(
         upstream=len(deployment.upstream.requests),
@@ -690,16 +688,16 @@ def test_the_same_load_while_a_roster_sync_replaces_tens_of_thousands_of_student
     assert seen[before] and seen[synced.active_students], (
         f"the roster changed outside the load: {seen}"
     )
-    syncs = [e for e in audit_log(deployment) if e["action"] == "roster_sync"]
-    assert [(e["outcome"], json.loads(e["newValue"])["used"]) for e in syncs] == [
-        ("applied", before),
-        ("applied", synced.active_students),
+    syncs = [e for e in audit_log(deployment) if e["action"] == "ROSTER_SYNC"]
+    assert [(e["outcome"], e["newValue"]["used"]) for e in syncs] == [
+        ("APPLIED", before),
+        ("APPLIED", synced.active_students),
     ]
     sources = query(deployment, DATA_SOURCES)
     assert sources["dataSources"] == [
         {
             "name": "sis",
-            "lastStatus": "applied",
+            "lastStatus": "APPLIED",
             "records": synced.records,
             "activeStudents": synced.active_students,
         }

@@ -252,6 +252,29 @@ async def test_sign_in_and_read_the_license(make_district, issuer, open_tab):
     assert not await page.locator("#tab").is_visible()
 
 
+async def test_a_district_without_a_license_says_why_and_shows_the_rest(service, open_tab):
+    from licensing.storage.tokens import Permission
+    from tests.utils.districts import create_district, token_for
+
+    district_id = create_district(service, slug="new", roster=students(7))
+    token = token_for(service, district_id, Permission.MANAGE_SETTINGS)
+    tab = await open_tab()
+    page = tab.page
+    await page.goto(tab.base_url + "/")
+    await page.get_by_label("API token").fill(token)
+    await page.get_by_role("button", name="Sign in").click()
+
+    notice = page.locator("#no-license")
+    await notice.filter(has_text="No license has been received").wait_for()
+    assert "Force License Update" in await notice.inner_text()
+    assert not await page.locator("#license-facts").is_visible()
+    assert await page.locator("#page-status").inner_text() == ""  # not a failed refresh
+    assert (
+        await page.get_by_label("Number of Students Remaining to Show Alert").input_value() == "50"
+    )
+    await tab.screenshot("02b-no-license-yet")
+
+
 async def test_expired_license_says_what_to_do(make_district, open_tab, clock):
     from datetime import date
 

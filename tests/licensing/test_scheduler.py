@@ -177,7 +177,7 @@ async def test_a_failing_job_backs_off_and_its_outcome_is_queryable(
         "{ scheduledJobs { name kind lastOutcome lastError consecutiveFailures } }",
     )
     jobs = {item["name"]: item for item in data["scheduledJobs"]}
-    assert jobs[f"license_refresh:{district.id}"]["lastOutcome"] == "failed"
+    assert jobs[f"license_refresh:{district.id}"]["lastOutcome"] == "FAILED"
     assert jobs[f"license_refresh:{district.id}"]["consecutiveFailures"] == 2
 
 

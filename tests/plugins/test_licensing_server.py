@@ -280,7 +280,7 @@ async def test_a_good_answer_is_verified_and_stored(service, upstream, client, c
     data = await graphql_data(client, token, DASHBOARD)
     assert data["license"]["display"] == "12 / 1100"
     assert data["license"]["stale"] is False
-    assert data["license"]["lastSyncStatus"] == "updated"
+    assert data["license"]["lastSyncStatus"] == "UPDATED"
 
 
 @pytest.mark.parametrize("skew_minutes", [-4, 4])
@@ -316,7 +316,7 @@ async def test_server_errors_keep_the_license_stale_after_one_attempt_and_three_
     assert data["license"]["total"] == 1000
     assert data["license"]["status"] == "ACTIVE"
     assert data["license"]["stale"] is True
-    assert data["license"]["lastSyncStatus"] == "failed"
+    assert data["license"]["lastSyncStatus"] == "FAILED"
     assert "HTTP 500" in data["license"]["lastSyncError"]
     assert data["license"]["lastSyncedAt"] is not None
 

@@ -470,7 +470,7 @@ async def test_data_sources_shows_a_folder_with_nothing_new_as_unchanged(
 
     data = await graphql_data(client, token, "{ dataSources { name lastStatus lastError } }")
 
-    assert data["dataSources"] == [{"name": "drop", "lastStatus": "unchanged", "lastError": None}]
+    assert data["dataSources"] == [{"name": "drop", "lastStatus": "UNCHANGED", "lastError": None}]
 
 
 # --- Configuration: checked when it loads, as documented -------------------------------------

@@ -119,7 +119,7 @@ async def test_a_first_sync_short_of_the_stated_total_fails_and_applies_nothing(
     assert "reported 255 students (X-Total-Count) but sent 250" in message
     shown = await sis_source(service, client, district)
     assert shown["used"] == 0
-    assert shown["lastStatus"] == "failed"
+    assert shown["lastStatus"] == "FAILED"
     assert "reported 255 students" in shown["lastError"]
 
 

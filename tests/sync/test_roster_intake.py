@@ -150,7 +150,7 @@ async def test_a_third_party_bundle_is_counted_exactly_and_its_warnings_shown(
     assert usage(service, district_id) == counts
     assert (outcome.warnings, outcome.quarantined) == (len(warnings), 0)
     source = await sis_source(client, token_for(service, district_id, Permission.MANAGE_SETTINGS))
-    assert (source["lastStatus"], source["activeStudents"]) == ("applied", counts.active_students)
+    assert (source["lastStatus"], source["activeStudents"]) == ("APPLIED", counts.active_students)
     assert source["excluded"] == excluded
     assert source["warnings"]["runId"] == outcome.run_id
     assert source["warnings"]["total"] == len(warnings)
@@ -207,7 +207,7 @@ async def test_unclassifiable_rows_are_quarantined_and_hold_the_sync_until_confi
     assert "2 of the 20 rows 'sis' gave (10%) could not be classified" in held.problem.message
     assert usage(service, district_id).active_students == 0  # nothing applied yet
     source = await sis_source(client, token)
-    assert source["held"] and source["lastStatus"] == "held"
+    assert source["held"] and source["lastStatus"] == "HELD"
     assert "quarantined" in source["lastError"]
     assert source["quarantined"] == {
         "runId": held.run_id,
@@ -234,7 +234,7 @@ async def test_unclassifiable_rows_are_quarantined_and_hold_the_sync_until_confi
 
     confirmed = await graphql_data(client, token, CONFIRM, {"run": held.run_id})
 
-    assert confirmed["confirmRosterSync"]["status"] == "applied"
+    assert confirmed["confirmRosterSync"]["status"] == "APPLIED"
     assert confirmed["confirmRosterSync"]["usage"]["activeStudents"] == 16
     assert usage(service, district_id).staff == 2
     review = (await graphql_data(client, token, REVIEW))["countReview"]
@@ -333,7 +333,7 @@ async def test_an_ambiguous_value_that_changes_the_count_still_fails_the_sync(
     assert "line 11, column role: 'janitor' is not a OneRoster role" in message
     assert usage(service, district_id) == CASES["v1p1-sis-export"][0]  # the roster is kept
     source = await sis_source(client, token_for(service, district_id, Permission.MANAGE_SETTINGS))
-    assert source["lastStatus"] == "failed"
+    assert source["lastStatus"] == "FAILED"
     # What the failed sync read past is shown with it.
     assert source["warnings"]["runId"] == outcome.run_id
     assert source["warnings"]["total"] == 5

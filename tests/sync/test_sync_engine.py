@@ -248,7 +248,7 @@ async def test_data_sources_shows_each_source_and_its_last_sync(
 
     sis, second = sorted(data["dataSources"], key=lambda item: item["name"], reverse=True)
     assert sis["name"] == "sis" and sis["kind"] == "scripted" and sis["configured"]
-    assert sis["lastStatus"] == "failed"
+    assert sis["lastStatus"] == "FAILED"
     assert "stopped answering" in sis["lastError"]
     assert sis["lastSuccessAt"] is not None
     assert (sis["records"], sis["activeStudents"], sis["serverCount"]) == (11, 10, 11)
@@ -324,7 +324,7 @@ async def test_a_source_with_nothing_new_keeps_the_roster_and_says_so(
     sis = next(item for item in data["dataSources"] if item["name"] == "sis")
     assert sis == {
         "name": "sis",
-        "lastStatus": "unchanged",
+        "lastStatus": "UNCHANGED",
         "lastError": None,
         "records": 10,
         "activeStudents": 10,
@@ -450,7 +450,7 @@ async def test_a_newer_applied_sync_supersedes_the_held_one(service, district_id
     assert by_source.status == "failed"
     assert by_source.problem.code == "NOTHING_HELD"
     payload = by_run["confirmRosterSync"]
-    assert payload["status"] == "failed"
+    assert payload["status"] == "FAILED"
     assert payload["errors"][0]["code"] == "SYNC_SUPERSEDED"
     assert f"run {applied.run_id}" in payload["errors"][0]["message"]
     assert payload["license"] is None and payload["usage"]["activeStudents"] == 850
@@ -458,7 +458,7 @@ async def test_a_newer_applied_sync_supersedes_the_held_one(service, district_id
     assert run_row(service, held.run_id).status == "superseded"
     assert staged_rows(service) == 0
     shown = await sis_source(client, token)
-    assert (shown["lastStatus"], shown["activeStudents"], shown["held"]) == ("applied", 850, False)
+    assert (shown["lastStatus"], shown["activeStudents"], shown["held"]) == ("APPLIED", 850, False)
 
 
 async def test_a_newer_held_sync_supersedes_the_older_held_one(
@@ -480,10 +480,10 @@ async def test_a_newer_held_sync_supersedes_the_older_held_one(
 
     confirmed = await graphql_data(client, token, CONFIRM, {"run": newer.run_id})
 
-    assert confirmed["confirmRosterSync"]["status"] == "applied"
+    assert confirmed["confirmRosterSync"]["status"] == "APPLIED"
     assert used(service, district_id) == 600
     shown = await sis_source(client, token)
-    assert (shown["lastStatus"], shown["activeStudents"]) == ("applied", 600)
+    assert (shown["lastStatus"], shown["activeStudents"]) == ("APPLIED", 600)
 
 
 async def test_an_older_run_that_finishes_after_a_newer_one_is_superseded(

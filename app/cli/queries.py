@@ -19,23 +19,26 @@ queries_cli = typer.Typer(
 )
 
 
-@queries_cli.command("register")
+@queries_cli.command("register", short_help="Register GraphQL documents by their hash.")
 def queries_register(
     files: Annotated[
         list[Path],
-        typer.Argument(
-            exists=True, dir_okay=False, readable=True, help="Files of one GraphQL document each."
-        ),
+        typer.Argument(metavar="FILE", hidden=True, exists=True, dir_okay=False, readable=True),
     ],
     district: Annotated[
         str | None,
         typer.Option(
-            "--district", "-d", help="Only for this district (default: for every district)."
+            "--district",
+            "-d",
+            metavar="SLUG",
+            help="Only for this district (default: for every district).",
         ),
     ] = None,
 ) -> None:
-    """Register each file's document, exactly as written (clients hash the same text), after
-    checking it against the schema and the document limits. Prints each document's SHA-256."""
+    """Register each FILE's document (one GraphQL document per file), exactly as written, after
+    checking it against the schema and the document limits.
+
+    Clients hash the same text. Prints each document's SHA-256."""
     from graph.persisted import PersistedQueries, document_hash  # strawberry: only when needed
     from graph.schema import build_schema
 
@@ -77,7 +80,7 @@ def queries_register(
             typer.echo(sha256)
 
 
-@queries_cli.command("list")
+@queries_cli.command("list", short_help="List the registered documents.")
 def queries_list() -> None:
     """List the registered documents: hash, district (* for every district), first line."""
     from app.factory import tab_documents

@@ -189,9 +189,11 @@ def report(results: dict[str, Measurement], arguments: argparse.Namespace) -> st
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for name, measured in results.items():
+        # A machine too busy to answer one plain request in the round has no ratio to show.
+        ratio = f"{measured.requests_per_second / plain:.2f}x" if plain else "n/a"
         lines.append(
             f"| {name} | {measured.requests_per_second:,.0f} "
-            f"| {measured.requests_per_second / plain:.2f}x | {measured.p50_ms:.1f} "
+            f"| {ratio} | {measured.p50_ms:.1f} "
             f"| {measured.p99_ms:.1f} | {measured.failures} |"
         )
     return "\n".join(lines) + "\n"

@@ -254,7 +254,8 @@ async def neighbour_latency(url: str, token: str, seconds: float) -> Latency:
     until = time.monotonic() + seconds
     async with httpx.AsyncClient(timeout=60) as client:
         for number in range(int(seconds / PACE_SECONDS) + 1):
-            if time.monotonic() >= until:
+            # At least one answer, however busy the machine: a median needs a figure.
+            if time.monotonic() >= until and timings:
                 break
             started = time.perf_counter()
             body = {"query": DASHBOARD_QUERY + varied(number % 3)}

@@ -34,7 +34,9 @@ class CachingClient:
         response = self.client.get("/graphql", params=params, headers=headers)
         if response.status_code == 200 and codes(response.json()) == ["PERSISTED_QUERY_NOT_FOUND"]:
             print("server did not know the hash: sending the document once")
-            response = self.client.get("/graphql", params={**params, "query": document}, headers=headers)
+            response = self.client.get(
+                "/graphql", params={**params, "query": document}, headers=headers
+            )
         if response.status_code == 304 and cached:
             print("304 Not Modified: reusing the last answer")
             return cached[1]["data"]
@@ -60,7 +62,9 @@ def main() -> None:
         client = CachingClient(http)
         for _ in range(2):
             data = client.query(LICENSE)
-            print(f"license {data['license']['display'] if data['license'] else 'not received yet'}")
+            print(
+                f"license {data['license']['display'] if data['license'] else 'not received yet'}"
+            )
 
 
 if __name__ == "__main__":

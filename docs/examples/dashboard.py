@@ -1,6 +1,6 @@
 """Who am I, and the dashboard, with httpx. Needs a VIEW_LICENSE token.
 
-    M1T1_API=http://127.0.0.1:8000 M1T1_TOKEN=m1t1_... python dashboard.py
+M1T1_API=http://127.0.0.1:8000 M1T1_TOKEN=m1t1_... python dashboard.py
 """
 
 import os
@@ -28,10 +28,14 @@ class GraphQLError(Exception):
     def __init__(self, status: int, errors: list[dict[str, Any]]) -> None:
         self.status = status
         self.codes = [error.get("extensions", {}).get("code") for error in errors]
-        super().__init__("; ".join(f"{e.get('extensions', {}).get('code')}: {e['message']}" for e in errors))
+        super().__init__(
+            "; ".join(f"{e.get('extensions', {}).get('code')}: {e['message']}" for e in errors)
+        )
 
 
-def graphql(client: httpx.Client, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+def graphql(
+    client: httpx.Client, query: str, variables: dict[str, Any] | None = None
+) -> dict[str, Any]:
     response = client.post("/graphql", json={"query": query, "variables": variables or {}})
     body = response.json()  # every answer, refusals included, is a JSON object
     if body.get("errors"):
@@ -45,16 +49,20 @@ def main() -> None:
     with httpx.Client(base_url=API, headers=headers, timeout=30) as client:
         data = graphql(client, DASHBOARD)
     viewer = data["viewer"]
-    print(f"Signed in to {viewer['district']['name']} ({viewer['district']['slug']}) "
-          f"as {viewer['token']['name']!r}, may {', '.join(viewer['token']['permissions'])}")
+    print(
+        f"Signed in to {viewer['district']['name']} ({viewer['district']['slug']}) "
+        f"as {viewer['token']['name']!r}, may {', '.join(viewer['token']['permissions'])}"
+    )
     license = data["license"]
     if license is None:
         # No license received yet: the rest of the dashboard still answers.
         unavailable = data["licenseUnavailable"]
         print(f"No license yet ({unavailable['reason']}): {unavailable['message']}")
     else:
-        print(f"Licenses: {license['display']} ({license['level']}, {license['status']}), "
-              f"expires {license['expiresAt']}")
+        print(
+            f"Licenses: {license['display']} ({license['level']}, {license['status']}), "
+            f"expires {license['expiresAt']}"
+        )
     print(f"Active students: {data['usage']['activeStudents']}")
     for alert in data["alerts"]:
         print(f"Alert {alert['kind']} ({alert['severity']}): {alert['message']}")

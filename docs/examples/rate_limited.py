@@ -18,7 +18,9 @@ MAX_ATTEMPTS = 5
 DASHBOARD = "{ license { display level } usage { activeStudents } alerts { kind message } }"
 
 
-def graphql(client: httpx.Client, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+def graphql(
+    client: httpx.Client, query: str, variables: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """One operation, sent again after Retry-After while the token's budget cannot pay it."""
     for _attempt in range(MAX_ATTEMPTS):
         response = client.post("/graphql", json={"query": query, "variables": variables or {}})
@@ -33,8 +35,10 @@ def graphql(client: httpx.Client, query: str, variables: dict[str, Any] | None =
             raise RuntimeError(body["errors"])
         response.raise_for_status()
         cost = body["extensions"]["cost"]
-        print(f"cost {cost['requested']}, {cost['remaining']} of {cost['bucketSize']} points left "
-              f"(+{cost['restoreRate']}/s)")
+        print(
+            f"cost {cost['requested']}, {cost['remaining']} of {cost['bucketSize']} points left "
+            f"(+{cost['restoreRate']}/s)"
+        )
         return body["data"]
     raise RuntimeError(f"still rate limited after {MAX_ATTEMPTS} attempts")
 

@@ -24,7 +24,9 @@ async def main() -> None:
         elif dashboard.license.level is UsageLevel.GREEN:
             print(f"Licenses {dashboard.license.display}: plenty left")
         else:
-            print(f"Licenses {dashboard.license.display}: {dashboard.license.level.value}, look at the alerts")
+            print(
+                f"Licenses {dashboard.license.display}: {dashboard.license.level.value}, look at the alerts"
+            )
 
         counted, after = 0, None
         while True:
@@ -32,7 +34,9 @@ async def main() -> None:
             assert page.active_students is not None  # null only with an error, which raises
             # Typed enums: a value this client does not know yet fails validation, so regenerate
             # the client when the schema adds one.
-            counted += sum(1 for s in page.active_students.nodes if s.status is EnrollmentStatus.ACTIVE)
+            counted += sum(
+                1 for s in page.active_students.nodes if s.status is EnrollmentStatus.ACTIVE
+            )
             if not page.active_students.page_info.has_next_page:
                 break
             after = page.active_students.page_info.end_cursor

@@ -26,7 +26,9 @@ def verify(secret: str, header: str, body: bytes) -> bool:
         return False
     if abs(time.time() - timestamp) > TOLERANCE_SECONDS:
         return False  # a replayed request
-    expected = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    expected = hmac.new(
+        secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256
+    ).hexdigest()
     return hmac.compare_digest(expected, given)
 
 
@@ -43,8 +45,11 @@ class Receiver(BaseHTTPRequestHandler):
             seen_keys.add(key)
             event = json.loads(body)
             alert = event["alert"]
-            print(f"verified {event['event']} {alert['kind']} for {event['district']['slug']}: "
-                  f"{alert['message']}", flush=True)
+            print(
+                f"verified {event['event']} {alert['kind']} for {event['district']['slug']}: "
+                f"{alert['message']}",
+                flush=True,
+            )
         self.send_response(204)
         self.end_headers()
 

@@ -10,6 +10,7 @@ it pins graphql-core below the version the service needs.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import select
@@ -28,9 +29,16 @@ import pytest
 from app.factory import create_app
 from licensing.orchestration.service import LicensingService
 from licensing.settings import DistrictConfig, RateLimitSettings, Settings, WebhookConfig
+from licensing.storage.tokens import Permission
 from tests.fakes.serve import serve
 from tests.utils.clock import FakeClock
-from tests.utils.districts import TestDistrict, public_key_text, students
+from tests.utils.districts import (
+    TestDistrict,
+    create_district,
+    public_key_text,
+    students,
+    token_for,
+)
 from tests.utils.server_process import free_port
 
 pytestmark = pytest.mark.anyio
@@ -160,7 +168,9 @@ def run_example(name: str, *, env: dict[str, str], cwd: Path | None = None) -> s
         text=True,
         timeout=SCRIPT_TIMEOUT_SECONDS,
     )
-    assert result.returncode == 0, f"{name} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+    assert result.returncode == 0, (
+        f"{name} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+    )
     return result.stdout
 
 
@@ -211,8 +221,11 @@ async def test_curl_dashboard_shows_the_viewer_and_the_license(api, tokens) -> N
 
     output = run_example("dashboard.sh", env=client_env(api, tokens["VIEW_LICENSE"]))
 
-    assert '"slug":"demo"' in output.replace(" ", "")
-    assert f'"display":"{ACTIVE} / {SEATS}"' in output.replace(" ", "")
+    viewer, dashboard = (json.loads(line)["data"] for line in output.splitlines())
+    assert viewer["viewer"]["district"]["slug"] == SLUG
+    assert viewer["viewer"]["token"]["permissions"] == ["VIEW_LICENSE"]
+    assert dashboard["license"]["display"] == f"{ACTIVE} / {SEATS}"
+    assert dashboard["licenseUnavailable"] is None
 
 
 async def test_curl_conditional_get_is_answered_304(api, tokens) -> None:
@@ -238,16 +251,15 @@ async def test_curl_persisted_query_registers_once_then_runs_by_hash(api, tokens
 async def test_httpx_dashboard(api, tokens) -> None:
     output = run_example("dashboard.py", env=client_env(api, tokens["VIEW_LICENSE"]))
 
-    assert "Signed in to Test District (demo) as 'dashboard (read-only)', may VIEW_LICENSE" in output
+    assert (
+        "Signed in to Test District (demo) as 'dashboard (read-only)', may VIEW_LICENSE" in output
+    )
     assert f"Licenses: {ACTIVE} / {SEATS} (GREEN, ACTIVE)" in output
     assert f"Active students: {ACTIVE}" in output
 
 
 async def test_httpx_dashboard_without_a_license_says_why(service, make_district, clock) -> None:
     # A district whose license source has never answered: `license` is null, not an error.
-    from tests.utils.districts import create_district, token_for
-    from licensing.storage.tokens import Permission
-
     district_id = create_district(service, slug="newcomer", roster=students(5))
     token = token_for(service, district_id, Permission.VIEW_LICENSE)
     with serve(create_app(service)) as api:

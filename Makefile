@@ -77,4 +77,4 @@ bench: $(INSTALLED)
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(VENV) .data .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(CODEGEN_VENV) .data .pytest_cache .ruff_cache

@@ -258,7 +258,7 @@ async def test_httpx_dashboard(api, tokens) -> None:
     assert f"Active students: {ACTIVE}" in output
 
 
-async def test_httpx_dashboard_without_a_license_says_why(service, make_district, clock) -> None:
+async def test_httpx_dashboard_without_a_license_says_why(service) -> None:
     # A district whose license source has never answered: `license` is null, not an error.
     district_id = create_district(service, slug="newcomer", roster=students(5))
     token = token_for(service, district_id, Permission.VIEW_LICENSE)

@@ -12,6 +12,16 @@ $(INSTALLED): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(INSTALLED)
 
+# ariadne-codegen (the typed client of docs/integrators.md) pins graphql-core below 3.3, which the
+# service needs, so it lives in an environment of its own; tests/docs runs it from there.
+CODEGEN_VENV := .venv-codegen
+CODEGEN_INSTALLED := $(CODEGEN_VENV)/.installed
+
+$(CODEGEN_INSTALLED): docs/examples/ariadne-codegen.toml
+	$(PYTHON) -m venv $(CODEGEN_VENV)
+	$(CODEGEN_VENV)/bin/pip install --quiet 'ariadne-codegen>=0.19,<0.20'
+	touch $(CODEGEN_INSTALLED)
+
 run: $(INSTALLED)
 	$(BIN)/licensing demo
 	$(BIN)/licensing serve
@@ -26,7 +36,7 @@ PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --dist loadgroup -m "not servers"
 PYTEST_SERVERS := -m servers
 
 # mypy runs as a test (tests/architecture/test_types.py), beside the others.
-test: $(INSTALLED)
+test: $(INSTALLED) $(CODEGEN_INSTALLED)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest $(PYTEST_PARALLEL)
@@ -34,7 +44,7 @@ test: $(INSTALLED)
 
 # The suite again on PostgreSQL: LICENSING_TEST_DATABASE_URL names a server where the role may create
 # databases (each test gets a new one), e.g. postgresql+psycopg://USER:PASSWORD@127.0.0.1:5432/postgres
-test-postgres: $(INSTALLED)
+test-postgres: $(INSTALLED) $(CODEGEN_INSTALLED)
 	@test -n "$$LICENSING_TEST_DATABASE_URL" || \
 		{ echo "Set LICENSING_TEST_DATABASE_URL to a PostgreSQL server URL." >&2; exit 2; }
 	LICENSING_REQUIRE_POSTGRES=1 $(BIN)/pytest $(PYTEST_PARALLEL)
@@ -67,4 +77,4 @@ bench: $(INSTALLED)
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(VENV) .data .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(CODEGEN_VENV) .data .pytest_cache .ruff_cache

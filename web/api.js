@@ -1,13 +1,17 @@
 // Talking to the server: the session routes (/session) and GraphQL (/graphql).
 // Every request carries the CSRF header; the session cookie is HttpOnly and sent by the browser.
+// Failures become ApiError with a code and the request id; what the user reads is chosen from
+// the code by messages.js, never the server's or the browser's own text.
 
 const CSRF_HEADERS = { "X-Requested-With": "licensing-tab" };
 
 export class ApiError extends Error {
-  constructor(message, { status = 0, code = "ERROR" } = {}) {
-    super(message);
+  constructor({ status = 0, code = "UNKNOWN", requestId = "", retryAfterSeconds = null } = {}) {
+    super(code);
     this.status = status;
     this.code = code;
+    this.requestId = requestId;
+    this.retryAfterSeconds = retryAfterSeconds;
   }
 }
 
@@ -19,12 +23,9 @@ async function readJson(response) {
   }
 }
 
-function firstError(body, fallback) {
+function firstCode(body) {
   const error = body && Array.isArray(body.errors) ? body.errors[0] : null;
-  return {
-    message: (error && error.message) || fallback,
-    code: (error && error.extensions && error.extensions.code) || "ERROR",
-  };
+  return error?.extensions?.code || (typeof body?.code === "string" ? body.code : "");
 }
 
 async function send(path, { method = "GET", json } = {}) {
@@ -38,25 +39,30 @@ async function send(path, { method = "GET", json } = {}) {
   try {
     response = await fetch(path, init);
   } catch {
-    throw new ApiError("The server cannot be reached. Check your connection; the page keeps trying.", {
-      code: "NETWORK",
-    });
+    throw new ApiError({ code: "NETWORK" });
   }
+  const requestId = response.headers.get("X-Request-ID") || "";
   const body = await readJson(response);
   if (!response.ok) {
-    const { message, code } = firstError(body, `The server answered ${response.status}.`);
-    throw new ApiError(message, { status: response.status, code });
+    const retryAfter = Number(response.headers.get("Retry-After"));
+    throw new ApiError({
+      status: response.status,
+      code: firstCode(body) || `HTTP_${response.status}`,
+      requestId,
+      retryAfterSeconds: Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter : null,
+    });
   }
-  return body;
+  return { body: body || {}, requestId };
 }
 
-/** Who is signed in: {district, tokenName, permissions}; ApiError 401 when nobody. */
-export const currentSession = () => send("/session");
-export const signIn = (token) => send("/session", { method: "POST", json: { token } });
-export const signOut = () => send("/session", { method: "DELETE" });
+/** Who is signed in: {district, districtName, timeZone, tokenName, permissions};
+ * ApiError 401 when nobody. */
+export const currentSession = async () => (await send("/session")).body;
+export const signIn = async (token) => (await send("/session", { method: "POST", json: { token } })).body;
+export const signOut = async () => (await send("/session", { method: "DELETE" })).body;
 
-/** A GraphQL operation; resolves to {data, errors} (errors: [] when none). */
+/** A GraphQL operation; resolves to {data, errors, requestId} (errors: [] when none). */
 export async function graphql(query, variables = {}) {
-  const body = await send("/graphql", { method: "POST", json: { query, variables } });
-  return { data: body.data || null, errors: body.errors || [] };
+  const { body, requestId } = await send("/graphql", { method: "POST", json: { query, variables } });
+  return { data: body.data || null, errors: body.errors || [], requestId };
 }

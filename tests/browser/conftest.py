@@ -68,8 +68,8 @@ INTERNAL_TEXT = {
     "an internal code": re.compile(r"\b[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+\b"),
     "a file path": re.compile(r"(?:^|[\s(\"'])(?:/[\w.-]+){2,}|\b[A-Za-z]:\\|\.py\b"),
     "SQL": re.compile(
-        r"\b(?:SELECT\b.+\bFROM|INSERT INTO|UPDATE\b.+\bSET|DELETE FROM|psycopg|sqlite3?)\b",
-        re.IGNORECASE,
+        r"\bSELECT\b.+\bFROM\b|\bINSERT INTO\b|\bUPDATE \w+ SET\b|\bDELETE FROM\b"
+        r"|\b(?:psycopg|sqlite3?|sqlalchemy)\b"
     ),
     "a Python exception": re.compile(r"\b\w*(?:Error|Exception)\b|Traceback"),
     "GraphQL's own error text": re.compile(

@@ -4,7 +4,6 @@ no internal code, path, SQL or parser text, and passes axe-core at a desktop and
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Any
 
 import pytest

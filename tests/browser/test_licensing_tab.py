@@ -479,3 +479,45 @@ async def test_the_page_runs_under_a_policy_that_refuses_inline_script(make_dist
     assert any(v.startswith("script-src") for v in tab.violations), tab.violations
     assert any(v.startswith("console:") for v in tab.violations), tab.violations
     tab.violations.clear()  # expected here; every other state must report none
+
+
+async def tab_to(page: Any, target: Any, presses: int = 30, key: str = "Tab") -> None:
+    """Press Tab (or ``key``) until ``target`` has the focus, as a keyboard-only user would."""
+    for _ in range(presses):
+        if await target.evaluate("el => el === document.activeElement"):
+            return
+        await page.keyboard.press(key)
+    assert await target.evaluate("el => el === document.activeElement"), "not reachable by Tab"
+
+
+async def test_every_action_works_from_the_keyboard(make_district, open_tab):
+    district = await make_district(seats=1000, active=960)
+    tab = await open_tab()
+    page = tab.page
+    await page.goto(tab.base_url + "/")
+    token = page.get_by_label("API token")
+    await tab_to(page, token)
+    await page.keyboard.type(district.manager_token)
+    await page.keyboard.press("Enter")
+    await page.locator("#license-count").filter(has_text="960 / 1,000").wait_for()
+    # Focus moved to the page's content, so the next Tab goes on from there.
+    assert await page.locator("#content").evaluate("el => el === document.activeElement")
+
+    force = page.get_by_role("button", name="Force License Update")
+    await tab_to(page, force)
+    await page.keyboard.press("Enter")
+    result = page.locator("#force-result")
+    await result.filter(has_text="up to date").wait_for()
+    assert await result.evaluate("el => el === document.activeElement")
+
+    refresh = page.get_by_role("button", name="Refresh now")
+    count = await tab.refreshes()
+    await tab_to(page, refresh)
+    await page.keyboard.press("Enter")
+    await page.wait_for_function("n => Number(document.body.dataset.refreshes) > n", arg=count)
+
+    # Back up to the header's Sign out.
+    await tab_to(page, page.get_by_role("button", name="Sign out"), key="Shift+Tab")
+    await page.keyboard.press("Enter")
+    await token.wait_for()
+    assert await token.evaluate("el => el === document.activeElement")

@@ -218,7 +218,7 @@ async def test_a_roster_sync_gives_a_new_answer_from_its_start_to_its_end(
 
     data = await assert_changed(client, district.manager_token, MANAGER_TAB, etag)
     assert data["usage"] == {"activeStudents": 700, "inactiveStudents": 5}
-    assert data["dataSources"] == [{"name": "sis", "lastStatus": "applied"}]
+    assert data["dataSources"] == [{"name": "sis", "lastStatus": "APPLIED"}]
 
 
 async def test_the_etag_depends_on_permissions_variables_and_district(

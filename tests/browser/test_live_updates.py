@@ -87,9 +87,7 @@ async def test_a_message_about_old_figures_goes_when_they_change(
     )
 
 
-async def test_polling_sends_the_query_by_hash_and_reuses_a_304(
-    make_district, service, open_tab
-):
+async def test_polling_sends_the_query_by_hash_and_reuses_a_304(make_district, service, open_tab):
     district = await make_district("etag", seats=100, active=10, threshold=5)
     tab = await open_tab()
     page = tab.page

@@ -2,6 +2,7 @@
 // Plain ES module, no build step. Live numbers: polled every 30 s, backing off on errors.
 
 import { ApiError, currentSession, graphql, signIn, signOut } from "./api.js";
+import { mountUsageChart } from "./chart.js";
 
 const POLL_MS = 30_000;
 const MAX_BACKOFF_MS = 5 * 60_000;
@@ -196,6 +197,7 @@ async function enter(session) {
   applyPermissions();
   show($("tab"), true);
   await refresh();
+  await loadUsageChart();
 }
 
 function applyPermissions() {
@@ -424,6 +426,49 @@ function renderSettings(settings) {
     `${numbers.format(settings.recommendedThresholdMax)} remaining ` +
     `(small districts under 500 students: 25–50; medium, 500–2,000: 50–100; large, over 2,000: ` +
     `100–200). Allowed: 0 to ${numbers.format(settings.maximumThreshold)}.`;
+}
+
+// ---------------------------------------------------------------- usage over time (chart.js)
+// Loaded when the tab opens, not on every poll: the history changes once a day.
+
+const USAGE_HISTORY_QUERY = `query UsageHistory($manage: Boolean!) {
+  usageHistory(days: 365) { day activeStudents total }
+  licenseSettings @include(if: $manage) { studentsRemainingThreshold }
+}`;
+const USAGE_FORECAST_QUERY = `query UsageForecast {
+  license { total }
+  forecast {
+    alreadyAtLimit limitReachedOn limitReachedEarliest limitReachedLatest
+    projection(days: 180) { day low expected high }
+  }
+}`;
+// The district's time zone; "UTC" until the API tells the page (the days it sends are already
+// the district's calendar days).
+const DISTRICT_TIME_ZONE = "UTC";
+let usageChart = null;
+
+async function loadUsageChart() {
+  const failure = $("usage-chart-error");
+  try {
+    // Two requests: without a license the forecast fails, and the history still shows.
+    const [history, outlook] = await Promise.all([
+      graphql(USAGE_HISTORY_QUERY, { manage: state.canManage }),
+      graphql(USAGE_FORECAST_QUERY),
+    ]);
+    if (!history.data) throw new ApiError(history.errors[0]?.message || "The history could not be read.");
+    usageChart ||= mountUsageChart($("usage-chart"), { timeZone: DISTRICT_TIME_ZONE, locale: "en-US" });
+    usageChart.update({
+      history: history.data.usageHistory,
+      threshold: history.data.licenseSettings?.studentsRemainingThreshold ?? null,
+      total: outlook.data?.license.total ?? null,
+      forecast: outlook.data?.forecast ?? null,
+    });
+    show(failure, false);
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 401) return; // the poll signs out
+    failure.textContent = `Could not load the usage history: ${error.message}`;
+    show(failure, true);
+  }
 }
 
 // ---------------------------------------------------------------- actions

@@ -334,7 +334,7 @@ function drawSvg(view, width, format, sentence) {
     patternTransform: "rotate(45)",
   });
   hatch.append(svg("rect", { width: 8, height: 8, class: "chart-hatch-bg" }));
-  hatch.append(svg("line", { x1: 0, y1: 0, x2: 0, y2: 8, class: "chart-hatch-line", "stroke-width": 3 }));
+  hatch.append(svg("line", { x1: 0, y1: 0, x2: 0, y2: 8, class: "chart-hatch-line", "stroke-width": 1.5 }));
   defs.append(hatch);
   root.append(defs);
 
@@ -446,7 +446,7 @@ function swatch(kind) {
   if (kind === "threshold") {
     const pattern = svg("pattern", { id: `legend-hatch-${chartCount}`, width: 6, height: 6, patternUnits: "userSpaceOnUse", patternTransform: "rotate(45)" });
     pattern.append(svg("rect", { width: 6, height: 6, class: "chart-hatch-bg" }));
-    pattern.append(svg("line", { x1: 0, y1: 0, x2: 0, y2: 6, class: "chart-hatch-line", "stroke-width": 3 }));
+    pattern.append(svg("line", { x1: 0, y1: 0, x2: 0, y2: 6, class: "chart-hatch-line", "stroke-width": 2 }));
     icon.append(pattern, svg("rect", { x: 1, y: 1, width: 34, height: 12, fill: `url(#legend-hatch-${chartCount})`, class: "chart-threshold" }));
   } else if (kind === "band") {
     icon.append(svg("rect", { x: 1, y: 1, width: 34, height: 12, class: "chart-band" }));

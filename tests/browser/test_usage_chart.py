@@ -148,6 +148,7 @@ async def test_a_year_of_usage_at_desktop_size(make_district, service, clock, op
     assert (await svg.get_attribute("aria-label") or "").startswith(
         "Active students rose from 927 to 960 over the last 90 days;"
     )
+    await chart.screenshot(path=str(ARTIFACTS / "chart-desktop-90-days.png"))
     await page.keyboard.press("Tab")  # focus moves on from the range buttons, nothing traps it
     assert await serious_accessibility_violations(page) == []
     await chart.get_by_role("button", name="Hide table").press("Enter")

@@ -434,7 +434,8 @@ function drawSvg(view, width, format, sentence) {
         y: bandBottom - bandTop >= 22 ? bandTop + 16 : bandBottom + 16,
         class: "chart-label chart-label-halo",
       });
-      bandLabel.textContent = `Alert threshold band: alerts begin at ${format.number(Math.max(view.total - view.threshold, 0))}`;
+      const alertsAt = `alerts begin at ${format.number(Math.max(view.total - view.threshold, 0))}`;
+      bandLabel.textContent = phone ? `Threshold: ${alertsAt}` : `Alert threshold band: ${alertsAt}`;
       root.append(bandLabel);
     }
   }

@@ -159,7 +159,7 @@ async def test_a_year_of_usage_at_phone_size(make_district, service, clock, open
     district = await district_with_a_year_of_history(make_district, service, clock)
     tab = await open_tab(width=390, height=844)
     page = tab.page
-    chart = await open_chart(tab, district.viewer_token)
+    chart = await open_chart(tab, district.manager_token)
 
     # The chart fills the card's width and no more: nothing scrolls sideways.
     box = await chart.locator("svg[role='img']").bounding_box()
@@ -167,16 +167,24 @@ async def test_a_year_of_usage_at_phone_size(make_district, service, clock, open
     assert box is not None and card is not None
     assert card["width"] - 40 < box["width"] <= card["width"]
     assert await page.evaluate("document.documentElement.scrollWidth") <= 390
-    # A View License session has no threshold to show: no band, and the summary says nothing of it.
-    summary = await chart.locator("svg[role='img']").get_attribute("aria-label") or ""
-    assert "alerts begin" not in summary
-    assert "hatched" not in await text(page, "#usage-over-time .chart-legend")
+    assert "Threshold: alerts begin at 950" in (
+        await chart.locator("svg[role='img']").text_content() or ""
+    )
     await chart.screenshot(path=str(ARTIFACTS / "chart-phone.png"))
     assert await serious_accessibility_violations(page) == []
 
     await chart.get_by_role("button", name="Show as table").press("Enter")
     assert await table_rows(chart) == 365 + 25
     assert await serious_accessibility_violations(page) == []
+
+    # A View License session cannot read the threshold: no band, and no word of it.
+    viewer = await open_tab(width=390, height=844)
+    viewer_chart = await open_chart(viewer, district.viewer_token)
+    summary = await viewer_chart.locator("svg[role='img']").get_attribute("aria-label") or ""
+    assert summary.startswith("Active students rose from 900 to 960 over the year;")
+    assert "alerts begin" not in summary
+    assert "hatched" not in await text(viewer.page, "#usage-over-time .chart-legend")
+    assert await serious_accessibility_violations(viewer.page) == []
 
 
 async def test_a_new_district_has_not_enough_history_yet(make_district, service, open_tab):

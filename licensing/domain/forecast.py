@@ -344,16 +344,17 @@ def _limit_range(
 ) -> tuple[int, int | None]:
     """Days after the latest count until the band's high edge, and its low edge, reach
     ``total``; the second is None when the low edge does not within LIMIT_HORIZON_DAYS."""
+    per_day = float(rate)
     earliest = days_to_limit  # the expected line is there by then, so the high edge is too
-    for ahead in range(1, days_to_limit):
-        if float(current + rate * ahead) + uncertainty.margin(ahead) >= total:
+    for ahead in range(1, min(days_to_limit, LIMIT_HORIZON_DAYS + 1)):
+        if current + per_day * ahead + uncertainty.margin(ahead) >= total:
             earliest = ahead
             break
     slowest, _fastest = uncertainty.rate_range(rate)
     if slowest <= 0:
         return earliest, None  # the band allows for no growth at all
     for ahead in range(days_to_limit, LIMIT_HORIZON_DAYS + 1):
-        if float(current + rate * ahead) - uncertainty.margin(ahead) >= total:
+        if current + per_day * ahead - uncertainty.margin(ahead) >= total:
             return earliest, ahead
     return earliest, None
 
@@ -474,8 +475,8 @@ def _explain_range(result: Forecast) -> list[str]:
     if latest is None:
         return [
             f"The count grew unevenly: the limit could be reached as early as "
-            f"{earliest.isoformat()}, and growth this uneven may also stall, so no latest date "
-            "can be given."
+            f"{earliest.isoformat()}, but at the slow end of the range it may take more than "
+            "five years or never happen, so no latest date can be given."
         ]
     return [
         f"The count grew unevenly: 9 times in 10 the limit is reached between "

@@ -1,7 +1,7 @@
 // Every number, date and moment the tab shows, formatted one way (Intl, US English), with
 // moments in the district's time zone. Panels import these instead of formatting themselves.
 
-const LOCALE = "en-US";
+export const LOCALE = "en-US";
 let districtZone = "UTC";
 let numbers = new Intl.NumberFormat(LOCALE);
 // A license's dates are calendar days (no time of day): shown as they are, never shifted by a zone.
@@ -39,6 +39,11 @@ export function useTimeZone(timeZone) {
     clock = clockFormat("UTC");
     districtZone = "UTC";
   }
+}
+
+/** The district's IANA time zone, as useTimeZone() set it ("UTC" until then). */
+export function districtTimeZone() {
+  return districtZone;
 }
 
 /** 1234 -> "1,234". */

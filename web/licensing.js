@@ -1,10 +1,12 @@
 // The Licensing tab: signing in and out, reading the figures, and wiring the sections together.
 // Plain ES modules, no build step; each section or concern lives in a module of its own
-// (information.js, settings.js, force-update.js, banners.js, live.js), so more panels can be
-// added the same way: a module that renders from the figures readTab() returns.
+// (information.js, settings.js, force-update.js, chart.js, banners.js, live.js), so more panels
+// can be added the same way: a module that renders from the figures readTab() returns, or, like
+// chart.js, reads its own document along with them.
 
 import { ApiError, currentSession, forgetAnswers, signIn, signOut } from "./api.js";
 import { renderBanner, resetBanner } from "./banners.js";
+import { loadUsageChart } from "./chart.js";
 import { $, clearStale, focusOn, show } from "./dom.js";
 import { forceUpdate } from "./force-update.js";
 import { timeOfDay, useTimeZone } from "./format.js";
@@ -181,11 +183,14 @@ function showLicense(license) {
   clearStale(licenseKey(license));
 }
 
-/** Read everything once; true when it worked. Concurrent calls share one read. */
+/** Read everything once; true when it worked. Concurrent calls share one read. The chart is
+ * read with the rest: after a change it may have a new day or total, and when nothing changed
+ * its conditional GET is a 304. */
 function refresh() {
   if (!state.session) return Promise.resolve(false);
   if (!state.loading) {
-    state.loading = readAndRender().finally(() => {
+    const chart = loadUsageChart({ canManage: state.canManage });
+    state.loading = Promise.all([readAndRender(), chart]).then(([ok]) => ok).finally(() => {
       state.loading = null;
     });
   }

@@ -45,6 +45,18 @@ export const FORCE_UPDATE = `mutation ForceLicenseUpdate {
   }
 }`;
 
+// The "Usage over time" chart (chart.js): a year of daily counts and the forecast. `license` and
+// `forecast` are null while the district has no license; the history still shows.
+export const USAGE_CHART = `query UsageChart($manage: Boolean!) {
+  usageHistory(days: 365) { day activeStudents total }
+  license { total }
+  forecast {
+    alreadyAtLimit limitReachedOn limitReachedEarliest limitReachedLatest
+    projection(days: 180) { day low expected high }
+  }
+  licenseSettings @include(if: $manage) { studentsRemainingThreshold }
+}`;
+
 // Live updates over the websocket (live.js). Subscriptions are not limited by the server's
 // registered-only mode; they are here so that every document the tab sends is in one file.
 export const LICENSE_CHANGED = `subscription LicenseChanged {

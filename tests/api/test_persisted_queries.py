@@ -197,6 +197,7 @@ async def test_the_tabs_documents_are_valid_and_run_by_hash_unregistered(
         "TAB_QUERY",
         "SET_THRESHOLD",
         "FORCE_UPDATE",
+        "USAGE_CHART",
         "LICENSE_CHANGED",
         "ALERTS_CHANGED",
     }

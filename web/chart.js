@@ -7,7 +7,7 @@
 // loadUsageChart() reads its figures (USAGE_CHART in operations.js) when the tab opens and after
 // each change the page hears of; the read is a conditional GET, so an unchanged one is a 304.
 
-import { graphql } from "./api.js";
+import { ApiError, graphql } from "./api.js";
 import { $, show } from "./dom.js";
 import { LOCALE, day as formatDay, districtTimeZone, number as formatNumber } from "./format.js";
 import { describeFailure } from "./messages.js";
@@ -530,6 +530,7 @@ function drawTable(view, format) {
 // ---------------------------------------------------------------- the section
 
 let chart = null;
+let drawn = null; // the answer drawn last: a 304 hands back the same one, which is not redrawn
 
 /** Read the chart's figures and draw them; true when it worked. A 401 is left to the tab's own
  * read, which signs out. */
@@ -538,9 +539,11 @@ export async function loadUsageChart({ canManage }) {
   try {
     const { data, errors, requestId } = await graphql(USAGE_CHART, { manage: canManage });
     if (!data?.usageHistory || errors.length) {
-      const code = errors[0]?.extensions?.code || "UNKNOWN";
-      throw Object.assign(new Error(code), { code, requestId });
+      throw new ApiError({ status: 200, code: errors[0]?.extensions?.code || "UNKNOWN", requestId });
     }
+    show(failure, false);
+    if (data === drawn) return true;
+    drawn = data;
     chart ||= mountUsageChart($("usage-chart"));
     chart.update({
       history: data.usageHistory,
@@ -548,7 +551,6 @@ export async function loadUsageChart({ canManage }) {
       total: data.license?.total ?? null,
       forecast: data.forecast ?? null,
     });
-    show(failure, false);
     return true;
   } catch (error) {
     if (error?.status === 401) return false;

@@ -178,3 +178,28 @@ async def test_a_new_district_has_not_enough_history_yet(make_district, service,
     assert await chart.locator("svg[role='img']").count() == 0
     assert await chart.get_by_role("button", name="Show as table").is_hidden()
     await tab.capture("chart-not-enough-history")
+
+
+async def test_the_chart_follows_a_new_license_live(
+    make_district, service, issuer, clock, open_tab
+):
+    district = await make_district("growing", seats=1000, active=960, threshold=50)
+    for _day in range(3):
+        await service.take_usage_snapshot(district.id)
+        clock.advance(days=1)
+    await service.take_usage_snapshot(district.id)
+    tab = await open_tab()
+    chart = await open_chart(tab, district.manager_token)
+    await tab.live()
+    svg = chart.locator("svg[role='img']")
+    assert "Licensed total: 1,000" in (await svg.text_content() or "")
+
+    # More seats arrive (licenseChanged on the websocket): the chart redraws with the new total,
+    # without a reload or a poll.
+    issuer.write("growing", seats=1200)
+    await district.refresh_license()
+    await chart.get_by_text("Licensed total: 1,200").wait_for()
+    summary = await svg.get_attribute("aria-label") or ""
+    assert summary.endswith(
+        "the 1,200 licenses are not used up; alerts begin at 1,150 active students."
+    )

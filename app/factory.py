@@ -1,5 +1,6 @@
 """The Starlette application: the dashboard at /, GraphQL at /graphql, health at /healthz,
-the dashboard's sign-in at /session, Prometheus metrics at /metrics."""
+the dashboard's sign-in at /session, Prometheus metrics at /metrics, the tab's icon at
+/favicon.ico (browsers ask for it there)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import FileResponse, JSONResponse
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
@@ -70,6 +71,14 @@ def create_app(service: LicensingService | None = None) -> Starlette:
         fingerprint=server_fingerprint(schema.as_str(), settings.model_dump_json()),
     )
 
+    async def favicon(_request: Request) -> FileResponse:
+        # The SVG icon answers at the old address too: browsers and bookmarks ask /favicon.ico.
+        return FileResponse(
+            WEB_DIR / "favicon.svg",
+            media_type="image/svg+xml",
+            headers={"Cache-Control": "public, max-age=86400"},
+        )
+
     async def healthz(_request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
@@ -101,6 +110,7 @@ def create_app(service: LicensingService | None = None) -> Starlette:
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),  # live subscriptions (graphql-transport-ws)
+            Route("/favicon.ico", favicon, methods=["GET", "HEAD"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics, methods=["GET"]),  # unauthenticated: see docs/deploy.md

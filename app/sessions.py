@@ -2,7 +2,8 @@
 
 - ``POST /session`` with ``{"token": "<api token>"}`` checks the token, starts a session and sets
   the cookie ``__Host-licensing_session`` to its random id (never the token).
-- ``GET /session`` tells the page who is signed in: district and permissions (401 if nobody).
+- ``GET /session`` tells the page who is signed in: district (slug, name and time zone), token name
+  and permissions (401 if nobody).
 - ``DELETE /session`` signs out: the session is ended on the server and the cookie cleared, so a
   copy of the cookie signs no one in afterwards.
 
@@ -42,9 +43,14 @@ SESSION_PATH = "/session"
 MAX_SESSION_BODY_BYTES = 4096
 
 
-def _who(principal: Principal) -> dict[str, object]:
+async def _who(service: LicensingService, principal: Principal) -> dict[str, object]:
+    """What the page shows of the signed-in caller: the district's name in the header, and its
+    time zone, in which the page shows every moment."""
+    district = (await service.district_state(principal.district_id)).snapshot.district
     return {
         "district": principal.district_slug,
+        "districtName": district.official_name,
+        "timeZone": district.time_zone,
         "tokenName": principal.token_name,
         "permissions": sorted(permission.value for permission in principal.permissions),
     }
@@ -84,7 +90,7 @@ def session_routes(service: LicensingService) -> list[Route]:
         if previous:
             await service.end_session(previous)
         session_id = await service.start_session(principal)
-        response = JSONResponse(_who(principal))
+        response = JSONResponse(await _who(service, principal))
         lifetime = service.session_lifetimes.absolute
         set_session_cookie(response, session_id, max_age_seconds=int(lifetime.total_seconds()))
         return _no_store(response)
@@ -95,7 +101,7 @@ def session_routes(service: LicensingService) -> list[Route]:
             if request.cookies.get(SESSION_COOKIE):
                 return _no_store(session_ended())
             return _no_store(error_response(401, ErrorCode.UNAUTHENTICATED, "Not signed in."))
-        return _no_store(JSONResponse(_who(principal)))
+        return _no_store(JSONResponse(await _who(service, principal)))
 
     async def sign_out(request: Request) -> Response:
         refusal = csrf_refusal(request)

@@ -5,8 +5,10 @@ report download (app/report_export.py) all sign in here, so they all follow the 
 - ``Authorization: Bearer <token>`` signs in as that API token, and always wins over the cookie.
 - The Licensing tab signs in once (``POST /session``) and then sends the cookie
   ``__Host-licensing_session``, holding a random session id (licensing/storage/dashboard_sessions.py),
-  never the token. A POST signed in by the cookie must also pass the CSRF check. Websockets never
-  use the cookie.
+  never the token. A POST signed in by the cookie must also pass the CSRF check. A websocket
+  may use the cookie only when its handshake's ``Origin`` is this server's own
+  (``websocket_session_principal``): browsers always send ``Origin`` on a websocket, and the
+  handshake is not covered by the CSRF header.
 - A bad token counts as a failed sign-in of the client's address (licensing/storage/sign_in_limit.py);
   past the limit, every sign-in from that address gets HTTP 429 with ``Retry-After``.
 
@@ -158,6 +160,41 @@ def clear_session_cookie(response: Response) -> None:
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict", secure=True)
 
 
+async def websocket_session_principal(
+    websocket: HTTPConnection, service: LicensingService
+) -> Principal | Response:
+    """Who a websocket handshake carrying the Licensing tab's session cookie signs in, or the
+    answer refusing the handshake: 403 when its ``Origin`` is not this server's own (another
+    site's page, or a client that names no origin), 401 when the session has ended, 429 when the
+    token's budget is spent."""
+    if not same_origin(websocket):
+        return error_response(
+            403,
+            ErrorCode.CSRF,
+            "Refused: a websocket signed in by the session cookie must come from the Licensing "
+            "tab itself (same Origin).",
+        )
+    principal = await session_principal(websocket, service)
+    if principal is None:
+        return session_ended()
+    budgets = token_budgets(service)
+    if budgets is not None:
+        receipt = await budgets.draw_async(principal.token_id, 1)
+        if not receipt.allowed:
+            return rate_limited_response(receipt)
+    return principal
+
+
+def same_origin(request: HTTPConnection) -> bool:
+    """Whether the request's ``Origin`` header names this server (the ``Host`` it was sent to)."""
+    origin = request.headers.get("origin")
+    host = request.headers.get("host")
+    if not origin or not host or origin == "null":
+        return False
+    parsed = urlsplit(origin)
+    return parsed.scheme in ("http", "https") and parsed.netloc.lower() == host.lower()
+
+
 def csrf_refusal(request: HTTPConnection) -> Response | None:
     """None when a cookie-authenticated request comes from the tab itself, else the 403 answer.
 
@@ -167,12 +204,8 @@ def csrf_refusal(request: HTTPConnection) -> Response | None:
     """
     if request.headers.get(CSRF_HEADER, "").strip().lower() == CSRF_HEADER_VALUE:
         return None
-    origin = request.headers.get("origin")
-    host = request.headers.get("host")
-    if origin and host and origin != "null":
-        parsed = urlsplit(origin)
-        if parsed.scheme in ("http", "https") and parsed.netloc.lower() == host.lower():
-            return None
+    if same_origin(request):
+        return None
     return error_response(
         403,
         ErrorCode.CSRF,

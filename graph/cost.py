@@ -78,6 +78,7 @@ from graph.rate_limit import (
 )
 from graph.strawberry_compat import graphql_core_schema
 from licensing.domain.error_codes import ErrorCode
+from licensing.domain.forecast import MAX_PROJECTION_DAYS
 from licensing.domain.rules import AlertKind
 from licensing.storage.audit import DEFAULT_AUDIT_PAGE, MAX_AUDIT_PAGE
 from licensing.storage.count_review import ReviewReason
@@ -183,6 +184,10 @@ LIST_SIZES: dict[str, ListSize] = {
     "Query.dataSources": ListSize(maximum=DEFAULT_LIST_SIZE),
     "Query.scheduledJobs": ListSize(maximum=DEFAULT_LIST_SIZE),
     # A sample of stored rows, each narrow.
+    # The forecast's projection: a computed row per day, as narrow as a usage day.
+    "Forecast.projection": ListSize(
+        maximum=MAX_PROJECTION_DAYS, argument="days", items_per_point=CHEAP_ROWS_PER_POINT
+    ),
     "IntakeIssues.sample": ListSize(maximum=INTAKE_SAMPLE, items_per_point=CHEAP_ROWS_PER_POINT),
 }
 

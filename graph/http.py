@@ -7,7 +7,9 @@ answer; a missing or bad payload token closes the socket with 4403 Forbidden bef
 
 Every request signs in through graph/auth.py: a bearer token, or the Licensing tab's session
 cookie (a POST signed in by it must pass the CSRF check); a bearer token always wins over the
-cookie, and websockets never use the cookie. A bad token counts against the client's address.
+cookie. The tab's own websocket signs in with the cookie too, when its handshake comes from this
+server's origin (graph/auth.py ``websocket_session_principal``); it stays signed in only while the
+session lasts. A bad token counts against the client's address.
 """
 
 from __future__ import annotations
@@ -29,10 +31,12 @@ from strawberry.schema import BaseSchema
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from graph.auth import (
+    SESSION_COOKIE,
     authenticate_token,
     bearer_secret,
     client_address,
     sign_in,
+    websocket_session_principal,
 )
 from graph.conditional import conditional_headers, entity_tag, none_match
 from graph.context import GraphContext
@@ -57,6 +61,7 @@ SECRET_SCOPE_KEY = "licensing.token_secret"
 PERSISTED_SCOPE_KEY = "licensing.persisted_document"
 ETAG_SCOPE_KEY = "licensing.etag"
 CONTEXT_SCOPE_KEY = "licensing.context"
+SESSION_SCOPE_KEY = "licensing.session_id"
 # What a 304 answer draws from the token's budget: it runs nothing, but it is a request.
 NOT_MODIFIED_COST = 1
 
@@ -97,21 +102,31 @@ class WebSocketContext(GraphContext):
 
     connection_params: dict[str, object] | None = None
     secret: str | None = field(default=None, repr=False)
+    # A connection signed in by the Licensing tab's session cookie: it lasts as long as the session.
+    session_id: str | None = field(default=None, repr=False)
     # Where the connection comes from: a bad token in connection_init counts against it.
     client_address: str = ""
 
     @property
     def signed_in(self) -> bool:
-        return self.secret is not None and self.principal is not NOT_SIGNED_IN
+        has_credential = self.secret is not None or self.session_id is not None
+        return has_credential and self.principal is not NOT_SIGNED_IN
 
     def sign_in(self, principal: Principal, secret: str) -> None:
         self.principal = principal
         self.secret = secret
 
+    def sign_in_with_session(self, principal: Principal, session_id: str) -> None:
+        self.principal = principal
+        self.session_id = session_id
+
     async def still_signed_in(self) -> bool:
-        if self.secret is None:
+        if self.session_id is not None:
+            principal = await self.service.session_principal(self.session_id)
+        elif self.secret is not None:
+            principal = await self.service.authenticate(self.secret)
+        else:
             return False
-        principal = await self.service.authenticate(self.secret)
         return principal is not None and principal.token_id == self.principal.token_id
 
     async def district_state(self) -> DistrictState:
@@ -258,8 +273,9 @@ class LicensingGraphQL(GraphQLView[GraphContext]):
         return Response(status_code=304, headers=headers)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Sign in from the handshake's header when it has one; otherwise strawberry accepts the
-        socket and ``on_ws_connect`` signs in from the connection_init payload."""
+        """Sign in from the handshake's header when it has one, else from the Licensing tab's
+        session cookie (same origin only); otherwise strawberry accepts the socket and
+        ``on_ws_connect`` signs in from the connection_init payload."""
         websocket = WebSocket(scope, receive, send)
         if "authorization" in websocket.headers:
             principal = await self._principal(websocket)
@@ -268,6 +284,13 @@ class LicensingGraphQL(GraphQLView[GraphContext]):
                 return
             scope[PRINCIPAL_SCOPE_KEY] = principal
             scope[SECRET_SCOPE_KEY] = bearer_secret(websocket.headers["authorization"])
+        elif websocket.cookies.get(SESSION_COOKIE):
+            principal = await websocket_session_principal(websocket, self.service)
+            if isinstance(principal, Response):
+                await _refuse_handshake(websocket, principal)
+                return
+            scope[PRINCIPAL_SCOPE_KEY] = principal
+            scope[SESSION_SCOPE_KEY] = websocket.cookies[SESSION_COOKIE]
         await super().__call__(scope, receive, send)
 
     async def on_ws_connect(self, context: Any) -> UnsetType | dict[str, object] | None:
@@ -318,7 +341,9 @@ class LicensingGraphQL(GraphQLView[GraphContext]):
                 client_address=client_address(request),
             )
             principal = request.scope.get(PRINCIPAL_SCOPE_KEY)
-            if principal is not None:
+            if principal is not None and SESSION_SCOPE_KEY in request.scope:
+                context.sign_in_with_session(principal, request.scope[SESSION_SCOPE_KEY])
+            elif principal is not None:
                 context.sign_in(principal, request.scope[SECRET_SCOPE_KEY])
             return context
         # Only the GraphiQL page (development mode) comes here without signing in; strawberry

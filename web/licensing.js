@@ -1,87 +1,39 @@
-// The Licensing tab: sign-in, the license figures, settings, Force License Update and alerts.
-// Plain ES module, no build step. Live numbers: polled every 30 s, backing off on errors.
+// The Licensing tab: signing in and out, reading the figures, and wiring the sections together.
+// Plain ES modules, no build step; each section or concern lives in a module of its own
+// (information.js, settings.js, force-update.js, chart.js, banners.js, live.js), so more panels
+// can be added the same way: a module that renders from the figures readTab() returns, or, like
+// chart.js, reads its own document along with them.
 
-import { ApiError, currentSession, graphql, signIn, signOut } from "./api.js";
-import { FORCE_UPDATE, SET_THRESHOLD, TAB_QUERY } from "./operations.js";
-
-const POLL_MS = 30_000;
-const MAX_BACKOFF_MS = 5 * 60_000;
-const RENEWAL_WINDOW_DAYS = 90;
-
-const LEVELS = {
-  GREEN: { word: "Well below limit", icon: "✓", css: "level-green" },
-  YELLOW: { word: "Approaching threshold", icon: "⚠", css: "level-yellow" },
-  RED: { word: "At or over limit", icon: "✖", css: "level-red" },
-};
-// While a roster source has never completed a sync, the count leaves its students out: no colour.
-const UNKNOWN_LEVEL = { word: "Count not known yet", icon: "?", css: "level-unknown" };
-const STATUSES = {
-  ACTIVE: { word: "Active", icon: "✓", css: "badge-active", guidance: "" },
-  EXPIRED: {
-    word: "Expired",
-    icon: "✖",
-    css: "badge-expired",
-    guidance:
-      "Your license expiration date has passed. Contact Manage1to1 Support immediately to renew " +
-      "or resolve licensing issues: an expired license may restrict system access. After renewal, " +
-      "select Force License Update.",
-  },
-  INACTIVE: {
-    word: "Inactive",
-    icon: "⊘",
-    css: "badge-inactive",
-    guidance:
-      "Your license has been deactivated. Contact Manage1to1 Support immediately to resolve " +
-      "licensing issues: system access may be restricted until it is resolved.",
-  },
-};
-const SEVERITIES = {
-  CRITICAL: { word: "Critical", icon: "✖", css: "alert-critical" },
-  WARNING: { word: "Warning", icon: "⚠", css: "alert-warning" },
-  INFO: { word: "Notice", icon: "ℹ", css: "alert-info" },
-};
-
-const $ = (id) => document.getElementById(id);
-const numbers = new Intl.NumberFormat("en-US");
-const dates = new Intl.DateTimeFormat("en-US", { dateStyle: "long", timeZone: "UTC" });
-const times = new Intl.DateTimeFormat("en-US", { timeStyle: "medium" });
-const moments = new Intl.DateTimeFormat("en-US", { dateStyle: "medium", timeStyle: "short" });
+import { ApiError, currentSession, forgetAnswers, signIn, signOut } from "./api.js";
+import { renderBanner, resetBanner } from "./banners.js";
+import { loadUsageChart } from "./chart.js";
+import { $, clearStale, focusOn, show } from "./dom.js";
+import { forceUpdate } from "./force-update.js";
+import { timeOfDay, useTimeZone } from "./format.js";
+import {
+  licenseKey,
+  renderLicense,
+  renderNoLicense,
+  renderRoster,
+  renderUsage,
+} from "./information.js";
+import { LiveFigures } from "./live.js";
+import { describeFailure } from "./messages.js";
+import { ALERTS_CHANGED, LICENSE_CHANGED } from "./operations.js";
+import { renderSettings, saveSettings, setSettingsAvailable } from "./settings.js";
+import { readTab } from "./tab-data.js";
 
 const state = {
-  session: null, // {district, tokenName, permissions}
+  session: null, // {district, districtName, timeZone, tokenName, permissions}
   canManage: false,
-  timer: null,
-  failures: 0,
-  bannerKey: "",
-  loading: false,
+  license: null, // the license shown now, or null (none yet)
+  live: null,
+  loading: null,
 };
 
-// ---------------------------------------------------------------- helpers
+const BANNER_PLACEMENT = "LICENSE_BANNER";
 
-function formatDay(isoDay) {
-  return dates.format(new Date(`${isoDay}T00:00:00Z`));
-}
-
-function plural(count, one, many = `${one}s`) {
-  return `${numbers.format(count)} ${Math.abs(count) === 1 ? one : many}`;
-}
-
-function setResult(element, kind, icon, text) {
-  element.className = `result ${kind}`;
-  element.replaceChildren();
-  if (!text) return;
-  const mark = document.createElement("span");
-  mark.className = "icon";
-  mark.setAttribute("aria-hidden", "true");
-  mark.textContent = icon;
-  element.append(mark, document.createTextNode(text));
-}
-
-function show(element, visible) {
-  element.hidden = !visible;
-}
-
-// ---------------------------------------------------------------- sign-in
+// ---------------------------------------------------------------- signing in and out
 
 async function start() {
   const fragment = new URLSearchParams(window.location.hash.replace(/^#/, ""));
@@ -91,32 +43,46 @@ async function start() {
     history.replaceState(null, "", window.location.pathname + window.location.search);
     try {
       await enter(await signIn(linkToken));
-      return;
-    } catch (error) {
-      showSignIn(`The sign-in link did not work: ${error.message} Paste a token instead.`);
-      return;
+    } catch (failure) {
+      showSignIn(`The sign-in link did not work: ${signInProblem(failure)} Paste a token instead.`);
     }
+    return;
   }
   try {
     await enter(await currentSession());
-  } catch (error) {
-    if (error instanceof ApiError && error.status === 401) {
-      showSignIn("");
-    } else {
-      showSignIn(error.message);
-    }
+  } catch (failure) {
+    showSignIn(failure instanceof ApiError && failure.status === 401 ? "" : describeFailure(failure));
   }
 }
 
-function showSignIn(message) {
-  stopPolling();
+function signInProblem(failure) {
+  if (failure instanceof ApiError && failure.status === 401) {
+    return "That API token is not valid or has been revoked.";
+  }
+  return describeFailure(failure);
+}
+
+function showSignIn(message, { status = "" } = {}) {
+  state.live?.stop();
+  state.live = null;
   state.session = null;
+  state.license = null;
+  forgetAnswers();
+  document.body.dataset.state = "signed-out";
   show($("tab"), false);
   show($("account"), false);
+  $("account-label").textContent = "";
+  resetBanner($("alert-banner"));
   show($("sign-in"), true);
   $("sign-in-error").textContent = message;
   $("token-input").setAttribute("aria-invalid", message ? "true" : "false");
-  $("page-status").textContent = "";
+  $("page-status").textContent = status;
+  $("live-status").textContent = "";
+}
+
+function sessionEnded() {
+  showSignIn("Your session has ended. Sign in again.");
+  focusOn($("token-input"));
 }
 
 async function onSignIn(event) {
@@ -126,7 +92,7 @@ async function onSignIn(event) {
   if (!token) {
     $("sign-in-error").textContent = "Enter your API token.";
     input.setAttribute("aria-invalid", "true");
-    input.focus();
+    focusOn(input);
     return;
   }
   const button = $("sign-in-button");
@@ -135,10 +101,11 @@ async function onSignIn(event) {
     const session = await signIn(token);
     input.value = "";
     await enter(session);
-  } catch (error) {
-    $("sign-in-error").textContent = error.message;
+    focusOn($("content"));
+  } catch (failure) {
+    $("sign-in-error").textContent = signInProblem(failure);
     input.setAttribute("aria-invalid", "true");
-    input.focus();
+    focusOn(input);
   } finally {
     button.disabled = false;
   }
@@ -150,27 +117,44 @@ async function onSignOut() {
   } catch {
     // The cookie may already be gone; the page signs out regardless.
   }
-  state.bannerKey = "";
-  $("alert-banner").replaceChildren();
-  showSignIn("");
-  $("page-status").textContent = "Signed out.";
-  $("token-input").focus();
+  showSignIn("", { status: "Signed out." });
+  focusOn($("token-input"));
 }
 
 async function enter(session) {
   state.session = session;
   state.canManage = session.permissions.includes("MANAGE_SETTINGS");
+  useTimeZone(session.timeZone || "UTC");
   show($("sign-in"), false);
-  show($("account"), true);
+  $("sign-in-error").textContent = "";
   $("account-label").textContent =
-    `District: ${session.district}` + (state.canManage ? "" : " (read-only)");
+    (session.districtName || session.district) + (state.canManage ? "" : " · read-only");
+  show($("account"), true);
   applyPermissions();
   show($("tab"), true);
   await refresh();
+  if (!state.session) return;
+  state.live = new LiveFigures({
+    licenseQuery: LICENSE_CHANGED,
+    alertsQuery: ALERTS_CHANGED,
+    onLicense: (license) => {
+      showLicense(license);
+      refresh(); // usage, roster notes and settings come with the query
+    },
+    onAlerts: (alerts) =>
+      renderBanner(
+        $("alert-banner"),
+        alerts.filter((alert) => alert.placements.includes(BANNER_PLACEMENT)),
+      ),
+    poll: refresh,
+    onMode: showLiveMode,
+  });
+  state.live.start();
 }
 
 function applyPermissions() {
   const readOnly = !state.canManage;
+  document.body.classList.toggle("read-only", readOnly);
   show($("read-only-note"), readOnly);
   for (const id of ["threshold-input", "save-settings", "force-update"]) {
     const control = $(id);
@@ -191,334 +175,109 @@ function applyPermissions() {
   }
 }
 
-// ---------------------------------------------------------------- reading the tab
+// ---------------------------------------------------------------- reading the figures
 
-async function refresh() {
-  if (!state.session || state.loading) return;
-  state.loading = true;
+function showLicense(license) {
+  state.license = license;
+  renderLicense(license);
+  clearStale(licenseKey(license));
+}
+
+/** Read everything once; true when it worked. Concurrent calls share one read. The chart is
+ * read with the rest: after a change it may have a new day or total, and when nothing changed
+ * its conditional GET is a 304. */
+function refresh() {
+  if (!state.session) return Promise.resolve(false);
+  if (!state.loading) {
+    const chart = loadUsageChart({ canManage: state.canManage });
+    state.loading = Promise.all([readAndRender(), chart]).then(([ok]) => ok).finally(() => {
+      state.loading = null;
+    });
+  }
+  return state.loading;
+}
+
+async function readAndRender() {
   try {
-    const { data, errors } = await graphql(TAB_QUERY, { manage: state.canManage });
-    if (!data) throw new ApiError(errors[0]?.message || "The license could not be read.");
-    // No license yet is a normal state: license is null and licenseUnavailable says why.
-    const unavailable = data.licenseUnavailable;
-    show($("no-license"), Boolean(unavailable));
-    if (unavailable) $("no-license").textContent = unavailable.message;
-    show($("license-facts"), Boolean(data.license));
-    if (data.license) renderLicense(data.license);
-    if (data?.usage) renderUsage(data.usage);
-    if (data?.usage) renderRoster(data.usage.rosterStatus);
-    if (data?.alerts) renderAlerts(data.alerts);
-    if (data?.licenseSettings) renderSettings(data.licenseSettings);
-    state.failures = 0;
+    const figures = await readTab({ canManage: state.canManage });
+    if (!state.session) return false;
+    document.body.dataset.state = figures.noLicense ? "no-license" : "license";
+    if (figures.noLicense) {
+      state.license = null;
+      renderNoLicense(state.canManage, figures.noLicense);
+      clearStale(licenseKey(null));
+    } else {
+      showLicense(figures.license);
+    }
+    renderUsage(figures.usage);
+    renderRoster(figures.usage.rosterStatus);
+    renderBanner($("alert-banner"), figures.alerts);
+    if (figures.settings) renderSettings(figures.settings, figures.license?.total ?? 0);
+    setSettingsAvailable(!figures.noLicense, state.canManage);
     document.body.dataset.refreshes = String(Number(document.body.dataset.refreshes || 0) + 1);
     $("page-status").textContent = "";
-    $("last-updated").textContent =
-      `Updated at ${times.format(new Date())}. The figures refresh every 30 seconds.`;
-  } catch (error) {
-    if (error instanceof ApiError && error.status === 401) {
-      showSignIn("Your session has ended. Sign in again.");
-      return;
+    $("last-updated").textContent = `Updated at ${timeOfDay()}.`;
+    return true;
+  } catch (failure) {
+    if (failure instanceof ApiError && failure.status === 401) {
+      sessionEnded();
+      return false;
     }
-    state.failures += 1;
-    $("page-status").textContent =
-      `Could not refresh the license figures: ${error.message} Retrying in ${Math.round(delay() / 1000)} seconds.`;
-  } finally {
-    state.loading = false;
+    const retry = state.live?.mode === "polling" ? ` Retrying in ${Math.round(state.live.pollDelay() / 1000)} seconds.` : "";
+    $("page-status").textContent = `Could not refresh the license figures. ${describeFailure(failure)}${retry}`;
+    return false;
   }
-  schedule();
 }
 
-function delay() {
-  if (state.failures === 0) return POLL_MS;
-  return Math.min(POLL_MS * 2 ** state.failures, MAX_BACKOFF_MS);
-}
-
-function schedule() {
-  stopPolling();
-  if (state.session) state.timer = window.setTimeout(refresh, delay());
-}
-
-function stopPolling() {
-  if (state.timer !== null) window.clearTimeout(state.timer);
-  state.timer = null;
-}
-
-function renderLicense(license) {
-  const status = STATUSES[license.status] || STATUSES.INACTIVE;
-  const badge = $("status-badge");
-  badge.className = `badge ${status.css}`;
-  badge.replaceChildren();
-  const icon = document.createElement("span");
-  icon.setAttribute("aria-hidden", "true");
-  icon.textContent = status.icon;
-  badge.append(icon, document.createTextNode(status.word));
-  let guidance = status.guidance;
-  if (license.accessLevel === "RESTRICTED") {
-    guidance += (guidance ? " " : "") + "System access is currently restricted.";
+function showLiveMode(mode, retryInMs) {
+  const note = $("live-status");
+  if (mode === "live") {
+    note.textContent = "Live: the figures update as soon as they change.";
+  } else if (mode === "polling") {
+    note.textContent =
+      "Live updates are not available right now, so the page checks for changes every " +
+      `${Math.round(retryInMs / 1000)} seconds.`;
+  } else {
+    note.textContent = "";
   }
-  $("status-guidance").textContent = guidance;
-  show($("status-guidance"), Boolean(guidance));
-
-  $("licensed-to").textContent = license.licensedTo;
-  const legal = license.legalEntityName;
-  const showLegal = Boolean(legal) && legal !== license.licensedTo;
-  $("legal-entity").textContent = showLegal ? `Legal entity: ${legal}` : "";
-  show($("legal-entity"), showLegal);
-
-  $("license-count").textContent = license.display;
-  const known = license.rosterStatus?.countsKnown !== false;
-  const level = known ? LEVELS[license.level] || LEVELS.RED : UNKNOWN_LEVEL;
-  const bar = $("usage-bar");
-  bar.className = `usage-bar ${level.css}`;
-  const percent = license.total > 0 ? Math.min(100, (license.used / license.total) * 100) : 100;
-  $("usage-fill").style.width = `${percent}%`;
-  bar.setAttribute("aria-valuemax", String(license.total));
-  bar.setAttribute("aria-valuenow", String(Math.min(license.used, license.total)));
-  bar.setAttribute(
-    "aria-valuetext",
-    `${numbers.format(license.used)} of ${numbers.format(license.total)} licenses used: ${level.word}`,
-  );
-  $("usage-level").className = `usage-level ${level.css}`;
-  $("usage-level-icon").textContent = level.icon;
-  $("usage-level-text").textContent = level.word;
-  $("license-remaining").textContent = !known
-    ? "Licenses remaining are not known until every roster source has synced."
-    : license.remaining >= 0
-      ? `${plural(license.remaining, "license")} remaining`
-      : `Over the limit by ${plural(license.overage, "license")}: purchase additional licenses promptly.`;
-
-  $("created-at").textContent = formatDay(license.createdAt);
-  $("expires-at").textContent = formatDay(license.expiresAt);
-  const days = license.daysUntilExpiration;
-  $("days-left").textContent =
-    days > 0
-      ? ` — ${plural(days, "day")} left`
-      : days === 0
-        ? " — expires today"
-        : ` — expired ${plural(-days, "day")} ago`;
-  let renewal = "";
-  if (days < 0 || license.status === "EXPIRED") {
-    renewal = "Renewing requires a contract, not a click: contact Manage1to1 Support to renew.";
-  } else if (days <= RENEWAL_WINDOW_DAYS) {
-    renewal =
-      `Your license expires in ${plural(days, "day")}. Start the renewal conversation with ` +
-      "Manage1to1 Sales or Support now: 60–90 days ahead leaves time for budget approval and " +
-      "contract processing.";
-  }
-  $("renewal-guidance").textContent = renewal;
-  show($("renewal-guidance"), Boolean(renewal));
-
-  const stale = $("stale-note");
-  if (license.stale) {
-    stale.textContent =
-      "The last license refresh failed, so these are the last good figures" +
-      (license.lastSyncError ? `: ${license.lastSyncError}` : ".");
-  }
-  show(stale, license.stale);
-}
-
-// A banner line for a roster whose last sync did not apply: never synced, failed or held.
-function renderRoster(roster) {
-  const note = $("roster-note");
-  const source = roster?.source ? `“${roster.source}”` : "";
-  const since = roster?.since ? moments.format(new Date(roster.since)) : "";
-  let text = "";
-  if (roster?.state === "NEVER_SYNCED") {
-    text =
-      `Student counts are not known yet: the roster source ${source} has not completed a sync. ` +
-      "The license count leaves out its students until it does.";
-  } else if (roster?.state === "FAILED" && !roster.countsKnown) {
-    text =
-      `Student counts are not known: the roster source ${source} has never synced ` +
-      `successfully (failing since ${since}). Its students are not counted until it does.`;
-  } else if (roster?.state === "FAILED") {
-    text =
-      `The last sync of the roster source ${source} failed (failing since ${since}); the ` +
-      "figures are from its last good sync.";
-  } else if (roster?.state === "HELD") {
-    text =
-      `The latest sync of the roster source ${source} is held for an administrator's ` +
-      `confirmation (since ${since}); the figures are from before it.`;
-  }
-  note.textContent = text;
-  note.className = `notice ${roster?.countsKnown === false ? "notice-bad" : "notice-warn"}`;
-  show(note, Boolean(text));
-}
-
-function renderUsage(usage) {
-  $("usage-breakdown").textContent =
-    `In your district now: ${plural(usage.activeStudents, "active student")} (counted); ` +
-    `not counted: ${plural(usage.inactiveStudents, "inactive student")}, ` +
-    `${plural(usage.staff, "staff user")}, ${plural(usage.devices, "device")}.`;
-}
-
-function renderAlerts(alerts) {
-  const key = JSON.stringify(alerts.map((alert) => [alert.id, alert.severity, alert.message]));
-  if (key === state.bannerKey) return; // unchanged: do not re-announce the live region
-  state.bannerKey = key;
-  const banner = $("alert-banner");
-  banner.replaceChildren(
-    ...alerts.map((alert) => {
-      const severity = SEVERITIES[alert.severity] || SEVERITIES.WARNING;
-      const box = document.createElement("div");
-      box.className = `alert ${severity.css}`;
-      box.dataset.kind = alert.kind;
-      const icon = document.createElement("span");
-      icon.className = "icon";
-      icon.setAttribute("aria-hidden", "true");
-      icon.textContent = severity.icon;
-      const text = document.createElement("div");
-      const message = document.createElement("p");
-      const word = document.createElement("strong");
-      word.textContent = `${severity.word}: `;
-      message.append(word, document.createTextNode(alert.message));
-      const note = document.createElement("p");
-      note.className = "alert-note";
-      note.textContent =
-        alert.kind === "SYNC_FAILING"
-          ? "This alert stays until the source syncs again."
-          : "This alert stays until licenses are added or the active count drops below your threshold.";
-      text.append(message, note);
-      box.append(icon, text);
-      return box;
-    }),
-  );
-}
-
-function renderSettings(settings) {
-  const input = $("threshold-input");
-  input.max = String(settings.maximumThreshold);
-  // A poll does not overwrite what the administrator is typing (or has not saved yet).
-  if (!input.dataset.dirty) input.value = String(settings.studentsRemainingThreshold);
-  $("threshold-recommended").textContent =
-    `Recommended for your district's size: ${numbers.format(settings.recommendedThresholdMin)}–` +
-    `${numbers.format(settings.recommendedThresholdMax)} remaining ` +
-    `(small districts under 500 students: 25–50; medium, 500–2,000: 50–100; large, over 2,000: ` +
-    `100–200). Allowed: 0 to ${numbers.format(settings.maximumThreshold)}.`;
+  note.dataset.mode = mode;
 }
 
 // ---------------------------------------------------------------- actions
 
-async function onSaveSettings(event) {
-  event.preventDefault();
-  if (!state.canManage) return;
-  const input = $("threshold-input");
-  const error = $("threshold-error");
-  const result = $("settings-result");
-  const button = $("save-settings");
-  setResult(result, "", "", "");
-  const raw = input.value.trim();
-  const value = Number(raw);
-  if (raw === "" || !Number.isInteger(value)) {
-    error.textContent = "Enter a whole number of students, such as 50.";
-    input.setAttribute("aria-invalid", "true");
-    input.focus();
-    return;
-  }
-  button.disabled = true;
-  button.setAttribute("aria-busy", "true");
-  try {
-    const { data, errors } = await graphql(SET_THRESHOLD, { value });
-    const payload = data?.setThreshold;
-    const problems = payload ? payload.errors : errors;
-    if (!payload || problems.length) {
-      error.textContent = problems.map((problem) => problem.message).join(" ") || "Not saved.";
-      input.setAttribute("aria-invalid", "true");
-      input.focus();
-      return;
-    }
-    error.textContent = "";
-    input.setAttribute("aria-invalid", "false");
-    delete input.dataset.dirty;
-    renderSettings(payload.licenseSettings);
-    setResult(
-      result,
-      "good",
-      "✓",
-      `Settings saved. Alerts begin when ${plural(payload.licenseSettings.studentsRemainingThreshold, "license")} or fewer remain.`,
-    );
-    await refresh();
-  } catch (failure) {
-    if (failure instanceof ApiError && failure.status === 401) {
-      showSignIn("Your session has ended. Sign in again.");
-      return;
-    }
-    error.textContent = `Not saved: ${failure.message}`;
-  } finally {
-    button.disabled = !state.canManage;
-    button.removeAttribute("aria-busy");
-  }
+function currentKey() {
+  return licenseKey(state.license);
 }
-
-async function onForceUpdate() {
-  if (!state.canManage) return;
-  const button = $("force-update");
-  const result = $("force-result");
-  const label = button.textContent;
-  button.disabled = true;
-  button.setAttribute("aria-busy", "true");
-  button.textContent = "Updating license…";
-  setResult(result, "", "…", "Contacting the Manage1to1 licensing server…");
-  try {
-    const { data, errors } = await graphql(FORCE_UPDATE);
-    const payload = data?.forceLicenseUpdate;
-    if (!payload) {
-      setResult(result, "bad", "✖", errors[0]?.message || "The update failed.");
-    } else if (payload.throttled) {
-      const seconds = payload.retryAfterSeconds ?? 0;
-      setResult(
-        result,
-        "warn",
-        "⚠",
-        `A license update was just requested. Try again in ${plural(seconds, "second")}; ` +
-          "licenses also refresh automatically.",
-      );
-    } else if (payload.inProgress) {
-      setResult(
-        result,
-        "warn",
-        "…",
-        "The licensing server is slow to answer; the update goes on in the background and " +
-          "this page shows the result when it arrives.",
-      );
-    } else if (payload.errors.length) {
-      setResult(result, "bad", "✖", `The update failed: ${payload.errors.map((e) => e.message).join(" ")}`);
-    } else if (payload.updated) {
-      const total = payload.license ? ` You now have ${plural(payload.license.total, "license")}.` : "";
-      const notices = payload.notices.map((notice) => ` ${notice.message}`).join("");
-      setResult(result, "good", "✓", `License updated from the licensing server.${total}${notices}`);
-    } else {
-      setResult(result, "good", "✓", "Your license is already up to date.");
-    }
-    if (payload?.license) renderLicense(payload.license);
-    await refresh();
-  } catch (failure) {
-    if (failure instanceof ApiError && failure.status === 401) {
-      showSignIn("Your session has ended. Sign in again.");
-      return;
-    }
-    setResult(result, "bad", "✖", `The update failed: ${failure.message}`);
-  } finally {
-    button.textContent = label;
-    button.removeAttribute("aria-busy");
-    button.disabled = !state.canManage;
-  }
-}
-
-// ---------------------------------------------------------------- wiring
 
 $("sign-in-form").addEventListener("submit", onSignIn);
 $("sign-out").addEventListener("click", onSignOut);
-$("settings-form").addEventListener("submit", onSaveSettings);
-$("force-update").addEventListener("click", onForceUpdate);
-$("refresh-now").addEventListener("click", () => refresh());
+$("settings-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  if (!state.canManage) return;
+  saveSettings({ after: refresh, about: currentKey, onSignedOut: sessionEnded });
+});
+$("force-update").addEventListener("click", () => {
+  if (!state.canManage) return;
+  forceUpdate({
+    showLicense,
+    after: refresh,
+    about: currentKey,
+    onSignedOut: sessionEnded,
+    canManage: state.canManage,
+  });
+});
+$("refresh-now").addEventListener("click", async () => {
+  const ok = await refresh();
+  state.live?.noteRead(ok);
+  if (ok) focusOn($("last-updated"));
+});
 $("threshold-input").addEventListener("input", (event) => {
   event.target.dataset.dirty = "1";
   $("threshold-error").textContent = "";
   event.target.setAttribute("aria-invalid", "false");
 });
 document.addEventListener("visibilitychange", () => {
-  if (document.visibilityState === "visible" && state.session && state.failures === 0) refresh();
+  if (document.visibilityState === "visible" && state.session) refresh();
 });
 
 start();

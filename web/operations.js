@@ -1,19 +1,23 @@
-// The Licensing tab's GraphQL documents. Plain text only (no ${...}, no escapes): the server
-// reads this file too, and runs these documents by their SHA-256 for every district, even when
-// it runs registered documents only (docs/caching.md).
+// The Licensing tab's GraphQL documents, all of them, in one place. Plain text only (no ${...},
+// no escapes): the server reads this file too, and runs these documents by their SHA-256 for
+// every district, even when it runs registered documents only (docs/caching.md). The fields a
+// license shows are repeated on purpose in each document that reads one, for that reason.
+// Modules import the documents from here; api.js sends them.
 
+// Everything the tab shows. `license` is null while the district has none yet;
+// licenseUnavailable then says why (its reason; the page words it itself).
 export const TAB_QUERY = `query LicensingTab($manage: Boolean!) {
   license {
     status licensedTo legalEntityName used total remaining overage display level accessLevel
-    createdAt expiresAt daysUntilExpiration lastSyncedAt stale lastSyncError
+    createdAt expiresAt daysUntilExpiration lastSyncedAt stale
     rosterStatus { countsKnown }
   }
-  licenseUnavailable { reason message }
+  licenseUnavailable { reason }
   usage {
     activeStudents inactiveStudents staff devices
-    rosterStatus { state countsKnown source since reason }
+    rosterStatus { state countsKnown source since }
   }
-  alerts(placement: LICENSE_BANNER) { id kind severity message }
+  alerts(placement: LICENSE_BANNER) { id kind severity message placements }
   licenseSettings @include(if: $manage) {
     studentsRemainingThreshold recommendedThresholdMin recommendedThresholdMax maximumThreshold
   }
@@ -24,7 +28,7 @@ export const SET_THRESHOLD = `mutation SetThreshold($value: Int!) {
     licenseSettings {
       studentsRemainingThreshold recommendedThresholdMin recommendedThresholdMax maximumThreshold
     }
-    errors { field code message }
+    errors { field code }
   }
 }`;
 
@@ -33,10 +37,36 @@ export const FORCE_UPDATE = `mutation ForceLicenseUpdate {
     updated throttled retryAfterSeconds inProgress
     license {
       status licensedTo legalEntityName used total remaining overage display level accessLevel
-      createdAt expiresAt daysUntilExpiration lastSyncedAt stale lastSyncError
+      createdAt expiresAt daysUntilExpiration lastSyncedAt stale
       rosterStatus { countsKnown }
     }
-    errors { field code message }
-    notices { code message }
+    errors { field code }
+    notices { code }
   }
+}`;
+
+// The "Usage over time" chart (chart.js): a year of daily counts and the forecast. `license` and
+// `forecast` are null while the district has no license; the history still shows.
+export const USAGE_CHART = `query UsageChart($manage: Boolean!) {
+  usageHistory(days: 365) { day activeStudents total }
+  license { total }
+  forecast {
+    alreadyAtLimit limitReachedOn limitReachedEarliest limitReachedLatest
+    projection(days: 180) { day low expected high }
+  }
+  licenseSettings @include(if: $manage) { studentsRemainingThreshold }
+}`;
+
+// Live updates over the websocket (live.js). Subscriptions are not limited by the server's
+// registered-only mode; they are here so that every document the tab sends is in one file.
+export const LICENSE_CHANGED = `subscription LicenseChanged {
+  licenseChanged {
+    status licensedTo legalEntityName used total remaining overage display level accessLevel
+    createdAt expiresAt daysUntilExpiration lastSyncedAt stale
+    rosterStatus { countsKnown }
+  }
+}`;
+
+export const ALERTS_CHANGED = `subscription AlertsChanged {
+  alertsChanged { id kind severity message placements }
 }`;

@@ -42,6 +42,23 @@ class UsageDay:
 
 
 @strawberry.type(
+    description="One day of the forecast's projection: the expected count of active students "
+    "and the band around it (the count stays in it 9 times in 10 if growth goes on as measured)."
+)
+class ProjectedDay:
+    day: datetime.date = strawberry.field(description="The day, in the district's time zone.")
+    low: float = strawberry.field(description="The band's low edge, in active students.")
+    expected: float = strawberry.field(description="The expected count at the measured rate.")
+    high: float = strawberry.field(description="The band's high edge, in active students.")
+
+    @classmethod
+    def from_projected(cls, projected: forecasting.ProjectedDay) -> ProjectedDay:
+        return cls(
+            day=projected.day, low=projected.low, expected=projected.expected, high=projected.high
+        )
+
+
+@strawberry.type(
     description="When active students will reach the licensed total at the recent growth rate, "
     "measured within school terms (summer breaks and autumn intakes are left out)."
 )
@@ -65,11 +82,44 @@ class Forecast:
     already_at_limit: bool = strawberry.field(description="Every license is in use now.")
     based_on_days: int = strawberry.field(description="Daily counts the growth rate came from.")
     explanation: str = strawberry.field(description="The forecast in sentences.")
+    limit_reached_earliest: datetime.date | None = strawberry.field(
+        description="The first day the projection's band reaches the total (the soonest the "
+        "limit is likely reached); null when limitReachedOn is, or with fewer than 3 daily counts "
+        "of term to measure the band on."
+    )
+    limit_reached_latest: datetime.date | None = strawberry.field(
+        description="The first day the band's low edge reaches the total (the latest the limit "
+        "is likely reached); null when limitReachedOn is, or when growth is too uneven to rule "
+        "out that it stalls (the low edge stays below the total for five years)."
+    )
+    growth_per_day_low: float | None = strawberry.field(
+        description="The slowest growth per day the band allows for; null with fewer than 3 "
+        "daily counts to measure it on."
+    )
+    growth_per_day_high: float | None = strawberry.field(
+        description="The fastest growth per day the band allows for; null as growthPerDayLow."
+    )
+    result: strawberry.Private[forecasting.Forecast]
+
+    @strawberry.field(
+        description="The expected count and its band for today and each of the `days` days "
+        "after (1 to 365); empty when there are fewer than 3 daily counts of term to measure on."
+    )
+    def projection(self, days: int = 90) -> list[ProjectedDay]:
+        _check_range("days", days, 1, forecasting.MAX_PROJECTION_DAYS)
+        return [
+            ProjectedDay.from_projected(day) for day in forecasting.projection(self.result, days)
+        ]
 
     @classmethod
     def from_forecast(cls, result: forecasting.Forecast) -> Forecast:
         if result.historical_maximum_on is None:  # the service always adds today's live count
             raise ValueError("a forecast needs at least one daily count")
+        rate_range = (
+            result.uncertainty.rate_range(result.growth_per_day)
+            if result.uncertainty is not None
+            else (None, None)
+        )
         return cls(
             growth_per_day=float(result.growth_per_day),
             limit_reached_on=result.limit_reached_on,
@@ -80,6 +130,11 @@ class Forecast:
             already_at_limit=result.already_at_limit,
             based_on_days=result.based_on_days,
             explanation=result.explanation,
+            limit_reached_earliest=result.limit_reached_earliest,
+            limit_reached_latest=result.limit_reached_latest,
+            growth_per_day_low=rate_range[0],
+            growth_per_day_high=rate_range[1],
+            result=result,
         )
 
 

@@ -32,6 +32,18 @@ The projection starts from the latest count, on its day: the limit is reached af
 ``ceil((total - count) / rate)`` days. The date to start purchasing is that date minus the lead
 time, and the threshold that gives that lead time is ``ceil(rate * lead_time_days)``, clamped to
 0..total. The arithmetic is exact (fractions), so the dates match a hand computation.
+
+The uncertainty
+---------------
+The same points that gave the rate say how sure it is (``uncertainty_of``): how far the daily
+counts scatter around the fitted line (the residual standard deviation ``s``, on ``n - 2``
+degrees of freedom) and so the standard error of the slope, ``se = s / sqrt(Sxx)``. ``h`` days
+ahead, the band around the projection is ``expected +- t * sqrt((se * h)^2 + 2 * s^2)`` (``t`` the
+Student t value for a two-sided 90% interval): the first term is the rate being off, which grows
+with the distance, the second that both today's count and the count that day scatter around the
+trend. Today (``h = 0``) the band is today's count. The earliest and latest dates for the limit
+are the first days the band's high and low edges reach the total. This is plain floating point
+(a square root), unlike the exact dates above, and needs at least 3 points.
 """
 
 from __future__ import annotations
@@ -45,18 +57,27 @@ from itertools import pairwise
 
 __all__ = [
     "BREAK_SHARE",
+    "CONFIDENCE",
     "DEFAULT_LEAD_TIME_DAYS",
+    "LIMIT_HORIZON_DAYS",
     "MAX_BREAK_DAYS",
+    "MAX_PROJECTION_DAYS",
     "MIN_RATE_POINTS",
     "MIN_SHIFT_STUDENTS",
+    "MIN_UNCERTAINTY_POINTS",
     "RATE_WINDOW_DAYS",
     "SETTLE_DAYS",
     "DailyPoint",
     "Forecast",
+    "ProjectedDay",
     "Term",
+    "Uncertainty",
+    "critical_value",
     "forecast",
     "least_squares_slope",
+    "projection",
     "terms_of",
+    "uncertainty_of",
 ]
 
 DEFAULT_LEAD_TIME_DAYS = 21  # the product doc's "2-4 weeks of lead time"
@@ -66,6 +87,18 @@ MAX_BREAK_DAYS = 120
 SETTLE_DAYS = 7
 RATE_WINDOW_DAYS = 28
 MIN_RATE_POINTS = 14
+CONFIDENCE = 0.9  # the band holds the count about 9 times in 10 if growth goes on as measured
+MIN_UNCERTAINTY_POINTS = 3  # a scatter around a line needs a third point
+LIMIT_HORIZON_DAYS = 5 * 365 + 1  # how far the band's low edge is followed to the limit
+MAX_PROJECTION_DAYS = 365  # the most days of projection the API hands out
+# Student's t, two-sided 90% (the 0.95 quantile), by degrees of freedom (n - 2). The window holds
+# at most RATE_WINDOW_DAYS points, so 26 is the most used; beyond the table the normal's 1.645.
+T_90 = (
+    6.314, 2.920, 2.353, 2.132, 2.015, 1.943, 1.895, 1.860, 1.833, 1.812,
+    1.796, 1.782, 1.771, 1.761, 1.753, 1.746, 1.740, 1.734, 1.729, 1.725,
+    1.721, 1.717, 1.714, 1.711, 1.708, 1.706, 1.703, 1.701, 1.699, 1.697,
+)  # fmt: skip
+T_90_LARGE = 1.645
 
 
 @dataclass(frozen=True)
@@ -109,6 +142,39 @@ class Term:
 
 
 @dataclass(frozen=True)
+class Uncertainty:
+    """How sure the measured rate is: how far the counts it was measured on scatter around its
+    line. See "The uncertainty" in this module's docstring."""
+
+    scatter: float  # s: the daily counts' standard deviation around the line, in students
+    rate_standard_error: float  # se: the rate's standard error, in students per day
+    critical_value: float  # t: Student's t for a two-sided CONFIDENCE interval on n - 2 d.f.
+    based_on_days: int  # n
+
+    def margin(self, days_ahead: int) -> float:
+        """Half the band's width ``days_ahead`` days after the latest count (0 on its day)."""
+        if days_ahead <= 0:
+            return 0.0
+        rate_part = self.rate_standard_error * days_ahead
+        return self.critical_value * math.sqrt(rate_part * rate_part + 2 * self.scatter**2)
+
+    def rate_range(self, rate: Fraction) -> tuple[float, float]:
+        """The slowest and fastest growth per day the band allows for."""
+        spread = self.critical_value * self.rate_standard_error
+        return float(rate) - spread, float(rate) + spread
+
+
+@dataclass(frozen=True)
+class ProjectedDay:
+    """One day of the projection: the expected count and the band around it (never below 0)."""
+
+    day: date
+    low: float
+    expected: float
+    high: float
+
+
+@dataclass(frozen=True)
 class Forecast:
     """What the history says about the coming months."""
 
@@ -135,6 +201,10 @@ class Forecast:
     threshold_lead_days: int | None  # days of warning the current threshold gives at this rate
     historical_maximum: int
     historical_maximum_on: date | None
+    # None with fewer than MIN_UNCERTAINTY_POINTS points in the window: no band can be measured.
+    uncertainty: Uncertainty | None = None
+    limit_reached_earliest: date | None = None  # set when limit_reached_on and uncertainty are
+    limit_reached_latest: date | None = None  # None too when the band's low edge never gets there
     explanation: str = ""
 
 
@@ -212,6 +282,83 @@ def least_squares_slope(points: Sequence[DailyPoint]) -> Fraction:
     return Fraction(n * sum_xy - sum_x * sum_y, denominator)
 
 
+def critical_value(degrees_of_freedom: int) -> float:
+    """Student's t for a two-sided 90% interval."""
+    if degrees_of_freedom < 1:
+        raise ValueError(f"degrees_of_freedom must be at least 1, not {degrees_of_freedom}")
+    if degrees_of_freedom <= len(T_90):
+        return T_90[degrees_of_freedom - 1]
+    return T_90_LARGE
+
+
+def uncertainty_of(points: Sequence[DailyPoint]) -> Uncertainty | None:
+    """How sure the least-squares rate of ``points`` is (the points the rate was measured on);
+    None with fewer than MIN_UNCERTAINTY_POINTS points."""
+    n = len(points)
+    if n < MIN_UNCERTAINTY_POINTS:
+        return None
+    origin = points[0].day
+    xs = [(point.day - origin).days for point in points]
+    ys = [point.active_students for point in points]
+    # Centred sums, exact: Sxx = sum (x - mean x)^2, and so on.
+    sxx = Fraction(n * sum(x * x for x in xs) - sum(xs) ** 2, n)
+    if sxx == 0:
+        raise ValueError("the rate's points must be on at least two different days")
+    sxy = Fraction(n * sum(x * y for x, y in zip(xs, ys, strict=True)) - sum(xs) * sum(ys), n)
+    syy = Fraction(n * sum(y * y for y in ys) - sum(ys) ** 2, n)
+    residual_squares = max(syy - sxy * sxy / sxx, Fraction(0))
+    variance = residual_squares / (n - 2)
+    return Uncertainty(
+        scatter=math.sqrt(variance),
+        rate_standard_error=math.sqrt(variance / sxx),
+        critical_value=critical_value(n - 2),
+        based_on_days=n,
+    )
+
+
+def projection(result: Forecast, days: int) -> list[ProjectedDay]:
+    """The expected count and its band for the latest count's day and the ``days`` days after;
+    empty when there is no history or no band could be measured."""
+    if days < 0:
+        raise ValueError(f"days cannot be negative, not {days}")
+    if result.current_on is None or result.uncertainty is None:
+        return []
+    rate = float(result.growth_per_day)
+    projected: list[ProjectedDay] = []
+    for ahead in range(days + 1):
+        expected = result.current + rate * ahead
+        margin = result.uncertainty.margin(ahead)
+        projected.append(
+            ProjectedDay(
+                day=result.current_on + timedelta(days=ahead),
+                low=max(expected - margin, 0.0),
+                expected=max(expected, 0.0),
+                high=max(expected + margin, 0.0),
+            )
+        )
+    return projected
+
+
+def _limit_range(
+    *, current: int, total: int, rate: Fraction, days_to_limit: int, uncertainty: Uncertainty
+) -> tuple[int, int | None]:
+    """Days after the latest count until the band's high edge, and its low edge, reach
+    ``total``; the second is None when the low edge does not within LIMIT_HORIZON_DAYS."""
+    per_day = float(rate)
+    earliest = days_to_limit  # the expected line is there by then, so the high edge is too
+    for ahead in range(1, min(days_to_limit, LIMIT_HORIZON_DAYS + 1)):
+        if current + per_day * ahead + uncertainty.margin(ahead) >= total:
+            earliest = ahead
+            break
+    slowest, _fastest = uncertainty.rate_range(rate)
+    if slowest <= 0:
+        return earliest, None  # the band allows for no growth at all
+    for ahead in range(days_to_limit, LIMIT_HORIZON_DAYS + 1):
+        if current + per_day * ahead - uncertainty.margin(ahead) >= total:
+            return earliest, ahead
+    return earliest, None
+
+
 def _rate_window(terms: Sequence[Term]) -> tuple[DailyPoint, ...]:
     """The points the rate is measured on: the latest term with enough of them."""
     for minimum in (MIN_RATE_POINTS, 2):
@@ -269,10 +416,23 @@ def forecast(
     already_at_limit = current >= total
     limit_reached_on: date | None = None
     start_purchasing_on: date | None = None
+    earliest: date | None = None
+    latest_on: date | None = None
+    uncertainty = uncertainty_of(window)
     if latest is not None and rate > 0 and not already_at_limit:
         days_to_limit = math.ceil((total - current) / rate)
         limit_reached_on = latest.day + timedelta(days=days_to_limit)
         start_purchasing_on = limit_reached_on - timedelta(days=lead_time_days)
+        if uncertainty is not None:  # else too few points to say how sure: no range
+            soonest, slowest = _limit_range(
+                current=current,
+                total=total,
+                rate=rate,
+                days_to_limit=days_to_limit,
+                uncertainty=uncertainty,
+            )
+            earliest = latest.day + timedelta(days=soonest)
+            latest_on = None if slowest is None else latest.day + timedelta(days=slowest)
 
     threshold_for_lead_time = min(max(math.ceil(rate * lead_time_days), 0), total)
     threshold_lead_days = math.floor(threshold / rate) if rate > 0 else None
@@ -300,8 +460,28 @@ def forecast(
         threshold_lead_days=threshold_lead_days,
         historical_maximum=maximum,
         historical_maximum_on=maximum_on,
+        uncertainty=uncertainty,
+        limit_reached_earliest=earliest,
+        limit_reached_latest=latest_on,
     )
     return replace(result, explanation=explain(result, today=today))
+
+
+def _explain_range(result: Forecast) -> list[str]:
+    """The sentence on the band around the limit's date; none when the counts grew evenly."""
+    earliest, latest = result.limit_reached_earliest, result.limit_reached_latest
+    if earliest is None or (earliest == latest == result.limit_reached_on):
+        return []
+    if latest is None:
+        return [
+            f"The count grew unevenly: the limit could be reached as early as "
+            f"{earliest.isoformat()}, but at the slow end of the range it may take more than "
+            "five years or never happen, so no latest date can be given."
+        ]
+    return [
+        f"The count grew unevenly: 9 times in 10 the limit is reached between "
+        f"{earliest.isoformat()} and {latest.isoformat()}."
+    ]
 
 
 def explain(result: Forecast, *, today: date) -> str:
@@ -343,6 +523,7 @@ def explain(result: Forecast, *, today: date) -> str:
             f"At that pace the {result.total:,} licenses are all used on "
             f"{result.limit_reached_on.isoformat()}."
         )
+        sentences.extend(_explain_range(result))
         lead = _plural(result.lead_time_days, "day", "days")
         if result.start_purchasing_on <= today:
             sentences.append(

@@ -131,6 +131,44 @@ async def test_forecast_at_the_limit_and_without_history(client, make_district, 
     assert (fresh["historicalMaximum"], fresh["historicalMaximumOn"]) == (10, "2026-11-28")
 
 
+UNCERTAINTY = """
+query Uncertainty($days: Int!) {
+  forecast {
+    limitReachedOn limitReachedEarliest limitReachedLatest growthPerDayLow growthPerDayHigh
+    projection(days: $days) { day low expected high }
+  }
+}
+"""
+
+
+async def test_forecast_uncertainty_and_projection_through_the_api(client, make_district, service):
+    # 300 today, 2 a day before, but the odd days 3 lower: 295, 298, 293, 296, ... .
+    district = await make_district(seats=400, active=300)
+    counts = growing_by_two(60, today_count=300)
+    insert_snapshots(
+        service,
+        district.id,
+        {day: count - (3 if (TODAY - day).days % 2 else 0) for day, count in counts.items()},
+    )
+
+    forecast = (await graphql_data(client, district.viewer_token, UNCERTAINTY, {"days": 3}))[
+        "forecast"
+    ]
+
+    earliest, expected, latest = (
+        forecast["limitReachedEarliest"],
+        forecast["limitReachedOn"],
+        forecast["limitReachedLatest"],
+    )
+    assert earliest < expected < latest  # ISO dates compare as dates
+    assert forecast["growthPerDayLow"] < 2 < forecast["growthPerDayHigh"]
+    days = forecast["projection"]
+    assert [day["day"] for day in days] == ["2026-11-28", "2026-11-29", "2026-11-30", "2026-12-01"]
+    assert days[0] == {"day": "2026-11-28", "low": 300.0, "expected": 300.0, "high": 300.0}
+    for day in days[1:]:
+        assert day["low"] < day["expected"] < day["high"]
+
+
 async def test_a_manager_token_reads_both_too(client, make_district):
     district = await make_district(seats=400, active=300)
 
@@ -148,6 +186,8 @@ async def test_a_manager_token_reads_both_too(client, make_district):
         (HISTORY, {"days": 801}, "days must be between 1 and 800, not 801."),
         (FORECAST, {"lead": 0}, "leadTimeDays must be between 1 and 365, not 0."),
         (FORECAST, {"lead": 366}, "leadTimeDays must be between 1 and 365, not 366."),
+        (UNCERTAINTY, {"days": 0}, "days must be between 1 and 365, not 0."),
+        (UNCERTAINTY, {"days": 366}, "days must be between 1 and 365, not 366."),
     ],
 )
 async def test_out_of_range_arguments_are_invalid(client, make_district, query, variables, message):

@@ -193,7 +193,14 @@ async def test_the_tabs_documents_are_valid_and_run_by_hash_unregistered(
     client, make_district, service
 ):
     documents = tab_documents()
-    assert set(documents) == {"TAB_QUERY", "SET_THRESHOLD", "FORCE_UPDATE"}
+    assert set(documents) == {
+        "TAB_QUERY",
+        "SET_THRESHOLD",
+        "FORCE_UPDATE",
+        "USAGE_CHART",
+        "LICENSE_CHANGED",
+        "ALERTS_CHANGED",
+    }
     checker = PersistedQueries(
         schema=build_schema(),
         service=service,

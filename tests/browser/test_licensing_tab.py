@@ -1,181 +1,22 @@
-"""The Licensing tab in a real browser: Debian's Chromium driven by Playwright, against the real
-app served on 127.0.0.1. Any request to another host fails the test (the page needs no network).
-
-Without /usr/bin/chromium these tests skip (install it with `apt-get install chromium`), unless
-LICENSING_REQUIRE_BROWSER=1 (as in .ci/run), when they fail instead. Screenshots of each state
-are saved to tests/browser/artifacts/.
+"""The Licensing tab in a real browser: sign-in, reading the figures, settings, Force License
+Update, the banner, read-only sessions and the page's security. The fixtures (one Chromium per
+worker, a new context per test, axe-core and the internal-text check of Tab.capture) are in
+conftest.py; every state of the page is in test_tab_states.py; live updates in test_live_updates.py.
+Screenshots go to tests/browser/artifacts/ as STATE-WIDTHxHEIGHT.png.
 """
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
-from app.factory import create_app
-from tests.fakes.serve import serve
+from tests.browser.conftest import text
 from tests.utils.districts import students
 
 pytestmark = pytest.mark.anyio
-
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-# Read at import: the isolated_environment fixture removes LICENSING_* variables from each test.
-REQUIRE_BROWSER = os.environ.get("LICENSING_REQUIRE_BROWSER") == "1"
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-quic",
-    "--disable-sync",
-    "--disable-default-apps",
-    "--disable-extensions",
-]
-HOW_TO_INSTALL = (
-    "Debian's Chromium is needed for the browser tests: install it with "
-    "`sudo apt-get update && sudo apt-get install -y chromium` (it must be /usr/bin/chromium), "
-    "and Playwright for Python with `.venv/bin/pip install -e '.[test]'`."
-)
-TIMEOUT_MS = 10_000
-
-
-def _browser_missing() -> str | None:
-    if not CHROMIUM.exists():
-        return f"{CHROMIUM} is missing. {HOW_TO_INSTALL}"
-    try:
-        import playwright.async_api  # noqa: F401
-    except ImportError:
-        return f"The playwright package is missing. {HOW_TO_INSTALL}"
-    return None
-
-
-@pytest.fixture
-def require_browser() -> None:
-    problem = _browser_missing()
-    if problem is None:
-        return
-    if REQUIRE_BROWSER:
-        pytest.fail(f"LICENSING_REQUIRE_BROWSER=1 but {problem}")
-    pytest.skip(problem)
-
-
-# Reports every Content-Security-Policy violation of every document the page loads to the test
-# (an init script is not itself subject to the page's policy).
-CSP_LISTENER = """
-document.addEventListener('securitypolicyviolation', (event) => {
-  window.reportCspViolation(
-    `${event.effectiveDirective} blocked ${event.blockedURI || 'inline'} ` +
-    `at ${event.sourceFile || document.location.href}:${event.lineNumber}`
-  );
-});
-"""
-
-
-class Tab:
-    """One browser page on the served app, with the requests that left 127.0.0.1 and the
-    Content-Security-Policy violations it reported."""
-
-    def __init__(
-        self, page: Any, base_url: str, external: list[str], violations: list[str]
-    ) -> None:
-        self.page = page
-        self.base_url = base_url
-        self.external = external
-        self.violations = violations
-
-    async def screenshot(self, name: str) -> None:
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        await self.page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-
-    async def sign_in(self, token: str) -> None:
-        page = self.page
-        await page.goto(self.base_url + "/")
-        await page.get_by_label("API token").fill(token)
-        await page.get_by_role("button", name="Sign in").click()
-        await page.locator("#license-count").filter(has_text="/").wait_for()
-
-    async def refresh(self) -> None:
-        """What the 30-second poll does, now: click Refresh now and wait for the new figures."""
-        count = await self.refreshes()
-        await self.page.get_by_role("button", name="Refresh now").click()
-        await self.page.wait_for_function(
-            "n => Number(document.body.dataset.refreshes || 0) > n", arg=count
-        )
-
-    async def refreshes(self) -> int:
-        return int(await self.page.evaluate("Number(document.body.dataset.refreshes || 0)"))
-
-
-@pytest.fixture
-async def browser(require_browser: None) -> AsyncIterator[Any]:
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS
-        )
-        try:
-            yield launched
-        finally:
-            await launched.close()
-
-
-@pytest.fixture
-def served(service: Any) -> Any:
-    with serve(create_app(service)) as url:
-        yield url
-
-
-@pytest.fixture
-async def open_tab(browser: Any, served: str) -> AsyncIterator[Any]:
-    """open_tab(width=1280) -> Tab; fails the test if the page asked any host but 127.0.0.1,
-    or if any state of the page broke its Content-Security-Policy (an event, or the console's
-    report of one)."""
-    contexts: list[Any] = []
-    external: list[str] = []
-    violations: list[str] = []
-
-    async def guard(route: Any) -> None:
-        url = route.request.url
-        if urlsplit(url).hostname != "127.0.0.1":
-            external.append(url)
-            await route.abort()
-        else:
-            await route.continue_()
-
-    async def make(width: int = 1280, height: int = 900) -> Tab:
-        context = await browser.new_context(viewport={"width": width, "height": height})
-        context.set_default_timeout(TIMEOUT_MS)
-        await context.route("**/*", guard)
-        await context.expose_function("reportCspViolation", lambda text: violations.append(text))
-        await context.add_init_script(CSP_LISTENER)
-        contexts.append(context)
-        page = await context.new_page()
-        page.on("console", lambda message: _note_csp_console(message, violations))
-        return Tab(page, served, external, violations)
-
-    yield make
-    for context in contexts:
-        await context.close()
-    assert external == [], f"the page requested hosts other than 127.0.0.1: {external}"
-    assert violations == [], f"the page broke its Content-Security-Policy: {violations}"
-
-
-def _note_csp_console(message: Any, violations: list[str]) -> None:
-    if "content security policy" in message.text.lower():
-        violations.append(f"console: {message.text}")
-
-
-async def text(page: Any, selector: str) -> str:
-    return " ".join((await page.locator(selector).inner_text()).split())
 
 
 # ---------------------------------------------------------------- reading the tab
@@ -189,14 +30,14 @@ async def test_sign_in_and_read_the_license(make_district, issuer, open_tab):
     page = tab.page
     await page.goto(tab.base_url + "/")
     await page.get_by_label("API token").wait_for()
-    await tab.screenshot("01-sign-in")
+    await tab.capture("signed-out")
 
     await page.get_by_label("API token").fill("not-a-token")
     await page.get_by_role("button", name="Sign in").click()
     await page.get_by_text("not valid or has been revoked").wait_for()
 
     await tab.sign_in(district.manager_token)
-    assert await text(page, "#license-count") == "960 / 1000"
+    assert await text(page, "#license-count") == "960 / 1,000"
     assert await text(page, "#license-remaining") == "40 licenses remaining"
     assert "Active" in await text(page, "#status-badge")
     assert await text(page, "#licensed-to") == "Test District"
@@ -219,11 +60,14 @@ async def test_sign_in_and_read_the_license(make_district, issuer, open_tab):
         await page.get_by_label("Number of Students Remaining to Show Alert").input_value() == "50"
     )
     assert "Recommended for your district's size" in await text(page, "#threshold-recommended")
-    await tab.screenshot("02-signed-in-approaching-limit")
+    # The header names the district; the sign-in form and its error are gone.
+    assert await text(page, "#account-label") == "Test District"
+    assert not await page.get_by_label("API token").is_visible()
+    await tab.capture("approaching-limit")
 
     # The session survives a reload (cookie), and the cookie is out of the page's reach.
     await page.reload()
-    await page.locator("#license-count").filter(has_text="960 / 1000").wait_for()
+    await page.locator("#license-count").filter(has_text="960 / 1,000").wait_for()
     assert await page.evaluate("document.cookie") == ""
     cookies = await page.context.cookies()
     session = next(cookie for cookie in cookies if cookie["name"] == "__Host-licensing_session")
@@ -240,39 +84,21 @@ async def test_sign_in_and_read_the_license(make_district, issuer, open_tab):
         "document.documentElement.scrollWidth - document.documentElement.clientWidth"
     )
     assert overflow <= 0
-    await tab.screenshot("03-narrow-360px")
 
     # Sign out ends the session: the old cookie, put back, signs no one in.
     await page.set_viewport_size({"width": 1280, "height": 900})
     await page.get_by_role("button", name="Sign out").click()
     await page.get_by_label("API token").wait_for()
+    # Nothing of the signed-in page stays: not the account, not Sign out.
+    assert not await page.locator("#account").is_visible()
+    assert not await page.get_by_role("button", name="Sign out").is_visible()
+    assert "Signed out." in await text(page, "#page-status")
+    assert await page.get_by_label("API token").evaluate("el => el === document.activeElement")
     await page.context.add_cookies([session])
     await page.reload()
     await page.get_by_label("API token").wait_for()
     assert not await page.locator("#tab").is_visible()
-
-
-async def test_a_district_without_a_license_says_why_and_shows_the_rest(service, open_tab):
-    from licensing.storage.tokens import Permission
-    from tests.utils.districts import create_district, token_for
-
-    district_id = create_district(service, slug="new", roster=students(7))
-    token = token_for(service, district_id, Permission.MANAGE_SETTINGS)
-    tab = await open_tab()
-    page = tab.page
-    await page.goto(tab.base_url + "/")
-    await page.get_by_label("API token").fill(token)
-    await page.get_by_role("button", name="Sign in").click()
-
-    notice = page.locator("#no-license")
-    await notice.filter(has_text="No license has been received").wait_for()
-    assert "Force License Update" in await notice.inner_text()
-    assert not await page.locator("#license-facts").is_visible()
-    assert await page.locator("#page-status").inner_text() == ""  # not a failed refresh
-    assert (
-        await page.get_by_label("Number of Students Remaining to Show Alert").input_value() == "50"
-    )
-    await tab.screenshot("02b-no-license-yet")
+    assert not await page.get_by_role("button", name="Sign out").is_visible()
 
 
 async def test_expired_license_says_what_to_do(make_district, open_tab, clock):
@@ -285,7 +111,11 @@ async def test_expired_license_says_what_to_do(make_district, open_tab, clock):
     assert "Expired" in await text(page, "#status-badge")
     assert "Contact Manage1to1 Support immediately" in await text(page, "#status-guidance")
     assert "expired" in await text(page, "#days-left")
-    await tab.screenshot("04-expired")
+    assert "Contact Manage1to1 Support immediately" in await text(page, "#alert-banner")
+    assert "until your license is renewed" in await text(page, "#alert-banner")
+    assert "drops below your threshold" not in await text(page, "#alert-banner")
+    assert "October 31, 2026" in await text(page, "#alert-banner")
+    await tab.capture("expired")
 
 
 async def test_renewal_guidance_from_90_days_out(make_district, open_tab):
@@ -297,7 +127,10 @@ async def test_renewal_guidance_from_90_days_out(make_district, open_tab):
     guidance = await text(tab.page, "#renewal-guidance")
     assert "Start the renewal conversation" in guidance
     assert "Well below limit" in await text(tab.page, "#usage-level")
-    await tab.screenshot("05-renewal-due-green")
+    banner = await text(tab.page, "#alert-banner")
+    assert "January 31, 2027" in banner and "2027-01-31" not in banner
+    assert "reminder stays until your license is renewed" in banner
+    await tab.capture("renewal-due")
 
 
 # ---------------------------------------------------------------- settings and force update
@@ -316,7 +149,19 @@ async def test_save_an_invalid_then_a_valid_threshold(make_district, open_tab):
     await error.filter(has_text=re.compile(r"\S")).wait_for()
     assert await field.get_attribute("aria-invalid") == "true"
     assert "threshold-error" in (await field.get_attribute("aria-describedby"))
-    await tab.screenshot("06-threshold-invalid")
+    assert "0 to 1,000" in await text(page, "#threshold-error")
+    assert await field.evaluate("el => el === document.activeElement")
+    await tab.screenshot("threshold-invalid-1280x900")
+
+    # Past what a GraphQL Int holds: the page refuses it itself, in plain words.
+    await field.fill("99999999999")
+    await page.get_by_role("button", name="Save Settings").click()
+    await error.filter(has_text="0 to 1,000").wait_for()
+    assert "represent" not in await text(page, "#threshold-error")
+    for bad in ("12.5", "-3", "1e3"):
+        await field.fill(bad)
+        await page.get_by_role("button", name="Save Settings").click()
+        await error.filter(has_text="whole number").wait_for()
 
     await field.fill("75")
     await page.get_by_role("button", name="Save Settings").click()
@@ -324,7 +169,8 @@ async def test_save_an_invalid_then_a_valid_threshold(make_district, open_tab):
     assert await error.inner_text() == ""
     assert await field.input_value() == "75"
     assert "75 licenses or fewer" in await text(page, "#settings-result")
-    await tab.screenshot("07-threshold-saved")
+    assert await page.locator("#settings-result").evaluate("el => el === document.activeElement")
+    await tab.screenshot("threshold-saved-1280x900")
 
     # The server kept it.
     await page.reload()
@@ -344,13 +190,14 @@ async def test_force_update_twice_is_throttled_the_second_time(make_district, op
 
     await button.click()
     await result.filter(has_text="already up to date").wait_for()
-    await tab.screenshot("08-force-update-up-to-date")
+    assert await result.evaluate("el => el === document.activeElement")
+    await tab.screenshot("force-update-up-to-date-1280x900")
 
     await button.click()
     await result.filter(has_text="Try again in").wait_for()
     assert re.search(r"Try again in \d[\d,]* seconds?", await result.inner_text())
     assert await button.is_enabled()
-    await tab.screenshot("09-force-update-throttled")
+    await tab.screenshot("force-update-throttled-1280x900")
 
 
 async def test_force_update_shows_progress_while_it_runs(make_district, open_tab):
@@ -374,7 +221,7 @@ async def test_force_update_shows_progress_while_it_runs(make_district, open_tab
     await busy.wait_for()
     assert await busy.is_disabled()
     assert "Contacting the Manage1to1 licensing server" in await text(page, "#force-result")
-    await tab.screenshot("10-force-update-in-progress")
+    await tab.screenshot("force-update-in-progress-1280x900")
     for _ in range(100):
         if release:
             break
@@ -405,21 +252,21 @@ async def test_banner_appears_past_the_threshold_and_goes_when_capacity_rises(
         district.id, source="local", records=students(60, prefix="new-"), replace=False
     )
     await tab.refresh()
-    await page.locator("#license-count").filter(has_text="960 / 1000").wait_for()
+    await page.locator("#license-count").filter(has_text="960 / 1,000").wait_for()
     await banner.filter(has_text="40 licenses remaining").wait_for()
     assert "Approaching threshold" in await text(page, "#usage-level")
-    await tab.screenshot("11-banner-after-roster-change")
+    await tab.screenshot("banner-after-roster-change-1280x900")
 
     # More licenses are purchased; Force License Update brings them in and the alert goes.
     issuer.write("hillview", seats=1250)
     await page.get_by_role("button", name="Force License Update").click()
     await page.locator("#force-result").filter(has_text="License updated").wait_for()
-    await page.locator("#license-count").filter(has_text="960 / 1250").wait_for()
+    await page.locator("#license-count").filter(has_text="960 / 1,250").wait_for()
     await page.wait_for_function(
         "() => document.getElementById('alert-banner').textContent.trim() === ''"
     )
     assert "290 licenses remaining" in await text(page, "#license-remaining")
-    await tab.screenshot("12-banner-gone-after-capacity-rises")
+    await tab.screenshot("banner-gone-after-capacity-rises-1280x900")
 
 
 async def test_a_roster_that_never_synced_or_failed_is_said_and_the_count_not_coloured(
@@ -438,7 +285,7 @@ async def test_a_roster_that_never_synced_or_failed_is_said_and_the_count_not_co
     await tab.sign_in(district.manager_token)
     page = tab.page
 
-    assert await text(page, "#license-count") == "? / 1000"
+    assert await text(page, "#license-count") == "? / 1,000"
     assert "Count not known yet" in await text(page, "#usage-level")
     assert await page.locator("#usage-bar").get_attribute("class") == "usage-bar level-unknown"
     note = await text(page, "#roster-note")
@@ -448,7 +295,7 @@ async def test_a_roster_that_never_synced_or_failed_is_said_and_the_count_not_co
         .filter(has_text="has not completed a sync")
         .wait_for()
     )
-    await tab.screenshot("14-roster-never-synced")
+    await tab.capture("no-roster-yet")
 
     # The first sync fails: the banner says so, with the reason.
     await service.roster_sync.sync(district_id=district.id, source="sis", actor="scheduler")
@@ -457,60 +304,7 @@ async def test_a_roster_that_never_synced_or_failed_is_said_and_the_count_not_co
     assert "not known until every roster source has synced" in await text(
         page, "#license-remaining"
     )
-    await tab.screenshot("15-roster-first-sync-failed")
-
-
-async def test_polling_picks_up_changes_without_a_reload(make_district, service, open_tab):
-    district = await make_district("poll", seats=100, active=10, threshold=5)
-    tab = await open_tab()
-    page = tab.page
-    # Shorten the poll: the page's timer is window.setTimeout, so run it faster in this tab.
-    await page.add_init_script(
-        "const realSetTimeout = window.setTimeout.bind(window);"
-        "window.setTimeout = (fn, ms, ...args) => realSetTimeout(fn, Math.min(ms, 200), ...args);"
-    )
-    await tab.sign_in(district.manager_token)
-    service.apply_roster(
-        district.id, source="local", records=students(90, prefix="more-"), replace=False
-    )
-    await page.locator("#license-count").filter(has_text="100 / 100").wait_for()
-    assert "At or over limit" in await text(page, "#usage-level")
-    await tab.screenshot("13-at-limit-red")
-
-
-async def test_polling_sends_the_query_by_hash_and_reuses_a_304(make_district, service, open_tab):
-    district = await make_district("etag", seats=100, active=10, threshold=5)
-    tab = await open_tab()
-    page = tab.page
-    await page.add_init_script(
-        "const realSetTimeout = window.setTimeout.bind(window);"
-        "window.setTimeout = (fn, ms, ...args) => realSetTimeout(fn, Math.min(ms, 200), ...args);"
-    )
-    answers: list[tuple[str, int, str, str | None]] = []
-
-    async def note(response: Any) -> None:
-        if "/graphql" in response.url:
-            sent = await response.request.all_headers()
-            answers.append(
-                (response.request.method, response.status, response.url, sent.get("if-none-match"))
-            )
-
-    page.on("response", note)
-    await tab.sign_in(district.manager_token)
-    await page.locator("body[data-refreshes='4']").wait_for(state="attached")
-
-    queries = [answer for answer in answers if answer[0] == "GET"]
-    assert queries and all(
-        "persistedQuery" in url and "query=" not in url for _m, _s, url, _e in queries
-    )
-    assert [status for _m, status, _u, _e in queries][:1] == [200]
-    assert any(status == 304 and etag for _m, status, _u, etag in queries)
-    assert await text(page, "#license-count") == "10 / 100"
-    # A change reaches the tab with the next poll: a 200 with a new ETag.
-    service.apply_roster(
-        district.id, source="local", records=students(90, prefix="more-"), replace=False
-    )
-    await page.locator("#license-count").filter(has_text="100 / 100").wait_for()
+    await tab.capture("first-sync-failed")
 
 
 # ---------------------------------------------------------------- read-only and accessibility
@@ -521,7 +315,7 @@ async def test_view_license_session_is_read_only_with_a_reason(make_district, op
     tab = await open_tab()
     await tab.sign_in(district.viewer_token)
     page = tab.page
-    assert await text(page, "#license-count") == "960 / 1000"
+    assert await text(page, "#license-count") == "960 / 1,000"
     field = page.get_by_label("Number of Students Remaining to Show Alert")
     save = page.get_by_role("button", name="Save Settings")
     force = page.get_by_role("button", name="Force License Update")
@@ -531,7 +325,7 @@ async def test_view_license_session_is_read_only_with_a_reason(make_district, op
     reason = await text(page, "#read-only-note")
     assert "Manage Settings permission" in reason
     assert "read-only" in await text(page, "#account-label")
-    await tab.screenshot("14-read-only")
+    await tab.capture("read-only")
 
 
 async def test_cookie_posts_need_the_same_origin(make_district, served):
@@ -644,7 +438,7 @@ async def test_accessibility_basics(make_district, open_tab):
     await page.keyboard.type("0")  # 50 -> 500
     await page.keyboard.press("Enter")
     await page.locator("#settings-result").filter(has_text="Settings saved.").wait_for()
-    await tab.screenshot("15-keyboard-focus")
+    await tab.screenshot("keyboard-focus-1280x900")
 
 
 async def test_sign_in_link_uses_the_fragment_once_and_removes_it(make_district, open_tab):
@@ -652,7 +446,7 @@ async def test_sign_in_link_uses_the_fragment_once_and_removes_it(make_district,
     tab = await open_tab()
     page = tab.page
     await page.goto(f"{tab.base_url}/#token={district.manager_token}")
-    await page.locator("#license-count").filter(has_text="960 / 1000").wait_for()
+    await page.locator("#license-count").filter(has_text="960 / 1,000").wait_for()
     assert district.manager_token not in page.url
     assert "#" not in page.url
     assert not await page.get_by_role("button", name="Save Settings").is_disabled()
@@ -686,3 +480,45 @@ async def test_the_page_runs_under_a_policy_that_refuses_inline_script(make_dist
     assert any(v.startswith("script-src") for v in tab.violations), tab.violations
     assert any(v.startswith("console:") for v in tab.violations), tab.violations
     tab.violations.clear()  # expected here; every other state must report none
+
+
+async def tab_to(page: Any, target: Any, presses: int = 30, key: str = "Tab") -> None:
+    """Press Tab (or ``key``) until ``target`` has the focus, as a keyboard-only user would."""
+    for _ in range(presses):
+        if await target.evaluate("el => el === document.activeElement"):
+            return
+        await page.keyboard.press(key)
+    assert await target.evaluate("el => el === document.activeElement"), "not reachable by Tab"
+
+
+async def test_every_action_works_from_the_keyboard(make_district, open_tab):
+    district = await make_district(seats=1000, active=960)
+    tab = await open_tab()
+    page = tab.page
+    await page.goto(tab.base_url + "/")
+    token = page.get_by_label("API token")
+    await tab_to(page, token)
+    await page.keyboard.type(district.manager_token)
+    await page.keyboard.press("Enter")
+    await page.locator("#license-count").filter(has_text="960 / 1,000").wait_for()
+    # Focus moved to the page's content, so the next Tab goes on from there.
+    assert await page.locator("#content").evaluate("el => el === document.activeElement")
+
+    force = page.get_by_role("button", name="Force License Update")
+    await tab_to(page, force)
+    await page.keyboard.press("Enter")
+    result = page.locator("#force-result")
+    await result.filter(has_text="up to date").wait_for()
+    assert await result.evaluate("el => el === document.activeElement")
+
+    refresh = page.get_by_role("button", name="Refresh now")
+    count = await tab.refreshes()
+    await tab_to(page, refresh)
+    await page.keyboard.press("Enter")
+    await page.wait_for_function("n => Number(document.body.dataset.refreshes) > n", arg=count)
+
+    # Back up to the header's Sign out.
+    await tab_to(page, page.get_by_role("button", name="Sign out"), key="Shift+Tab")
+    await page.keyboard.press("Enter")
+    await token.wait_for()
+    assert await token.evaluate("el => el === document.activeElement")

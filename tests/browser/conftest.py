@@ -1,0 +1,249 @@
+"""Fixtures of the browser tests: Debian's Chromium driven by Playwright, against the real app
+served on 127.0.0.1 (HTTP and websockets). Any request to another host fails the test (the page
+needs no network).
+
+One Chromium per pytest process (per xdist worker), launched once for the session; each test gets
+fresh browser contexts (no shared cookies or storage). Without /usr/bin/chromium the tests skip
+(install it with `apt-get install chromium`), unless LICENSING_REQUIRE_BROWSER=1, when they fail.
+
+``Tab.capture(state)`` checks one state of the page at a desktop and a phone size: axe-core finds
+no serious or critical accessibility violation, no page text reads like an internal (a code such
+as LICENSE_NOT_AVAILABLE, a server path, SQL, a Python exception or GraphQL's own error text),
+nothing overflows sideways, and a screenshot is written to tests/browser/artifacts/STATE-SIZE.png.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from app.factory import create_app
+from licensing.orchestration.service import LicensingService
+from tests.fakes.serve import serve
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+# Read at import: the isolated_environment fixture removes LICENSING_* variables from each test.
+REQUIRE_BROWSER = os.environ.get("LICENSING_REQUIRE_BROWSER") == "1"
+LAUNCH_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-quic",
+    "--disable-sync",
+    "--disable-default-apps",
+    "--disable-extensions",
+]
+HOW_TO_INSTALL = (
+    "Debian's Chromium is needed for the browser tests: install it with "
+    "`sudo apt-get update && sudo apt-get install -y chromium` (it must be /usr/bin/chromium), "
+    "and Playwright for Python with `.venv/bin/pip install -e '.[test]'`."
+)
+TIMEOUT_MS = 10_000
+DESKTOP = (1280, 900)
+PHONE = (390, 844)
+SERIOUS = {"serious", "critical"}
+
+# Reports every Content-Security-Policy violation of every document the page loads to the test
+# (an init script is not itself subject to the page's policy).
+CSP_LISTENER = """
+document.addEventListener('securitypolicyviolation', (event) => {
+  window.reportCspViolation(
+    `${event.effectiveDirective} blocked ${event.blockedURI || 'inline'} ` +
+    `at ${event.sourceFile || document.location.href}:${event.lineNumber}`
+  );
+});
+"""
+
+# What no text on the page may look like: internals that reached the user.
+INTERNAL_TEXT = {
+    "an internal code": re.compile(r"\b[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+\b"),
+    "a file path": re.compile(r"(?:^|[\s(\"'])(?:/[\w.-]+){2,}|\b[A-Za-z]:\\|\.py\b"),
+    "SQL": re.compile(
+        r"\bSELECT\b.+\bFROM\b|\bINSERT INTO\b|\bUPDATE \w+ SET\b|\bDELETE FROM\b"
+        r"|\b(?:psycopg|sqlite3?|sqlalchemy)\b"
+    ),
+    "a Python exception": re.compile(r"\b\w*(?:Error|Exception)\b|Traceback"),
+    "GraphQL's own error text": re.compile(
+        r"Variable '\$|cannot represent|Syntax Error|Expected Name|Cannot query field"
+    ),
+}
+
+
+def internal_text_found(text: str) -> list[str]:
+    """What in ``text`` reads like an internal, described; empty when nothing does."""
+    return [
+        f"{what}: {match.group(0).strip()!r}"
+        for what, pattern in INTERNAL_TEXT.items()
+        for match in pattern.finditer(text)
+    ]
+
+
+def _browser_missing() -> str | None:
+    if not CHROMIUM.exists():
+        return f"{CHROMIUM} is missing. {HOW_TO_INSTALL}"
+    try:
+        import playwright.async_api  # noqa: F401
+    except ImportError:
+        return f"The playwright package is missing. {HOW_TO_INSTALL}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    # Session-scoped here, so that the session's one browser and every test share one event loop.
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+async def browser(anyio_backend: str) -> AsyncIterator[Any]:
+    problem = _browser_missing()
+    if problem is not None:
+        if REQUIRE_BROWSER:
+            pytest.fail(f"LICENSING_REQUIRE_BROWSER=1 but {problem}")
+        pytest.skip(problem)
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS
+        )
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+@pytest.fixture
+def served(service: LicensingService) -> Iterator[str]:
+    with serve(create_app(service), websockets=True) as url:
+        yield url
+
+
+class Tab:
+    """One browser page on the served app, with the requests that left 127.0.0.1 and the
+    Content-Security-Policy violations it reported."""
+
+    def __init__(
+        self, page: Any, base_url: str, external: list[str], violations: list[str]
+    ) -> None:
+        self.page = page
+        self.base_url = base_url
+        self.external = external
+        self.violations = violations
+
+    async def screenshot(self, name: str) -> None:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        await self.page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+    async def sign_in(self, token: str) -> None:
+        page = self.page
+        await page.goto(self.base_url + "/")
+        await page.get_by_label("API token").fill(token)
+        await page.get_by_role("button", name="Sign in").click()
+        await page.wait_for_function("() => (document.body.dataset.refreshes || 0) > 0")
+
+    async def refresh(self) -> None:
+        """Click Refresh now and wait for the new figures."""
+        count = await self.refreshes()
+        await self.page.get_by_role("button", name="Refresh now").click()
+        await self.page.wait_for_function(
+            "n => Number(document.body.dataset.refreshes || 0) > n", arg=count
+        )
+
+    async def refreshes(self) -> int:
+        return int(await self.page.evaluate("Number(document.body.dataset.refreshes || 0)"))
+
+    async def live(self) -> None:
+        """Wait until the page follows the figures over its websocket."""
+        await self.page.wait_for_function("() => document.body.dataset.live === 'live'")
+
+    async def capture(self, state: str) -> None:
+        """Check this state at the desktop and the phone size (see the module's docstring) and
+        write STATE-1280x900.png and STATE-390x844.png."""
+        page = self.page
+        size = page.viewport_size
+        for width, height in (DESKTOP, PHONE):
+            await page.set_viewport_size({"width": width, "height": height})
+            await self.check_accessible(f"{state} at {width}x{height}")
+            overflow = await page.evaluate(
+                "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+            )
+            assert overflow <= 0, f"{state} at {width}px overflows sideways by {overflow}px"
+            await self.screenshot(f"{state}-{width}x{height}")
+        await page.set_viewport_size(size)
+
+    async def check_accessible(self, where: str) -> None:
+        from axe_playwright_python.async_playwright import Axe
+
+        results = await Axe().run(self.page)
+        serious = [
+            f"{violation['id']} ({violation['impact']}): "
+            + ", ".join(str(node["target"]) for node in violation["nodes"])
+            for violation in results.response["violations"]
+            if violation["impact"] in SERIOUS
+        ]
+        assert serious == [], f"axe-core found serious problems in {where}: {serious}"
+        shown = await self.page.evaluate(
+            """() => [document.body.innerText, document.title,
+                ...[...document.querySelectorAll('[aria-label], [aria-valuetext], [title], [placeholder]')]
+                  .flatMap((el) => ['aria-label', 'aria-valuetext', 'title', 'placeholder']
+                    .map((name) => el.getAttribute(name) || ''))].join('\\n')"""
+        )
+        found = internal_text_found(shown)
+        assert found == [], f"the page shows internals in {where}: {found}"
+
+
+OpenTab = Callable[..., Awaitable[Tab]]
+
+
+@pytest.fixture
+async def open_tab(browser: Any, served: str) -> AsyncIterator[OpenTab]:
+    """open_tab(width=1280, height=900) -> Tab in a new browser context; fails the test if the
+    page asked any host but 127.0.0.1, or if any state of the page broke its
+    Content-Security-Policy (an event, or the console's report of one)."""
+    contexts: list[Any] = []
+    external: list[str] = []
+    violations: list[str] = []
+
+    async def guard(route: Any) -> None:
+        url = route.request.url
+        if urlsplit(url).hostname != "127.0.0.1":
+            external.append(url)
+            await route.abort()
+        else:
+            await route.continue_()
+
+    async def make(width: int = DESKTOP[0], height: int = DESKTOP[1]) -> Tab:
+        context = await browser.new_context(viewport={"width": width, "height": height})
+        context.set_default_timeout(TIMEOUT_MS)
+        await context.route("**/*", guard)
+        await context.expose_function("reportCspViolation", lambda text: violations.append(text))
+        await context.add_init_script(CSP_LISTENER)
+        contexts.append(context)
+        page = await context.new_page()
+        page.on("console", lambda message: _note_csp_console(message, violations))
+        return Tab(page, served, external, violations)
+
+    yield make
+    for context in contexts:
+        await context.close()
+    assert external == [], f"the page requested hosts other than 127.0.0.1: {external}"
+    assert violations == [], f"the page broke its Content-Security-Policy: {violations}"
+
+
+def _note_csp_console(message: Any, violations: list[str]) -> None:
+    if "content security policy" in message.text.lower():
+        violations.append(f"console: {message.text}")
+
+
+async def text(page: Any, selector: str) -> str:
+    return " ".join((await page.locator(selector).inner_text()).split())

@@ -31,7 +31,9 @@ VERSION_HEADING = re.compile(
 )
 # `- Breaking: ...`; an indented line after it continues the entry.
 ENTRY = re.compile(r"^- (?P<label>[A-Z][a-z]+): (?P<text>.+)$")
-# The deprecation period of docs/api-changes.md, from 1.0 on.
+# The deprecation period of docs/api-changes.md, enforced from 0.2.0 (the contract integrators
+# build on) on.
+DEPRECATION_ENFORCED_FROM = (0, 2, 0)
 DEPRECATION_MINOR_RELEASES = 2
 DEPRECATION_MONTHS = 6
 ENTRY_LABELS = ("Breaking", "Deprecated", "Dangerous", "Added", "Changed", "Fixed")
@@ -110,7 +112,7 @@ class ChangeReport:
     unlisted_breaking: tuple[SchemaChange, ...]
     unlisted_dangerous: tuple[SchemaChange, ...]
     sections_since: tuple[str, ...] = field(default=())
-    # From 1.0: breaking changes listed, but made before their deprecation period ended.
+    # From 0.2.0: breaking changes listed, but made before their deprecation period ended.
     too_early: tuple[SchemaChange, ...] = field(default=())
 
     @property
@@ -143,7 +145,7 @@ class ChangeReport:
             lines.append("")
             lines.append(
                 f"FAILED: {len(self.too_early)} breaking change(s) made before the deprecation "
-                f"period ended. Since 1.0 a coordinate is removed or changed only after a "
+                f"period ended. Since 0.2.0 a coordinate is removed or changed only after a "
                 f"`Deprecated:` entry in a release at least {DEPRECATION_MINOR_RELEASES} minor "
                 f"releases and {DEPRECATION_MONTHS} months earlier:"
             )
@@ -268,7 +270,7 @@ def check_changes(
         c for c in breaking if not any(s.names(c.coordinate, label="Breaking") for s in since)
     )
     too_early: tuple[SchemaChange, ...] = ()
-    if _version(baseline_version) >= (1, 0, 0):
+    if _version(baseline_version) >= DEPRECATION_ENFORCED_FROM:
         too_early = tuple(
             c
             for c in breaking

@@ -255,7 +255,7 @@ DEPRECATED_IN_1_2 = """### 1.4.0 (unreleased)
 """
 
 
-def test_from_1_0_a_removal_waits_two_minor_releases_and_six_months(contract: Contract):
+def test_since_0_2_a_removal_waits_two_minor_releases_and_six_months(contract: Contract):
     contract.released.write_text(RELEASED.replace("0.1.0 (2026-11-29)", "1.3.0 (2027-06-01)"))
     contract.changelog.write_text(DEPRECATED_IN_1_2)
     contract.change("  total: Int!\n", "")
@@ -276,3 +276,15 @@ def test_from_1_0_a_removal_waits_two_minor_releases_and_six_months(contract: Co
         )
     )
     assert "License.total" in run(*check, "--date=2029-01-01", expect=1).stdout
+
+
+def test_before_0_2_a_listed_breaking_change_needs_no_deprecation(contract: Contract):
+    # 0.1.0 to 0.2.0 was the contract's one change without deprecation.
+    contract.change("  total: Int!\n", "")
+    contract.changelog.write_text(
+        contract.changelog.read_text().replace(
+            "### 0.2.0 (unreleased)\n", "### 0.2.0 (unreleased)\n\n- Breaking: `License.total`.\n"
+        )
+    )
+
+    assert "FAILED" not in run("schema", "--check-changes", *contract.options()).stdout

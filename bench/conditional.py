@@ -37,6 +37,7 @@ sys.path.insert(0, str(REPOSITORY))
 
 from bench.dashboard import (  # noqa: E402
     DASHBOARD_QUERY,
+    WRK_COUNTING,
     Measurement,
     build_database,
     free_port,
@@ -47,7 +48,8 @@ from bench.dashboard import (  # noqa: E402
 )
 from bench.tables import show  # noqa: E402
 
-WRK_SCRIPT = """
+WRK_SCRIPT = (
+    """
 wrk.method = "{method}"
 wrk.path = [==[{path}]==]
 wrk.body = [==[{body}]==]
@@ -55,38 +57,9 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer {secret}"
 {extra_header}
 
-local threads = {{}}
-
-function setup(thread)
-  table.insert(threads, thread)
-end
-
-function init(args)
-  failures = 0
-  answered = 0
-end
-
-function response(status, headers, body)
-  answered = answered + 1
-  if status ~= {status} or string.find(body or "", '"errors"', 1, true) then
-    failures = failures + 1
-  end
-end
-
-function done(summary, latency, requests)
-  local failed, total = 0, 0
-  for _, thread in ipairs(threads) do
-    failed = failed + thread:get("failures")
-    total = total + thread:get("answered")
-  end
-  local errors = summary.errors
-  io.write(string.format(
-    "RESULT %d %d %d %d %d %d\\n",
-    total, summary.duration, failed,
-    errors.connect + errors.read + errors.write + errors.timeout,
-    latency:percentile(50), latency:percentile(99)))
-end
 """
+    + WRK_COUNTING
+)
 
 
 @dataclass(frozen=True)

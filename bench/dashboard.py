@@ -74,12 +74,9 @@ TARGET_THROUGHPUT_RATIO = 0.5
 TARGET_P99_RATIO = 2.0
 TARGET_FLAT_RATIO = 0.8
 
-WRK_SCRIPT = """
-wrk.method = "POST"
-wrk.body = [==[{body}]==]
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer {secret}"
-
+# wrk's Lua: count the answers, and as failures those with another status or GraphQL errors; print
+# one RESULT line the benchmarks parse. Shared by every wrk benchmark; {status} is the status expected.
+WRK_COUNTING = """
 local threads = {{}}
 
 function setup(thread)
@@ -93,7 +90,7 @@ end
 
 function response(status, headers, body)
   answered = answered + 1
-  if status ~= 200 or string.find(body, '"errors"', 1, true) then
+  if status ~= {status} or string.find(body or "", '"errors"', 1, true) then
     failures = failures + 1
   end
 end
@@ -112,6 +109,16 @@ function done(summary, latency, requests)
     latency:percentile(50), latency:percentile(99)))
 end
 """
+
+WRK_SCRIPT = (
+    """
+wrk.method = "POST"
+wrk.body = [==[{body}]==]
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer {secret}"
+"""
+    + WRK_COUNTING
+)
 
 
 @dataclass(frozen=True)
@@ -319,9 +326,9 @@ def measure_size(students: int, arguments: argparse.Namespace) -> SizeResult:
         ]
         graphql_script = data_dir / "graphql.lua"
         body = json.dumps({"query": DASHBOARD_QUERY})
-        graphql_script.write_text(WRK_SCRIPT.format(body=body, secret=secret))
+        graphql_script.write_text(WRK_SCRIPT.format(body=body, secret=secret, status=200))
         bare_script = data_dir / "bare.lua"
-        bare_script.write_text(WRK_SCRIPT.format(body="", secret=secret))
+        bare_script.write_text(WRK_SCRIPT.format(body="", secret=secret, status=200))
         with (
             running_server(graphql_command, data_dir, f"http://127.0.0.1:{graphql_port}/healthz"),
             running_server(bare_command, data_dir, bare_url),

@@ -16,8 +16,8 @@ id as invalid input and an unknown type with an error, where this API answers nu
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, cast
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, cast
 
 from graphql import GraphQLError
 from strawberry import relay
@@ -58,6 +58,24 @@ def row_id_of(key: str) -> int | None:
         return None
     value = int(key)
     return value if fits_row_id(value) and value > 0 else None
+
+
+Row = TypeVar("Row")
+NodeObject = TypeVar("NodeObject")
+
+
+async def load_by_row_id(
+    keys: Sequence[str],
+    read: Callable[[list[int]], Awaitable[Mapping[int, Row]]],
+    convert: Callable[[Row], NodeObject],
+) -> list[NodeObject | None]:
+    """The objects whose keys are row ids, read at once by ``read`` (the caller's district's rows
+    among the ids it is given), in the keys' order; None for a key that names no row of it."""
+    ids = [row_id_of(key) for key in keys]
+    found = await read([row_id for row_id in ids if row_id is not None])
+    return [
+        convert(found[row_id]) if row_id is not None and row_id in found else None for row_id in ids
+    ]
 
 
 def node_type_of(info: Info, global_id: str) -> tuple[type[DistrictNode], str] | None:

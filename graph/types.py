@@ -12,7 +12,7 @@ from strawberry.types import Info
 
 from graph.connections import Counter
 from graph.context import GraphContext
-from graph.nodes import row_id_of
+from graph.nodes import load_by_row_id
 from licensing.domain import audit, error_codes, license_absence, rules, states
 from licensing.problems import Problem
 from licensing.storage import count_review as review
@@ -315,11 +315,10 @@ class Alert(relay.Node):
 
     @classmethod
     async def load(cls, context: GraphContext, keys: Sequence[str]) -> list[Alert | None]:
-        ids = [row_id_of(key) for key in keys]
-        found = await context.service.alerts_by_id(
-            context.principal.district_id, [row_id for row_id in ids if row_id is not None]
+        district_id = context.principal.district_id
+        return await load_by_row_id(
+            keys, lambda ids: context.service.alerts_by_id(district_id, ids), cls.from_record
         )
-        return [cls.from_record(found[row_id]) if row_id in found else None for row_id in ids]
 
 
 @strawberry.type(description="The Licensing Settings section.")
@@ -581,11 +580,10 @@ class ActiveStudent(relay.Node):
     @classmethod
     async def load(cls, context: GraphContext, keys: Sequence[str]) -> list[ActiveStudent | None]:
         """Records of the district that count against its license now; any other is null."""
-        ids = [row_id_of(key) for key in keys]
-        found = await context.service.active_students_by_id(
-            context.principal.district_id, [row_id for row_id in ids if row_id is not None]
+        district_id = context.principal.district_id
+        return await load_by_row_id(
+            keys, lambda ids: context.service.active_students_by_id(district_id, ids), cls.from_row
         )
-        return [cls.from_row(found[row_id]) if row_id in found else None for row_id in ids]
 
 
 @strawberry.type(description="A page of the active-student report, in record order.")

@@ -19,7 +19,7 @@ from graph.connections import (
     read_page,
 )
 from graph.context import GraphContext
-from graph.nodes import row_id_of
+from graph.nodes import load_by_row_id
 from graph.permissions import CanManageSettings
 from graph.types import AuditAction, AuditOutcome, ScheduledJobKind, ScheduledJobOutcome
 from licensing.orchestration.scheduler import JobState
@@ -60,11 +60,10 @@ class AuditEvent(relay.Node):
 
     @classmethod
     async def load(cls, context: GraphContext, keys: Sequence[str]) -> list[AuditEvent | None]:
-        ids = [row_id_of(key) for key in keys]
-        found = await context.service.audit_entries_by_id(
-            context.principal.district_id, [row_id for row_id in ids if row_id is not None]
+        district_id = context.principal.district_id
+        return await load_by_row_id(
+            keys, lambda ids: context.service.audit_entries_by_id(district_id, ids), cls.from_entry
         )
-        return [cls.from_entry(found[row_id]) if row_id in found else None for row_id in ids]
 
 
 @strawberry.type(description="The audit log, newest first. It is append-only.")

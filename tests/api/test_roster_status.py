@@ -177,6 +177,37 @@ async def test_a_held_sync_is_shown_and_alerted_at_once_until_confirmed(
     assert "SYNC_FAILING" not in {alert["kind"] for alert in data["alerts"]}
 
 
+async def test_a_held_sync_says_what_applying_it_would_change(
+    service, client, clock, make_district, export
+):
+    district = await make_district("riverside", seats=1000)
+    write_users_bundle(export, active=960)
+    await sync(service, district)
+    query = "{ dataSources { held heldSync { runId heldAt activeStudentsBefore activeStudentsAfter } } }"
+    [source] = (await graphql_data(client, district.manager_token, query))["dataSources"]
+    assert (source["held"], source["heldSync"]) == (False, None)
+
+    write_users_bundle(export, active=400)
+    clock.advance(hours=1)
+    held = await sync(service, district)
+    [source] = (await graphql_data(client, district.manager_token, query))["dataSources"]
+    assert source["heldSync"] == {
+        "runId": held.run_id,
+        "heldAt": clock().isoformat(),
+        "activeStudentsBefore": 960,
+        "activeStudentsAfter": 400,
+    }
+
+    await graphql_data(
+        client,
+        district.manager_token,
+        'mutation($run: Int) { confirmRosterSync(source: "sis", runId: $run) { status } }',
+        {"run": held.run_id},
+    )
+    [source] = (await graphql_data(client, district.manager_token, query))["dataSources"]
+    assert source["heldSync"] is None
+
+
 async def test_a_district_whose_students_are_kept_here_is_never_flagged(client, make_district):
     # Like the demo: no synced source, the local roster only.
     district = await make_district("oakhill", seats=1000, active=960)

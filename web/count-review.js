@@ -34,6 +34,8 @@ const SWITCH_PROBLEMS = {
 // Students deactivated from this page, offered for reactivation until the page is reloaded.
 let deactivated = [];
 let reading = null;
+// The students ticked for deactivation: still ticked when the review is redrawn.
+const chosen = new Set();
 
 function element(tag, { className = "", text = "" } = {}) {
   const node = document.createElement(tag);
@@ -124,6 +126,11 @@ function groupItem(group, index, active, actions) {
       const box = element("input");
       box.type = "checkbox";
       box.value = id;
+      box.checked = chosen.has(id);
+      box.addEventListener("change", () => {
+        if (box.checked) chosen.add(id);
+        else chosen.delete(id);
+      });
       label.append(box, document.createTextNode(` ${id} (local roster)`));
       item.append(label);
     } else {
@@ -225,6 +232,7 @@ async function switchStudents(ids, { enabled, actions }) {
       const code = payload.errors[0].code;
       outcome = { kind: "bad", icon: "✖", text: SWITCH_PROBLEMS[code] || describe(code, requestId) };
     } else {
+      for (const id of ids) chosen.delete(id);
       deactivated = enabled
         ? deactivated.filter((id) => !ids.includes(id))
         : [...new Set([...deactivated, ...ids])];

@@ -113,23 +113,25 @@ function licenseRefresh(license) {
 }
 
 function sources(list, actions) {
-  if (!list.length) {
+  const items = list.map((source) => sourceItem(source, actions));
+  if (!list.some((source) => !isLocal(source))) {
     const box = element("div", { className: "sync-item" });
     box.append(
       element("h3", { text: "Roster sources" }),
       element("p", {
-        text: "Your district's students are kept in Manage1to1 itself: no roster source syncs them, so there is nothing to sync.",
+        text: "Your district's students are kept in Manage1to1 itself (the local roster): no roster source syncs them, so there is nothing to sync.",
       }),
     );
-    return [box];
+    items.unshift(box);
   }
-  return list.map((source) => sourceItem(source, actions));
+  return items;
 }
 
 function sourceItem(source, actions) {
   const box = element("div", { className: "sync-item" });
   box.dataset.source = source.name;
-  box.append(element("h3", { text: `Roster source “${source.name}”` }));
+  const name = isLocal(source) ? "Local roster (kept in Manage1to1)" : `Roster source “${source.name}”`;
+  box.append(element("h3", { text: name }));
   const state = SOURCE_STATE[source.rosterStatus.state] || SOURCE_STATE.CURRENT;
   box.append(status(state.kind, state.icon, `${state.words}.`));
   const facts = [];
@@ -146,19 +148,27 @@ function sourceItem(source, actions) {
     issues(source.warnings, {
       none: "No warnings from its last sync.",
       some: (total) => `${plural(total, "warning")} from its last sync: rows read past without changing the count. Fix them in the source.`,
-    }),
+    }, `${source.name} warnings`),
     issues(source.quarantined, {
       none: "No quarantined rows.",
       some: (total) => `${plural(total, "quarantined row")}: rows without an id or a role, not counted. If they are students, fix them in the source.`,
-    }),
+    }, `${source.name} quarantined`),
   );
   if (source.held && source.heldSync) box.append(heldSync(source, actions));
   return box;
 }
 
-function issues(found, words) {
+// Which lists of warnings or quarantined rows are open: they stay open when the panel is redrawn.
+const openLists = new Set();
+
+function issues(found, words, key) {
   if (!found.total) return element("p", { className: "secondary", text: words.none });
   const details = element("details", { className: "issues" });
+  details.open = openLists.has(key);
+  details.addEventListener("toggle", () => {
+    if (details.open) openLists.add(key);
+    else openLists.delete(key);
+  });
   const summary = element("summary");
   const mark = element("span", { className: "icon", text: "⚠" });
   mark.setAttribute("aria-hidden", "true");
@@ -254,4 +264,9 @@ function heldSync(source, { after, onSignedOut }) {
   });
   box.append(apply, confirm);
   return box;
+}
+
+/** The roster kept in Manage1to1 itself (students added here or imported), not a synced source. */
+function isLocal(source) {
+  return source.name === "local" || source.kind === "local";
 }

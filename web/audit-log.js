@@ -3,7 +3,7 @@
 
 import { graphql } from "./api.js";
 import { $, focusOn, setMessage } from "./dom.js";
-import { moment, number } from "./format.js";
+import { day, moment, number } from "./format.js";
 import { describe, describeFailure } from "./messages.js";
 import { AUDIT_LOG } from "./operations.js";
 
@@ -28,11 +28,11 @@ const OUTCOME_WORDS = {
   LOWERED: ["⚠", "Lowered to fit the license"],
   UPDATED: ["✓", "Updated"],
   UNCHANGED: ["✓", "No change"],
-  THROTTLED: ["⏸", "Asked again too soon"],
+  THROTTLED: ["⚠", "Asked again too soon"],
   FAILED: ["✖", "Failed"],
   APPLIED: ["✓", "Applied"],
-  HELD: ["⏸", "Held for confirmation"],
-  SUPERSEDED: ["⏸", "Replaced by a newer sync"],
+  HELD: ["⚠", "Held for confirmation"],
+  SUPERSEDED: ["⚠", "Replaced by a newer sync"],
   CREATED: ["✓", "Created"],
   REVOKED: ["✓", "Revoked"],
 };
@@ -162,10 +162,18 @@ function value(recorded) {
   if (typeof recorded === "string") return recorded;
   if (Array.isArray(recorded)) return `${number(recorded.length)} items`;
   if (recorded.truncated) return "(too long to show)";
+  // The figures a person follows, when the record has them; every plain field otherwise.
+  const known = Object.keys(recorded).filter((key) => KEY_WORDS[key]);
   return Object.entries(recorded)
-    .filter(([, inner]) => inner === null || typeof inner !== "object")
-    .map(([key, inner]) => `${KEY_WORDS[key] || key.replace(/_/g, " ")}: ${typeof inner === "number" ? number(inner) : inner ?? "—"}`)
+    .filter(([key, inner]) => (known.length ? KEY_WORDS[key] : inner === null || typeof inner !== "object"))
+    .map(([key, inner]) => `${KEY_WORDS[key] || key.replace(/_/g, " ")}: ${plain(inner)}`)
     .join(", ");
+}
+
+function plain(inner) {
+  if (typeof inner === "number") return number(inner);
+  if (typeof inner === "string" && /^\d{4}-\d{2}-\d{2}$/.test(inner)) return day(inner);
+  return inner ?? "—";
 }
 
 function change(oldValue, newValue) {

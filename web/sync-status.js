@@ -32,7 +32,7 @@ const SOURCE_STATE = {
   },
   HELD: {
     kind: "warn",
-    icon: "⏸",
+    icon: "⚠",
     words: "Sync held: it would change the count a lot, so it waits for your confirmation below",
   },
 };

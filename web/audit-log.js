@@ -142,6 +142,10 @@ function draw(entries) {
       cell("td", change(entry.oldValue, entry.newValue)),
       cell("td", who(entry.actor)),
     );
+    // On a phone the rows stack: each cell says which column it is (licensing.css).
+    ["When", "What", "Outcome", "Change", "Who"].forEach((label, index) => {
+      row.children[index].dataset.label = label;
+    });
     return row;
   });
   $("audit-rows").replaceChildren(...rows);

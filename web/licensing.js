@@ -197,8 +197,10 @@ function refresh() {
   if (!state.session) return Promise.resolve(false);
   if (!state.loading) {
     const chart = loadUsageChart({ canManage: state.canManage });
-    const panels = state.canManage ? loadPanels() : Promise.resolve();
-    state.loading = Promise.all([readAndRender(), chart, panels]).then(([ok]) => ok).finally(() => {
+    // The panels load beside the figures, not as part of them: the review scans the roster, and
+    // the figures (and focus after signing in or an action) should not wait for it.
+    if (state.canManage) loadPanels();
+    state.loading = Promise.all([readAndRender(), chart]).then(([ok]) => ok).finally(() => {
       state.loading = null;
     });
   }
@@ -257,15 +259,26 @@ function showLiveMode(mode, retryInMs) {
 // once per sign-in, so that a live update does not move the reader off the page they are on.
 const panelActions = {
   after: async () => {
-    await refresh();
+    await state.panelsLoading; // a read begun before the change shows the figures before it
+    await Promise.all([refresh(), loadPanels()]);
     await loadAuditLog();
   },
   onSignedOut: () => sessionEnded(),
 };
 
 /** Sync status and count review, read with the other figures (the review after the status:
- * it scans the roster, and the server runs one such read per token at a time). */
-async function loadPanels() {
+ * it scans the roster, and the server runs one such read per token at a time). Concurrent
+ * calls share one read. */
+function loadPanels() {
+  if (!state.panelsLoading) {
+    state.panelsLoading = readPanels().finally(() => {
+      state.panelsLoading = null;
+    });
+  }
+  return state.panelsLoading;
+}
+
+async function readPanels() {
   await loadSyncStatus(panelActions);
   await loadCountReview(panelActions);
   if (!state.auditLogRead) {

@@ -362,6 +362,16 @@ class LicensingService:
         state = await to_thread.run_sync(self.read_district_state, principal.district_id)
         return state, outcome
 
+    async def discard_roster_sync(
+        self, principal: Principal, source: str, run_id: int
+    ) -> tuple[DistrictState, SyncOutcome]:
+        """Drop a held roster change as the administrator decided: the roster in force stays."""
+        outcome = await self.roster_sync.discard(
+            district_id=principal.district_id, source=source, actor=principal.actor, run_id=run_id
+        )
+        state = await to_thread.run_sync(self.read_district_state, principal.district_id)
+        return state, outcome
+
     def _roster_guard(self, district_id: int, source: str) -> RosterGuard:
         with self.database.read() as session:
             slug = read_snapshot(session, district_id=district_id).district.slug

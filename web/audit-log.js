@@ -16,6 +16,7 @@ export const ACTION_WORDS = {
   ROSTER_SYNC: "Roster sync",
   ROSTER_IMPORT: "Roster import",
   ROSTER_SYNC_CONFIRM: "Held sync applied",
+  ROSTER_SYNC_DISCARD: "Held sync discarded",
   DEACTIVATE_STUDENTS: "Students deactivated",
   REACTIVATE_STUDENTS: "Students reactivated",
   TOKEN_CREATED: "API token created",
@@ -33,6 +34,7 @@ const OUTCOME_WORDS = {
   APPLIED: ["✓", "Applied"],
   HELD: ["⚠", "Held for confirmation"],
   SUPERSEDED: ["⚠", "Replaced by a newer sync"],
+  DISCARDED: ["✓", "Discarded, nothing changed"],
   CREATED: ["✓", "Created"],
   REVOKED: ["✓", "Revoked"],
 };

@@ -93,6 +93,14 @@ export const CONFIRM_ROSTER_SYNC = `mutation ConfirmRosterSync($source: String!,
   }
 }`;
 
+export const DISCARD_ROSTER_SYNC = `mutation DiscardRosterSync($source: String!, $runId: Int!) {
+  discardRosterSync(source: $source, runId: $runId) {
+    status runId
+    license { used total display }
+    errors { field code }
+  }
+}`;
+
 // The count review (count-review.js, Manage Settings): groups of counted students worth a look.
 export const COUNT_REVIEW = `query CountReview {
   countReview { reason students records licensesFreed examples }

@@ -4,9 +4,9 @@
 
 import { graphql } from "./api.js";
 import { $, focusOn, setMessage } from "./dom.js";
-import { moment, number, plural } from "./format.js";
+import { moment, number, plural, usedOfTotal } from "./format.js";
 import { describe, describeFailure } from "./messages.js";
-import { CONFIRM_ROSTER_SYNC, SYNC_STATUS } from "./operations.js";
+import { CONFIRM_ROSTER_SYNC, DISCARD_ROSTER_SYNC, SYNC_STATUS } from "./operations.js";
 
 const LICENSE_OUTCOME = {
   UPDATED: { kind: "good", icon: "✓", words: "updated: the licensing server sent changes" },
@@ -44,10 +44,11 @@ const RUN_OUTCOME = {
   FAILED: "failed",
   SUPERSEDED: "replaced by a newer sync",
   UNCHANGED: "nothing new",
+  DISCARDED: "held, then discarded",
 };
 
 const CONFIRM_PROBLEMS = {
-  SYNC_SUPERSEDED: "A newer sync of this source came first, so this one was not applied. Nothing changed.",
+  SYNC_SUPERSEDED: "A newer sync of this source came first, so this one no longer waits. Nothing changed.",
   NOT_HELD: "This sync is no longer waiting for confirmation. The figures are refreshed.",
   NOTHING_HELD: "No sync of this source is waiting any more. The figures are refreshed.",
   UNKNOWN_RUN: "This sync is no longer known. The figures are refreshed.",
@@ -207,54 +208,88 @@ function heldSync(source, { after, onSignedOut }) {
     element("p", {
       text:
         `A sync held ${held.heldAt ? moment(held.heldAt) : "earlier"} would count ${consequence} instead of ${number(before)}. ` +
-        "Apply it if the source is right (for example, students really left); otherwise fix the source, and its next sync replaces this one.",
+        "Apply it if the source is right (for example, students really left). Otherwise discard it and fix the source: its next sync is checked again.",
     }),
   );
-  const apply = element("button", { className: "button", text: "Apply held sync…" });
-  apply.type = "button";
+  const variables = { source: source.name, runId: held.runId };
+  box.append(
+    confirmedAction({
+      label: "Apply held sync…",
+      question: `Apply: ${consequence}. The license count changes at once.`,
+      confirmLabel: "Apply",
+      send: () => graphql(CONFIRM_ROSTER_SYNC, variables),
+      payloadOf: (data) => data?.confirmRosterSync,
+      done: (payload) => {
+        const count = payload.license ? ` Your license count is now ${usedOfTotal(payload.license.used, payload.license.total)}.` : "";
+        return `The held sync of “${source.name}” was applied.${count}`;
+      },
+      failed: "The sync was not applied",
+      after,
+      onSignedOut,
+    }),
+    confirmedAction({
+      label: "Discard held sync…",
+      question: `Discard: keep ${plural(before, "active student")} from “${source.name}” (no change). The source's next sync is checked again.`,
+      confirmLabel: "Discard",
+      send: () => graphql(DISCARD_ROSTER_SYNC, variables),
+      payloadOf: (data) => data?.discardRosterSync,
+      done: (payload) => {
+        const count = payload.license ? ` Your license count stays ${usedOfTotal(payload.license.used, payload.license.total)}.` : "";
+        return `The held sync of “${source.name}” was discarded.${count}`;
+      },
+      failed: "The sync was not discarded",
+      after,
+      onSignedOut,
+    }),
+  );
+  return box;
+}
+
+/** A button opening an inline confirmation (the question, then confirm or Cancel), all by
+ * keyboard; confirming sends the mutation, re-reads the figures and focuses the result. */
+function confirmedAction({ label, question, confirmLabel, send, payloadOf, done, failed, after, onSignedOut }) {
+  const wrap = element("div", { className: "action" });
+  const open = element("button", { className: "button", text: label });
+  open.type = "button";
   const confirm = element("div", { className: "confirm" });
   confirm.hidden = true;
   confirm.setAttribute("role", "group");
-  const question = element("p", { className: "confirm-question", text: `Apply: ${consequence}. The license count changes at once.` });
-  question.id = `confirm-held-${source.name.replace(/\W/g, "-")}`;
-  confirm.setAttribute("aria-labelledby", question.id);
-  const yes = element("button", { className: "button button-primary", text: "Apply" });
+  const text = element("p", { className: "confirm-question", text: question });
+  text.id = `confirm-${Math.random().toString(36).slice(2)}`;
+  confirm.setAttribute("aria-labelledby", text.id);
+  const yes = element("button", { className: "button button-primary", text: confirmLabel });
   yes.type = "button";
   const no = element("button", { className: "button button-quiet", text: "Cancel" });
   no.type = "button";
-  confirm.append(question, yes, no);
-  apply.addEventListener("click", () => {
+  confirm.append(text, yes, no);
+  open.addEventListener("click", () => {
     confirm.hidden = false;
-    apply.hidden = true;
+    open.hidden = true;
     focusOn(yes);
   });
   no.addEventListener("click", () => {
     confirm.hidden = true;
-    apply.hidden = false;
-    focusOn(apply);
+    open.hidden = false;
+    focusOn(open);
   });
   yes.addEventListener("click", async () => {
     yes.disabled = true;
     no.disabled = true;
     let outcome;
     try {
-      const { data, errors, requestId } = await graphql(CONFIRM_ROSTER_SYNC, {
-        source: source.name,
-        runId: held.runId,
-      });
-      const payload = data?.confirmRosterSync;
+      const { data, errors, requestId } = await send();
+      const payload = payloadOf(data);
       if (!payload) {
         outcome = { kind: "bad", icon: "✖", text: describe(errors[0]?.extensions?.code, requestId) };
       } else if (payload.errors.length) {
         const code = payload.errors[0].code;
         outcome = { kind: "bad", icon: "✖", text: CONFIRM_PROBLEMS[code] || describe(code, requestId) };
       } else {
-        const count = payload.license ? ` Your license count is now ${payload.license.display}.` : "";
-        outcome = { kind: "good", icon: "✓", text: `The held sync of “${source.name}” was applied.${count}` };
+        outcome = { kind: "good", icon: "✓", text: done(payload) };
       }
     } catch (failure) {
       if (failure?.status === 401) return onSignedOut();
-      outcome = { kind: "bad", icon: "✖", text: `The sync was not applied: ${describeFailure(failure)}` };
+      outcome = { kind: "bad", icon: "✖", text: `${failed}: ${describeFailure(failure)}` };
     }
     await after();
     // The panel was redrawn by after(): the result goes in the panel's own status line.
@@ -262,8 +297,8 @@ function heldSync(source, { after, onSignedOut }) {
     setMessage(shown, outcome);
     focusOn(shown);
   });
-  box.append(apply, confirm);
-  return box;
+  wrap.append(open, confirm);
+  return wrap;
 }
 
 /** The roster kept in Manage1to1 itself (students added here or imported), not a synced source. */

@@ -202,6 +202,7 @@ async def test_the_tabs_documents_are_valid_and_run_by_hash_unregistered(
         "ALERTS_CHANGED",
         "SYNC_STATUS",
         "CONFIRM_ROSTER_SYNC",
+        "DISCARD_ROSTER_SYNC",
         "COUNT_REVIEW",
         "DEACTIVATE_STUDENTS",
         "REACTIVATE_STUDENTS",

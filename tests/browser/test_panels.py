@@ -133,11 +133,45 @@ async def test_a_held_sync_is_applied_after_a_confirmation_stating_the_change(
     await page.keyboard.press("Enter")  # Apply has the focus
     result = page.locator("#sync-status-result")
     await result.filter(has_text="was applied").wait_for()
-    assert "Your license count is now 400 / 1000" in await result.inner_text()
+    assert "Your license count is now 400 / 1,000" in await result.inner_text()
     assert await page.evaluate("document.activeElement.id") == "sync-status-result"
     await page.locator("#license-count").filter(has_text="400 / 1,000").wait_for()
     assert "Up to date" in await text(page, "[data-source=sis]")
     await tab.capture("panels-held-applied")
+
+
+async def test_a_held_sync_is_discarded_after_a_confirmation_and_the_count_stays(
+    make_district, service, settings, open_tab, tmp_path, clock
+):
+    export = tmp_path / "export"
+    sis_source(settings, "heldtown", export)
+    district = await make_district("heldtown", seats=1000)
+    write_users_bundle(export, active=960)
+    await service.roster_sync.sync(district_id=district.id, source="sis", actor="test")
+    write_users_bundle(export, active=400)
+    clock.advance(hours=1)
+    await service.roster_sync.sync(district_id=district.id, source="sis", actor="test")
+
+    tab = await open_tab()
+    await tab.sign_in(district.manager_token)
+    page = tab.page
+    await panels_read(page)
+    await page.get_by_role("button", name="Discard held sync…").focus()
+    await page.keyboard.press("Enter")
+    assert await text(page, ".confirm-question:visible") == (
+        "Discard: keep 960 active students from “sis” (no change). "
+        "The source's next sync is checked again."
+    )
+    await tab.capture("panels-held-discard-confirm")
+    await page.keyboard.press("Enter")  # Discard has the focus
+    result = page.locator("#sync-status-result")
+    await result.filter(has_text="was discarded").wait_for()
+    assert "Your license count stays 960 / 1,000" in await result.inner_text()
+    assert await page.evaluate("document.activeElement.id") == "sync-status-result"
+    await page.locator("[data-source=sis]").filter(has_text="Up to date").wait_for()
+    assert await text(page, "#license-count") == "960 / 1,000"
+    await page.locator("#audit-rows tr").first.filter(has_text="Held sync discarded").wait_for()
+    await tab.capture("panels-held-discarded")
 
 
 async def test_review_groups_csv_and_deactivation_with_its_audit_entry(

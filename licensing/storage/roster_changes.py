@@ -519,6 +519,8 @@ def discard_held_run(
         outcome=DISCARDED,
         now=now,
         used=(used, used),
+        # Nothing changed: the source keeps the active students it had.
+        extra={"source_active": run.active_before},
     )
     # Nothing waits any more: the alert a held sync raised ends if nothing else keeps it.
     reevaluate_alerts(session, district_id=district_id, now=now, policy=guard.alerts)

@@ -249,6 +249,7 @@ async def test_a_discarded_held_sync_keeps_the_roster_in_force_and_is_audited(
     )["auditLog"]["nodes"]
     assert entry["outcome"] == "DISCARDED"
     assert entry["newValue"]["run"] == held.run_id
+    assert entry["newValue"]["source_active"] == 960  # nothing changed
 
     # Neither discarded nor confirmed twice: it no longer waits.
     again = await graphql_data(client, token, DISCARD, {"source": "sis", "run": held.run_id})

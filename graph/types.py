@@ -439,6 +439,21 @@ class IntakeIssues:
         )
 
 
+@strawberry.type(
+    description="A roster sync waiting for an administrator's confirmation (confirmRosterSync), "
+    "and what applying it would change."
+)
+class HeldSync:
+    run_id: int = strawberry.field(description="The run to pass to confirmRosterSync.")
+    held_at: datetime.datetime | None = strawberry.field(description="When it was held.")
+    active_students_before: int | None = strawberry.field(
+        description="The source's active students now, as its last applied sync left them."
+    )
+    active_students_after: int | None = strawberry.field(
+        description="The source's active students once this sync is applied."
+    )
+
+
 @strawberry.type(description="A roster source of the district and how its syncs went.")
 class DataSource(relay.Node):
     name: str
@@ -472,6 +487,10 @@ class DataSource(relay.Node):
         description="The source server's own total, when it states one (a cross-check)."
     )
     held: bool
+    held_sync: HeldSync | None = strawberry.field(
+        description="The sync waiting for confirmation, with what it would change; null when "
+        "nothing is held."
+    )
     warnings: IntakeIssues = strawberry.field(
         description="What the latest finished sync read past without changing the count: "
         "unknown or misspelt columns, unreadable dates, another text encoding."
@@ -509,6 +528,14 @@ class DataSource(relay.Node):
             else None,
             server_count=view.server_count,
             held=view.held,
+            held_sync=HeldSync(
+                run_id=view.held_run.run_id,
+                held_at=view.held_run.held_at,
+                active_students_before=view.held_run.active_before,
+                active_students_after=view.held_run.active_after,
+            )
+            if view.held_run
+            else None,
             warnings=IntakeIssues.of(view.intake, quarantined=False),
             quarantined=IntakeIssues.of(view.intake, quarantined=True),
             roster_status=RosterStatus.from_status(view.roster),

@@ -4,9 +4,11 @@
 // can be added the same way: a module that renders from the figures readTab() returns, or, like
 // chart.js, reads its own document along with them.
 
+import { loadAuditLog, setUpAuditLog } from "./audit-log.js";
 import { ApiError, currentSession, forgetAnswers, signIn, signOut } from "./api.js";
 import { renderBanner, resetBanner } from "./banners.js";
 import { loadUsageChart } from "./chart.js";
+import { loadCountReview } from "./count-review.js";
 import { $, clearStale, focusOn, show } from "./dom.js";
 import { forceUpdate } from "./force-update.js";
 import { timeOfDay, useTimeZone } from "./format.js";
@@ -21,6 +23,7 @@ import { LiveFigures } from "./live.js";
 import { describeFailure } from "./messages.js";
 import { ALERTS_CHANGED, LICENSE_CHANGED } from "./operations.js";
 import { renderSettings, saveSettings, setSettingsAvailable } from "./settings.js";
+import { loadSyncStatus } from "./sync-status.js";
 import { readTab } from "./tab-data.js";
 
 const state = {
@@ -67,6 +70,7 @@ function showSignIn(message, { status = "" } = {}) {
   state.live = null;
   state.session = null;
   state.license = null;
+  state.auditLogRead = false;
   forgetAnswers();
   document.body.dataset.state = "signed-out";
   show($("tab"), false);
@@ -156,6 +160,9 @@ function applyPermissions() {
   const readOnly = !state.canManage;
   document.body.classList.toggle("read-only", readOnly);
   show($("read-only-note"), readOnly);
+  // Sync status, count review and audit log are for Manage Settings only.
+  show($("panels"), !readOnly);
+  show($("panels-note"), readOnly);
   for (const id of ["threshold-input", "save-settings", "force-update"]) {
     const control = $(id);
     control.disabled = readOnly;
@@ -190,6 +197,9 @@ function refresh() {
   if (!state.session) return Promise.resolve(false);
   if (!state.loading) {
     const chart = loadUsageChart({ canManage: state.canManage });
+    // The panels load beside the figures, not as part of them: the review scans the roster, and
+    // the figures (and focus after signing in or an action) should not wait for it.
+    if (state.canManage) loadPanels();
     state.loading = Promise.all([readAndRender(), chart]).then(([ok]) => ok).finally(() => {
       state.loading = null;
     });
@@ -243,12 +253,48 @@ function showLiveMode(mode, retryInMs) {
   note.dataset.mode = mode;
 }
 
+// ---------------------------------------------------------------- the Manage Settings panels
+
+// After an action the audit log is read again too (it has a new entry); otherwise it is read
+// once per sign-in, so that a live update does not move the reader off the page they are on.
+const panelActions = {
+  after: async () => {
+    await state.panelsLoading; // a read begun before the change shows the figures before it
+    await Promise.all([refresh(), loadPanels()]);
+    await loadAuditLog();
+  },
+  onSignedOut: () => sessionEnded(),
+};
+
+/** Sync status and count review, read with the other figures (the review after the status:
+ * it scans the roster, and the server runs one such read per token at a time). Concurrent
+ * calls share one read. */
+function loadPanels() {
+  if (!state.panelsLoading) {
+    state.panelsLoading = readPanels().finally(() => {
+      state.panelsLoading = null;
+    });
+  }
+  return state.panelsLoading;
+}
+
+async function readPanels() {
+  await loadSyncStatus(panelActions);
+  await loadCountReview(panelActions);
+  if (!state.auditLogRead) {
+    state.auditLogRead = true;
+    await loadAuditLog();
+  }
+  document.body.dataset.panelReads = String(Number(document.body.dataset.panelReads || 0) + 1);
+}
+
 // ---------------------------------------------------------------- actions
 
 function currentKey() {
   return licenseKey(state.license);
 }
 
+setUpAuditLog({ onSignedOut: () => sessionEnded() });
 $("sign-in-form").addEventListener("submit", onSignIn);
 $("sign-out").addEventListener("click", onSignOut);
 $("settings-form").addEventListener("submit", (event) => {

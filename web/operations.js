@@ -70,3 +70,63 @@ export const LICENSE_CHANGED = `subscription LicenseChanged {
 export const ALERTS_CHANGED = `subscription AlertsChanged {
   alertsChanged { id kind severity message placements }
 }`;
+
+// Sync status (sync-status.js, Manage Settings): the last license refresh and each roster
+// source with its warnings, quarantined rows and held sync.
+export const SYNC_STATUS = `query SyncStatus {
+  license { lastSyncedAt lastSyncStatus stale }
+  dataSources {
+    name kind configured lastStatus lastAttemptAt lastSuccessAt records activeStudents
+    held
+    heldSync { runId heldAt activeStudentsBefore activeStudentsAfter }
+    warnings { total sample { file line column reason rows sourceId } }
+    quarantined { total sample { file line column reason rows sourceId } }
+    rosterStatus { state since }
+  }
+}`;
+
+export const CONFIRM_ROSTER_SYNC = `mutation ConfirmRosterSync($source: String!, $runId: Int) {
+  confirmRosterSync(source: $source, runId: $runId) {
+    status runId
+    license { used total display }
+    errors { field code }
+  }
+}`;
+
+export const DISCARD_ROSTER_SYNC = `mutation DiscardRosterSync($source: String!, $runId: Int!) {
+  discardRosterSync(source: $source, runId: $runId) {
+    status runId
+    license { used total display }
+    errors { field code }
+  }
+}`;
+
+// The count review (count-review.js, Manage Settings): groups of counted students worth a look.
+export const COUNT_REVIEW = `query CountReview {
+  countReview { reason students records licensesFreed examples }
+  usage { activeStudents }
+}`;
+
+export const DEACTIVATE_STUDENTS = `mutation DeactivateStudents($ids: [String!]!) {
+  deactivateStudents(ids: $ids) {
+    changed
+    usage { activeStudents }
+    errors { field code }
+  }
+}`;
+
+export const REACTIVATE_STUDENTS = `mutation ReactivateStudents($ids: [String!]!) {
+  reactivateStudents(ids: $ids) {
+    changed
+    usage { activeStudents }
+    errors { field code }
+  }
+}`;
+
+// The audit log (audit-log.js, Manage Settings), newest first, filtered by kind and days.
+export const AUDIT_LOG = `query AuditLog($first: Int, $after: String, $last: Int, $before: String, $actions: [AuditAction!], $since: Date, $until: Date) {
+  auditLog(first: $first, after: $after, last: $last, before: $before, actions: $actions, since: $since, until: $until) {
+    pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
+    nodes { id occurredAt actor action outcome oldValue newValue }
+  }
+}`;

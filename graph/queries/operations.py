@@ -146,11 +146,33 @@ class OperationsQuery:
         before: Annotated[
             str | None, strawberry.argument(description=AUDIT_ARGUMENTS["before"])
         ] = None,
+        actions: Annotated[
+            list[AuditAction] | None,
+            strawberry.argument(description="Only events of these kinds (all when omitted)."),
+        ] = None,
+        since: Annotated[
+            datetime.date | None,
+            strawberry.argument(
+                description="Only events on or after this day, in the district's time zone."
+            ),
+        ] = None,
+        until: Annotated[
+            datetime.date | None,
+            strawberry.argument(
+                description="Only events on or before this day, in the district's time zone."
+            ),
+        ] = None,
     ) -> AuditEventConnection | None:
         service = info.context.service
         district_id = info.context.principal.district_id
         page = await read_page(
-            service.audit_log(district_id, request=page_request(first, after, last, before))
+            service.audit_log(
+                district_id,
+                request=page_request(first, after, last, before),
+                actions=actions,
+                since=since,
+                until=until,
+            )
         )
         edges, page_info = page_parts(
             page, AUDIT_LIST, AuditEvent.from_entry, lambda entry: entry.id

@@ -16,6 +16,7 @@ class AuditAction(StrEnum):
     ROSTER_SYNC = "roster_sync"
     ROSTER_IMPORT = "roster_import"  # `licensing roster import`
     ROSTER_SYNC_CONFIRM = "roster_sync_confirm"
+    ROSTER_SYNC_DISCARD = "roster_sync_discard"
     DEACTIVATE_STUDENTS = "deactivate_students"
     REACTIVATE_STUDENTS = "reactivate_students"
     TOKEN_CREATED = "token_created"
@@ -35,5 +36,6 @@ class AuditOutcome(StrEnum):
     APPLIED = "applied"  # a roster change is in the counts
     HELD = "held"  # a roster change waits for an administrator's confirmation
     SUPERSEDED = "superseded"  # a newer sync of the source came first
+    DISCARDED = "discarded"  # a held roster change an administrator chose not to apply
     CREATED = "created"
     REVOKED = "revoked"

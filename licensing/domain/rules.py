@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from fractions import Fraction
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -218,6 +218,16 @@ def district_today(now: datetime, time_zone: str) -> date:
     except (ZoneInfoNotFoundError, ValueError) as error:
         raise ValueError(f"unknown time zone {time_zone!r}") from error
     return now.astimezone(zone).date()
+
+
+def district_day_start(day: date, time_zone: str) -> datetime:
+    """The moment (in UTC) the district's calendar day ``day`` begins in its zone; ValueError
+    for an unknown zone."""
+    try:
+        zone = ZoneInfo(time_zone)
+    except (ZoneInfoNotFoundError, ValueError) as error:
+        raise ValueError(f"unknown time zone {time_zone!r}") from error
+    return datetime.combine(day, time(), tzinfo=zone).astimezone(UTC)
 
 
 def days_until_expiration(*, expires_on: date, now: datetime, time_zone: str) -> int:

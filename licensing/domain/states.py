@@ -16,6 +16,7 @@ class SyncRunStatus(StrEnum):
     FAILED = "failed"
     SUPERSEDED = "superseded"  # a newer sync of the source came first
     UNCHANGED = "unchanged"  # the source had nothing new: the roster in force is kept
+    DISCARDED = "discarded"  # held, then an administrator chose not to apply it
 
 
 class SyncMode(StrEnum):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
 import anyio
@@ -37,6 +37,7 @@ from licensing.storage.alert_state import (
 )
 from licensing.storage.audit import (
     AuditEntry,
+    AuditFilter,
     audit_entries_by_id,
     audit_page,
     count_audit_events,
@@ -65,6 +66,7 @@ from licensing.storage.district_state import (
     threshold_settings_view,
 )
 from licensing.storage.district_version import DistrictVersion, district_version
+from licensing.storage.districts import district_time_zone
 from licensing.storage.history import (
     KEEP_DAYS,
     UsageDay,
@@ -360,6 +362,16 @@ class LicensingService:
         state = await to_thread.run_sync(self.read_district_state, principal.district_id)
         return state, outcome
 
+    async def discard_roster_sync(
+        self, principal: Principal, source: str, run_id: int
+    ) -> tuple[DistrictState, SyncOutcome]:
+        """Drop a held roster change as the administrator decided: the roster in force stays."""
+        outcome = await self.roster_sync.discard(
+            district_id=principal.district_id, source=source, actor=principal.actor, run_id=run_id
+        )
+        state = await to_thread.run_sync(self.read_district_state, principal.district_id)
+        return state, outcome
+
     def _roster_guard(self, district_id: int, source: str) -> RosterGuard:
         with self.database.read() as session:
             slug = read_snapshot(session, district_id=district_id).district.slug
@@ -466,10 +478,32 @@ class LicensingService:
 
         return await to_thread.run_sync(read)
 
-    async def audit_log(self, district_id: int, *, request: PageRequest) -> Page[AuditEntry]:
+    async def audit_log(
+        self,
+        district_id: int,
+        *,
+        request: PageRequest,
+        actions: Collection[AuditAction] | None = None,
+        since: date | None = None,
+        until: date | None = None,
+    ) -> Page[AuditEntry]:
+        """A page of the audit log: of these actions only (all when None), from the district's
+        day ``since`` through its day ``until``, both inclusive, in the district's time zone.
+        ValueError for ``until`` before ``since``, as for a bad page request."""
+        if since is not None and until is not None and until < since:
+            raise ValueError(f"until ({until}) is before since ({since}): no day is in between.")
+
         def read() -> Page[AuditEntry]:
             with self.database.read() as session:
-                return audit_page(session, district_id=district_id, request=request)
+                zone = district_time_zone(session, district_id=district_id)
+                keep = AuditFilter(
+                    actions=frozenset(actions) if actions is not None else None,
+                    since=rules.district_day_start(since, zone) if since else None,
+                    until=rules.district_day_start(until + timedelta(days=1), zone)
+                    if until
+                    else None,
+                )
+                return audit_page(session, district_id=district_id, request=request, keep=keep)
 
         return await to_thread.run_sync(read)
 

@@ -200,6 +200,26 @@ class RosterSync:
         decided; refused when a newer sync superseded it."""
         return await to_thread.run_sync(self._confirm, district_id, source, run_id, actor)
 
+    async def discard(
+        self, *, district_id: int, source: str, actor: str, run_id: int
+    ) -> SyncOutcome:
+        """Drop the held sync ``run_id`` of a source, as an administrator decided: the roster in
+        force stays."""
+        return await to_thread.run_sync(self._discard, district_id, source, run_id, actor)
+
+    def _discard(self, district_id: int, source: str, run_id: int, actor: str) -> SyncOutcome:
+        guard = self._guard(district_id, source)
+        with self.database.write() as session:
+            return roster_changes.discard_held_run(
+                session,
+                district_id=district_id,
+                source=source,
+                run_id=run_id,
+                actor=actor,
+                now=self.clock(),
+                guard=guard,
+            )
+
     def _district(self, district_id: int) -> District:
         with self.database.read() as session:
             district = session.get(District, district_id)

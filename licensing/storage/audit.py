@@ -112,14 +112,38 @@ def encode_audit_cursor(event_id: int) -> str:
 audit_events = table_of(AuditEvent)
 
 
-def audit_page(session: Session, *, district_id: int, request: PageRequest) -> Page[AuditEntry]:
-    """A page of the district's audit log (newest first), forwards or backwards from a cursor;
-    ValueError for a page size out of range or a cursor the audit log did not issue."""
+@dataclass(frozen=True)
+class AuditFilter:
+    """Which events a page of the audit log keeps: these actions only (all when None), and
+    those that occurred from ``since`` (inclusive) to ``until`` (exclusive), moments in UTC."""
+
+    actions: frozenset[AuditAction] | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def audit_page(
+    session: Session,
+    *,
+    district_id: int,
+    request: PageRequest,
+    keep: AuditFilter = AuditFilter(),
+) -> Page[AuditEntry]:
+    """A page of the district's audit log (newest first), forwards or backwards from a cursor,
+    of the events ``keep`` keeps; ValueError for a page size out of range or a cursor the audit
+    log did not issue. A cursor stays valid when the filter changes (it is the event's id)."""
+    conditions = [audit_events.c.district_id == district_id]
+    if keep.actions is not None:
+        conditions.append(audit_events.c.action.in_(sorted(a.value for a in keep.actions)))
+    if keep.since is not None:
+        conditions.append(audit_events.c.occurred_at >= keep.since)
+    if keep.until is not None:
+        conditions.append(audit_events.c.occurred_at < keep.until)
     return keyset_page(
         session,
         keyset=AUDIT_LIST,
         base=select(audit_events),
-        conditions=[audit_events.c.district_id == district_id],
+        conditions=conditions,
         key=audit_events.c.id,
         request=request,
         row_of=_entry,

@@ -45,6 +45,17 @@ class DataSourceView:
 
     last_sync_mode: SyncMode | None = None  # the last applied sync's
     last_full_sync_at: datetime | None = None
+    held_run: HeldRunView | None = None  # the sync waiting for confirmation, when held
+
+
+@dataclass(frozen=True)
+class HeldRunView:
+    """A held sync: which run, since when, and the source's active students before and after."""
+
+    run_id: int
+    held_at: datetime | None
+    active_before: int | None
+    active_after: int | None
 
 
 @dataclass(frozen=True)
@@ -126,6 +137,14 @@ def _view(
         roster=roster,
         last_sync_mode=SyncMode(applied.mode) if applied else None,
         last_full_sync_at=last_full.finished_at if last_full else None,
+        held_run=HeldRunView(
+            run_id=decisive.id,
+            held_at=decisive.finished_at,
+            active_before=decisive.active_before,
+            active_after=decisive.active_students,
+        )
+        if decisive is not None and decisive.id is not None and decisive.status == "held"
+        else None,
     )
 
 

@@ -89,3 +89,11 @@ def district_ref(district: District) -> DistrictRef:
     return DistrictRef(
         slug=district.slug, official_name=district.official_name, time_zone=district.time_zone
     )
+
+
+def district_time_zone(session: Session, *, district_id: int) -> str:
+    """The district's IANA time zone; LookupError when there is no such district."""
+    zone = session.exec(select(District.time_zone).where(District.id == district_id)).first()
+    if zone is None:
+        raise LookupError(f"no district {district_id}")
+    return zone

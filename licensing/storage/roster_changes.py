@@ -53,6 +53,7 @@ HELD = SyncRunStatus.HELD.value
 FAILED = SyncRunStatus.FAILED.value
 SUPERSEDED = SyncRunStatus.SUPERSEDED.value
 UNCHANGED = SyncRunStatus.UNCHANGED.value  # the source had nothing new: the roster in force is kept
+DISCARDED = SyncRunStatus.DISCARDED.value  # held, then not applied by an administrator's choice
 # Runs whose staging rows are still needed: being staged, or waiting for confirmation.
 STAGING_KEPT = (RUNNING, HELD)
 # Runs that describe the roster in force or a roster waiting to be: newer ones supersede older.
@@ -65,6 +66,7 @@ DELTA = SyncMode.DELTA.value
 SYNC_ACTION = AuditAction.ROSTER_SYNC
 IMPORT_ACTION = AuditAction.ROSTER_IMPORT
 CONFIRM_ACTION = AuditAction.ROSTER_SYNC_CONFIRM
+DISCARD_ACTION = AuditAction.ROSTER_SYNC_DISCARD
 # Followed by anything that shows how a source's syncs went (dataSources); a change of the
 # counts is also written on the license topic, by the alert re-evaluation.
 ROSTER_TOPIC = "roster_sync"
@@ -460,6 +462,69 @@ def confirm_held_run(
     # The run applied is now the one in force: older runs' intake is no longer looked at.
     forget_old_issues(session, district_id=district_id, source=source)
     return outcome
+
+
+def discard_held_run(
+    session: Session,
+    *,
+    district_id: int,
+    source: str,
+    run_id: int,
+    actor: str,
+    now: datetime,
+    guard: RosterGuard,
+) -> SyncOutcome:
+    """Drop a held run as an administrator decided: the roster in force stays, its staging rows
+    go, and the source's next sync is judged afresh. Refused unless ``run_id`` is the source's
+    held run; under the district lock, like confirming."""
+    lock_district(session, district_id)
+    run = session.get(RosterSyncRun, run_id)
+    if run is None or run.district_id != district_id or run.source != source:
+        return _refused(
+            source,
+            run_id,
+            Problem(
+                ErrorCode.UNKNOWN_RUN, f"There is no sync run {run_id} of {source!r}.", "runId"
+            ),
+        )
+    if run.status == HELD and _newer_decided_run(session, run) is not None:
+        return _refused(
+            source,
+            run.id,
+            Problem(
+                ErrorCode.SYNC_SUPERSEDED,
+                f"Sync run {run.id} of {source!r} was superseded by a newer sync; nothing was "
+                "changed.",
+                "runId",
+            ),
+        )
+    if run.status != HELD:
+        return _refused(
+            source,
+            run.id,
+            Problem(
+                ErrorCode.NOT_HELD,
+                f"Sync run {run.id} of {source!r} is {run.status}, not waiting for confirmation.",
+                "runId",
+            ),
+        )
+    run.status = DISCARDED
+    queries.discard_staging(session, run_id=stored_id(run))
+    used = current_usage(session, district_id=district_id).active_students
+    _record(
+        session,
+        run,
+        action=DISCARD_ACTION,
+        actor=actor,
+        outcome=DISCARDED,
+        now=now,
+        used=(used, used),
+        # Nothing changed: the source keeps the active students it had.
+        extra={"source_active": run.active_before},
+    )
+    # Nothing waits any more: the alert a held sync raised ends if nothing else keeps it.
+    reevaluate_alerts(session, district_id=district_id, now=now, policy=guard.alerts)
+    return _outcome(run, json.loads(run.excluded or "{}"), None, used=(used, used))
 
 
 def apply_roster(

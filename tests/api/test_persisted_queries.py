@@ -200,6 +200,13 @@ async def test_the_tabs_documents_are_valid_and_run_by_hash_unregistered(
         "USAGE_CHART",
         "LICENSE_CHANGED",
         "ALERTS_CHANGED",
+        "SYNC_STATUS",
+        "CONFIRM_ROSTER_SYNC",
+        "DISCARD_ROSTER_SYNC",
+        "COUNT_REVIEW",
+        "DEACTIVATE_STUDENTS",
+        "REACTIVATE_STUDENTS",
+        "AUDIT_LOG",
     }
     checker = PersistedQueries(
         schema=build_schema(),

@@ -12,7 +12,7 @@ from sqlmodel import select
 from db.models import Alert
 from licensing.orchestration.scheduled_jobs import service_scheduler
 from licensing.settings import DistrictConfig, RosterSourceConfig
-from tests.utils.graphql import graphql_data
+from tests.utils.graphql import graphql, graphql_data
 from tests.utils.oneroster_bundle import write_users_bundle
 
 pytestmark = pytest.mark.anyio
@@ -175,6 +175,108 @@ async def test_a_held_sync_is_shown_and_alerted_at_once_until_confirmed(
     assert data["license"]["rosterStatus"]["state"] == "CURRENT"
     assert data["license"]["display"] == "400 / 1000"
     assert "SYNC_FAILING" not in {alert["kind"] for alert in data["alerts"]}
+
+
+async def test_a_held_sync_says_what_applying_it_would_change(
+    service, client, clock, make_district, export
+):
+    district = await make_district("riverside", seats=1000)
+    write_users_bundle(export, active=960)
+    await sync(service, district)
+    query = "{ dataSources { held heldSync { runId heldAt activeStudentsBefore activeStudentsAfter } } }"
+    [source] = (await graphql_data(client, district.manager_token, query))["dataSources"]
+    assert (source["held"], source["heldSync"]) == (False, None)
+
+    write_users_bundle(export, active=400)
+    clock.advance(hours=1)
+    held = await sync(service, district)
+    [source] = (await graphql_data(client, district.manager_token, query))["dataSources"]
+    assert source["heldSync"] == {
+        "runId": held.run_id,
+        "heldAt": clock().isoformat(),
+        "activeStudentsBefore": 960,
+        "activeStudentsAfter": 400,
+    }
+
+    await graphql_data(
+        client,
+        district.manager_token,
+        'mutation($run: Int) { confirmRosterSync(source: "sis", runId: $run) { status } }',
+        {"run": held.run_id},
+    )
+    [source] = (await graphql_data(client, district.manager_token, query))["dataSources"]
+    assert source["heldSync"] is None
+
+
+DISCARD = """mutation($source: String!, $run: Int!) {
+  discardRosterSync(source: $source, runId: $run) {
+    status runId license { display } usage { rosterStatus { state } } errors { code }
+  }
+}"""
+
+
+async def test_a_discarded_held_sync_keeps_the_roster_in_force_and_is_audited(
+    service, client, clock, make_district, export
+):
+    district = await make_district("riverside", seats=1000)
+    write_users_bundle(export, active=960)
+    await sync(service, district)
+    write_users_bundle(export, active=400)
+    clock.advance(hours=1)
+    held = await sync(service, district)
+    token = district.manager_token
+
+    discarded = await graphql_data(client, token, DISCARD, {"source": "sis", "run": held.run_id})
+
+    assert discarded["discardRosterSync"] == {
+        "status": "DISCARDED",
+        "runId": held.run_id,
+        "license": {"display": "960 / 1000"},
+        "usage": {"rosterStatus": {"state": "CURRENT"}},
+        "errors": [],
+    }
+    assert "SYNC_FAILING" not in stored_alert_kinds(service, district.id)
+    [source] = (await graphql_data(client, token, "{ dataSources { held heldSync { runId } } }"))[
+        "dataSources"
+    ]
+    assert source == {"held": False, "heldSync": None}
+    [entry] = (
+        await graphql_data(
+            client,
+            token,
+            "{ auditLog(first: 1, actions: [ROSTER_SYNC_DISCARD]) { nodes { outcome newValue } } }",
+        )
+    )["auditLog"]["nodes"]
+    assert entry["outcome"] == "DISCARDED"
+    assert entry["newValue"]["run"] == held.run_id
+    assert entry["newValue"]["source_active"] == 960  # nothing changed
+
+    # Neither discarded nor confirmed twice: it no longer waits.
+    again = await graphql_data(client, token, DISCARD, {"source": "sis", "run": held.run_id})
+    assert again["discardRosterSync"]["errors"] == [{"code": "NOT_HELD"}]
+    confirm = await graphql_data(
+        client,
+        token,
+        'mutation($run: Int) { confirmRosterSync(source: "sis", runId: $run) { errors { code } } }',
+        {"run": held.run_id},
+    )
+    assert confirm["confirmRosterSync"]["errors"] == [{"code": "NOT_HELD"}]
+
+    # The next sync of the source is judged afresh: the same broken export is held again.
+    clock.advance(hours=1)
+    assert (await sync(service, district)).status == "held"
+
+
+async def test_discarding_needs_manage_settings_and_a_run_of_the_source(
+    service, client, make_district
+):
+    district = await make_district("riverside", seats=1000)
+    viewer = await graphql(client, district.viewer_token, DISCARD, {"source": "sis", "run": 1})
+    assert viewer.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    unknown = await graphql_data(
+        client, district.manager_token, DISCARD, {"source": "sis", "run": 999}
+    )
+    assert unknown["discardRosterSync"]["errors"] == [{"code": "UNKNOWN_RUN"}]
 
 
 async def test_a_district_whose_students_are_kept_here_is_never_flagged(client, make_district):

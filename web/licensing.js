@@ -85,6 +85,8 @@ function showSignIn(message, { status = "" } = {}) {
 }
 
 function sessionEnded() {
+  // A 401 to a request sent before the administrator signed out says nothing new: keep "Signed out."
+  if (!state.session) return;
   showSignIn("Your session has ended. Sign in again.");
   focusOn($("token-input"));
 }

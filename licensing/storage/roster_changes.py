@@ -409,13 +409,7 @@ def confirm_held_run(
     if run_id is not None:
         run = session.get(RosterSyncRun, run_id)
         if run is None or run.district_id != district_id or run.source != source:
-            return _refused(
-                source,
-                run_id,
-                Problem(
-                    ErrorCode.UNKNOWN_RUN, f"There is no sync run {run_id} of {source!r}.", "runId"
-                ),
-            )
+            return _unknown_run(source, run_id)
     else:
         run = session.exec(
             select(RosterSyncRun)
@@ -446,15 +440,7 @@ def confirm_held_run(
             ),
         )
     if run.status != HELD:
-        return _refused(
-            source,
-            run.id,
-            Problem(
-                ErrorCode.NOT_HELD,
-                f"Sync run {run.id} of {source!r} is {run.status}, not waiting for confirmation.",
-                "runId",
-            ),
-        )
+        return _not_held(source, run)
     excluded = json.loads(run.excluded or "{}")
     outcome = _apply(
         session, run, excluded, actor=actor, action=CONFIRM_ACTION, now=now, guard=guard
@@ -462,6 +448,26 @@ def confirm_held_run(
     # The run applied is now the one in force: older runs' intake is no longer looked at.
     forget_old_issues(session, district_id=district_id, source=source)
     return outcome
+
+
+def _unknown_run(source: str, run_id: int) -> SyncOutcome:
+    return _refused(
+        source,
+        run_id,
+        Problem(ErrorCode.UNKNOWN_RUN, f"There is no sync run {run_id} of {source!r}.", "runId"),
+    )
+
+
+def _not_held(source: str, run: RosterSyncRun) -> SyncOutcome:
+    return _refused(
+        source,
+        run.id,
+        Problem(
+            ErrorCode.NOT_HELD,
+            f"Sync run {run.id} of {source!r} is {run.status}, not waiting for confirmation.",
+            "runId",
+        ),
+    )
 
 
 def discard_held_run(
@@ -480,13 +486,7 @@ def discard_held_run(
     lock_district(session, district_id)
     run = session.get(RosterSyncRun, run_id)
     if run is None or run.district_id != district_id or run.source != source:
-        return _refused(
-            source,
-            run_id,
-            Problem(
-                ErrorCode.UNKNOWN_RUN, f"There is no sync run {run_id} of {source!r}.", "runId"
-            ),
-        )
+        return _unknown_run(source, run_id)
     if run.status == HELD and _newer_decided_run(session, run) is not None:
         return _refused(
             source,
@@ -499,15 +499,7 @@ def discard_held_run(
             ),
         )
     if run.status != HELD:
-        return _refused(
-            source,
-            run.id,
-            Problem(
-                ErrorCode.NOT_HELD,
-                f"Sync run {run.id} of {source!r} is {run.status}, not waiting for confirmation.",
-                "runId",
-            ),
-        )
+        return _not_held(source, run)
     run.status = DISCARDED
     queries.discard_staging(session, run_id=stored_id(run))
     used = current_usage(session, district_id=district_id).active_students

@@ -503,7 +503,7 @@ async def test_every_action_works_from_the_keyboard(make_district, open_tab):
     await page.locator("#license-count").filter(has_text="960 / 1,000").wait_for()
     # Focus moves to the page's content once signed in (just after the figures show), so the
     # next Tab goes on from there.
-    await page.wait_for_function("document.activeElement?.id === 'content'", timeout=5_000)
+    await page.wait_for_function("() => document.activeElement?.id === 'content'", timeout=5_000)
 
     force = page.get_by_role("button", name="Force License Update")
     await tab_to(page, force)

@@ -121,7 +121,7 @@ async def test_a_year_of_usage_at_desktop_size(make_district, service, clock, op
     await chart.get_by_role("button", name="90 days").focus()
     await page.keyboard.press("Space")
     await page.wait_for_function(
-        "document.querySelector('#usage-over-time .chart-range[aria-pressed=true]')"
+        "() => document.querySelector('#usage-over-time .chart-range[aria-pressed=true]')"
         ".textContent.includes('90 days')"
     )
     assert await table_rows(chart) == 90 + 6

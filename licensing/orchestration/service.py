@@ -54,6 +54,12 @@ from licensing.storage.dashboard_sessions import (
     touch_session,
 )
 from licensing.storage.data_sources import DataSourceView, data_sources
+from licensing.storage.deactivated_students import (
+    DeactivatedStudentRow,
+    count_deactivated_students,
+    deactivated_student_page,
+    deactivated_students_by_id,
+)
 from licensing.storage.district_state import (
     AlertPolicy,
     DistrictSnapshot,
@@ -473,6 +479,39 @@ class LicensingService:
         def read() -> dict[int, ActiveStudentRow]:
             with self.database.read() as session:
                 return active_students_by_id(
+                    session, district_id=district_id, record_ids=record_ids
+                )
+
+        return await to_thread.run_sync(read)
+
+    async def deactivated_students(
+        self, district_id: int, *, search: str | None, request: PageRequest
+    ) -> Page[DeactivatedStudentRow]:
+        """A page of the district's deactivated local students (those reactivateStudents takes)."""
+
+        def read() -> Page[DeactivatedStudentRow]:
+            with self.database.read() as session:
+                return deactivated_student_page(
+                    session, district_id=district_id, search=search, request=request
+                )
+
+        return await to_thread.run_sync(read)
+
+    async def count_deactivated_students(self, district_id: int, *, search: str | None) -> int:
+        def read() -> int:
+            with self.database.read() as session:
+                return count_deactivated_students(session, district_id=district_id, search=search)
+
+        return await to_thread.run_sync(read)
+
+    async def deactivated_students_by_id(
+        self, district_id: int, record_ids: list[int]
+    ) -> dict[int, DeactivatedStudentRow]:
+        """Those of the records that are the district's deactivated local students now."""
+
+        def read() -> dict[int, DeactivatedStudentRow]:
+            with self.database.read() as session:
+                return deactivated_students_by_id(
                     session, district_id=district_id, record_ids=record_ids
                 )
 

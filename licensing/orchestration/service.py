@@ -7,7 +7,7 @@ takes the caller's district from its principal, never from an argument.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -80,7 +80,7 @@ from licensing.storage.history import (
     take_usage_snapshot,
     usage_history,
 )
-from licensing.storage.local_students import LOCAL_SOURCE, check_local_students
+from licensing.storage.local_students import LOCAL_SOURCE, RefusedId, check_local_students
 from licensing.storage.paging import Page, PageRequest
 from licensing.storage.persisted_queries import (
     RegisteredDocument,
@@ -140,6 +140,8 @@ class StudentsUpdate:
     state: DistrictState
     changed: int
     problems: list[Problem]
+    # The ids that refused the change (unknown, or a roster source's), each once.
+    refused: list[RefusedId] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -431,7 +433,10 @@ class LicensingService:
                 if outcome.status != "applied":
                     changed = 0
         return StudentsUpdate(
-            state=self.read_district_state(district_id), changed=changed, problems=problems
+            state=self.read_district_state(district_id),
+            changed=changed,
+            problems=problems,
+            refused=request.refused,
         )
 
     async def count_review(self, district_id: int) -> list[ReviewGroup]:

@@ -302,3 +302,35 @@ async def test_an_active_students_id_is_not_a_deactivated_student(client, make_d
     )
 
     assert found["node"] is None
+
+
+async def test_a_refused_change_names_each_refused_id_and_changes_nothing(
+    client, make_district, service
+):
+    district = await make_district("riverside", roster=[pupil(n) for n in range(1, 41)])
+    with service.database.write() as session:
+        apply_roster(
+            session,
+            district_id=district.id,
+            source="sis",
+            records=[StudentRecord(source_id="SIS-1")],
+            replace=True,
+            now=service.clock(),
+        )
+
+    result = await graphql_data(
+        client,
+        district.manager_token,
+        """mutation($ids: [String!]!) { deactivateStudents(ids: $ids) {
+             changed usage { activeStudents } errors { code }
+             refusedIds { sourceId code source } } }""",
+        {"ids": ["L001", "nobody", "SIS-1", "nobody", "L002"]},
+    )
+
+    payload = result["deactivateStudents"]
+    assert payload["refusedIds"] == [
+        {"sourceId": "nobody", "code": "NOT_FOUND", "source": None},
+        {"sourceId": "SIS-1", "code": "OWNED_BY_SOURCE", "source": "sis"},
+    ]
+    assert (payload["changed"], payload["usage"]["activeStudents"]) == (0, 41)
+    assert (await listed(client, district.manager_token))["totalCount"] == 0

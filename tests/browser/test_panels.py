@@ -323,7 +323,16 @@ async def deactivate_through_the_api(served: str, token: str, ids: list[str]) ->
 async def test_after_a_reload_deactivated_students_are_listed_and_reactivated(
     make_district, open_tab, served
 ):
-    testers = students(3, prefix="T", username="test-student")
+    testers = students(
+        3,
+        prefix="T",
+        username="test-student",
+        given_name="Test",
+        family_name="Student",
+        grade="9",
+        primary_school="North High",
+        schools=("North High",),
+    )
     district = await make_district("riverside", active=150, roster=testers)
     # Deactivated earlier, elsewhere: 25 of them, more than the list's first page.
     await deactivate_through_the_api(
@@ -358,8 +367,8 @@ async def test_after_a_reload_deactivated_students_are_listed_and_reactivated(
     assert await page.evaluate("document.activeElement.type") == "checkbox"
     assert not await listed.get_by_role("button", name="Show more").count()
 
-    student = listed.get_by_label("T000002")
-    assert "T000002" in await student.evaluate("box => box.parentElement.textContent")
+    # Shown as name (id) · school · grade.
+    student = listed.get_by_label("Test Student (T000002) · North High · grade 9")
     await student.focus()
     await page.keyboard.press("Space")
     await page.get_by_role("button", name="Reactivate 1 student…").focus()

@@ -90,6 +90,16 @@ class RosterRecord(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("district_id", "source", "source_id"),
         Index("ix_roster_record_person", "district_id", "person_key"),
+        # Only the disabled records (few): the list of deactivated local students pages through
+        # it by id without reading the rest of the roster.
+        Index(
+            "ix_roster_record_disabled",
+            "district_id",
+            "source",
+            "id",
+            sqlite_where=text("enabled = 0"),
+            postgresql_where=text("NOT enabled"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -83,6 +83,8 @@ from licensing.domain.rules import AlertKind
 from licensing.storage.audit import DEFAULT_AUDIT_PAGE, MAX_AUDIT_PAGE
 from licensing.storage.count_review import ReviewReason
 from licensing.storage.data_sources import INTAKE_SAMPLE
+from licensing.storage.deactivated_students import DEFAULT_PAGE_SIZE as DEFAULT_DEACTIVATED_PAGE
+from licensing.storage.deactivated_students import MAX_PAGE_SIZE as MAX_DEACTIVATED_PAGE
 from licensing.storage.history import MAX_HISTORY_DAYS
 from licensing.storage.student_report import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
@@ -162,6 +164,9 @@ PAGE_ARGUMENTS = ("first", "last")
 LIST_SIZES: dict[str, ListSize] = {
     "Query.activeStudents": ListSize(
         maximum=MAX_PAGE_SIZE, either=PAGE_ARGUMENTS, default=DEFAULT_PAGE_SIZE
+    ),
+    "Query.deactivatedStudents": ListSize(
+        maximum=MAX_DEACTIVATED_PAGE, either=PAGE_ARGUMENTS, default=DEFAULT_DEACTIVATED_PAGE
     ),
     "Query.auditLog": ListSize(
         maximum=MAX_AUDIT_PAGE,

@@ -21,6 +21,7 @@ from graph.outage import DatabaseOutageStatus
 from graph.persisted import PersistedDocuments
 from graph.queries import Query
 from graph.queries.history import HistoryQuery
+from graph.queries.local_students import LocalStudentsQuery
 from graph.queries.nodes import NodeQuery
 from graph.queries.operations import OperationsQuery
 from graph.strawberry_compat import SchemaWithoutSubscriptionsOverHttp
@@ -48,7 +49,9 @@ class LicensingSchema(SchemaWithoutSubscriptionsOverHttp):
 def build_schema(limits: GraphQLLimits | None = None) -> strawberry.Schema:
     limits = limits or GraphQLLimits()
     return LicensingSchema(
-        query=merge_types("Query", (Query, OperationsQuery, HistoryQuery, NodeQuery)),
+        query=merge_types(
+            "Query", (Query, OperationsQuery, HistoryQuery, LocalStudentsQuery, NodeQuery)
+        ),
         mutation=Mutation,
         subscription=Subscription,
         # Factories: strawberry builds fresh extensions per request (the caches are shared).

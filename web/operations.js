@@ -107,11 +107,21 @@ export const COUNT_REVIEW = `query CountReview {
   usage { activeStudents }
 }`;
 
+// The local roster's deactivated students, a page at a time: those REACTIVATE_STUDENTS takes.
+export const DEACTIVATED_STUDENTS = `query DeactivatedStudents($first: Int, $after: String) {
+  deactivatedStudents(first: $first, after: $after) {
+    totalCount
+    pageInfo { hasNextPage endCursor }
+    nodes { sourceId givenName familyName grade school status }
+  }
+}`;
+
 export const DEACTIVATE_STUDENTS = `mutation DeactivateStudents($ids: [String!]!) {
   deactivateStudents(ids: $ids) {
     changed
     usage { activeStudents }
     errors { field code }
+    refusedIds { sourceId code source }
   }
 }`;
 
@@ -120,6 +130,7 @@ export const REACTIVATE_STUDENTS = `mutation ReactivateStudents($ids: [String!]!
     changed
     usage { activeStudents }
     errors { field code }
+    refusedIds { sourceId code source }
   }
 }`;
 

@@ -6,7 +6,22 @@ import strawberry
 from strawberry.types import Info
 
 from graph.permissions import CanManageSettings
-from graph.types import License, Usage, UserError
+from graph.types import ErrorCode, License, Usage, UserError
+from licensing.storage.local_students import RefusedId
+
+
+@strawberry.type(description="An id that refused a change of local-roster students.")
+class RefusedStudentId:
+    source_id: str = strawberry.field(description="The student id as given.")
+    code: ErrorCode = strawberry.field(
+        description="NOT_FOUND: no student of the local roster has it; OWNED_BY_SOURCE: a roster "
+        "source's student (change it there)."
+    )
+    source: str | None = strawberry.field(description="For OWNED_BY_SOURCE: the source's name.")
+
+    @classmethod
+    def from_refused(cls, refused: RefusedId) -> RefusedStudentId:
+        return cls(source_id=refused.id, code=refused.code, source=refused.source)
 
 
 @strawberry.type
@@ -15,6 +30,10 @@ class StudentsPayload:
     license: License | None
     usage: Usage
     errors: list[UserError]
+    refused_ids: list[RefusedStudentId] = strawberry.field(
+        description="The ids that refused the change (nothing changed then), each once, in the "
+        "order given: to name them to the user."
+    )
 
 
 async def _set_enabled(info: Info, ids: list[str], *, enabled: bool) -> StudentsPayload:
@@ -28,6 +47,7 @@ async def _set_enabled(info: Info, ids: list[str], *, enabled: bool) -> Students
         license=License.from_view(state.license) if state.license else None,
         usage=Usage.from_counts(state.usage, roster=state.roster),
         errors=[UserError.from_problem(problem) for problem in update.problems],
+        refused_ids=[RefusedStudentId.from_refused(refused) for refused in update.refused],
     )
 
 

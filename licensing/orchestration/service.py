@@ -7,7 +7,7 @@ takes the caller's district from its principal, never from an argument.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -54,6 +54,12 @@ from licensing.storage.dashboard_sessions import (
     touch_session,
 )
 from licensing.storage.data_sources import DataSourceView, data_sources
+from licensing.storage.deactivated_students import (
+    DeactivatedStudentRow,
+    count_deactivated_students,
+    deactivated_student_page,
+    deactivated_students_by_id,
+)
 from licensing.storage.district_state import (
     AlertPolicy,
     DistrictSnapshot,
@@ -74,7 +80,7 @@ from licensing.storage.history import (
     take_usage_snapshot,
     usage_history,
 )
-from licensing.storage.local_students import LOCAL_SOURCE, check_local_students
+from licensing.storage.local_students import LOCAL_SOURCE, RefusedId, check_local_students
 from licensing.storage.paging import Page, PageRequest
 from licensing.storage.persisted_queries import (
     RegisteredDocument,
@@ -134,6 +140,8 @@ class StudentsUpdate:
     state: DistrictState
     changed: int
     problems: list[Problem]
+    # The ids that refused the change (unknown, or a roster source's), each once.
+    refused: list[RefusedId] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -425,7 +433,10 @@ class LicensingService:
                 if outcome.status != "applied":
                     changed = 0
         return StudentsUpdate(
-            state=self.read_district_state(district_id), changed=changed, problems=problems
+            state=self.read_district_state(district_id),
+            changed=changed,
+            problems=problems,
+            refused=request.refused,
         )
 
     async def count_review(self, district_id: int) -> list[ReviewGroup]:
@@ -473,6 +484,39 @@ class LicensingService:
         def read() -> dict[int, ActiveStudentRow]:
             with self.database.read() as session:
                 return active_students_by_id(
+                    session, district_id=district_id, record_ids=record_ids
+                )
+
+        return await to_thread.run_sync(read)
+
+    async def deactivated_students(
+        self, district_id: int, *, search: str | None, request: PageRequest
+    ) -> Page[DeactivatedStudentRow]:
+        """A page of the district's deactivated local students (those reactivateStudents takes)."""
+
+        def read() -> Page[DeactivatedStudentRow]:
+            with self.database.read() as session:
+                return deactivated_student_page(
+                    session, district_id=district_id, search=search, request=request
+                )
+
+        return await to_thread.run_sync(read)
+
+    async def count_deactivated_students(self, district_id: int, *, search: str | None) -> int:
+        def read() -> int:
+            with self.database.read() as session:
+                return count_deactivated_students(session, district_id=district_id, search=search)
+
+        return await to_thread.run_sync(read)
+
+    async def deactivated_students_by_id(
+        self, district_id: int, record_ids: list[int]
+    ) -> dict[int, DeactivatedStudentRow]:
+        """Those of the records that are the district's deactivated local students now."""
+
+        def read() -> dict[int, DeactivatedStudentRow]:
+            with self.database.read() as session:
+                return deactivated_students_by_id(
                     session, district_id=district_id, record_ids=record_ids
                 )
 

@@ -8,7 +8,7 @@ checks the request; the change itself goes through ``licensing.storage.roster_ch
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import select
 from sqlmodel import Session
@@ -24,9 +24,19 @@ roster = table_of(RosterRecord)
 
 
 @dataclass(frozen=True)
+class RefusedId:
+    """An id a change was refused for: NOT_FOUND, or OWNED_BY_SOURCE with the source named."""
+
+    id: str
+    code: ErrorCode
+    source: str | None = None
+
+
+@dataclass(frozen=True)
 class StudentsRequest:
     ids: list[str]  # the ids to switch, each once, when there are no problems
     problems: list[Problem]
+    refused: list[RefusedId] = field(default_factory=list)
 
 
 def check_local_students(
@@ -64,10 +74,12 @@ def check_local_students(
         if row.source != LOCAL_SOURCE:
             elsewhere.setdefault(row.source_id, row.source)
     problems = []
+    refused = []
     for identifier in wanted:
         if identifier in local:
             continue
         if identifier in elsewhere:
+            refused.append(RefusedId(identifier, ErrorCode.OWNED_BY_SOURCE, elsewhere[identifier]))
             problems.append(
                 Problem(
                     ErrorCode.OWNED_BY_SOURCE,
@@ -77,6 +89,7 @@ def check_local_students(
                 )
             )
         else:
+            refused.append(RefusedId(identifier, ErrorCode.NOT_FOUND))
             problems.append(
                 Problem(
                     ErrorCode.NOT_FOUND,
@@ -84,4 +97,4 @@ def check_local_students(
                     "ids",
                 )
             )
-    return StudentsRequest([] if problems else wanted, problems)
+    return StudentsRequest([] if problems else wanted, problems, refused)

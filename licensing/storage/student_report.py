@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import Select, false, func, or_, select
+from sqlalchemy import ColumnElement, Select, false, func, or_, select
 from sqlmodel import Session
 
 from db.models import RosterRecord, table_of
@@ -151,26 +151,28 @@ def _filtered(district_id: int, report_filter: ActiveStudentFilter) -> list[Any]
             < datetime.combine(report_filter.modified_before, datetime.min.time(), tzinfo=UTC)
         )
     if report_filter.search:
-        needle = f"%{_escape(report_filter.search.strip().lower())}%"
-        conditions.append(
-            or_(
-                *(
-                    func.lower(column).like(needle, escape="\\")
-                    for column in (
-                        roster.c.given_name,
-                        roster.c.family_name,
-                        roster.c.username,
-                        roster.c.source_id,
-                    )
-                ),
-                func.lower(
-                    func.coalesce(roster.c.given_name, "")
-                    + " "
-                    + func.coalesce(roster.c.family_name, "")
-                ).like(needle, escape="\\"),
-            )
-        )
+        conditions.append(search_matches(report_filter.search))
     return conditions
+
+
+def search_matches(search: str) -> ColumnElement[bool]:
+    """A roster record whose name, username or id contains ``search`` (any letter case). The
+    caller refuses a NUL character first (no stored text holds one)."""
+    needle = f"%{_escape(search.strip().lower())}%"
+    return or_(
+        *(
+            func.lower(column).like(needle, escape="\\")
+            for column in (
+                roster.c.given_name,
+                roster.c.family_name,
+                roster.c.username,
+                roster.c.source_id,
+            )
+        ),
+        func.lower(
+            func.coalesce(roster.c.given_name, "") + " " + func.coalesce(roster.c.family_name, "")
+        ).like(needle, escape="\\"),
+    )
 
 
 def _escape(text: str) -> str:

@@ -204,6 +204,7 @@ async def test_the_tabs_documents_are_valid_and_run_by_hash_unregistered(
         "CONFIRM_ROSTER_SYNC",
         "DISCARD_ROSTER_SYNC",
         "COUNT_REVIEW",
+        "DEACTIVATED_STUDENTS",
         "DEACTIVATE_STUDENTS",
         "REACTIVATE_STUDENTS",
         "AUDIT_LOG",

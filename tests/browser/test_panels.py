@@ -200,7 +200,9 @@ async def test_review_groups_csv_and_deactivation_with_its_audit_entry(
 
     # Nothing selected: the page says so and nothing is sent.
     await group.get_by_role("button", name="Deactivate selected…").click()
-    assert "Select at least one student" in await text(page, ".review-group .field-error")
+    assert "Select at least one student" in await text(
+        page, "#count-review-body .review-group .field-error"
+    )
 
     # Select two by keyboard, confirm: the confirmation states the new count.
     for name in ("T000001 (local roster)", "T000002 (local roster)"):
@@ -222,14 +224,19 @@ async def test_review_groups_csv_and_deactivation_with_its_audit_entry(
     await page.locator("#audit-rows tr").first.filter(has_text="Students deactivated").wait_for()
     await tab.capture("panels-deactivated")
 
-    # Reactivating them is offered, with its own confirmation.
-    await page.get_by_role("button", name="Reactivate these students…").click()
+    # They are listed as deactivated, with their own confirmation to reactivate them.
+    listed = page.locator("#deactivated-body")
+    await listed.filter(has_text="2 deactivated local students").wait_for()
+    for name in ("T000001", "T000002"):
+        await listed.get_by_label(name).check()
+    await page.get_by_role("button", name="Reactivate 2 students…").click()
     assert await text(page, ".confirm-question:visible") == (
         "Reactivate 2 students: 23 active students (+2)."
     )
     await page.get_by_role("button", name="Reactivate", exact=True).click()
     await result.filter(has_text="reactivated").wait_for()
     await page.locator("#license-count").filter(has_text="23 / 1,000").wait_for()
+    await listed.filter(has_text="No local-roster student is deactivated").wait_for()
 
     # The download needs a session: without one it is refused, nothing leaks.
     async with httpx.AsyncClient() as client:
@@ -298,3 +305,151 @@ async def test_the_audit_log_filters_by_kind_and_day_and_pages_both_ways(
     await page.get_by_role("button", name="Show entries").click()
     await page.locator("#audit-status").filter(has_text="No entries match").wait_for()
     await tab.capture("panels-audit-empty")
+
+
+async def deactivate_through_the_api(served: str, token: str, ids: list[str]) -> None:
+    async with httpx.AsyncClient(base_url=served) as client:
+        answer = await client.post(
+            "/graphql",
+            headers={"Authorization": f"Bearer {token}"},
+            json={
+                "query": "mutation($ids: [String!]!) { deactivateStudents(ids: $ids) { changed errors { code } } }",
+                "variables": {"ids": ids},
+            },
+        )
+    assert answer.json()["data"]["deactivateStudents"] == {"changed": len(ids), "errors": []}
+
+
+async def test_after_a_reload_deactivated_students_are_listed_and_reactivated(
+    make_district, open_tab, served
+):
+    testers = students(
+        3,
+        prefix="T",
+        username="test-student",
+        given_name="Test",
+        family_name="Student",
+        grade="9",
+        primary_school="North High",
+        schools=("North High",),
+    )
+    district = await make_district("riverside", active=150, roster=testers)
+    # Deactivated earlier, elsewhere: 25 of them, more than the list's first page.
+    await deactivate_through_the_api(
+        served, district.manager_token, [f"riverside-{n:06d}" for n in range(1, 26)]
+    )
+    tab = await open_tab()
+    await tab.sign_in(district.manager_token)
+    page = tab.page
+    await panels_read(page)
+    group = page.locator(".review-group[data-reason=TEST_ACCOUNT]")
+    for name in ("T000001 (local roster)", "T000002 (local roster)"):
+        await group.get_by_label(name).check()
+    await group.get_by_role("button", name="Deactivate selected…").click()
+    await page.get_by_role("button", name="Deactivate", exact=True).click()
+    await page.locator("#count-review-result").filter(has_text="deactivated").wait_for()
+    await page.locator("#license-count").filter(has_text="126 / 1,000").wait_for()
+
+    # A reload forgets nothing: the list comes from the server.
+    await page.reload()
+    await page.wait_for_function("() => (document.body.dataset.refreshes || 0) > 0")
+    await panels_read(page)
+    listed = page.locator("#deactivated-body")
+    assert "27 deactivated local students" in await text(page, "#deactivated-body")
+    assert await listed.locator("li").count() == 20
+    await tab.capture("panels-deactivated-list")
+
+    # Show more, by keyboard: the rest, and focus on the first student added.
+    await page.get_by_role("button", name="Show more (7 not shown)").focus()
+    await page.keyboard.press("Enter")
+    await listed.locator("li").nth(26).wait_for()
+    assert await listed.locator("li").count() == 27
+    assert await page.evaluate("document.activeElement.type") == "checkbox"
+    assert not await listed.get_by_role("button", name="Show more").count()
+
+    # Shown as name (id) · school · grade.
+    student = listed.get_by_label("Test Student (T000002) · North High · grade 9")
+    await student.focus()
+    await page.keyboard.press("Space")
+    await page.get_by_role("button", name="Reactivate 1 student…").focus()
+    await page.keyboard.press("Enter")
+    assert await text(page, ".confirm-question:visible") == (
+        "Reactivate 1 student: 127 active students (+1)."
+    )
+    await tab.capture("panels-reactivate-confirm")
+    await page.keyboard.press("Enter")  # Reactivate has the focus
+    result = page.locator("#count-review-result")
+    await result.filter(has_text="reactivated").wait_for()
+    assert "1 student reactivated. Your district now has 127 active students" in (
+        await result.inner_text()
+    )
+    assert await page.evaluate("document.activeElement.id") == "count-review-result"
+    await page.locator("#license-count").filter(has_text="127 / 1,000").wait_for()
+    await listed.filter(has_text="26 deactivated local students").wait_for()
+    assert not await listed.get_by_label("T000002").count()
+    await page.locator("#audit-rows tr").first.filter(has_text="Students reactivated").wait_for()
+    await tab.capture("panels-reactivated")
+
+
+async def test_deactivating_by_typed_ids_refuses_an_unknown_id_then_deactivates(
+    make_district, open_tab
+):
+    testers = students(3, prefix="T", username="test-student")
+    district = await make_district("riverside", active=20, roster=testers)
+    tab = await open_tab()
+    await tab.sign_in(district.manager_token)
+    page = tab.page
+    await panels_read(page)
+    field = page.get_by_label("Local-roster student ids")
+    error = page.locator("#deactivate-ids-error")
+
+    # Nothing typed: said next to the box, nothing sent.
+    await page.get_by_role("button", name="Deactivate these students…").click()
+    assert await error.inner_text() == "Enter at least one student id."
+    assert await field.get_attribute("aria-invalid") == "true"
+
+    # An id that is not in the local roster: refused, named, nothing changes.
+    await field.fill("T000001,  NOBODY-9")
+    await page.keyboard.press("Tab")  # to the button
+    await page.keyboard.press("Enter")
+    assert await text(page, ".confirm-question:visible") == (
+        "Deactivate 2 students: 21 active students (\N{MINUS SIGN}2)."
+    )
+    await page.keyboard.press("Enter")  # Deactivate has the focus
+    await error.filter(has_text="Nothing was deactivated").wait_for()
+    assert await text(page, "#deactivate-ids-error") == (
+        "Nothing was deactivated. This id is not in the local roster: “NOBODY-9”. "
+        "Check for typing mistakes."
+    )
+    assert await page.evaluate("document.activeElement.id") == "deactivate-ids-error"
+    assert await field.get_attribute("aria-invalid") == "true"
+    assert await field.input_value() == "T000001,  NOBODY-9"  # kept, to be corrected
+    assert await text(page, "#license-count") == "23 / 1,000"
+    first_entry = page.locator("#audit-rows tr").first
+    await first_entry.filter(has_text="Refused, nothing changed").wait_for()
+    assert "Students deactivated" in await first_entry.inner_text()
+    await tab.capture("panels-deactivate-by-id-refused")
+
+    # Valid ids, one a line and with spaces: the count drops, the change is audited.
+    await field.fill("T000001 T000002\nT000003")
+    assert await error.inner_text() == ""
+    await page.get_by_role("button", name="Deactivate these students…").click()
+    assert await text(page, ".confirm-question:visible") == (
+        "Deactivate 3 students: 20 active students (\N{MINUS SIGN}3)."
+    )
+    await tab.capture("panels-deactivate-by-id-confirm")
+    await page.get_by_role("button", name="Deactivate", exact=True).click()
+    result = page.locator("#count-review-result")
+    await result.filter(has_text="deactivated").wait_for()
+    assert "3 students deactivated. Your district now has 20 active students" in (
+        await result.inner_text()
+    )
+    assert await page.evaluate("document.activeElement.id") == "count-review-result"
+    assert await field.input_value() == ""
+    await page.locator("#license-count").filter(has_text="20 / 1,000").wait_for()
+    await first_entry.filter(has_text="Applied").wait_for()
+    assert "Students deactivated" in await first_entry.inner_text()
+    await (
+        page.locator("#deactivated-body").filter(has_text="3 deactivated local students").wait_for()
+    )
+    await tab.capture("panels-deactivated-by-id")

@@ -27,7 +27,7 @@ from graph.conditional import server_fingerprint
 from graph.http import LicensingGraphQL
 from graph.outage import DATABASE_UNAVAILABLE, DatabaseOutageAnswers, outage_headers
 from graph.persisted import PersistedQueries, documents_in_module
-from graph.schema import build_schema
+from graph.schema import build_schema, printed_schema
 from licensing.orchestration.scheduled_jobs import service_scheduler
 from licensing.orchestration.service import LicensingService
 from licensing.settings import load_settings
@@ -68,7 +68,7 @@ def create_app(service: LicensingService | None = None) -> Starlette:
             settings=settings.persisted_queries,
             builtin=tab_documents(),
         ),
-        fingerprint=server_fingerprint(schema.as_str(), settings.model_dump_json()),
+        fingerprint=server_fingerprint(printed_schema(schema), settings.model_dump_json()),
     )
 
     async def favicon(_request: Request) -> FileResponse:

@@ -15,6 +15,7 @@ transaction at once: BEGIN IMMEDIATE makes it the only writer.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,12 +37,16 @@ DISTRICT_LOCK_NAMESPACE = 0x4D314C49
 
 
 class Database:
-    """Owns the engine; hands out read sessions and write sessions."""
+    """Hands out read sessions and write sessions on the process's engine for its URL."""
 
     def __init__(self, url: str) -> None:
         self.url = make_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
-        self.engine = _create_engine(url, is_sqlite=self.is_sqlite)
+        if self.is_sqlite and self.url.database and self.url.database != ":memory:":
+            # Owner-only before SQLite opens it: SQLite gives the -wal and -shm files the
+            # database file's permissions.
+            create_private_file(Path(self.url.database))
+        self.engine = engine_for(url, is_sqlite=self.is_sqlite)
         write_engine = self.engine.execution_options(begin_immediate=True)
         self._read_sessions = sessionmaker(self.engine, class_=Session, expire_on_commit=False)
         self._write_sessions = sessionmaker(write_engine, class_=Session, expire_on_commit=False)
@@ -59,6 +64,8 @@ class Database:
             yield session
 
     def dispose(self) -> None:
+        """Close the engine's pooled connections. The engine stays the process's engine for
+        this URL: a later ``Database`` on it opens new connections."""
         self.engine.dispose()
 
 
@@ -106,16 +113,28 @@ def lock_district(session: Session, district_id: int) -> None:
     )
 
 
+_engines: dict[str, Engine] = {}
+_engines_lock = threading.Lock()
+
+
+def engine_for(url: str, *, is_sqlite: bool) -> Engine:
+    """The process's one engine for ``url``, made on first use.
+
+    Everything in a process that opens the same database (the service, the scheduler, a command)
+    shares one pool, and SQLAlchemy's cache of compiled statements, which lives on the engine:
+    a new engine compiles every statement again on first use."""
+    with _engines_lock:
+        engine = _engines.get(url)
+        if engine is None:
+            engine = _engines[url] = _create_engine(url, is_sqlite=is_sqlite)
+        return engine
+
+
 def _create_engine(url: str, *, is_sqlite: bool) -> Engine:
     # hide_parameters: a database error's text would otherwise carry the rows it was given
     # (students' names and ids) into logs and wherever else it is shown.
     if not is_sqlite:
         return create_engine(url, pool_pre_ping=True, hide_parameters=True)
-    parsed = make_url(url)
-    if parsed.database and parsed.database != ":memory:":
-        # Owner-only before SQLite opens it: SQLite gives the -wal and -shm files the database
-        # file's permissions.
-        create_private_file(Path(parsed.database))
     # Requests read from up to 40 threads at once (anyio's default thread limit); a pool smaller
     # than that opens and closes a connection (and its PRAGMAs) for each request over the size.
     engine = create_engine(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from functools import cache
 
 import strawberry
 from graphql import GraphQLError
@@ -47,7 +48,14 @@ class LicensingSchema(SchemaWithoutSubscriptionsOverHttp):
 
 
 def build_schema(limits: GraphQLLimits | None = None) -> strawberry.Schema:
-    limits = limits or GraphQLLimits()
+    """The schema with these limits. Built once per process for each set of limits (it is
+    immutable, and building it walks every type): apps made with the same limits share it."""
+    return _schema_with((limits or GraphQLLimits()).model_dump_json())
+
+
+@cache
+def _schema_with(limits_json: str) -> strawberry.Schema:
+    limits = GraphQLLimits.model_validate_json(limits_json)
     return LicensingSchema(
         query=merge_types(
             "Query", (Query, OperationsQuery, HistoryQuery, LocalStudentsQuery, NodeQuery)
@@ -80,6 +88,12 @@ def build_schema(limits: GraphQLLimits | None = None) -> strawberry.Schema:
     )
 
 
+@cache
+def printed_schema(schema: strawberry.Schema) -> str:
+    """A schema's SDL, printed once (printing walks every type)."""
+    return schema.as_str()
+
+
 def schema_sdl() -> str:
     """The SDL checked in as schema.graphql."""
-    return build_schema().as_str() + "\n"
+    return printed_schema(build_schema()) + "\n"

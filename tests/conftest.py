@@ -8,6 +8,7 @@ start, not migrated again for each test.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -83,9 +84,17 @@ def migrated_template(
     template.drop()
 
 
+@pytest.fixture(scope="session")
+def database_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where this test process's SQLite databases live: the same names test after test."""
+    return tmp_path_factory.mktemp("databases")
+
+
 @pytest.fixture
 def new_database_url(
-    tmp_path: Any, postgres_server: PostgresServer | None, migrated_template: MigratedTemplate
+    database_folder: Path,
+    postgres_server: PostgresServer | None,
+    migrated_template: MigratedTemplate,
 ) -> Iterator[Callable[..., str]]:
     """new_database_url(name="licensing", migrated=False): a new database for this test, empty or
     at the newest revision, dropped after it.
@@ -99,7 +108,7 @@ def new_database_url(
         connected.add(connection.engine)
 
     event.listen(Engine, "engine_connect", track)
-    databases = TestDatabases(tmp_path, postgres_server, migrated_template)
+    databases = TestDatabases(database_folder, postgres_server, migrated_template)
     try:
         yield databases.new
     finally:

@@ -61,10 +61,10 @@ class PostgresServer:
             self.url, isolation_level="AUTOCOMMIT", poolclass=NullPool
         )
 
-    def create(self, *, template: str | None = None) -> str:
+    def create(self, *, template: str | None = None, name: str | None = None) -> str:
         """A new database, empty or a copy of ``template`` (the URL of a database nobody is
-        connected to); returns its URL."""
-        name = f"licensing_test_{uuid.uuid4().hex[:16]}"
+        connected to); returns its URL. ``name``: one no database on the server has now."""
+        name = name or f"licensing_test_{uuid.uuid4().hex[:16]}"
         copy = f' TEMPLATE "{make_url(template).database}"' if template else ""
         with self.admin.connect() as connection:
             connection.execute(text(f'CREATE DATABASE "{name}"{copy}'))
@@ -131,9 +131,20 @@ class MigratedTemplate:
             self.server.drop(self._url)
 
 
+# Unique to this test process (each xdist worker is one), so test runs sharing a server never
+# collide on a database name.
+_PROCESS_TAG = uuid.uuid4().hex[:12]
+
+
 class TestDatabases:
     """``new(name, migrated=False)``: the URL of a new database for one test, empty or migrated
-    to the newest revision."""
+    to the newest revision.
+
+    Each test process hands out the same URLs test after test (the same file names in its own
+    folder, the same database names on the server), each new and dropped after its test. The
+    process's engine for a URL outlives the test (``db.session.engine_for``), so the statements it
+    compiled for one test are reused by the next instead of being compiled again.
+    """
 
     __test__ = False  # not a test class, whatever its name
 
@@ -150,15 +161,23 @@ class TestDatabases:
             path = self.folder / f"{name}.db"
             if migrated:
                 self.template.copy_to_file(path)
-            return f"sqlite:///{path}"
-        url = self.server.create(template=self.template.url if migrated else None)
+            url = f"sqlite:///{path}"
+        else:
+            url = self.server.create(
+                template=self.template.url if migrated else None,
+                name=f"licensing_test_{_PROCESS_TAG}_{len(self.created)}",
+            )
         self.created.append(url)
         return url
 
     def drop_all(self) -> None:
-        if self.server is not None:
-            for url in self.created:
+        for url in self.created:
+            if self.server is not None:
                 self.server.drop(url)
+                continue
+            database = Path(make_url(url).database or "")
+            for path in (database, *(Path(f"{database}{end}") for end in ("-wal", "-shm"))):
+                path.unlink(missing_ok=True)
 
 
 def refuse_inserts(database: Database, table: str) -> None:

@@ -109,10 +109,12 @@ def create_district(
             replace=True,
             now=now,
         )
-        for number in range(devices):
-            session.add(Device(district_id=district.id, serial_number=f"D{number:06d}"))
-        session.flush()
-        refresh_usage(session, district_id=district.id, now=now)
+        if devices:
+            # Devices never count against the license; applying the roster counted them as none.
+            for number in range(devices):
+                session.add(Device(district_id=district.id, serial_number=f"D{number:06d}"))
+            session.flush()
+            refresh_usage(session, district_id=district.id, now=now)
         return district.id
 
 

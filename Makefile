@@ -31,8 +31,9 @@ run: $(INSTALLED)
 # workers, 245 s with 2, 248 s with 4). The tests that start several server processes and measure
 # them under load (marker "servers") run on their own afterwards, so no other test competes with
 # them for the machine. The benchmarks' smoke runs share one worker.
+# The slowest tests are listed at the end of each run, to show where the time goes.
 PYTEST_WORKERS ?= $(shell $(PYTHON) -c "import os; print(len(os.sched_getaffinity(0)) + 1)")
-PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --dist loadgroup -m "not servers"
+PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --dist loadgroup -m "not servers" --durations=25
 PYTEST_SERVERS := -m servers
 
 # mypy runs as a test (tests/architecture/test_types.py), beside the others.

@@ -72,8 +72,14 @@ async def table_rows(chart: Any) -> int:
     return await chart.locator("table tbody tr").count()
 
 
-async def test_a_year_of_usage_at_desktop_size(make_district, service, clock, open_tab):
+async def test_a_year_of_usage_at_desktop_and_phone_size(make_district, service, clock, open_tab):
+    # One year of history (the slow part) serves both sizes.
     district = await district_with_a_year_of_history(make_district, service, clock)
+    await a_year_at_desktop_size(district, open_tab)
+    await a_year_at_phone_size(district, open_tab)
+
+
+async def a_year_at_desktop_size(district: Any, open_tab: Any) -> None:
     tab = await open_tab(width=1280, height=900)
     page = tab.page
     chart = await open_chart(tab, district.manager_token)
@@ -135,8 +141,7 @@ async def test_a_year_of_usage_at_desktop_size(make_district, service, clock, op
     assert await table.is_hidden()
 
 
-async def test_a_year_of_usage_at_phone_size(make_district, service, clock, open_tab):
-    district = await district_with_a_year_of_history(make_district, service, clock)
+async def a_year_at_phone_size(district: Any, open_tab: Any) -> None:
     tab = await open_tab(width=390, height=844)
     page = tab.page
     chart = await open_chart(tab, district.manager_token)

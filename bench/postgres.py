@@ -23,8 +23,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-import psycopg
-from sqlalchemy.engine import make_url
+# psycopg and SQLAlchemy are imported where they are used: a benchmark step that never touches
+# PostgreSQL keeps its peak memory free of them.
 
 # The product and the anchors run this many uvicorn workers on PostgreSQL (SPEC section 8).
 POSTGRES_WORKERS = 4
@@ -42,6 +42,8 @@ def default_workers(postgres: str | None) -> int:
 
 def libpq_conninfo(url: str) -> str:
     """A SQLAlchemy ``postgresql+psycopg://`` URL as the plain ``postgresql://`` URL psycopg takes."""
+    from sqlalchemy.engine import make_url
+
     parsed = make_url(url).set(drivername="postgresql")
     return parsed.render_as_string(hide_password=False)
 
@@ -124,6 +126,8 @@ def throwaway_cluster() -> Iterator[str | None]:
 
 
 def server_version(server_url: str) -> str:
+    import psycopg
+
     with psycopg.connect(libpq_conninfo(server_url), autocommit=True) as connection:
         return str(connection.execute("SHOW server_version").fetchone()[0]).split()[0]
 
@@ -132,6 +136,9 @@ def server_version(server_url: str) -> str:
 def fresh_database(server_url: str, prefix: str = "licensing_bench") -> Iterator[str]:
     """A new empty database on the server named by ``server_url``; yields its SQLAlchemy URL and
     drops it when the block ends (closing any session a server left open)."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     conninfo = libpq_conninfo(server_url)
     with psycopg.connect(conninfo, autocommit=True) as connection:

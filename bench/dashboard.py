@@ -431,7 +431,7 @@ def verdict(ok: bool) -> str:
 def report(results: list[SizeResult], arguments: argparse.Namespace) -> str:
     database = database_name(arguments.postgres)
     lines = [
-        f"### Dashboard query: GraphQL against a hand-written endpoint and the raw anchor, {database}",
+        f"### Dashboard query against a hand-written endpoint and the raw anchor, {database}",
         "",
         f"`.venv/bin/python bench/dashboard.py{' --postgres URL' if arguments.postgres else ''}`: "
         f"{database}, {arguments.connections} connections from wrk, {arguments.workers} uvicorn "

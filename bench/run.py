@@ -289,4 +289,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        log("Interrupted: nothing was written (a throwaway PostgreSQL cluster was removed).")
+        sys.exit(130)

@@ -310,6 +310,12 @@ def run_wrk(url: str, script: Path, *, connections: int, seconds: float) -> Meas
     )
     line = next(line for line in finished.stdout.splitlines() if line.startswith("RESULT "))
     answered, duration_us, failed, socket_errors, p50_us, p99_us = map(int, line.split()[1:])
+    if failed or socket_errors:
+        # Which kind tells a slow machine (wrk gives up on an answer after 2 s) from a wrong answer.
+        log(
+            f"{url}: {failed} answer(s) with another status or GraphQL errors, "
+            f"{socket_errors} socket error(s) or timeout(s)"
+        )
     return Measurement(
         requests_per_second=answered / (duration_us / 1_000_000),
         p50_ms=p50_us / 1000,

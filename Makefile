@@ -69,13 +69,15 @@ release-schema: $(INSTALLED)
 	$(BIN)/licensing schema --write schema.graphql
 	$(BIN)/licensing schema --release
 
-# The benchmarks in bench/: prints their tables and writes the figures into docs/benchmarks.md.
+# The benchmarks in bench/: prints their tables and writes the figures into docs/benchmarks.md. Each
+# runs on SQLite, then on a throwaway PostgreSQL cluster started for the run (Debian's postgresql
+# package; without it, SQLite only). BENCH_ARGS passes options, e.g. BENCH_ARGS=--sqlite-only.
 bench: $(INSTALLED)
 	@command -v wrk >/dev/null 2>&1 || { \
 		echo "Installing Debian's wrk, the dashboard benchmark's load generator." >&2; \
 		if [ "$$(id -u)" -eq 0 ]; then apt-get install -y -qq wrk; \
 		else sudo apt-get install -y -qq wrk; fi; }
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(CODEGEN_VENV) .data .pytest_cache .ruff_cache

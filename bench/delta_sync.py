@@ -7,8 +7,9 @@
 For N students (plus 5% staff and 1% guardians, as ``bench/oneroster_csv_sync.py`` writes them)
 it writes three OneRoster 1.1 bundles into a temporary folder: the roster (bulk), a delta bundle
 of 1% of the students (0.25% ``tobedeleted``, 0.25% disabled, 0.25% moved and renamed, 0.25%
-new), and the roster those changes lead to (bulk). Then, on one SQLite database, through the
-service and a source configured with ``allow_delta``:
+new), and the roster those changes lead to (bulk). Then, on one database (a SQLite file, or with
+``--postgres SERVER_URL`` a new database on that server), through the service and a source
+configured with ``allow_delta``:
 
 - full sync: the first roster, into the new database;
 - delta: the delta bundle, applied as changes;
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import csv
 import json
 import os
@@ -37,6 +39,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.oneroster_csv_sync import CHANGE_EVERY, people, write_bundle
+from bench.postgres import database_name, fresh_database
 from bench.tables import markdown_table, show
 from plugins.builtin.oneroster_csv import USERS_V1P1
 
@@ -153,7 +156,7 @@ class Step:
     detail: str | None = None
 
 
-def run_steps(students: int, folder: Path) -> tuple[list[Step], int, int]:
+def run_steps(students: int, folder: Path, database_url: str) -> tuple[list[Step], int, int]:
     """The three syncs: their figures, the delta bundle's rows and the count the changed roster
     must give."""
     from sqlmodel import col, select
@@ -177,7 +180,7 @@ def run_steps(students: int, folder: Path) -> tuple[list[Step], int, int]:
     data_dir = folder / "data"
     settings = Settings(
         data_dir=data_dir,
-        database_url=f"sqlite:///{data_dir / 'licensing.db'}",
+        database_url=database_url or f"sqlite:///{data_dir / 'licensing.db'}",
         districts={"bench": DistrictConfig(roster_sources={"sis": source})},
     )
     data_dir.mkdir()
@@ -231,7 +234,9 @@ def corrected(step: Step) -> int | None:
     return None
 
 
-def section(students: int, steps: list[Step], delta_rows: int, expected: int) -> tuple[str, bool]:
+def section(
+    students: int, steps: list[Step], delta_rows: int, expected: int, database: str
+) -> tuple[str, bool]:
     full, delta, after = steps
     ratio = delta.seconds / full.seconds if full.seconds else float("inf")
     rows = [
@@ -273,9 +278,9 @@ def section(students: int, steps: list[Step], delta_rows: int, expected: int) ->
         verdict = f"{target}: {'met' if met else '**not met**'} ({ratio:.3f} of the full sync)."
     text = "\n\n".join(
         [
-            "### Delta sync against a full sync",
+            f"### Delta sync against a full sync, {database}",
             f"{students:,} students plus 5% staff and 1% guardians (OneRoster 1.1 CSV, "
-            f"folders), one SQLite database: a full sync, then a delta bundle of {delta_rows:,} "
+            f"folders), one {database} database: a full sync, then a delta bundle of {delta_rows:,} "
             "rows (1% of the students: 0.25% tobedeleted, 0.25% disabled, 0.25% moved and "
             "renamed, 0.25% new) applied as changes, then a full sync of the roster those "
             "changes lead to, which compares it with the roster the delta left. The delta took "
@@ -293,6 +298,11 @@ def main() -> None:
     parser.add_argument("--students", type=int, nargs="+", help="roster sizes (1,000,000)")
     parser.add_argument("--quick", action="store_true", help="a small roster, for a smoke run")
     parser.add_argument("--markdown", action="store_true", help="print the result as markdown")
+    parser.add_argument(
+        "--postgres",
+        metavar="SERVER_URL",
+        help="sync into PostgreSQL: a new database on this server (a role that may create one)",
+    )
     args = parser.parse_args()
     for name in [name for name in os.environ if name.startswith("LICENSING_")]:
         del os.environ[name]
@@ -300,11 +310,19 @@ def main() -> None:
     sections = []
     ok = True
     for students in sizes:
-        with tempfile.TemporaryDirectory(prefix="delta-bench-") as folder:
+        with (
+            tempfile.TemporaryDirectory(prefix="delta-bench-") as folder,
+            contextlib.ExitStack() as stack,
+        ):
+            database_url = (
+                stack.enter_context(fresh_database(args.postgres, prefix="licensing_bench_delta"))
+                if args.postgres
+                else ""
+            )
             os.chdir(folder)  # no licensing.toml of a developer's is read
-            steps, delta_rows, expected = run_steps(students, Path(folder))
+            steps, delta_rows, expected = run_steps(students, Path(folder), database_url)
             os.chdir(Path(__file__).resolve().parents[1])
-        text, right = section(students, steps, delta_rows, expected)
+        text, right = section(students, steps, delta_rows, expected, database_name(args.postgres))
         log(json.dumps([step.__dict__ for step in steps], default=str))
         sections.append(text)
         ok = ok and right

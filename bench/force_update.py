@@ -3,8 +3,10 @@
     .venv/bin/python bench/force_update.py                   # 1,000 calls; 1 worker, then 4
     .venv/bin/python bench/force_update.py --calls 300 --workers 2
     .venv/bin/python bench/force_update.py --quick --markdown # as bench/run.py calls it
+    .venv/bin/python bench/force_update.py --postgres postgresql+psycopg://USER:PW@HOST/postgres
 
-For each worker count it sets up a fresh SQLite database with one district whose license source
+For each worker count it sets up a fresh database (a SQLite file, or with ``--postgres
+SERVER_URL`` a new database on that server) with one district whose license source
 is a licensing server: the reference server (app/dev_license_server.py) in this process, counting
 the requests it gets and answering each after ``--upstream-delay`` seconds, as a server across the
 internet would. The district is created with a MANAGE_SETTINGS token and its first license (1000
@@ -53,6 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.dev_license_server import create_license_server
 from app.runtime import build_service
+from bench.postgres import database_name, fresh_database
 from bench.tables import markdown_table, show
 from db.models import AuditEvent, District, License
 from licensing.orchestration.license_updates import FORCED_ACTION
@@ -144,12 +147,18 @@ def free_port() -> int:
 
 
 def server_settings(
-    data_dir: Path, *, port: int, workers: int, upstream_url: str, key: str
+    data_dir: Path,
+    *,
+    port: int,
+    workers: int,
+    upstream_url: str,
+    key: str,
+    database_url: str = "",
 ) -> dict[str, Any]:
     """The server's configuration, as values for ``Settings``."""
     return {
         "data_dir": str(data_dir),
-        "database_url": f"sqlite:///{data_dir / 'licensing.db'}",
+        "database_url": database_url or f"sqlite:///{data_dir / 'licensing.db'}",
         "host": "127.0.0.1",
         "port": port,
         "workers": workers,
@@ -339,7 +348,9 @@ class Run:
         )
 
 
-def measure(workers: int, calls: int, *, tokens: int | None, delay_seconds: float) -> Run:
+def measure(
+    workers: int, calls: int, *, tokens: int | None, delay_seconds: float, postgres: str | None
+) -> Run:
     signing_key = Ed25519PrivateKey.generate()
     upstream = CountingUpstream(signing_key, delay_seconds=delay_seconds)
     public_key = public_key_text(signing_key)
@@ -348,7 +359,13 @@ def measure(workers: int, calls: int, *, tokens: int | None, delay_seconds: floa
         # The setup in this process reads the configuration too: no licensing.toml there.
         contextlib.chdir(temporary),
         serving_in_thread(upstream) as upstream_url,
+        contextlib.ExitStack() as stack,
     ):
+        database_url = (
+            stack.enter_context(fresh_database(postgres, prefix="licensing_bench_force"))
+            if postgres
+            else ""
+        )
         folder = Path(temporary)
         values = server_settings(
             folder / "data",
@@ -356,6 +373,7 @@ def measure(workers: int, calls: int, *, tokens: int | None, delay_seconds: floa
             workers=workers,
             upstream_url=upstream_url,
             key=public_key,
+            database_url=database_url,
         )
         secrets = prepare_database(values, tokens=tokens or calls)
         # New terms on the server: the district bought 100 more seats.
@@ -384,7 +402,7 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def section(runs: list[Run], delay_seconds: float, *, tokens: int | None) -> str:
+def section(runs: list[Run], delay_seconds: float, *, tokens: int | None, database: str) -> str:
     """The result section, in markdown."""
     rows = []
     for run in runs:
@@ -433,10 +451,10 @@ def section(runs: list[Run], delay_seconds: float, *, tokens: int | None) -> str
     met = all(run.upstream_requests == 1 and run.failed_calls == 0 for run in runs)
     return "\n\n".join(
         [
-            "### Concurrent Force License Update",
+            f"### Concurrent Force License Update, {database}",
             f"{calls} `forceLicenseUpdate` mutations sent at once, each on its own connection "
             f"and {spread} (each token has its own rate limit), to `licensing serve` on "
-            "127.0.0.1 (a fresh SQLite database, the scheduler off) from an asyncio httpx "
+            f"127.0.0.1 (a fresh {database} database, the scheduler off) from an asyncio httpx "
             "client. The district's license source is the reference licensing server, which "
             f"counts its requests and answers each after {delay_seconds:g} s. It holds new terms "
             "(1000 to 1100 seats), so the press that asks it gets `updated: true`, and so do "
@@ -474,6 +492,11 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="fewer calls, one worker")
     parser.add_argument("--markdown", action="store_true", help="print the result as markdown")
+    parser.add_argument(
+        "--postgres",
+        metavar="SERVER_URL",
+        help="serve from PostgreSQL: a new database on this server per run",
+    )
     args = parser.parse_args()
     # The benchmark's own configuration only: no LICENSING_* variable (a developer's database
     # URL, say) reaches the setup or the server.
@@ -482,10 +505,20 @@ def main() -> None:
     calls = args.calls or (QUICK_CALLS if args.quick else CALLS)
     worker_counts = args.workers or (QUICK_WORKERS if args.quick else WORKERS)
     runs = [
-        measure(workers, calls, tokens=args.tokens, delay_seconds=args.upstream_delay)
+        measure(
+            workers,
+            calls,
+            tokens=args.tokens,
+            delay_seconds=args.upstream_delay,
+            postgres=args.postgres,
+        )
         for workers in worker_counts
     ]
-    show(section(runs, args.upstream_delay, tokens=args.tokens), as_markdown=args.markdown)
+    database = database_name(args.postgres)
+    show(
+        section(runs, args.upstream_delay, tokens=args.tokens, database=database),
+        as_markdown=args.markdown,
+    )
     if any(run.upstream_requests != 1 or run.failed_calls for run in runs):
         sys.exit(1)
 

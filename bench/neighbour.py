@@ -1,10 +1,12 @@
 """Benchmark: one token floods the server; does another district's dashboard stay fast?
 
     .venv/bin/python bench/neighbour.py [--students 200000] [--seconds 8] [--quick] [--markdown]
+    .venv/bin/python bench/neighbour.py --postgres postgresql+psycopg://USER:PW@HOST/postgres
 
-It builds a SQLite database with two districts: "flooding" (``--students`` students, so its
-``countReview`` is costly) and "neighbour" (1,000 students), and serves it with ``licensing
-serve`` (one worker, the default rate limits: what protects the neighbour is what is measured).
+It builds a database (a SQLite file, or with ``--postgres SERVER_URL`` a new database on that
+server) with two districts: "flooding" (``--students`` students, so its ``countReview`` is costly)
+and "neighbour" (1,000 students), and serves it with ``licensing serve`` (one worker on SQLite,
+4 on PostgreSQL, the default rate limits: what protects the neighbour is what is measured).
 One client reads the neighbour's dashboard query every ``PACE_SECONDS``, first at rest, then
 while the flooding district's API token (a fresh one for each shape) sends, from
 ``FLOOD_CONNECTIONS`` connections as fast as it is answered, one attack shape at a time:
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -54,6 +57,7 @@ from bench.dashboard import (  # noqa: E402
     free_port,
     running_server,
 )
+from bench.postgres import database_name, default_workers, fresh_database  # noqa: E402
 from bench.tables import markdown_table, show  # noqa: E402
 from db.models import District  # noqa: E402
 from licensing.settings import Settings  # noqa: E402
@@ -82,8 +86,8 @@ def log(message: str) -> None:
 # --- The database -------------------------------------------------------------------------------
 
 
-def build_database(data_dir: Path, flooding_students: int) -> Settings:
-    settings = Settings(data_dir=data_dir, scheduler_enabled=False)
+def build_database(data_dir: Path, flooding_students: int, database_url: str = "") -> Settings:
+    settings = Settings(data_dir=data_dir, scheduler_enabled=False, database_url=database_url)
     service = build_service(settings, upgrade_schema=True)
     private_key = signing.generate_signing_key(
         data_dir / "bench-signing-key.pem", settings.trusted_keys_dir / "bench.pub"
@@ -351,14 +355,20 @@ async def run(
     port = free_port()
     url = f"http://127.0.0.1:{port}/graphql"
     licensing = str(Path(sys.executable).with_name("licensing"))
-    command = [licensing, "serve", "--port", str(port), "--workers", "1"]
+    command = [licensing, "serve", "--port", str(port), "--workers", str(arguments.workers)]
 
     def neighbour() -> str:
         # Its own fresh budget for each measurement: it reads faster than a tab would.
         return new_token(settings, "neighbour", Permission.VIEW_LICENSE)
 
     ready = f"http://127.0.0.1:{port}/healthz"
-    with running_server(command, data_dir, ready, default_rate_limits=True):
+    with running_server(
+        command,
+        data_dir,
+        ready,
+        default_rate_limits=True,
+        database_url=settings.database_url,
+    ):
         log("calibrating")
         calibration = await calibrate(url, settings, arguments.runs)
         log("the neighbour at rest")
@@ -428,9 +438,12 @@ def report(
     )
     return "\n".join(
         [
-            "### Neighbour safety: one token floods, another district's dashboard",
+            "### Neighbour safety: one token floods, another district's dashboard, "
+            f"{database_name(arguments.postgres)}",
             "",
-            f"`.venv/bin/python bench/neighbour.py`: SQLite, one worker, default rate limits; the "
+            f"`.venv/bin/python bench/neighbour.py{' --postgres URL' if arguments.postgres else ''}"
+            f"`: {database_name(arguments.postgres)}, {arguments.workers} worker(s), default "
+            "rate limits; the "
             f"flooding district has {arguments.students:,} students, the neighbour "
             f"{NEIGHBOUR_STUDENTS:,}. The neighbour's dashboard is read every "
             f"{PACE_SECONDS * 1000:.0f} ms for {arguments.seconds:g} s at rest and under each "
@@ -457,7 +470,14 @@ def main() -> None:
     parser.add_argument("--runs", type=int, help="runs of each operation for the calibration")
     parser.add_argument("--quick", action="store_true", help="small sizes, short floods")
     parser.add_argument("--markdown", action="store_true", help="print the section as markdown")
+    parser.add_argument(
+        "--postgres",
+        metavar="SERVER_URL",
+        help="serve from PostgreSQL: a new database on this server (a role that may create one)",
+    )
+    parser.add_argument("--workers", type=int, help="server workers (default 1, 4 on PostgreSQL)")
     arguments = parser.parse_args()
+    arguments.workers = arguments.workers or default_workers(arguments.postgres)
     arguments.students = arguments.students or (1_000 if arguments.quick else 200_000)
     arguments.seconds = arguments.seconds or (0.5 if arguments.quick else 8)
     arguments.runs = arguments.runs or (1 if arguments.quick else 5)
@@ -465,9 +485,18 @@ def main() -> None:
         del os.environ[name]
     data_dir = Path(tempfile.mkdtemp(prefix="licensing-bench-neighbour-"))
     try:
-        log(f"building the database ({arguments.students:,} students in the flooding district)")
-        settings = build_database(data_dir, arguments.students)
-        rest, results, calibration = asyncio.run(run(arguments, data_dir, settings))
+        with contextlib.ExitStack() as stack:
+            database_url = (
+                stack.enter_context(fresh_database(arguments.postgres))
+                if arguments.postgres
+                else ""
+            )
+            log(
+                f"building the {database_name(arguments.postgres)} database "
+                f"({arguments.students:,} students in the flooding district)"
+            )
+            settings = build_database(data_dir, arguments.students, database_url)
+            rest, results, calibration = asyncio.run(run(arguments, data_dir, settings))
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
     show(report(rest, results, calibration, arguments), as_markdown=arguments.markdown)

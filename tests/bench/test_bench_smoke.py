@@ -3,6 +3,10 @@
 The figures go into a copy of docs/benchmarks.md (``--output``); the real page is never written.
 What is checked is what a reader of that page relies on: the machine is described, each
 benchmark's section holds a table between its markers, and the hand-written text is untouched.
+
+On SQLite only, unless LICENSING_TEST_DATABASE_URL names a PostgreSQL server: then each benchmark
+runs on that server too (``--postgres``; no cluster is started) and its PostgreSQL section is
+checked the same way.
 """
 
 from __future__ import annotations
@@ -23,13 +27,20 @@ from bench.run import BENCHMARKS, DOCS, REPOSITORY, RESULTS_END, RESULTS_START, 
 pytestmark = pytest.mark.xdist_group("bench")
 
 
+def postgres_server() -> str | None:
+    url = os.environ.get("LICENSING_TEST_DATABASE_URL", "")
+    return url if url.startswith("postgresql") else None
+
+
 def run_bench(*arguments: str) -> subprocess.CompletedProcess[str]:
+    server = postgres_server()
+    where = ["--postgres", server] if server else ["--sqlite-only"]
     return subprocess.run(
-        [sys.executable, "bench/run.py", *arguments],
+        [sys.executable, "bench/run.py", *arguments, *where],
         cwd=REPOSITORY,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300 if server else 120,
         check=False,
     )
 
@@ -62,13 +73,17 @@ def test_quick_run_prints_the_table_and_fills_the_markers(benchmark, tmp_path: P
     written = output.read_text(encoding="utf-8")
     block = generated_block(written)
     assert re.search(r"^- CPU: .+, \d+ cores$", block, re.MULTILINE), block[:2000]
-    start, end = benchmark.markers()
-    section = block.partition(start)[2].partition(end)[0]
-    table_rows = [line for line in section.splitlines() if line.startswith("| ")]
-    assert len(table_rows) >= 3, section  # header, alignment and at least one row of figures
-    heading = re.search(r"^### (.+)$", section, re.MULTILINE)
-    assert heading is not None, section
-    assert heading.group(1) in done.stdout  # the table was shown in the terminal too
+    databases = ["sqlite", "postgresql"] if postgres_server() else ["sqlite"]
+    for database in databases:
+        start, end = benchmark.markers(database)
+        section = block.partition(start)[2].partition(end)[0]
+        table_rows = [line for line in section.splitlines() if line.startswith("| ")]
+        assert len(table_rows) >= 3, section  # header, alignment and at least one row of figures
+        heading = re.search(r"^### (.+)$", section, re.MULTILINE)
+        assert heading is not None, section
+        assert ("PostgreSQL" in heading.group(1)) == (database == "postgresql"), heading.group(1)
+        # The table was shown in the terminal too (rich may wrap a long heading).
+        assert heading.group(1).split(",")[0] in done.stdout
     assert outside_results(written) == outside_results(DOCS.read_text(encoding="utf-8"))
     assert DOCS.read_bytes() == published
 
@@ -95,12 +110,23 @@ def test_a_run_of_one_benchmark_keeps_the_other_sections() -> None:
     )
     document = f"# Page\n\nBy hand.\n\n{RESULTS_START}\nold machine\n{old_sections}\n{RESULTS_END}\n\nMore by hand.\n"
 
-    rewritten = rewrite(document, "new machine", {"force_update": "### Force\n\nnew figures"})
+    rewritten = rewrite(
+        document,
+        "new machine",
+        {
+            "force_update": "### Force\n\nnew figures",
+            force.key("postgresql"): "### Force, PostgreSQL\n\nnew figures on PostgreSQL",
+        },
+    )
 
     block = generated_block(rewritten)
     assert "new machine" in block and "old machine" not in block
     assert "new figures" in block
     assert block.count("old figures") == 1
+    # The PostgreSQL section comes right after the same benchmark's SQLite section.
+    force_start = block.index(force.markers()[0])
+    assert force_start < block.index(force.markers("postgresql")[0])
+    assert "new figures on PostgreSQL" in block
     assert block.index(sync.markers()[0]) < block.index(force.markers()[0])
     assert rewritten.startswith("# Page\n\nBy hand.\n\n")
     assert rewritten.endswith(f"{RESULTS_END}\n\nMore by hand.\n")

@@ -188,6 +188,24 @@ class TokenBudgets:
         )
 
 
+def cost_extensions(requested: int, maximum: int, receipt: Receipt | None) -> dict[str, Any]:
+    """An answer's ``extensions``: what the operation cost, the most one may cost, and what is
+    left of the token's budget after it (graph/cost.py; kept answers, graph/answers.py)."""
+    cost: dict[str, Any] = {"requested": requested, "maximum": maximum}
+    if receipt is not None:
+        cost |= {
+            "remaining": receipt.remaining,
+            "bucketSize": receipt.bucket_size,
+            "restoreRate": _number(receipt.restore_rate),
+        }
+    return {"cost": cost}
+
+
+def _number(value: float) -> int | float:
+    """50.0 as 50 in JSON, 2.5 as it is."""
+    return int(value) if float(value).is_integer() else value
+
+
 def receipt_for(
     level: float, cost: int, bucket_size: int, restore_rate: float, *, retry_after: int | None
 ) -> Receipt:

@@ -67,4 +67,9 @@ def district_version(session: Session, district_id: int, *, now: datetime) -> Di
     if row is None:
         raise LookupError(f"no district with id {district_id}")
     counter, time_zone = row
+    return version_at(counter, time_zone, now=now)
+
+
+def version_at(counter: int, time_zone: str, *, now: datetime) -> DistrictVersion:
+    """The version of a district whose counter and time zone were read: its date at ``now``."""
     return DistrictVersion(counter=counter, local_date=district_today(now, time_zone))

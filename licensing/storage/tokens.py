@@ -15,6 +15,7 @@ from db.models import ApiToken, DashboardSession, District
 from db.session import Database, stored_id
 from licensing.domain.audit import AuditAction, AuditOutcome
 from licensing.storage.audit import record_event
+from licensing.storage.district_version import DistrictVersion, district_changed, version_at
 
 TOKEN_PREFIX = "m1t1_"
 TOKEN_RANDOM_BYTES = 32
@@ -57,6 +58,14 @@ class TokenListing:
     revoked_at: datetime | None
 
 
+@dataclass(frozen=True)
+class SignedIn:
+    """Who is calling, and their district's version, read in the same request."""
+
+    principal: Principal
+    version: DistrictVersion
+
+
 def hash_token(secret: str) -> str:
     # Tokens carry 256 random bits, so a fast hash is enough: no one can guess a preimage.
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
@@ -87,23 +96,37 @@ def create_token(
     return token, secret
 
 
-# Built once: every request signs in.
+# Built once: every request signs in. The district's version comes in the same statement, so
+# the two are consistent (licensing/storage/sign_in_cache.py relies on it).
 _SIGNED_IN = (
-    select(ApiToken, District.slug)
+    select(ApiToken, District.slug, District.version, District.time_zone)
     .join(District, col(District.id) == ApiToken.district_id)
     .where(ApiToken.token_hash == bindparam("token_hash"), col(ApiToken.revoked_at).is_(None))
 )
+MAX_SECRET_LENGTH = 200
 
 
 def authenticate(session: Session, *, secret: str) -> Principal | None:
     """The principal for a presented token, or None when it is unknown or revoked."""
-    if not secret.startswith(TOKEN_PREFIX) or len(secret) > 200:
+    if not secret.startswith(TOKEN_PREFIX) or len(secret) > MAX_SECRET_LENGTH:
         return None
     row = session.exec(_SIGNED_IN, params={"token_hash": hash_token(secret)}).first()
     if row is None:
         return None
-    token, slug = row
+    token, slug, _version, _time_zone = row
     return token_principal(token, slug)
+
+
+def authenticate_versioned(session: Session, *, secret: str, now: datetime) -> SignedIn | None:
+    """The principal for a presented token with its district's version at ``now``, read in one
+    statement; None when the token is unknown or revoked."""
+    if not secret.startswith(TOKEN_PREFIX) or len(secret) > MAX_SECRET_LENGTH:
+        return None
+    row = session.exec(_SIGNED_IN, params={"token_hash": hash_token(secret)}).first()
+    if row is None:
+        return None
+    token, slug, counter, time_zone = row
+    return SignedIn(token_principal(token, slug), version_at(counter, time_zone, now=now))
 
 
 def token_principal(token: ApiToken, district_slug: str) -> Principal:
@@ -143,6 +166,8 @@ def revoke_token(session: Session, *, district_id: int, token_id: int, now: date
     if token is None or token.district_id != district_id or token.revoked_at is not None:
         return False
     token.revoked_at = now
+    # Every worker's sign-in cache sees the district's version move, and drops the token.
+    district_changed(session, district_id)
     # Its Licensing tab sessions end with it (sign-in also checks the token, so they stop at once).
     session.execute(
         update(DashboardSession)

@@ -182,8 +182,7 @@ class LicensingService:
         return await self._quick_read(self._token_sign_in, secret)
 
     def _token_sign_in(self, secret: str) -> SignedIn | None:
-        with self.database.read() as session:
-            return self.sign_ins.token(session, secret, now=self.clock())
+        return self.sign_ins.token(self.database, secret, now=self.clock())
 
     @property
     def session_lifetimes(self) -> SessionLifetimes:
@@ -219,8 +218,7 @@ class LicensingService:
         return found.signed_in
 
     def _session_sign_in(self, session_id: str) -> SessionSignIn | None:
-        with self.database.read() as session:
-            return self.sign_ins.dashboard_session(session, session_id, now=self.clock())
+        return self.sign_ins.dashboard_session(self.database, session_id, now=self.clock())
 
     def _touch_session(self, session_row_id: int) -> None:
         with self.database.write() as session:
@@ -255,8 +253,7 @@ class LicensingService:
         return await self._quick_read(self._district_version, district_id)
 
     def _district_version(self, district_id: int) -> DistrictVersion:
-        with self.database.read() as session:
-            return district_version(session, district_id, now=self.clock())
+        return district_version(self.database, district_id, now=self.clock())
 
     async def find_document(self, district_id: int, sha256: str) -> RegisteredDocument | None:
         """The registered GraphQL document with this hash the district may run, if any."""

@@ -13,14 +13,13 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, delete, or_, update
+from sqlalchemy import Connection, bindparam, delete, or_, update
 from sqlalchemy import select as select_columns
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col
 
-from db.models import ApiToken, DashboardSession, District
-from db.session import stored_id
+from db.models import ApiToken, DashboardSession, District, table_of
 from licensing.storage.district_version import DistrictVersion, district_changed, version_at
-from licensing.storage.tokens import Principal, hash_token, token_principal
+from licensing.storage.tokens import Principal, hash_token, principal_of
 
 SESSION_RANDOM_BYTES = 32
 LAST_SEEN_RESOLUTION = timedelta(minutes=1)
@@ -82,34 +81,46 @@ def start_session(
     return session_id
 
 
-# Built once: every request of the tab reads it. The district's version comes in the same
-# statement, so the two are consistent (licensing/storage/sign_in_cache.py relies on it).
+_session = table_of(DashboardSession)
+_token = table_of(ApiToken)
+_district = table_of(District)
+# Built once: every request of the tab reads it. Core columns, so it runs on a bare connection
+# too. The district's version comes in the same statement, so the two are consistent
+# (licensing/storage/sign_in_cache.py relies on it).
 _LIVE_SESSION = (
     select_columns(
-        DashboardSession,
-        ApiToken,
-        col(District.slug),
-        col(District.version),
-        col(District.time_zone),
+        _session.c.id,
+        _session.c.last_seen_at,
+        _session.c.idle_expires_at,
+        _session.c.expires_at,
+        _token.c.id,
+        _token.c.name,
+        _token.c.district_id,
+        _token.c.permissions,
+        _district.c.slug,
+        _district.c.version,
+        _district.c.time_zone,
     )
-    .join(ApiToken, col(ApiToken.id) == DashboardSession.token_id)
-    .join(District, col(District.id) == ApiToken.district_id)
+    .join_from(_session, _token, _token.c.id == _session.c.token_id)
+    .join(_district, _district.c.id == _token.c.district_id)
     .where(
-        col(DashboardSession.session_hash) == bindparam("session_hash"),
-        col(DashboardSession.revoked_at).is_(None),
-        col(ApiToken.revoked_at).is_(None),
+        _session.c.session_hash == bindparam("session_hash"),
+        _session.c.revoked_at.is_(None),
+        _token.c.revoked_at.is_(None),
     )
 )
 
 
-def read_session(session: Session, *, session_id: str, now: datetime) -> SessionRead | None:
+def read_session(
+    session: Session | Connection, *, session_id: str, now: datetime
+) -> SessionRead | None:
     """The live session with this id, or None when it is unknown, ended, or its token revoked."""
     found = read_session_versioned(session, session_id=session_id, now=now)
     return found[0] if found is not None else None
 
 
 def read_session_versioned(
-    session: Session, *, session_id: str, now: datetime
+    session: Session | Connection, *, session_id: str, now: datetime
 ) -> tuple[SessionRead, DistrictVersion] | None:
     """``read_session``, with the district's version at ``now`` read in the same statement."""
     if not session_id or len(session_id) > MAX_SESSION_ID_LENGTH:
@@ -117,16 +128,28 @@ def read_session_versioned(
     row = session.execute(_LIVE_SESSION, {"session_hash": hash_token(session_id)}).first()
     if row is None:
         return None
-    stored, token, slug, counter, time_zone = row
-    if now >= stored.idle_expires_at or now >= stored.expires_at:
+    (
+        row_id,
+        last_seen_at,
+        idle_expires_at,
+        expires_at,
+        token_id,
+        name,
+        district_id,
+        permissions,
+        slug,
+        counter,
+        time_zone,
+    ) = row
+    if now >= idle_expires_at or now >= expires_at:
         return None
     read = SessionRead(
-        principal=token_principal(token, slug),
-        session_row_id=stored_id(stored),
-        due_for_touch=now - stored.last_seen_at >= LAST_SEEN_RESOLUTION,
-        last_seen_at=stored.last_seen_at,
-        idle_expires_at=stored.idle_expires_at,
-        expires_at=stored.expires_at,
+        principal=principal_of(token_id, name, district_id, permissions, slug),
+        session_row_id=row_id,
+        due_for_touch=now - last_seen_at >= LAST_SEEN_RESOLUTION,
+        last_seen_at=last_seen_at,
+        idle_expires_at=idle_expires_at,
+        expires_at=expires_at,
     )
     return read, version_at(counter, time_zone, now=now)
 

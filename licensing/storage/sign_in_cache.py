@@ -27,8 +27,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlmodel import Session
-
+from db.session import Database
 from licensing.storage.dashboard_sessions import (
     LAST_SEEN_RESOLUTION,
     MAX_SESSION_ID_LENGTH,
@@ -76,24 +75,25 @@ class SignInCache:
         self._entries: OrderedDict[str, _Remembered] = OrderedDict()
         self._lock = threading.Lock()
 
-    def token(self, session: Session, secret: str, *, now: datetime) -> SignedIn | None:
+    def token(self, database: Database, secret: str, *, now: datetime) -> SignedIn | None:
         """The token's principal and district version, or None when it is unknown or revoked."""
         if not secret.startswith(TOKEN_PREFIX) or len(secret) > MAX_SECRET_LENGTH:
             return None
         key = "t:" + hash_token(secret)
         remembered = self._get(key)
         if remembered is not None:
-            signed_in = self._still_current(session, key, remembered, now=now)
+            signed_in = self._still_current(database, key, remembered, now=now)
             if signed_in is not None:
                 return signed_in
-        found = authenticate_versioned(session, secret=secret, now=now)
+        with database.read_connection() as connection:
+            found = authenticate_versioned(connection, secret=secret, now=now)
         if found is None:
             return None
         self._put(key, _Remembered(found.principal, found.version.counter))
         return found
 
     def dashboard_session(
-        self, session: Session, session_id: str, *, now: datetime
+        self, database: Database, session_id: str, *, now: datetime
     ) -> SessionSignIn | None:
         """A live session's principal and district version, or None when it has ended; says
         which row's last-seen time to write, when it is due (as ``read_session`` does)."""
@@ -106,10 +106,11 @@ class SignInCache:
             and remembered.usable_until is not None
             and now < remembered.usable_until
         ):
-            signed_in = self._still_current(session, key, remembered, now=now)
+            signed_in = self._still_current(database, key, remembered, now=now)
             if signed_in is not None:
                 return SessionSignIn(signed_in, touch_row_id=None)
-        found = read_session_versioned(session, session_id=session_id, now=now)
+        with database.read_connection() as connection:
+            found = read_session_versioned(connection, session_id=session_id, now=now)
         if found is None:
             self.forget(key)
             return None
@@ -136,12 +137,12 @@ class SignInCache:
         self.forget("s:" + hash_token(session_id))
 
     def _still_current(
-        self, session: Session, key: str, remembered: _Remembered, *, now: datetime
+        self, database: Database, key: str, remembered: _Remembered, *, now: datetime
     ) -> SignedIn | None:
         """The remembered sign-in with the district's version, when the version has not moved
         since it was read (one statement); else None, and the entry is dropped."""
         try:
-            version = district_version(session, remembered.principal.district_id, now=now)
+            version = district_version(database, remembered.principal.district_id, now=now)
         except LookupError:
             version = None
         if version is not None and version.counter == remembered.counter:

@@ -49,8 +49,11 @@ class Database:
         write_engine = self.engine.execution_options(begin_immediate=True)
         self._read_sessions = sessionmaker(self.engine, class_=Session, expire_on_commit=False)
         self._write_sessions = sessionmaker(write_engine, class_=Session, expire_on_commit=False)
-        # SQLite: each thread's own autocommit driver connection, for ``read_row``.
+        # SQLite: each thread's own autocommit driver connection, for ``read_row``; all of them
+        # listed, so that dispose() closes them.
         self._row_readers = threading.local()
+        self._row_reader_list: list[sqlite3.Connection] = []
+        self._row_readers_lock = threading.Lock()
         self._row_sql: dict[Select[Any], str] = {}
 
     def read_row(self, statement: Select[Any], parameters: Mapping[str, object]) -> Any:
@@ -77,6 +80,8 @@ class Database:
             )
             reader.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
             self._row_readers.connection = reader
+            with self._row_readers_lock:
+                self._row_reader_list.append(reader)
         return reader
 
     @contextmanager
@@ -100,6 +105,11 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        with self._row_readers_lock:
+            readers, self._row_reader_list = self._row_reader_list, []
+            self._row_readers = threading.local()
+        for reader in readers:
+            reader.close()
 
 
 class StoredRow(Protocol):

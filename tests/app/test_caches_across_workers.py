@@ -36,7 +36,9 @@ def server(
     config.write_text(
         f"database_url = {json.dumps(new_database_url('caches'))}\n"
         f"data_dir = {json.dumps(str(tmp_path / 'data'))}\n"
-        "scheduler_enabled = false\n",
+        "scheduler_enabled = false\n"
+        # Every request with the revoked token below is a failed sign-in of this address.
+        "[sign_in]\nfailures_per_address = 1000\n",
         encoding="utf-8",
     )
     monkeypatch.setenv("LICENSING_CONFIG", str(config))

@@ -63,7 +63,8 @@ class Database:
         connection from the pool (BEGIN, the statement, ROLLBACK) takes ten times that. Values
         come as the driver gives them, without SQLAlchemy's type processing: integer and text
         columns only. Elsewhere, a connection from the pool."""
-        if not self.is_sqlite:
+        if not self.is_sqlite or self.url.database in (None, "", ":memory:"):
+            # (An in-memory SQLite database is private to its connection: the pool's it is.)
             with self.engine.connect() as connection:
                 return connection.execute(statement, dict(parameters)).first()
         sql = self._row_sql.get(statement)
@@ -76,7 +77,7 @@ class Database:
         reader = getattr(self._row_readers, "connection", None)
         if reader is None:
             reader = sqlite3.connect(
-                self.url.database or ":memory:", isolation_level=None, check_same_thread=False
+                str(self.url.database), isolation_level=None, check_same_thread=False
             )
             reader.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
             self._row_readers.connection = reader

@@ -27,7 +27,7 @@ from graph.responses import error_response
 from licensing.domain.error_codes import ErrorCode
 from licensing.orchestration.service import LicensingService
 from licensing.storage.sign_in_limit import SIGN_IN_THROTTLED
-from licensing.storage.tokens import Principal
+from licensing.storage.tokens import Principal, SignedIn
 
 # ``__Host-``: the browser keeps it only if it is Secure, has Path=/ and no Domain, so no other
 # host (a sibling subdomain, a plain-http page) can set or overwrite it. Chromium and Firefox
@@ -63,12 +63,19 @@ async def authenticate_token(
 ) -> Principal | Response:
     """The principal of an API token, or the 401 (unknown or revoked token) or 429 (too many
     failed sign-ins from ``address``, the client's) answer. A bad token is counted."""
+    signed_in = await _token_sign_in(address, service, secret, **headers)
+    return signed_in if isinstance(signed_in, Response) else signed_in.principal
+
+
+async def _token_sign_in(
+    address: str, service: LicensingService, secret: str | None, **headers: str
+) -> SignedIn | Response:
     retry_after = service.failed_sign_ins.retry_after(address)
     if retry_after is not None:
         return sign_in_throttled(retry_after)
-    principal = await service.authenticate(secret) if secret else None
-    if principal is not None:
-        return principal
+    signed_in = await service.token_sign_in(secret) if secret else None
+    if signed_in is not None:
+        return signed_in
     retry_after = await service.record_failed_sign_in(address)
     if retry_after is not None:
         return sign_in_throttled(retry_after)
@@ -82,26 +89,33 @@ async def sign_in(
     or the 401 (or CSRF 403, or failed sign-in 429) response explaining why they are not signed
     in, or the 429 response when their token's budget cannot pay ``cost`` points
     (graph/rate_limit.py), which are drawn."""
-    principal = await _signed_in_principal(request, service)
-    if isinstance(principal, Response):
-        return principal
+    signed_in = await versioned_sign_in(request, service, cost=cost)
+    return signed_in if isinstance(signed_in, Response) else signed_in.principal
+
+
+async def versioned_sign_in(
+    request: HTTPConnection, service: LicensingService, *, cost: int = 1
+) -> SignedIn | Response:
+    """``sign_in``, with the caller's district's version read in the same step (in the common
+    case one statement for both: licensing/storage/sign_in_cache.py)."""
+    signed_in = await _signed_in(request, service)
+    if isinstance(signed_in, Response):
+        return signed_in
     budgets = token_budgets(service)
     if budgets is not None:
-        receipt = await budgets.draw_async(principal.token_id, cost)
+        receipt = await budgets.draw_async(signed_in.principal.token_id, cost)
         if not receipt.allowed:
             return rate_limited_response(receipt)
-    return principal
+    return signed_in
 
 
-async def _signed_in_principal(
-    request: HTTPConnection, service: LicensingService
-) -> Principal | Response:
+async def _signed_in(request: HTTPConnection, service: LicensingService) -> SignedIn | Response:
     if (
         request.scope["type"] == "http"
         and "authorization" not in request.headers
         and request.cookies.get(SESSION_COOKIE)
     ):
-        return await _cookie_principal(request, service)
+        return await _cookie_sign_in(request, service)
     secret = bearer_secret(request.headers.get("authorization", ""))
     if secret is None:
         return error_response(
@@ -110,21 +124,22 @@ async def _signed_in_principal(
             "Sign in with an API token: send the header 'Authorization: Bearer <token>'.",
             headers=BEARER_CHALLENGE,
         )
-    return await authenticate_token(client_address(request), service, secret, **BEARER_CHALLENGE)
+    return await _token_sign_in(client_address(request), service, secret, **BEARER_CHALLENGE)
 
 
-async def _cookie_principal(
+async def _cookie_sign_in(
     request: HTTPConnection, service: LicensingService
-) -> Principal | Response:
+) -> SignedIn | Response:
     """The caller signed in by the Licensing tab's session cookie; a POST must pass CSRF."""
     if request.scope.get("method") == "POST":
         refusal = csrf_refusal(request)
         if refusal is not None:
             return refusal
-    principal = await session_principal(request, service)
-    if principal is None:
+    session_id = request.cookies.get(SESSION_COOKIE)
+    signed_in = await service.session_sign_in(session_id) if session_id else None
+    if signed_in is None:
         return session_ended()
-    return principal
+    return signed_in
 
 
 async def session_principal(request: HTTPConnection, service: LicensingService) -> Principal | None:

@@ -41,9 +41,33 @@ from licensing.storage.tokens import Principal
 
 CACHE_CONTROL = "private, no-cache"
 VARY = "Authorization, Cookie"
-# Root fields whose answers change without the district's version changing: no tag for them.
-# scheduledJobs moves with every run of every periodic job.
-UNVERSIONED_ROOT_FIELDS = frozenset({"scheduledJobs"})
+# The one list of what follows the district's version. An answer whose root fields are all
+# here changes only when the version does (or, for one that read the district's state, when its
+# ``unchanged_until`` passes): it may carry an ETag, and be kept as a snapshot (graph/answers.py).
+# Every root field of Query is in exactly one of the two lists (tests/api/test_answer_snapshots.py
+# checks it): a new field must be placed in one, knowing what its answer depends on.
+VERSIONED_ROOT_FIELDS = frozenset(
+    {
+        "__typename",
+        "license",
+        "licenseUnavailable",
+        "viewer",
+        "usage",
+        "alerts",
+        "licenseSettings",
+        "licenseCheck",
+        "activeStudents",
+        "countReview",
+        "dataSources",
+        "usageHistory",
+        "forecast",
+        "auditLog",
+    }
+)
+# Root fields whose answers may change while the version does not: never tagged or kept.
+# scheduledJobs moves with every run of every periodic job; node(s) may name a scheduled job;
+# introspection follows the server, not the district (and is large).
+UNVERSIONED_ROOT_FIELDS = frozenset({"scheduledJobs", "node", "nodes", "__schema", "__type"})
 # Errors that are the same for as long as the version and permissions are: an answer with them
 # still carries a tag. Any other error (a masked failure, the budget) makes it untagged.
 STABLE_ERROR_CODES = frozenset({ErrorCode.FORBIDDEN.value, ErrorCode.LICENSE_NOT_AVAILABLE.value})
@@ -100,23 +124,32 @@ class VersionedAnswers(SchemaExtension):
     """Decides whether a query's answer may carry the tag the request was given
     (``GraphContext.etag``): only an operation that ran to the end, a query whose root fields all
     follow the district's version, whose errors (if any) are ones the same version always gives.
-    An operation refused or failing on the way never sets ``etag_allowed``."""
+    An operation refused or failing on the way never sets ``etag_allowed``. The same answer,
+    without any error at all, may be kept as a snapshot (``GraphContext.keepable_data``)."""
 
     async def on_execute(self) -> AsyncIterator[None]:
         yield
         execution = self.execution_context
         context = execution.context
         document = execution.graphql_document
-        if not isinstance(context, GraphContext) or context.etag is None or document is None:
+        if not isinstance(context, GraphContext) or document is None:
             return
-        errors = getattr(execution.result, "errors", None) or []
         operation = _operation(document, execution.operation_name)
-        context.etag_allowed = (
+        versioned = (
             operation is not None
             and operation.operation is OperationType.QUERY
-            and UNVERSIONED_ROOT_FIELDS.isdisjoint(_root_fields(document, operation))
-            and all((error.extensions or {}).get("code") in STABLE_ERROR_CODES for error in errors)
+            and _root_fields(document, operation) <= VERSIONED_ROOT_FIELDS
         )
+        if not versioned:
+            return
+        errors = getattr(execution.result, "errors", None) or []
+        if context.etag is not None:
+            context.etag_allowed = all(
+                (error.extensions or {}).get("code") in STABLE_ERROR_CODES for error in errors
+            )
+        data = getattr(execution.result, "data", None)
+        if not errors and isinstance(data, dict):
+            context.keepable_data = data
 
 
 def _operation(document: DocumentNode, name: str | None) -> OperationDefinitionNode | None:

@@ -25,10 +25,20 @@ class GraphContext:
     # operation, once run, may carry it.
     etag: str | None = field(default=None, kw_only=True)
     etag_allowed: bool = field(default=False, kw_only=True)
+    # What the operation was charged (graph/cost.py), once measured.
+    operation_cost: int | None = field(default=None, kw_only=True)
+    # The answer's data, when it may be kept as a snapshot (graph/answers.py), and until when.
+    keepable_data: object | None = field(default=None, kw_only=True)
+    # The district states the operation read: a kept answer expires with the first of them.
+    states_read: list[DistrictState] = field(default_factory=list, kw_only=True)
 
     def __post_init__(self) -> None:
         async def load_states(district_ids: list[int]) -> list[DistrictState]:
-            return [await self.service.district_state(district_id) for district_id in district_ids]
+            states = [
+                await self.service.district_state(district_id) for district_id in district_ids
+            ]
+            self.states_read.extend(states)
+            return states
 
         # license, usage and alerts in one request share one read of the district.
         self.district_states = DataLoader(load_fn=load_states)
@@ -38,4 +48,5 @@ class GraphContext:
 
     def remember_district_state(self, state: DistrictState) -> None:
         """After a mutation, later fields in the same request see the new state."""
+        self.states_read.append(state)
         self.district_states.prime(self.principal.district_id, state, force=True)

@@ -74,6 +74,7 @@ from graph.rate_limit import (
     COSTLY_RETRY_AFTER_SECONDS,
     CostlyOperationSlot,
     Receipt,
+    cost_extensions,
     token_budgets,
 )
 from graph.strawberry_compat import graphql_core_schema
@@ -443,6 +444,8 @@ class QueryCost(SchemaExtension):
             ) from None
         merges = prepared.merges if prepared is not None else 0
         self.cost = measured.cost + merges // MERGES_PER_POINT
+        if isinstance(execution.context, GraphContext):
+            execution.context.operation_cost = self.cost
         # Raised errors end the operation before execution (strawberry answers them as errors).
         if self.cost > self.maximum:
             raise too_costly(self.cost, self.maximum)
@@ -494,14 +497,7 @@ class QueryCost(SchemaExtension):
             if budgets is not None:
                 self.receipt = await budgets.spend_async(context.principal.token_id, refused)
                 self._publish(self.receipt)
-        cost: dict[str, Any] = {"requested": requested, "maximum": self.maximum}
-        if self.receipt is not None:
-            cost |= {
-                "remaining": self.receipt.remaining,
-                "bucketSize": self.receipt.bucket_size,
-                "restoreRate": _number(self.receipt.restore_rate),
-            }
-        return {"cost": cost}
+        return cost_extensions(requested, self.maximum, self.receipt)
 
     def _refuse_busy(self) -> None:
         """Over HTTP: status 429, and when to retry."""
@@ -517,8 +513,3 @@ class QueryCost(SchemaExtension):
             context.response.headers.update(receipt.headers())
             if not receipt.allowed:
                 context.response.status_code = 429
-
-
-def _number(value: float) -> int | float:
-    """50.0 as 50 in JSON, 2.5 as it is."""
-    return int(value) if float(value).is_integer() else value

@@ -30,12 +30,14 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.schema import BaseSchema
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
+from graph.answers import AnswerKey, AnswerSnapshots, Snapshot, answer_key, snapshot_body
 from graph.auth import (
     SESSION_COOKIE,
     authenticate_token,
     bearer_secret,
     client_address,
     sign_in,
+    versioned_sign_in,
     websocket_session_principal,
 )
 from graph.conditional import conditional_headers, entity_tag, none_match
@@ -48,13 +50,13 @@ from graph.persisted import (
     document_hash,
     persisted_query_hash,
 )
-from graph.rate_limit import rate_limited_response, token_budgets
+from graph.rate_limit import cost_extensions, rate_limited_response, token_budgets
 from graph.responses import error_response
 from graph.strawberry_compat import UNSET, GraphQLView, HTTPException, UnsetType
 from graph.subscriptions import TOKEN_REVOKED
 from licensing.domain.error_codes import ErrorCode
 from licensing.orchestration.service import DistrictState, LicensingService
-from licensing.storage.tokens import Principal
+from licensing.storage.tokens import Principal, SignedIn
 
 PRINCIPAL_SCOPE_KEY = "licensing.principal"
 SECRET_SCOPE_KEY = "licensing.token_secret"
@@ -62,6 +64,7 @@ PERSISTED_SCOPE_KEY = "licensing.persisted_document"
 ETAG_SCOPE_KEY = "licensing.etag"
 CONTEXT_SCOPE_KEY = "licensing.context"
 SESSION_SCOPE_KEY = "licensing.session_id"
+KEPT_ANSWER_SCOPE_KEY = "licensing.kept_answer"
 # What a 304 answer draws from the token's budget: it runs nothing, but it is a request.
 NOT_MODIFIED_COST = 1
 
@@ -81,6 +84,14 @@ MAX_SUBSCRIPTIONS_PER_CONNECTION = 10
 NOT_SIGNED_IN = Principal(
     token_id=0, token_name="not signed in", district_id=0, district_slug="", permissions=frozenset()
 )
+
+
+@dataclass(frozen=True)
+class PreparedRequest:
+    """What strawberry is handed, and the key its answer is kept under (None: never kept)."""
+
+    body: bytes
+    answer_key: AnswerKey | None = None
 
 
 @dataclass
@@ -168,6 +179,7 @@ class LicensingGraphQL(GraphQLView[GraphContext]):
         )
         # Every entity tag depends on it: a new schema or configuration changes every tag.
         self.fingerprint = fingerprint
+        self.answers = AnswerSnapshots(service.settings.graphql.answer_snapshots)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
@@ -192,17 +204,17 @@ class LicensingGraphQL(GraphQLView[GraphContext]):
             await response(scope, receive, send)
             return
         # Cost 0: a spent budget is refused now; the operation's cost is drawn once it is known.
-        principal = await sign_in(request, self.service, cost=0)
-        if isinstance(principal, Response):
-            await principal(scope, receive, send)
+        signed_in = await versioned_sign_in(request, self.service, cost=0)
+        if isinstance(signed_in, Response):
+            await signed_in(scope, receive, send)
             return
-        scope[PRINCIPAL_SCOPE_KEY] = principal
+        scope[PRINCIPAL_SCOPE_KEY] = signed_in.principal
         head = scope["method"] == "HEAD"
         if head:  # answered as GET, without the body
             scope["method"] = "GET"
             request = Request(scope, receive)
         try:
-            prepared = await self._prepare(request, body, principal)
+            prepared = await self._prepare(request, body, signed_in)
         except PersistedQueryRefusal as refusal:
             await refusal.response(scope, receive, send)
             return
@@ -211,20 +223,32 @@ class LicensingGraphQL(GraphQLView[GraphContext]):
             return
         if request.method == "GET":
             send = _with_conditional_headers(scope, send, head=head)
-        await super().__call__(scope, _replay(prepared), send)
+        key = prepared.answer_key
+        if key is not None:
+            kept = self.answers.find(key, now=self.service.clock())
+            answer = await self._kept_answer(signed_in.principal, kept) if kept else None
+            if answer is not None:
+                scope[KEPT_ANSWER_SCOPE_KEY] = True
+                await answer(scope, receive, send)
+                return
+        await super().__call__(scope, _replay(prepared.body), send)
+        if key is not None:
+            self._keep_answer(key, scope.get(CONTEXT_SCOPE_KEY))
 
     async def _prepare(
-        self, request: Request, body: bytes, principal: Principal
-    ) -> bytes | Response:
-        """Before strawberry runs: find a persisted query's document (graph/persisted.py) and,
-        for a GET, answer 304 when the client's copy is current (graph/conditional.py). Returns
-        the body to hand strawberry; a request strawberry will refuse is handed over as it is."""
+        self, request: Request, body: bytes, signed_in: SignedIn
+    ) -> PreparedRequest | Response:
+        """Before strawberry runs: find a persisted query's document (graph/persisted.py), the
+        key its answer is kept under (graph/answers.py) and, for a GET, answer 304 when the
+        client's copy is current (graph/conditional.py). A request strawberry will refuse is
+        handed over as it is, with no key."""
+        principal = signed_in.principal
         params = _request_params(request, body)
         if params is None:
-            return body
+            return PreparedRequest(body)
         query = params.get("query")
         if query is not None and not isinstance(query, str):
-            return body
+            return PreparedRequest(body)
         sha256 = persisted_query_hash(params.get("extensions"))
         if sha256 is None:
             if query and self.persisted.registered_only:
@@ -235,31 +259,72 @@ class LicensingGraphQL(GraphQLView[GraphContext]):
                     'extensions.persistedQuery ({"version": 1, "sha256Hash": ...}).',
                 )
             if not query:
-                return body
+                return PreparedRequest(body)
             sha256 = document_hash(query)
         else:
             document = await self.persisted.document(principal, sha256, query)
             request.scope[PERSISTED_SCOPE_KEY] = document
             if query is None:
                 body = _with_document(request, params, document)
-        if request.method != "GET":
-            return body
         variables = params.get("variables")
-        if variables is not None and not isinstance(variables, dict):
-            return body
         operation_name = params.get("operationName")
+        if (variables is not None and not isinstance(variables, dict)) or (
+            operation_name is not None and not isinstance(operation_name, str)
+        ):
+            return PreparedRequest(body)  # strawberry says what is wrong with them
+        key = answer_key(
+            principal=principal,
+            version=signed_in.version,
+            document_sha256=sha256,
+            operation_name=operation_name,
+            variables=variables,
+        )
+        if request.method != "GET":
+            return PreparedRequest(body, key)
         tag = entity_tag(
             fingerprint=self.fingerprint,
             principal=principal,
-            version=await self.service.district_version(principal.district_id),
+            version=signed_in.version,
             document_sha256=sha256,
-            operation_name=operation_name if isinstance(operation_name, str) else None,
+            operation_name=operation_name,
             variables=variables,
         )
         request.scope[ETAG_SCOPE_KEY] = tag
         if none_match(request.headers.get("if-none-match"), tag):
             return await self._not_modified(principal, tag)
-        return body
+        return PreparedRequest(body, key)
+
+    async def _kept_answer(self, principal: Principal, kept: Snapshot) -> Response | None:
+        """The kept answer, charged its operation's cost; None when the budget cannot pay it
+        (the operation then runs, and is refused as any would be)."""
+        budgets = token_budgets(self.service)
+        receipt = None
+        headers: dict[str, str] = {}
+        if budgets is not None:
+            receipt = await budgets.draw_async(principal.token_id, kept.cost)
+            if not receipt.allowed:
+                return None
+            headers = receipt.headers()
+        maximum = self.service.settings.graphql.max_query_cost
+        body = snapshot_body(kept, cost_extensions(kept.cost, maximum, receipt))
+        return Response(body, media_type="application/json", headers=headers)
+
+    def _keep_answer(self, key: AnswerKey, context: object) -> None:
+        """Keep the answer strawberry just sent, when the operation allows it (graph/answers.py)."""
+        if (
+            not isinstance(context, HttpContext)
+            or context.keepable_data is None
+            or context.operation_cost is None
+            or context.response.status_code not in (None, 200)
+        ):
+            return
+        expiries = [s.unchanged_until for s in context.states_read if s.unchanged_until]
+        self.answers.keep(
+            key,
+            context.keepable_data,
+            cost=context.operation_cost,
+            expires_at=min(expiries) if expiries else None,
+        )
 
     async def _not_modified(self, principal: Principal, tag: str) -> Response:
         """304: the client's copy is current. Nothing runs; the request still draws a point."""
@@ -504,7 +569,10 @@ def _with_conditional_headers(scope: Scope, send: Send, *, head: bool) -> Send:
     async def send_with_headers(message: Message) -> None:
         if message["type"] == "http.response.start":
             context = scope.get(CONTEXT_SCOPE_KEY)
-            allowed = isinstance(context, GraphContext) and context.etag_allowed
+            # A kept answer (graph/answers.py) is always one that may carry its tag.
+            allowed = scope.get(KEPT_ANSWER_SCOPE_KEY, False) or (
+                isinstance(context, GraphContext) and context.etag_allowed
+            )
             tag = scope.get(ETAG_SCOPE_KEY) if allowed and message["status"] == 200 else None
             headers = list(message.get("headers", ()))
             present = {name.lower() for name, _value in headers}

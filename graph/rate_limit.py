@@ -26,6 +26,7 @@ import sqlite3
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -57,6 +58,9 @@ POLICY_NAME = "token-budget"
 # On SQLite a draw runs in place on the event loop; it waits at most this long for the write
 # lock before this worker's own bucket decides instead.
 SQLITE_BUDGET_WAIT_MS = 10
+# Draws between two checkpoints of SQLite's write-ahead log (``_SqliteConnections``): about the
+# 1000 pages SQLite itself would wait for, at a page or two a draw.
+CHECKPOINT_EVERY_DRAWS = 500
 
 
 @dataclass(frozen=True)
@@ -188,6 +192,24 @@ class TokenBudgets:
         )
 
 
+def cost_extensions(requested: int, maximum: int, receipt: Receipt | None) -> dict[str, Any]:
+    """An answer's ``extensions``: what the operation cost, the most one may cost, and what is
+    left of the token's budget after it (graph/cost.py; kept answers, graph/answers.py)."""
+    cost: dict[str, Any] = {"requested": requested, "maximum": maximum}
+    if receipt is not None:
+        cost |= {
+            "remaining": receipt.remaining,
+            "bucketSize": receipt.bucket_size,
+            "restoreRate": _number(receipt.restore_rate),
+        }
+    return {"cost": cost}
+
+
+def _number(value: float) -> int | float:
+    """50.0 as 50 in JSON, 2.5 as it is."""
+    return int(value) if float(value).is_integer() else value
+
+
 def receipt_for(
     level: float, cost: int, bucket_size: int, restore_rate: float, *, retry_after: int | None
 ) -> Receipt:
@@ -297,6 +319,7 @@ class SharedTokenBudgets:
                 level, updated, granted = (
                     self._sqlite.get().execute(self._statement, parameters).fetchone()
                 )
+                self._sqlite.drawn()
             else:
                 with self._database.engine.begin() as connection:
                     level, updated, granted = connection.execute(UPSERT_DRAW, parameters).one()
@@ -324,11 +347,21 @@ class SharedTokenBudgets:
 
 
 class _SqliteConnections:
-    """One autocommit sqlite3 connection per thread to the service's database file."""
+    """One autocommit sqlite3 connection per thread to the service's database file.
+
+    Each draw is a commit. SQLite folds its write-ahead log back into the database file (a
+    checkpoint, with an fsync) on the commit that takes the log past 1000 pages: every several
+    hundred draws one draw, on the event loop, would stall every request for the fsync's time
+    (tens of milliseconds on a busy disk), which is most of a loaded server's p99. So these
+    connections never checkpoint on commit; every ``CHECKPOINT_EVERY_DRAWS`` draws a short-lived
+    thread of its own runs a PASSIVE checkpoint, which waits for no reader or writer.
+    """
 
     def __init__(self, database: Database) -> None:
         self.path = database.url.database or ":memory:"
         self.local = threading.local()
+        self._draws = 0
+        self._checkpointing = threading.Lock()
 
     def get(self) -> sqlite3.Connection:
         connection = getattr(self.local, "connection", None)
@@ -336,8 +369,27 @@ class _SqliteConnections:
             connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             connection.execute(f"PRAGMA busy_timeout={SQLITE_BUDGET_WAIT_MS}")
             connection.execute("PRAGMA synchronous=NORMAL")
+            connection.execute("PRAGMA wal_autocheckpoint=0")
             self.local.connection = connection
         return connection
+
+    def drawn(self) -> None:
+        """Count a draw; start a checkpoint in the background when one is due and none runs."""
+        self._draws += 1
+        if self._draws < CHECKPOINT_EVERY_DRAWS or not self._checkpointing.acquire(blocking=False):
+            return
+        self._draws = 0
+        threading.Thread(target=self._checkpoint, name="budget-checkpoint", daemon=True).start()
+
+    def _checkpoint(self) -> None:
+        try:
+            with closing(sqlite3.connect(self.path, isolation_level=None)) as connection:
+                connection.execute(f"PRAGMA busy_timeout={SQLITE_BUDGET_WAIT_MS}")
+                connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.Error as error:  # the next one catches up
+            logger.warning("The token budgets' checkpoint failed (%s).", type(error).__name__)
+        finally:
+            self._checkpointing.release()
 
 
 _budgets: WeakKeyDictionary[LicensingService, TokenBudgets | SharedTokenBudgets | None] = (

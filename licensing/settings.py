@@ -246,6 +246,13 @@ class GraphQLLimits(BaseModel):
         description="The most one GraphQL operation may cost (docs/limits.md); a costlier one is "
         "refused before it runs.",
     )
+    answer_snapshots: int = Field(
+        default=2000,
+        ge=0,
+        description="Query answers each worker keeps, by document, variables, caller and the "
+        "district's version, to answer the same query again without running it "
+        "(docs/caching.md); 0 turns it off.",
+    )
 
 
 class PersistedQuerySettings(BaseModel):
@@ -323,6 +330,12 @@ class SignInSettings(BaseModel):
     )
     failure_window_seconds: int = Field(
         default=60, ge=1, le=86_400, description="The window failed sign-ins are counted in."
+    )
+    cache_size: int = Field(
+        default=10_000,
+        ge=0,
+        description="Live API tokens and tab sessions each worker remembers, so that a request "
+        "signs in with one read of its district's version (docs/caching.md); 0 turns it off.",
     )
 
 

@@ -56,6 +56,7 @@ __all__ = [
     "remaining_licenses",
     "roster_status",
     "sync_failing_alert",
+    "sync_failing_due",
     "threshold_lowered_message",
     "threshold_problems",
     "unknown_usage_display",
@@ -545,6 +546,29 @@ def sync_failing_alert(
         "may be out of date.",
         _SYNC_FAILING_PLACEMENTS,
     )
+
+
+def sync_failing_due(
+    *,
+    rosters: Iterable[RosterStatus] = (),
+    license_failing_since: datetime | None = None,
+    now: datetime,
+    tolerance: timedelta = SYNC_FAILING_TOLERANCE,
+) -> datetime | None:
+    """Return the moment after ``now`` at which ``sync_failing_alert`` may start to answer
+    differently with the passing of time alone (a source failing for ``tolerance``), or None when
+    no such moment is ahead. The district's date is the only other clock the alerts follow."""
+    failing = [
+        status.since
+        for status in rosters
+        if status.state is RosterState.FAILED and status.since is not None
+    ]
+    if license_failing_since is not None:
+        failing.append(license_failing_since)
+    if not failing:
+        return None
+    due = min(_aware(moment) for moment in failing) + tolerance
+    return due if due > now else None
 
 
 def alerts_for(

@@ -47,9 +47,7 @@ from licensing.storage.changes import latest_change_id
 from licensing.storage.count_review import ReviewGroup, count_review
 from licensing.storage.dashboard_sessions import (
     SessionLifetimes,
-    SessionRead,
     end_session,
-    read_session,
     start_session,
     touch_session,
 )
@@ -66,6 +64,7 @@ from licensing.storage.district_state import (
     LicenseView,
     ThresholdSettingsView,
     current_alerts,
+    facts_for,
     license_view,
     read_snapshot,
     reevaluate_alerts,
@@ -95,6 +94,7 @@ from licensing.storage.roster_changes import (
     apply_roster,
     guard_for,
 )
+from licensing.storage.sign_in_cache import SessionSignIn, SignInCache
 from licensing.storage.sign_in_limit import FailedSignIns
 from licensing.storage.student_report import (
     ActiveStudentFilter,
@@ -104,7 +104,7 @@ from licensing.storage.student_report import (
     count_active_students,
 )
 from licensing.storage.threshold import THRESHOLD_ACTION, THRESHOLD_FIELD, save_threshold
-from licensing.storage.tokens import Principal, authenticate
+from licensing.storage.tokens import Principal, SignedIn
 from plugins.manager import PluginManager
 
 _Read = TypeVar("_Read")
@@ -127,6 +127,10 @@ class DistrictState:
     settings: ThresholdSettingsView
     alerts: list[AlertRecord]
     roster: RosterStatus
+    # When this state may change with the passing of time alone, other than at the district's
+    # midnight (which its version carries): a source failing for the SYNC_FAILING tolerance.
+    # None when no such moment is ahead. Answers kept by version expire then (graph/answers.py).
+    unchanged_until: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -173,13 +177,20 @@ class LicensingService:
             settings=settings.sign_in, database=database, clock=clock
         )
         self.alert_policy = AlertPolicy.from_settings(settings)
+        # Live tokens and sessions of this worker (licensing/storage/sign_in_cache.py).
+        self.sign_ins = SignInCache(settings.sign_in.cache_size)
 
     async def authenticate(self, secret: str) -> Principal | None:
-        return await self._quick_read(self._authenticate, secret)
+        signed_in = await self.token_sign_in(secret)
+        return signed_in.principal if signed_in is not None else None
 
-    def _authenticate(self, secret: str) -> Principal | None:
-        with self.database.read() as session:
-            return authenticate(session, secret=secret)
+    async def token_sign_in(self, secret: str) -> SignedIn | None:
+        """The token's principal and its district's version now, or None when the token is
+        unknown or revoked: in the common case one statement (the version's read)."""
+        return await self._quick_read(self._token_sign_in, secret)
+
+    def _token_sign_in(self, secret: str) -> SignedIn | None:
+        return self.sign_ins.token(self.database, secret, now=self.clock())
 
     @property
     def session_lifetimes(self) -> SessionLifetimes:
@@ -201,16 +212,21 @@ class LicensingService:
 
     async def session_principal(self, session_id: str) -> Principal | None:
         """Who a Licensing tab session belongs to, or None when it has ended."""
-        found = await self._quick_read(self._read_session, session_id)
+        signed_in = await self.session_sign_in(session_id)
+        return signed_in.principal if signed_in is not None else None
+
+    async def session_sign_in(self, session_id: str) -> SignedIn | None:
+        """A Licensing tab session's principal and its district's version now, or None when the
+        session has ended; records its use when due (a write, at most once a minute)."""
+        found = await self._quick_read(self._session_sign_in, session_id)
         if found is None:
             return None
-        if found.due_for_touch:
-            await to_thread.run_sync(self._touch_session, found.session_row_id)
-        return found.principal
+        if found.touch_row_id is not None:
+            await to_thread.run_sync(self._touch_session, found.touch_row_id)
+        return found.signed_in
 
-    def _read_session(self, session_id: str) -> SessionRead | None:
-        with self.database.read() as session:
-            return read_session(session, session_id=session_id, now=self.clock())
+    def _session_sign_in(self, session_id: str) -> SessionSignIn | None:
+        return self.sign_ins.dashboard_session(self.database, session_id, now=self.clock())
 
     def _touch_session(self, session_row_id: int) -> None:
         with self.database.write() as session:
@@ -225,6 +241,7 @@ class LicensingService:
         def write() -> None:
             with self.database.write() as session:
                 end_session(session, session_id=session_id, now=self.clock())
+            self.sign_ins.forget_session(session_id)
 
         await to_thread.run_sync(write)
 
@@ -244,8 +261,7 @@ class LicensingService:
         return await self._quick_read(self._district_version, district_id)
 
     def _district_version(self, district_id: int) -> DistrictVersion:
-        with self.database.read() as session:
-            return district_version(session, district_id, now=self.clock())
+        return district_version(self.database, district_id, now=self.clock())
 
     async def find_document(self, district_id: int, sha256: str) -> RegisteredDocument | None:
         """The registered GraphQL document with this hash the district may run, if any."""
@@ -325,6 +341,17 @@ class LicensingService:
     ) -> DistrictState:
         order = {spec.kind: index for index, spec in enumerate(alerts)}
         roster = self.alert_policy.district_roster(snapshot)
+        facts = facts_for(snapshot, self.alert_policy)
+        unchanged_until = (
+            rules.sync_failing_due(
+                rosters=facts.rosters,
+                license_failing_since=facts.sync_failing_since,
+                now=now,
+                tolerance=self.alert_policy.sync_failing_tolerance,
+            )
+            if facts is not None
+            else None
+        )
         return DistrictState(
             snapshot=snapshot,
             license=license_view(snapshot, now=now, roster=roster),
@@ -332,6 +359,7 @@ class LicensingService:
             settings=threshold_settings_view(snapshot),
             alerts=sorted(open_alerts, key=lambda alert: order.get(alert.kind, len(order))),
             roster=roster,
+            unchanged_until=unchanged_until,
         )
 
     def apply_roster(

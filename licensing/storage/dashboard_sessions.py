@@ -13,12 +13,13 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, delete, or_, update
-from sqlmodel import Session, col, select
+from sqlalchemy import Connection, bindparam, delete, or_, update
+from sqlalchemy import select as select_columns
+from sqlmodel import Session, col
 
-from db.models import ApiToken, DashboardSession, District
-from db.session import stored_id
-from licensing.storage.tokens import Principal, hash_token, token_principal
+from db.models import ApiToken, DashboardSession, District, table_of
+from licensing.storage.district_version import DistrictVersion, district_changed, version_at
+from licensing.storage.tokens import Principal, hash_token, principal_of
 
 SESSION_RANDOM_BYTES = 32
 LAST_SEEN_RESOLUTION = timedelta(minutes=1)
@@ -39,6 +40,9 @@ class SessionRead:
     principal: Principal
     session_row_id: int
     due_for_touch: bool
+    last_seen_at: datetime
+    idle_expires_at: datetime
+    expires_at: datetime
 
 
 def idle_expiry(last_seen: datetime, expires_at: datetime, lifetimes: SessionLifetimes) -> datetime:
@@ -77,34 +81,77 @@ def start_session(
     return session_id
 
 
-# Built once: every request of the tab reads it.
+_session = table_of(DashboardSession)
+_token = table_of(ApiToken)
+_district = table_of(District)
+# Built once: every request of the tab reads it. Core columns, so it runs on a bare connection
+# too. The district's version comes in the same statement, so the two are consistent
+# (licensing/storage/sign_in_cache.py relies on it).
 _LIVE_SESSION = (
-    select(DashboardSession, ApiToken, District.slug)
-    .join(ApiToken, col(ApiToken.id) == DashboardSession.token_id)
-    .join(District, col(District.id) == ApiToken.district_id)
+    select_columns(
+        _session.c.id,
+        _session.c.last_seen_at,
+        _session.c.idle_expires_at,
+        _session.c.expires_at,
+        _token.c.id,
+        _token.c.name,
+        _token.c.district_id,
+        _token.c.permissions,
+        _district.c.slug,
+        _district.c.version,
+        _district.c.time_zone,
+    )
+    .join_from(_session, _token, _token.c.id == _session.c.token_id)
+    .join(_district, _district.c.id == _token.c.district_id)
     .where(
-        DashboardSession.session_hash == bindparam("session_hash"),
-        col(DashboardSession.revoked_at).is_(None),
-        col(ApiToken.revoked_at).is_(None),
+        _session.c.session_hash == bindparam("session_hash"),
+        _session.c.revoked_at.is_(None),
+        _token.c.revoked_at.is_(None),
     )
 )
 
 
-def read_session(session: Session, *, session_id: str, now: datetime) -> SessionRead | None:
+def read_session(
+    session: Session | Connection, *, session_id: str, now: datetime
+) -> SessionRead | None:
     """The live session with this id, or None when it is unknown, ended, or its token revoked."""
+    found = read_session_versioned(session, session_id=session_id, now=now)
+    return found[0] if found is not None else None
+
+
+def read_session_versioned(
+    session: Session | Connection, *, session_id: str, now: datetime
+) -> tuple[SessionRead, DistrictVersion] | None:
+    """``read_session``, with the district's version at ``now`` read in the same statement."""
     if not session_id or len(session_id) > MAX_SESSION_ID_LENGTH:
         return None
-    row = session.exec(_LIVE_SESSION, params={"session_hash": hash_token(session_id)}).first()
+    row = session.execute(_LIVE_SESSION, {"session_hash": hash_token(session_id)}).first()
     if row is None:
         return None
-    stored, token, slug = row
-    if now >= stored.idle_expires_at or now >= stored.expires_at:
+    (
+        row_id,
+        last_seen_at,
+        idle_expires_at,
+        expires_at,
+        token_id,
+        name,
+        district_id,
+        permissions,
+        slug,
+        counter,
+        time_zone,
+    ) = row
+    if now >= idle_expires_at or now >= expires_at:
         return None
-    return SessionRead(
-        principal=token_principal(token, slug),
-        session_row_id=stored_id(stored),
-        due_for_touch=now - stored.last_seen_at >= LAST_SEEN_RESOLUTION,
+    read = SessionRead(
+        principal=principal_of(token_id, name, district_id, permissions, slug),
+        session_row_id=row_id,
+        due_for_touch=now - last_seen_at >= LAST_SEEN_RESOLUTION,
+        last_seen_at=last_seen_at,
+        idle_expires_at=idle_expires_at,
+        expires_at=expires_at,
     )
+    return read, version_at(counter, time_zone, now=now)
 
 
 def touch_session(
@@ -119,14 +166,19 @@ def touch_session(
 
 
 def end_session(session: Session, *, session_id: str, now: datetime) -> None:
-    """Sign out: the session can never be used again, whoever holds its id."""
+    """Sign out: the session can never be used again, whoever holds its id. The district's
+    version is raised with it, so every worker's sign-in cache drops the session at once
+    (licensing/storage/sign_in_cache.py)."""
     if not session_id or len(session_id) > MAX_SESSION_ID_LENGTH:
         return
-    session.execute(
+    ended = session.execute(
         update(DashboardSession)
         .where(
             col(DashboardSession.session_hash) == hash_token(session_id),
             col(DashboardSession.revoked_at).is_(None),
         )
         .values(revoked_at=now)
-    )
+        .returning(col(DashboardSession.district_id))
+    ).all()
+    for (district_id,) in ended:
+        district_changed(session, district_id)

@@ -22,10 +22,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Connection, bindparam, select, update
 from sqlmodel import Session
 
 from db.models import District, table_of
+from db.session import Database
 from licensing.domain.rules import district_today
 
 _district = table_of(District)
@@ -61,10 +62,22 @@ def district_changed(session: Session, district_id: int) -> None:
     session.execute(_RAISE_VERSION, {"district_id": district_id})
 
 
-def district_version(session: Session, district_id: int, *, now: datetime) -> DistrictVersion:
-    """The district's version at ``now``; LookupError for a district that does not exist."""
-    row = session.execute(_READ_VERSION, {"district_id": district_id}).first()
+def district_version(
+    session: Session | Connection | Database, district_id: int, *, now: datetime
+) -> DistrictVersion:
+    """The district's version at ``now``; LookupError for a district that does not exist. Given
+    the database itself, the one statement runs on its quickest path (``Database.read_row``)."""
+    parameters = {"district_id": district_id}
+    if isinstance(session, Database):
+        row = session.read_row(_READ_VERSION, parameters)
+    else:
+        row = session.execute(_READ_VERSION, parameters).first()
     if row is None:
         raise LookupError(f"no district with id {district_id}")
     counter, time_zone = row
+    return version_at(counter, time_zone, now=now)
+
+
+def version_at(counter: int, time_zone: str, *, now: datetime) -> DistrictVersion:
+    """The version of a district whose counter and time zone were read: its date at ``now``."""
     return DistrictVersion(counter=counter, local_date=district_today(now, time_zone))

@@ -7,14 +7,17 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import bindparam, update
+from sqlalchemy import Connection, bindparam, update
+from sqlalchemy import select as select_columns
 from sqlmodel import Session, col, select
 
-from db.models import ApiToken, DashboardSession, District
+from db.models import ApiToken, DashboardSession, District, table_of
 from db.session import Database, stored_id
 from licensing.domain.audit import AuditAction, AuditOutcome
 from licensing.storage.audit import record_event
+from licensing.storage.district_version import DistrictVersion, district_changed, version_at
 
 TOKEN_PREFIX = "m1t1_"
 TOKEN_RANDOM_BYTES = 32
@@ -57,6 +60,14 @@ class TokenListing:
     revoked_at: datetime | None
 
 
+@dataclass(frozen=True)
+class SignedIn:
+    """Who is calling, and their district's version, read in the same request."""
+
+    principal: Principal
+    version: DistrictVersion
+
+
 def hash_token(secret: str) -> str:
     # Tokens carry 256 random bits, so a fast hash is enough: no one can guess a preimage.
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
@@ -87,34 +98,75 @@ def create_token(
     return token, secret
 
 
-# Built once: every request signs in.
+_token = table_of(ApiToken)
+_district = table_of(District)
+# Built once: every request signs in. Core columns, so it runs on a bare connection too. The
+# district's version comes in the same statement, so the two are consistent
+# (licensing/storage/sign_in_cache.py relies on it).
 _SIGNED_IN = (
-    select(ApiToken, District.slug)
-    .join(District, col(District.id) == ApiToken.district_id)
-    .where(ApiToken.token_hash == bindparam("token_hash"), col(ApiToken.revoked_at).is_(None))
+    select_columns(
+        _token.c.id,
+        _token.c.name,
+        _token.c.district_id,
+        _token.c.permissions,
+        _district.c.slug,
+        _district.c.version,
+        _district.c.time_zone,
+    )
+    .join_from(_token, _district, _district.c.id == _token.c.district_id)
+    .where(_token.c.token_hash == bindparam("token_hash"), _token.c.revoked_at.is_(None))
 )
+MAX_SECRET_LENGTH = 200
 
 
-def authenticate(session: Session, *, secret: str) -> Principal | None:
+def authenticate(session: Session | Connection, *, secret: str) -> Principal | None:
     """The principal for a presented token, or None when it is unknown or revoked."""
-    if not secret.startswith(TOKEN_PREFIX) or len(secret) > 200:
-        return None
-    row = session.exec(_SIGNED_IN, params={"token_hash": hash_token(secret)}).first()
+    row = _signed_in_row(session, secret)
     if row is None:
         return None
-    token, slug = row
-    return token_principal(token, slug)
+    token_id, name, district_id, permissions, slug, _version, _time_zone = row
+    return principal_of(token_id, name, district_id, permissions, slug)
+
+
+def authenticate_versioned(
+    session: Session | Connection, *, secret: str, now: datetime
+) -> SignedIn | None:
+    """The principal for a presented token with its district's version at ``now``, read in one
+    statement; None when the token is unknown or revoked."""
+    row = _signed_in_row(session, secret)
+    if row is None:
+        return None
+    token_id, name, district_id, permissions, slug, counter, time_zone = row
+    return SignedIn(
+        principal_of(token_id, name, district_id, permissions, slug),
+        version_at(counter, time_zone, now=now),
+    )
+
+
+def _signed_in_row(session: Session | Connection, secret: str) -> Any:
+    if not secret.startswith(TOKEN_PREFIX) or len(secret) > MAX_SECRET_LENGTH:
+        return None
+    return session.execute(_SIGNED_IN, {"token_hash": hash_token(secret)}).first()
 
 
 def token_principal(token: ApiToken, district_slug: str) -> Principal:
     """Who a live token is: its district and its permissions with those they imply."""
-    granted = {Permission(word) for word in token.permissions.split(",") if word}
+    return principal_of(
+        stored_id(token), token.name, token.district_id, token.permissions, district_slug
+    )
+
+
+def principal_of(
+    token_id: int, name: str, district_id: int, permissions: str, district_slug: str
+) -> Principal:
+    """Who a live token is, from its stored columns: its permissions with those they imply."""
+    granted = {Permission(word) for word in permissions.split(",") if word}
     for permission in list(granted):
         granted |= IMPLIED_PERMISSIONS.get(permission, set())
     return Principal(
-        token_id=stored_id(token),
-        token_name=token.name,
-        district_id=token.district_id,
+        token_id=token_id,
+        token_name=name,
+        district_id=district_id,
         district_slug=district_slug,
         permissions=frozenset(granted),
     )
@@ -143,6 +195,8 @@ def revoke_token(session: Session, *, district_id: int, token_id: int, now: date
     if token is None or token.district_id != district_id or token.revoked_at is not None:
         return False
     token.revoked_at = now
+    # Every worker's sign-in cache sees the district's version move, and drops the token.
+    district_changed(session, district_id)
     # Its Licensing tab sessions end with it (sign-in also checks the token, so they stop at once).
     session.execute(
         update(DashboardSession)

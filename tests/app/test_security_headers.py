@@ -73,7 +73,7 @@ async def test_an_unexpected_failure_carries_the_headers(service, make_district,
     async def broken(_secret: str) -> None:
         raise RuntimeError("the unexpected")
 
-    monkeypatch.setattr(service, "authenticate", broken)
+    monkeypatch.setattr(service, "token_sign_in", broken)
     transport = httpx.ASGITransport(app=create_app(service), raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as http:
         answer = await http.post(

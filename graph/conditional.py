@@ -57,6 +57,7 @@ VERSIONED_ROOT_FIELDS = frozenset(
         "licenseSettings",
         "licenseCheck",
         "activeStudents",
+        "deactivatedStudents",
         "countReview",
         "dataSources",
         "usageHistory",

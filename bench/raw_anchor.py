@@ -250,9 +250,11 @@ COLUMNS = (
     "last_modified",
 )
 # The product's roster_record table (db/models.py, RosterRecord) with its primary key, its unique
-# key and its person index; run() checks these against the model, so they cannot drift apart.
+# key, its person index and its index of disabled records; run() checks these against the model,
+# so they cannot drift apart.
 UNIQUE_KEY = ("district_id", "source", "source_id")
 PERSON_INDEX = ("district_id", "person_key")
+DISABLED_INDEX = ("district_id", "source", "id")
 TABLE_SQLITE = """
 CREATE TABLE roster_record (
     id INTEGER NOT NULL PRIMARY KEY, district_id INTEGER NOT NULL, source VARCHAR(64) NOT NULL,
@@ -272,6 +274,15 @@ CREATE TABLE roster_record (
     last_modified TIMESTAMP WITHOUT TIME ZONE, UNIQUE (district_id, source, source_id))
 """
 PERSON_INDEX_SQL = "CREATE INDEX ix_roster_record_person ON roster_record (district_id, person_key)"
+# Partial, as in the product: only disabled records (few) are in it.
+DISABLED_INDEX_SQLITE = (
+    "CREATE INDEX ix_roster_record_disabled ON roster_record (district_id, source, id) "
+    "WHERE enabled = 0"
+)
+DISABLED_INDEX_POSTGRES = (
+    "CREATE INDEX ix_roster_record_disabled ON roster_record (district_id, source, id) "
+    "WHERE NOT enabled"
+)
 SCHOOLS = [f"org{number}" for number in range(1, 41)]
 
 
@@ -287,7 +298,11 @@ def check_same_indexes() -> None:
     }
     indexes = {tuple(column.name for column in index.columns) for index in table.indexes}
     columns = tuple(column.name for column in table.columns if column.name != "id")
-    if unique != {UNIQUE_KEY} or indexes != {PERSON_INDEX} or set(columns) != set(COLUMNS):
+    if (
+        unique != {UNIQUE_KEY}
+        or indexes != {PERSON_INDEX, DISABLED_INDEX}
+        or set(columns) != set(COLUMNS)
+    ):
         raise SystemExit(
             "bench/raw_anchor.py's roster table no longer matches db/models.py's RosterRecord: "
             f"unique keys {sorted(unique)}, indexes {sorted(indexes)}, columns {columns}."
@@ -331,6 +346,7 @@ def bulk_load_sqlite(rows: int, folder: Path) -> float:
     connection.execute("PRAGMA synchronous=NORMAL")
     connection.execute(TABLE_SQLITE)
     connection.execute(PERSON_INDEX_SQL)
+    connection.execute(DISABLED_INDEX_SQLITE)
     insert = (
         f"INSERT INTO roster_record ({', '.join(COLUMNS)}) "
         f"VALUES ({', '.join('?' for _ in COLUMNS)})"
@@ -355,6 +371,7 @@ def bulk_load_postgres(rows: int, server_url: str) -> float:
     ):
         connection.execute(TABLE_POSTGRES)
         connection.execute(PERSON_INDEX_SQL)
+        connection.execute(DISABLED_INDEX_POSTGRES)
         connection.commit()
         started = time.perf_counter()
         with (

@@ -20,7 +20,7 @@ from db.rules_sql import is_student
 from licensing.domain import rules
 from licensing.storage.local_students import LOCAL_SOURCE
 from licensing.storage.paging import KeysetList, Page, PageRequest, keyset_page
-from licensing.storage.student_report import search_matches
+from licensing.storage.student_report import search_matches, student_fields
 
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 50
@@ -77,20 +77,7 @@ def _deactivated(district_id: int, search: str | None) -> list[ColumnElement[boo
 
 
 def _row(values: Any) -> DeactivatedStudentRow:
-    return DeactivatedStudentRow(
-        id=values.id,
-        source_id=values.source_id,
-        person_key=values.person_key,
-        given_name=values.given_name,
-        family_name=values.family_name,
-        username=values.username,
-        grade=values.grade,
-        school=values.school,
-        schools=tuple(values.schools.split(",")) if values.schools else (),
-        graduation_year=values.graduation_year,
-        last_modified=values.last_modified,
-        status=rules.Lifecycle(values.lifecycle),
-    )
+    return DeactivatedStudentRow(**student_fields(values))
 
 
 def deactivated_student_page(

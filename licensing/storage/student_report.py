@@ -179,22 +179,30 @@ def _escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+def student_fields(values: Any) -> dict[str, Any]:
+    """What every list of students shows of a stored roster record, by field name: its ids,
+    name, school, grade and lifecycle (``schools`` is stored comma-separated)."""
+    return {
+        "id": values.id,
+        "source_id": values.source_id,
+        "person_key": values.person_key,
+        "given_name": values.given_name,
+        "family_name": values.family_name,
+        "username": values.username,
+        "grade": values.grade,
+        "school": values.school,
+        "schools": tuple(values.schools.split(",")) if values.schools else (),
+        "graduation_year": values.graduation_year,
+        "last_modified": values.last_modified,
+        "status": rules.Lifecycle(values.lifecycle),
+    }
+
+
 def _row(values: Any) -> ActiveStudentRow:
     return ActiveStudentRow(
-        id=values.id,
+        **student_fields(values),
         source=values.source,
-        source_id=values.source_id,
-        person_key=values.person_key,
-        given_name=values.given_name,
-        family_name=values.family_name,
-        username=values.username,
-        grade=values.grade,
-        school=values.school,
-        schools=tuple(values.schools.split(",")) if values.schools else (),
-        graduation_year=values.graduation_year,
-        last_modified=values.last_modified,
         role=rules.Role(values.role),
-        status=rules.Lifecycle(values.lifecycle),
         raw_status=values.raw_status,
         enabled=values.enabled,
     )

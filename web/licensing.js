@@ -107,7 +107,10 @@ async function onSignIn(event) {
     const session = await signIn(token);
     input.value = "";
     await enter(session);
-    focusOn($("content"));
+    // To the page's content, unless the administrator already moved on into it while it loaded
+    // (clicked a field, say): taking focus from them there would lose their place.
+    const active = document.activeElement;
+    if (!active || active === document.body || $("sign-in").contains(active)) focusOn($("content"));
   } catch (failure) {
     $("sign-in-error").textContent = signInProblem(failure);
     input.setAttribute("aria-invalid", "true");

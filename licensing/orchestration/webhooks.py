@@ -35,6 +35,7 @@ from sqlmodel import Session, col, or_, select
 
 from db.models import District, WebhookDelivery
 from db.session import Database, stored_id
+from licensing.domain.global_ids import global_id
 from licensing.settings import DistrictConfig, Settings
 from plugins.http import create_client
 from plugins.records import AlertNotice, DistrictRef
@@ -137,6 +138,8 @@ def alert_payload(alert: AlertNotice, district: DistrictRef) -> dict[str, Any]:
         "district": {"slug": district.slug, "name": district.official_name},
         "alert": {
             "id": alert.id,
+            # What the GraphQL API calls this alert, for node(id:) (GitHub's webhooks do the same).
+            "node_id": global_id("Alert", alert.id),
             "kind": alert.kind,
             "severity": alert.severity,
             "message": alert.message,

@@ -7,6 +7,7 @@ delivery it accepts was signed with the shared secret over the exact bytes it re
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -32,6 +33,7 @@ from plugins.records import AlertNotice, DistrictRef
 from tests.fakes.serve import serve
 from tests.utils.clock import FakeClock
 from tests.utils.districts import public_key_text, students
+from tests.utils.graphql import graphql_data
 
 pytestmark = pytest.mark.anyio
 
@@ -158,6 +160,7 @@ async def test_raised_then_resolved_by_a_license_increase_delivers_each_once(
     assert body["district"] == {"slug": SLUG, "name": "Test District"}
     assert body["alert"] == {
         "id": alert.id,
+        "node_id": base64.b64encode(f"Alert:{alert.id}".encode()).decode("ascii"),
         "kind": "LICENSES_LOW",
         "severity": "WARNING",
         "message": alert.message,
@@ -196,6 +199,30 @@ async def test_raised_then_resolved_by_a_license_increase_delivers_each_once(
     # History is kept: the alert is stored resolved.
     [past] = await service.alert_history(district.id)
     assert past.id == alert.id and past.resolved_at == clock()
+
+
+async def test_the_alert_in_a_webhook_is_found_over_graphql_by_its_node_id(
+    client, service, district, receiver
+):
+    """A receiver passes the body's node_id to node(id:) and gets the alert the API lists."""
+    cross_the_threshold(service, district)
+    await service.dispatch_notifications()
+    await service.deliver_webhooks()
+    [delivery] = receiver.accepted
+    node_id = delivery["body"]["alert"]["node_id"]
+
+    data = await graphql_data(
+        client,
+        district.viewer_token,
+        "query($id: ID!) { node(id: $id) { id ... on Alert { kind raisedAt } } alerts { id } }",
+        {"id": node_id},
+    )
+    assert data["node"] == {
+        "id": node_id,
+        "kind": "LICENSES_LOW",
+        "raisedAt": "2026-11-28T15:00:00+00:00",
+    }
+    assert [alert["id"] for alert in data["alerts"]] == [node_id]
 
 
 async def test_a_failed_attempt_is_retried_after_the_backoff_and_delivered_once(

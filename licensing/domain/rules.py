@@ -124,6 +124,8 @@ class LicenseCheckReason(StrEnum):
     OVER_LIMIT = "OVER_LIMIT"
     EXPIRED = "EXPIRED"
     INACTIVE = "INACTIVE"
+    # The district has received no license yet (Query.licenseUnavailable says why).
+    NO_LICENSE = "NO_LICENSE"
 
 
 class Role(StrEnum):

@@ -769,7 +769,7 @@ class LicensingService:
     async def license_check(self, district_id: int, additional_students: int) -> rules.LicenseCheck:
         state = await self.district_state(district_id)
         if state.license is None:
-            return rules.LicenseCheck(allowed=False, reason=rules.LicenseCheckReason.INACTIVE)
+            return rules.LicenseCheck(allowed=False, reason=rules.LicenseCheckReason.NO_LICENSE)
         return rules.license_check(
             status=state.license.status,
             used=state.license.used,

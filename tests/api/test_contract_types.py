@@ -93,7 +93,7 @@ async def test_a_district_without_a_license_gets_its_data_with_license_null_and_
     assert "Force License Update" in unavailable["message"]
     assert data["usage"]["activeStudents"] == 12
     assert data["licenseSettings"]["studentsRemainingThreshold"] == 50
-    assert data["licenseCheck"] == {"allowed": False, "reason": "INACTIVE"}
+    assert data["licenseCheck"] == {"allowed": False, "reason": "NO_LICENSE"}
     assert data["forecast"] is None  # no limit to project
     assert data["viewer"]["district"]["slug"] == "new"
 

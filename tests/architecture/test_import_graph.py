@@ -131,6 +131,7 @@ def test_the_domain_imports_no_storage_network_or_framework():
         "itertools",
         "decimal",
         "fractions",
+        "base64",
     }
     impure = sorted(
         (module, target)

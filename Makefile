@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test test-postgres lint format schema release-schema bench clean
+.PHONY: run test test-postgres screenshots lint format schema release-schema bench clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,10 @@ test-postgres: $(INSTALLED) $(CODEGEN_INSTALLED)
 		{ echo "Set LICENSING_TEST_DATABASE_URL to a PostgreSQL server URL." >&2; exit 2; }
 	LICENSING_REQUIRE_POSTGRES=1 $(BIN)/pytest $(PYTEST_PARALLEL)
 	LICENSING_REQUIRE_POSTGRES=1 $(BIN)/pytest $(PYTEST_SERVERS)
+
+# The browser tests again, writing each state of the tab to tests/browser/artifacts/ to look at.
+screenshots: $(INSTALLED)
+	LICENSING_SCREENSHOTS=1 $(BIN)/pytest -n $(PYTEST_WORKERS) tests/browser
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from licensing.storage.roster_changes import apply_roster
-from tests.browser.conftest import ARTIFACTS, Tab, text
+from tests.browser.conftest import Tab, save_screenshot, text
 from tests.utils.districts import students
 
 pytestmark = pytest.mark.anyio
@@ -100,7 +100,7 @@ async def a_year_at_desktop_size(district: Any, open_tab: Any) -> None:
         assert words in legend
     assert "Licensed total: 1,000" in (await svg.text_content() or "")
     assert await chart.get_by_role("button", name="1 year").get_attribute("aria-pressed") == "true"
-    await chart.screenshot(path=str(ARTIFACTS / "chart-desktop.png"))
+    await save_screenshot(chart, "chart-desktop")
     await tab.capture("chart-year")
 
     # The table, by keyboard: 365 daily rows, then 25 weekly forecast rows (days 7 .. 175).
@@ -134,7 +134,7 @@ async def a_year_at_desktop_size(district: Any, open_tab: Any) -> None:
     assert (await svg.get_attribute("aria-label") or "").startswith(
         "Active students rose from 927 to 960 over the last 90 days;"
     )
-    await chart.screenshot(path=str(ARTIFACTS / "chart-desktop-90-days.png"))
+    await save_screenshot(chart, "chart-desktop-90-days")
     await page.keyboard.press("Tab")  # focus moves on from the range buttons, nothing traps it
     await tab.check_accessible("the chart's 90 days with its table")
     await chart.get_by_role("button", name="Hide table").press("Enter")
@@ -155,7 +155,7 @@ async def a_year_at_phone_size(district: Any, open_tab: Any) -> None:
     assert "Threshold: alerts begin at 950" in (
         await chart.locator("svg[role='img']").text_content() or ""
     )
-    await chart.screenshot(path=str(ARTIFACTS / "chart-phone.png"))
+    await save_screenshot(chart, "chart-phone")
     await tab.check_accessible("the chart on a phone")
 
     await chart.get_by_role("button", name="Show as table").press("Enter")

@@ -39,6 +39,7 @@ from tests.utils.districts import (
     students,
     token_for,
 )
+from tests.utils.graphql import graphql_data
 from tests.utils.server_process import free_port
 
 pytestmark = pytest.mark.anyio
@@ -104,17 +105,41 @@ def api(service: LicensingService, district: TestDistrict) -> Iterator[str]:
         yield base_url
 
 
+def tokens_the_script_creates() -> dict[str, str]:
+    """Permission -> the token name create_tokens.sh gives it, read from the script."""
+    script = (EXAMPLES / "create_tokens.sh").read_text(encoding="utf-8")
+    found = re.findall(r'--permission (\w+) --name "([^"]+)"', script)
+    assert {permission for permission, _name in found} == {"VIEW_LICENSE", "MANAGE_SETTINGS"}
+    return dict(found)
+
+
 @pytest.fixture
-def tokens(settings: Settings, district: TestDistrict, tmp_path: Path) -> dict[str, str]:
-    """The two tokens create_tokens.sh makes with the `licensing` command, as the guide says."""
+def tokens(service: LicensingService, district: TestDistrict) -> dict[str, str]:
+    """Tokens like the two create_tokens.sh makes (same names and permissions), created in this
+    process: the script itself runs once, in test_create_tokens_script_prints_two_working_tokens."""
+    return {
+        permission: token_for(service, district.id, Permission(permission), name=name)
+        for permission, name in tokens_the_script_creates().items()
+    }
+
+
+async def test_create_tokens_script_prints_two_working_tokens(
+    api: str, settings: Settings, district: TestDistrict, tmp_path: Path
+) -> None:
     env = example_env(
         LICENSING_DATABASE_URL=settings.database_url, LICENSING_DATA_DIR=str(settings.data_dir)
     )
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     output = run_example("create_tokens.sh", env=env, cwd=tmp_path)
+
     found = dict(re.findall(r"^(VIEW_LICENSE|MANAGE_SETTINGS) token: +(\S+)$", output, re.M))
     assert set(found) == {"VIEW_LICENSE", "MANAGE_SETTINGS"}, output
-    return found
+    names = tokens_the_script_creates()
+    async with httpx.AsyncClient(base_url=api) as client:
+        for permission, token in found.items():
+            viewer = await graphql_data(client, token, "{ viewer { token { name permissions } } }")
+            assert viewer["viewer"]["token"]["name"] == names[permission]
+            assert permission in viewer["viewer"]["token"]["permissions"]
 
 
 # --- The guide and the files -------------------------------------------------------------------

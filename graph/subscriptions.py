@@ -64,16 +64,17 @@ class _ChangeFollower:
             yield await self.service.district_state(self.district_id)
             while True:
                 newest = None
-                # Wakes every few polls even without a change, to charge the time held.
+                # Wakes every few polls even without a change, to charge the time held and to
+                # end at the token's expiry.
                 with anyio.move_on_after(2 * self.poll_seconds):
                     newest = await self.service.wait_for_change(
                         self.district_id, seen, self.topics, self.poll_seconds
                     )
-                await self.meter.charge()
                 # Nothing is written when a token expires: the clock is asked at every wake.
                 now = self.service.clock()
                 if self.principal.expired(now):
                     raise ClientError(signed_out(self.principal, now))
+                await self.meter.charge()
                 if newest is None:
                     continue
                 seen = newest

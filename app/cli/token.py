@@ -49,7 +49,7 @@ def token_create(
             min=1,
             max=MAX_TOKEN_LIFETIME_DAYS,
             metavar="DAYS",
-            help=f"Stop working this many days from now (1 to {MAX_TOKEN_LIFETIME_DAYS}).",
+            help="Stop working this many days from now.",
         ),
     ] = None,
     expires_on: Annotated[

@@ -10,8 +10,9 @@
 The session (licensing/storage/dashboard_sessions.py) ends after ``sign_in.session_idle_minutes`` without
 a request, ``sign_in.session_lifetime_hours`` after sign-in, at sign-out, when its token is
 revoked, or when its token expires, whichever is first. An expired token cannot sign in: the 401
-says so (code ``TOKEN_EXPIRED``). The cookie is ``HttpOnly`` (no script can read it), ``SameSite=Strict`` (no other site's
-page sends it) and ``Secure`` with ``Path=/`` (as its ``__Host-`` prefix requires). POST and
+says so (code ``TOKEN_EXPIRED``). The cookie is ``HttpOnly`` (no script can read it),
+``SameSite=Strict`` (no other site's page sends it) and ``Secure`` with ``Path=/`` (as its
+``__Host-`` prefix requires), and lasts no longer than the session. POST and
 DELETE here, like POSTs to ``/graphql`` signed in by the cookie, must pass the CSRF check of
 graph/auth.py (same Origin, or the header ``X-Requested-With: licensing-tab``). A bad token
 counts against the client's address like a bad bearer token (HTTP 429 past the limit).

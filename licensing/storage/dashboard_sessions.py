@@ -3,9 +3,9 @@
 A session belongs to the API token that signed in. It ends at whichever comes first: its idle
 expiry (no request for ``sign_in.session_idle_minutes``), its absolute expiry
 (``sign_in.session_lifetime_hours`` after sign-in, and never past its token's expiry), sign-out,
-or its token's revocation. The
-last-seen time, and with it the idle expiry, is written at most once a ``LAST_SEEN_RESOLUTION``,
-so a busy tab does not cost a write per request; the idle expiry is exact to within that.
+or its token's revocation. The last-seen time, and with it the idle expiry, is written at most
+once a ``LAST_SEEN_RESOLUTION``, so a busy tab does not cost a write per request; the idle
+expiry is exact to within that.
 """
 
 from __future__ import annotations

@@ -8,9 +8,11 @@
   copy of the cookie signs no one in afterwards.
 
 The session (licensing/storage/dashboard_sessions.py) ends after ``sign_in.session_idle_minutes`` without
-a request, ``sign_in.session_lifetime_hours`` after sign-in, at sign-out, or when its token is
-revoked. The cookie is ``HttpOnly`` (no script can read it), ``SameSite=Strict`` (no other site's
-page sends it) and ``Secure`` with ``Path=/`` (as its ``__Host-`` prefix requires). POST and
+a request, ``sign_in.session_lifetime_hours`` after sign-in, at sign-out, when its token is
+revoked, or when its token expires, whichever is first. An expired token cannot sign in: the 401
+says so (code ``TOKEN_EXPIRED``). The cookie is ``HttpOnly`` (no script can read it),
+``SameSite=Strict`` (no other site's page sends it) and ``Secure`` with ``Path=/`` (as its
+``__Host-`` prefix requires), and lasts no longer than the session. POST and
 DELETE here, like POSTs to ``/graphql`` signed in by the cookie, must pass the CSRF check of
 graph/auth.py (same Origin, or the header ``X-Requested-With: licensing-tab``). A bad token
 counts against the client's address like a bad bearer token (HTTP 429 past the limit).
@@ -19,6 +21,7 @@ counts against the client's address like a bad bearer token (HTTP 429 past the l
 from __future__ import annotations
 
 import json
+import math
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -89,10 +92,13 @@ def session_routes(service: LicensingService) -> list[Route]:
         previous = request.cookies.get(SESSION_COOKIE)
         if previous:
             await service.end_session(previous)
-        session_id = await service.start_session(principal)
+        session_id, ends_at = await service.start_session(principal)
         response = JSONResponse(await _who(service, principal))
-        lifetime = service.session_lifetimes.absolute
-        set_session_cookie(response, session_id, max_age_seconds=int(lifetime.total_seconds()))
+        # The browser drops the cookie when the session ends, at the latest at the token's expiry.
+        lifetime = ends_at - service.clock()
+        set_session_cookie(
+            response, session_id, max_age_seconds=max(1, math.ceil(lifetime.total_seconds()))
+        )
         return _no_store(response)
 
     async def current(request: Request) -> Response:

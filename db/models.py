@@ -285,6 +285,8 @@ class ApiToken(SQLModel, table=True):
     permissions: str = Field(max_length=200)
     created_at: datetime
     revoked_at: datetime | None = None
+    # The moment it stops signing in; None: it works until revoked.
+    expires_at: datetime | None = None
 
 
 class TokenBudget(SQLModel, table=True):

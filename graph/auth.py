@@ -11,12 +11,15 @@ report download (app/report_export.py) all sign in here, so they all follow the 
   handshake is not covered by the CSRF header.
 - A bad token counts as a failed sign-in of the client's address (licensing/storage/sign_in_limit.py);
   past the limit, every sign-in from that address gets HTTP 429 with ``Retry-After``.
+- An expired token is refused like a revoked one (and counted the same), but its 401 says that
+  it expired and when (code ``TOKEN_EXPIRED``), so the caller knows to get a new token.
 
 Imports no strawberry: the command line loads the report download's module.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from starlette.requests import HTTPConnection
@@ -48,6 +51,29 @@ def client_address(connection: HTTPConnection) -> str:
     return str(client[0])[:64] if client else UNKNOWN_ADDRESS
 
 
+def utc_text(moment: datetime) -> str:
+    """A moment as ISO 8601 in UTC, to the second: ``2027-02-01T06:00:00Z``."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def token_expired_message(expires_at: datetime) -> str:
+    return (
+        f"The API token expired at {utc_text(expires_at)}: sign in with a new token (an "
+        "administrator creates one with `licensing token create`)."
+    )
+
+
+def token_expired(expires_at: datetime, headers: dict[str, str]) -> Response:
+    """The 401 for a token that has expired: when, and what to do."""
+    return error_response(
+        401,
+        ErrorCode.TOKEN_EXPIRED,
+        token_expired_message(expires_at),
+        extensions={"expiresAt": utc_text(expires_at)},
+        headers=headers,
+    )
+
+
 def sign_in_throttled(retry_after_seconds: int) -> Response:
     return error_response(
         429,
@@ -61,8 +87,8 @@ def sign_in_throttled(retry_after_seconds: int) -> Response:
 async def authenticate_token(
     address: str, service: LicensingService, secret: str | None, **headers: str
 ) -> Principal | Response:
-    """The principal of an API token, or the 401 (unknown or revoked token) or 429 (too many
-    failed sign-ins from ``address``, the client's) answer. A bad token is counted."""
+    """The principal of an API token, or the 401 (unknown, revoked or expired token) or 429 (too
+    many failed sign-ins from ``address``, the client's) answer. A bad token is counted."""
     signed_in = await _token_sign_in(address, service, secret, **headers)
     return signed_in if isinstance(signed_in, Response) else signed_in.principal
 
@@ -79,6 +105,9 @@ async def _token_sign_in(
     retry_after = await service.record_failed_sign_in(address)
     if retry_after is not None:
         return sign_in_throttled(retry_after)
+    expired_at = await service.token_expired_at(secret) if secret else None
+    if expired_at is not None:
+        return token_expired(expired_at, headers)
     return error_response(401, ErrorCode.UNAUTHENTICATED, BAD_TOKEN_MESSAGE, headers=headers)
 
 
@@ -153,7 +182,8 @@ def session_ended() -> Response:
     response = error_response(
         401,
         ErrorCode.UNAUTHENTICATED,
-        "The session has ended (signed out, expired, or its token was revoked): sign in again.",
+        "The session has ended (signed out, expired, or its token expired or was revoked): "
+        "sign in again.",
     )
     clear_session_cookie(response)
     return response

@@ -53,7 +53,7 @@ from graph.persisted import (
 from graph.rate_limit import cost_extensions, rate_limited_response, token_budgets
 from graph.responses import error_response
 from graph.strawberry_compat import UNSET, GraphQLView, HTTPException, UnsetType
-from graph.subscriptions import TOKEN_REVOKED
+from graph.subscriptions import signed_out
 from licensing.domain.error_codes import ErrorCode
 from licensing.orchestration.service import DistrictState, LicensingService
 from licensing.storage.tokens import Principal, SignedIn
@@ -108,7 +108,7 @@ class WebSocketContext(GraphContext):
 
     It lives as long as the connection, so it reads the district afresh for every operation
     instead of keeping what it read; ``still_signed_in`` lets subscriptions stop when the token
-    is revoked while the connection is open.
+    is revoked, or expires, while the connection is open.
     """
 
     connection_params: dict[str, object] | None = None
@@ -392,10 +392,10 @@ class LicensingGraphQL(GraphQLView[GraphContext]):
         )
 
     async def refusal_before_ws_operation(self, context: Any) -> GraphQLError | None:
-        # The connection's token is checked again before every operation: once it is revoked,
-        # the connection runs nothing more.
+        # The connection's token is checked again before every operation: once it is revoked
+        # or has expired, the connection runs nothing more.
         if isinstance(context, WebSocketContext) and not await context.still_signed_in():
-            return ClientError(TOKEN_REVOKED)
+            return ClientError(signed_out(context.principal, self.service.clock()))
         return None
 
     async def get_context(self, request: Any, response: Any) -> GraphContext:

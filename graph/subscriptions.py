@@ -7,18 +7,21 @@ and an update that would repeat the last one is not sent. The district is always
 
 Each subscription counts against its token's cap while it is open and draws points from the
 token's budget for the time it is held (graph/rate_limit.py ``SubscriptionMeter``); once the
-budget is spent it ends with ``RATE_LIMITED``.
+budget is spent it ends with ``RATE_LIMITED``. It ends as it would on revocation, with
+``TOKEN_EXPIRED``, within a few poll intervals of its token's expiry, change or no change.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Collection
 from contextlib import aclosing
+from datetime import datetime
 
 import anyio
 import strawberry
 from strawberry.types import Info
 
+from graph.auth import token_expired_message
 from graph.errors import ClientError
 from graph.permissions import CanViewLicense
 from graph.rate_limit import SubscriptionMeter
@@ -27,10 +30,18 @@ from licensing.domain.error_codes import ErrorCode
 from licensing.orchestration.service import DistrictState, LicensingService
 from licensing.problems import Problem
 from licensing.storage.changes import ALERT_TOPICS, LICENSE_TOPICS
+from licensing.storage.tokens import Principal
 
 TOKEN_REVOKED = Problem(
     ErrorCode.UNAUTHENTICATED, "The API token has been revoked; sign in again with a valid token."
 )
+
+
+def signed_out(principal: Principal, now: datetime) -> Problem:
+    """Why a connection's token no longer signs in: it expired, or else it was revoked."""
+    if principal.expires_at is not None and principal.expired(now):
+        return Problem(ErrorCode.TOKEN_EXPIRED, token_expired_message(principal.expires_at))
+    return TOKEN_REVOKED
 
 
 class _ChangeFollower:
@@ -39,10 +50,11 @@ class _ChangeFollower:
     def __init__(self, info: Info, topics: Collection[str]) -> None:
         self.context = info.context
         self.service: LicensingService = info.context.service
-        self.district_id: int = info.context.principal.district_id
+        self.principal: Principal = info.context.principal
+        self.district_id: int = self.principal.district_id
         self.topics = topics
         self.poll_seconds = self.service.settings.live_poll_seconds
-        self.meter = SubscriptionMeter(self.service, info.context.principal.token_id)
+        self.meter = SubscriptionMeter(self.service, self.principal.token_id)
 
     async def states(self) -> AsyncGenerator[DistrictState, None]:
         async with self.meter:
@@ -52,11 +64,16 @@ class _ChangeFollower:
             yield await self.service.district_state(self.district_id)
             while True:
                 newest = None
-                # Wakes every few polls even without a change, to charge the time held.
+                # Wakes every few polls even without a change, to charge the time held and to
+                # end at the token's expiry.
                 with anyio.move_on_after(2 * self.poll_seconds):
                     newest = await self.service.wait_for_change(
                         self.district_id, seen, self.topics, self.poll_seconds
                     )
+                # Nothing is written when a token expires: the clock is asked at every wake.
+                now = self.service.clock()
+                if self.principal.expired(now):
+                    raise ClientError(signed_out(self.principal, now))
                 await self.meter.charge()
                 if newest is None:
                     continue
@@ -64,7 +81,7 @@ class _ChangeFollower:
                 # A token revoked while its connection is open receives nothing more.
                 still_signed_in = getattr(self.context, "still_signed_in", None)
                 if still_signed_in is not None and not await still_signed_in():
-                    raise ClientError(TOKEN_REVOKED)
+                    raise ClientError(signed_out(self.principal, self.service.clock()))
                 yield await self.service.district_state(self.district_id)
 
 

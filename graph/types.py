@@ -244,8 +244,10 @@ class ApiToken:
         "VIEW_LICENSE)."
     )
     expires_at: datetime.datetime | None = strawberry.field(
-        description="Always null: API tokens do not expire; they work until revoked "
-        "(`licensing token revoke`)."
+        description="When the token stops working (HTTP 401 with the code TOKEN_EXPIRED from "
+        "then on): create a new token before then and switch to it. Null: it does not expire "
+        "and works until revoked (`licensing token revoke`). A Licensing tab session ends no "
+        "later than this too."
     )
 
 

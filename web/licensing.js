@@ -59,6 +59,7 @@ async function start() {
 }
 
 function signInProblem(failure) {
+  if (failure instanceof ApiError && failure.code === "TOKEN_EXPIRED") return describeFailure(failure);
   if (failure instanceof ApiError && failure.status === 401) {
     return "That API token is not valid or has been revoked.";
   }

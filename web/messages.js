@@ -7,6 +7,7 @@ import { plural } from "./format.js";
 const WORDS = {
   NETWORK: "The server cannot be reached. Check your connection; the page keeps trying.",
   UNAUTHENTICATED: "Your session has ended. Sign in again.",
+  TOKEN_EXPIRED: "That API token has expired. Ask your administrator for a new token, then sign in with it.",
   SIGN_IN_THROTTLED:
     "Too many sign-ins with a wrong token came from your network. Wait a few minutes, check the token, then try again.",
   FORBIDDEN: "This needs the Manage Settings permission assigned to your role.",

@@ -85,7 +85,7 @@ class Query:
                 name=principal.token_name,
                 # In the enum's order, so the answer is stable.
                 permissions=[p for p in Permission if principal.may(p)],
-                expires_at=None,
+                expires_at=principal.expires_at,
             ),
         )
 

@@ -14,6 +14,7 @@ class ErrorCode(StrEnum):
 
     # Sign-in and the HTTP layer, before any operation runs.
     UNAUTHENTICATED = "UNAUTHENTICATED"
+    TOKEN_EXPIRED = "TOKEN_EXPIRED"
     FORBIDDEN = "FORBIDDEN"
     CSRF = "CSRF"
     RATE_LIMITED = "RATE_LIMITED"

@@ -104,7 +104,7 @@ from licensing.storage.student_report import (
     count_active_students,
 )
 from licensing.storage.threshold import THRESHOLD_ACTION, THRESHOLD_FIELD, save_threshold
-from licensing.storage.tokens import Principal, SignedIn
+from licensing.storage.tokens import Principal, SignedIn, expired_at
 from plugins.manager import PluginManager
 
 _Read = TypeVar("_Read")
@@ -192,6 +192,15 @@ class LicensingService:
     def _token_sign_in(self, secret: str) -> SignedIn | None:
         return self.sign_ins.token(self.database, secret, now=self.clock())
 
+    async def token_expired_at(self, secret: str) -> datetime | None:
+        """When a token that no longer signs in expired; None when it is not an expired token
+        (unknown, revoked, or still live). For wording a refusal only."""
+        return await self._quick_read(self._token_expired_at, secret)
+
+    def _token_expired_at(self, secret: str) -> datetime | None:
+        with self.database.read_connection() as connection:
+            return expired_at(connection, secret=secret, now=self.clock())
+
     @property
     def session_lifetimes(self) -> SessionLifetimes:
         return SessionLifetimes(
@@ -199,10 +208,11 @@ class LicensingService:
             absolute=timedelta(hours=self.settings.sign_in.session_lifetime_hours),
         )
 
-    async def start_session(self, principal: Principal) -> str:
-        """A new Licensing tab session for a signed-in token; its id, for the cookie."""
+    async def start_session(self, principal: Principal) -> tuple[str, datetime]:
+        """A new Licensing tab session for a signed-in token: its id, for the cookie, and when it
+        ends at the latest (its absolute lifetime, or its token's expiry when sooner)."""
 
-        def write() -> str:
+        def write() -> tuple[str, datetime]:
             with self.database.write() as session:
                 return start_session(
                     session, principal=principal, now=self.clock(), lifetimes=self.session_lifetimes

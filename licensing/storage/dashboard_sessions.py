@@ -2,9 +2,10 @@
 
 A session belongs to the API token that signed in. It ends at whichever comes first: its idle
 expiry (no request for ``sign_in.session_idle_minutes``), its absolute expiry
-(``sign_in.session_lifetime_hours`` after sign-in), sign-out, or its token's revocation. The
-last-seen time, and with it the idle expiry, is written at most once a ``LAST_SEEN_RESOLUTION``,
-so a busy tab does not cost a write per request; the idle expiry is exact to within that.
+(``sign_in.session_lifetime_hours`` after sign-in, and never past its token's expiry), sign-out,
+or its token's revocation. The last-seen time, and with it the idle expiry, is written at most
+once a ``LAST_SEEN_RESOLUTION``, so a busy tab does not cost a write per request; the idle
+expiry is exact to within that.
 """
 
 from __future__ import annotations
@@ -45,6 +46,15 @@ class SessionRead:
     expires_at: datetime
 
 
+def session_expiry(principal: Principal, *, now: datetime, lifetimes: SessionLifetimes) -> datetime:
+    """When a session the principal starts at ``now`` ends at the latest: its absolute lifetime,
+    cut short by its token's expiry."""
+    expires_at = now + lifetimes.absolute
+    if principal.expires_at is not None:
+        expires_at = min(expires_at, principal.expires_at)
+    return expires_at
+
+
 def idle_expiry(last_seen: datetime, expires_at: datetime, lifetimes: SessionLifetimes) -> datetime:
     """When a session seen at ``last_seen`` ends if unused: never past its absolute expiry."""
     return min(last_seen + lifetimes.idle, expires_at)
@@ -52,9 +62,9 @@ def idle_expiry(last_seen: datetime, expires_at: datetime, lifetimes: SessionLif
 
 def start_session(
     session: Session, *, principal: Principal, now: datetime, lifetimes: SessionLifetimes
-) -> str:
-    """A new session for the signed-in token; returns its id, which is stored only as a hash
-    (SHA-256, as tokens are: 256 random bits need no slow hash)."""
+) -> tuple[str, datetime]:
+    """A new session for the signed-in token: its id, which is stored only as a hash (SHA-256,
+    as tokens are: 256 random bits need no slow hash), and when it ends at the latest."""
     # Sessions that have ended are of no further use; sign-in is a write anyway.
     session.execute(
         delete(DashboardSession).where(
@@ -65,7 +75,7 @@ def start_session(
         )
     )
     session_id = secrets.token_urlsafe(SESSION_RANDOM_BYTES)
-    expires_at = now + lifetimes.absolute
+    expires_at = session_expiry(principal, now=now, lifetimes=lifetimes)
     session.add(
         DashboardSession(
             session_hash=hash_token(session_id),
@@ -78,7 +88,7 @@ def start_session(
         )
     )
     session.flush()
-    return session_id
+    return session_id, expires_at
 
 
 _session = table_of(DashboardSession)
@@ -97,6 +107,7 @@ _LIVE_SESSION = (
         _token.c.name,
         _token.c.district_id,
         _token.c.permissions,
+        _token.c.expires_at,
         _district.c.slug,
         _district.c.version,
         _district.c.time_zone,
@@ -114,7 +125,8 @@ _LIVE_SESSION = (
 def read_session(
     session: Session | Connection, *, session_id: str, now: datetime
 ) -> SessionRead | None:
-    """The live session with this id, or None when it is unknown, ended, or its token revoked."""
+    """The live session with this id, or None when it is unknown, ended, or its token revoked
+    or expired."""
     found = read_session_versioned(session, session_id=session_id, now=now)
     return found[0] if found is not None else None
 
@@ -137,14 +149,21 @@ def read_session_versioned(
         name,
         district_id,
         permissions,
+        token_expires_at,
         slug,
         counter,
         time_zone,
     ) = row
+    # Sign-in already caps the session at its token's expiry; checked here too, so no stored
+    # session can outlive its token.
+    if token_expires_at is not None:
+        expires_at = min(expires_at, token_expires_at)
     if now >= idle_expires_at or now >= expires_at:
         return None
     read = SessionRead(
-        principal=principal_of(token_id, name, district_id, permissions, slug),
+        principal=principal_of(
+            token_id, name, district_id, permissions, slug, expires_at=token_expires_at
+        ),
         session_row_id=row_id,
         due_for_touch=now - last_seen_at >= LAST_SEEN_RESOLUTION,
         last_seen_at=last_seen_at,

@@ -15,9 +15,10 @@ transaction:
 When the counter moved, the token or session is read again (one more statement, which also
 reads the version, so the pair stays consistent). So the cache is shared by nothing, needs no
 message between workers, and a revocation committed by any worker or command is seen by the very
-next request on every worker. Expiry is checked against the caller's clock at every use: a
-session's absolute and idle expiry, and its last-seen time (the full read is done again when the
-last-seen time is due to be written, as without the cache).
+next request on every worker. Expiry is checked against the caller's clock at every use, since
+no write marks it: a token's expiry (an entry is never used from its expiry on), a session's
+absolute and idle expiry (capped at its token's), and its last-seen time (the full read is done
+again when the last-seen time is due to be written, as without the cache).
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ class SessionSignIn:
 class _Remembered:
     principal: Principal
     counter: int
-    # Sessions only: when the entry stops being usable without reading the session's row.
+    # When the entry stops being usable: a token's expiry (None: never), or for a session the
+    # moment its row must be read again.
     usable_until: datetime | None = None
 
 
@@ -76,12 +78,17 @@ class SignInCache:
         self._lock = threading.Lock()
 
     def token(self, database: Database, secret: str, *, now: datetime) -> SignedIn | None:
-        """The token's principal and district version, or None when it is unknown or revoked."""
+        """The token's principal and district version, or None when it is unknown, revoked or
+        expired at ``now``."""
         if not secret.startswith(TOKEN_PREFIX) or len(secret) > MAX_SECRET_LENGTH:
             return None
         key = "t:" + hash_token(secret)
         remembered = self._get(key)
         if remembered is not None:
+            if remembered.usable_until is not None and now >= remembered.usable_until:
+                # Expired: no write tells the version about it, and it never works again.
+                self.forget(key)
+                return None
             signed_in = self._still_current(database, key, remembered, now=now)
             if signed_in is not None:
                 return signed_in
@@ -89,7 +96,12 @@ class SignInCache:
             found = authenticate_versioned(connection, secret=secret, now=now)
         if found is None:
             return None
-        self._put(key, _Remembered(found.principal, found.version.counter))
+        self._put(
+            key,
+            _Remembered(
+                found.principal, found.version.counter, usable_until=found.principal.expires_at
+            ),
+        )
         return found
 
     def dashboard_session(

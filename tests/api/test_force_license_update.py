@@ -54,7 +54,7 @@ async def read_license(client, token: str) -> dict:
 
 def principal_for(service, secret: str) -> Principal:
     with service.database.read() as session:
-        principal = authenticate(session, secret=secret)
+        principal = authenticate(session, secret=secret, now=service.clock())
     assert principal is not None
     return principal
 

@@ -58,7 +58,7 @@ def audit_events(service, district_id: int) -> list[AuditEvent]:
 
 def actor_for(service, secret: str) -> str:
     with service.database.read() as session:
-        principal = authenticate(session, secret=secret)
+        principal = authenticate(session, secret=secret, now=service.clock())
     assert principal is not None
     return principal.actor
 

@@ -93,7 +93,7 @@ def test_token_create_prints_the_token_alone_and_it_signs_in(demo, built):
     assert token not in result.stderr
     assert "cannot be shown again" in result.stderr
     with built.database.read() as session:
-        principal = authenticate(session, secret=token)
+        principal = authenticate(session, secret=token, now=built.clock())
     assert principal is not None
     assert principal.district_slug == "demo"
     assert principal.permissions == {Permission.MANAGE_SETTINGS, Permission.VIEW_LICENSE}
@@ -103,7 +103,7 @@ def test_a_view_license_token_may_only_view(demo, built):
     token = create_token("VIEW_LICENSE")
 
     with built.database.read() as session:
-        principal = authenticate(session, secret=token)
+        principal = authenticate(session, secret=token, now=built.clock())
     assert principal is not None
     assert principal.permissions == {Permission.VIEW_LICENSE}
 
@@ -140,7 +140,7 @@ def test_token_revoke_stops_the_token_at_once(demo, built):
 
     assert "Revoked token 1" in result.stderr
     with built.database.read() as session:
-        assert authenticate(session, secret=token) is None
+        assert authenticate(session, secret=token, now=built.clock()) is None
     listing = run("token", "list", "--district", "demo").stdout
     assert "\trevoked " in listing
     assert "\tactive\t" not in listing

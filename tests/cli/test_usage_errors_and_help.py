@@ -101,7 +101,7 @@ def test_permission_is_accepted_in_any_letter_case(spelling, built):
     secret = run("token", "create", "-d", "demo", "-p", spelling).stdout.strip()
 
     with built.database.read() as session:
-        principal = authenticate(session, secret=secret)
+        principal = authenticate(session, secret=secret, now=built.clock())
     assert principal is not None
     assert Permission.MANAGE_SETTINGS in principal.permissions
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -119,12 +119,21 @@ def create_district(
 
 
 def token_for(
-    service: LicensingService, district_id: int, *permissions: Permission, name: str = "test"
+    service: LicensingService,
+    district_id: int,
+    *permissions: Permission,
+    name: str = "test",
+    expires_at: datetime | None = None,
 ) -> str:
     with service.database.write() as session:
         district = session.get(District, district_id)
         _token, secret = create_token(
-            session, district=district, name=name, permissions=set(permissions), now=service.clock()
+            session,
+            district=district,
+            name=name,
+            permissions=set(permissions),
+            now=service.clock(),
+            expires_at=expires_at,
         )
     return secret
 

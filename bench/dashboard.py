@@ -35,7 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, timedelta
@@ -257,23 +257,26 @@ def running_server(
     *,
     default_rate_limits: bool = False,
     database_url: str = "",
-) -> Iterator[None]:
-    """A server process with the benchmark's settings, stopped when the block ends."""
-    environment = {
+    environment: Mapping[str, str] | None = None,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A server process with the benchmark's settings (and ``environment``'s variables), stopped
+    when the block ends; yields the process."""
+    variables = {
         **{name: value for name, value in os.environ.items() if not name.startswith("LICENSING_")},
+        **(environment or {}),
         "LICENSING_DATA_DIR": str(data_dir),
         "LICENSING_SCHEDULER_ENABLED": "false",
         "PYTHONPATH": str(REPOSITORY),
     }
     if database_url:
-        environment["LICENSING_DATABASE_URL"] = database_url
+        variables["LICENSING_DATABASE_URL"] = database_url
     if not default_rate_limits:
         # 32 connections share one token: the per-token budget refills faster than they can
         # spend it, so the rate limiter still runs (and costs what it costs) but never refuses.
-        environment["LICENSING_RATE_LIMIT__RESTORE_RATE"] = "1000000000"
+        variables["LICENSING_RATE_LIMIT__RESTORE_RATE"] = "1000000000"
     with (data_dir / f"server-{len(list(data_dir.glob('server-*')))}.log").open("w") as output:
         process = subprocess.Popen(
-            command, cwd=data_dir, env=environment, stdout=output, stderr=subprocess.STDOUT
+            command, cwd=data_dir, env=variables, stdout=output, stderr=subprocess.STDOUT
         )
         try:
             # Generous: four workers starting on two cores shared with other work take a while.
@@ -291,7 +294,7 @@ def running_server(
                         f"{' '.join(command)} did not start within {START_TIMEOUT_SECONDS} s"
                     )
                 time.sleep(0.2)
-            yield
+            yield process
         finally:
             process.terminate()
             try:

@@ -88,7 +88,7 @@ TARGET_RAW_RATIO = 0.5  # throughput against the raw anchor
 TARGET_FLAT_RATIO = 0.8
 # --quick: long enough for wrk to give a figure (a few hundred answers), short enough for a
 # smoke run of every server.
-QUICK_SECONDS = 0.3
+QUICK_SECONDS = 0.2
 
 # wrk's Lua: count the answers, and as failures those with another status or GraphQL errors; print
 # one RESULT line the benchmarks parse. Shared by every wrk benchmark; {status} is the status expected.

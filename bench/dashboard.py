@@ -317,12 +317,14 @@ def running_servers(
                     stderr=subprocess.STDOUT,
                 )
             started.append((server, process, log_path))
-        # Generous: four workers starting on two cores shared with other work take a while.
-        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        # Generous: four workers starting on two cores shared with other work take a while, and
+        # the servers share the cores as they start.
+        timeout = START_TIMEOUT_SECONDS * len(started)
+        deadline = time.monotonic() + timeout
         # One client for every poll: a new one per request would build its TLS context each time.
         with httpx.Client(timeout=1) as client:
             for server, process, log_path in started:
-                wait_until_ready(client, server, process, log_path, deadline)
+                wait_until_ready(client, server, process, log_path, deadline, timeout)
         yield
     finally:
         for _server, process, _log_path in started:
@@ -341,6 +343,7 @@ def wait_until_ready(
     process: subprocess.Popen[bytes],
     log_path: Path,
     deadline: float,
+    timeout: float,
 ) -> None:
     """Poll the server's ready URL until it answers (any status below 500)."""
     command = " ".join(server.command)
@@ -353,7 +356,7 @@ def wait_until_ready(
         except httpx.TransportError:
             pass
         if time.monotonic() > deadline:
-            raise SystemExit(f"{command} did not start within {START_TIMEOUT_SECONDS} s")
+            raise SystemExit(f"{command} did not start within {timeout:g} s")
         time.sleep(READY_POLL_SECONDS)
 
 
@@ -411,7 +414,7 @@ def wait_for_sigint_handler(process: subprocess.Popen[str]) -> bool:
             return False
         if int(caught.split()[1], 16) & mask:
             return True
-        time.sleep(0.001)
+        time.sleep(0.005)
     return False
 
 

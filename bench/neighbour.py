@@ -209,6 +209,10 @@ async def flood_subscriptions(ws_url: str, token: str, until: float, flood: Floo
                 subprotocols=["graphql-transport-ws"],
                 additional_headers=headers,
                 open_timeout=10,
+                # The flood is over when the socket closes: a server slow to answer the close
+                # handshake (seen under this flood) need not hold the run for websockets'
+                # default 10 s.
+                close_timeout=1,
             ) as socket:
                 await socket.send(json.dumps({"type": "connection_init", "payload": {}}))
                 await socket.recv()

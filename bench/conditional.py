@@ -43,10 +43,12 @@ sys.path.insert(0, str(REPOSITORY))
 
 from bench.dashboard import (  # noqa: E402
     DASHBOARD_QUERY,
+    QUICK_AT_LEAST_ANSWERS,
     QUICK_SECONDS,
     WRK_COUNTING,
     Measurement,
     Server,
+    answers_at_once,
     build_database,
     free_port,
     log,
@@ -163,6 +165,19 @@ def measure_ways(
     servers = [Server(command, f"{base_url}/healthz"), Server(raw_command, raw_url)]
     with running_servers(servers, data_dir, database_url=database_url):
         ways = variants(base_url, secret)
+        # Every worker of both servers answers before the load (see answers_at_once).
+        headers = {"Authorization": f"Bearer {secret}"}
+        first = answers_at_once(
+            "POST",
+            f"{base_url}/graphql",
+            arguments.connections,
+            json={"query": DASHBOARD_QUERY},
+            headers=headers,
+        )
+        first += answers_at_once("POST", raw_url, arguments.connections, headers=headers)
+        for answer in first:
+            if answer.status_code != 200 or "errors" in answer.json():
+                raise SystemExit(f"{answer.url} answered {answer.status_code}: {answer.text}")
         targets: dict[str, tuple[str, Path]] = {}
         raw_script = data_dir / "raw.lua"
         raw_script.write_text(JSON_WRK_SCRIPT.format(body="", secret=secret, status=200))
@@ -180,7 +195,9 @@ def measure_ways(
             log(f"round {round_number} of {arguments.rounds}")
             for name, (url, script) in targets.items():
                 rounds.setdefault(name, []).append(
-                    run_wrk(url, script, seconds=arguments.seconds, **load)
+                    run_wrk(
+                        url, script, seconds=arguments.seconds, at_least=arguments.at_least, **load
+                    )
                 )
     return {name: median_measurement(measured) for name, measured in rounds.items()}
 
@@ -256,6 +273,7 @@ def main() -> None:
     arguments.rounds = arguments.rounds or (1 if arguments.quick else 3)
     # A smoke run's figures are not compared: registering the query warms the server enough.
     arguments.warm_up = 0 if arguments.quick else 1
+    arguments.at_least = QUICK_AT_LEAST_ANSWERS if arguments.quick else 0
     arguments.workers = arguments.workers or default_workers(arguments.postgres)
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed for the load: install Debian's package 'wrk'.")

@@ -43,14 +43,18 @@ sys.path.insert(0, str(REPOSITORY))
 
 from bench.dashboard import (  # noqa: E402
     DASHBOARD_QUERY,
+    QUICK_AT_LEAST_ANSWERS,
+    QUICK_SECONDS,
     WRK_COUNTING,
     Measurement,
+    Server,
+    answers_at_once,
     build_database,
     free_port,
     log,
     median_measurement,
     run_wrk,
-    running_server,
+    running_servers,
 )
 from bench.dashboard import WRK_SCRIPT as JSON_WRK_SCRIPT  # noqa: E402
 from bench.postgres import database_name, default_workers, fresh_database  # noqa: E402
@@ -158,11 +162,22 @@ def measure_ways(
         *["--host", "127.0.0.1", "--port", str(raw_port), "--workers", workers],
     ]
     rounds: dict[str, list[Measurement]] = {}
-    with (
-        running_server(command, data_dir, f"{base_url}/healthz", database_url=database_url),
-        running_server(raw_command, data_dir, raw_url, database_url=database_url),
-    ):
+    servers = [Server(command, f"{base_url}/healthz"), Server(raw_command, raw_url)]
+    with running_servers(servers, data_dir, database_url=database_url):
         ways = variants(base_url, secret)
+        # Every worker of both servers answers before the load (see answers_at_once).
+        headers = {"Authorization": f"Bearer {secret}"}
+        first = answers_at_once(
+            "POST",
+            f"{base_url}/graphql",
+            arguments.connections,
+            json={"query": DASHBOARD_QUERY},
+            headers=headers,
+        )
+        first += answers_at_once("POST", raw_url, arguments.connections, headers=headers)
+        for answer in first:
+            if answer.status_code != 200 or "errors" in answer.json():
+                raise SystemExit(f"{answer.url} answered {answer.status_code}: {answer.text}")
         targets: dict[str, tuple[str, Path]] = {}
         raw_script = data_dir / "raw.lua"
         raw_script.write_text(JSON_WRK_SCRIPT.format(body="", secret=secret, status=200))
@@ -172,14 +187,17 @@ def measure_ways(
             script.write_text(variant.script(secret))
             targets[variant.name] = (base_url, script)
         load = {"connections": arguments.connections}
-        log("warming up")
-        for url, script in targets.values():
-            run_wrk(url, script, seconds=1, **load)
+        if arguments.warm_up:
+            log("warming up")
+            for url, script in targets.values():
+                run_wrk(url, script, seconds=arguments.warm_up, **load)
         for round_number in range(1, arguments.rounds + 1):
             log(f"round {round_number} of {arguments.rounds}")
             for name, (url, script) in targets.items():
                 rounds.setdefault(name, []).append(
-                    run_wrk(url, script, seconds=arguments.seconds, **load)
+                    run_wrk(
+                        url, script, seconds=arguments.seconds, at_least=arguments.at_least, **load
+                    )
                 )
     return {name: median_measurement(measured) for name, measured in rounds.items()}
 
@@ -241,16 +259,21 @@ def main() -> None:
         metavar="SERVER_URL",
         help="measure on PostgreSQL: a new database on this server (a role that may create one)",
     )
-    parser.add_argument("--seconds", type=int, help="seconds of load per round and way")
+    parser.add_argument("--seconds", type=float, help="seconds of load per round and way")
     parser.add_argument("--rounds", type=int, help="alternating rounds")
-    parser.add_argument("--quick", action="store_true", help="a small district, one short round")
+    parser.add_argument(
+        "--quick", action="store_true", help="a small district, one short round, no warm-up"
+    )
     parser.add_argument(
         "--markdown", action="store_true", help="Print the result section as markdown."
     )
     arguments = parser.parse_args()
     arguments.students = arguments.students or (200 if arguments.quick else 1_000)
-    arguments.seconds = arguments.seconds or (1 if arguments.quick else 5)
+    arguments.seconds = arguments.seconds or (QUICK_SECONDS if arguments.quick else 5)
     arguments.rounds = arguments.rounds or (1 if arguments.quick else 3)
+    # A smoke run's figures are not compared: registering the query warms the server enough.
+    arguments.warm_up = 0 if arguments.quick else 1
+    arguments.at_least = QUICK_AT_LEAST_ANSWERS if arguments.quick else 0
     arguments.workers = arguments.workers or default_workers(arguments.postgres)
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed for the load: install Debian's package 'wrk'.")

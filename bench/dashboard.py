@@ -27,8 +27,10 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import os
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -40,7 +42,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -79,10 +81,18 @@ DASHBOARD_QUERY = (
 )
 SIZES = [1_000, 1_000_000]
 START_TIMEOUT_SECONDS = 180
+READY_POLL_SECONDS = 0.05
 TARGET_THROUGHPUT_RATIO = 1.0  # against the hand-written endpoint
 TARGET_P99_RATIO = 1.5  # against the hand-written endpoint
 TARGET_RAW_RATIO = 0.5  # throughput against the raw anchor
 TARGET_FLAT_RATIO = 0.8
+# --quick: long enough for wrk to give a figure (a few hundred answers), short enough for a
+# smoke run of every server.
+QUICK_SECONDS = 0.2
+# A smoke run's round that got fewer answers than this (a busy machine) is run again, longer, up
+# to QUICK_LONGEST_SECONDS.
+QUICK_AT_LEAST_ANSWERS = 10
+QUICK_LONGEST_SECONDS = 2.0
 
 # wrk's Lua: count the answers, and as failures those with another status or GraphQL errors; print
 # one RESULT line the benchmarks parse. Shared by every wrk benchmark; {status} is the status expected.
@@ -249,6 +259,14 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+@dataclass(frozen=True)
+class Server:
+    """A server process to start: its command and the URL that answers once it is ready."""
+
+    command: list[str]
+    ready_url: str
+
+
 @contextmanager
 def running_server(
     command: list[str],
@@ -261,6 +279,28 @@ def running_server(
 ) -> Iterator[subprocess.Popen[bytes]]:
     """A server process with the benchmark's settings (and ``environment``'s variables), stopped
     when the block ends; yields the process."""
+    with running_servers(
+        [Server(command, ready_url)],
+        data_dir,
+        default_rate_limits=default_rate_limits,
+        database_url=database_url,
+        environment=environment,
+    ) as [process]:
+        yield process
+
+
+@contextmanager
+def running_servers(
+    servers: list[Server],
+    data_dir: Path,
+    *,
+    default_rate_limits: bool = False,
+    database_url: str = "",
+    environment: Mapping[str, str] | None = None,
+) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Server processes with the benchmark's settings (and ``environment``'s variables), stopped
+    when the block ends; yields the processes. They start side by side (each imports the
+    application: seconds that overlap on several cores)."""
     variables = {
         **{name: value for name, value in os.environ.items() if not name.startswith("LICENSING_")},
         **(environment or {}),
@@ -274,29 +314,32 @@ def running_server(
         # 32 connections share one token: the per-token budget refills faster than they can
         # spend it, so the rate limiter still runs (and costs what it costs) but never refuses.
         variables["LICENSING_RATE_LIMIT__RESTORE_RATE"] = "1000000000"
-    with (data_dir / f"server-{len(list(data_dir.glob('server-*')))}.log").open("w") as output:
-        process = subprocess.Popen(
-            command, cwd=data_dir, env=variables, stdout=output, stderr=subprocess.STDOUT
-        )
-        try:
-            # Generous: four workers starting on two cores shared with other work take a while.
-            deadline = time.monotonic() + START_TIMEOUT_SECONDS
-            while True:
-                if process.poll() is not None:
-                    raise SystemExit(f"{' '.join(command)} exited; see {output.name}")
-                try:
-                    if httpx.get(ready_url, timeout=1).status_code < 500:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise SystemExit(
-                        f"{' '.join(command)} did not start within {START_TIMEOUT_SECONDS} s"
-                    )
-                time.sleep(0.2)
-            yield process
-        finally:
+    started: list[tuple[Server, subprocess.Popen[bytes], Path]] = []
+    try:
+        for server in servers:
+            log_path = data_dir / f"server-{len(list(data_dir.glob('server-*')))}.log"
+            with log_path.open("w") as output:
+                process = subprocess.Popen(
+                    server.command,
+                    cwd=data_dir,
+                    env=variables,
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                )
+            started.append((server, process, log_path))
+        # Generous: four workers starting on two cores shared with other work take a while, and
+        # the servers share the cores as they start.
+        timeout = START_TIMEOUT_SECONDS * len(started)
+        deadline = time.monotonic() + timeout
+        # One client for every poll: a new one per request would build its TLS context each time.
+        with httpx.Client(timeout=1) as client:
+            for server, process, log_path in started:
+                wait_until_ready(client, server, process, log_path, deadline, timeout)
+        yield [process for _server, process, _log_path in started]
+    finally:
+        for _server, process, _log_path in started:
             process.terminate()
+        for _server, process, _log_path in started:
             try:
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
@@ -304,14 +347,65 @@ def running_server(
                 process.wait()
 
 
-def run_wrk(url: str, script: Path, *, connections: int, seconds: float) -> Measurement:
-    finished = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{round(seconds)}s", "-s", str(script), url],
-        capture_output=True,
+def wait_until_ready(
+    client: httpx.Client,
+    server: Server,
+    process: subprocess.Popen[bytes],
+    log_path: Path,
+    deadline: float,
+    timeout: float,
+) -> None:
+    """Poll the server's ready URL until it answers (any status below 500)."""
+    command = " ".join(server.command)
+    while True:
+        if process.poll() is not None:
+            raise SystemExit(f"{command} exited; see {log_path.name}")
+        try:
+            if client.get(server.ready_url).status_code < 500:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{command} did not start within {timeout:g} s")
+        time.sleep(READY_POLL_SECONDS)
+
+
+def run_wrk(
+    url: str, script: Path, *, connections: int, seconds: float, at_least: int = 0
+) -> Measurement:
+    """One wrk run of ``seconds``. With ``at_least`` (a smoke run's short rounds), a run that
+    got fewer answers (a busy machine: a figure needs answers) is run again, three times as
+    long each time, up to QUICK_LONGEST_SECONDS."""
+    measured = run_wrk_once(url, script, connections=connections, seconds=seconds)
+    while measured.requests < at_least and seconds < QUICK_LONGEST_SECONDS:
+        seconds = min(seconds * 3, QUICK_LONGEST_SECONDS)
+        log(f"{url}: {measured.requests} answer(s), measuring again for {seconds:g} s")
+        measured = run_wrk_once(url, script, connections=connections, seconds=seconds)
+    return measured
+
+
+def run_wrk_once(url: str, script: Path, *, connections: int, seconds: float) -> Measurement:
+    """One wrk run of ``seconds``. wrk takes whole seconds only: a shorter run (a smoke run's)
+    is ended early with SIGINT, on which wrk stops and reports what it measured so far."""
+    whole_seconds = max(1, math.ceil(seconds))
+    wrk = subprocess.Popen(
+        ["wrk", "-t1", f"-c{connections}", f"-d{whole_seconds}s", "-s", str(script), url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        check=True,
     )
-    line = next(line for line in finished.stdout.splitlines() if line.startswith("RESULT "))
+    try:
+        if seconds < whole_seconds and wait_for_sigint_handler(wrk):
+            time.sleep(seconds)
+            wrk.send_signal(signal.SIGINT)
+        stdout, stderr = wrk.communicate()
+    finally:
+        if wrk.poll() is None:
+            wrk.kill()
+            wrk.wait()
+    if wrk.returncode != 0:
+        raise subprocess.CalledProcessError(wrk.returncode, wrk.args, stdout, stderr)
+    line = next(line for line in stdout.splitlines() if line.startswith("RESULT "))
     answered, duration_us, failed, socket_errors, p50_us, p99_us = map(int, line.split()[1:])
     if failed or socket_errors:
         # Which kind tells a slow machine (wrk gives up on an answer after 2 s) from a wrong answer.
@@ -328,6 +422,26 @@ def run_wrk(url: str, script: Path, *, connections: int, seconds: float) -> Meas
     )
 
 
+def wait_for_sigint_handler(process: subprocess.Popen[str]) -> bool:
+    """Wait until ``process`` catches SIGINT (wrk sets its handler just before its load starts):
+    a SIGINT sent earlier would kill it unreported. False where /proc cannot tell (not Linux):
+    then the run takes its whole seconds."""
+    status = Path(f"/proc/{process.pid}/status")
+    mask = 1 << (signal.SIGINT - 1)
+    deadline = time.monotonic() + 10
+    while process.poll() is None and time.monotonic() < deadline:
+        try:
+            caught = next(
+                line for line in status.read_text().splitlines() if line.startswith("SigCgt:")
+            )
+        except (OSError, StopIteration):
+            return False
+        if int(caught.split()[1], 16) & mask:
+            return True
+        time.sleep(0.005)
+    return False
+
+
 def median_measurement(rounds: list[Measurement]) -> Measurement:
     return Measurement(
         requests_per_second=statistics.median(m.requests_per_second for m in rounds),
@@ -338,17 +452,43 @@ def median_measurement(rounds: list[Measurement]) -> Measurement:
     )
 
 
-def check_same_numbers(graphql_url: str, secret: str, **others: str) -> None:
-    """Every server must answer the same numbers, or the comparison means nothing. ``others``:
-    the JSON endpoints by name."""
+def answers_at_once(method: str, url: str, count: int, **request: Any) -> list[httpx.Response]:
+    """``count`` requests sent at once, each on its own connection. Before the load, this has
+    every worker of a server answer (opening its database connections): a smoke run's rounds
+    are too short to absorb that."""
+
+    async def send_all() -> list[httpx.Response]:
+        limits = httpx.Limits(max_connections=count)
+        async with httpx.AsyncClient(timeout=START_TIMEOUT_SECONDS, limits=limits) as client:
+            return await asyncio.gather(
+                *(client.request(method, url, **request) for _ in range(count))
+            )
+
+    return asyncio.run(send_all())
+
+
+def check_same_numbers(graphql_url: str, secret: str, *, copies: int, **others: str) -> None:
+    """Every server must answer the same numbers, or the comparison means nothing: ``copies``
+    requests at once to each. ``others``: the JSON endpoints by name."""
     headers = {"Authorization": f"Bearer {secret}"}
-    graphql = httpx.post(graphql_url, json={"query": DASHBOARD_QUERY}, headers=headers).json()
+    body = {"query": DASHBOARD_QUERY}
+    graphql = [
+        response.json()
+        for response in answers_at_once("POST", graphql_url, copies, json=body, headers=headers)
+    ]
+    expected = graphql[0].get("data")
+    answers = [("GraphQL", answer) for answer in graphql]
     for name, url in others.items():
-        other = httpx.post(url, headers=headers).json()
-        if graphql.get("errors") or graphql["data"] != other.get("data"):
+        answers += [
+            (name, response.json())
+            for response in answers_at_once("POST", url, copies, headers=headers)
+        ]
+    for name, answer in answers:
+        if answer.get("errors") or expected is None or answer.get("data") != expected:
             raise SystemExit(
                 "The endpoints disagree:\n"
-                f"GraphQL: {json.dumps(graphql, indent=1)}\n{name}: {json.dumps(other, indent=1)}"
+                f"GraphQL: {json.dumps(graphql[0], indent=1)}\n"
+                f"{name}: {json.dumps(answer, indent=1)}"
             )
 
 
@@ -392,22 +532,18 @@ def measure_servers(
     graphql_script.write_text(WRK_SCRIPT.format(body=body, secret=secret, status=200))
     json_script = data_dir / "json.lua"
     json_script.write_text(WRK_SCRIPT.format(body="", secret=secret, status=200))
-    servers = {"database_url": database_url}
-    with (
-        running_server(
-            graphql_command, data_dir, f"http://127.0.0.1:{graphql_port}/healthz", **servers
-        ),
-        running_server(
-            uvicorn_command("bench.bare_dashboard:create_app", bare_port),
-            data_dir,
-            bare_url,
-            **servers,
-        ),
-        running_server(
-            uvicorn_command("bench.raw_anchor:create_app", raw_port), data_dir, raw_url, **servers
-        ),
-    ):
-        check_same_numbers(graphql_url, secret, **{"hand-written": bare_url, "raw anchor": raw_url})
+    servers = [
+        Server(graphql_command, f"http://127.0.0.1:{graphql_port}/healthz"),
+        Server(uvicorn_command("bench.bare_dashboard:create_app", bare_port), bare_url),
+        Server(uvicorn_command("bench.raw_anchor:create_app", raw_port), raw_url),
+    ]
+    with running_servers(servers, data_dir, database_url=database_url):
+        check_same_numbers(
+            graphql_url,
+            secret,
+            copies=arguments.connections,
+            **{"hand-written": bare_url, "raw anchor": raw_url},
+        )
         load = {"connections": arguments.connections}
         # The same order in every round: raw anchor, hand-written, product.
         targets = {
@@ -415,15 +551,19 @@ def measure_servers(
             "bare": (bare_url, json_script),
             "graphql": (graphql_url, graphql_script),
         }
-        log(f"{students:,} students: warming up the servers")
-        warm_up_seconds = min(2, arguments.seconds)
-        for url, script in targets.values():
-            run_wrk(url, script, seconds=warm_up_seconds, **load)
+        if arguments.warm_up:
+            log(f"{students:,} students: warming up the servers")
+            for url, script in targets.values():
+                run_wrk(url, script, seconds=arguments.warm_up, **load)
         rounds: dict[str, list[Measurement]] = {name: [] for name in targets}
         for round_number in range(1, arguments.rounds + 1):
             log(f"{students:,} students: round {round_number} of {arguments.rounds}")
             for name, (url, script) in targets.items():
-                rounds[name].append(run_wrk(url, script, seconds=arguments.seconds, **load))
+                rounds[name].append(
+                    run_wrk(
+                        url, script, seconds=arguments.seconds, at_least=arguments.at_least, **load
+                    )
+                )
     return SizeResult(
         students=students,
         setup_seconds=setup_seconds,
@@ -509,16 +649,21 @@ def main() -> None:
         metavar="SERVER_URL",
         help="measure on PostgreSQL: a new database on this server (a role that may create one)",
     )
-    parser.add_argument("--seconds", type=int, help="seconds of load per round and server")
+    parser.add_argument("--seconds", type=float, help="seconds of load per round and server")
     parser.add_argument("--rounds", type=int, help="alternating rounds per size")
-    parser.add_argument("--quick", action="store_true", help="small sizes, one short round")
+    parser.add_argument(
+        "--quick", action="store_true", help="a small size, one short round, no warm-up"
+    )
     parser.add_argument(
         "--markdown", action="store_true", help="Print the result section as markdown."
     )
     arguments = parser.parse_args()
     arguments.students = arguments.students or ([500] if arguments.quick else SIZES)
-    arguments.seconds = arguments.seconds or (1 if arguments.quick else 8)
+    arguments.seconds = arguments.seconds or (QUICK_SECONDS if arguments.quick else 8)
     arguments.rounds = arguments.rounds or (1 if arguments.quick else 3)
+    # A smoke run's figures are not compared: the check of the numbers warms the servers enough.
+    arguments.warm_up = 0 if arguments.quick else min(2, arguments.seconds)
+    arguments.at_least = QUICK_AT_LEAST_ANSWERS if arguments.quick else 0
     arguments.workers = arguments.workers or default_workers(arguments.postgres)
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed for the load: install Debian's package 'wrk'.")

@@ -73,6 +73,9 @@ FLOOD_RATE_PER_CONNECTION = 10
 # A bound on each flood connection's requests, whatever the time.
 MAX_FLOOD_REQUESTS = 5_000
 SUBSCRIPTIONS_PER_SOCKET = 10
+FLOOD_HEAD_START_SECONDS = 0.5
+WARM_UP_SECONDS = 1.0
+QUICK_SECONDS = 0.2
 TARGET_RATIO = 3.0
 TARGET_FLOOR_MS = 20.0
 REPEATED_LICENSE = " license { display }"
@@ -206,6 +209,10 @@ async def flood_subscriptions(ws_url: str, token: str, until: float, flood: Floo
                 subprotocols=["graphql-transport-ws"],
                 additional_headers=headers,
                 open_timeout=10,
+                # The flood is over when the socket closes: a server slow to answer the close
+                # handshake (seen under this flood) need not hold the run for websockets'
+                # default 10 s.
+                close_timeout=1,
             ) as socket:
                 await socket.send(json.dumps({"type": "connection_init", "payload": {}}))
                 await socket.recv()
@@ -280,9 +287,12 @@ async def neighbour_latency(url: str, token: str, seconds: float) -> Latency:
 async def under_load(
     url: str, token: str, seconds: float, attack: Callable[[float], Awaitable[None]]
 ) -> Latency:
-    until = time.monotonic() + seconds + 0.5
+    # The flood is under way before the neighbour is measured (a smoke run's shorter seconds
+    # shorten the head start too).
+    head_start = min(FLOOD_HEAD_START_SECONDS, seconds)
+    until = time.monotonic() + seconds + head_start
     flooding = asyncio.ensure_future(attack(until))
-    await asyncio.sleep(0.5)  # the flood is under way before the neighbour is measured
+    await asyncio.sleep(head_start)
     measured = await neighbour_latency(url, token, seconds)
     await flooding
     return measured
@@ -372,7 +382,7 @@ async def run(
         log("calibrating")
         calibration = await calibrate(url, settings, arguments.runs)
         log("the neighbour at rest")
-        await neighbour_latency(url, neighbour(), 1)  # warm-up
+        await neighbour_latency(url, neighbour(), min(WARM_UP_SECONDS, arguments.seconds))
         rest = await neighbour_latency(url, neighbour(), arguments.seconds)
         results = []
         for shape, make in HTTP_SHAPES.items():
@@ -479,7 +489,7 @@ def main() -> None:
     arguments = parser.parse_args()
     arguments.workers = arguments.workers or default_workers(arguments.postgres)
     arguments.students = arguments.students or (1_000 if arguments.quick else 200_000)
-    arguments.seconds = arguments.seconds or (0.5 if arguments.quick else 8)
+    arguments.seconds = arguments.seconds or (QUICK_SECONDS if arguments.quick else 8)
     arguments.runs = arguments.runs or (1 if arguments.quick else 5)
     for name in [name for name in os.environ if name.startswith("LICENSING_")]:
         del os.environ[name]

@@ -22,6 +22,9 @@ own and not an earlier step's:
   ``executemany``, or psycopg's ``COPY``) inserting as many roster-shaped rows as the bundle has
   records into a new table with the roster table's indexes, on the same database kind.
 
+With ``--quick`` (a smoke run, its figures not compared) the parse and the syncs share one
+process, which saves an interpreter's start and the application's imports per step.
+
 The seconds are the step alone (not the interpreter's start). Each sync's count of active
 students is checked against the count the generator expects; a wrong count or a failed step
 makes the script exit with status 1. The target (SPEC section 8) is a full sync of 1,000,000
@@ -44,6 +47,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 import tracemalloc
 import zipfile
 from collections import Counter
@@ -56,8 +60,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.postgres import database_name, fresh_database
 from bench.tables import markdown_table, show
-from licensing.orchestration.plugin_host import plugin_host
-from licensing.settings import Settings
 from plugins.builtin.oneroster_csv import (
     ROLES_V1P2,
     USERS_V1P1,
@@ -232,12 +234,16 @@ def write_bundle(
     return Bundle(path, size / 1_000_000, records, active)
 
 
-# --- One step, in its own process ------------------------------------------------------------------
+# --- The steps, each in its own process ----------------------------------------------------------
 
 
 def parse_bundle(path: Path) -> Counter[str]:
     """Read the bundle through the oneroster_csv source, keeping no record: counts by role and
     status."""
+    # Imported here: the process that writes the bundles and runs the steps needs neither.
+    from licensing.orchestration.plugin_host import plugin_host
+    from licensing.settings import Settings
+
     counts: Counter[str] = Counter()
     source = OneRosterCsvSource(plugin_host(Settings()))
     records = source.fetch_students(district=DISTRICT, options={"path": str(path)})
@@ -307,8 +313,12 @@ def run_step(
     step: str, bundle: Path, data_dir: Path, *, database_url: str, trace: bool
 ) -> dict[str, Any]:
     """The step's figures; ``baseline_mb`` is the peak before it began (interpreter, imports)."""
-    if step != "parse":
-        import app.runtime  # noqa: F401  (imported before the baseline, like the parse's modules)
+    # The step's modules are imported before the baseline.
+    if step == "parse":
+        import licensing.orchestration.plugin_host
+        import licensing.settings  # noqa: F401
+    else:
+        import app.runtime  # noqa: F401
     result: dict[str, Any] = {"baseline_mb": peak_rss_mb()}
     if step == "parse":
         if trace:
@@ -326,6 +336,35 @@ def run_step(
         result.update(seconds=seconds, records=records, active_students=active)
     result["peak_mb"] = peak_rss_mb()
     return result
+
+
+def run_steps(args: argparse.Namespace) -> None:
+    """Run each ``--step`` on its ``--path`` in this process, printing a JSON line for each: its
+    figures, or null when it failed (a failed sync ends the run: the next needs its database).
+    Exits with status 1 when a step failed."""
+    if len(args.path or ()) != len(args.step):
+        raise SystemExit("Give each --step the --path of its bundle.")
+    failed = False
+    with contextlib.chdir(args.data_dir.parent):
+        for step, path in zip(args.step, args.path, strict=True):
+            try:
+                figures: dict[str, Any] | None = run_step(
+                    step,
+                    path,
+                    args.data_dir,
+                    database_url=args.database_url,
+                    trace=args.tracemalloc,
+                )
+            except (Exception, SystemExit):
+                traceback.print_exc()
+                figures = None
+            print(json.dumps(figures), flush=True)
+            if figures is None:
+                failed = True
+                if step != "parse":
+                    break
+    if failed:
+        sys.exit(1)
 
 
 # --- The whole benchmark --------------------------------------------------------------------------
@@ -379,53 +418,83 @@ def measure_steps(students: int, args: argparse.Namespace, database_url: str) ->
             for changed in (False, True)
         }
         steps = ["parse"] if args.parse_only else list(STEPS)
-        for step in steps:
-            bundle = bundles[step == "resync-changed"]
-            if step == "anchor":
-                # The same number of rows as the bundle has records, on the same database kind.
-                command = [
-                    sys.executable,
-                    str(Path(__file__).with_name("raw_anchor.py")),
-                    "bulk-load",
-                    "--rows",
-                    str(bundle.records),
-                    "--json",
-                ]
-                if args.postgres:
-                    command += ["--postgres", args.postgres]
-            else:
-                command = [
-                    sys.executable,
-                    __file__,
-                    "--step",
-                    step,
-                    "--path",
-                    str(bundle.path),
-                    "--data-dir",
-                    str(folder / "data"),
-                ]
-                if database_url:
-                    command += ["--database-url", database_url]
-                if args.tracemalloc:
-                    command.append("--tracemalloc")
-            done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=False)
-            figures = json.loads(done.stdout) if done.returncode == 0 else None
-            if figures is not None and step == "anchor":
-                figures["records"] = figures["rows"]
-            result = StepResult(students, bundle, step, figures)
-            if figures is None:
-                log(f"  {STEPS[step]}: FAILED (exit status {done.returncode})")
-            else:
-                active = figures.get("active_students")
-                log(
-                    f"  {STEPS[step]}: {figures['seconds']:.1f} s, "
-                    f"peak {figures['peak_mb']:,.0f} MB"
-                    + ("" if active is None else f", active {active:,}")
-                    + ("" if result.counted_right else f" (expected {bundle.active_students:,})")
-                )
-            results.append(result)
-            if figures is None and step not in ("parse", "anchor"):
+        for batch in step_batches(steps, quick=args.quick):
+            batch_results = run_batch(batch, students, bundles, folder, args, database_url)
+            results += batch_results
+            if any(
+                result.figures is None and result.step not in ("parse", "anchor")
+                for result in batch_results
+            ):
                 break  # the later syncs need this one's database
+    return results
+
+
+def step_batches(steps: list[str], *, quick: bool) -> list[list[str]]:
+    """The steps grouped by the process that runs them: each step in its own, so that its peak
+    memory is its own; with ``--quick`` (figures not compared) the parse and the syncs share
+    one, which saves an interpreter's start and the application's imports per step."""
+    if not quick:
+        return [[step] for step in steps]
+    shared = [step for step in steps if step != "anchor"]
+    return [batch for batch in (shared, [step for step in steps if step == "anchor"]) if batch]
+
+
+def run_batch(
+    batch: list[str],
+    students: int,
+    bundles: dict[bool, Bundle],
+    folder: Path,
+    args: argparse.Namespace,
+    database_url: str,
+) -> list[StepResult]:
+    """Run the steps of ``batch`` in a fresh process: their results, in order, up to the step
+    that failed (a sync that failed ends the batch)."""
+    if batch == ["anchor"]:
+        # The same number of rows as the bundle has records, on the same database kind.
+        command = [
+            sys.executable,
+            str(Path(__file__).with_name("raw_anchor.py")),
+            "bulk-load",
+            "--rows",
+            str(bundles[False].records),
+            "--json",
+        ]
+        if args.postgres:
+            command += ["--postgres", args.postgres]
+    else:
+        command = [sys.executable, __file__, "--data-dir", str(folder / "data")]
+        for step in batch:
+            command += ["--step", step, "--path", str(bundles[step == "resync-changed"].path)]
+        if database_url:
+            command += ["--database-url", database_url]
+        if args.tracemalloc:
+            command.append("--tracemalloc")
+    done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=False)
+    # One JSON line per step run: its figures, or null when it failed.
+    printed: list[dict[str, Any] | None] = [
+        json.loads(line) for line in done.stdout.splitlines() if line.strip()
+    ]
+    if done.returncode != 0 and all(figures is not None for figures in printed):
+        # The process failed outside a step: the step it was in (or the last) failed.
+        printed = printed[: len(batch) - 1] if len(printed) == len(batch) else printed
+        printed.append(None)
+    results = []
+    for step, figures in zip(batch, printed, strict=False):
+        if figures is not None and step == "anchor":
+            figures["records"] = figures["rows"]
+        bundle = bundles[step == "resync-changed"]
+        result = StepResult(students, bundle, step, figures)
+        if figures is None:
+            log(f"  {STEPS[step]}: FAILED (exit status {done.returncode})")
+        else:
+            active = figures.get("active_students")
+            log(
+                f"  {STEPS[step]}: {figures['seconds']:.1f} s, "
+                f"peak {figures['peak_mb']:,.0f} MB"
+                + ("" if active is None else f", active {active:,}")
+                + ("" if result.counted_right else f" (expected {bundle.active_students:,})")
+            )
+        results.append(result)
     return results
 
 
@@ -472,7 +541,14 @@ def section(results: list[StepResult], args: argparse.Namespace) -> str:
         f"1% guardians, synced through the service into a new {database} database, then synced "
         "again unchanged, then synced with 1% of the students changed: 0.25% removed from the "
         "file, 0.25% disabled (`enabledUser` false), 0.25% moved to another school and renamed, "
-        "and 0.25% new. Each step runs in a fresh process; peak memory is that process's peak "
+        "and 0.25% new. "
+        + (
+            "With `--quick` (a smoke run) the parse and the syncs share one process, so a "
+            "step's peak memory includes the steps before it; "
+            if args.quick
+            else "Each step runs in a fresh process; "
+        )
+        + "peak memory is that process's peak "
         "resident set, of which the interpreter and the imports take about "
         f"{parse_baseline:,.0f} MB before a parse and {sync_baseline:,.0f} MB before a "
         "sync. "
@@ -556,9 +632,10 @@ def main() -> None:
         metavar="SERVER_URL",
         help="sync into PostgreSQL: a new database on this server (a role that may create one)",
     )
-    # One step in this process, as the benchmark runs it: figures as JSON on standard output.
-    parser.add_argument("--step", choices=tuple(STEPS), help=argparse.SUPPRESS)
-    parser.add_argument("--path", type=Path, help=argparse.SUPPRESS)
+    # Steps in this process, as the benchmark runs them (each --step with the --path of its
+    # bundle): one line of JSON per step on standard output, its figures or null.
+    parser.add_argument("--step", action="append", choices=tuple(STEPS), help=argparse.SUPPRESS)
+    parser.add_argument("--path", action="append", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--data-dir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--database-url", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -569,15 +646,7 @@ def main() -> None:
     for name in [name for name in os.environ if name.startswith("LICENSING_")]:
         del os.environ[name]
     if args.step:
-        with contextlib.chdir(args.data_dir.parent):
-            figures = run_step(
-                args.step,
-                args.path,
-                args.data_dir,
-                database_url=args.database_url,
-                trace=args.tracemalloc,
-            )
-        print(json.dumps(figures))
+        run_steps(args)
         return
     sizes = QUICK_SIZES if args.quick else args.students or SIZES
     results = [result for students in sizes for result in measure(students, args)]

@@ -21,6 +21,11 @@ from pathlib import Path
 import pytest
 
 from bench.run import BENCHMARKS, DOCS, REPOSITORY, RESULTS_END, RESULTS_START, rewrite
+from tests.utils.databases import SERVER_URL
+
+# Read at import, like the database's URL: the autouse fixture clears every LICENSING_* variable
+# before a test runs.
+REQUIRE_WRK = bool(os.environ.get("LICENSING_REQUIRE_WRK"))
 
 # Starts servers and loads them: one benchmark at a time, on one xdist worker (handed out first:
 # tests/conftest.py).
@@ -28,8 +33,7 @@ pytestmark = pytest.mark.xdist_group("bench")
 
 
 def postgres_server() -> str | None:
-    url = os.environ.get("LICENSING_TEST_DATABASE_URL", "")
-    return url if url.startswith("postgresql") else None
+    return SERVER_URL if SERVER_URL.startswith("postgresql") else None
 
 
 def run_bench(*arguments: str) -> subprocess.CompletedProcess[str]:
@@ -60,7 +64,7 @@ def test_quick_run_prints_the_table_and_fills_the_markers(benchmark, tmp_path: P
         pytest.skip(f"bench/{benchmark.script.name} is not written yet")
     if benchmark.name in ("dashboard", "conditional") and shutil.which("wrk") is None:
         # CI installs Debian's wrk (.ci/run) and sets the variable, so there it fails instead.
-        if os.environ.get("LICENSING_REQUIRE_WRK"):
+        if REQUIRE_WRK:
             pytest.fail("wrk is not installed, and LICENSING_REQUIRE_WRK is set")
         pytest.skip(f"the {benchmark.name} benchmark needs Debian's wrk")
     published = DOCS.read_bytes()

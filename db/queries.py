@@ -7,24 +7,31 @@ set-based twin, and a test holds the two to the same answers. Which row counts i
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from operator import itemgetter
+from typing import Any, cast
 
 from sqlalchemy import (
+    Connection,
+    Dialect,
     Table,
     and_,
     bindparam,
     case,
     delete,
     distinct,
+    except_,
+    exists,
     func,
     literal,
     or_,
     select,
+    text,
     update,
 )
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, col
 
 from db.models import (
@@ -81,39 +88,42 @@ def recount_usage(
 
     With ``people`` (a select of person keys), only those people are counted and devices are
     left out (0): every count is a sum over people, so a change that touches only these people
-    changes the district's counts by exactly the difference of two such counts."""
+    changes the district's counts by exactly the difference of two such counts.
+
+    One pass: the roster's rows grouped by person, each person's facts summed. (Counting each
+    figure on its own took five statements, two of them ``NOT IN`` a subquery, which PostgreSQL
+    runs as a per-row rescan once the subquery outgrows its memory for hashing.)"""
     in_district = roster.c.district_id == district_id
     if people is not None:
         in_district = and_(in_district, roster.c.person_key.in_(people))
-    students_here = and_(in_district, is_student(roster))
-    counts_as_active = and_(in_district, counts_against_license(roster))
-    active_people = select(roster.c.person_key).where(counts_as_active).distinct()
-    student_people = select(roster.c.person_key).where(students_here).distinct()
-
-    active = session.execute(
-        select(func.count(distinct(roster.c.person_key))).where(counts_as_active)
-    ).scalar_one()
-    students = session.execute(
-        select(func.count(distinct(roster.c.person_key))).where(students_here)
-    ).scalar_one()
-    staff = session.execute(
-        select(func.count(distinct(roster.c.person_key))).where(
-            in_district,
-            roster.c.role == STAFF,
-            roster.c.person_key.not_in(student_people),
+    person = (
+        select(
+            _any(counts_against_license(roster)).label("active"),
+            _any(is_student(roster)).label("student"),
+            _any(roster.c.role == STAFF).label("staff"),
+            _any(
+                and_(
+                    is_student(roster),
+                    roster.c.lifecycle == ACTIVE_LIFECYCLE,
+                    roster.c.enabled.is_(False),
+                )
+            ).label("disabled"),
+            func.count().label("records"),
         )
-    ).scalar_one()
-    disabled = session.execute(
-        select(func.count(distinct(roster.c.person_key))).where(
-            students_here,
-            roster.c.lifecycle == ACTIVE_LIFECYCLE,
-            roster.c.enabled.is_(False),
-            roster.c.person_key.not_in(active_people),
+        .where(in_district)
+        .group_by(roster.c.person_key)
+        .subquery()
+    )
+    row = session.execute(
+        select(
+            _sum(person.c.active),
+            _sum(person.c.student),
+            _sum(case((person.c.student == 0, person.c.staff), else_=0)),
+            _sum(case((person.c.active == 0, person.c.disabled), else_=0)),
+            _sum(case((person.c.active == 1, person.c.records), else_=0)),
         )
-    ).scalar_one()
-    records_of_active_people = session.execute(
-        select(func.count()).where(in_district, roster.c.person_key.in_(active_people))
-    ).scalar_one()
+    ).one()
+    active, students, staff, disabled, records_of_active_people = (int(value) for value in row)
     devices = 0
     if people is None:
         devices = session.execute(
@@ -127,6 +137,16 @@ def recount_usage(
         "devices": devices,
         "duplicates_collapsed": records_of_active_people - active,
     }
+
+
+def _any(condition: Any) -> Any:
+    """1 when the condition holds for any row of the group, else 0."""
+    return func.max(case((condition, 1), else_=0))
+
+
+def _sum(value: Any) -> Any:
+    """The sum of ``value`` over the rows, 0 when there are none."""
+    return func.coalesce(func.sum(value), 0)
 
 
 def store_usage(
@@ -148,10 +168,115 @@ ROW_COLUMNS = [
 ]
 
 
+# What a staged row is written with: its run, whether it removes a record (deltas), its values.
+STAGED_COLUMNS = ["run_id", "removed", *ROW_COLUMNS]
+
+
 def insert_staging_rows(
     session: Session, *, run_id: int, rows: Sequence[Mapping[str, Any]]
 ) -> None:
-    session.execute(staging.insert(), [{**row, "run_id": run_id} for row in rows])
+    """Add rows to a run's staging rows: the bulk of a sync's writes, so each database gets its
+    driver's fastest way of loading rows, with each value converted as SQLAlchemy converts it."""
+    if not rows:
+        return
+    connection = session.connection()
+    values = _staged_values(run_id, rows, connection.dialect)
+    if connection.dialect.name == "postgresql":
+        _copy_staging_rows(connection, values)
+    else:
+        _insert_staging_rows(connection, values)
+
+
+# Two ways of loading the same rows, side by side: PostgreSQL's COPY takes the rows as one
+# stream, several times faster than INSERT statements; SQLite has no COPY, and its fastest
+# load is the driver's executemany of one prepared INSERT.
+
+
+def _copy_staging_rows(connection: Connection, values: Iterator[tuple[Any, ...]]) -> None:
+    """PostgreSQL: ``COPY ... FROM STDIN`` (psycopg's ``Cursor.copy``), on the session's own
+    connection, so the rows are part of its transaction."""
+    driver = connection.connection.driver_connection
+    if driver is None:
+        raise RuntimeError("the session's connection is closed")
+    statement = f"COPY {staging.name} ({', '.join(STAGED_COLUMNS)}) FROM STDIN"
+    try:
+        with driver.cursor() as cursor, cursor.copy(statement) as copy:
+            for row in values:
+                copy.write_row(row)
+    except connection.dialect.loaded_dbapi.Error as error:
+        raise _statement_error(connection, statement, error) from None
+
+
+def _statement_error(connection: Connection, statement: str, error: Exception) -> BaseException:
+    """The driver's error as SQLAlchemy raises it for a statement it runs (an IntegrityError for
+    a duplicate key, say), the connection dropped from the pool if the server went away."""
+    dialect = connection.dialect
+    disconnected = dialect.is_disconnect(
+        cast(Any, error), connection.connection.dbapi_connection, None
+    )
+    if disconnected:
+        connection.invalidate(error)
+    return DBAPIError.instance(
+        statement,
+        None,
+        error,
+        dialect.loaded_dbapi.Error,
+        hide_parameters=True,
+        connection_invalidated=disconnected,
+        dialect=dialect,
+    )
+
+
+def _insert_staging_rows(connection: Connection, values: Iterator[tuple[Any, ...]]) -> None:
+    """SQLite: one prepared INSERT, run by the driver for every row (``executemany``), without
+    SQLAlchemy's handling of each row's parameters."""
+    marks = ", ".join("?" for _ in STAGED_COLUMNS)
+    connection.exec_driver_sql(
+        f"INSERT INTO {staging.name} ({', '.join(STAGED_COLUMNS)}) VALUES ({marks})",
+        list(values),
+    )
+
+
+def _staged_values(
+    run_id: int, rows: Iterable[Mapping[str, Any]], dialect: Dialect
+) -> Iterator[tuple[Any, ...]]:
+    """Each row's values in the order of STAGED_COLUMNS, as SQLAlchemy would bind them."""
+    values_of = itemgetter(*ROW_COLUMNS)
+    converters = _value_converters(dialect)
+    for row in rows:
+        values = list(values_of(row))
+        for index, convert in converters:
+            value = values[index]
+            if value is not None:
+                values[index] = convert(value)
+        yield (run_id, row.get("removed", False), *values)
+
+
+_converters: dict[str, list[tuple[int, Any]]] = {}
+
+
+def _value_converters(dialect: Dialect) -> list[tuple[int, Any]]:
+    """(position in ROW_COLUMNS, function) for each column whose values SQLAlchemy converts when
+    it binds them on this database: booleans, dates, and times (which must carry their time
+    zone, stored in UTC)."""
+    found = _converters.get(dialect.name)
+    if found is None:
+        processors = [
+            staging.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+            for name in ROW_COLUMNS
+        ]
+        found = [(index, convert) for index, convert in enumerate(processors) if convert]
+        _converters[dialect.name] = found
+    return found
+
+
+def analyze_staging(session: Session) -> None:
+    """PostgreSQL: refresh the planner's statistics of the staging table, once a run's rows are
+    loaded. Every run's rows carry a run id the last statistics have never seen, so without
+    them the planner takes the run for one row and may scan it once per roster row; SQLite
+    keeps no statistics unless asked."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text(f"ANALYZE {staging.name}"))
 
 
 # --- Deltas: a run's staging rows are changes to the source's roster, applied in place --------
@@ -262,7 +387,7 @@ def delta_effect(session: Session, *, district_id: int, source: str, run_id: int
             by_person,
             counts_against_license(roster),
             roster.c.person_key.in_(touched),
-            roster.c.source_id.not_in(changed),
+            ~_staged(run_id),
         )
         .union(
             select(staging.c.person_key).where(
@@ -271,20 +396,15 @@ def delta_effect(session: Session, *, district_id: int, source: str, run_id: int
                 counts_against_license(staging),
             )
         )
+        .subquery()
     )
+    after = select(counted_after.c.person_key)
+    # Set differences (EXCEPT): one hashed or sorted pass on both databases, however many people.
     lost = session.execute(
-        select(func.count(distinct(roster.c.person_key))).where(
-            by_person,
-            counts_against_license(roster),
-            roster.c.person_key.in_(touched),
-            roster.c.person_key.not_in(counted_after),
-        )
+        select(func.count()).select_from(except_(counted_now, after).subquery())
     ).scalar_one()
-    gained_rows = counted_after.subquery()
     gained = session.execute(
-        select(func.count())
-        .select_from(gained_rows)
-        .where(gained_rows.c.person_key.not_in(counted_now))
+        select(func.count()).select_from(except_(after, counted_now).subquery())
     ).scalar_one()
     return DeltaEffect(
         replaced=replaced,
@@ -355,14 +475,10 @@ def staged_differences(
     metadata) against the source's stored roster: what a full sync corrects after deltas."""
     in_source = _source_rows(district_id, source)
     in_run = staging.c.run_id == run_id
-    stored_ids = select(roster.c.source_id).where(in_source)
-    staged_ids = select(staging.c.source_id).where(in_run)
     added = session.execute(
-        select(func.count()).where(in_run, staging.c.source_id.not_in(stored_ids))
+        select(func.count()).where(in_run, ~_stored(district_id, source))
     ).scalar_one()
-    removed = session.execute(
-        select(func.count()).where(in_source, roster.c.source_id.not_in(staged_ids))
-    ).scalar_one()
+    removed = session.execute(select(func.count()).where(in_source, ~_staged(run_id))).scalar_one()
     differs = or_(
         *[
             roster.c[name].is_distinct_from(staging.c[name])
@@ -379,34 +495,33 @@ def staged_differences(
 
 
 def staged_statistics(session: Session, *, run_id: int) -> dict[str, int]:
-    """How a staged roster splits by the counting rule: counted, and excluded by reason."""
-    in_run = staging.c.run_id == run_id
-    students_in_run = and_(in_run, is_student(staging))
-    active_lifecycle = and_(students_in_run, staging.c.lifecycle == ACTIVE_LIFECYCLE)
-    counts = and_(in_run, counts_against_license(staging))
-
-    def count(*conditions: Any) -> int:
-        return session.execute(select(func.count()).where(*conditions)).scalar_one()
-
-    active_records = count(counts)
+    """How a staged roster splits by the counting rule: counted, and excluded by reason (one
+    pass over the run's rows)."""
+    split = _row_split(session, staging, staging.c.run_id == run_id)
     active_people = session.execute(
-        select(func.count(distinct(staging.c.person_key))).where(counts)
+        select(func.count(distinct(staging.c.person_key))).where(
+            staging.c.run_id == run_id, counts_against_license(staging)
+        )
     ).scalar_one()
     return {
-        "records": count(in_run),
+        "records": split.records,
         "active_students": active_people,
-        "staff": count(in_run, staging.c.role == STAFF),
-        "inactive": count(students_in_run, staging.c.lifecycle != ACTIVE_LIFECYCLE),
-        "disabled": count(active_lifecycle, staging.c.enabled.is_(False)),
-        "duplicate": active_records - active_people,
+        "staff": split.staff,
+        "inactive": split.inactive,
+        "disabled": split.disabled,
+        "duplicate": split.counted - active_people,
     }
 
 
 def removed_active_people(
     session: Session, *, district_id: int, source: str, run_id: int
 ) -> tuple[int, int]:
-    """(active students the source has now, how many of them the staged roster no longer counts)."""
-    held = and_(
+    """(active students the source has now, how many of them the staged roster no longer counts).
+
+    The people no longer counted are a set difference (``EXCEPT``), which both databases run in
+    one pass, hashed or sorted; ``NOT IN`` a subquery becomes a rescan per row on PostgreSQL past
+    its hashing memory, and an anti-join on SQLite needs an index on the staged person keys."""
+    held = select(roster.c.person_key).where(
         roster.c.district_id == district_id,
         roster.c.source == source,
         counts_against_license(roster),
@@ -415,23 +530,46 @@ def removed_active_people(
         staging.c.run_id == run_id, counts_against_license(staging)
     )
     before = session.execute(
-        select(func.count(distinct(roster.c.person_key))).where(held)
+        select(func.count()).select_from(held.distinct().subquery())
     ).scalar_one()
+    if not before:
+        return 0, 0
     removed = session.execute(
-        select(func.count(distinct(roster.c.person_key))).where(
-            held, roster.c.person_key.not_in(still_active)
-        )
+        select(func.count()).select_from(except_(held, still_active).subquery())
     ).scalar_one()
     return before, removed
 
 
 def swap_in_staged_roster(session: Session, *, district_id: int, source: str, run_id: int) -> None:
-    """Make the staged roster the source's roster, and drop the staging rows (one transaction)."""
-    session.execute(
-        delete(roster).where(roster.c.district_id == district_id, roster.c.source == source)
+    """Make the staged roster the source's roster, and drop the staging rows (one transaction).
+
+    Only what differs is written: the stored records that are not staged exactly as they are
+    (removed or changed) are deleted, then the staged records not stored (new or changed) are
+    inserted. A re-sync that changes 1% of a roster writes 1% of it, and the records it leaves
+    alone keep their ids. Both statements find their partner row through a unique index: an
+    anti-join (hashed or merged) on PostgreSQL, an index search per row on SQLite."""
+    in_source = _source_rows(district_id, source)
+    staged_as_stored = exists().where(
+        staging.c.run_id == run_id,
+        staging.c.source_id == roster.c.source_id,
+        *[
+            staging.c[name].is_not_distinct_from(roster.c[name])
+            for name in ROW_COLUMNS
+            if name != "source_id"
+        ],
     )
-    _store_staged(session, district_id, source, run_id)
+    session.execute(delete(roster).where(in_source, ~staged_as_stored))
+    _store_staged(session, district_id, source, run_id, ~_stored(district_id, source))
     discard_staging(session, run_id=run_id)
+
+
+def _stored(district_id: int, source: str) -> Any:
+    """The staging row's record is stored in the source's roster (by id)."""
+    return (
+        exists()
+        .where(_source_rows(district_id, source), roster.c.source_id == staging.c.source_id)
+        .correlate(staging)
+    )
 
 
 def _store_staged(
@@ -457,16 +595,24 @@ def discard_staging(session: Session, *, run_id: int) -> None:
 def stage_current_roster(session: Session, *, district_id: int, source: str, run_id: int) -> None:
     """Stage the source's stored people that the run has not staged itself, so a change of some
     people (an import that adds, a switch of a few) is staged as the source's whole roster."""
-    staged_ids = select(staging.c.source_id).where(staging.c.run_id == run_id)
     session.execute(
         staging.insert().from_select(
             ["run_id", *ROW_COLUMNS],
             select(literal(run_id), *[roster.c[name] for name in ROW_COLUMNS]).where(
                 roster.c.district_id == district_id,
                 roster.c.source == source,
-                roster.c.source_id.not_in(staged_ids),
+                ~_staged(run_id),
             ),
         )
+    )
+
+
+def _staged(run_id: int) -> Any:
+    """The roster row's record is staged by the run (by id, through the staging unique key)."""
+    return (
+        exists()
+        .where(staging.c.run_id == run_id, staging.c.source_id == roster.c.source_id)
+        .correlate(roster)
     )
 
 

@@ -318,6 +318,8 @@ class RosterSync:
     ) -> SyncOutcome:
         guard = self._guard(district_id, source)
         with self.database.write() as session:
+            roster_changes.staging_loaded(session)
+        with self.database.write() as session:
             return roster_changes.settle_run(
                 session,
                 run_id=run_id,

@@ -159,6 +159,13 @@ def stage_rows(
         queries.insert_staging_rows(session, run_id=run_id, rows=rows)
 
 
+def staging_loaded(session: Session) -> None:
+    """Say that a run's rows are all staged, before it is settled: on PostgreSQL the planner
+    gets the staging table's statistics (in a transaction of its own when it can, as the
+    statistics' lock is held until commit)."""
+    queries.analyze_staging(session)
+
+
 def _still_running(session: Session, *, run_id: int, now: datetime) -> bool:
     result = session.execute(
         update(RosterSyncRun)
@@ -556,6 +563,7 @@ def apply_roster(
         queries.stage_current_roster(
             session, district_id=district_id, source=source, run_id=stored_id(run)
         )
+    staging_loaded(session)
     return settle_run(
         session,
         run_id=stored_id(run),
@@ -591,6 +599,7 @@ def apply_enabled_switch(
         session, district_id=district_id, source=source, run_id=stored_id(run)
     )
     changed = queries.set_staged_enabled(session, run_id=stored_id(run), ids=ids, enabled=enabled)
+    staging_loaded(session)
     records = queries.staged_statistics(session, run_id=stored_id(run))["records"]
     outcome = settle_run(
         session,

@@ -44,6 +44,8 @@ from db.session import affected_rows
 
 STAFF = "staff"
 INSERT_CHUNK = 5_000
+# Beside the usage counts: the records that count, the active-student report's rows.
+REPORT_ROWS = "counted_records"
 
 roster = table_of(RosterRecord)
 
@@ -114,6 +116,7 @@ def recount_usage(
     records_of_active_people = session.execute(
         select(func.count()).where(in_district, roster.c.person_key.in_(active_people))
     ).scalar_one()
+    counted_records = session.execute(select(func.count()).where(counts_as_active)).scalar_one()
     devices = 0
     if people is None:
         devices = session.execute(
@@ -126,18 +129,22 @@ def recount_usage(
         "staff": staff,
         "devices": devices,
         "duplicates_collapsed": records_of_active_people - active,
+        REPORT_ROWS: counted_records,
     }
 
 
 def store_usage(
     session: Session, *, district_id: int, counts: Mapping[str, int], now: datetime
 ) -> None:
+    """Store the counts of a roster as it is now, in the transaction that changed it: its
+    version goes up, so what was kept of the roster before (the count review) is known old."""
     usage = session.get(DistrictUsage, district_id)
     if usage is None:
         usage = DistrictUsage(district_id=district_id, updated_at=now)
         session.add(usage)
     for name, value in counts.items():
         setattr(usage, name, value)
+    usage.roster_version = (usage.roster_version or 0) + 1
     usage.updated_at = now
     session.flush()
 

@@ -17,10 +17,12 @@ from sqlmodel import Session
 
 from db.models import RosterRecord, table_of
 from db.rules_sql import counts_against_license
+from db.search_sql import SEPARATOR, search_text, whole_name
 from db.session import Database
 from licensing.domain import rules
 from licensing.storage import cursors
 from licensing.storage.paging import KeysetList, Page, PageRequest, keyset_page
+from licensing.storage.roster import counted_records
 
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 50
@@ -157,21 +159,20 @@ def _filtered(district_id: int, report_filter: ActiveStudentFilter) -> list[Any]
 
 def search_matches(search: str) -> ColumnElement[bool]:
     """A roster record whose name, username or id contains ``search`` (any letter case). The
-    caller refuses a NUL character first (no stored text holds one)."""
-    needle = f"%{_escape(search.strip().lower())}%"
+    caller refuses a NUL character first (no stored text holds one).
+
+    Read as one text (``db.search_sql``), which PostgreSQL's trigram index holds; a search text
+    holding the separator between its fields is matched field by field, without the index."""
+    text = search.strip().lower()
+    needle = f"%{_escape(text)}%"
+    if SEPARATOR not in text:
+        return search_text(roster).like(needle, escape="\\")
     return or_(
         *(
             func.lower(column).like(needle, escape="\\")
-            for column in (
-                roster.c.given_name,
-                roster.c.family_name,
-                roster.c.username,
-                roster.c.source_id,
-            )
+            for column in (roster.c.username, roster.c.source_id)
         ),
-        func.lower(
-            func.coalesce(roster.c.given_name, "") + " " + func.coalesce(roster.c.family_name, "")
-        ).like(needle, escape="\\"),
+        func.lower(whole_name(roster)).like(needle, escape="\\"),
     )
 
 
@@ -238,7 +239,10 @@ def active_student_page(
 def count_active_students(
     session: Session, *, district_id: int, report_filter: ActiveStudentFilter
 ) -> int:
-    """Rows of the report matching the filter, on every page."""
+    """Rows of the report matching the filter, on every page: with no filter, the count kept
+    with the usage (the roster is not counted again)."""
+    if report_filter == ActiveStudentFilter():
+        return counted_records(session, district_id=district_id)
     conditions = _filtered(district_id, report_filter)
     return session.execute(select(func.count()).where(*conditions)).scalar_one()
 

@@ -482,6 +482,12 @@ def queries(setup: Setup) -> list[Query]:
     audit_page = f"pageInfo {{ hasNextPage endCursor }} nodes {{ {AUDIT_FIELDS} }}"
     return [
         Query(
+            "floor: usage { activeStudents } (kept counts, no roster read)",
+            "query Floor { usage { activeStudents } }",
+            ROSTER_TABLES,
+            target=False,
+        ),
+        Query(
             "countReview (the tab's query)",
             "query CountReview { countReview { reason students records licensesFreed examples } "
             "usage { activeStudents } }",
@@ -525,6 +531,8 @@ def queries(setup: Setup) -> list[Query]:
             "auditLog(first: 50) with totalCount",
             f"query AuditLog {{ auditLog(first: 50) {{ totalCount {audit_page} }} }}",
             AUDIT_TABLES,
+            # Counts the whole log: not one of the target's reads (the tab never asks for it).
+            target=False,
         ),
         Query(
             "auditLog actions: [SET_THRESHOLD]",
@@ -720,6 +728,20 @@ def verdict(met: bool) -> str:
     return "met" if met else "**NOT met**"
 
 
+def target_scans(timings: list[Timing]) -> list[Timing]:
+    """The target's reads whose plans read a table in full."""
+    return [timing for timing in timings if timing.query.target and timing.scans]
+
+
+def reads_verdict(slow: list[Timing], scanning: list[Timing]) -> str:
+    if not slow and not scanning:
+        return "met"
+    misses = [f"{timing.query.name}: {timing.median_ms:,.0f} ms" for timing in slow] + [
+        f"{timing.query.name}: reads {', '.join(timing.scans)} in full" for timing in scanning
+    ]
+    return "**NOT met** (" + "; ".join(misses) + ")"
+
+
 def report(
     setup: Setup, timings: list[Timing], export: ExportFigures, arguments: argparse.Namespace
 ) -> str:
@@ -765,7 +787,7 @@ def report(
         numeric=[False, True, True, True, True],
     )
     slow = [t for t in timings if t.query.target and t.median_ms > TARGET_MS]
-    scanning = [t for t in timings if t.scans]
+    scanning = target_scans(timings)
     flat = export.peak_mb - export.small_peak_mb <= FLAT_MEMORY_MB
     fast = export.rows_per_second >= TARGET_EXPORT_ROWS_PER_SECOND
     where = " --postgres URL" if arguments.postgres else ""
@@ -796,19 +818,9 @@ def report(
         "",
         export_table,
         "",
-        f"Target (SPEC section 8, on PostgreSQL at 1,000,000 students): each of these reads "
-        f"<= {TARGET_MS:.0f} ms median with no sequential scan of the roster: "
-        + (
-            verdict(not slow and not scanning)
-            if not slow and not scanning
-            else "**NOT met** ("
-            + "; ".join(
-                [f"{t.query.name} {t.median_ms:,.0f} ms" for t in slow]
-                + [f"{t.query.name} scans {', '.join(t.scans)}" for t in scanning]
-            )
-            + ")"
-        )
-        + f"; the export >= {TARGET_EXPORT_ROWS_PER_SECOND:,} rows/s with flat memory: "
+        f"Target (SPEC section 8, on PostgreSQL at 1,000,000 students): each of the reads "
+        f"marked <= {TARGET_MS:.0f} ms median with no full scan: {reads_verdict(slow, scanning)}"
+        f"; the export >= {TARGET_EXPORT_ROWS_PER_SECOND:,} rows/s with flat memory: "
         f"{export.rows_per_second:,.0f} rows/s ({verdict(fast)}), peak "
         f"{export.peak_mb:,.0f} MB against {export.small_peak_mb:,.0f} MB for a few hundred rows "
         f"({'flat' if flat else '**NOT flat**'}).",
@@ -866,6 +878,11 @@ def main() -> None:
     show(report(setup, timings, export, arguments), as_markdown=arguments.markdown)
     if export.rows != setup.active_students + len(range(0, setup.active_students, 100)):
         log(f"The export wrote {export.rows:,} rows, not one per counted record.")
+        raise SystemExit(1)
+    # Which plans PostgreSQL picks does not depend on the machine's speed: a full scan at the
+    # published size fails the run. (At --quick sizes a whole small table is the cheaper read.)
+    if arguments.postgres and not arguments.quick and target_scans(timings):
+        log("A read of the target scans a whole table.")
         raise SystemExit(1)
 
 

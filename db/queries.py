@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    ColumnElement,
     Table,
     and_,
     bindparam,
@@ -25,6 +26,8 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.types import NullType
 from sqlmodel import Session, col
 
 from db.models import (
@@ -48,6 +51,28 @@ INSERT_CHUNK = 5_000
 REPORT_ROWS = "counted_records"
 
 roster = table_of(RosterRecord)
+
+
+class NaiveUtc(ColumnElement[Any]):
+    """A stored moment read as its UTC wall time without an offset, as the driver gives it: a
+    datetime on PostgreSQL (``timezone('UTC', ...)``), the stored text on SQLite (already UTC).
+    For exports of many rows: no time zone to look up per row."""
+
+    inherit_cache = True
+
+    def __init__(self, column: ColumnElement[Any]) -> None:
+        self.column = column
+        self.type = NullType()
+
+
+@compiles(NaiveUtc)
+def _naive_utc(element: NaiveUtc, compiler: Any, **kw: Any) -> str:
+    return str(compiler.process(element.column, **kw))
+
+
+@compiles(NaiveUtc, "postgresql")
+def _naive_utc_postgresql(element: NaiveUtc, compiler: Any, **kw: Any) -> str:
+    return f"timezone('UTC', {compiler.process(element.column, **kw)})"
 
 
 def replace_roster_rows(

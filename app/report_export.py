@@ -22,7 +22,7 @@ from datetime import date
 from enum import StrEnum
 from itertools import islice
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 from anyio import to_thread
 from starlette.datastructures import QueryParams
@@ -41,11 +41,14 @@ from licensing.storage.student_report import (
     ActiveStudentRow,
     export_values,
     iter_active_students,
+    iter_export_values,
 )
 from licensing.storage.tokens import Permission, Principal
 
 if TYPE_CHECKING:
     from licensing.orchestration.service import LicensingService
+
+Row = TypeVar("Row")
 
 REPORT_PATH = "/reports/active-students.csv"
 # Points a download draws from its token's budget (docs/limits.md): what a full 100-row page of
@@ -70,16 +73,28 @@ def csv_header() -> str:
     return _csv_text([EXPORT_COLUMNS])
 
 
-def csv_rows(rows: Iterable[ActiveStudentRow]) -> str:
-    """The rows as CSV lines (CRLF-terminated, as RFC 4180 and spreadsheets expect), a text
-    that a spreadsheet would read as a formula written with a leading single quote."""
+# A cell's start in CSV text (after a comma or a line break) followed by what makes a spreadsheet
+# read it as a formula, or by a quote (a quoted cell may start with one inside). A comma or line
+# break inside a quoted cell may match too: that only sends its batch the slow way.
+MAYBE_FORMULA = re.compile(r'[,\n][=+\-@\t\r"]')
+MAYBE_FORMULA_FIRST = (*FORMULA_TRIGGERS, '"')
+
+
+def csv_lines(rows: list[list[Any]]) -> str:
+    """Rows of export values (``export_values``) as CSV lines (CRLF-terminated, as RFC 4180
+    and spreadsheets expect), a text that a spreadsheet would read as a formula written with a
+    leading single quote."""
+    text = _csv_text(rows)
+    if not text.startswith(MAYBE_FORMULA_FIRST) and MAYBE_FORMULA.search(text) is None:
+        # No cell of the batch starts like a formula (nearly every batch): written as it is.
+        return text
     # Inlined rather than a function per cell: a call per cell costs a tenth of the export.
     return _csv_text(
         [
-            "'" + value if isinstance(value, str) and value.startswith(FORMULA_TRIGGERS) else value
-            for value in export_values(row)
+            "'" + value if value.__class__ is str and value.startswith(FORMULA_TRIGGERS) else value
+            for value in values
         ]
-        for row in rows
+        for values in rows
     )
 
 
@@ -108,13 +123,7 @@ def json_lines(rows: Iterable[ActiveStudentRow]) -> str:
     return "".join(json.dumps(json_record(row), ensure_ascii=False) + "\n" for row in rows)
 
 
-FORMATTERS: dict[ExportFormat, Callable[[Iterable[ActiveStudentRow]], str]] = {
-    ExportFormat.CSV: csv_rows,
-    ExportFormat.JSON: json_lines,
-}
-
-
-def next_batch(rows: Iterator[ActiveStudentRow]) -> list[ActiveStudentRow]:
+def next_batch(rows: Iterator[Row]) -> list[Row]:
     """The next batch of rows (the size the report reads at once); empty when none are left."""
     return list(islice(rows, report.EXPORT_BATCH))
 
@@ -130,11 +139,17 @@ def export_chunks(
     (no header for JSON Lines), then one chunk per batch."""
     if export_format is ExportFormat.CSV:
         yield csv_header(), 0
-    formatter = FORMATTERS[export_format]
+        values = iter_export_values(database, district_id=district_id, report_filter=report_filter)
+        try:
+            while batch := next_batch(values):
+                yield csv_lines(batch), len(batch)
+        finally:
+            values.close()
+        return
     rows = iter_active_students(database, district_id=district_id, report_filter=report_filter)
     try:
-        while batch := next_batch(rows):
-            yield formatter(batch), len(batch)
+        while students := next_batch(rows):
+            yield json_lines(students), len(students)
     finally:
         rows.close()
 
@@ -267,13 +282,13 @@ async def stream_csv(
     """The CSV, a batch at a time: each batch is read in a worker thread, so the event loop
     never waits on the database and memory holds one batch however large the roster."""
     yield csv_header()
-    rows = iter_active_students(database, district_id=district_id, report_filter=report_filter)
+    values = iter_export_values(database, district_id=district_id, report_filter=report_filter)
     try:
-        while batch := await to_thread.run_sync(next_batch, rows):
-            yield csv_rows(batch)
+        while batch := await to_thread.run_sync(next_batch, values):
+            yield csv_lines(batch)
     finally:
         # The worker thread has finished (cancellation waits for it), so closing is safe.
-        rows.close()
+        values.close()
 
 
 async def authenticated(request: Request, service: LicensingService) -> Principal | Response:

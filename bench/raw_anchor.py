@@ -15,7 +15,8 @@ same pure rules (``licensing.domain.rules``). It finds the database as the servi
 
 **bulk-load**: the driver alone inserting N roster-shaped rows (the columns of the product's
 ``roster_record`` table) into a new table with that table's indexes (its primary key, its unique
-key and its person index), in one transaction: ``executemany`` with stdlib ``sqlite3`` into a new
+key, its person index, its partial indexes of disabled and of counted records, and on PostgreSQL
+the trigram index of the search text), in one transaction: ``executemany`` with stdlib ``sqlite3`` into a new
 SQLite file (WAL, ``synchronous=NORMAL``, as the service sets it), or ``COPY ... FROM STDIN`` with
 psycopg into a new database on the PostgreSQL server named by ``--postgres``. It reports rows per
 second and the process's peak memory; ``--json`` prints them for another benchmark to read.
@@ -250,11 +251,14 @@ COLUMNS = (
     "last_modified",
 )
 # The product's roster_record table (db/models.py, RosterRecord) with its primary key, its unique
-# key, its person index and its index of disabled records; run() checks these against the model,
-# so they cannot drift apart.
+# key, its person index, its index of disabled records and its two indexes of counted records
+# (and on PostgreSQL the migrations' trigram index of the search text); run() checks these
+# against the model, so they cannot drift apart.
 UNIQUE_KEY = ("district_id", "source", "source_id")
 PERSON_INDEX = ("district_id", "person_key")
 DISABLED_INDEX = ("district_id", "source", "id")
+COUNTED_INDEX = ("district_id", "id")
+COUNTED_MODIFIED_INDEX = ("district_id", "last_modified")
 TABLE_SQLITE = """
 CREATE TABLE roster_record (
     id INTEGER NOT NULL PRIMARY KEY, district_id INTEGER NOT NULL, source VARCHAR(64) NOT NULL,
@@ -283,6 +287,25 @@ DISABLED_INDEX_POSTGRES = (
     "CREATE INDEX ix_roster_record_disabled ON roster_record (district_id, source, id) "
     "WHERE NOT enabled"
 )
+# Partial, as in the product: only the records that count (db/rules_sql.py).
+COUNTED_INDEXES_SQLITE = [
+    "CREATE INDEX ix_roster_record_counted ON roster_record (district_id, id) "
+    "WHERE role = 'student' AND lifecycle = 'active' AND enabled = 1",
+    "CREATE INDEX ix_roster_record_counted_modified ON roster_record (district_id, "
+    "last_modified) WHERE role = 'student' AND lifecycle = 'active' AND enabled = 1",
+]
+COUNTED_INDEXES_POSTGRES = [
+    "CREATE INDEX ix_roster_record_counted ON roster_record (district_id, id) "
+    "WHERE role = 'student' AND lifecycle = 'active' AND enabled",
+    "CREATE INDEX ix_roster_record_counted_modified ON roster_record (district_id, "
+    "last_modified) WHERE role = 'student' AND lifecycle = 'active' AND enabled",
+]
+# The migrations' trigram index of the search text (db/search_sql.py), PostgreSQL only.
+SEARCH_INDEX_POSTGRES = (
+    "CREATE INDEX ix_roster_record_search ON roster_record USING gin ((lower(coalesce("
+    "given_name, '') || ' ' || coalesce(family_name, '') || '|' || coalesce(username, '') || "
+    "'|' || source_id)) gin_trgm_ops)"
+)
 SCHOOLS = [f"org{number}" for number in range(1, 41)]
 
 
@@ -300,7 +323,7 @@ def check_same_indexes() -> None:
     columns = tuple(column.name for column in table.columns if column.name != "id")
     if (
         unique != {UNIQUE_KEY}
-        or indexes != {PERSON_INDEX, DISABLED_INDEX}
+        or indexes != {PERSON_INDEX, DISABLED_INDEX, COUNTED_INDEX, COUNTED_MODIFIED_INDEX}
         or set(columns) != set(COLUMNS)
     ):
         raise SystemExit(
@@ -347,6 +370,8 @@ def bulk_load_sqlite(rows: int, folder: Path) -> float:
     connection.execute(TABLE_SQLITE)
     connection.execute(PERSON_INDEX_SQL)
     connection.execute(DISABLED_INDEX_SQLITE)
+    for statement in COUNTED_INDEXES_SQLITE:
+        connection.execute(statement)
     insert = (
         f"INSERT INTO roster_record ({', '.join(COLUMNS)}) "
         f"VALUES ({', '.join('?' for _ in COLUMNS)})"
@@ -372,6 +397,10 @@ def bulk_load_postgres(rows: int, server_url: str) -> float:
         connection.execute(TABLE_POSTGRES)
         connection.execute(PERSON_INDEX_SQL)
         connection.execute(DISABLED_INDEX_POSTGRES)
+        for statement in COUNTED_INDEXES_POSTGRES:
+            connection.execute(statement)
+        connection.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+        connection.execute(SEARCH_INDEX_POSTGRES)
         connection.commit()
         started = time.perf_counter()
         with (

@@ -25,7 +25,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,8 @@ TARGET_MB = 200
 SCHOOLS = [f"School {number}" for number in range(1, 41)]
 GIVEN_NAMES = ["Ava", "Ben", "Chloe", "Diego", "Emma", "Farah", "Gus", "Hana", "Ivan", "Jade"]
 MODIFIED = datetime(2026, 8, 15, 9, 30, tzinfo=UTC)
+# ru_maxrss is in kilobytes on Linux (bytes on macOS).
+RSS_SCALE = 1 if sys.platform == "darwin" else 1024
 
 
 def roster_rows(district_id: int, students: int) -> Iterator[dict[str, Any]]:
@@ -112,13 +115,34 @@ def create_database(data_dir: Path, students: int) -> float:
     return seconds
 
 
-def run_export(data_dir: Path, output: Path, export_format: str, via: str) -> tuple[float, str]:
-    """Run the export in a fresh process; its seconds and its messages (standard error)."""
+@dataclass(frozen=True)
+class ExportRun:
+    """One export in a fresh process: its seconds (start-up included), its messages (standard
+    error) and its own peak resident set."""
+
+    seconds: float
+    messages: str
+    peak_mb: float
+
+
+def run_export(
+    data_dir: Path,
+    output: Path,
+    export_format: str,
+    via: str,
+    *,
+    database_url: str = "",
+    extra: Sequence[str] = (),
+) -> ExportRun:
+    """Run the export in a fresh process, on the database under ``data_dir`` or at
+    ``database_url``; ``extra``: more options of the command (filters)."""
     environment = {
         **{name: value for name, value in os.environ.items() if not name.startswith("LICENSING_")},
         "LICENSING_DATA_DIR": str(data_dir),
         "PYTHONPATH": str(REPOSITORY),
     }
+    if database_url:
+        environment["LICENSING_DATABASE_URL"] = database_url
     if via == "download":
         command = [sys.executable, __file__, "--download-to", str(output)]
     else:
@@ -134,20 +158,29 @@ def run_export(data_dir: Path, output: Path, export_format: str, via: str) -> tu
             export_format,
             "--output",
             str(output),
+            *extra,
         ]
-    started = time.perf_counter()
-    finished = subprocess.run(
-        command,
-        cwd=data_dir,  # no licensing.toml of the developer's is read
-        env=environment,
-        capture_output=True,
-        text=True,
-        check=False,
+    with tempfile.TemporaryFile(mode="w+", encoding="utf-8") as messages:
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            command,
+            cwd=data_dir,  # no licensing.toml of the developer's is read
+            env=environment,
+            stdout=subprocess.DEVNULL,
+            stderr=messages,
+            text=True,
+        )
+        # wait4: this child's own peak, not the largest of every child so far.
+        _pid, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
+        messages.seek(0)
+        text = messages.read().strip()
+    if process.returncode != 0:
+        raise SystemExit(f"The export failed ({process.returncode}):\n{text}")
+    return ExportRun(
+        seconds=seconds, messages=text, peak_mb=usage.ru_maxrss * RSS_SCALE / 1_000_000
     )
-    seconds = time.perf_counter() - started
-    if finished.returncode != 0:
-        raise SystemExit(f"The export failed ({finished.returncode}):\n{finished.stderr}")
-    return seconds, finished.stderr.strip()
 
 
 def download_to(output: Path) -> None:
@@ -225,9 +258,7 @@ def count_rows(path: Path, export_format: str) -> int:
 
 
 def peak_rss_mb(who: int) -> float:
-    # ru_maxrss is in kilobytes on Linux (bytes on macOS).
-    scale = 1 if sys.platform == "darwin" else 1024
-    return resource.getrusage(who).ru_maxrss * scale / 1_000_000
+    return resource.getrusage(who).ru_maxrss * RSS_SCALE / 1_000_000
 
 
 def main() -> None:
@@ -256,8 +287,8 @@ def main() -> None:
         setup_rss = peak_rss_mb(resource.RUSAGE_SELF)
 
         output = Path(temporary) / f"active-students.{args.export_format}"
-        seconds, messages = run_export(data_dir, output, args.export_format, args.via)
-        export_rss = peak_rss_mb(resource.RUSAGE_CHILDREN)
+        export = run_export(data_dir, output, args.export_format, args.via)
+        seconds, messages, export_rss = export.seconds, export.messages, export.peak_mb
         rows = count_rows(output, args.export_format)
         output_mb = output.stat().st_size / 1_000_000
 

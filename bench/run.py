@@ -86,6 +86,7 @@ BENCHMARKS = (
     Benchmark("delta_sync", "A 1% delta against the full sync"),
     Benchmark("force_update", "Concurrent Force License Update"),
     Benchmark("neighbour", "Neighbour safety: one token floods, another district's dashboard"),
+    Benchmark("heavy_reads", "Heavy reads of a 1,000,000-student district, and the export"),
     Benchmark("fleet", "Fleet: nightly syncs while other districts read their tab"),
 )
 

@@ -11,7 +11,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
-from db.models import metadata
+from db.models import INDEXES_OUTSIDE_MODELS, metadata
 from db.session import DISTRICT_LOCK_NAMESPACE, Database
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -57,6 +57,19 @@ def pending_model_changes(database: Database) -> list[object]:
     """Differences between the models and the migrated schema; empty when they agree."""
     with database.engine.connect() as connection:
         context = MigrationContext.configure(
-            connection, opts={"compare_type": True, "render_as_batch": True}
+            connection,
+            opts={
+                "compare_type": True,
+                "render_as_batch": True,
+                "include_object": declared_in_models,
+            },
         )
         return list(compare_metadata(context, metadata))
+
+
+def declared_in_models(
+    item: object, name: str | None, type_: str, reflected: bool, compare_to: object
+) -> bool:
+    """Whether a schema item is compared with the models: all but the indexes the migrations
+    alone make (``db.models.INDEXES_OUTSIDE_MODELS``)."""
+    return not (type_ == "index" and name in INDEXES_OUTSIDE_MODELS)

@@ -7,6 +7,8 @@ from datetime import date, datetime
 from sqlalchemy import Column, Index, LargeBinary, MetaData, Table, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
+from db.rules_sql import COUNTED_POSTGRESQL, COUNTED_SQLITE
+
 # Stable constraint names, so migrations read the same on SQLite and PostgreSQL.
 SQLModel.metadata = MetaData(
     naming_convention={
@@ -100,6 +102,25 @@ class RosterRecord(SQLModel, table=True):
             sqlite_where=text("enabled = 0"),
             postgresql_where=text("NOT enabled"),
         ),
+        # Only the records that count (db/rules_sql.py), in id order: the active-student
+        # report's pages and its export read a district's counted records in order, without
+        # other districts' rows or the records that do not count.
+        Index(
+            "ix_roster_record_counted",
+            "district_id",
+            "id",
+            sqlite_where=text(COUNTED_SQLITE),
+            postgresql_where=text(COUNTED_POSTGRESQL),
+        ),
+        # The counted records by when their source last changed them: the count review finds
+        # those that have just become "not modified recently" without reading the roster.
+        Index(
+            "ix_roster_record_counted_modified",
+            "district_id",
+            "last_modified",
+            sqlite_where=text(COUNTED_SQLITE),
+            postgresql_where=text(COUNTED_POSTGRESQL),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -120,6 +141,15 @@ class RosterRecord(SQLModel, table=True):
     graduation_year: int | None = None
     enrollment_end: date | None = None
     last_modified: datetime | None = None
+
+
+# Indexes the migrations make that the models do not declare, left out when the two are compared
+# (db/migrate.py). ix_roster_record_search: on PostgreSQL only, a trigram index (pg_trgm, GIN) of
+# the text a search looks in (db/search_sql.py), so that a search of the active or deactivated
+# students reads the records it matches; an expression index neither SQLite nor Alembic can
+# compare. SQLite has none: there a search reads the district's records in order until a page
+# is full.
+INDEXES_OUTSIDE_MODELS = frozenset({"ix_roster_record_search"})
 
 
 class RosterSyncRun(SQLModel, table=True):
@@ -229,7 +259,27 @@ class DistrictUsage(SQLModel, table=True):
     staff: int = 0
     devices: int = 0
     duplicates_collapsed: int = 0
+    # Records that count (a person with two counts twice): the active-student report's total.
+    counted_records: int = Field(default=0, sa_column_kwargs={"server_default": text("0")})
+    # Raised with every change of the roster (the counts are stored anew): what the count
+    # review kept for the district holds only for the version it was computed at.
+    roster_version: int = Field(default=0, sa_column_kwargs={"server_default": text("0")})
     updated_at: datetime
+
+
+class CountReviewSnapshot(SQLModel, table=True):
+    """The count review of a district as last computed (licensing/storage/count_review.py):
+    every worker reads it until the roster, the review's options or the district's day change.
+    """
+
+    __tablename__ = "count_review_snapshot"
+    district_id: int = Field(foreign_key="district.id", primary_key=True)
+    roster_version: int
+    # The review's options and the district's day it was computed for (its own form).
+    inputs: str = Field(max_length=200)
+    # JSON: the groups' figures and examples, and the moment "not modified recently" began.
+    review: str = Field(sa_column=Column(Text, nullable=False))
+    computed_at: datetime
 
 
 class Alert(SQLModel, table=True):
@@ -262,8 +312,15 @@ class AuditEvent(SQLModel, table=True):
     """Append-only record of who changed what, when, and how it went."""
 
     __tablename__ = "audit_event"
+    __table_args__ = (
+        # The log is read newest first a page at a time: by id, by kind then id, or by time.
+        Index("ix_audit_event_district", "district_id", "id"),
+        Index("ix_audit_event_action", "district_id", "action", "id"),
+        Index("ix_audit_event_occurred", "district_id", "occurred_at"),
+    )
+
     id: int | None = Field(default=None, primary_key=True)
-    district_id: int = Field(foreign_key="district.id", index=True)
+    district_id: int = Field(foreign_key="district.id")
     occurred_at: datetime
     actor: str = Field(max_length=200)
     action: str = Field(max_length=64)

@@ -14,6 +14,7 @@ from operator import itemgetter
 from typing import Any, cast
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     Dialect,
     Table,
@@ -32,6 +33,8 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.types import NullType
 from sqlmodel import Session, col
 
 from db.models import (
@@ -51,8 +54,32 @@ from db.session import affected_rows
 
 STAFF = "staff"
 INSERT_CHUNK = 5_000
+# Beside the usage counts: the records that count, the active-student report's rows.
+REPORT_ROWS = "counted_records"
 
 roster = table_of(RosterRecord)
+
+
+class NaiveUtc(ColumnElement[Any]):
+    """A stored moment read as its UTC wall time without an offset, as the driver gives it: a
+    datetime on PostgreSQL (``timezone('UTC', ...)``), the stored text on SQLite (already UTC).
+    For exports of many rows: no time zone to look up per row."""
+
+    inherit_cache = True
+
+    def __init__(self, column: ColumnElement[Any]) -> None:
+        self.column = column
+        self.type = NullType()
+
+
+@compiles(NaiveUtc)
+def _naive_utc(element: NaiveUtc, compiler: Any, **kw: Any) -> str:
+    return str(compiler.process(element.column, **kw))
+
+
+@compiles(NaiveUtc, "postgresql")
+def _naive_utc_postgresql(element: NaiveUtc, compiler: Any, **kw: Any) -> str:
+    return f"timezone('UTC', {compiler.process(element.column, **kw)})"
 
 
 def replace_roster_rows(
@@ -109,6 +136,8 @@ def recount_usage(
                 )
             ).label("disabled"),
             func.count().label("records"),
+            # The records that count (the active-student report's rows).
+            _sum(case((counts_against_license(roster), 1), else_=0)).label("counted"),
         )
         .where(in_district)
         .group_by(roster.c.person_key)
@@ -121,9 +150,12 @@ def recount_usage(
             _sum(case((person.c.student == 0, person.c.staff), else_=0)),
             _sum(case((person.c.active == 0, person.c.disabled), else_=0)),
             _sum(case((person.c.active == 1, person.c.records), else_=0)),
+            _sum(person.c.counted),
         )
     ).one()
-    active, students, staff, disabled, records_of_active_people = (int(value) for value in row)
+    active, students, staff, disabled, records_of_active_people, counted_records = (
+        int(value) for value in row
+    )
     devices = 0
     if people is None:
         devices = session.execute(
@@ -136,6 +168,7 @@ def recount_usage(
         "staff": staff,
         "devices": devices,
         "duplicates_collapsed": records_of_active_people - active,
+        REPORT_ROWS: counted_records,
     }
 
 
@@ -152,12 +185,15 @@ def _sum(value: Any) -> Any:
 def store_usage(
     session: Session, *, district_id: int, counts: Mapping[str, int], now: datetime
 ) -> None:
+    """Store the counts of a roster as it is now, in the transaction that changed it: its
+    version goes up, so what was kept of the roster before (the count review) is known old."""
     usage = session.get(DistrictUsage, district_id)
     if usage is None:
         usage = DistrictUsage(district_id=district_id, updated_at=now)
         session.add(usage)
     for name, value in counts.items():
         setattr(usage, name, value)
+    usage.roster_version = (usage.roster_version or 0) + 1
     usage.updated_at = now
     session.flush()
 

@@ -3,6 +3,7 @@
 from alembic import context
 from sqlalchemy import create_engine
 
+from db.migrate import declared_in_models
 from db.models import metadata
 
 config = context.config
@@ -27,6 +28,7 @@ def _run(connection) -> None:
         target_metadata=metadata,
         render_as_batch=True,  # SQLite alters tables by copying them
         compare_type=True,
+        include_object=declared_in_models,
     )
     with context.begin_transaction():
         context.run_migrations()

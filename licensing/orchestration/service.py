@@ -6,6 +6,7 @@ takes the caller's district from its principal, never from an argument.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -13,6 +14,7 @@ from typing import Any, TypeVar
 
 import anyio
 from anyio import to_thread
+from sqlalchemy.exc import SQLAlchemyError
 
 from db.session import Database, lock_district
 from licensing.domain import rules
@@ -44,7 +46,7 @@ from licensing.storage.audit import (
     record_event,
 )
 from licensing.storage.changes import latest_change_id
-from licensing.storage.count_review import ReviewGroup, count_review
+from licensing.storage.count_review import ReviewGroup, count_review, keep_review
 from licensing.storage.dashboard_sessions import (
     SessionLifetimes,
     end_session,
@@ -106,6 +108,8 @@ from licensing.storage.student_report import (
 from licensing.storage.threshold import THRESHOLD_ACTION, THRESHOLD_FIELD, save_threshold
 from licensing.storage.tokens import Principal, SignedIn, expired_at
 from plugins.manager import PluginManager
+
+logger = logging.getLogger(__name__)
 
 _Read = TypeVar("_Read")
 
@@ -482,13 +486,23 @@ class LicensingService:
             now = self.clock()
             with self.database.read() as session:
                 district = read_snapshot(session, district_id=district_id).district
-                return count_review(
+                answer = count_review(
                     session,
                     district_id=district_id,
                     config=self.settings.district(district.slug),
                     now=now,
                     time_zone=district.time_zone,
                 )
+            if answer.to_keep is not None:
+                try:
+                    with self.database.write() as session:
+                        keep_review(
+                            session, district_id=district_id, review=answer.to_keep, now=now
+                        )
+                except SQLAlchemyError as error:
+                    # The answer stands; the next read counts again.
+                    logger.warning("The count review could not be kept: %s", type(error).__name__)
+            return answer.groups
 
         return await to_thread.run_sync(read)
 

@@ -117,17 +117,21 @@ def keyset_page(
     if not forwards:
         kept.reverse()
 
-    def any_row(*condition: ColumnElement[bool]) -> bool:
-        found = session.execute(select(literal(1)).where(*conditions, *condition).limit(1))
+    def any_row(condition: ColumnElement[bool], nearest_first: Any) -> bool:
+        # Ordered from the cursor outwards: the planner reads the key's index from there (one
+        # row) rather than whatever order it finds cheapest for "any row".
+        found = session.execute(
+            select(literal(1)).where(*conditions, condition).order_by(nearest_first).limit(1)
+        )
         return found.first() is not None
 
     if forwards:
         # Something lies before the page when the client started past a row that is there.
-        has_previous = after is not None and any_row(~beyond(after))
+        has_previous = after is not None and any_row(~beyond(after), reverse_order)
         has_next = more
     else:
         has_previous = more
-        has_next = before is not None and any_row(~short_of(before))
+        has_next = before is not None and any_row(~short_of(before), list_order)
     return Page(
         rows=[row_of(values) for values in kept],
         has_next_page=has_next,

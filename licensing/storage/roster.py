@@ -18,6 +18,7 @@ from sqlmodel import Session
 from db import queries
 from db.limits import INTEGER_RANGE, ColumnShape, column_shapes
 from db.models import DistrictUsage, RosterRecord, RosterStaging
+from db.queries import REPORT_ROWS
 from licensing.domain.rules import Lifecycle, Role
 from plugins.records import (
     FieldProblem,
@@ -383,16 +384,32 @@ def usage_counts(stored: DistrictUsage | None) -> UsageCounts:
     )
 
 
+def usage_of(counts: Mapping[str, int]) -> UsageCounts:
+    """The usage among a recount's figures (it also counts the report's rows, which are kept
+    beside the usage: ``queries.REPORT_ROWS``)."""
+    return UsageCounts(**{name: value for name, value in counts.items() if name != REPORT_ROWS})
+
+
 def refresh_usage(session: Session, *, district_id: int, now: datetime) -> UsageCounts:
     """Recount and store the district's usage; call inside the transaction that changed it."""
     counts = queries.recount_usage(session, district_id=district_id)
     queries.store_usage(session, district_id=district_id, counts=counts, now=now)
-    return UsageCounts(**counts)
+    return usage_of(counts)
+
+
+def counted_records(session: Session, *, district_id: int) -> int:
+    """The district's records that count (a person with two counts twice): the active-student
+    report's rows, kept with the usage."""
+    stored = session.get(DistrictUsage, district_id)
+    return 0 if stored is None else stored.counted_records
 
 
 def usage_mismatch(session: Session, *, district_id: int) -> dict[str, tuple[int, int]]:
     """Counts whose stored value differs from a recount: name -> (stored, recounted)."""
-    stored = asdict(current_usage(session, district_id=district_id))
+    stored = {
+        **asdict(current_usage(session, district_id=district_id)),
+        REPORT_ROWS: counted_records(session, district_id=district_id),
+    }
     recounted = queries.recount_usage(session, district_id=district_id)
     return {
         name: (stored[name], value) for name, value in recounted.items() if stored[name] != value

@@ -43,7 +43,13 @@ from licensing.storage.audit import record_event
 from licensing.storage.district_state import AlertPolicy, reevaluate_alerts
 from licensing.storage.district_version import district_changed
 from licensing.storage.intake import IntakeTally, forget_old_issues, store_intake
-from licensing.storage.roster import UsageCounts, current_usage, normalize_all, refresh_usage
+from licensing.storage.roster import (
+    UsageCounts,
+    current_usage,
+    normalize_all,
+    refresh_usage,
+    usage_of,
+)
 from plugins.records import INTAKE_FACTS, IntakeWarning, QuarantinedRow, StudentRecord
 
 # A run's status as stored (plain text, compared in SQL).
@@ -893,12 +899,12 @@ def _apply_delta_rows(
     if stored is None:  # no counts kept yet: count once
         after = refresh_usage(session, district_id=run.district_id, now=now)
     else:
-        counts = asdict(before)
+        counts = {**asdict(before), queries.REPORT_ROWS: stored.counted_records}
         for name, value in touched_after.items():
             if name != "devices":
                 counts[name] += value - touched_before[name]
         queries.store_usage(session, district_id=run.district_id, counts=counts, now=now)
-        after = UsageCounts(**counts)
+        after = usage_of(counts)
     detail = (
         f"{run.source}: delta of {upserts + removals} change(s): {upserts} record(s) added or "
         f"updated, {removals} removed."

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from sqlalchemy import event
@@ -315,3 +315,90 @@ async def test_students_whose_enrollments_all_ended_are_suggested_after_a_sync(
     [ended] = [group for group in data["countReview"] if group["reason"] == "ENROLLMENT_ENDED"]
     assert (ended["students"], ended["licensesFreed"], ended["examples"]) == (1, 1, ["sis:left"])
     assert "Every enrollment of theirs has ended" in ended["explanation"]
+
+
+# --- The review kept between reads: always the answer a count of the roster gives -------------
+
+# Each read is a new document: the same document at the same district version and day would be
+# answered from the worker's kept answers (docs/caching.md) without reading the review at all.
+FIGURES = "{{ countReview {{ reason students records licensesFreed examples }} }} # read {read}"
+
+
+async def review_figures(client, token: str, read: int) -> dict[str, tuple[int, int, int]]:
+    data = await graphql_data(client, token, FIGURES.format(read=read))
+    return {
+        group["reason"]: (group["students"], group["records"], group["licensesFreed"])
+        for group in data["countReview"]
+    }
+
+
+async def test_a_change_of_the_roster_changes_the_next_review(client, district):
+    before = await review_figures(client, district.manager_token, 1)
+    assert before["TEST_ACCOUNT"] == (5, 5, 5)
+
+    changed = await graphql_data(
+        client,
+        district.manager_token,
+        'mutation { deactivateStudents(ids: ["S0996", "S0997"]) { changed } }',
+    )
+
+    assert changed["deactivateStudents"]["changed"] == 2
+    after = await review_figures(client, district.manager_token, 2)
+    assert after["TEST_ACCOUNT"] == (3, 3, 3)
+    assert after["GRADUATION_YEAR_PASSED"] == before["GRADUATION_YEAR_PASSED"]
+
+
+def modified_over_the_day() -> list[StudentRecord]:
+    """With the default 400 days: M1 is stale already; M2 at 18:00 today, M3 at 21:00 (and
+    its second record, modified last week, keeps M3 counted); M4 never is."""
+    today = datetime(2026, 11, 28, tzinfo=UTC)
+    line = today - timedelta(days=400)
+    return [
+        StudentRecord(source_id="M1", last_modified=line - timedelta(days=30)),
+        StudentRecord(source_id="M2", last_modified=line + timedelta(hours=18)),
+        StudentRecord(source_id="M3", last_modified=line + timedelta(hours=21)),
+        StudentRecord(
+            source_id="M3-other", person_key="M3", last_modified=today - timedelta(days=7)
+        ),
+        StudentRecord(source_id="M4", last_modified=today - timedelta(days=2)),
+    ]
+
+
+async def test_not_modified_recently_follows_the_clock_through_the_day(
+    client, make_district, clock
+):
+    clock.set(datetime(2026, 11, 28, 9, 0, tzinfo=UTC))
+    district = await make_district("review", roster=modified_over_the_day())
+    token = district.manager_token
+
+    morning = await review_figures(client, token, 1)
+    clock.set(datetime(2026, 11, 28, 19, 0, tzinfo=UTC))
+    evening = await review_figures(client, token, 2)
+    clock.set(datetime(2026, 11, 28, 22, 0, tzinfo=UTC))
+    night = await review_figures(client, token, 3)
+    clock.set(datetime(2026, 11, 29, 9, 0, tzinfo=UTC))
+    next_day = await review_figures(client, token, 4)
+
+    assert morning["NOT_MODIFIED_RECENTLY"] == (1, 1, 1)
+    assert evening["NOT_MODIFIED_RECENTLY"] == (2, 2, 2)
+    # M3's other record is recent: M3 is in the group, but reviewing M3 frees no license.
+    assert night["NOT_MODIFIED_RECENTLY"] == (3, 3, 2)
+    assert next_day["NOT_MODIFIED_RECENTLY"] == (3, 3, 2)
+    examples = await graphql_data(client, token, "{ countReview { reason examples } } # 5")
+    [stale] = [g for g in examples["countReview"] if g["reason"] == "NOT_MODIFIED_RECENTLY"]
+    assert stale["examples"] == ["local:M1", "local:M2", "local:M3"]
+
+
+async def test_other_review_options_are_counted_at_once(client, make_district, settings):
+    settings.districts["review"] = DistrictConfig(test_account_patterns=["test"])
+    district = await make_district("review", roster=every_reason())
+    before = await review_figures(client, district.manager_token, 1)
+    assert "TEST_ACCOUNT" not in before and "CLOSED_SCHOOL" not in before
+
+    settings.districts["review"] = DistrictConfig(
+        test_account_patterns=["demo", "zz"], closed_schools=["Old Mill", "Elm Street"]
+    )
+    after = await review_figures(client, district.manager_token, 2)
+
+    assert after["TEST_ACCOUNT"] == (2, 2, 2)
+    assert after["CLOSED_SCHOOL"] == (2, 2, 2)

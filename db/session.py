@@ -26,6 +26,7 @@ from sqlalchemy import Connection, CursorResult, Engine, Result, create_engine, 
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.sql.expression import Select
 from sqlmodel import Session
 
@@ -110,8 +111,16 @@ class Database:
 
     def dispose(self) -> None:
         """Close the engine's pooled connections. The engine stays the process's engine for
-        this URL: a later ``Database`` on it opens new connections."""
+        this URL: a later ``Database`` on it opens new connections.
+
+        A connection still in use (a read finishing in a worker thread while the service shuts
+        down) goes back to the old pool after this; it is closed then, instead of staying open
+        until the garbage collector finds it."""
+        retired = self.engine.pool
         self.engine.dispose()
+        # After dispose(): its listeners move to the new pool, and this one must not.
+        event.listen(retired, "checkin", _close_on_return)
+        retired.dispose()  # any connection returned before the listener was in place
         with self._row_readers_lock:
             readers, self._row_reader_list = self._row_reader_list, []
             self._row_readers = threading.local()
@@ -197,6 +206,10 @@ def _create_engine(url: str, *, is_sqlite: bool) -> Engine:
     event.listen(engine, "connect", _configure_sqlite_connection)
     event.listen(engine, "begin", _begin_sqlite_transaction)
     return engine
+
+
+def _close_on_return(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+    record.close()
 
 
 def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from manage1to1_plugins import fields, intake
 from plugins.hookspecs import PROJECT_NAME, hookimpl
 from plugins.host import HostSettings, HttpPolicy, PluginHost, RecordChecks
-from plugins.http import USER_AGENT
+from plugins.http import USER_AGENT, NetworkRetry
 from plugins.records import (
     ALERT_EVENTS,
     KEPT_OUTCOMES,
@@ -67,6 +67,7 @@ __all__ = [
     "HttpPolicy",
     "IntakeWarning",
     "LicenseSource",
+    "NetworkRetry",
     "NoOptions",
     "PathOption",
     "PluginHost",

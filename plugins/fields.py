@@ -11,6 +11,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from plugins.http import certificate_failure
 from plugins.records import SourceError
 
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
@@ -52,7 +53,17 @@ def day(value: Any) -> date | None:
 
 
 def describe_error(error: Exception) -> str:
-    """An exception as "Type: message", for messages shown to administrators."""
+    """An exception as "Type: message", for messages shown to administrators; a server whose
+    TLS certificate is not trusted is said in those words, with what to do."""
+    untrusted = certificate_failure(error)
+    if untrusted is not None:
+        # verify_message is set by the ssl module's own checks, not on an error made elsewhere.
+        why = getattr(untrusted, "verify_message", None) or untrusted.strerror
+        return (
+            f"the server's TLS certificate is not trusted ({why or 'certificate verify failed'}); "
+            "if a private certificate authority signed it, set SSL_CERT_FILE to that authority's "
+            "certificate"
+        )
     message = str(error).strip()
     return f"{type(error).__name__}: {message}" if message else type(error).__name__
 

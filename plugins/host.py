@@ -13,7 +13,13 @@ from typing import Any, Protocol
 import httpx
 from httpx_retries import Retry
 
-from plugins.http import RETRIED_STATUSES, client_options, create_client, retry_policy
+from plugins.http import (
+    RETRIED_STATUSES,
+    client_options,
+    create_client,
+    network_transport,
+    retry_policy,
+)
 from plugins.records import FieldProblem, StudentRecord
 
 
@@ -108,6 +114,12 @@ class PluginHost:
         return client_options(
             self.settings, base_url=base_url, headers=headers, retry=retry, transport=transport
         )
+
+    def network_transport(self) -> httpx.AsyncHTTPTransport:
+        """The transport ``create_client`` reaches the network with (one shared TLS context),
+        for a plugin that wraps it in a transport of its own (to sign each request, say) and
+        passes that as ``transport=``."""
+        return network_transport()
 
     def retry_policy(
         self,

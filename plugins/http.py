@@ -3,11 +3,15 @@
 Every plugin that talks to a server builds its client here, so an operator tunes all of them in
 one place (``[http]`` in the configuration). Retries cover connection errors, HTTP 429 and 5xx,
 with exponential backoff and full jitter, capped, honouring ``Retry-After``; each attempt also has
-a total deadline, so a server that trickles bytes cannot hold a sync forever.
+a total deadline, so a server that trickles bytes cannot hold a sync forever. A certificate that
+is not trusted is never retried.
 """
 
 from __future__ import annotations
 
+import functools
+import os
+import ssl
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -41,6 +45,42 @@ class AttemptDeadlineTransport(httpx.AsyncBaseTransport):
         await self.inner.aclose()
 
 
+@functools.cache
+def _tls_context(cert_file: str | None, cert_dir: str | None) -> ssl.SSLContext:
+    # Keyed by the variables httpx reads, so changing them still takes effect.
+    return httpx.create_ssl_context()
+
+
+def network_transport() -> httpx.AsyncHTTPTransport:
+    """The transport that reaches the network. Every client shares one TLS context (certificate
+    checks on, the CA bundle httpx would use): building one reads the whole bundle, about 20 ms,
+    which each client would otherwise pay again on every sync and delivery."""
+    return httpx.AsyncHTTPTransport(
+        verify=_tls_context(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+    )
+
+
+def certificate_failure(error: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The failed certificate check behind ``error`` (an httpx error), or None when the error
+    was something else."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+class NetworkRetry(Retry):
+    """The project's retry policy: as httpx-retries', except that a server whose certificate is
+    not trusted is not asked again. It stays untrusted; retrying would only delay the message."""
+
+    def is_retryable_exception(self, exception: Exception) -> bool:
+        return certificate_failure(exception) is None and super().is_retryable_exception(exception)
+
+
 def retry_policy(
     settings: Any,
     *,
@@ -48,7 +88,7 @@ def retry_policy(
     statuses: Iterable[int] = RETRIED_STATUSES,
 ) -> Retry:
     http = settings.http
-    return Retry(
+    return NetworkRetry(
         total=http.retries,
         allowed_methods=list(methods),
         status_forcelist=list(statuses),
@@ -72,7 +112,7 @@ def client_options(
     user agent, for building a client of a subclass (authlib's OAuth 2 client, say) that must
     keep the same policy. ``create_client`` is this with a plain ``httpx.AsyncClient``."""
     http = settings.http
-    inner = transport or httpx.AsyncHTTPTransport()
+    inner = transport or network_transport()
     return {
         "base_url": base_url,
         "headers": {"User-Agent": USER_AGENT, **(headers or {})},

@@ -37,6 +37,7 @@ from db.models import District, WebhookDelivery
 from db.session import Database, stored_id
 from licensing.domain.global_ids import global_id
 from licensing.settings import DistrictConfig, Settings
+from plugins.fields import describe_error
 from plugins.http import create_client
 from plugins.records import AlertNotice, DistrictRef
 
@@ -328,7 +329,7 @@ async def _send(
     try:
         response = await client.post(delivery.endpoint, content=body, headers=headers)
     except Exception as error:  # a refused connection, a timeout, a bad URL: retried later
-        return _Outcome(None, f"{type(error).__name__}: {error}"[:ERROR_TEXT_LIMIT])
+        return _Outcome(None, describe_error(error)[:ERROR_TEXT_LIMIT])
     if response.is_success:
         return _Outcome(response.status_code, None)
     reason = response.reason_phrase or ""

@@ -48,11 +48,11 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import anyio
 import httpx
-from httpx_retries import Retry
 from pydantic import model_validator
 
 from manage1to1_plugins import (
     DistrictRef,
+    NetworkRetry,
     PluginHost,
     RemovedRecord,
     RosterDelta,
@@ -191,7 +191,7 @@ class CleverSource:
         return _Sync(self.host, config).start(cursor)
 
 
-class RateLimitRetry(Retry):
+class RateLimitRetry(NetworkRetry):
     """The project's retry policy, but a 429 without ``Retry-After`` waits for Clever's
     ``X-RateLimit-Reset`` (capped like any backoff) rather than only backing off."""
 

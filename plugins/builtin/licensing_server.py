@@ -34,6 +34,8 @@ from manage1to1_plugins import (
     SourceOptions,
     hookimpl,
 )
+from manage1to1_plugins.fields import certificate_failure as _certificate_failure
+from manage1to1_plugins.fields import describe_error as _describe
 from manage1to1_plugins.fields import is_loopback as _is_loopback
 
 NAME = "licensing_server"
@@ -175,6 +177,12 @@ class LicensingServerSource:
                 detail=f"{base_url}: {type(error).__name__}: {str(error) or 'timeout'}",
             ) from None
         except httpx.HTTPError as error:
+            if _certificate_failure(error) is not None:  # not retried: it stays untrusted
+                raise ServerUnavailable(
+                    f"The licensing server was not asked for the license: {_describe(error)}. "
+                    "The last good license is kept.",
+                    detail=f"{base_url}: {type(error).__name__}: {error}",
+                ) from None
             raise ServerUnavailable(
                 f"Cannot reach the licensing server after {retry.total + 1} attempt(s); the "
                 "last good license is kept. Try again later.",

@@ -358,7 +358,7 @@ class _Sync:
             signer = _OneRosterOAuth1(
                 config.client_id, config.client_secret, signature_method=config.signature_method
             )
-            transport = _SigningTransport(httpx.AsyncHTTPTransport(), signer)
+            transport = _SigningTransport(self.host.network_transport(), signer)
             return self.host.create_client(headers=headers, transport=transport)
         if config.auth == "bearer":
             headers["Authorization"] = f"Bearer {config.token}"

@@ -25,6 +25,7 @@ from tests.fakes.clever_server import (
 )
 from tests.fakes.oneroster_server import FakeOneRoster
 from tests.fakes.serve import serve
+from tests.fakes.tls import untrusted_https_server
 from tests.utils.districts import create_district
 
 pytestmark = pytest.mark.anyio
@@ -244,6 +245,20 @@ async def test_a_server_killed_mid_sync_changes_nothing(service, district_id, so
     assert fake.pages(status=200) == [0]
 
     assert usage(service, district_id) == before
+
+
+async def test_a_server_whose_certificate_is_not_trusted_is_said_so_after_one_attempt(
+    source, tmp_path
+):
+    async with untrusted_https_server(tmp_path) as untrusted:
+        with pytest.raises(SourceError) as raised:
+            await fetch(source, {"base_url": untrusted.url, "token": "district-token"})
+
+    assert untrusted.connections == 1
+    message = str(raised.value)
+    assert "the server's TLS certificate is not trusted (self-signed certificate)" in message
+    assert "SSL_CERT_FILE" in message
+    assert "Nothing was changed" in message
 
 
 async def test_a_wrong_token_is_a_clear_source_error(source):

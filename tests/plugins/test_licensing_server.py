@@ -11,11 +11,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import socket
-import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -34,6 +32,8 @@ from licensing.storage import signing
 from licensing.storage.tokens import Permission
 from plugins.builtin import licensing_server
 from plugins.builtin.licensing_server import LicensingServerSource
+from tests.fakes.serve import serve
+from tests.fakes.tls import untrusted_https_server
 from tests.utils.cli import run
 from tests.utils.districts import (
     TEST_KEY_ID,
@@ -139,35 +139,6 @@ class Upstream:
         return len(self.hits)
 
 
-@contextmanager
-def serving(app: Any) -> Iterator[str]:
-    """Run ``app`` under uvicorn on 127.0.0.1 (a free port) in a background thread."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        app,
-        lifespan="off",
-        ws="none",
-        log_level="warning",
-        access_log=False,
-        timeout_graceful_shutdown=2,
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 10
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.01)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
-
-
 @pytest.fixture
 def upstream(signing_key: Any, clock: Any) -> Iterator[Upstream]:
     server = Upstream(signing_key=signing_key, clock=clock)
@@ -177,7 +148,7 @@ def upstream(signing_key: Any, clock: Any) -> Iterator[Upstream]:
 
 @pytest.fixture
 def server_url(upstream: Upstream) -> Iterator[str]:
-    with serving(upstream) as url:
+    with serve(upstream) as url:
         yield url
         upstream.closing = True  # release hanging requests before uvicorn shuts down
 
@@ -319,6 +290,28 @@ async def test_server_errors_keep_the_license_stale_after_one_attempt_and_three_
     assert data["license"]["lastSyncStatus"] == "FAILED"
     assert "HTTP 500" in data["license"]["lastSyncError"]
     assert data["license"]["lastSyncedAt"] is not None
+
+
+async def test_a_server_whose_certificate_is_not_trusted_is_said_so_after_one_attempt(
+    settings, build, service, tmp_path
+):
+    district_id = await district_with_license(service)
+    async with untrusted_https_server(tmp_path) as untrusted:
+        elsewhere = build(configured(settings, untrusted.url))
+
+        outcome = await refresh(elsewhere, district_id)
+
+    assert untrusted.connections == 1  # a certificate that is not trusted is not asked again
+    assert outcome.problem.code == "LICENSE_SOURCE_UNAVAILABLE"
+    assert outcome.problem.message.startswith(
+        "The licensing server was not asked for the license: the server's TLS certificate is "
+        "not trusted (self-signed certificate); if a private certificate authority signed it, "
+        "set SSL_CERT_FILE to that authority's certificate."
+    ), outcome.problem.message
+    assert outcome.problem.message.endswith("The last good license is kept.")
+    assert "attempt" not in outcome.problem.message
+    assert "CERTIFICATE_VERIFY_FAILED" in outcome.detail  # the operator's log has the whole error
+    assert_kept_and_stale(elsewhere, district_id)
 
 
 async def test_a_hanging_server_is_given_up_on_in_bounded_time_and_graphql_keeps_answering(

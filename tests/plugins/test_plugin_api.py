@@ -108,3 +108,48 @@ def test_the_intake_rules_are_public_for_any_source():
     assert intake.detect_encoding(b"\xef\xbb\xbfid\r\n").name is None
     assert intake.detect_encoding("id,név\n".encode("cp1252")).codec == "cp1252"
     assert intake.detect_encoding("id\n".encode("utf-16")).name == "UTF-16"
+
+
+@pytest.mark.anyio
+async def test_clients_refuse_a_server_whose_certificate_is_not_trusted_at_once_and_say_so(
+    settings, tmp_path
+):
+    """Every client shares one TLS context (built once: it reads the whole CA bundle); sharing
+    must not loosen it. A server with a self-signed certificate is refused, client after client,
+    without asking again (it stays untrusted), and the error is described in those words."""
+    import ssl
+
+    import httpx
+
+    from manage1to1_plugins.fields import certificate_failure, describe_error
+    from tests.fakes.tls import untrusted_https_server
+
+    assert settings.http.retries > 0  # the default policy retries connection errors
+    host = load_plugins(settings, load_entry_points=False).host
+    async with untrusted_https_server(tmp_path) as server:
+        for number in (1, 2):
+            async with host.create_client() as client:
+                with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED") as caught:
+                    await client.get(server.url + "/")
+            assert server.connections == number  # one attempt, no retry
+            assert certificate_failure(caught.value) is not None
+            described = describe_error(caught.value)
+            assert described.startswith(
+                "the server's TLS certificate is not trusted (self-signed certificate)"
+            ), described
+            assert "SSL_CERT_FILE" in described
+    # The same failure made elsewhere (a transport of a plugin's own) lacks the ssl module's
+    # verify_message; it is still said in those words.
+    try:
+        try:
+            raise ssl.SSLCertVerificationError(1, "certificate verify failed")
+        except ssl.SSLCertVerificationError as cause:
+            raise httpx.ConnectError("handshake failed") from cause
+    except httpx.ConnectError as made_elsewhere:
+        assert describe_error(made_elsewhere).startswith(
+            "the server's TLS certificate is not trusted (certificate verify failed)"
+        )
+    assert certificate_failure(httpx.ConnectError("Connection refused")) is None
+    assert describe_error(httpx.ConnectError("Connection refused")) == (
+        "ConnectError: Connection refused"
+    )

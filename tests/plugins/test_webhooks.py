@@ -31,6 +31,7 @@ from licensing.orchestration.service import LicensingService
 from licensing.settings import DistrictConfig, HttpSettings, Settings, WebhookConfig
 from plugins.records import AlertNotice, DistrictRef
 from tests.fakes.serve import serve
+from tests.fakes.tls import untrusted_https_server
 from tests.utils.clock import FakeClock
 from tests.utils.districts import public_key_text, students
 from tests.utils.graphql import graphql_data
@@ -314,6 +315,28 @@ async def test_an_unreachable_endpoint_is_retried(service, district, receiver, c
     clock.advance(minutes=1)
     assert await deliver(service) == 1
     assert len(receiver.accepted) == 1
+
+
+async def test_an_endpoint_whose_certificate_is_not_trusted_is_said_so_and_retried_later(
+    service, district, tmp_path
+):
+    async with untrusted_https_server(tmp_path) as untrusted:
+        url = f"{untrusted.url}/hooks"
+        service.settings.districts[SLUG] = DistrictConfig(
+            webhooks=[WebhookConfig(url=url, secret=SECRET)]
+        )
+        cross_the_threshold(service, district)
+        await service.dispatch_notifications()
+
+        assert await deliver(service, jitter=no_jitter) == 0
+
+    assert untrusted.connections == 1
+    [row] = deliveries(service)
+    assert (row.status, row.attempts, row.endpoint) == ("pending", 1, url)
+    assert row.last_error.startswith(
+        "the server's TLS certificate is not trusted (self-signed certificate); if a private "
+        "certificate authority signed it, set SSL_CERT_FILE"
+    ), row.last_error
 
 
 async def test_repeated_notification_steps_and_dispatch_never_duplicate(

@@ -124,7 +124,10 @@ class RosterRecord(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    district_id: int = Field(foreign_key="district.id")
+    # No foreign key: a sync stores up to millions of rows at once, and PostgreSQL checks a
+    # foreign key row by row. Every row comes from a sync run of the district (whose own
+    # foreign key is checked), and districts are never deleted.
+    district_id: int
     source: str = Field(max_length=64)
     source_id: str = Field(max_length=255)
     person_key: str = Field(max_length=255)
@@ -213,7 +216,9 @@ class RosterStaging(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("run_id", "source_id"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    run_id: int = Field(foreign_key="roster_sync_run.id")
+    # No foreign key, as for roster_record: rows are staged only while their run is running
+    # (each batch checks it), and removed when it ends.
+    run_id: int
     source_id: str = Field(max_length=255)
     # Delta runs only: the record is removed (its other fields mean nothing), and the person key
     # the stored record had before the change, so the counts of both people can be adjusted.

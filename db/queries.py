@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from operator import itemgetter
 from typing import Any, cast
 
@@ -301,7 +302,13 @@ def _value_converters(dialect: Dialect) -> list[tuple[int, Any]]:
             staging.c[name].type.dialect_impl(dialect).bind_processor(dialect)
             for name in ROW_COLUMNS
         ]
-        found = [(index, convert) for index, convert in enumerate(processors) if convert]
+        # Cached: a roster's records share few distinct dates and times, and formatting one for
+        # SQLite costs more than looking it up.
+        found = [
+            (index, lru_cache(maxsize=4096)(convert))
+            for index, convert in enumerate(processors)
+            if convert
+        ]
         _converters[dialect.name] = found
     return found
 
@@ -312,7 +319,8 @@ def analyze_staging(session: Session) -> None:
     them the planner takes the run for one row and may scan it once per roster row; SQLite
     keeps no statistics unless asked."""
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(text(f"ANALYZE {staging.name}"))
+        # The columns statements find staged rows by: half the time of all columns.
+        session.execute(text(f"ANALYZE {staging.name} (run_id, source_id, person_key, removed)"))
 
 
 # --- Deltas: a run's staging rows are changes to the source's roster, applied in place --------
@@ -579,24 +587,39 @@ def removed_active_people(
 def swap_in_staged_roster(session: Session, *, district_id: int, source: str, run_id: int) -> None:
     """Make the staged roster the source's roster, and drop the staging rows (one transaction).
 
-    Only what differs is written: the stored records that are not staged exactly as they are
-    (removed or changed) are deleted, then the staged records not stored (new or changed) are
-    inserted. A re-sync that changes 1% of a roster writes 1% of it, and the records it leaves
-    alone keep their ids. Both statements find their partner row through a unique index: an
-    anti-join (hashed or merged) on PostgreSQL, an index search per row on SQLite."""
+    Only what differs is written, record by record (by source id): the stored records the
+    staged roster no longer has are deleted, those it changes are updated in place, and those
+    it adds are inserted. A re-sync that changes 1% of a roster writes 1% of it, and a record
+    keeps its id (an ``ActiveStudent``'s global id, its place in lists) for as long as the
+    source lists it. Each statement finds its partner rows through a unique key: a hashed or
+    merged join on PostgreSQL, an index search per row on SQLite."""
     in_source = _source_rows(district_id, source)
-    staged_as_stored = exists().where(
-        staging.c.run_id == run_id,
-        staging.c.source_id == roster.c.source_id,
-        *[
-            staging.c[name].is_not_distinct_from(roster.c[name])
-            for name in ROW_COLUMNS
-            if name != "source_id"
-        ],
+    removed = affected_rows(session.execute(delete(roster).where(in_source, ~_staged(run_id))))
+    changed = affected_rows(
+        session.execute(
+            update(roster)
+            .values({name: staging.c[name] for name in ROW_COLUMNS if name != "source_id"})
+            .where(
+                in_source,
+                staging.c.run_id == run_id,
+                staging.c.source_id == roster.c.source_id,
+                or_(
+                    *[
+                        roster.c[name].is_distinct_from(staging.c[name])
+                        for name in ROW_COLUMNS
+                        if name != "source_id"
+                    ]
+                ),
+            )
+        )
     )
-    session.execute(delete(roster).where(in_source, ~staged_as_stored))
-    _store_staged(session, district_id, source, run_id, ~_stored(district_id, source))
+    kept = session.execute(select(roster.c.id).where(in_source).limit(1)).first()
+    if kept is None:  # nothing stored is kept (a first sync): no record to leave out
+        added = _store_staged(session, district_id, source, run_id)
+    else:
+        added = _store_staged(session, district_id, source, run_id, ~_stored(district_id, source))
     discard_staging(session, run_id=run_id)
+    _analyze_roster_after(session, written=removed + changed + added)
 
 
 def _stored(district_id: int, source: str) -> Any:
@@ -608,11 +631,33 @@ def _stored(district_id: int, source: str) -> Any:
     )
 
 
+# Rows a change must write, and the share of the roster table, for its statistics to be
+# refreshed at once rather than by the autovacuum daemon a minute or more later.
+ROSTER_ANALYZE_ROWS = 10_000
+ROSTER_ANALYZE_SHARE = 0.1
+
+
+def _analyze_roster_after(session: Session, *, written: int) -> None:
+    """PostgreSQL: refresh the roster table's statistics after a change that wrote a large
+    share of it (a district's first sync). The next statements on the district, a delta
+    applied a minute later say, are planned from them: taking a new district's million rows for
+    a few, the planner would compare them one by one with each person a delta touches."""
+    if written < ROSTER_ANALYZE_ROWS or session.get_bind().dialect.name != "postgresql":
+        return
+    estimated = session.execute(
+        text("SELECT reltuples FROM pg_class WHERE oid = CAST(:table AS regclass)"),
+        {"table": roster.name},
+    ).scalar_one()
+    if written >= ROSTER_ANALYZE_SHARE * max(estimated, 0):
+        session.execute(text(f"ANALYZE {roster.name}"))
+
+
 def _store_staged(
     session: Session, district_id: int, source: str, run_id: int, *conditions: Any
-) -> None:
-    """Copy a run's staging rows (those meeting ``conditions``) into the source's roster."""
-    session.execute(
+) -> int:
+    """Copy a run's staging rows (those meeting ``conditions``) into the source's roster; how
+    many."""
+    result = session.execute(
         roster.insert().from_select(
             ["district_id", "source", *ROW_COLUMNS],
             select(
@@ -620,8 +665,10 @@ def _store_staged(
                 literal(source),
                 *[staging.c[name] for name in ROW_COLUMNS],
             ).where(staging.c.run_id == run_id, *conditions),
-        )
+        ),
+        execution_options={"preserve_rowcount": True},  # kept for UPDATE and DELETE only
     )
+    return affected_rows(result)
 
 
 def discard_staging(session: Session, *, run_id: int) -> None:

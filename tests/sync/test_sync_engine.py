@@ -212,6 +212,37 @@ async def test_a_drop_within_the_share_applies(service, district_id, source):
     assert used(service, district_id) == 80
 
 
+STUDENTS = "{ activeStudents(first: 100) { nodes { id sourceId familyName } } }"
+
+
+async def test_a_re_sync_keeps_each_students_id_while_the_source_lists_them(
+    service, district_id, source, client
+):
+    """Global ids (and places in lists) survive syncs: a student the source still lists keeps
+    their id, changed or not; one it leaves out is gone, a new one gets a new id."""
+    source.records = [StudentRecord(source_id=f"S{n}", family_name="Old") for n in range(10)]
+    await sync(service, district_id)
+    token = token_for(service, district_id, Permission.MANAGE_SETTINGS)
+    before = (await graphql_data(client, token, STUDENTS))["activeStudents"]["nodes"]
+    ids = {node["sourceId"]: node["id"] for node in before}
+
+    source.records = [
+        StudentRecord(source_id=f"S{n}", family_name="New" if n == 1 else "Old")  # S1 renamed
+        for n in range(11)
+        if n != 2  # S2 left out, S10 new
+    ]
+    assert (await sync(service, district_id)).status == "applied"
+    after = (await graphql_data(client, token, STUDENTS))["activeStudents"]["nodes"]
+
+    expected = [f"S{n}" for n in range(11) if n != 2]
+    assert [node["sourceId"] for node in after] == expected
+    assert [node["familyName"] for node in after][:2] == ["Old", "New"]
+    assert [node["id"] for node in after[:-1]] == [ids[name] for name in expected[:-1]]
+    assert after[-1]["id"] not in ids.values()
+    with service.database.read() as session:
+        assert usage_mismatch(session, district_id=district_id) == {}
+
+
 async def test_two_sources_count_each_student_once(service, district_id, source):
     source.records = roster(10)
     await sync(service, district_id, "sis")

@@ -93,9 +93,10 @@ QUERY_TOO_COSTLY = ErrorCode.QUERY_TOO_COSTLY
 # Measured on SQLite (bench/neighbour.py, as the client sees it, HTTP included): the dashboard
 # query's 9 points take about 10 ms, a page of 100 students (101 points) about 120 ms.
 POINT_MILLISECONDS = 1.0
-# countReview reads every roster record of the district: about 0.95 s at 200,000 students on
-# SQLite, so a point per 25 students (8,000 points: charged several times its time, as a full
-# bucket's worth is the point of the charge).
+# countReview reads every roster record of the district when it counts (the first read after a
+# change of the roster; later reads answer from the kept review): about 0.95 s at 200,000
+# students on SQLite, so a point per 25 students (8,000 points: charged several times its time,
+# as a full bucket's worth is the point of the charge), on every read alike.
 STUDENTS_PER_POINT = 25
 # A page of 100 audit entries or 800 days of usage history takes about as long as the dashboard
 # (each row is one narrow stored record): a point per 10 of them, rounded up.

@@ -120,7 +120,8 @@ class CountingUpstream:
 @contextmanager
 def serving_in_thread(app: Any) -> Iterator[str]:
     """Run ``app`` under uvicorn on 127.0.0.1 (a free port) in a background thread."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP, so that asyncio turns Nagle's algorithm off (app/uvicorn_compat.py).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     config = uvicorn.Config(app, lifespan="off", ws="none", log_level="warning", access_log=False)

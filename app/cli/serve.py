@@ -37,7 +37,7 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the dashboard and the GraphQL API (upgrading an empty database first)."""
-    import uvicorn
+    from app import uvicorn_compat
 
     config = settings()
     log_config = start_logging(config)
@@ -53,7 +53,7 @@ def serve(
             url,
             extra={"host": host, "port": port, "workers": workers},
         )
-        uvicorn.run(
+        uvicorn_compat.run(
             "app.factory:create_app",
             factory=True,
             host=host,
@@ -63,6 +63,9 @@ def serve(
             log_config=log_config,  # applied again in each worker process
             log_level=config.log_level.lower(),
             access_log=False,  # the app writes its own access line (licensing.access)
+            # Live updates are a few hundred bytes of JSON: compressing them would cost each
+            # websocket its own compressor (about 100 KiB) and each update the time to use it.
+            ws_per_message_deflate=False,
         )
 
 

@@ -44,7 +44,10 @@ def serve(app: Any, *, websockets: bool = False) -> Iterator[str]:
     can stop its own server ("kill it mid-sync"). With ``websockets=True`` the server also
     accepts websocket connections (through the ``websockets`` library).
     """
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP said outright: asyncio turns Nagle's algorithm off only on sockets that say
+    # it, and without that each answer on a kept-alive connection after the first waited about
+    # 40 ms for the client's delayed ACK (as app/uvicorn_compat.py explains for the service).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]

@@ -104,6 +104,7 @@ def create_app(service: LicensingService | None = None) -> Starlette:
         stop.set()
         if runner is not None:
             await runner
+        await service.stop_live_updates()
         service.database.dispose()
 
     return LicensingApp(

@@ -20,6 +20,7 @@ same token share one.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import math
 import sqlite3
@@ -156,7 +157,23 @@ class TokenBudgets:
                 )
             return self._receipt(bucket, cost, retry_after=retry_after)
 
-    def _refilled(self, token_id: int) -> _Bucket:
+    def spend_held(self, token_id: int, cost: int, *, over_seconds: float) -> Receipt:
+        """Take ``cost`` points that accrued evenly over the last ``over_seconds`` (subscriptions
+        held), as if each had been drawn as it accrued: the refill of that time is added before
+        the bucket's cap, so a charge drawn late takes no more than one drawn on time. The
+        bucket may owe up to its size."""
+        size = float(self.bucket_size)
+        with self._lock:
+            bucket = self._refilled(token_id, held_seconds=over_seconds)
+            during = min(over_seconds, max(0.0, self._clock() - bucket.updated))
+            level = min(size, bucket.level + during * self.restore_rate - cost)
+            bucket.level = max(-size, level)
+            bucket.updated = max(self._clock(), bucket.updated)
+            return self._receipt(bucket, cost, retry_after=None)
+
+    def _refilled(self, token_id: int, *, held_seconds: float = 0.0) -> _Bucket:
+        """The token's bucket, refilled (up to its size) to ``held_seconds`` ago: that last
+        stretch is ``spend_held``'s to add."""
         now = self._clock()
         bucket = self._buckets.get(token_id)
         if bucket is None:
@@ -167,9 +184,10 @@ class TokenBudgets:
             return bucket
         self._buckets.move_to_end(token_id)
         # A clock set back restores nothing until it passes the last update again.
-        elapsed = max(0.0, now - bucket.updated)
+        until = now - held_seconds
+        elapsed = max(0.0, until - bucket.updated)
         bucket.level = min(float(self.bucket_size), bucket.level + elapsed * self.restore_rate)
-        bucket.updated = max(now, bucket.updated)
+        bucket.updated = max(until, bucket.updated)
         return bucket
 
     async def draw_async(self, token_id: int, cost: int) -> Receipt:
@@ -179,6 +197,9 @@ class TokenBudgets:
         self, token_id: int, cost: int, *, retry_for: int | None = None
     ) -> Receipt:
         return self.spend(token_id, cost, retry_for=retry_for)
+
+    async def spend_held_async(self, token_id: int, cost: int, *, over_seconds: float) -> Receipt:
+        return self.spend_held(token_id, cost, over_seconds=over_seconds)
 
     def remember(self, token_id: int, level: float, updated: float) -> None:
         """Set a bucket to what the shared store says (``SharedTokenBudgets`` keeps a copy)."""
@@ -253,6 +274,30 @@ def _upsert_draw() -> Any:
 UPSERT_DRAW = _upsert_draw()
 
 
+def _upsert_held() -> Any:
+    """``spend_held`` in one statement: refill the bucket (up to its size) to ``:over`` seconds
+    ago, add the refill of those last seconds and take the cost, then cap at the size; never
+    below ``:floor`` (the debt allowed)."""
+    elapsed = "(CASE WHEN :now > token_budget.updated THEN :now - token_budget.updated ELSE 0 END)"
+    during = f"(CASE WHEN {elapsed} < :over THEN {elapsed} ELSE :over END)"
+    grown = f"(token_budget.level + ({elapsed} - {during}) * :rate)"
+    start = f"(CASE WHEN {grown} > :size THEN :size ELSE {grown} END)"
+    after = f"({start} + {during} * :rate - :cost)"
+    capped = f"(CASE WHEN {after} > :size THEN :size ELSE {after} END)"
+    return text(
+        "INSERT INTO token_budget (token_id, level, updated, granted) "
+        "VALUES (:token_id, :fresh, :now, TRUE) "
+        "ON CONFLICT (token_id) DO UPDATE SET "
+        f"level = CASE WHEN {capped} < :floor THEN :floor ELSE {capped} END, "
+        "granted = TRUE, "
+        "updated = CASE WHEN :now > token_budget.updated THEN :now ELSE token_budget.updated END "
+        "RETURNING level, updated, granted"
+    )
+
+
+UPSERT_HELD = _upsert_held()
+
+
 class SharedTokenBudgets:
     """Every token's bucket in the database's ``token_budget`` table, so workers and hosts share
     it. Same interface as ``TokenBudgets`` (which it keeps as this worker's copy and fallback)."""
@@ -274,7 +319,7 @@ class SharedTokenBudgets:
         # lock, the statement its own transaction (a few tens of microseconds, where a session
         # would add ten times that); PostgreSQL: the service's engine, from a worker thread.
         self._sqlite = _SqliteConnections(database) if database.is_sqlite else None
-        self._statement = str(UPSERT_DRAW)
+        self._statements = {UPSERT_DRAW: str(UPSERT_DRAW), UPSERT_HELD: str(UPSERT_HELD)}
 
     def draw(self, token_id: int, cost: int) -> Receipt:
         if cost == 0:
@@ -287,6 +332,18 @@ class SharedTokenBudgets:
         """Work already done: always taken, and the bucket may owe up to its size."""
         debt = -float(self.bucket_size)
         return self._draw(token_id, cost, needed=debt, floor=debt, retry_for=retry_for)
+
+    def spend_held(self, token_id: int, cost: int, *, over_seconds: float) -> Receipt:
+        """Points that accrued over the last ``over_seconds``: ``TokenBudgets.spend_held``."""
+        debt = -float(self.bucket_size)
+        return self._draw(token_id, cost, needed=debt, floor=debt, held_seconds=over_seconds)
+
+    async def spend_held_async(self, token_id: int, cost: int, *, over_seconds: float) -> Receipt:
+        if self._database.is_sqlite:
+            return self.spend_held(token_id, cost, over_seconds=over_seconds)
+        return await to_thread.run_sync(
+            partial(self.spend_held, token_id, cost, over_seconds=over_seconds)
+        )
 
     async def draw_async(self, token_id: int, cost: int) -> Receipt:
         if cost == 0 or self._database.is_sqlite:
@@ -301,9 +358,17 @@ class SharedTokenBudgets:
         return await to_thread.run_sync(partial(self.spend, token_id, cost, retry_for=retry_for))
 
     def _draw(
-        self, token_id: int, cost: int, *, needed: float, floor: float, retry_for: int | None = None
+        self,
+        token_id: int,
+        cost: int,
+        *,
+        needed: float,
+        floor: float,
+        retry_for: int | None = None,
+        held_seconds: float | None = None,
     ) -> Receipt:
         now = self._clock()
+        statement = UPSERT_DRAW if held_seconds is None else UPSERT_HELD
         parameters = {
             "token_id": token_id,
             "now": now,
@@ -313,16 +378,17 @@ class SharedTokenBudgets:
             "needed": needed,
             "floor": floor,
             "fresh": max(floor, self.bucket_size - cost),
+            "over": held_seconds or 0.0,
         }
         try:
             if self._sqlite is not None:
                 level, updated, granted = (
-                    self._sqlite.get().execute(self._statement, parameters).fetchone()
+                    self._sqlite.get().execute(self._statements[statement], parameters).fetchone()
                 )
                 self._sqlite.drawn()
             else:
                 with self._database.engine.begin() as connection:
-                    level, updated, granted = connection.execute(UPSERT_DRAW, parameters).one()
+                    level, updated, granted = connection.execute(statement, parameters).one()
         except (OperationalError, sqlite3.OperationalError) as error:
             # Busy (SQLite) or unreachable: this worker's own bucket decides this once.
             # Not a failure of the request: logged without the driver's text, which would read
@@ -332,6 +398,8 @@ class SharedTokenBudgets:
                 "decided the request.",
                 type(getattr(error, "orig", error)).__name__,
             )
+            if held_seconds is not None:
+                return self.local.spend_held(token_id, cost, over_seconds=held_seconds)
             if floor < 0:
                 return self.local.spend(token_id, cost, retry_for=retry_for)
             return self.local.draw(token_id, cost)
@@ -456,14 +524,17 @@ SUBSCRIPTION_BUDGET_SPENT = Problem(
     "rate_limit.subscription_points_per_minute points a minute. Subscribe again once the budget "
     "has refilled, and hold fewer subscriptions.",
 )
-# A subscription's time is charged once this many points have accrued (and when it ends), so a
-# subscription costs one database statement every half minute or so, not one per poll.
-SUBSCRIPTION_CHARGE_POINTS = 120
+# A token's open subscriptions on a worker are charged together, once every this many seconds of
+# the service's clock, and when the last of them ends: one statement a token each half minute,
+# however many subscriptions it holds, and no subscription wakes up for it.
+SUBSCRIPTION_CHARGE_SECONDS = 30.0
+# Tokens whose charge is drawn at the same time, at most.
+CONCURRENT_CHARGES = 8
 
 
 class _PerTokenCounts:
-    """How many of something (open subscriptions, costly operations) each token holds on this
-    worker, each taken only while under a cap."""
+    """How many of something (costly operations) each token holds on this worker, each taken
+    only while under a cap."""
 
     def __init__(self) -> None:
         self.counts: dict[int, int] = {}
@@ -485,56 +556,172 @@ class _PerTokenCounts:
                 self.counts.pop(token_id, None)
 
 
-_open_subscriptions: WeakKeyDictionary[LicensingService, _PerTokenCounts] = WeakKeyDictionary()
+class _HeldSubscriptions:
+    """One token's open subscriptions on this worker, and the points their time has accrued and
+    not been drawn yet."""
+
+    def __init__(self, now: float) -> None:
+        self.meters: set[SubscriptionMeter] = set()
+        self.owed = 0.0
+        self.counted_to = now
+        # Since when the points owed have accrued (the last draw, or the first subscription).
+        self.owed_since = now
+        self.due_at = now + SUBSCRIPTION_CHARGE_SECONDS
+
+    def accrue(self, now: float, points_per_second: float) -> None:
+        """Add the time held since the last count (a clock set back adds nothing)."""
+        held_for = max(0.0, now - self.counted_to)
+        self.owed += len(self.meters) * points_per_second * held_for
+        self.counted_to = max(now, self.counted_to)
+
+
+class SubscriptionCharges:
+    """This worker's open subscriptions, by token: the cap on how many a token holds, and the
+    charge for the time they are held (``rate_limit.subscription_points_per_minute`` each),
+    drawn for all of a token's subscriptions at once every ``SUBSCRIPTION_CHARGE_SECONDS`` of the
+    service's clock (``charge_due``, which the change hub runs after each read of the log) and
+    when the token's last one ends. When a draw leaves the budget spent, every subscription of
+    the token is told (``SubscriptionMeter.spend_out``) and ends with ``RATE_LIMITED``."""
+
+    def __init__(self, service: LicensingService) -> None:
+        self.service = service
+        self.settings = service.settings.rate_limit
+        self._held: dict[int, _HeldSubscriptions] = {}
+        # (due_at, token_id), the soonest first; entries whose token moved on are skipped.
+        self._due: list[tuple[float, int]] = []
+        self._lock = threading.Lock()
+        service.change_hub.every_interval(self.charge_due)
+
+    def open(self, meter: SubscriptionMeter) -> bool:
+        """Count a subscription of the meter's token, unless the token holds its cap already."""
+        now = self.service.clock().timestamp()
+        with self._lock:
+            held = self._held.get(meter.token_id)
+            if held is None:
+                held = self._held[meter.token_id] = _HeldSubscriptions(now)
+                heapq.heappush(self._due, (held.due_at, meter.token_id))
+            elif len(held.meters) >= self.settings.max_subscriptions_per_token:
+                return False
+            held.accrue(now, self._points_per_second())
+            held.meters.add(meter)
+            return True
+
+    async def close(self, meter: SubscriptionMeter) -> None:
+        """The subscription has ended: its time is owed by the token, drawn now when it was the
+        token's last one on this worker."""
+        now = self.service.clock().timestamp()
+        with self._lock:
+            held = self._held.get(meter.token_id)
+            if held is None or meter not in held.meters:
+                return
+            held.accrue(now, self._points_per_second())
+            held.meters.discard(meter)
+            if held.meters:
+                return
+            del self._held[meter.token_id]
+            points, over = math.floor(held.owed), now - held.owed_since
+        if points >= 1:
+            await self._draw(meter.token_id, points, over)
+
+    async def charge_due(self) -> None:
+        """Draw what each token whose turn has come owes; tell its subscriptions when that
+        leaves its budget spent."""
+        now = self.service.clock().timestamp()
+        draws: list[tuple[int, int, float]] = []
+        with self._lock:
+            while self._due and self._due[0][0] <= now:
+                due_at, token_id = heapq.heappop(self._due)
+                held = self._held.get(token_id)
+                if held is None or held.due_at != due_at:
+                    continue
+                held.accrue(now, self._points_per_second())
+                points = math.floor(held.owed)
+                if points >= 1:
+                    draws.append((token_id, points, now - held.owed_since))
+                    held.owed -= points
+                    held.owed_since = now
+                held.due_at = now + SUBSCRIPTION_CHARGE_SECONDS
+                heapq.heappush(self._due, (held.due_at, token_id))
+        # Several at once: on PostgreSQL each is a round trip from a worker thread, and a token
+        # drawn late pays for all the time since, which a bucket full at its cap may not hold.
+        limiter = anyio.CapacityLimiter(CONCURRENT_CHARGES)
+        async with anyio.create_task_group() as group:
+            for token_id, points, over in draws:
+                group.start_soon(self._charge, token_id, points, over, limiter)
+
+    async def _charge(
+        self, token_id: int, points: int, over: float, limiter: anyio.CapacityLimiter
+    ) -> None:
+        async with limiter:
+            receipt = await self._draw(token_id, points, over)
+        if receipt is None or receipt.remaining > 0:
+            return
+        with self._lock:
+            held = self._held.get(token_id)
+            meters = list(held.meters) if held is not None else []
+        for meter in meters:
+            meter.spend_out()
+
+    def _points_per_second(self) -> float:
+        return self.settings.subscription_points_per_minute / 60
+
+    async def _draw(self, token_id: int, points: int, over_seconds: float) -> Receipt | None:
+        """Draw what the token's subscriptions accrued over the last ``over_seconds``: as if
+        drawn as it accrued, so that a draw made late (a busy database) takes no more."""
+        budgets = token_budgets(self.service)
+        if budgets is None or self._points_per_second() <= 0:
+            return None
+        return await budgets.spend_held_async(token_id, points, over_seconds=over_seconds)
+
+
+_subscription_charges: WeakKeyDictionary[LicensingService, SubscriptionCharges] = (
+    WeakKeyDictionary()
+)
+
+
+def subscription_charges(service: LicensingService) -> SubscriptionCharges:
+    """This worker's ``SubscriptionCharges`` for ``service`` (one per service, made on first use)."""
+    with _budgets_lock:
+        charges = _subscription_charges.get(service)
+        if charges is None:
+            charges = _subscription_charges[service] = SubscriptionCharges(service)
+        return charges
 
 
 class SubscriptionMeter:
     """One open subscription: counted against its token's cap on this worker while it is open,
-    and charged ``subscription_points_per_minute`` for the time it is held (the service clock's
-    time). ``charge`` raises a coded error once the token's budget is spent, which ends it."""
+    and charged for the time it is held with the token's other subscriptions
+    (``SubscriptionCharges``). Once a charge finds the token's budget spent, ``check`` raises a
+    coded error, which ends it, and ``on_spent`` (when set) is called to wake it."""
 
     def __init__(self, service: LicensingService, token_id: int) -> None:
-        self.service = service
         self.token_id = token_id
-        self.settings = service.settings.rate_limit
-        with _budgets_lock:
-            self.open_subscriptions = _open_subscriptions.setdefault(service, _PerTokenCounts())
-        self.charged_at = 0.0
+        self.charges = subscription_charges(service)
+        self.spent = False
+        self.on_spent: Callable[[], None] | None = None
         self.opened = False
 
     async def __aenter__(self) -> SubscriptionMeter:
-        if not self.open_subscriptions.open(
-            self.token_id, self.settings.max_subscriptions_per_token
-        ):
+        if not self.charges.open(self):
             raise ClientError(TOO_MANY_SUBSCRIPTIONS)
         self.opened = True
-        self.charged_at = self.service.clock().timestamp()
         return self
 
     async def __aexit__(self, *_exc: object) -> None:
         if self.opened:
             self.opened = False
-            self.open_subscriptions.close(self.token_id)
             with anyio.CancelScope(shield=True):
-                await self._charge(at_least=1, refuse=False)
+                await self.charges.close(self)
 
-    async def charge(self) -> None:
-        """Draw the points accrued since the last charge, once there are enough to be worth a
-        statement; raises when the budget is spent."""
-        await self._charge(at_least=SUBSCRIPTION_CHARGE_POINTS, refuse=True)
+    def spend_out(self) -> None:
+        """The token's budget is spent: this subscription is to end."""
+        self.spent = True
+        if self.on_spent is not None:
+            self.on_spent()
 
-    async def _charge(self, *, at_least: int, refuse: bool) -> None:
-        per_second = self.settings.subscription_points_per_minute / 60
-        budgets = token_budgets(self.service)
-        if budgets is None or per_second <= 0:
-            return
-        now = self.service.clock().timestamp()
-        points = math.floor(max(0.0, now - self.charged_at) * per_second)
-        if points < at_least:
-            return
-        self.charged_at += points / per_second
-        receipt = await budgets.spend_async(self.token_id, points)
-        if refuse and receipt.remaining <= 0:
+    def check(self) -> None:
+        """Raise ``RATE_LIMITED`` once a charge has found the token's budget spent."""
+        if self.spent:
             raise ClientError(SUBSCRIPTION_BUDGET_SPENT)
 
 

@@ -13,6 +13,7 @@ from strawberry.types import ExecutionContext
 from graph.conditional import VersionedAnswers
 from graph.cost import QueryCost
 from graph.errors import mask_internal_errors
+from graph.fanout import SharedEventExecutor
 from graph.limits import DocumentLimits
 from graph.mutations.force_license_update import ForceLicenseUpdateMutation
 from graph.mutations.local_students import LocalStudentsMutation
@@ -62,6 +63,8 @@ def _schema_with(limits_json: str) -> strawberry.Schema:
         ),
         mutation=Mutation,
         subscription=Subscription,
+        # Runs a subscription event once for all the subscriptions receiving it (graph/fanout.py).
+        execution_context_class=SharedEventExecutor,
         # Factories: strawberry builds fresh extensions per request (the caches are shared).
         extensions=[
             # First, so its parse hook runs before the parsing: refuses a large document the

@@ -17,11 +17,16 @@ What is private here, and why:
 - The ASGI view's ``run`` and the handler class it uses, to answer strawberry's plain-text
   refusals as coded JSON.
 - strawberry's English refusal reasons, named by ``StrawberryRefusal``.
+- ``StrawberryGraphQLCoreExecutionContext``, strawberry's graphql-core executor, subclassed to run
+  a subscription event once for all the subscriptions that receive it (graph/fanout.py).
+- The graphql-transport-ws ``Operation`` a subscription runs in (``OperationChannel``), so that
+  its resolver can send an update itself rather than through strawberry's per-result steps.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from contextvars import ContextVar
 from enum import Enum
 from typing import Any, TypeVar
 
@@ -30,20 +35,31 @@ from cross_web import HTTPException
 from graphql import GraphQLError, GraphQLSchema
 from starlette.requests import Request
 from starlette.responses import Response
-from strawberry.asgi import GraphQL
+from starlette.websockets import WebSocketDisconnect
+from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
 from strawberry.exceptions import MissingQueryError
 from strawberry.schema import BaseSchema
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
-from strawberry.schema.schema import DEFAULT_ALLOWED_OPERATION_TYPES, validate_document
+from strawberry.schema.schema import (
+    DEFAULT_ALLOWED_OPERATION_TYPES,
+    StrawberryGraphQLCoreExecutionContext,
+    validate_document,
+)
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
+    Operation,
 )
-from strawberry.subscriptions.protocols.graphql_transport_ws.types import SubscribeMessage
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
+    Message,
+    SubscribeMessage,
+)
 from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.types.graphql import OperationType
 from strawberry.types.unset import UNSET, UnsetType
 
 STRAWBERRY_VERSION = "0.341.2"
+# The executor strawberry hands graphql-core (``execution_context_class``), to subclass.
+StrawberryExecutor = StrawberryGraphQLCoreExecutionContext
 
 __all__ = [
     "HTTP_REFUSALS",
@@ -51,8 +67,10 @@ __all__ = [
     "UNSET",
     "GraphQLView",
     "HTTPException",
+    "OperationChannel",
     "OperationNameUnknown",
     "SchemaWithoutSubscriptionsOverHttp",
+    "StrawberryExecutor",
     "StrawberryRefusal",
     "UnsetType",
     "graphql_core_schema",
@@ -132,9 +150,22 @@ class SchemaWithoutSubscriptionsOverHttp(strawberry.Schema):
         )
 
 
+# The graphql-transport-ws operation whose task is running (each operation has its own task, so
+# its own copy of the context).
+_running_operation: ContextVar[Operation[Any, None] | None] = ContextVar(
+    "running_operation", default=None
+)
+
+
 class _CheckedTransportWSHandler(BaseGraphQLTransportWSHandler[Any, None]):
     """graphql-transport-ws, asking the view before every operation of a signed-in connection
-    whether to refuse it (``GraphQLView.refusal_before_ws_operation``)."""
+    whether to refuse it (``GraphQLView.refusal_before_ws_operation``); each operation's task
+    knows its operation (``OperationChannel.running``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The ``extensions`` of each running operation's first ``next`` message, by id.
+        self.first_extensions: dict[str, Any] = {}
 
     async def handle_subscribe(self, message: SubscribeMessage) -> None:
         view = self.view
@@ -146,6 +177,65 @@ class _CheckedTransportWSHandler(BaseGraphQLTransportWSHandler[Any, None]):
                 )
                 return
         await super().handle_subscribe(message)
+
+    async def run_operation(self, operation: Operation[Any, None]) -> None:
+        _running_operation.set(operation)
+        try:
+            await super().run_operation(operation)
+        finally:
+            self.first_extensions.pop(operation.id, None)
+
+    async def send_message(self, message: Message) -> None:
+        if message["type"] == "next":
+            extensions = message["payload"].get("extensions")
+            if extensions is not None and message["id"] not in self.first_extensions:
+                self.first_extensions[message["id"]] = extensions
+        await super().send_message(message)
+
+
+class OperationChannel:
+    """The running graphql-transport-ws operation, so that its resolver may send it ``next``
+    messages itself: its id, the ``extensions`` its first message carried (later messages carry
+    the same, as strawberry's would), and its websocket."""
+
+    def __init__(
+        self, operation: Operation[Any, None], handler: _CheckedTransportWSHandler
+    ) -> None:
+        self.operation = operation
+        self.handler = handler
+
+    @classmethod
+    def running(cls) -> OperationChannel | None:
+        """The operation of the running task, when it is a websocket operation of this view."""
+        operation = _running_operation.get()
+        if operation is None or not isinstance(operation.handler, _CheckedTransportWSHandler):
+            return None
+        return cls(operation, operation.handler)
+
+    @property
+    def id(self) -> str:
+        return self.operation.id
+
+    @property
+    def first_extensions(self) -> Any:
+        """The ``extensions`` of the operation's first ``next`` message (None: none, or none
+        sent yet)."""
+        return self.handler.first_extensions.get(self.operation.id)
+
+    async def send_text(self, message: str) -> bool:
+        """Send a message, JSON already; nothing once the operation has completed. False when
+        the websocket has closed (the connection's handler then ends the operation)."""
+        if self.operation.completed:
+            return True
+        adapter = self.handler.websocket
+        assert isinstance(adapter, ASGIWebSocketAdapter)  # the view is strawberry's ASGI view
+        try:
+            await adapter.ws.send_text(message)
+        except (WebSocketDisconnect, OSError, RuntimeError):
+            # OSError: the server's (uvicorn's ClientDisconnected); RuntimeError: starlette's
+            # answer to a send on a socket it has seen close.
+            return False
+        return True
 
 
 ViewContext = TypeVar("ViewContext")

@@ -418,10 +418,10 @@ class Settings(BaseSettings):
         "dead (its process was stopped): it is marked failed and its staged records removed.",
     )
     live_poll_seconds: float = Field(
-        default=0.5,
+        default=0.25,
         gt=0,
         le=60,
-        description="How often live subscriptions read the change log for their district.",
+        description="How often each worker reads the change log for all its live subscriptions.",
     )
     license_public_keys: list[str] = Field(
         default_factory=list,

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
-import anyio
 from anyio import to_thread
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -23,6 +22,7 @@ from licensing.domain.clock import utc_now
 from licensing.domain.error_codes import ErrorCode
 from licensing.domain.forecast import DailyPoint, Forecast, forecast
 from licensing.domain.rules import AlertSpec, RosterStatus
+from licensing.orchestration.change_hub import ChangeHub
 from licensing.orchestration.license_updates import ForceUpdateOutcome, LicenseUpdater
 from licensing.orchestration.notifications import dispatch_alert_changes
 from licensing.orchestration.scheduler import JobState, district_jobs
@@ -45,11 +45,12 @@ from licensing.storage.audit import (
     count_audit_events,
     record_event,
 )
-from licensing.storage.changes import latest_change_id
 from licensing.storage.count_review import ReviewGroup, count_review, keep_review
 from licensing.storage.dashboard_sessions import (
+    LiveSignIns,
     SessionLifetimes,
     end_session,
+    live_sign_ins,
     start_session,
     touch_session,
 )
@@ -183,6 +184,27 @@ class LicensingService:
         self.alert_policy = AlertPolicy.from_settings(settings)
         # Live tokens and sessions of this worker (licensing/storage/sign_in_cache.py).
         self.sign_ins = SignInCache(settings.sign_in.cache_size)
+        self._change_hub: ChangeHub[DistrictState] | None = None
+
+    @property
+    def change_hub(self) -> ChangeHub[DistrictState]:
+        """This worker's one reader of the change log for its live subscriptions
+        (licensing/orchestration/change_hub.py), made on first use."""
+        if self._change_hub is None:
+            self._change_hub = ChangeHub[DistrictState](
+                settings=self.settings,
+                database=self.database,
+                run_read=self._quick_read,
+                read_state=self.district_state,
+                read_sign_ins=self.live_sign_ins,
+                clock=self.clock,
+            )
+        return self._change_hub
+
+    async def stop_live_updates(self) -> None:
+        """Stop reading the change log for live subscriptions (at the app's shutdown)."""
+        if self._change_hub is not None:
+            await self._change_hub.stop()
 
     async def authenticate(self, secret: str) -> Principal | None:
         signed_in = await self.token_sign_in(secret)
@@ -269,6 +291,16 @@ class LicensingService:
         if state is None:  # the stored alerts must be brought in line: a write, in a thread
             state = await to_thread.run_sync(self.read_district_state, district_id)
         return state
+
+    async def live_sign_ins(self, district_id: int) -> LiveSignIns:
+        """The district's tokens and tab sessions that can still sign in now: two statements,
+        which live subscriptions share after a change (graph/subscriptions.py)."""
+
+        def read(_: object) -> LiveSignIns:
+            with self.database.read_connection() as connection:
+                return live_sign_ins(connection, district_id=district_id, now=self.clock())
+
+        return await self._quick_read(read, None)
 
     async def district_version(self, district_id: int) -> DistrictVersion:
         """The district's version now (licensing/storage/district_version.py): one statement."""
@@ -697,32 +729,6 @@ class LicensingService:
             )
 
         return await to_thread.run_sync(read)
-
-    async def latest_change_id(self, district_id: int, topics: Collection[str]) -> int:
-        """The newest change-log id of the district on ``topics`` (0 when there is none)."""
-
-        def read() -> int:
-            with self.database.read() as session:
-                return latest_change_id(session, district_id, topics)
-
-        return await to_thread.run_sync(read)
-
-    async def wait_for_change(
-        self, district_id: int, after_id: int, topics: Collection[str], poll_seconds: float
-    ) -> int:
-        """Wait until the district's change log has an entry on ``topics`` above ``after_id``;
-        return the newest id. Polls the database, so changes committed by any worker or host
-        are seen; every change within one poll interval comes back as one."""
-
-        def read() -> int:
-            with self.database.read() as session:
-                return latest_change_id(session, district_id, topics, after_id=after_id)
-
-        while True:
-            await anyio.sleep(poll_seconds)
-            newest = await to_thread.run_sync(read)
-            if newest > after_id:
-                return newest
 
     async def set_threshold(self, principal: Principal, students_remaining: int) -> ThresholdChange:
         return await to_thread.run_sync(self._set_threshold, principal, students_remaining)

@@ -201,3 +201,46 @@ def end_session(session: Session, *, session_id: str, now: datetime) -> None:
     ).all()
     for (district_id,) in ended:
         district_changed(session, district_id)
+
+
+@dataclass(frozen=True)
+class LiveSignIns:
+    """Who can still sign in to a district at one moment: its tokens not revoked, and the hashes
+    of its tab sessions that have not ended (read together, ``live_sign_ins``)."""
+
+    token_ids: frozenset[int]
+    session_hashes: frozenset[str]
+
+    def has_token(self, token_id: int) -> bool:
+        return token_id in self.token_ids
+
+    def has_session(self, session_hash: str) -> bool:
+        """Whether the session with this hash (``hash_token`` of its id) is live."""
+        return session_hash in self.session_hashes
+
+
+_LIVE_TOKENS = select_columns(_token.c.id).where(
+    _token.c.district_id == bindparam("district_id"), _token.c.revoked_at.is_(None)
+)
+_LIVE_SESSIONS = (
+    select_columns(_session.c.session_hash)
+    .join_from(_token, _session, _session.c.token_id == _token.c.id)
+    .where(
+        _token.c.district_id == bindparam("district_id"),
+        _token.c.revoked_at.is_(None),
+        _session.c.revoked_at.is_(None),
+        _session.c.idle_expires_at > bindparam("now"),
+        _session.c.expires_at > bindparam("now"),
+    )
+)
+
+
+def live_sign_ins(connection: Connection, *, district_id: int, now: datetime) -> LiveSignIns:
+    """The district's live tokens and tab sessions at ``now``: two statements on the tokens'
+    district index and the sessions' token index, whatever the number of callers to check (a
+    worker's live subscriptions check theirs with it after each change)."""
+    tokens = connection.execute(_LIVE_TOKENS, {"district_id": district_id}).scalars()
+    sessions = connection.execute(
+        _LIVE_SESSIONS, {"district_id": district_id, "now": now}
+    ).scalars()
+    return LiveSignIns(token_ids=frozenset(tokens), session_hashes=frozenset(sessions))

@@ -9,13 +9,16 @@ import threading
 
 import anyio
 import pytest
+from sqlmodel import select
 from websockets.asyncio.client import connect
 
 from app.factory import create_app
 from app.report_export import REPORT_DOWNLOAD_COST, REPORT_PATH
+from db.models import ApiToken
 from graph.cost import CHEAP_ROWS_PER_POINT
-from graph.rate_limit import RATE_LIMITED, TokenBudgets
+from graph.rate_limit import RATE_LIMITED, TokenBudgets, token_budgets
 from licensing.storage.history import MAX_HISTORY_DAYS
+from licensing.storage.tokens import hash_token
 from tests.fakes.serve import serve
 from tests.utils.graphql import graphql
 
@@ -293,3 +296,49 @@ async def test_operations_over_a_websocket_draw_from_the_same_budget(
     assert acknowledged["type"] == "connection_ack"
     assert refused["payload"]["data"] is None  # nothing was sent of the license
     assert refused["payload"]["errors"][0]["extensions"]["code"] == RATE_LIMITED
+
+
+# --- Subscriptions' time, drawn in batches ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("store", ["memory", "database"])
+@pytest.mark.parametrize("points_per_second", [80, 110])  # below, then above the refill
+async def test_time_held_drawn_late_takes_what_draws_on_time_would(
+    service, district, clock, settings, store, points_per_second
+):
+    """Subscriptions' points accrue while they are held and are drawn in batches: a batch drawn
+    late (a busy database) leaves the budget where batches drawn on time would have, so a token
+    whose subscriptions cost less than its refill is never found spent."""
+    limits = settings.rate_limit
+    if store == "memory":
+        budgets = TokenBudgets(
+            bucket_size=limits.bucket_size,
+            restore_rate=limits.restore_rate,
+            clock=lambda: clock().timestamp(),
+        )
+    else:
+        budgets = token_budgets(service)
+    timely, late = (
+        token_id_of(service, token) for token in (district.viewer_token, district.manager_token)
+    )
+    for token_id in (timely, late):
+        budgets.spend(token_id, 1)  # both start full, now
+
+    for _ in range(10):
+        clock.advance(seconds=30)
+        on_time = budgets.spend_held(timely, 30 * points_per_second, over_seconds=30)
+    drawn_late = budgets.spend_held(late, 300 * points_per_second, over_seconds=300)
+
+    assert drawn_late.remaining == on_time.remaining
+    # As if drawn point by point: full while the refill outpaces them, else going down.
+    held = 300 * (limits.restore_rate - points_per_second)
+    assert drawn_late.remaining == math.floor(
+        min(limits.bucket_size, limits.bucket_size - 1 + held)
+    )
+
+
+def token_id_of(service, secret: str) -> int:
+    with service.database.read() as session:
+        return session.exec(
+            select(ApiToken.id).where(ApiToken.token_hash == hash_token(secret))
+        ).one()

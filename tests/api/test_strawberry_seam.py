@@ -23,6 +23,7 @@ from websockets.asyncio.client import connect
 from app.factory import create_app
 from db.models import ApiToken
 from graph.errors import refusal_for
+from graph.fanout import DirectUpdates
 from graph.schema import build_schema
 from graph.strawberry_compat import (
     HTTPException,
@@ -36,6 +37,7 @@ from graph.subscriptions import TOKEN_REVOKED
 from licensing.orchestration.service import LicensingService
 from licensing.storage.tokens import hash_token, revoke_token
 from tests.fakes.serve import serve
+from tests.utils.districts import students
 
 pytestmark = pytest.mark.anyio
 
@@ -256,3 +258,56 @@ def _revoke(service: LicensingService, district: Any, token: str, now: Any) -> N
     with service.database.write() as session:
         row = session.exec(select(ApiToken).where(ApiToken.token_hash == hash_token(token))).one()
         revoke_token(session, district_id=district.id, token_id=row.id, now=now)
+
+
+# --- Updates a subscription's resolver sends itself -----------------------------------------------
+
+
+async def _update_messages(
+    service: LicensingService, district: Any, newcomer: str
+) -> list[dict[str, Any]]:
+    """The messages of a licenseChanged subscription: the first, and the update after a change."""
+    with serve(create_app(service), websockets=True) as base_url:
+        url = base_url.replace("http://", "ws://") + "/graphql"
+        async with connect(
+            url,
+            subprotocols=["graphql-transport-ws"],
+            additional_headers={"Authorization": f"Bearer {district.viewer_token}"},
+            open_timeout=REPLY_SECONDS,
+        ) as ws:
+            await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
+            await _receive(ws)
+            query = "subscription { licenseChanged { used display } }"
+            await ws.send(json.dumps({"id": "7", "type": "subscribe", "payload": {"query": query}}))
+            first = json.loads(await _receive(ws))
+            await anyio.to_thread.run_sync(
+                lambda: service.apply_roster(
+                    district.id, source="local", records=students(1, prefix=newcomer), replace=False
+                )
+            )
+            update = json.loads(await _receive(ws))
+    return [first, update]
+
+
+async def test_an_update_sent_by_the_resolver_is_the_message_strawberry_would_send(
+    service: LicensingService, district: Any, monkeypatch: pytest.MonkeyPatch
+):
+    direct = await _update_messages(service, district, "first-")
+
+    async def through_strawberry(_self: DirectUpdates, _value: object) -> bool:
+        return False  # the value is yielded, and strawberry sends it
+
+    monkeypatch.setattr(DirectUpdates, "send", through_strawberry)
+    yielded = await _update_messages(service, district, "second-")
+
+    seam(direct[1]["payload"]["data"]["licenseChanged"]["used"] == 11, f"no update: {direct}")
+    seam(yielded[1]["payload"]["data"]["licenseChanged"]["used"] == 12, f"no update: {yielded}")
+    for sent, through in zip(direct, yielded, strict=True):
+        seam(
+            set(sent) == set(through) and set(sent["payload"]) == set(through["payload"]),
+            f"{sent} is not shaped as strawberry's {through}",
+        )
+        seam(sent["id"] == through["id"] and sent["type"] == through["type"], f"{sent}")
+        # What the operation cost is the same in every message of it.
+        seam(sent["payload"].get("extensions") == direct[0]["payload"].get("extensions"), sent)
+    seam("extensions" in yielded[1]["payload"], f"strawberry's update carries none: {yielded}")

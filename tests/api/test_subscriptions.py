@@ -7,12 +7,14 @@ engine on the same SQLite file, as another worker or host would make them.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from typing import Any
 
 import anyio
 import pytest
+from sqlalchemy import event
 from sqlmodel import select
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -20,7 +22,10 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from app.factory import create_app
 from app.runtime import build_service
 from db.models import ApiToken
+from db.session import lock_district
 from licensing.orchestration.service import LicensingService
+from licensing.storage.district_state import reevaluate_alerts
+from licensing.storage.threshold import save_threshold
 from licensing.storage.tokens import hash_token, revoke_token
 from tests.fakes.serve import serve
 from tests.utils.districts import students
@@ -144,6 +149,8 @@ async def test_a_burst_of_changes_arrives_as_few_updates_ending_at_the_last(
     service, make_district, other_worker
 ):
     district = await make_district(seats=100, active=10)
+    # Long enough for several changes to fall in one interval, however busy the machine.
+    service.settings.live_poll_seconds = 1.0
 
     with served(service) as url:
         async with subscriber(url, district.viewer_token) as ws:
@@ -367,3 +374,165 @@ async def test_bad_tokens_in_connection_init_count_as_failed_sign_ins(service, m
     assert json.loads(response.body)["errors"][0]["extensions"]["code"] == "SIGN_IN_THROTTLED"
     assert int(response.headers["Retry-After"]) >= 1
     assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+
+
+# --- One reader of the change log per worker, however many subscriptions -------------------------
+
+
+@asynccontextmanager
+async def subscribed(
+    url: str, token: str, sockets: int, per_socket: int, query: str = LICENSE_CHANGED
+) -> AsyncIterator[list[Subscriber]]:
+    """``sockets`` websockets of ``per_socket`` subscriptions each (ids "0", "1"...), all past
+    their first message."""
+    async with AsyncExitStack() as stack:
+        opened = []
+        for _ in range(sockets):
+            ws = await stack.enter_async_context(subscriber(url, token))
+            assert (await ws.init())["type"] == "connection_ack"
+            for number in range(per_socket):
+                await ws.subscribe(query, str(number))
+                await ws.next_data(str(number))
+            opened.append(ws)
+        yield opened
+
+
+async def next_of_each(ws: Subscriber, count: int, timeout: float) -> dict[str, Any]:
+    """The next message of each of the socket's ``count`` subscriptions, by id (they arrive in
+    any order)."""
+    received: dict[str, Any] = {}
+    with anyio.fail_after(timeout):
+        while len(received) < count:
+            message = await ws.receive()
+            assert message["type"] == "next", message
+            assert message["id"] not in received, message
+            received[message["id"]] = message["payload"]["data"]
+    return received
+
+
+async def test_every_subscription_of_a_district_receives_a_change_once_and_others_nothing(
+    service, make_district, other_worker
+):
+    riverside = await make_district("riverside", seats=100, active=40)
+    lakeside = await make_district("lakeside", seats=500, active=300)
+    service.settings.rate_limit.max_subscriptions_per_token = 40
+
+    with served(service) as url:
+        async with (
+            subscribed(url, riverside.viewer_token, sockets=4, per_socket=8) as river,
+            subscribed(url, lakeside.viewer_token, sockets=2, per_socket=5) as lake,
+        ):
+            await add_students(other_worker, riverside.id, 3, prefix="late-")
+            updates = [
+                update
+                for ws in river
+                for update in (await next_of_each(ws, 8, DELIVERY_SECONDS)).values()
+            ]
+            # Nothing more for them, and nothing at all for the other district's.
+            for ws in river + lake:
+                await ws.assert_silent(0.3)
+
+    assert len(updates) == 32
+    assert all(update["licenseChanged"]["used"] == 43 for update in updates)
+
+
+async def test_while_nothing_changes_the_worker_reads_the_log_once_an_interval(
+    service, make_district
+):
+    """K subscriptions, one statement an interval: never one per subscription."""
+    district = await make_district(seats=100, active=40)
+    interval = 0.05
+    service.settings.live_poll_seconds = interval
+    statements: list[str] = []
+    enough = threading.Event()
+
+    def count(_connection, _cursor, statement, *_args) -> None:
+        if statement.strip().upper() in ("BEGIN", "BEGIN IMMEDIATE", "COMMIT", "ROLLBACK"):
+            return  # a transaction's bounds (SQLite's read transaction), not a read
+        statements.append(statement)
+        if len(statements) >= 8:
+            enough.set()
+
+    with served(service) as url:
+        async with subscribed(url, district.viewer_token, sockets=2, per_socket=6):
+            event.listen(service.database.engine, "before_cursor_execute", count)
+            try:
+                started = anyio.current_time()
+                await anyio.to_thread.run_sync(enough.wait, REPLY_SECONDS)
+                elapsed = anyio.current_time() - started
+                seen = list(statements)
+            finally:
+                event.remove(service.database.engine, "before_cursor_execute", count)
+
+    assert len(seen) >= 8
+    assert all("FROM change_event" in statement for statement in seen), seen
+    assert len(seen) <= elapsed / interval + 2  # 12 subscriptions polling would be 12x that
+
+
+async def test_subscriptions_of_one_token_are_charged_together_for_the_time_held(
+    service, make_district, clock, client
+):
+    district = await make_district(seats=100, active=40)
+    limits = service.settings.rate_limit
+    limits.restore_rate = 0.001  # the clock moves by a minute below: refills must not hide it
+    held = 3
+
+    async def remaining() -> tuple[int, int]:
+        response = await graphql(client, district.viewer_token, "{ license { display } }")
+        cost = response.json()["extensions"]["cost"]
+        return cost["remaining"], cost["requested"]
+
+    with served(service) as url:
+        async with subscribed(url, district.viewer_token, sockets=1, per_socket=held):
+            before, _ = await remaining()
+            clock.advance(minutes=1)
+            # The next charge (after the next read of the log) draws the minute of all three.
+            with anyio.fail_after(REPLY_SECONDS):
+                spent = 0
+                while True:
+                    now, cost = await remaining()
+                    spent += cost
+                    if before - now > spent:
+                        break
+                    await anyio.sleep(0.05)  # waiting for the charge, not letting time pass
+
+    per_minute = limits.subscription_points_per_minute
+    assert before - now == held * per_minute + spent
+
+
+async def test_a_change_committed_after_a_newer_one_of_another_district_still_arrives(
+    service, make_district, other_worker, clock
+):
+    """On PostgreSQL an id is taken when a change is written and seen when it commits, so a
+    district's change can appear after a newer id of another district was read."""
+    if service.database.is_sqlite:
+        pytest.skip("SQLite writes one transaction at a time: ids are committed in order")
+    riverside = await make_district("riverside", seats=100, active=40, threshold=50)
+    lakeside = await make_district("lakeside", seats=500, active=300)
+    written, release = threading.Event(), threading.Event()
+
+    def raise_threshold_slowly() -> None:
+        with other_worker.database.write() as session:
+            lock_district(session, riverside.id)
+            save_threshold(session, district_id=riverside.id, value=70, now=clock())
+            reevaluate_alerts(
+                session, district_id=riverside.id, now=clock(), policy=other_worker.alert_policy
+            )
+            session.flush()  # its change-log ids are taken now, and seen at the commit
+            written.set()
+            release.wait(REPLY_SECONDS)
+
+    with served(service) as url:
+        async with (
+            subscribed(url, riverside.viewer_token, 1, 1, ALERTS_CHANGED) as [river],
+            subscribed(url, lakeside.viewer_token, 1, 1) as [lake],
+            anyio.create_task_group() as tasks,
+        ):
+            tasks.start_soon(anyio.to_thread.run_sync, raise_threshold_slowly)
+            await anyio.to_thread.run_sync(written.wait, REPLY_SECONDS)
+            await add_students(other_worker, lakeside.id, 1, prefix="newer-")
+            assert (await lake.next_data("0", DELIVERY_SECONDS))["licenseChanged"]["used"] == 301
+            release.set()
+            update = await river.next_data("0", DELIVERY_SECONDS)
+
+    assert [alert["kind"] for alert in update["alertsChanged"]] == ["LICENSES_LOW"]

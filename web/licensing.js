@@ -149,7 +149,7 @@ async function enter(session) {
     alertsQuery: ALERTS_CHANGED,
     onLicense: (license) => {
       showLicense(license);
-      refresh(); // usage, roster notes and settings come with the query
+      refreshAfterChange(); // usage, roster notes and settings come with the query
     },
     onAlerts: (alerts) =>
       renderBanner(
@@ -213,6 +213,18 @@ function refresh() {
   return state.loading;
 }
 
+/** `read()` begun after a change made here or announced live. A read already under way
+ * (`inFlight`) may have left before the change: it is waited out, then `read()` shares only a
+ * read begun since. Sharing the older one would draw the figures from before the change. */
+async function readAfterChange(inFlight, read) {
+  await inFlight?.catch(() => {});
+  return read();
+}
+
+function refreshAfterChange() {
+  return readAfterChange(state.loading, refresh);
+}
+
 async function readAndRender() {
   try {
     const figures = await readTab({ canManage: state.canManage });
@@ -261,12 +273,12 @@ function showLiveMode(mode, retryInMs) {
 
 // ---------------------------------------------------------------- the Manage Settings panels
 
-// After an action the audit log is read again too (it has a new entry); otherwise it is read
-// once per sign-in, so that a live update does not move the reader off the page they are on.
+// After an action (a panel's, Save Settings, Force License Update) the audit log is read again
+// too: it has a new entry. Otherwise it is read once per sign-in, so that a live update does not
+// move the reader off the page they are on.
 const panelActions = {
   after: async () => {
-    await state.panelsLoading; // a read begun before the change shows the figures before it
-    await Promise.all([refresh(), loadPanels()]);
+    await Promise.all([refreshAfterChange(), readAfterChange(state.panelsLoading, loadPanels)]);
     await loadAuditLog();
   },
   onSignedOut: () => sessionEnded(),
@@ -306,13 +318,13 @@ $("sign-out").addEventListener("click", onSignOut);
 $("settings-form").addEventListener("submit", (event) => {
   event.preventDefault();
   if (!state.canManage) return;
-  saveSettings({ after: refresh, about: currentKey, onSignedOut: sessionEnded });
+  saveSettings({ after: panelActions.after, about: currentKey, onSignedOut: sessionEnded });
 });
 $("force-update").addEventListener("click", () => {
   if (!state.canManage) return;
   forceUpdate({
     showLicense,
-    after: refresh,
+    after: panelActions.after,
     about: currentKey,
     onSignedOut: sessionEnded,
     canManage: state.canManage,

@@ -7,6 +7,7 @@ Screenshots go to tests/browser/artifacts/ as STATE-WIDTHxHEIGHT.png.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
@@ -231,6 +232,59 @@ async def test_force_update_shows_progress_while_it_runs(make_district, open_tab
     await page.locator("#force-result").filter(has_text="up to date").wait_for()
     await page.locator("#force-update:not([aria-busy])").wait_for()
     assert await page.locator("#force-update").is_enabled()
+
+
+def is_force_update(request: Any) -> bool:
+    return request.method == "POST" and "ForceLicenseUpdate" in (request.post_data or "")
+
+
+async def test_an_action_is_followed_by_a_read_begun_after_it_not_one_already_under_way(
+    make_district, issuer, open_tab
+):
+    """A read of the tab that left before Force License Update answers shows the figures from
+    before it. The page must read again once the update is done; if it took that older read as
+    the one "after" the action, the old license came back on screen and the new one, arriving
+    live, then cleared "License updated" as a message about figures that had changed."""
+    district = await make_district("hillview", seats=1000, active=900)
+    tab = await open_tab()
+    await tab.sign_in(district.manager_token)
+    page = tab.page
+    held: list[tuple[Any, Any]] = []
+    read_held = asyncio.Event()
+
+    async def answer_later(route: Any) -> None:
+        # Queries go as GET, named in the address (docs/caching.md).
+        if "LicensingTab" in route.request.url and not held:
+            held.append((route, await route.fetch()))  # read now, answered below
+            read_held.set()
+        else:
+            await route.continue_()
+
+    await page.route("**/graphql*", answer_later)
+    await page.get_by_role("button", name="Refresh now").click()
+    await asyncio.wait_for(read_held.wait(), timeout=10)
+
+    issuer.write("hillview", seats=1250)
+    # The update's answer reaches the page, which draws its license and reads the tab again,
+    # while the older read is still under way; only then does that read answer, with the
+    # figures from before.
+    async with page.expect_event("requestfinished", is_force_update):
+        await page.get_by_role("button", name="Force License Update").click()
+    await page.locator("#license-count").filter(has_text="900 / 1,250").wait_for()
+    await page.evaluate("() => new Promise((done) => setTimeout(done))")  # its next task ran
+    route, response = held[0]
+    await route.fulfill(response=response)
+
+    result = page.locator("#force-result")
+    await result.filter(has_text="License updated").wait_for()
+    await page.locator("#license-count").filter(has_text="900 / 1,250").wait_for()
+    await page.wait_for_timeout(1000)  # the live update of the new license has come and gone
+    assert "License updated" in await result.inner_text()
+    assert await text(page, "#license-count") == "900 / 1,250"
+    # The audit log is read again after the action: its entry is the newest.
+    newest = page.locator("#audit-log table tbody tr").first
+    assert "Force License Update" in await newest.inner_text()
+    await tab.capture("license-updated-after-a-read-under-way")
 
 
 # ---------------------------------------------------------------- live numbers and the banner

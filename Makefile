@@ -4,6 +4,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
+# Python keeps its bytecode cache (__pycache__/, ignored by git) even where the environment turns
+# it off: without it each test worker, and each server or command a test starts, compiles the
+# project and its tests again (measured on 2 cores: 12.4 s to collect the suite, 5.5 s with it).
+unexport PYTHONDONTWRITEBYTECODE
+
 .PHONY: run test test-postgres screenshots lint format schema release-schema bench clean
 
 $(INSTALLED): pyproject.toml

@@ -33,9 +33,7 @@ from tests.utils.server_process import (
     stop_process_group,
 )
 
-# Starts several server processes and measures them under load: `make test` runs these tests
-# on their own, after the rest (marker "servers").
-pytestmark = [pytest.mark.anyio, pytest.mark.servers]
+pytestmark = pytest.mark.anyio
 
 GENERATED_ID = re.compile(r"[0-9a-f]{32}")
 FORCE_UPDATE = "mutation { forceLicenseUpdate { updated throttled errors { code } } }"
@@ -360,6 +358,9 @@ def served_healthz(log: str) -> list[dict[str, Any]]:
     ]
 
 
+# The tests that start server processes run on their own, after the rest (marker "servers"):
+# beside other tests, their SQLite writes could wait out the busy timeout.
+@pytest.mark.servers
 async def test_metrics_are_summed_over_two_workers(tmp_path, new_database_url):
     env = serve_environment(tmp_path, new_database_url("serve"))
     counted = {"method": "GET", "route": "/healthz", "status": "200"}
@@ -404,6 +405,7 @@ async def test_metrics_are_summed_over_two_workers(tmp_path, new_database_url):
     assert not directory.exists()
 
 
+@pytest.mark.servers
 def test_worker_serves_its_metrics_on_the_configured_port(tmp_path, new_database_url):
     port = free_port()
     env = serve_environment(tmp_path, new_database_url("worker"))

@@ -95,9 +95,13 @@ async def test_polling_sends_the_query_by_hash_and_reuses_a_304(make_district, s
     await page.add_init_script(FAST_TIMERS)
     answers: list[tuple[str, int, str, str | None]] = []
 
-    async def note(response: Any) -> None:
+    # Synchronous on purpose: the tab keeps polling until its page closes, and an
+    # asynchronous listener still awaiting a closed page's headers would raise into
+    # whichever test next uses this worker's browser. The tab sets If-None-Match itself,
+    # so the request's own headers carry it.
+    def note(response: Any) -> None:
         if "/graphql" in response.url:
-            sent = await response.request.all_headers()
+            sent = response.request.headers
             answers.append(
                 (response.request.method, response.status, response.url, sent.get("if-none-match"))
             )

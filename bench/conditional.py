@@ -158,7 +158,7 @@ def measure_ways(
     licensing = [str(Path(sys.executable).with_name("licensing"))]
     command = [*licensing, "serve", "--port", str(port), "--workers", workers]
     raw_command = [
-        *[sys.executable, "-m", "uvicorn", "bench.raw_anchor:create_app", "--factory"],
+        *[sys.executable, "-m", "app.uvicorn_compat", "bench.raw_anchor:create_app"],
         *["--host", "127.0.0.1", "--port", str(raw_port), "--workers", workers],
     ]
     rounds: dict[str, list[Measurement]] = {}
@@ -271,10 +271,13 @@ def main() -> None:
     arguments.students = arguments.students or (200 if arguments.quick else 1_000)
     arguments.seconds = arguments.seconds or (QUICK_SECONDS if arguments.quick else 5)
     arguments.rounds = arguments.rounds or (1 if arguments.quick else 3)
-    # A smoke run's figures are not compared: registering the query warms the server enough.
+    # A smoke run's figures are not compared: the burst of answers before the load warms the
+    # servers enough.
     arguments.warm_up = 0 if arguments.quick else 1
     arguments.at_least = QUICK_AT_LEAST_ANSWERS if arguments.quick else 0
-    arguments.workers = arguments.workers or default_workers(arguments.postgres)
+    arguments.workers = arguments.workers or default_workers(
+        arguments.postgres, quick=arguments.quick
+    )
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed for the load: install Debian's package 'wrk'.")
     for name in [name for name in os.environ if name.startswith("LICENSING_")]:

@@ -523,7 +523,8 @@ def measure_servers(
 
     def uvicorn_command(application: str, port: int) -> list[str]:
         return [
-            *[sys.executable, "-m", "uvicorn", application, "--factory"],
+            # Started as the product's server starts (app/uvicorn_compat.py), on the same terms.
+            *[sys.executable, "-m", "app.uvicorn_compat", application],
             *["--host", "127.0.0.1", "--port", str(port), "--workers", workers],
         ]
 
@@ -664,7 +665,9 @@ def main() -> None:
     # A smoke run's figures are not compared: the check of the numbers warms the servers enough.
     arguments.warm_up = 0 if arguments.quick else min(2, arguments.seconds)
     arguments.at_least = QUICK_AT_LEAST_ANSWERS if arguments.quick else 0
-    arguments.workers = arguments.workers or default_workers(arguments.postgres)
+    arguments.workers = arguments.workers or default_workers(
+        arguments.postgres, quick=arguments.quick
+    )
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed for the load: install Debian's package 'wrk'.")
     # The benchmark's own configuration only: no LICENSING_* variable of the developer's (a

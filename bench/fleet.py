@@ -180,6 +180,28 @@ def expected_active(students: int, *, changed: bool) -> int:
     )
 
 
+def active_ids(students: int, *, changed: bool) -> set[str]:
+    """The ids of ``people``'s active students: those the product counts."""
+    return {
+        person["sourcedId"]
+        for person in people(students, 0, 0, changed=changed)
+        if person["role"] == "student"
+        and person["status"] != "tobedeleted"
+        and person["enabledUser"] == "true"
+    }
+
+
+def expected_held(students: int) -> bool:
+    """Whether the product's drop guard must hold tonight's sync for an administrator: in a
+    district of a handful of students the 1% change stops counting one or two of them, more than
+    the guard's share (``max_drop_share``, 20% by default)."""
+    from licensing.storage.roster_changes import DEFAULT_MAX_DROP_SHARE
+
+    before = active_ids(students, changed=False)
+    stopped = before - active_ids(students, changed=True)
+    return bool(before) and len(stopped) / len(before) > DEFAULT_MAX_DROP_SHARE
+
+
 def check_same_rows(folder: Path) -> None:
     """``current_rows`` must be what the product stores from the same roster read through its
     ``oneroster_csv`` source, or the night's sync would do different work than a real one."""
@@ -279,7 +301,8 @@ class Fleet:
     ids: dict[str, int]  # by slug
     sizes: dict[str, int]  # students, by slug
     tokens: dict[str, str]  # a VIEW_LICENSE token's secret, by slug
-    active_tonight: dict[str, int]  # active students in tonight's bundle, by slug
+    active_tonight: dict[str, int]  # active students after tonight's sync, by slug
+    held_tonight: set[str] = field(default_factory=set)  # syncs the drop guard must hold
     active_now: dict[str, int] = field(default_factory=dict)  # in the current roster
     build_seconds: dict[str, float] = field(default_factory=dict)
 
@@ -317,7 +340,10 @@ def build_fleet(
         sizes=dict(zip(slugs, sizes, strict=True)),
         tokens={},
         active_tonight={slug: bundle.active_students for slug, bundle in bundles.items()},
+        held_tonight={slug for slug, size in zip(slugs, sizes, strict=True) if expected_held(size)},
     )
+    for slug in fleet.held_tonight:  # a held sync leaves the count as it was
+        fleet.active_tonight[slug] = expected_active(fleet.sizes[slug], changed=False)
 
     started = time.perf_counter()
     with service.database.write() as session:
@@ -473,6 +499,7 @@ class Night:
     sync_outcomes: Counter[str] = field(default_factory=Counter)
     job_outcomes: Counter[str] = field(default_factory=Counter)  # other jobs run in the night
     wrong_counts: list[str] = field(default_factory=list)
+    wrong_outcomes: list[str] = field(default_factory=list)  # not applied, or not held as due
     peak_mb: dict[str, list[float]] = field(default_factory=dict)
 
     @property
@@ -726,6 +753,13 @@ def run_night(
             .group_by(RosterSyncRun.status)
         ).all()
         night.sync_outcomes.update({status: count for status, count in runs})
+        outcomes = dict(
+            session.exec(
+                select(RosterSyncRun.district_id, RosterSyncRun.status).where(
+                    RosterSyncRun.started_at >= due_at
+                )
+            ).all()
+        )
         usage = {
             row.district_id: row.active_students
             for row in session.exec(select(DistrictUsage)).all()
@@ -733,6 +767,9 @@ def run_night(
     for slug, district_id in fleet.ids.items():
         if slug in night.syncs and usage.get(district_id) != fleet.active_tonight[slug]:
             night.wrong_counts.append(slug)
+        due = "held" if slug in fleet.held_tonight else "applied"
+        if slug in night.syncs and outcomes.get(district_id) != due:
+            night.wrong_outcomes.append(slug)
     service.database.dispose()
     return night
 
@@ -891,6 +928,17 @@ def report(fleet: Fleet, night: Night, arguments: argparse.Namespace) -> str:
         f"{throughput:.2f}x ({verdict(throughput >= TARGET_THROUGHPUT_RATIO)}); p99 <= "
         f"{TARGET_P99_RATIO:g}x the baseline: {p99:.2f}x ({verdict(p99 <= TARGET_P99_RATIO)})."
     )
+    if fleet.held_tonight:
+        lines.append(
+            f"\n{len(fleet.held_tonight)} sync(s) held for an administrator, as the drop guard "
+            "requires: in a district of a few students the 1% change stops counting more than "
+            f"20% of them ({', '.join(sorted(fleet.held_tonight)[:5])})."
+        )
+    if night.wrong_outcomes:
+        lines.append(
+            f"\n**{len(night.wrong_outcomes)} sync(s) neither applied nor held as due**: "
+            f"{', '.join(night.wrong_outcomes[:5])}."
+        )
     if night.wrong_counts:
         lines.append(
             f"\n**{len(night.wrong_counts)} district(s) counted the wrong active students after "
@@ -988,10 +1036,11 @@ def main() -> None:
         night = run_night(fleet, data_dir, database_url, configuration, arguments)
     show(report(fleet, night, arguments), as_markdown=arguments.markdown)
     failures = sum(piece.measured.failures for piece in night.slices + night.baseline)
-    failed_syncs = sum(n for status, n in night.sync_outcomes.items() if status != "applied")
+    failed_syncs = len(night.wrong_outcomes)
     if failures or failed_syncs or night.wrong_counts or night.finished_at is None:
         log(
-            f"{failures} dashboard request(s) failed, {failed_syncs} sync(s) not applied, "
+            f"{failures} dashboard request(s) failed, {failed_syncs} sync(s) neither applied nor "
+            "held as due, "
             f"{len(night.wrong_counts)} wrong count(s), "
             f"{'all' if night.finished_at else 'not all'} syncs ran"
         )

@@ -246,36 +246,22 @@ def roster_rows(district_id: int, students: int) -> Iterator[tuple[Any, ...]]:
             modified,
         )
 
-    for number in range(students):
-        source_id = f"stu-{number:07d}"
-        yield row(
-            number,
-            source="sis",
-            source_id=source_id,
-            person_key=source_id,
-            role="student",
-            lifecycle="active",
-        )
-    for number in range(students // 20):
-        source_id = f"staff-{number:07d}"
-        yield row(
-            number,
-            source="sis",
-            source_id=source_id,
-            person_key=source_id,
-            role="staff",
-            lifecycle="active",
-        )
-    for number in range(students // 50):
-        source_id = f"grad-{number:07d}"
-        yield row(
-            number,
-            source="sis",
-            source_id=source_id,
-            person_key=source_id,
-            role="student",
-            lifecycle="graduated",
-        )
+    # The district's own source: its students, 5% staff, 2% graduated students.
+    for prefix, count, role, lifecycle in (
+        ("stu", students, "student", "active"),
+        ("staff", students // 20, "staff", "active"),
+        ("grad", students // 50, "student", "graduated"),
+    ):
+        for number in range(count):
+            source_id = f"{prefix}-{number:07d}"
+            yield row(
+                number,
+                source="sis",
+                source_id=source_id,
+                person_key=source_id,
+                role=role,
+                lifecycle=lifecycle,
+            )
     for number in range(0, students, 100):
         yield row(
             number,

@@ -487,7 +487,9 @@ def main() -> None:
     )
     parser.add_argument("--workers", type=int, help="server workers (default 1, 4 on PostgreSQL)")
     arguments = parser.parse_args()
-    arguments.workers = arguments.workers or default_workers(arguments.postgres)
+    arguments.workers = arguments.workers or default_workers(
+        arguments.postgres, quick=arguments.quick
+    )
     arguments.students = arguments.students or (1_000 if arguments.quick else 200_000)
     arguments.seconds = arguments.seconds or (QUICK_SECONDS if arguments.quick else 8)
     arguments.runs = arguments.runs or (1 if arguments.quick else 5)

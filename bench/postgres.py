@@ -29,6 +29,9 @@ from pathlib import Path
 # The product and the anchors run this many uvicorn workers on PostgreSQL (SPEC section 8).
 POSTGRES_WORKERS = 4
 SQLITE_WORKERS = 1
+# A smoke run (--quick) on PostgreSQL: still several workers, the path a full run takes, but
+# fewer processes to start (each imports the application).
+QUICK_POSTGRES_WORKERS = 2
 
 
 def database_name(url: str | None) -> str:
@@ -36,8 +39,10 @@ def database_name(url: str | None) -> str:
     return "PostgreSQL" if url else "SQLite"
 
 
-def default_workers(postgres: str | None) -> int:
-    return POSTGRES_WORKERS if postgres else SQLITE_WORKERS
+def default_workers(postgres: str | None, *, quick: bool = False) -> int:
+    if not postgres:
+        return SQLITE_WORKERS
+    return QUICK_POSTGRES_WORKERS if quick else POSTGRES_WORKERS
 
 
 def libpq_conninfo(url: str) -> str:

@@ -455,9 +455,9 @@ def main() -> None:
     load.add_argument("--json", action="store_true", help="print the figures as JSON")
     arguments = parser.parse_args()
     if arguments.command == "serve":
-        import uvicorn
+        from app.uvicorn_compat import run
 
-        uvicorn.run(
+        run(
             "bench.raw_anchor:create_app",
             factory=True,
             host=arguments.host,

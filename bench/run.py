@@ -88,6 +88,7 @@ BENCHMARKS = (
     Benchmark("neighbour", "Neighbour safety: one token floods, another district's dashboard"),
     Benchmark("heavy_reads", "Heavy reads of a 1,000,000-student district, and the export"),
     Benchmark("fleet", "Fleet: nightly syncs while other districts read their tab"),
+    Benchmark("live", "Live updates: 10,000 subscriptions on one worker"),
 )
 
 console = Console()

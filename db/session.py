@@ -27,7 +27,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
-from sqlalchemy.sql.expression import Select
+from sqlalchemy.sql.expression import Executable, Select
 from sqlmodel import Session
 
 from db.private_files import create_private_file
@@ -52,6 +52,9 @@ class Database:
             create_private_file(Path(self.url.database))
         self.engine = engine_for(url, is_sqlite=self.is_sqlite)
         write_engine = self.engine.execution_options(begin_immediate=True)
+        # One statement alone needs no transaction around it: in autocommit it is one round
+        # trip to PostgreSQL, where BEGIN, the statement and COMMIT (or ROLLBACK) take three.
+        self._single_statements = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._read_sessions = sessionmaker(self.engine, class_=Session, expire_on_commit=False)
         self._write_sessions = sessionmaker(write_engine, class_=Session, expire_on_commit=False)
         # SQLite: each thread's own autocommit driver connection, for ``read_row``; all of them
@@ -68,8 +71,11 @@ class Database:
         connection from the pool (BEGIN, the statement, ROLLBACK) takes ten times that. Values
         come as the driver gives them, without SQLAlchemy's type processing: integer and text
         columns only. Elsewhere, a connection from the pool."""
-        if not self.is_sqlite or self.url.database in (None, "", ":memory:"):
-            # (An in-memory SQLite database is private to its connection: the pool's it is.)
+        if not self.is_sqlite:
+            with self._single_statements.connect() as connection:
+                return connection.execute(statement, dict(parameters)).first()
+        if self.url.database in (None, "", ":memory:"):
+            # An in-memory SQLite database is private to its connection: the pool's it is.
             with self.engine.connect() as connection:
                 return connection.execute(statement, dict(parameters)).first()
         sql = self._row_sql.get(statement)
@@ -90,6 +96,16 @@ class Database:
                 self._row_reader_list.append(reader)
         return reader
 
+    def write_row(self, statement: Executable, parameters: Mapping[str, object]) -> Any:
+        """Run one statement that writes, as a transaction of its own, and return the first
+        row it returns (``RETURNING``), or None. On PostgreSQL it runs in autocommit: one round
+        trip where a transaction around it would take three."""
+        if self.is_sqlite:
+            with self.engine.begin() as connection:
+                return connection.execute(statement, dict(parameters)).first()
+        with self._single_statements.connect() as connection:
+            return connection.execute(statement, dict(parameters)).first()
+
     @contextmanager
     def read(self) -> Iterator[Session]:
         """A session for reading; nothing it does is committed."""
@@ -99,8 +115,11 @@ class Database:
     @contextmanager
     def read_connection(self) -> Iterator[Connection]:
         """A connection for a few short Core statements (every request's sign-in): a fraction
-        of a read session's cost. Nothing it does is committed."""
-        with self.engine.connect() as connection:
+        of a read session's cost. Nothing it does is committed. On PostgreSQL each statement
+        runs alone, in autocommit: at READ COMMITTED each statement of a transaction sees the
+        data as of its own start anyway, and there is no BEGIN and ROLLBACK to send."""
+        engine = self.engine if self.is_sqlite else self._single_statements
+        with engine.connect() as connection:
             yield connection
 
     @contextmanager

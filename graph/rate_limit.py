@@ -317,7 +317,8 @@ class SharedTokenBudgets:
         self.local = TokenBudgets(bucket_size=bucket_size, restore_rate=restore_rate, clock=clock)
         # SQLite: a driver connection of this thread's own that waits briefly for the write
         # lock, the statement its own transaction (a few tens of microseconds, where a session
-        # would add ten times that); PostgreSQL: the service's engine, from a worker thread.
+        # would add ten times that); PostgreSQL: the statement alone in autocommit
+        # (``Database.write_row``), from a worker thread.
         self._sqlite = _SqliteConnections(database) if database.is_sqlite else None
         self._statements = {UPSERT_DRAW: str(UPSERT_DRAW), UPSERT_HELD: str(UPSERT_HELD)}
 
@@ -387,8 +388,7 @@ class SharedTokenBudgets:
                 )
                 self._sqlite.drawn()
             else:
-                with self._database.engine.begin() as connection:
-                    level, updated, granted = connection.execute(statement, parameters).one()
+                level, updated, granted = self._database.write_row(statement, parameters)
         except (OperationalError, sqlite3.OperationalError) as error:
             # Busy (SQLite) or unreachable: this worker's own bucket decides this once.
             # Not a failure of the request: logged without the driver's text, which would read

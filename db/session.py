@@ -72,8 +72,7 @@ class Database:
         come as the driver gives them, without SQLAlchemy's type processing: integer and text
         columns only. Elsewhere, a connection from the pool."""
         if not self.is_sqlite:
-            with self._single_statements.connect() as connection:
-                return connection.execute(statement, dict(parameters)).first()
+            return self._alone(statement, parameters)
         if self.url.database in (None, "", ":memory:"):
             # An in-memory SQLite database is private to its connection: the pool's it is.
             with self.engine.connect() as connection:
@@ -103,6 +102,10 @@ class Database:
         if self.is_sqlite:
             with self.engine.begin() as connection:
                 return connection.execute(statement, dict(parameters)).first()
+        return self._alone(statement, parameters)
+
+    def _alone(self, statement: Executable, parameters: Mapping[str, object]) -> Any:
+        """PostgreSQL: the first row of one statement run alone, in autocommit."""
         with self._single_statements.connect() as connection:
             return connection.execute(statement, dict(parameters)).first()
 

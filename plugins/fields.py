@@ -52,17 +52,34 @@ def day(value: Any) -> date | None:
         return None
 
 
+# What to do about a certificate the ssl module refused, by OpenSSL's verify code. Any other
+# refusal means that this machine does not trust the certificate's issuer.
+_CERTIFICATE_ADVICE: dict[int | None, str] = {
+    9: "the certificate is not valid yet: check this machine's clock and the server's",
+    10: "the certificate has expired: the server's operator must renew it",
+    62: "the certificate does not name the host in the address: use the host name it names",
+    64: "the certificate does not name the IP address used: use the host name it names",
+}
+_UNTRUSTED_ISSUER_ADVICE = (
+    "if a private certificate authority signed it, set SSL_CERT_FILE to that authority's "
+    "certificate"
+)
+
+
 def describe_error(error: Exception) -> str:
     """An exception as "Type: message", for messages shown to administrators; a server whose
-    TLS certificate is not trusted is said in those words, with what to do."""
+    TLS certificate is not trusted is said in those words, with what to do about the reason."""
     untrusted = certificate_failure(error)
     if untrusted is not None:
-        # verify_message is set by the ssl module's own checks, not on an error made elsewhere.
+        # verify_message and verify_code are set by the ssl module's own checks, not on an
+        # error made elsewhere.
         why = getattr(untrusted, "verify_message", None) or untrusted.strerror
+        advice = _CERTIFICATE_ADVICE.get(
+            getattr(untrusted, "verify_code", None), _UNTRUSTED_ISSUER_ADVICE
+        )
         return (
             f"the server's TLS certificate is not trusted ({why or 'certificate verify failed'}); "
-            "if a private certificate authority signed it, set SSL_CERT_FILE to that authority's "
-            "certificate"
+            f"{advice}"
         )
     message = str(error).strip()
     return f"{type(error).__name__}: {message}" if message else type(error).__name__

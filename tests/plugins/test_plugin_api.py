@@ -149,6 +149,19 @@ async def test_clients_refuse_a_server_whose_certificate_is_not_trusted_at_once_
         assert describe_error(made_elsewhere).startswith(
             "the server's TLS certificate is not trusted (certificate verify failed)"
         )
+    # Trusted, but reached by a name the certificate does not carry: another issuer would not
+    # help, so SSL_CERT_FILE is not suggested.
+    async with untrusted_https_server(tmp_path) as server:
+        trusted = ssl.create_default_context(cafile=str(tmp_path / "cert.pem"))
+        async with httpx.AsyncClient(verify=trusted) as client:
+            assert (await client.get(server.url + "/")).text == "ok"
+            with pytest.raises(httpx.ConnectError) as caught:
+                await client.get(server.url.replace("127.0.0.1", "localhost") + "/")
+    described = describe_error(caught.value)
+    assert described.startswith("the server's TLS certificate is not trusted (Hostname mismatch")
+    assert described.endswith(
+        "the certificate does not name the host in the address: use the host name it names"
+    )
     assert certificate_failure(httpx.ConnectError("Connection refused")) is None
     assert describe_error(httpx.ConnectError("Connection refused")) == (
         "ConnectError: Connection refused"

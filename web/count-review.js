@@ -5,7 +5,7 @@
 // confirmation that states the new count.
 
 import { graphql } from "./api.js";
-import { $, focusOn, setMessage } from "./dom.js";
+import { $, focusOn, redraw, setMessage } from "./dom.js";
 import { number, plural } from "./format.js";
 import { describe, describeFailure } from "./messages.js";
 import {
@@ -106,7 +106,8 @@ async function read(actions) {
     }
     setMessage($("count-review-error"));
     activeNow = data.usage.activeStudents;
-    draw(data.countReview || [], actions);
+    const groups = data.countReview || [];
+    redraw($("count-review-body"), groups, () => reviewParts(groups, actions));
   } catch (failure) {
     if (failure?.status === 401) return actions.onSignedOut();
     setMessage($("count-review-error"), {
@@ -117,8 +118,7 @@ async function read(actions) {
   }
 }
 
-function draw(groups, actions) {
-  const target = $("count-review-body");
+function reviewParts(groups, actions) {
   const parts = [];
   if (!groups.length) {
     parts.push(
@@ -128,7 +128,7 @@ function draw(groups, actions) {
     );
   }
   groups.forEach((group, index) => parts.push(groupItem(group, index, actions)));
-  target.replaceChildren(...parts);
+  return parts;
 }
 
 function groupItem(group, index, actions) {

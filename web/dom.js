@@ -41,3 +41,26 @@ export function focusOn(element) {
   }
   element.focus();
 }
+
+// What each panel last drew, as JSON: see redraw().
+const drawnFrom = new WeakMap();
+
+/** Fill `target` with `build()` unless it already shows the same `data`. A panel is read again
+ * after every live update and every action, mostly unchanged: drawing it anew would take the
+ * focus, or an open confirmation, from an administrator working in it. When `data` did change
+ * and the focus was in the panel, it moves to the control of the same name in the new content. */
+export function redraw(target, data, build) {
+  const drawn = JSON.stringify(data);
+  if (drawnFrom.get(target) === drawn) return;
+  const active = target.contains(document.activeElement) ? document.activeElement : null;
+  target.replaceChildren(...build());
+  drawnFrom.set(target, drawn);
+  if (!active || target.contains(active)) return;
+  const name = controlName(active);
+  const same = [...target.querySelectorAll(active.tagName)].find((node) => controlName(node) === name);
+  if (same) same.focus();
+}
+
+function controlName(node) {
+  return node.id || `${node.getAttribute("aria-label") || ""}|${node.value || ""}|${node.textContent.trim()}`;
+}

@@ -3,7 +3,7 @@
 // inline confirmation that states the change.
 
 import { graphql } from "./api.js";
-import { $, focusOn, setMessage } from "./dom.js";
+import { $, focusOn, redraw, setMessage } from "./dom.js";
 import { moment, number, plural, usedOfTotal } from "./format.js";
 import { describe, describeFailure } from "./messages.js";
 import { CONFIRM_ROSTER_SYNC, DISCARD_ROSTER_SYNC, SYNC_STATUS } from "./operations.js";
@@ -83,10 +83,10 @@ export async function loadSyncStatus({ after, onSignedOut }) {
       return;
     }
     setMessage($("sync-status-error"));
-    target.replaceChildren(
+    redraw(target, data, () => [
       licenseRefresh(data.license),
       ...sources(data.dataSources || [], { after, onSignedOut }),
-    );
+    ]);
   } catch (failure) {
     if (failure?.status === 401) return onSignedOut();
     setMessage($("sync-status-error"), {

@@ -30,6 +30,22 @@ async def panel_reads(page: Any) -> int:
     return int(await page.evaluate("Number(document.body.dataset.panelReads || 0)"))
 
 
+async def held_sync_district(
+    make_district: Any, service: Any, settings: Any, tmp_path: Path, clock: Any, **options: Any
+) -> Any:
+    """A district of 1,000 seats whose source "sis" counted 960 active students, then sent a
+    sync of 400 that is held for confirmation."""
+    export = tmp_path / "export"
+    sis_source(settings, "heldtown", export)
+    district = await make_district("heldtown", seats=1000, **options)
+    write_users_bundle(export, active=960)
+    await service.roster_sync.sync(district_id=district.id, source="sis", actor="test")
+    write_users_bundle(export, active=400)
+    clock.advance(hours=1)
+    await service.roster_sync.sync(district_id=district.id, source="sis", actor="test")
+    return district
+
+
 def add_unclassifiable_rows(export: Path, count: int) -> None:
     """Rows without an id: the sync quarantines them."""
     with open(export / "users.csv", "a", newline="", encoding="utf-8") as handle:
@@ -99,14 +115,7 @@ async def test_a_source_with_quarantined_rows_shows_them(
 async def test_a_held_sync_is_applied_after_a_confirmation_stating_the_change(
     make_district, service, settings, open_tab, tmp_path, clock
 ):
-    export = tmp_path / "export"
-    sis_source(settings, "heldtown", export)
-    district = await make_district("heldtown", seats=1000)
-    write_users_bundle(export, active=960)
-    await service.roster_sync.sync(district_id=district.id, source="sis", actor="test")
-    write_users_bundle(export, active=400)
-    clock.advance(hours=1)
-    await service.roster_sync.sync(district_id=district.id, source="sis", actor="test")
+    district = await held_sync_district(make_district, service, settings, tmp_path, clock)
 
     tab = await open_tab()
     await tab.sign_in(district.manager_token)
@@ -143,14 +152,7 @@ async def test_a_held_sync_is_applied_after_a_confirmation_stating_the_change(
 async def test_a_held_sync_is_discarded_after_a_confirmation_and_the_count_stays(
     make_district, service, settings, open_tab, tmp_path, clock
 ):
-    export = tmp_path / "export"
-    sis_source(settings, "heldtown", export)
-    district = await make_district("heldtown", seats=1000)
-    write_users_bundle(export, active=960)
-    await service.roster_sync.sync(district_id=district.id, source="sis", actor="test")
-    write_users_bundle(export, active=400)
-    clock.advance(hours=1)
-    await service.roster_sync.sync(district_id=district.id, source="sis", actor="test")
+    district = await held_sync_district(make_district, service, settings, tmp_path, clock)
 
     tab = await open_tab()
     await tab.sign_in(district.manager_token)
@@ -172,6 +174,63 @@ async def test_a_held_sync_is_discarded_after_a_confirmation_and_the_count_stays
     assert await text(page, "#license-count") == "960 / 1,000"
     await page.locator("#audit-rows tr").first.filter(has_text="Held sync discarded").wait_for()
     await tab.capture("panels-held-discarded")
+
+
+async def test_a_live_update_leaves_an_open_confirmation_and_its_focus_where_they_were(
+    make_district, service, settings, open_tab, tmp_path, clock
+):
+    district = await held_sync_district(
+        make_district, service, settings, tmp_path, clock, threshold=30
+    )
+
+    tab = await open_tab()
+    await tab.sign_in(district.manager_token)
+    await tab.live()
+    page = tab.page
+    await panels_read(page)
+    await page.get_by_role("button", name="Discard held sync…").focus()
+    await page.keyboard.press("Enter")
+    await page.locator(".confirm-question:visible").wait_for()
+    reads = await panel_reads(page)
+    refreshes = await tab.refreshes()
+
+    # Another administrator changes the threshold: the tab and its panels are read again, and
+    # the sync status, unchanged, stays as the administrator left it.
+    principal = await service.authenticate(district.manager_token)
+    await service.set_threshold(principal, 80)
+    await page.wait_for_function("n => Number(document.body.dataset.refreshes) > n", arg=refreshes)
+    await panels_read(page, after=reads)
+    assert "Discard: keep 960 active students" in await text(page, ".confirm-question:visible")
+    assert await page.evaluate("document.activeElement.textContent") == "Discard"
+    await page.keyboard.press("Enter")
+    await page.locator("#sync-status-result").filter(has_text="was discarded").wait_for()
+
+
+async def test_when_a_live_update_changes_the_review_the_focus_stays_on_the_same_student(
+    make_district, service, open_tab
+):
+    district = await make_district(
+        "riverside", active=20, roster=students(3, prefix="T", username="test-student")
+    )
+    tab = await open_tab()
+    await tab.sign_in(district.manager_token)
+    await tab.live()
+    page = tab.page
+    await panels_read(page)
+    group = page.locator(".review-group[data-reason=TEST_ACCOUNT]")
+    await group.get_by_label("T000002 (local roster)").focus()
+    await page.keyboard.press("Space")
+
+    # One more test account arrives: the review is drawn again with four.
+    service.apply_roster(
+        district.id,
+        source="local",
+        records=students(1, prefix="U", username="test-late"),
+        replace=False,
+    )
+    await group.filter(has_text="4 students (4 records)").wait_for()
+    assert await page.evaluate("document.activeElement.value") == "T000002"
+    assert await group.get_by_label("T000002 (local roster)").is_checked()
 
 
 async def test_review_groups_csv_and_deactivation_with_its_audit_entry(

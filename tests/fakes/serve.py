@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import socket
 import threading
 import time
@@ -10,21 +12,74 @@ from contextlib import contextmanager
 from typing import Any
 
 import uvicorn
+from websockets.exceptions import InvalidState
 
 START_TIMEOUT_SECONDS = 10.0
 STOP_TIMEOUT_SECONDS = 10.0
+# How long connections and requests still open at a stop may take to finish before they are
+# cancelled, and how often that is checked.
+GRACE_SECONDS = 1.0
+CHECK_SECONDS = 0.005
+
+
+class PromptServer(uvicorn.Server):
+    """uvicorn's server, stopped as soon as it is asked to. uvicorn checks ``should_exit`` every
+    0.1 s and pauses 0.1 s more on its way out, nothing for a service but about 0.2 s for every
+    test that starts a fake server or the app, of which there are hundreds. Written against
+    uvicorn 0.54: it overrides ``main_loop`` and ``shutdown`` and reads ``server_state``; if a
+    later uvicorn changes them, the fakes stop at once or hang, and every test using one says so.
+    """
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.stopping = asyncio.Event()
+
+    def request_stop(self) -> None:
+        # should_exit first: main_loop reads it after publishing its loop, so either it sees the
+        # flag or this sees the loop.
+        self.should_exit = True
+        if self.loop is not None:
+            # A RuntimeError: the loop is closed, the server already stopped.
+            with contextlib.suppress(RuntimeError):
+                self.loop.call_soon_threadsafe(self.stopping.set)
+
+    async def main_loop(self) -> None:
+        await self.on_tick(0)  # the default headers (the Date header of the fakes' answers)
+        self.loop = asyncio.get_running_loop()
+        if not self.should_exit:
+            await self.stopping.wait()
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:
+            server.close()
+        state = self.server_state
+        for connection in list(state.connections):
+            # uvicorn's websockets-sansio connection raises when its client is already closing
+            # it (a browser context closed just before): that one is going anyway.
+            with contextlib.suppress(InvalidState):
+                connection.shutdown()
+        deadline = time.monotonic() + GRACE_SECONDS
+        while (state.connections or state.tasks) and time.monotonic() < deadline:
+            if self.force_exit:
+                break
+            await asyncio.sleep(CHECK_SECONDS)
+        for task in state.tasks:
+            task.cancel()
+        for server in self.servers:
+            await server.wait_closed()
 
 
 class ServedApp:
     """The uvicorn server behind one ``serve`` block; ``stop`` ends it (idempotent)."""
 
-    def __init__(self, server: uvicorn.Server, thread: threading.Thread) -> None:
+    def __init__(self, server: PromptServer, thread: threading.Thread) -> None:
         self.server = server
         self.thread = thread
 
     def request_stop(self) -> None:
         """Ask the server to stop; safe to call from a request handler (does not wait)."""
-        self.server.should_exit = True
+        self.server.request_stop()
 
     def stop(self) -> None:
         """Stop the server and wait until it has closed its socket and connections."""
@@ -61,9 +116,8 @@ def serve(app: Any, *, websockets: bool = False) -> Iterator[str]:
         lifespan="off",
         log_level="warning",
         access_log=False,
-        timeout_graceful_shutdown=1,
     )
-    server = uvicorn.Server(config)
+    server = PromptServer(config)
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name=f"fake-server-{port}", daemon=True
     )

@@ -416,7 +416,7 @@ def run(arguments: argparse.Namespace, data_dir: Path, database_url: str) -> Res
                     f"change {number + 1}: {len(latencies):,} received, last after "
                     f"{max(latencies, default=float('nan')):.0f} ms, server CPU {server_cpu:.2f} s"
                 )
-                time.sleep(1)
+                time.sleep(arguments.pause_seconds)
         finally:
             clients.stop()
     return Result(
@@ -530,10 +530,12 @@ def main() -> None:
     arguments.subscriptions = arguments.subscriptions or (
         QUICK_SUBSCRIPTIONS if quick else SUBSCRIPTIONS
     )
-    arguments.idle_seconds = arguments.idle_seconds or (2.0 if quick else 20.0)
+    arguments.idle_seconds = arguments.idle_seconds or (0.5 if quick else 20.0)
     arguments.changes = arguments.changes or (2 if quick else 3)
     arguments.clients = arguments.clients or (1 if quick else 2)
-    arguments.settle_seconds = 1.0 if quick else 5.0
+    arguments.settle_seconds = 0.25 if quick else 5.0
+    # Between changes, so that one change's updates are not coalesced with the next one's.
+    arguments.pause_seconds = 0.3 if quick else 1.0
     raise_open_files_limit()
     for name in [name for name in os.environ if name.startswith("LICENSING_")]:
         del os.environ[name]

@@ -33,6 +33,8 @@ from sqlmodel import Session
 from db.private_files import create_private_file
 
 SQLITE_POOL_SIZE = 40
+# Connections one process keeps to PostgreSQL, at most (docs/deploy.md sizes max_connections by it).
+POSTGRES_POOL_SIZE = 15
 SQLITE_POOL_OVERFLOW = 10
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 # The first key of the two-key advisory locks this service takes ("M1" + "LI"); the district id is
@@ -215,7 +217,17 @@ def _create_engine(url: str, *, is_sqlite: bool) -> Engine:
     # hide_parameters: a database error's text would otherwise carry the rows it was given
     # (students' names and ids) into logs and wherever else it is shown.
     if not is_sqlite:
-        return create_engine(url, pool_pre_ping=True, hide_parameters=True)
+        # Every connection the pool opens stays open, up to its size. SQLAlchemy's default keeps
+        # 5 and opens up to 10 more under load, closing each again when it is returned: a worker
+        # serving more than 5 requests at once then opened a connection (a server process and a
+        # SCRAM exchange, milliseconds) for most of them.
+        return create_engine(
+            url,
+            pool_pre_ping=True,
+            hide_parameters=True,
+            pool_size=POSTGRES_POOL_SIZE,
+            max_overflow=0,
+        )
     # Requests read from up to 40 threads at once (anyio's default thread limit); a pool smaller
     # than that opens and closes a connection (and its PRAGMAs) for each request over the size.
     engine = create_engine(

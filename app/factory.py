@@ -20,7 +20,7 @@ from starlette.types import ASGIApp
 
 from app.observability import RequestObservability, metrics
 from app.report_export import REPORT_PATH, active_students_csv
-from app.runtime import build_service
+from app.runtime import build_service, set_up_server_process
 from app.security_headers import SecurityHeaders
 from app.sessions import session_routes
 from graph.conditional import server_fingerprint
@@ -48,6 +48,13 @@ class LicensingApp(Starlette):
 
     def build_middleware_stack(self) -> ASGIApp:
         return SecurityHeaders(super().build_middleware_stack())
+
+
+def create_served_app() -> Starlette:
+    """The app of one `licensing serve` worker process, built from the configuration, in a
+    process set up to serve (``set_up_server_process``)."""
+    set_up_server_process()
+    return create_app()
 
 
 def create_app(service: LicensingService | None = None) -> Starlette:

@@ -54,7 +54,7 @@ def serve(
             extra={"host": host, "port": port, "workers": workers},
         )
         uvicorn_compat.run(
-            "app.factory:create_app",
+            "app.factory:create_served_app",
             factory=True,
             host=host,
             port=port,

@@ -9,8 +9,8 @@ and the engine (db/session.py) replaces the connections the outage broke.
 from __future__ import annotations
 
 import sqlite3
+import sys
 
-import psycopg
 from sqlalchemy import exc
 
 # Seconds a caller is asked to wait before trying again: a PostgreSQL restart takes about this
@@ -40,12 +40,23 @@ def is_database_unavailable(error: BaseException | None) -> bool:
     return False
 
 
+def _psycopg_connection_errors() -> tuple[type[BaseException], ...]:
+    """psycopg's errors of a connection, if this process uses psycopg. Importing it here would
+    cost every process on SQLite (each command, each worker) about 90 ms of start-up, and a
+    process that has not imported it has no psycopg error to classify: SQLAlchemy imports it
+    when it opens a PostgreSQL engine."""
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is None:
+        return ()
+    return (psycopg.OperationalError, psycopg.InterfaceError)
+
+
 def _says_unavailable(error: BaseException) -> bool:
     if isinstance(error, exc.DBAPIError) and error.connection_invalidated:
         return True  # SQLAlchemy recognised a disconnect and has replaced the pool's connections
     if isinstance(error, exc.TimeoutError | exc.DisconnectionError):
         return True  # no pooled connection came free in time, or a checked-out one was dead
-    if isinstance(error, psycopg.OperationalError | psycopg.InterfaceError):
+    if isinstance(error, _psycopg_connection_errors()):
         sqlstate = getattr(error, "sqlstate", None)
         if sqlstate is None:
             return True  # refused, reset or closed before the server said anything

@@ -288,7 +288,7 @@ async function readDeactivated(actions) {
 function showDeactivatedFailure(words) {
   const note = element("p", { className: "notice notice-bad" });
   setMessage(note, { kind: "bad", icon: "✖", text: `The deactivated students could not be read. ${words}` });
-  $("deactivated-body").replaceChildren(note);
+  redraw($("deactivated-body"), { failure: words }, () => [note]);
 }
 
 /** "Ava Lopez (S000003) · North Middle · grade 7", with why they would not count again. */
@@ -302,13 +302,16 @@ function describeStudent(node) {
   return why ? `${words} · ${why}: would not count when reactivated` : words;
 }
 
+/** The list as read (its cursor aside: read again unchanged, it is not drawn again). The ticks
+ * need no redraw of their own: they change on the page, or with the list. */
 function drawDeactivated(actions) {
-  const target = $("deactivated-body");
+  const { nodes, total, hasNextPage } = deactivated;
+  redraw($("deactivated-body"), { nodes, total, hasNextPage }, () => deactivatedParts(actions));
+}
+
+function deactivatedParts(actions) {
   if (!deactivated.total) {
-    target.replaceChildren(
-      element("p", { text: "No local-roster student is deactivated. Students you deactivate are listed here." }),
-    );
-    return;
+    return [element("p", { text: "No local-roster student is deactivated. Students you deactivate are listed here." })];
   }
   const parts = [
     element("p", {
@@ -348,7 +351,7 @@ function drawDeactivated(actions) {
   }
   parts.push(action);
   relabel();
-  target.replaceChildren(...parts);
+  return parts;
 }
 
 async function showMore(more, actions) {

@@ -46,6 +46,27 @@ async def held_sync_district(
     return district
 
 
+async def live_panels(open_tab: Any, token: str) -> Any:
+    """A tab signed in with ``token``, following changes live, its panels read."""
+    tab = await open_tab()
+    await tab.sign_in(token)
+    await tab.live()
+    await panels_read(tab.page)
+    return tab
+
+
+async def threshold_changed_elsewhere(tab: Any, service: Any, token: str, threshold: int) -> None:
+    """Another administrator sets the threshold (enough to raise an alert, so that a live
+    update comes); wait until the tab and its panels have been read again."""
+    reads, refreshes = await panel_reads(tab.page), await tab.refreshes()
+    principal = await service.authenticate(token)
+    await service.set_threshold(principal, threshold)
+    await tab.page.wait_for_function(
+        "n => Number(document.body.dataset.refreshes) > n", arg=refreshes
+    )
+    await panels_read(tab.page, after=reads)
+
+
 def add_unclassifiable_rows(export: Path, count: int) -> None:
     """Rows without an id: the sync quarantines them."""
     with open(export / "users.csv", "a", newline="", encoding="utf-8") as handle:
@@ -183,23 +204,14 @@ async def test_a_live_update_leaves_an_open_confirmation_and_its_focus_where_the
         make_district, service, settings, tmp_path, clock, threshold=30
     )
 
-    tab = await open_tab()
-    await tab.sign_in(district.manager_token)
-    await tab.live()
+    tab = await live_panels(open_tab, district.manager_token)
     page = tab.page
-    await panels_read(page)
     await page.get_by_role("button", name="Discard held sync…").focus()
     await page.keyboard.press("Enter")
     await page.locator(".confirm-question:visible").wait_for()
-    reads = await panel_reads(page)
-    refreshes = await tab.refreshes()
-
-    # Another administrator changes the threshold: the tab and its panels are read again, and
-    # the sync status, unchanged, stays as the administrator left it.
-    principal = await service.authenticate(district.manager_token)
-    await service.set_threshold(principal, 80)
-    await page.wait_for_function("n => Number(document.body.dataset.refreshes) > n", arg=refreshes)
-    await panels_read(page, after=reads)
+    # Another administrator changes the threshold: the sync status, unchanged, stays as the
+    # administrator left it.
+    await threshold_changed_elsewhere(tab, service, district.manager_token, 80)
     assert "Discard: keep 960 active students" in await text(page, ".confirm-question:visible")
     assert await page.evaluate("document.activeElement.textContent") == "Discard"
     await page.keyboard.press("Enter")
@@ -212,11 +224,8 @@ async def test_when_a_live_update_changes_the_review_the_focus_stays_on_the_same
     district = await make_district(
         "riverside", active=20, roster=students(3, prefix="T", username="test-student")
     )
-    tab = await open_tab()
-    await tab.sign_in(district.manager_token)
-    await tab.live()
+    tab = await live_panels(open_tab, district.manager_token)
     page = tab.page
-    await panels_read(page)
     group = page.locator(".review-group[data-reason=TEST_ACCOUNT]")
     await group.get_by_label("T000002 (local roster)").focus()
     await page.keyboard.press("Space")
@@ -231,6 +240,24 @@ async def test_when_a_live_update_changes_the_review_the_focus_stays_on_the_same
     await group.filter(has_text="4 students (4 records)").wait_for()
     assert await page.evaluate("document.activeElement.value") == "T000002"
     assert await group.get_by_label("T000002 (local roster)").is_checked()
+
+
+async def test_a_live_update_leaves_the_reactivation_confirmation_open(
+    make_district, service, open_tab, served
+):
+    district = await make_district("riverside", seats=30, active=20, threshold=5)
+    await deactivate_through_the_api(served, district.manager_token, ["riverside-000001"])
+    tab = await live_panels(open_tab, district.manager_token)
+    page = tab.page
+    listed = page.locator("#deactivated-body")
+    await listed.get_by_label("riverside-000001").check()
+    await page.get_by_role("button", name="Reactivate 1 student…").click()
+    question = "Reactivate 1 student: 20 active students (+1)."
+    assert await text(page, ".confirm-question:visible") == question
+    await threshold_changed_elsewhere(tab, service, district.manager_token, 15)  # 11 remaining
+    assert await text(page, ".confirm-question:visible") == question
+    assert await page.evaluate("document.activeElement.textContent") == "Reactivate"
+    assert await listed.get_by_label("riverside-000001").is_checked()
 
 
 async def test_review_groups_csv_and_deactivation_with_its_audit_entry(

@@ -3,8 +3,11 @@ served on 127.0.0.1 (HTTP and websockets). Any request to another host fails the
 needs no network).
 
 One Chromium per pytest process (per xdist worker), launched once for the session; each test gets
-fresh browser contexts (no shared cookies or storage). Without /usr/bin/chromium the tests skip
-(install it with `apt-get install chromium`), unless LICENSING_REQUIRE_BROWSER=1, when they fail.
+fresh browser contexts (no shared cookies or storage). The browser is Debian's headless shell
+(`apt-get install chromium-headless-shell`), or its full Chromium when only that is installed:
+the same Blink and V8, without the desktop browser around them, and the browser tests take about
+40% less processor time with it. Without either the tests skip, unless
+LICENSING_REQUIRE_BROWSER=1, when they fail.
 
 ``Tab.capture(state)`` checks one state of the page at a desktop and a phone size: axe-core finds
 no serious or critical accessibility violation (at the desktop size: its rules do not depend on
@@ -29,7 +32,8 @@ from app.factory import create_app
 from licensing.orchestration.service import LicensingService
 from tests.fakes.serve import serve
 
-CHROMIUM = Path("/usr/bin/chromium")
+# The first of these that is installed.
+CHROMIUM_CANDIDATES = (Path("/usr/bin/chromium-headless-shell"), Path("/usr/bin/chromium"))
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 # Read at import: the isolated_environment fixture removes LICENSING_* variables from each test.
 REQUIRE_BROWSER = os.environ.get("LICENSING_REQUIRE_BROWSER") == "1"
@@ -51,7 +55,8 @@ LAUNCH_ARGS = [
 ]
 HOW_TO_INSTALL = (
     "Debian's Chromium is needed for the browser tests: install it with "
-    "`sudo apt-get update && sudo apt-get install -y chromium` (it must be /usr/bin/chromium), "
+    "`sudo apt-get update && sudo apt-get install -y chromium-headless-shell` "
+    "(it must be /usr/bin/chromium-headless-shell or /usr/bin/chromium), "
     "and Playwright for Python with `.venv/bin/pip install -e '.[test]'`."
 )
 TIMEOUT_MS = 10_000
@@ -96,9 +101,13 @@ def internal_text_found(text: str) -> list[str]:
     ]
 
 
+def installed_chromium() -> Path | None:
+    return next((path for path in CHROMIUM_CANDIDATES if path.exists()), None)
+
+
 def _browser_missing() -> str | None:
-    if not CHROMIUM.exists():
-        return f"{CHROMIUM} is missing. {HOW_TO_INSTALL}"
+    if installed_chromium() is None:
+        return f"Chromium is missing. {HOW_TO_INSTALL}"
     try:
         import playwright.async_api  # noqa: F401
     except ImportError:
@@ -123,7 +132,7 @@ async def browser(anyio_backend: str) -> AsyncIterator[Any]:
 
     async with async_playwright() as playwright:
         launched = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS
+            executable_path=str(installed_chromium()), headless=True, args=LAUNCH_ARGS
         )
         try:
             yield launched

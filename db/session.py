@@ -17,14 +17,15 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, cast
 
-from sqlalchemy import Connection, CursorResult, Engine, Result, create_engine, event, text
+from sqlalchemy import Connection, CursorResult, Engine, Result, create_engine, event, exc, text
 from sqlalchemy.dialects import sqlite
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.orm import sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.sql.expression import Executable, Select
@@ -36,6 +37,10 @@ SQLITE_POOL_SIZE = 40
 # Connections one process keeps to PostgreSQL, at most (docs/deploy.md sizes max_connections by it).
 POSTGRES_POOL_SIZE = 15
 SQLITE_POOL_OVERFLOW = 10
+# A PostgreSQL connection back in the pool for longer than this is checked with a ping before it
+# is used again (_ping_after_idle).
+PING_AFTER_IDLE_SECONDS = 1.0
+_RETURNED_AT = "returned_at"
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 # The first key of the two-key advisory locks this service takes ("M1" + "LI"); the district id is
 # the second, so another application's advisory locks in the same database never collide.
@@ -221,13 +226,12 @@ def _create_engine(url: str, *, is_sqlite: bool) -> Engine:
         # 5 and opens up to 10 more under load, closing each again when it is returned: a worker
         # serving more than 5 requests at once then opened a connection (a server process and a
         # SCRAM exchange, milliseconds) for most of them.
-        return create_engine(
-            url,
-            pool_pre_ping=True,
-            hide_parameters=True,
-            pool_size=POSTGRES_POOL_SIZE,
-            max_overflow=0,
+        postgres = create_engine(
+            url, hide_parameters=True, pool_size=POSTGRES_POOL_SIZE, max_overflow=0
         )
+        event.listen(postgres, "checkin", _note_returned)
+        event.listen(postgres, "checkout", _ping_after_idle(postgres.dialect))
+        return postgres
     # Requests read from up to 40 threads at once (anyio's default thread limit); a pool smaller
     # than that opens and closes a connection (and its PRAGMAs) for each request over the size.
     engine = create_engine(
@@ -240,6 +244,34 @@ def _create_engine(url: str, *, is_sqlite: bool) -> Engine:
     event.listen(engine, "connect", _configure_sqlite_connection)
     event.listen(engine, "begin", _begin_sqlite_transaction)
     return engine
+
+
+def _note_returned(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+    record.info[_RETURNED_AT] = time.monotonic()
+
+
+def _ping_after_idle(dialect: Dialect) -> Callable[[Any, ConnectionPoolEntry, Any], None]:
+    """The pool's checkout listener: ping a connection that sat in the pool for a while before
+    it is handed out.
+
+    A connection idle for long may have been closed under it (a database restart, a firewall's
+    idle timeout): the ping finds that, and the pool then replaces every connection it holds
+    from before (SQLAlchemy's ``InvalidatePoolError``). A connection used within the last
+    ``PING_AFTER_IDLE_SECONDS`` is not pinged: ``pool_pre_ping`` pings at every checkout, a
+    round trip more for each statement, and a quarter of a busy worker's time. When the
+    database restarted within that second, the statement itself fails as a disconnect, which
+    invalidates the pool just the same, and the request is answered as any during the outage."""
+
+    def ping_when_idle(dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
+        returned_at = record.info.get(_RETURNED_AT)
+        if returned_at is None or time.monotonic() - returned_at < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except Exception as error:
+            raise exc.InvalidatePoolError(f"an idle connection failed its ping: {error}") from error
+
+    return ping_when_idle
 
 
 def _close_on_return(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:

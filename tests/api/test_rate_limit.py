@@ -14,9 +14,9 @@ from websockets.asyncio.client import connect
 
 from app.factory import create_app
 from app.report_export import REPORT_DOWNLOAD_COST, REPORT_PATH
-from db.models import ApiToken
+from db.models import ApiToken, TokenBudget
 from graph.cost import CHEAP_ROWS_PER_POINT
-from graph.rate_limit import RATE_LIMITED, TokenBudgets, token_budgets
+from graph.rate_limit import ALLOWANCE_FRACTION, RATE_LIMITED, TokenBudgets, token_budgets
 from licensing.storage.history import MAX_HISTORY_DAYS
 from licensing.storage.tokens import hash_token
 from tests.fakes.serve import serve
@@ -296,6 +296,39 @@ async def test_operations_over_a_websocket_draw_from_the_same_budget(
     assert acknowledged["type"] == "connection_ack"
     assert refused["payload"]["data"] is None  # nothing was sent of the license
     assert refused["payload"]["errors"][0]["extensions"]["code"] == RATE_LIMITED
+
+
+# --- Shared by workers: an allowance taken ahead ----------------------------------------------
+
+
+def stored_level(service, secret: str) -> float:
+    """The token's bucket as the database holds it, shared by every worker."""
+    with service.database.read() as session:
+        return session.get(TokenBudget, token_id_of(service, secret)).level
+
+
+async def test_a_worker_pays_most_requests_from_an_allowance_the_answers_count_exactly(
+    client, district, settings, service
+):
+    size = settings.rate_limit.bucket_size
+    allowance = math.floor(size * ALLOWANCE_FRACTION)
+    first = await budget_after(client, district.viewer_token)
+    cost = first["requested"]
+    taken_with_the_first = stored_level(service, district.viewer_token)
+
+    answers = [await budget_after(client, district.viewer_token) for _ in range(allowance // cost)]
+    after_the_allowance = stored_level(service, district.viewer_token)
+    one_more = await budget_after(client, district.viewer_token)
+
+    # The first draw took the allowance with its cost; the next requests left the database alone
+    # until the allowance was spent, then one draw took the next.
+    assert taken_with_the_first == size - cost - allowance
+    assert after_the_allowance == taken_with_the_first
+    assert stored_level(service, district.viewer_token) < after_the_allowance
+    # Every answer counted the allowance as the token's own: down by the cost, each time.
+    remaining = [first["remaining"], *(answer["remaining"] for answer in answers)]
+    remaining.append(one_more["remaining"])
+    assert remaining == [size - cost * number for number in range(1, len(remaining) + 1)]
 
 
 # --- Subscriptions' time, drawn in batches ---------------------------------------------------------

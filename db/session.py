@@ -191,7 +191,11 @@ def lock_district(session: Session, district_id: int) -> None:
     the same district's lock. PostgreSQL: ``pg_advisory_xact_lock``, held until commit or rollback
     and re-entrant within a transaction. SQLite: a write transaction is exclusive, so this only
     begins it now (``BEGIN IMMEDIATE``, waiting for the write lock). On both, once this returns
-    the caller holds the lock, so a time read after it is later than every earlier holder's."""
+    the caller holds the lock, so a time read after it is later than every earlier holder's.
+
+    Take it before anything in the transaction writes the district's row (its version, which
+    every audit entry raises): a transaction that raised the version and then waited for the
+    lock deadlocked on PostgreSQL with one that held the lock and went on to raise it."""
     if session.get_bind().dialect.name != "postgresql":
         session.connection()
         return

@@ -635,7 +635,10 @@ def fail_run(
     district's alerts in line at once (a first sync that failed raises SYNC_FAILING in the same
     transaction)."""
     run = session.get(RosterSyncRun, run_id)
-    if run is None or not _still_running(session, run_id=run_id, now=now):
+    if run is None:
+        return
+    lock_district(session, run.district_id)  # before the audit entry writes the district's row
+    if not _still_running(session, run_id=run_id, now=now):
         return  # already reaped: it was recorded then
     run.records = records
     _fail(session, run, problem.message, actor=actor, now=now)
@@ -702,7 +705,13 @@ def reap_stale_runs(
     and remove the staging rows of every run that no longer needs them. Returns the runs reaped."""
     cutoff = now - stale_after
     last_sign = func.coalesce(RosterSyncRun.heartbeat_at, RosterSyncRun.started_at)
-    query = select(RosterSyncRun.id).where(RosterSyncRun.status == RUNNING, last_sign < cutoff)
+    # In district order: each district's lock is taken before its run is failed (_fail writes
+    # the district's row), and two reapers take them in the same order.
+    query = (
+        select(RosterSyncRun.id)
+        .where(RosterSyncRun.status == RUNNING, last_sign < cutoff)
+        .order_by(RosterSyncRun.district_id, RosterSyncRun.id)
+    )
     if district_id is not None:
         query = query.where(RosterSyncRun.district_id == district_id)
     if source is not None:
@@ -720,6 +729,7 @@ def reap_stale_runs(
             continue
         run = get_existing(session, RosterSyncRun, run_id)  # claimed just above
         session.refresh(run)
+        lock_district(session, run.district_id)
         last = run.heartbeat_at or run.started_at
         message = (
             f"The sync of {run.source!r} stopped without finishing: no sign of life since "

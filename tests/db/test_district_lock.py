@@ -18,11 +18,15 @@ from sqlalchemy.exc import OperationalError
 from sqlmodel import select
 
 from app.runtime import build_service
-from db.models import Alert, AuditEvent, ChangeEvent
-from db.session import Database, lock_district
+from db.models import Alert, AuditEvent, ChangeEvent, RosterSyncRun
+from db.session import Database, lock_district, stored_id
+from licensing.domain.error_codes import ErrorCode
 from licensing.domain.rules import AlertKind, AlertPlacement, AlertSeverity, AlertSpec
 from licensing.orchestration.service import ForcedUpdate, LicensingService
+from licensing.problems import Problem
 from licensing.storage.alert_state import reconcile_alerts
+from licensing.storage.district_version import district_changed
+from licensing.storage.roster_changes import fail_run, start_run
 from licensing.storage.tokens import Permission
 from tests.utils.databases import skip_unless_postgres
 from tests.utils.districts import create_district, token_for
@@ -163,3 +167,60 @@ def test_lock_district_sends_nothing_to_sqlite(tmp_path):
     database.dispose()
 
     assert statements == ["BEGIN IMMEDIATE", "SELECT 1"]
+
+
+def waiting_for_a_lock(database: Database) -> bool:
+    """Whether some transaction waits for a lock it has not been granted."""
+    with database.engine.connect() as connection:
+        return bool(
+            connection.execute(text("SELECT count(*) FROM pg_locks WHERE NOT granted")).scalar()
+        )
+
+
+def test_a_failing_sync_and_a_threshold_change_take_the_district_in_the_same_order(service):
+    """A sync that fails raises the district's version (its audit entry) and brings the alerts in
+    line (which takes the district's lock); a threshold change takes the lock, then raises the
+    version. Both take the lock first, so neither waits for the other while holding what the
+    other needs: PostgreSQL found a deadlock, and the threshold change answered an internal
+    error, when the failing sync raised the version first."""
+    skip_unless_postgres()
+    district_id = create_district(service, slug="racing")
+    now = service.clock()
+    with service.database.write() as session:
+        run_id = stored_id(
+            start_run(
+                session, district_id=district_id, source="sis", kind="csv", actor="test", now=now
+            )
+        )
+    failure: list[BaseException] = []
+
+    def fail_the_sync() -> None:
+        try:
+            with service.database.write() as session:
+                fail_run(
+                    session,
+                    run_id=run_id,
+                    problem=Problem(ErrorCode.INVALID_ARGUMENT, "The source stopped answering."),
+                    records=0,
+                    actor="test",
+                    now=now,
+                    alerts=service.alert_policy,
+                )
+        except BaseException as error:  # reported by the test below, not by the thread
+            failure.append(error)
+
+    with service.database.write() as session:
+        session.execute(text("SET LOCAL deadlock_timeout = '100ms'"))
+        lock_district(session, district_id)  # as a threshold change does first
+        failing = threading.Thread(target=fail_the_sync)
+        failing.start()
+        for _ in range(100):  # until the failing sync waits on the lock
+            if waiting_for_a_lock(service.database):
+                break
+            threading.Event().wait(0.05)
+        district_changed(session, district_id)  # then the threshold change's audit entry
+    failing.join(10)
+
+    assert failure == []
+    with service.database.read() as session:
+        assert session.get(RosterSyncRun, run_id).status == "failed"

@@ -16,10 +16,17 @@ from app.factory import create_app
 from app.report_export import REPORT_DOWNLOAD_COST, REPORT_PATH
 from db.models import ApiToken, TokenBudget
 from graph.cost import CHEAP_ROWS_PER_POINT
-from graph.rate_limit import ALLOWANCE_FRACTION, RATE_LIMITED, TokenBudgets, token_budgets
+from graph.rate_limit import (
+    ALLOWANCE_FRACTION,
+    RATE_LIMITED,
+    SharedTokenBudgets,
+    TokenBudgets,
+    token_budgets,
+)
 from licensing.storage.history import MAX_HISTORY_DAYS
 from licensing.storage.tokens import hash_token
 from tests.fakes.serve import serve
+from tests.utils.databases import skip_unless_postgres
 from tests.utils.graphql import graphql
 
 pytestmark = pytest.mark.anyio
@@ -329,6 +336,37 @@ async def test_a_worker_pays_most_requests_from_an_allowance_the_answers_count_e
     remaining = [first["remaining"], *(answer["remaining"] for answer in answers)]
     remaining.append(one_more["remaining"])
     assert remaining == [size - cost * number for number in range(1, len(remaining) + 1)]
+
+
+async def test_concurrent_draws_on_the_shared_budget_never_spend_more_than_it_holds(
+    service, district
+):
+    """On PostgreSQL draws run in worker threads: whatever the interleaving of allowances taken,
+    spent and given back, no point is paid twice."""
+    skip_unless_postgres()
+    budgets = SharedTokenBudgets(
+        service.database, bucket_size=1000, restore_rate=1, clock=lambda: 0.0
+    )
+    token_id = token_id_of(service, district.viewer_token)
+    allowed: list[bool] = []
+
+    def draw_many() -> None:
+        allowed.extend(budgets.draw(token_id, 3).allowed for _ in range(60))
+
+    threads = [threading.Thread(target=draw_many) for _ in range(8)]
+
+    def run_all() -> None:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    await anyio.to_thread.run_sync(run_all)
+
+    # Each refusal gives back the allowance it took: a few points may wait there, never more
+    # than one cost per thread.
+    assert 1000 // 3 - len(threads) <= allowed.count(True) <= 1000 // 3
+    assert stored_level(service, district.viewer_token) >= 0
 
 
 # --- Subscriptions' time, drawn in batches ---------------------------------------------------------

@@ -710,7 +710,7 @@ def reap_stale_runs(
     query = (
         select(RosterSyncRun.id)
         .where(RosterSyncRun.status == RUNNING, last_sign < cutoff)
-        .order_by(RosterSyncRun.district_id, RosterSyncRun.id)
+        .order_by(col(RosterSyncRun.district_id), col(RosterSyncRun.id))
     )
     if district_id is not None:
         query = query.where(RosterSyncRun.district_id == district_id)

@@ -424,12 +424,19 @@ class SharedTokenBudgets:
             if len(self._allowances) > MAX_TRACKED_TOKENS:
                 self._allowances.popitem(last=False)
 
+    def _with_allowance(self, shared_level: float, held: float) -> float:
+        """The token's bucket as a receipt shows it: the shared level and the allowance this
+        worker holds, no more than the bucket's size."""
+        return min(float(self.bucket_size), shared_level + held)
+
     def _check(self, token_id: int) -> Receipt:
         """Cost 0: whether the budget is spent, from this worker's copy and its allowance."""
         shared_level = self.local.level(token_id)
         with self._allowances_lock:
-            level = min(float(self.bucket_size), shared_level + self._held(token_id))
-        retry_after = None if level >= 1 else max(1, math.ceil((1 - level) / self.restore_rate))
+            level = self._with_allowance(shared_level, self._held(token_id))
+        retry_after = (
+            None if level >= 1 else _retry_after(level, 0, self.bucket_size, self.restore_rate)
+        )
         return receipt_for(level, 0, self.bucket_size, self.restore_rate, retry_after=retry_after)
 
     def _from_allowance(self, token_id: int, cost: int) -> Receipt | None:
@@ -441,14 +448,14 @@ class SharedTokenBudgets:
             if held < cost:
                 return None
             self._allowances[token_id] = held - cost
-        level = min(float(self.bucket_size), self.local.level(token_id) + held) - cost
+        level = self._with_allowance(self.local.level(token_id), held) - cost
         return receipt_for(level, cost, self.bucket_size, self.restore_rate, retry_after=None)
 
     def _paid_from_allowance(
         self, token_id: int, cost: int, held: float, *, retry_for: int | None
     ) -> Receipt:
         self._give_allowance(token_id, held - cost)
-        level = min(float(self.bucket_size), self.local.level(token_id) + held) - cost
+        level = self._with_allowance(self.local.level(token_id), held) - cost
         retry_after = None
         if retry_for is not None:
             retry_after = _retry_after(level, retry_for, self.bucket_size, self.restore_rate)
@@ -495,8 +502,7 @@ class SharedTokenBudgets:
         """Not paid: the allowance taken for it goes back, and the receipt says when the bucket
         (with the allowance) will hold the cost."""
         self._give_allowance(token_id, held)
-        needed = max(1.0, float(min(cost, self.bucket_size)))
-        wait = max(1, math.ceil((needed - level - held) / self.restore_rate))
+        wait = _retry_after(level + held, cost, self.bucket_size, self.restore_rate)
         return self._receipt(token_id, level, cost, retry_after=wait)
 
     def _decided_locally(self, token_id: int, cost: int, held: float) -> Receipt:
@@ -511,7 +517,7 @@ class SharedTokenBudgets:
         """A receipt after a statement left the shared bucket at ``level``: what remains counts
         the allowance this worker holds for the token too."""
         with self._allowances_lock:
-            level = min(float(self.bucket_size), level + self._held(token_id))
+            level = self._with_allowance(level, self._held(token_id))
         return receipt_for(
             level, cost, self.bucket_size, self.restore_rate, retry_after=retry_after
         )

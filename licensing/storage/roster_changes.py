@@ -705,10 +705,11 @@ def reap_stale_runs(
     and remove the staging rows of every run that no longer needs them. Returns the runs reaped."""
     cutoff = now - stale_after
     last_sign = func.coalesce(RosterSyncRun.heartbeat_at, RosterSyncRun.started_at)
-    # In district order: each district's lock is taken before its run is failed (_fail writes
-    # the district's row), and two reapers take them in the same order.
+    # Each run's district is locked before the run is claimed and failed (a settling run holds
+    # that lock while it writes the run and the district's rows); in district order, so two
+    # reapers take the locks in the same order.
     query = (
-        select(RosterSyncRun.id)
+        select(RosterSyncRun.id, RosterSyncRun.district_id)
         .where(RosterSyncRun.status == RUNNING, last_sign < cutoff)
         .order_by(col(RosterSyncRun.district_id), col(RosterSyncRun.id))
     )
@@ -717,7 +718,8 @@ def reap_stale_runs(
     if source is not None:
         query = query.where(RosterSyncRun.source == source)
     reaped = 0
-    for run_id in session.exec(query).all():
+    for run_id, run_district_id in session.exec(query).all():
+        lock_district(session, run_district_id)
         # Conditional, so a run that staged a batch in the meantime is left alone.
         claimed = session.execute(
             update(RosterSyncRun)
@@ -729,7 +731,6 @@ def reap_stale_runs(
             continue
         run = get_existing(session, RosterSyncRun, run_id)  # claimed just above
         session.refresh(run)
-        lock_district(session, run.district_id)
         last = run.heartbeat_at or run.started_at
         message = (
             f"The sync of {run.source!r} stopped without finishing: no sign of life since "

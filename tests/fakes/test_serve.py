@@ -1,0 +1,46 @@
+"""The helper that serves apps to the tests stops without leaving a socket behind."""
+
+from __future__ import annotations
+
+import gc
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import StreamingResponse
+from starlette.routing import Route
+
+from tests.fakes.serve import serve
+
+
+async def endless_answer(request: Request) -> StreamingResponse:
+    async def chunks() -> AsyncIterator[bytes]:
+        while True:
+            yield b"x" * 65536
+
+    return StreamingResponse(chunks())
+
+
+def test_a_client_that_stops_reading_mid_answer_leaves_no_socket_open(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A browser context closed mid-answer: its connection cannot flush when the server stops.
+    # Its socket was reported unclosed by the garbage collector, as an error of whichever
+    # later test happened to be running.
+    unraisable: list[Any] = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    app = Starlette(routes=[Route("/", endless_answer)])
+    with socket.socket() as client:
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        with serve(app) as url:
+            client.connect(("127.0.0.1", int(url.rsplit(":", 1)[1])))
+            client.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            time.sleep(0.2)  # the server fills the socket's buffers and waits
+        del app
+        gc.collect()
+    assert [f"{item.err_msg}: {item.exc_value!r}" for item in unraisable] == []

@@ -134,3 +134,12 @@ def test_a_run_of_one_benchmark_keeps_the_other_sections() -> None:
     assert block.index(sync.markers()[0]) < block.index(force.markers()[0])
     assert rewritten.startswith("# Page\n\nBy hand.\n\n")
     assert rewritten.endswith(f"{RESULTS_END}\n\nMore by hand.\n")
+
+
+def test_the_benchmarks_run_in_their_own_xdist_group(request: pytest.FixtureRequest) -> None:
+    # pytest-xdist marks a grouped test by its id, and a pytest release it does not know can
+    # leave the mark off without a word: the benchmarks would then load the machine all at once,
+    # side by side (pytest-dev/pytest-xdist#1386).
+    if not getattr(request.config.option, "loadgroup", False):
+        pytest.skip("checked under xdist's --dist loadgroup, as `make test` runs the suite")
+    assert request.node.nodeid.endswith("@bench"), request.node.nodeid

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+from sqlalchemy import insert
 from sqlmodel import select
 
 from db.models import Device, District
@@ -126,16 +127,19 @@ async def create_demo(service: LicensingService) -> None:
             replace=True,
             now=now,
         )
-        for number in range(1, DEVICES + 1):
-            session.add(
-                Device(
-                    district_id=district_id,
-                    serial_number=f"RUSD-{number:05d}",
-                    model="Chromebook 3100",
-                    assigned_person_key=f"S{number:06d}" if number <= ACTIVE_STUDENTS else None,
-                )
-            )
-        session.flush()
+        # One multi-row insert: a thousand ORM objects took most of the demo's set-up time.
+        session.execute(
+            insert(Device),
+            [
+                {
+                    "district_id": district_id,
+                    "serial_number": f"RUSD-{number:05d}",
+                    "model": "Chromebook 3100",
+                    "assigned_person_key": f"S{number:06d}" if number <= ACTIVE_STUDENTS else None,
+                }
+                for number in range(1, DEVICES + 1)
+            ],
+        )
         refresh_usage(session, district_id=district_id, now=now)
     outcome = await service.license_updater.refresh(district_id=district_id, actor="demo setup")
     if outcome.problem is not None:

@@ -127,7 +127,7 @@ async def create_demo(service: LicensingService) -> None:
             replace=True,
             now=now,
         )
-        # One multi-row insert: a thousand ORM objects took most of the demo's set-up time.
+        # One multi-row insert: as 1,150 ORM objects they took a tenth of the demo's set-up.
         session.execute(
             insert(Device),
             [

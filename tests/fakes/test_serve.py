@@ -13,33 +13,50 @@ import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
 
 from tests.fakes.serve import serve
+
+CHUNK = b"x" * 65536
+HTTP_REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+WEBSOCKET_REQUEST = (
+    b"GET /live HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
 
 
 async def endless_answer(request: Request) -> StreamingResponse:
     async def chunks() -> AsyncIterator[bytes]:
         while True:
-            yield b"x" * 65536
+            yield CHUNK
 
     return StreamingResponse(chunks())
 
 
-def test_a_client_that_stops_reading_mid_answer_leaves_no_socket_open(
-    monkeypatch: pytest.MonkeyPatch,
+async def endless_messages(websocket: WebSocket) -> None:
+    await websocket.accept()
+    while True:
+        await websocket.send_bytes(CHUNK)
+
+
+@pytest.mark.parametrize(
+    "request_bytes", [HTTP_REQUEST, WEBSOCKET_REQUEST], ids=["http-answer", "websocket"]
+)
+def test_a_client_that_stops_reading_leaves_no_socket_open(
+    request_bytes: bytes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A browser context closed mid-answer: its connection cannot flush when the server stops.
-    # Its socket was reported unclosed by the garbage collector, as an error of whichever
-    # later test happened to be running.
+    # A browser context closed mid-answer, or with its live-updates websocket open: its
+    # connection cannot flush when the server stops. Its socket was reported unclosed by the
+    # garbage collector, as an error of whichever later test happened to be running.
     unraisable: list[Any] = []
     monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
-    app = Starlette(routes=[Route("/", endless_answer)])
+    app = Starlette(routes=[Route("/", endless_answer), WebSocketRoute("/live", endless_messages)])
     with socket.socket() as client:
         client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        with serve(app) as url:
+        with serve(app, websockets=True) as url:
             client.connect(("127.0.0.1", int(url.rsplit(":", 1)[1])))
-            client.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            client.sendall(request_bytes)
             time.sleep(0.2)  # the server fills the socket's buffers and waits
         del app
         gc.collect()

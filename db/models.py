@@ -389,7 +389,8 @@ class ScheduledJob(SQLModel, table=True):
     name: str = Field(primary_key=True, max_length=200)
     district_id: int | None = Field(default=None, foreign_key="district.id")
     kind: str = Field(max_length=32)
-    next_run_at: datetime
+    # Indexed: each tick of each runner reads the few due jobs among a fleet's tens of thousands.
+    next_run_at: datetime = Field(index=True)
     lease_holder: str | None = Field(default=None, max_length=200)
     lease_expires_at: datetime | None = None
     last_started_at: datetime | None = None

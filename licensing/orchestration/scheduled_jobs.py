@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import cast
 
 from anyio import to_thread
 from sqlmodel import select
 
 from db.models import District
-from db.session import stored_id
 from licensing.domain.states import ScheduledJobKind
 from licensing.orchestration.scheduler import (
     ALERTS_EVERY,
@@ -43,10 +43,12 @@ class ServiceJobs:
     def job_specs(self) -> list[JobSpec]:
         settings = self.service.settings
         with self.service.database.read() as session:
-            districts = [
-                (stored_id(row), row.slug, row.time_zone)
-                for row in session.exec(select(District)).all()
-            ]
+            # Three columns, not ORM objects: this runs on every tick of every runner. A stored
+            # district's id is never null (the model types it `int | None` for unsaved rows).
+            districts = cast(
+                "list[tuple[int, str, str]]",
+                session.exec(select(District.id, District.slug, District.time_zone)).all(),
+            )
         specs = [
             JobSpec(
                 "notifications",

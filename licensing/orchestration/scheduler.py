@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from anyio import to_thread
-from sqlalchemy import or_, update
+from sqlalchemy import ColumnElement, and_, or_, update
 from sqlmodel import Session, col, select
 
 from db.models import ScheduledJob
@@ -134,9 +134,12 @@ class Scheduler:
         """Run every job that is due now and not leased by another runner."""
         specs = await to_thread.run_sync(self.jobs.job_specs)
         await to_thread.run_sync(self._ensure_jobs, specs)
+        # One read finds the few jobs due among a fleet's tens of thousands: a claim attempt on
+        # every job, every tick, of every runner grew with the fleet and held the database.
+        due = await to_thread.run_sync(self._claimable_names)
         outcomes = []
         for spec in specs:
-            if not await to_thread.run_sync(self._claim, spec.name):
+            if spec.name not in due or not await to_thread.run_sync(self._claim, spec.name):
                 continue
             try:
                 outcome = await spec.run()
@@ -216,6 +219,25 @@ class Scheduler:
         job.interval_seconds = spec.stored_interval
         job.schedule = spec.stored_schedule
 
+    def _claimable(self, now: datetime) -> ColumnElement[bool]:
+        """Due, and leased by no runner that may still be running it."""
+        return and_(
+            col(ScheduledJob.next_run_at) <= now,
+            or_(
+                col(ScheduledJob.lease_holder).is_(None),
+                col(ScheduledJob.lease_expires_at) < now,
+                # Its own lease, left by a tick the database failed under: this runner runs one
+                # job at a time, so that job is not running any more.
+                col(ScheduledJob.lease_holder) == self.holder,
+            ),
+        )
+
+    def _claimable_names(self) -> set[str]:
+        with self.database.read() as session:
+            return set(
+                session.exec(select(ScheduledJob.name).where(self._claimable(self.clock()))).all()
+            )
+
     def _claim(self, name: str) -> bool:
         now = self.clock()
         # One conditional UPDATE is the claim, so no lock is needed: SQLite's writers take turns,
@@ -223,17 +245,7 @@ class Scheduler:
         with self.database.write() as session:
             result = session.execute(
                 update(ScheduledJob)
-                .where(
-                    col(ScheduledJob.name) == name,
-                    col(ScheduledJob.next_run_at) <= now,
-                    or_(
-                        col(ScheduledJob.lease_holder).is_(None),
-                        col(ScheduledJob.lease_expires_at) < now,
-                        # Its own lease, left by a tick the database failed under: this runner
-                        # runs one job at a time, so that job is not running any more.
-                        col(ScheduledJob.lease_holder) == self.holder,
-                    ),
-                )
+                .where(col(ScheduledJob.name) == name, self._claimable(now))
                 .values(lease_holder=self.holder, lease_expires_at=now + LEASE, last_started_at=now)
             )
             return affected_rows(result) == 1

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import event
 from sqlalchemy.exc import OperationalError
 from sqlmodel import select
 
@@ -15,6 +16,7 @@ from db.outage import is_database_unavailable
 from licensing.orchestration.scheduled_jobs import service_scheduler
 from licensing.orchestration.scheduler import LEASE
 from tests.utils.databases import unreachable_database
+from tests.utils.districts import create_district
 from tests.utils.graphql import graphql_data
 
 pytestmark = pytest.mark.anyio
@@ -63,6 +65,40 @@ async def test_each_due_job_runs_once_across_runners(service, clock, make_distri
 
     assert f"license_refresh:{district.id}" in ran_first
     assert f"license_refresh:{district.id}" not in ran_second
+
+
+async def test_a_tick_tries_to_claim_only_the_due_jobs_of_a_fleet(service, clock, monkeypatch):
+    for number in range(100):
+        create_district(service, slug=f"district-{number:03d}")
+    scheduler = service_scheduler(service, holder="runner-a")
+    await scheduler.tick()  # creates 300 jobs, due within a minute
+    clock.advance(minutes=2)
+    ran = await scheduler.tick()
+    assert len(ran) > 300  # every district's three jobs, and the fleet's own two
+
+    claims: list[str] = []
+
+    def count_claims(_connection, _cursor, statement: str, *_rest) -> None:
+        # A claim takes the lease and starts the run (a finish gives the lease back).
+        if (
+            statement.startswith("UPDATE scheduled_job SET lease_holder=")
+            and "last_started_at" in statement
+        ):
+            claims.append(statement)
+
+    event.listen(service.database.engine, "before_cursor_execute", count_claims)
+    try:
+        assert [outcome.name for outcome in await scheduler.tick()] == ["notifications"]
+        assert len(claims) == 1, claims  # the fleet's notifications, due at every tick
+
+        claims.clear()
+        due = "alerts:7"
+        with service.database.write() as session:
+            session.get(ScheduledJob, due).next_run_at = clock()
+        assert sorted(outcome.name for outcome in await scheduler.tick()) == [due, "notifications"]
+        assert len(claims) == 2, claims
+    finally:
+        event.remove(service.database.engine, "before_cursor_execute", count_claims)
 
 
 def on_the_first_license_fetch(service, monkeypatch, happen: Callable[[], Awaitable[None]]) -> None:

@@ -545,8 +545,9 @@ def peak_rss_mb(pid: int) -> float | None:
     return None
 
 
-def children_of(pid: int) -> list[int]:
-    found = []
+def descendants_of(pid: int) -> list[int]:
+    """Every process under ``pid``: the server's workers are the children of its fork server."""
+    parents: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -555,8 +556,12 @@ def children_of(pid: int) -> list[int]:
         except OSError:
             continue
         # The command may hold spaces and parentheses: the parent is after the last ")".
-        if int(stat.rpartition(")")[2].split()[1]) == pid:
-            found.append(int(entry.name))
+        parents[int(entry.name)] = int(stat.rpartition(")")[2].split()[1])
+    found: list[int] = []
+    wanted = {pid}
+    while wanted:
+        wanted = {child for child, parent in parents.items() if parent in wanted}
+        found += sorted(wanted)
     return found
 
 
@@ -658,6 +663,7 @@ def run_night(
         "LICENSING_DATA_DIR": str(data_dir),
         "LICENSING_DATABASE_URL": database_url,
         "LICENSING_SCHEDULER_ENABLED": "false",
+        "LICENSING_WORKER_NICENESS": str(arguments.worker_niceness),
         "PYTHONPATH": str(REPOSITORY),
     }
     serve = [licensing, "serve", "--port", str(port), "--workers", str(POSTGRES_WORKERS)]
@@ -740,7 +746,7 @@ def run_night(
             night.baseline.append(one_slice())
         processes = {
             "licensing worker (scheduler)": [worker.pid for worker in workers],
-            "licensing serve, its processes": children_of(server.pid),
+            "licensing serve, its processes": descendants_of(server.pid),
             "licensing serve (supervisor)": [server.pid],
         }
         for name, pids in processes.items():
@@ -814,7 +820,8 @@ def report(fleet: Fleet, night: Night, arguments: argparse.Namespace) -> str:
         f"{sum(size > 100_000 for size in sizes)} over 100,000, the largest "
         f"{sizes[-1]:,}), bulk-loaded. The night: every district's roster sync (a OneRoster CSV "
         "folder, 1% of its students changed) made due at once, run by "
-        f"{arguments.scheduler_workers} `licensing worker` processes under their leases; "
+        f"{arguments.scheduler_workers} `licensing worker` processes (at niceness "
+        f"{arguments.worker_niceness}, `worker_niceness`) under their leases; "
         f"meanwhile wrk sends the dashboard query from {arguments.connections} connections to "
         f"`licensing serve --workers {POSTGRES_WORKERS}`, each request as a random district "
         f"other than the largest, in {arguments.slice_seconds} s slices (p50 and p99: the "
@@ -971,6 +978,8 @@ def sqlite_section() -> str:
 
 
 def main() -> None:
+    from licensing.settings import Settings
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--districts", type=int, help=f"districts (default {DISTRICTS:,})")
     parser.add_argument("--students", type=int, help=f"students in all (default {STUDENTS:,})")
@@ -988,6 +997,12 @@ def main() -> None:
     )
     parser.add_argument("--scheduler-workers", type=int, default=SCHEDULER_WORKERS)
     parser.add_argument("--connections", type=int, default=CONNECTIONS)
+    parser.add_argument(
+        "--worker-niceness",
+        type=int,
+        default=Settings.model_fields["worker_niceness"].default,
+        help="the scheduler workers' worker_niceness (default: the setting's own)",
+    )
     parser.add_argument("--slice-seconds", type=int, help="seconds of each wrk run")
     parser.add_argument(
         "--baseline-slices",

@@ -451,6 +451,13 @@ class Settings(BaseSettings):
         le=65535,
         description="Port on which `licensing worker` serves its Prometheus /metrics; unset: none.",
     )
+    worker_niceness: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="The processor niceness `licensing worker` runs at, at least (0 to 19): "
+        "its roster syncs yield the processor to the requests of the tab on a shared host.",
+    )
     districts: dict[str, DistrictConfig] = Field(default_factory=dict)
 
     @field_validator("log_level", mode="before")

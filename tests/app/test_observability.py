@@ -421,9 +421,16 @@ def test_worker_serves_its_metrics_on_the_configured_port(tmp_path, new_database
             except httpx.HTTPError:
                 assert time.monotonic() < deadline, (tmp_path / "worker.log").read_text()
                 time.sleep(0.1)
+        # Every thread, the metrics server's and the database's among them, yields the
+        # processor (worker_niceness, 10 by default): on Linux each thread has its own.
+        niceness = {
+            int(stat.read_text().rpartition(")")[2].split()[16])
+            for stat in Path(f"/proc/{process.pid}/task").glob("*/stat")
+        }
     finally:
         stop_process_group(process)
 
+    assert niceness == {10}
     assert response.status_code == 200
     assert "# TYPE licensing_license_refreshes_total counter" in response.text
     assert "# TYPE licensing_roster_syncs_total counter" in response.text

@@ -40,6 +40,10 @@ from licensing.schedules import CronSchedule
 logger = logging.getLogger("licensing.scheduler")
 
 TICK_SECONDS = 5.0
+# A tick takes no further due job once it has run this long, and the next starts at once: it
+# reads the jobs again, so a night of roster syncs does not hold the jobs due at every tick
+# (notifications, webhooks) until the last sync due at its start has run.
+TICK_BUDGET = timedelta(seconds=30)
 LEASE = timedelta(minutes=15)
 ALERTS_EVERY = timedelta(minutes=5)  # picks up the passing of midnight in each district's zone
 SNAPSHOT_EVERY = timedelta(hours=1)  # one row a day, kept current through the day
@@ -119,6 +123,7 @@ class Scheduler:
         self.jobs = jobs
         self.holder = holder or runner_name()
         self.random = random.Random()
+        self.cut_short = False  # the last tick left due jobs to the next
 
     async def run_forever(self, stop: asyncio.Event) -> None:
         """Tick until ``stop`` is set; one failing tick never stops the scheduler."""
@@ -127,11 +132,17 @@ class Scheduler:
                 await self.tick()
             except Exception:
                 logger.exception("Scheduler tick failed")
+                self.cut_short = False
+            if self.cut_short:
+                continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=TICK_SECONDS)
 
     async def tick(self) -> list[JobOutcome]:
-        """Run every job that is due now and not leased by another runner."""
+        """Run the jobs that are due now and not leased by another runner, in the provider's
+        order, until none is left or the tick has run for ``TICK_BUDGET``."""
+        started = self.clock()
+        self.cut_short = False
         specs = await to_thread.run_sync(self.jobs.job_specs)
         await to_thread.run_sync(self._ensure_jobs, specs)
         # One read finds the few jobs due among a fleet's tens of thousands: a claim attempt on
@@ -139,7 +150,12 @@ class Scheduler:
         due = await to_thread.run_sync(self._claimable_names)
         outcomes = []
         for spec in specs:
-            if spec.name not in due or not await to_thread.run_sync(self._claim, spec.name):
+            if spec.name not in due:
+                continue
+            if self.clock() - started >= TICK_BUDGET:
+                self.cut_short = True
+                break
+            if not await to_thread.run_sync(self._claim, spec.name):
                 continue
             try:
                 outcome = await spec.run()

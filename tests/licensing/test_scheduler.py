@@ -13,8 +13,15 @@ from sqlmodel import select
 
 from db.models import ScheduledJob
 from db.outage import is_database_unavailable
+from licensing.domain.states import ScheduledJobKind
 from licensing.orchestration.scheduled_jobs import service_scheduler
-from licensing.orchestration.scheduler import LEASE
+from licensing.orchestration.scheduler import (
+    LEASE,
+    TICK_BUDGET,
+    JobOutcome,
+    JobSpec,
+    Scheduler,
+)
 from tests.utils.databases import unreachable_database
 from tests.utils.districts import create_district
 from tests.utils.graphql import graphql_data
@@ -99,6 +106,49 @@ async def test_a_tick_tries_to_claim_only_the_due_jobs_of_a_fleet(service, clock
         assert len(claims) == 2, claims
     finally:
         event.remove(service.database.engine, "before_cursor_execute", count_claims)
+
+
+async def test_a_long_tick_leaves_the_rest_to_the_next_which_runs_notifications_first(
+    service, clock
+):
+    ran: list[str] = []
+
+    def job(name: str, kind: ScheduledJobKind, every: timedelta, takes: timedelta) -> JobSpec:
+        async def run() -> JobOutcome:
+            ran.append(name)
+            clock.advance(seconds=takes.total_seconds())
+            return JobOutcome(name, True)
+
+        return JobSpec(name, kind, None, every, run)
+
+    class Night:
+        def job_specs(self) -> list[JobSpec]:
+            notifications = job(
+                "notifications", ScheduledJobKind.NOTIFICATIONS, timedelta(0), timedelta(0)
+            )
+            syncs = [
+                job(f"sync:{n}", ScheduledJobKind.ROSTER_SYNC, timedelta(days=1), TICK_BUDGET / 2)
+                for n in range(1, 6)
+            ]
+            return [notifications, *syncs]
+
+    scheduler = Scheduler(service.database, clock, Night(), holder="runner-a")
+    await scheduler.tick()  # creates the jobs, due within a minute
+    clock.advance(minutes=2)
+    ran.clear()
+
+    ticks = []
+    while True:
+        ticks.append([outcome.name for outcome in await scheduler.tick()])
+        if not scheduler.cut_short:
+            break
+
+    assert ticks == [
+        ["notifications", "sync:1", "sync:2"],
+        ["notifications", "sync:3", "sync:4"],
+        ["notifications", "sync:5"],
+    ]
+    assert ran == [name for names in ticks for name in names]
 
 
 def on_the_first_license_fetch(service, monkeypatch, happen: Callable[[], Awaitable[None]]) -> None:

@@ -74,14 +74,13 @@ async def test_each_due_job_runs_once_across_runners(service, clock, make_distri
     assert f"license_refresh:{district.id}" not in ran_second
 
 
-async def test_a_tick_tries_to_claim_only_the_due_jobs_of_a_fleet(service, clock, monkeypatch):
-    for number in range(100):
+async def test_a_tick_tries_to_claim_only_the_due_jobs_of_a_fleet(service, clock):
+    for number in range(30):
         create_district(service, slug=f"district-{number:03d}")
     scheduler = service_scheduler(service, holder="runner-a")
-    await scheduler.tick()  # creates 300 jobs, due within a minute
-    clock.advance(minutes=2)
-    ran = await scheduler.tick()
-    assert len(ran) > 300  # every district's three jobs, and the fleet's own two
+    # Creates the fleet's 92 jobs, each due within the next minute but the notifications, due
+    # at every tick.
+    await scheduler.tick()
 
     claims: list[str] = []
 

@@ -132,7 +132,6 @@ class Scheduler:
                 await self.tick()
             except Exception:
                 logger.exception("Scheduler tick failed")
-                self.cut_short = False
             if self.cut_short:
                 continue
             with contextlib.suppress(TimeoutError):

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
+import anyio
 import pytest
 from sqlalchemy import event
 from sqlalchemy.exc import OperationalError
@@ -14,6 +15,7 @@ from sqlmodel import select
 from db.models import ScheduledJob
 from db.outage import is_database_unavailable
 from licensing.domain.states import ScheduledJobKind
+from licensing.orchestration import scheduler as scheduler_module
 from licensing.orchestration.scheduled_jobs import service_scheduler
 from licensing.orchestration.scheduler import (
     LEASE,
@@ -107,34 +109,47 @@ async def test_a_tick_tries_to_claim_only_the_due_jobs_of_a_fleet(service, clock
         event.remove(service.database.engine, "before_cursor_execute", count_claims)
 
 
-async def test_a_long_tick_leaves_the_rest_to_the_next_which_runs_notifications_first(
-    service, clock
-):
-    ran: list[str] = []
+class NightOfSyncs:
+    """The notifications job, due at every tick, and five roster syncs of half a tick's budget
+    each (on the test's clock); ``ran`` lists the jobs in the order they ran."""
 
-    def job(name: str, kind: ScheduledJobKind, every: timedelta, takes: timedelta) -> JobSpec:
+    def __init__(self, clock) -> None:
+        self.clock = clock
+        self.ran: list[str] = []
+
+    def job(self, name: str, kind: ScheduledJobKind, every: timedelta, takes: timedelta) -> JobSpec:
         async def run() -> JobOutcome:
-            ran.append(name)
-            clock.advance(seconds=takes.total_seconds())
+            self.ran.append(name)
+            self.clock.advance(seconds=takes.total_seconds())
             return JobOutcome(name, True)
 
         return JobSpec(name, kind, None, every, run)
 
-    class Night:
-        def job_specs(self) -> list[JobSpec]:
-            notifications = job(
-                "notifications", ScheduledJobKind.NOTIFICATIONS, timedelta(0), timedelta(0)
-            )
-            syncs = [
-                job(f"sync:{n}", ScheduledJobKind.ROSTER_SYNC, timedelta(days=1), TICK_BUDGET / 2)
-                for n in range(1, 6)
-            ]
-            return [notifications, *syncs]
+    def job_specs(self) -> list[JobSpec]:
+        notifications = self.job(
+            "notifications", ScheduledJobKind.NOTIFICATIONS, timedelta(0), timedelta(0)
+        )
+        syncs = [
+            self.job(f"sync:{n}", ScheduledJobKind.ROSTER_SYNC, timedelta(days=1), TICK_BUDGET / 2)
+            for n in range(1, 6)
+        ]
+        return [notifications, *syncs]
 
-    scheduler = Scheduler(service.database, clock, Night(), holder="runner-a")
+
+async def night_scheduler(service, clock) -> tuple[Scheduler, NightOfSyncs]:
+    """A scheduler of a NightOfSyncs whose jobs are all due."""
+    night = NightOfSyncs(clock)
+    scheduler = Scheduler(service.database, clock, night, holder="runner-a")
     await scheduler.tick()  # creates the jobs, due within a minute
     clock.advance(minutes=2)
-    ran.clear()
+    night.ran.clear()
+    return scheduler, night
+
+
+async def test_a_long_tick_leaves_the_rest_to_the_next_which_runs_notifications_first(
+    service, clock
+):
+    scheduler, night = await night_scheduler(service, clock)
 
     ticks = []
     while True:
@@ -147,7 +162,33 @@ async def test_a_long_tick_leaves_the_rest_to_the_next_which_runs_notifications_
         ["notifications", "sync:3", "sync:4"],
         ["notifications", "sync:5"],
     ]
-    assert ran == [name for names in ticks for name in names]
+    assert night.ran == [name for names in ticks for name in names]
+
+
+async def test_after_a_tick_cut_short_the_next_starts_without_waiting(service, clock, monkeypatch):
+    # Were the runner to wait between ticks, it would wait an hour.
+    monkeypatch.setattr(scheduler_module, "TICK_SECONDS", 3600.0)
+    scheduler, night = await night_scheduler(service, clock)
+    stop = asyncio.Event()
+    running = asyncio.create_task(scheduler.run_forever(stop))
+    try:
+        with anyio.fail_after(30):
+            while "sync:5" not in night.ran:
+                await asyncio.sleep(0.01)
+    finally:
+        stop.set()
+        await running
+
+    assert night.ran == [
+        "notifications",
+        "sync:1",
+        "sync:2",
+        "notifications",
+        "sync:3",
+        "sync:4",
+        "notifications",
+        "sync:5",
+    ]
 
 
 def on_the_first_license_fetch(service, monkeypatch, happen: Callable[[], Awaitable[None]]) -> None:

@@ -106,16 +106,11 @@ class MigratedTemplate:
         database = Database(url)
         try:
             upgrade(database)
-            if database.is_sqlite:
-                # Back to a rollback journal: the log is written into the file and removed, so
-                # copying the one file copies the whole database. Copies open in WAL mode again.
-                # Outside any transaction, which SQLite requires for this, so on the raw connection.
-                connection = database.engine.raw_connection()
-                try:
-                    connection.cursor().execute("PRAGMA journal_mode=DELETE")
-                finally:
-                    connection.close()
         finally:
+            # SQLite: closing the last connection writes the log into the file and removes it, so
+            # the one file is the whole database. It stays in WAL mode, as every database the app
+            # opens is: a copy opens without a change of journal, which would write and flush a
+            # rollback journal and the folder for each test.
             database.dispose()
         return url
 
@@ -123,8 +118,11 @@ class MigratedTemplate:
         """Copy the SQLite template to ``path``, a new file readable by its owner only."""
         if path.exists():
             raise FileExistsError(f"{path} exists: ask for a migrated database by a new name")
+        template = Path(make_url(self.url).database or "")
+        if Path(f"{template}-wal").exists():
+            raise RuntimeError(f"{template} still has a write-ahead log: something holds it open")
         create_private_file(path)  # copyfile keeps the mode of the file it writes into
-        shutil.copyfile(make_url(self.url).database or "", path)
+        shutil.copyfile(template, path)
 
     def drop(self) -> None:
         if self.server is not None and self._url is not None:

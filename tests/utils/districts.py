@@ -101,14 +101,16 @@ def create_district(
             threshold=threshold,
             now=now,
         )
-        apply_roster(
-            session,
-            district_id=district.id,
-            source="local",
-            records=list(roster),
-            replace=True,
-            now=now,
-        )
+        records = list(roster)
+        if records:
+            apply_roster(
+                session,
+                district_id=district.id,
+                source="local",
+                records=records,
+                replace=True,
+                now=now,
+            )
         if devices:
             # Devices never count against the license; applying the roster counted them as none.
             for number in range(devices):

@@ -40,21 +40,27 @@ run: $(INSTALLED)
 PYTEST_WORKERS ?= $(shell $(PYTHON) -c "import os; print(len(os.sched_getaffinity(0)) + 1)")
 PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --dist loadgroup -m "not servers" --durations=25
 PYTEST_SERVERS := -m servers
+# The tests' temporary files (each test's database, data folder, rosters, the browser's profile)
+# go to memory, /dev/shm, when it has 2 GiB free; elsewhere to the system's temporary folder.
+# Measured on 2 cores, alternating: the parallel run took 1 to 11 s less in each of 5 pairs
+# (6 s on average). TEST_TMPDIR= (empty) keeps the system's.
+TEST_TMPDIR ?= $(shell $(PYTHON) -c "import os, shutil; shm = '/dev/shm'; print(shm if os.path.isdir(shm) and os.access(shm, os.W_OK) and shutil.disk_usage(shm).free >= 2 << 30 else '')")
+PYTEST := $(if $(TEST_TMPDIR),TMPDIR=$(TEST_TMPDIR) )$(BIN)/pytest
 
 # mypy runs as a test (tests/architecture/test_types.py), beside the others.
 test: $(INSTALLED) $(CODEGEN_INSTALLED)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pytest $(PYTEST_PARALLEL)
-	$(BIN)/pytest $(PYTEST_SERVERS)
+	$(PYTEST) $(PYTEST_PARALLEL)
+	$(PYTEST) $(PYTEST_SERVERS)
 
 # The suite again on PostgreSQL: LICENSING_TEST_DATABASE_URL names a server where the role may create
 # databases (each test gets a new one), e.g. postgresql+psycopg://USER:PASSWORD@127.0.0.1:5432/postgres
 test-postgres: $(INSTALLED) $(CODEGEN_INSTALLED)
 	@test -n "$$LICENSING_TEST_DATABASE_URL" || \
 		{ echo "Set LICENSING_TEST_DATABASE_URL to a PostgreSQL server URL." >&2; exit 2; }
-	LICENSING_REQUIRE_POSTGRES=1 $(BIN)/pytest $(PYTEST_PARALLEL)
-	LICENSING_REQUIRE_POSTGRES=1 $(BIN)/pytest $(PYTEST_SERVERS)
+	LICENSING_REQUIRE_POSTGRES=1 $(PYTEST) $(PYTEST_PARALLEL)
+	LICENSING_REQUIRE_POSTGRES=1 $(PYTEST) $(PYTEST_SERVERS)
 
 # The browser tests again, writing each state of the tab to tests/browser/artifacts/ to look at.
 screenshots: $(INSTALLED)

@@ -7,7 +7,6 @@ start, not migrated again for each test.
 
 from __future__ import annotations
 
-import gc
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ import pytest
 from sqlalchemy import Connection, Engine, event
 
 from app.factory import create_app
-from app.runtime import build_service, set_up_server_process
+from app.runtime import build_service
 from licensing.orchestration.service import LicensingService
 from licensing.settings import Settings
 from tests.utils.clock import FakeClock
@@ -39,16 +38,8 @@ from tests.utils.districts import (
     students,
 )
 
-# The garbage collector's thresholds the interpreter started with.
-PYTHON_GC_THRESHOLDS = gc.get_threshold()
-
 
 def pytest_configure(config: pytest.Config) -> None:
-    # A test process serves the app in-process, test after test, so it sets the collector up
-    # as a served worker does. At Python's defaults the collector ran thousands of times in each
-    # test process, a full collection every few dozen tests: measured over the parallel run on
-    # 2 cores, 19 s of the workers' time, and 8 s with the server's thresholds.
-    set_up_server_process()
     if REQUIRE_POSTGRES and not SERVER_URL:
         raise pytest.UsageError(f"{REQUIRE_VARIABLE} is set, so {SERVER_VARIABLE} must be too.")
 

@@ -10,16 +10,13 @@ from starlette.applications import Starlette
 
 from app.factory import create_served_app
 from app.runtime import SERVER_GC_THRESHOLDS
-from tests.conftest import PYTHON_GC_THRESHOLDS
 
 
 @pytest.fixture
 def python_gc_thresholds() -> Iterator[tuple[int, int, int]]:
-    """Python's own thresholds for the test (the test processes run with the server's), put
-    back afterwards."""
+    """This test process's thresholds, put back afterwards."""
     thresholds = gc.get_threshold()
-    gc.set_threshold(*PYTHON_GC_THRESHOLDS)
-    yield PYTHON_GC_THRESHOLDS
+    yield thresholds
     gc.set_threshold(*thresholds)
 
 

@@ -112,7 +112,7 @@ def create_district(
                 now=now,
             )
         if devices:
-            # Devices never count against the license; applying the roster counted them as none.
+            # Devices never count against the license: the recount, with them in place, shows it.
             for number in range(devices):
                 session.add(Device(district_id=district.id, serial_number=f"D{number:06d}"))
             session.flush()

@@ -46,7 +46,7 @@ from tests.utils.server_process import (
 )
 
 # Starts several server processes and measures them under load: `make test` runs these tests
-# on their own, after the rest (marker "servers").
+# by themselves, beside the other tests, which run at a lower priority (marker "servers").
 pytestmark = pytest.mark.servers
 
 WORKERS = 2

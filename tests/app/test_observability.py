@@ -358,8 +358,9 @@ def served_healthz(log: str) -> list[dict[str, Any]]:
     ]
 
 
-# The tests that start server processes run on their own, after the rest (marker "servers"):
-# beside other tests, their SQLite writes could wait out the busy timeout.
+# The tests that start server processes run by themselves, beside the other tests, which run at
+# a lower priority (marker "servers"): competing with other tests on equal terms, their SQLite
+# writes could wait out the busy timeout.
 @pytest.mark.servers
 async def test_metrics_are_summed_over_two_workers(tmp_path, new_database_url):
     env = serve_environment(tmp_path, new_database_url("serve"))

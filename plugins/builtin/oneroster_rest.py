@@ -682,18 +682,10 @@ def _record_v1p2(user: Any, *, role: str, key_fields: Sequence[str]) -> StudentR
     return StudentRecord(
         source_id=source_id,
         role=str(chosen.get("role")) if chosen and chosen.get("role") else role,
-        status=_status(user),
-        enabled=_enabled(user),
-        person_key=_person_key(user, key_fields),
-        given_name=_text(user.get("givenName")),
-        family_name=_text(user.get("familyName")),
-        username=_text(user.get("username")),
-        grade=_grades(user.get("grades")),
         schools=tuple(schools),
         primary_school=primary_school,
         enrollment_end=end,
-        last_modified=_timestamp(user.get("dateLastModified")),
-        raw_status=_text(user.get("status")),
+        **_fields_alike_in_both_versions(user, key_fields=key_fields),
     )
 
 
@@ -704,17 +696,26 @@ def _record_v1p1(user: Any, *, role: str, key_fields: Sequence[str]) -> StudentR
     return StudentRecord(
         source_id=source_id,
         role=_text(user.get("role")) or role,
-        status=_status(user),
-        enabled=_enabled(user),
-        person_key=_person_key(user, key_fields),
-        given_name=_text(user.get("givenName")),
-        family_name=_text(user.get("familyName")),
-        username=_text(user.get("username")),
-        grade=_grades(user.get("grades")),
         schools=tuple(schools),
-        last_modified=_timestamp(user.get("dateLastModified")),
-        raw_status=_text(user.get("status")),
+        **_fields_alike_in_both_versions(user, key_fields=key_fields),
     )
+
+
+def _fields_alike_in_both_versions(user: Any, *, key_fields: Sequence[str]) -> dict[str, Any]:
+    """The record's fields that OneRoster 1.1 and 1.2 users give the same way. The role and the
+    schools (and 1.2's primary school and enrollment end) differ: each version's reader reads
+    those."""
+    return {
+        "status": _status(user),
+        "enabled": _enabled(user),
+        "person_key": _person_key(user, key_fields),
+        "given_name": _text(user.get("givenName")),
+        "family_name": _text(user.get("familyName")),
+        "username": _text(user.get("username")),
+        "grade": _grades(user.get("grades")),
+        "last_modified": _timestamp(user.get("dateLastModified")),
+        "raw_status": _text(user.get("status")),
+    }
 
 
 def _source_id(user: Any) -> str:

@@ -63,8 +63,8 @@ TIMEOUT_MS = 10_000
 DESKTOP = (1280, 900)
 PHONE = (390, 844)
 SERIOUS = {"serious", "critical"}
-# What axe_playwright_python's Axe.run() evaluates, with its default options; only the violations
-# come back (the whole result, a list of every rule, is 50 KB, and sending it took a third of a run).
+# axe-core's run with axe_playwright_python's default options, but only the violations come back:
+# the whole result, a list of every rule, is 50 KB, and sending it took a third of a run.
 AXE_RUN = "axe.run({resultTypes: ['violations']}).then((results) => results.violations)"
 
 # Reports every Content-Security-Policy violation of every document the page loads to the test
